@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Install the Debian packages mailshift's real-server test suite needs.
+#
+# Idempotent: packages are checked with dpkg-query and apt-get only runs when
+# something is missing. Postfix is installed non-interactively with
+# "No configuration" so it does not ask questions nor write /etc/postfix/main.cf.
+# System-wide dovecot/postfix/named daemons started by package scripts are
+# stopped afterwards: the test harness runs private instances on random
+# loopback ports and must not share ports, pid files or sockets with them.
+set -euo pipefail
+
+PACKAGES=(
+    dovecot-core dovecot-imapd dovecot-lmtpd dovecot-managesieved dovecot-sieve
+    postfix
+    bind9 bind9-dnsutils
+    isync
+    openssl ca-certificates procps
+)
+
+log() { printf 'install-deps: %s\n' "$*"; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=(sudo)
+    else
+        log "must run as root (sudo not available)" >&2
+        exit 1
+    fi
+fi
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)
+    if [ "${status:0:2}" != "ii" ]; then
+        missing+=("$pkg")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    log "all packages already installed: ${PACKAGES[*]}"
+else
+    log "missing packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    log "preseeding debconf: postfix/main_mailer_type = No configuration"
+    echo "postfix postfix/main_mailer_type select No configuration" \
+        | "${SUDO[@]}" debconf-set-selections
+    log "running apt-get update"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+    log "running apt-get install -y --no-install-recommends ${missing[*]}"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y \
+        --no-install-recommends "${missing[@]}"
+fi
+
+# Stop system-wide daemons that package scripts may have started (there is no
+# systemd here, so we do it by their own pid files / control commands, never by
+# a broad process-name kill that could hit the harness's private instances).
+stop_system_daemons() {
+    if [ -f /run/dovecot/master.pid ] && kill -0 "$(cat /run/dovecot/master.pid)" 2>/dev/null; then
+        log "stopping system-wide dovecot (pid $(cat /run/dovecot/master.pid))"
+        "${SUDO[@]}" doveadm stop || true
+    fi
+    if [ -f /var/spool/postfix/pid/master.pid ] \
+        && kill -0 "$(tr -d ' ' </var/spool/postfix/pid/master.pid)" 2>/dev/null; then
+        log "stopping system-wide postfix"
+        "${SUDO[@]}" postfix stop || true
+    fi
+    for pidfile in /run/named/named.pid /var/run/named/named.pid; do
+        if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+            log "stopping system-wide named (pid $(cat "$pidfile"))"
+            "${SUDO[@]}" rndc stop 2>/dev/null || "${SUDO[@]}" kill "$(cat "$pidfile")" || true
+        fi
+    done
+}
+stop_system_daemons
+
+# Keep them from being started again by a later package upgrade (sysvinit
+# scripts honour update-rc.d disable; harmless if absent).
+for svc in dovecot postfix named; do
+    if [ -x "/etc/init.d/$svc" ] && command -v update-rc.d >/dev/null 2>&1; then
+        "${SUDO[@]}" update-rc.d "$svc" disable >/dev/null 2>&1 || true
+    fi
+done
+
+if command -v rustup >/dev/null 2>&1; then
+    installed=$(rustup component list --installed 2>/dev/null || true)
+    for comp in rustfmt clippy; do
+        if ! grep -q "^$comp" <<<"$installed"; then
+            log "rustup component add $comp"
+            rustup component add "$comp"
+        else
+            log "rust component $comp already installed"
+        fi
+    done
+else
+    log "rustup not found; skipping rustfmt/clippy"
+fi
+
+log "versions: dovecot $(dovecot --version 2>/dev/null || echo '?'),"\
+" postfix $(postconf -d -h mail_version 2>/dev/null || echo '?'),"\
+" named $(named -v 2>/dev/null || echo '?')"
+log "done"

@@ -1,0 +1,5 @@
+//! IMAP support: mailbox-name encoding ([`mutf7`]) and the table of localized default
+//! folder names ([`folder_names`]) used to map a source's folders onto roles.
+
+pub mod folder_names;
+pub mod mutf7;

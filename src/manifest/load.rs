@@ -1,0 +1,342 @@
+//! From text to typed `MailMigration`s, or findings that say exactly what is wrong where.
+
+use std::path::{Path as FsPath, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::positions::{Path, index_documents};
+use super::{Finding, Issue, Severity, schema};
+use crate::spec::{self, MailMigration};
+
+/// How strictly manifests are judged.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions {
+    /// Warnings about unsafe practice (inline secrets) become errors.
+    pub strict: bool,
+}
+
+/// The outcome of loading one file: the migrations it declares and what was found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub file: String,
+    pub migrations: Vec<MailMigration>,
+    pub findings: Vec<Finding>,
+}
+
+impl Loaded {
+    pub fn has_errors(&self) -> bool {
+        self.findings.iter().any(|f| f.severity == Severity::Error)
+    }
+
+    /// The migrations, or every error if there is one.
+    pub fn into_result(self) -> Result<Vec<MailMigration>, super::InvalidManifest> {
+        if self.has_errors() {
+            Err(super::InvalidManifest(self.findings))
+        } else {
+            Ok(self.migrations)
+        }
+    }
+}
+
+/// Load the manifests at `path`: a file, a directory (every `.yaml`/`.yml` file below it,
+/// in name order) or `-` for standard input.
+pub fn load_path(path: &str, opts: LoadOptions) -> Vec<Loaded> {
+    if path == "-" {
+        let mut text = String::new();
+        return vec![
+            match std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+                Ok(_) => load_text("<stdin>", &text, opts),
+                Err(e) => unreadable("<stdin>", &e),
+            },
+        ];
+    }
+    let p = FsPath::new(path);
+    if p.is_dir() {
+        let mut files = Vec::new();
+        collect_yaml(p, &mut files);
+        if files.is_empty() {
+            return vec![Loaded {
+                file: path.to_owned(),
+                findings: vec![at_file(
+                    path,
+                    Severity::Error,
+                    "directory holds no .yaml or .yml files",
+                )],
+                ..Loaded::default()
+            }];
+        }
+        return files
+            .iter()
+            .map(|f| load_file(&f.to_string_lossy(), opts))
+            .collect();
+    }
+    vec![load_file(path, opts)]
+}
+
+fn collect_yaml(dir: &FsPath, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    for e in entries {
+        if e.is_dir() {
+            collect_yaml(&e, out);
+        } else if matches!(e.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")) {
+            out.push(e);
+        }
+    }
+}
+
+/// Load one manifest file.
+pub fn load_file(path: &str, opts: LoadOptions) -> Loaded {
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_text(path, &text, opts),
+        Err(e) => unreadable(path, &e),
+    }
+}
+
+fn unreadable(file: &str, e: &std::io::Error) -> Loaded {
+    Loaded {
+        file: file.to_owned(),
+        findings: vec![at_file(file, Severity::Error, &format!("cannot read: {e}"))],
+        ..Loaded::default()
+    }
+}
+
+fn at_file(file: &str, severity: Severity, message: &str) -> Finding {
+    Finding {
+        file: file.to_owned(),
+        line: 1,
+        column: 1,
+        path: "(file)".into(),
+        severity,
+        message: message.to_owned(),
+    }
+}
+
+/// Load every document of `text`; `file` names it in findings.
+pub fn load_text(file: &str, text: &str, opts: LoadOptions) -> Loaded {
+    let mut out = Loaded {
+        file: file.to_owned(),
+        ..Loaded::default()
+    };
+    let (indexes, syntax) = index_documents(text);
+    let mut seen_any = false;
+    for (n, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let index = indexes.get(n).cloned().unwrap_or_default();
+        let value = match serde_yaml::Value::deserialize(doc) {
+            Ok(v) => v,
+            Err(e) => {
+                let (line, column) = match (e.location(), &syntax) {
+                    (Some(l), _) => (l.line(), l.column()),
+                    (None, Some((p, _))) => (p.line, p.column),
+                    (None, None) => (index.start.line, index.start.column),
+                };
+                out.findings.push(Finding {
+                    file: file.to_owned(),
+                    line,
+                    column,
+                    path: "(yaml)".into(),
+                    severity: Severity::Error,
+                    message: format!("YAML syntax: {}", strip_location(&e.to_string())),
+                });
+                // The parser cannot continue past broken syntax.
+                break;
+            }
+        };
+        if value.is_null() {
+            continue;
+        }
+        seen_any = true;
+        let mut issues = Vec::new();
+        let migration = check_document(value, &mut issues, opts);
+        let first = out.findings.len();
+        out.findings.extend(issues.into_iter().map(|i| Finding {
+            file: file.to_owned(),
+            line: index.locate(&i.path).line,
+            column: index.locate(&i.path).column,
+            path: i.path.to_string(),
+            severity: i.severity,
+            message: i.message,
+        }));
+        out.findings[first..].sort_by_key(|f| (f.line, f.column));
+        out.migrations.extend(migration);
+    }
+    if !seen_any && out.findings.is_empty() {
+        out.findings
+            .push(at_file(file, Severity::Error, "no YAML document in file"));
+    }
+    out
+}
+
+/// serde_yaml appends " at line L column C" to its messages; the finding has its own.
+fn strip_location(msg: &str) -> &str {
+    msg.find(" at line ").map_or(msg, |i| &msg[..i])
+}
+
+const TOP_LEVEL: [&str; 5] = ["apiVersion", "kind", "metadata", "spec", "status"];
+
+/// Check one document and return it typed if it is a valid MailMigration.
+fn check_document(
+    value: serde_yaml::Value,
+    issues: &mut Vec<Issue>,
+    opts: LoadOptions,
+) -> Option<MailMigration> {
+    let root = Path::root();
+    let json: Value = match serde_json::to_value(&value) {
+        Ok(j) => j,
+        Err(e) => {
+            issues.push(Issue::error(
+                root,
+                format!("not representable as JSON: {e}"),
+            ));
+            return None;
+        }
+    };
+    let Value::Object(doc) = &json else {
+        issues.push(Issue::error(
+            root,
+            "a manifest document must be a mapping with apiVersion, kind, metadata and spec",
+        ));
+        return None;
+    };
+    let kind = doc.get("kind").and_then(Value::as_str);
+    match kind {
+        None => {
+            issues.push(Issue::error(
+                root.key("kind"),
+                format!("missing `kind`: expected {}", spec::KIND),
+            ));
+            return None;
+        }
+        Some(k) if k != spec::KIND => {
+            issues.push(Issue {
+                path: root.key("kind"),
+                severity: Severity::Note,
+                message: format!("skipped: a {k}, not a {}", spec::KIND),
+            });
+            return None;
+        }
+        Some(_) => {}
+    }
+    match doc.get("apiVersion").and_then(Value::as_str) {
+        Some(v) if v == spec::API_VERSION => {}
+        Some(v) => issues.push(Issue::error(
+            root.key("apiVersion"),
+            format!("unknown apiVersion `{v}`: expected {}", spec::API_VERSION),
+        )),
+        None => issues.push(Issue::error(
+            root.key("apiVersion"),
+            format!("missing `apiVersion`: expected {}", spec::API_VERSION),
+        )),
+    }
+    for key in doc.keys() {
+        if !TOP_LEVEL.contains(&key.as_str()) {
+            issues.push(Issue::error(
+                root.key(key.clone()),
+                format!(
+                    "unknown top-level field `{key}` (expected {})",
+                    TOP_LEVEL.join(", ")
+                ),
+            ));
+        }
+    }
+    if doc.contains_key("status") {
+        issues.push(Issue::warning(
+            root.key("status"),
+            "status is written by mailshift; the one given here is ignored",
+        ));
+    }
+    check_metadata(doc.get("metadata"), issues);
+    let spec_path = root.key("spec");
+    let Some(spec_value) = doc.get("spec") else {
+        issues.push(Issue::error(root, "missing `spec`"));
+        return None;
+    };
+    let schema_issues = schema::check_spec(spec_value, &spec_path);
+    let schema_failed = !schema_issues.is_empty();
+    issues.extend(schema_issues);
+    if schema_failed || issues.iter().any(|i| i.severity == Severity::Error) {
+        return None;
+    }
+    let mut typed = json.clone();
+    if let Value::Object(m) = &mut typed {
+        m.remove("status");
+    }
+    let migration: MailMigration = match serde_path_to_error::deserialize(typed) {
+        Ok(m) => m,
+        Err(e) => {
+            let path = path_from_serde(e.path());
+            issues.push(Issue::error(path, e.into_inner().to_string()));
+            return None;
+        }
+    };
+    let semantic = spec::semantic::check(&migration.spec, &spec_path, opts.strict);
+    let failed = semantic.iter().any(|i| i.severity == Severity::Error);
+    issues.extend(semantic);
+    (!failed).then_some(migration)
+}
+
+fn path_from_serde(p: &serde_path_to_error::Path) -> Path {
+    let mut out = Path::root();
+    for seg in p.iter() {
+        out = match seg {
+            serde_path_to_error::Segment::Seq { index } => out.index(*index),
+            serde_path_to_error::Segment::Map { key } => out.key(key.clone()),
+            serde_path_to_error::Segment::Enum { variant } => out.key(variant.clone()),
+            serde_path_to_error::Segment::Unknown => out,
+        };
+    }
+    out
+}
+
+/// `metadata.name` and `metadata.namespace` must be names the API server accepts.
+fn check_metadata(meta: Option<&Value>, issues: &mut Vec<Issue>) {
+    let path = Path::root().key("metadata");
+    let Some(Value::Object(meta)) = meta else {
+        issues.push(Issue::error(path, "missing `metadata` with a `name`"));
+        return;
+    };
+    match meta.get("name") {
+        Some(Value::String(name)) => {
+            if let Err(why) = dns_subdomain(name) {
+                issues.push(Issue::error(path.key("name"), format!("`{name}` {why}")));
+            }
+        }
+        Some(_) => issues.push(Issue::error(path.key("name"), "must be a string")),
+        None => issues.push(Issue::error(path.clone(), "missing required field `name`")),
+    }
+    if let Some(ns) = meta.get("namespace") {
+        match ns.as_str() {
+            Some(ns) if ns.len() <= 63 && dns_subdomain(ns).is_ok() && !ns.contains('.') => {}
+            _ => issues.push(Issue::error(
+                path.key("namespace"),
+                "must be a DNS label: lowercase letters, digits and '-', at most 63 characters",
+            )),
+        }
+    }
+}
+
+/// RFC 1123 subdomain, as Kubernetes requires for object names.
+fn dns_subdomain(s: &str) -> Result<(), &'static str> {
+    if s.is_empty() || s.len() > 253 {
+        return Err("must be 1 to 253 characters");
+    }
+    let ok = s.split('.').all(|label| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(
+            "is not a valid name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit",
+        )
+    }
+}

@@ -1,0 +1,721 @@
+//! Rules a schema cannot express: uniqueness, cross-field consistency, names that must parse.
+//! Pure: no network, no files, no clock.
+
+use std::collections::HashMap;
+
+use chrono::NaiveTime;
+
+use super::{AuthMethod, Endpoint, MailMigrationSpec, SecretRef, Server, TlsMode};
+use crate::manifest::{Issue, Path, Severity};
+
+/// Every semantic problem of `spec`, whose own path is `base` (normally `spec`).
+/// With `strict`, inline secrets are errors rather than warnings.
+pub fn check(spec: &MailMigrationSpec, base: &Path, strict: bool) -> Vec<Issue> {
+    let mut c = Checker {
+        out: Vec::new(),
+        strict,
+    };
+    c.domains(spec, base);
+    c.mailboxes(spec, base);
+    c.server(&spec.source, &base.key("source"), "source");
+    c.server(&spec.destination, &base.key("destination"), "destination");
+    c.auth_needs(spec, base);
+    c.folders(spec, base);
+    c.dns(spec, base);
+    c.relays(spec, base);
+    c.forwarding_and_probe(spec, base);
+    c.cutover(spec, base);
+    c.secrets(spec, base);
+    c.out
+}
+
+struct Checker {
+    out: Vec<Issue>,
+    strict: bool,
+}
+
+impl Checker {
+    fn error(&mut self, path: Path, msg: impl Into<String>) {
+        self.out.push(Issue::error(path, msg));
+    }
+
+    fn warning(&mut self, path: Path, msg: impl Into<String>) {
+        self.out.push(Issue::warning(path, msg));
+    }
+
+    fn domains(&mut self, spec: &MailMigrationSpec, base: &Path) {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (i, d) in spec.domains.iter().enumerate() {
+            let p = base.key("domains").index(i);
+            if let Err(why) = hostname(d.trim_end_matches('.')) {
+                self.error(p.clone(), format!("`{d}` is not a domain name: {why}"));
+            }
+            if let Some(first) = seen.insert(d.to_ascii_lowercase(), i) {
+                self.error(p, format!("`{d}` is listed twice (also domains[{first}])"));
+            }
+        }
+    }
+
+    fn mailboxes(&mut self, spec: &MailMigrationSpec, base: &Path) {
+        if spec.mailboxes.is_empty() && spec.mailboxes_from.is_none() {
+            self.error(
+                base.key("mailboxes"),
+                "no mailboxes: list them in `mailboxes` or point `mailboxesFrom` at a CSV",
+            );
+        }
+        let domains: Vec<String> = spec
+            .domains
+            .iter()
+            .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+            .collect();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (i, m) in spec.mailboxes.iter().enumerate() {
+            let p = base.key("mailboxes").index(i).key("address");
+            let Some((_, domain)) = split_address(&m.address) else {
+                self.error(
+                    p,
+                    format!("`{}` is not an email address (local@domain)", m.address),
+                );
+                continue;
+            };
+            if let Some(first) = seen.insert(m.address.to_lowercase(), i) {
+                self.error(
+                    p.clone(),
+                    format!(
+                        "`{}` is listed twice (also mailboxes[{first}]; addresses are compared case-insensitively)",
+                        m.address
+                    ),
+                );
+            }
+            if !domains.is_empty() && !domains.contains(&domain.to_ascii_lowercase()) {
+                self.error(
+                    p,
+                    format!(
+                        "`{}` is not in spec.domains ({})",
+                        m.address,
+                        spec.domains.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    fn server(&mut self, s: &Server, p: &Path, side: &str) {
+        self.endpoint(&s.imap, &p.key("imap"), &format!("the {side} IMAP server"));
+    }
+
+    fn endpoint(&mut self, e: &Endpoint, p: &Path, what: &str) {
+        if let Err(why) = host_or_ip(&e.host) {
+            self.error(
+                p.key("host"),
+                format!("`{}` is not a host name or IP address: {why}", e.host),
+            );
+        }
+        if e.tls == TlsMode::None && !is_loopback(&e.host) {
+            self.warning(
+                p.key("tls"),
+                format!(
+                    "{what} is reached without TLS: passwords and mail cross the network in clear"
+                ),
+            );
+        }
+        if e.tls == TlsMode::None && e.ca_certificate.is_some() {
+            self.warning(p.key("caCertificate"), "has no effect with `tls: none`");
+        }
+    }
+
+    /// Each mailbox needs the credentials its login method uses.
+    fn auth_needs(&mut self, spec: &MailMigrationSpec, base: &Path) {
+        for (side, server) in [("source", &spec.source), ("destination", &spec.destination)] {
+            let ap = base.key(side).key("auth");
+            let auth = &server.auth;
+            match auth.method {
+                AuthMethod::Master => {
+                    if auth.user.is_none() {
+                        self.error(ap.clone(), "missing `user`: the master user that logs in on behalf of each mailbox");
+                    }
+                    if auth.password.is_none() {
+                        self.error(ap.clone(), "missing `password`: the master user's password");
+                    }
+                }
+                AuthMethod::Password => {
+                    if auth.user.is_some() {
+                        self.error(ap.key("user"), "`user` is only used with `method: master`");
+                    }
+                    if auth.password.is_some() {
+                        self.error(
+                            ap.key("password"),
+                            "with `method: password` each mailbox has its own password; a shared one is only used with `master` or `xoauth2`",
+                        );
+                    }
+                }
+                AuthMethod::Xoauth2 => {
+                    if auth.user.is_some() {
+                        self.error(ap.key("user"), "`user` is only used with `method: master`");
+                    }
+                }
+            }
+            let shared = auth.method == AuthMethod::Master || auth.password.is_some();
+            if shared {
+                continue;
+            }
+            let field = if side == "source" {
+                "sourcePassword"
+            } else {
+                "destinationPassword"
+            };
+            for (i, m) in spec.mailboxes.iter().enumerate() {
+                let has = if side == "source" {
+                    m.source_password.is_some()
+                } else {
+                    m.destination_password.is_some()
+                };
+                if !has {
+                    self.error(
+                        base.key("mailboxes").index(i),
+                        format!(
+                            "missing `{field}`: {side}.auth.method is {}",
+                            method_name(auth.method)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn folders(&mut self, spec: &MailMigrationSpec, base: &Path) {
+        let Some(f) = &spec.folders else { return };
+        let fp = base.key("folders");
+        let lang = &f.source_language;
+        if lang != "auto" && !is_language_tag(lang) {
+            self.error(
+                fp.key("sourceLanguage"),
+                format!("`{lang}` is neither `auto` nor a language code such as `de` or `pt-BR`"),
+            );
+        }
+        let mut froms: HashMap<&str, usize> = HashMap::new();
+        let mut tos: HashMap<String, usize> = HashMap::new();
+        for (i, r) in f.rename.iter().enumerate() {
+            let rp = fp.key("rename").index(i);
+            if let Some(first) = froms.insert(r.from.as_str(), i) {
+                self.error(
+                    rp.key("from"),
+                    format!("`{}` is renamed twice (also rename[{first}])", r.from),
+                );
+            }
+            let to_key = normalize_folder(&r.to);
+            if let Some(first) = tos.insert(to_key, i) {
+                self.error(
+                    rp.key("to"),
+                    format!(
+                        "rename[{first}] also renames into `{}`: two folders would merge",
+                        r.to
+                    ),
+                );
+            }
+            if r.from == r.to {
+                self.warning(rp.clone(), "renames a folder to its own name");
+            }
+            if f.exclude.iter().any(|pat| glob_match(pat, &r.from)) {
+                self.warning(
+                    rp.key("from"),
+                    format!("`{}` is excluded, so this rule never applies", r.from),
+                );
+            }
+        }
+        // A rule that renames into another rule's source would be applied once or twice
+        // depending on order: refuse the ambiguity.
+        for (i, r) in f.rename.iter().enumerate() {
+            if let Some(&j) = froms.get(r.to.as_str())
+                && j != i
+            {
+                self.error(
+                    fp.key("rename").index(i).key("to"),
+                    format!(
+                        "`{}` is itself renamed by rename[{j}]: rules do not chain, write the final name",
+                        r.to
+                    ),
+                );
+            }
+        }
+    }
+
+    fn dns(&mut self, spec: &MailMigrationSpec, base: &Path) {
+        let Some(dns) = &spec.dns else { return };
+        let dp = base.key("dns");
+        let zone = dns.zone.trim_end_matches('.').to_ascii_lowercase();
+        if let Err(why) = hostname(&zone) {
+            self.error(
+                dp.key("zone"),
+                format!("`{}` is not a zone name: {why}", dns.zone),
+            );
+        }
+        if spec.domains.is_empty() {
+            self.error(
+                base.key("domains"),
+                "`dns` changes the MX of spec.domains, but none are listed",
+            );
+        }
+        for (i, d) in spec.domains.iter().enumerate() {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            if d != zone && !d.ends_with(&format!(".{zone}")) {
+                self.error(
+                    base.key("domains").index(i),
+                    format!("`{d}` is not inside dns.zone `{}`", dns.zone),
+                );
+            }
+        }
+        let mut seen = HashMap::new();
+        for (i, mx) in dns.mx.iter().enumerate() {
+            let p = dp.key("mx").index(i).key("exchange");
+            if !mx.exchange.ends_with('.') {
+                self.error(
+                    p.clone(),
+                    format!(
+                        "`{}` is not fully qualified: end it with a dot (`{}.`), or DNS appends the zone",
+                        mx.exchange, mx.exchange
+                    ),
+                );
+            } else if let Err(why) = hostname(mx.exchange.trim_end_matches('.')) {
+                self.error(
+                    p.clone(),
+                    format!("`{}` is not a host name: {why}", mx.exchange),
+                );
+            }
+            if let Some(first) = seen.insert(mx.exchange.to_ascii_lowercase(), i) {
+                self.error(
+                    p,
+                    format!("`{}` is listed twice (also mx[{first}])", mx.exchange),
+                );
+            }
+        }
+        let restore = spec.finalize.clone().unwrap_or_default().restore_ttl;
+        if dns.cutover_ttl >= restore {
+            let at = if spec.finalize.is_some() {
+                base.key("finalize").key("restoreTTL")
+            } else {
+                dp.key("cutoverTTL")
+            };
+            self.error(
+                at,
+                format!(
+                    "cutoverTTL ({}) must be below restoreTTL ({restore}): the TTL is lowered for the switch and raised after",
+                    dns.cutover_ttl
+                ),
+            );
+        }
+        if let Err(why) = host_port(&dns.provider.rfc2136.server) {
+            self.error(
+                dp.key("provider").key("rfc2136").key("server"),
+                format!("`{}` {why}", dns.provider.rfc2136.server),
+            );
+        }
+        for (i, ns) in dns.check_nameservers.iter().enumerate() {
+            if let Err(why) = host_port(ns) {
+                self.error(dp.key("checkNameservers").index(i), format!("`{ns}` {why}"));
+            }
+        }
+        if let Some(srv) = &dns.srv {
+            for (name, v) in [("imaps", &srv.imaps), ("submission", &srv.submission)] {
+                if let Some(v) = v
+                    && let Err(why) = host_port(v)
+                {
+                    self.error(dp.key("srv").key(name), format!("`{v}` {why}"));
+                }
+            }
+        }
+    }
+
+    fn relays(&mut self, spec: &MailMigrationSpec, base: &Path) {
+        for (name, relay) in [("gateway", &spec.gateway), ("fallback", &spec.fallback)] {
+            let Some(r) = relay else { continue };
+            let rp = base.key(name);
+            if let Err(why) = relay_target(&r.relay_to) {
+                self.error(rp.key("relayTo"), format!("`{}` {why}", r.relay_to));
+            }
+            if !r.postfix.config_dir.starts_with('/') {
+                self.error(
+                    rp.key("postfix").key("configDir"),
+                    "must be an absolute path",
+                );
+            }
+            if let Some(ssh) = &r.postfix.ssh
+                && let Err(why) = host_or_ip(&ssh.host)
+            {
+                self.error(
+                    rp.key("postfix").key("ssh").key("host"),
+                    format!("`{}` is not a host name or IP address: {why}", ssh.host),
+                );
+            }
+            if spec.domains.is_empty() {
+                self.error(
+                    base.key("domains"),
+                    format!("`{name}` relays the mail of spec.domains, but none are listed"),
+                );
+            }
+        }
+    }
+
+    fn forwarding_and_probe(&mut self, spec: &MailMigrationSpec, base: &Path) {
+        if let Some(f) = &spec.forwarding {
+            let fp = base.key("forwarding");
+            if split_address(&f.to).is_none() {
+                self.error(fp.key("to"), format!("`{}` is not an email address", f.to));
+            }
+            let lower = f.to.to_lowercase();
+            if spec
+                .mailboxes
+                .iter()
+                .any(|m| m.address.to_lowercase() == lower)
+            {
+                self.error(
+                    fp.key("to"),
+                    "forwarding to a mailbox that is being migrated would loop",
+                );
+            }
+            self.endpoint(&f.managesieve, &fp.key("managesieve"), "ManageSieve");
+            if let Some(d) = &f.destination_managesieve {
+                self.endpoint(d, &fp.key("destinationManagesieve"), "ManageSieve");
+            }
+        }
+        if let Some(p) = &spec.probe {
+            let pp = base.key("probe");
+            self.endpoint(&p.smtp, &pp.key("smtp"), "the probe's SMTP server");
+            let lower = p.mailbox.to_lowercase();
+            let listed = spec
+                .mailboxes
+                .iter()
+                .any(|m| m.address.to_lowercase() == lower);
+            if !listed && spec.mailboxes_from.is_none() {
+                self.error(
+                    pp.key("mailbox"),
+                    format!("`{}` is not one of spec.mailboxes", p.mailbox),
+                );
+            }
+        }
+    }
+
+    fn cutover(&mut self, spec: &MailMigrationSpec, base: &Path) {
+        let Some(w) = spec.cutover.as_ref().and_then(|c| c.window.as_ref()) else {
+            return;
+        };
+        let wp = base.key("cutover").key("window");
+        let start = parse_hhmm(&w.start);
+        let end = parse_hhmm(&w.end);
+        if start.is_none() {
+            self.error(
+                wp.key("start"),
+                format!(
+                    "`{}` is not a time: use HH:MM, 24-hour, e.g. 01:00",
+                    w.start
+                ),
+            );
+        }
+        if end.is_none() {
+            self.error(
+                wp.key("end"),
+                format!("`{}` is not a time: use HH:MM, 24-hour, e.g. 05:00", w.end),
+            );
+        }
+        if let (Some(s), Some(e)) = (start, end)
+            && s == e
+        {
+            self.error(
+                wp.key("end"),
+                "the window opens and closes at the same time",
+            );
+        }
+        if w.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            self.error(
+                wp.key("timeZone"),
+                format!(
+                    "`{}` is not an IANA time zone (e.g. UTC, Europe/Berlin, America/New_York)",
+                    w.time_zone
+                ),
+            );
+        }
+        let mut seen = Vec::new();
+        for (i, d) in w.days.iter().enumerate() {
+            if seen.contains(d) {
+                self.warning(wp.key("days").index(i), format!("{d:?} is listed twice"));
+            }
+            seen.push(*d);
+        }
+    }
+
+    fn secrets(&mut self, spec: &MailMigrationSpec, base: &Path) {
+        for (path, secret) in secret_refs(spec, base) {
+            if secret.is_inline() {
+                let msg = "inline secret `value` in a manifest: use env, file or secretKeyRef (inline values are for tests only)";
+                self.out.push(Issue {
+                    path: path.key("value"),
+                    severity: if self.strict {
+                        Severity::Error
+                    } else {
+                        Severity::Warning
+                    },
+                    message: msg.into(),
+                });
+            }
+        }
+    }
+}
+
+/// Every secret reference of a spec, with its path.
+pub fn secret_refs<'a>(spec: &'a MailMigrationSpec, base: &Path) -> Vec<(Path, &'a SecretRef)> {
+    let mut out = Vec::new();
+    let endpoint = |e: &'a Endpoint, p: Path, out: &mut Vec<(Path, &'a SecretRef)>| {
+        if let Some(ca) = &e.ca_certificate {
+            out.push((p.key("caCertificate"), ca));
+        }
+    };
+    for (side, s) in [("source", &spec.source), ("destination", &spec.destination)] {
+        endpoint(&s.imap, base.key(side).key("imap"), &mut out);
+        if let Some(pw) = &s.auth.password {
+            out.push((base.key(side).key("auth").key("password"), pw));
+        }
+    }
+    for (i, m) in spec.mailboxes.iter().enumerate() {
+        let mp = base.key("mailboxes").index(i);
+        if let Some(s) = &m.source_password {
+            out.push((mp.key("sourcePassword"), s));
+        }
+        if let Some(s) = &m.destination_password {
+            out.push((mp.key("destinationPassword"), s));
+        }
+    }
+    if let Some(s) = &spec.mailboxes_from {
+        out.push((base.key("mailboxesFrom"), s));
+    }
+    if let Some(dns) = &spec.dns {
+        out.push((
+            base.key("dns")
+                .key("provider")
+                .key("rfc2136")
+                .key("tsig")
+                .key("secret"),
+            &dns.provider.rfc2136.tsig.secret,
+        ));
+    }
+    for (name, relay) in [("gateway", &spec.gateway), ("fallback", &spec.fallback)] {
+        if let Some(ssh) = relay.as_ref().and_then(|r| r.postfix.ssh.as_ref()) {
+            let sp = base.key(name).key("postfix").key("ssh");
+            if let Some(s) = &ssh.identity {
+                out.push((sp.key("identity"), s));
+            }
+            if let Some(s) = &ssh.known_hosts {
+                out.push((sp.key("knownHosts"), s));
+            }
+        }
+    }
+    if let Some(f) = &spec.forwarding {
+        endpoint(
+            &f.managesieve,
+            base.key("forwarding").key("managesieve"),
+            &mut out,
+        );
+        if let Some(d) = &f.destination_managesieve {
+            endpoint(
+                d,
+                base.key("forwarding").key("destinationManagesieve"),
+                &mut out,
+            );
+        }
+    }
+    if let Some(p) = &spec.probe {
+        endpoint(&p.smtp, base.key("probe").key("smtp"), &mut out);
+    }
+    out
+}
+
+fn method_name(m: AuthMethod) -> &'static str {
+    match m {
+        AuthMethod::Password => "password",
+        AuthMethod::Master => "master",
+        AuthMethod::Xoauth2 => "xoauth2",
+    }
+}
+
+/// `local@domain` with a plausible domain; returns the parts.
+pub fn split_address(a: &str) -> Option<(&str, &str)> {
+    let (local, domain) = a.rsplit_once('@')?;
+    let ok = !local.is_empty()
+        && !local.chars().any(|c| c.is_whitespace() || c.is_control())
+        && hostname(domain).is_ok();
+    ok.then_some((local, domain))
+}
+
+/// A DNS host name (letters, digits, '-', '_' in labels), without a trailing dot.
+fn hostname(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("empty".into());
+    }
+    if s.len() > 253 {
+        return Err("longer than 253 characters".into());
+    }
+    for label in s.split('.') {
+        if label.is_empty() {
+            return Err("has an empty label".into());
+        }
+        if label.len() > 63 {
+            return Err(format!("label `{label}` is longer than 63 characters"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("label `{label}` starts or ends with '-'"));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_alphanumeric() || *c == '-' || *c == '_'))
+        {
+            return Err(format!("`{c}` is not allowed in a host name"));
+        }
+    }
+    Ok(())
+}
+
+fn host_or_ip(s: &str) -> Result<(), String> {
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    hostname(s.trim_end_matches('.'))
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `host`, `host:port`, `[v6]:port` or `[host]:port`.
+fn host_port(s: &str) -> Result<(), String> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let Some((h, tail)) = rest.split_once(']') else {
+            return Err("has an unclosed '['".into());
+        };
+        (h, tail.strip_prefix(':'))
+    } else if s.matches(':').count() > 1 {
+        // A bare IPv6 address without a port.
+        (s, None)
+    } else {
+        match s.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    host_or_ip(host).map_err(|why| format!("is not host[:port]: {why}"))?;
+    if let Some(p) = port {
+        match p.parse::<u16>() {
+            Ok(n) if n > 0 => {}
+            _ => return Err(format!("has port `{p}`, not a number from 1 to 65535")),
+        }
+    }
+    Ok(())
+}
+
+/// Postfix next-hop syntax: `[host]:port` (no MX lookup), `host:port` or `host`.
+fn relay_target(s: &str) -> Result<(), String> {
+    host_port(s).map_err(|why| format!("{why} (write [host]:port to skip MX lookups)"))
+}
+
+fn parse_hhmm(s: &str) -> Option<NaiveTime> {
+    let (h, m) = s.split_once(':')?;
+    if h.is_empty() || h.len() > 2 || m.len() != 2 {
+        return None;
+    }
+    NaiveTime::from_hms_opt(h.parse().ok()?, m.parse().ok()?, 0)
+}
+
+/// BCP 47-shaped: a 2–3 letter language, then optional subtags of letters and digits.
+fn is_language_tag(s: &str) -> bool {
+    let mut parts = s.split(['-', '_']);
+    let lang = parts.next().unwrap_or_default();
+    (2..=3).contains(&lang.len())
+        && lang.bytes().all(|b| b.is_ascii_alphabetic())
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Folder names compare with any of the usual separators and INBOX case-insensitively.
+fn normalize_folder(name: &str) -> String {
+    let unified = name.replace(['.', '\\'], "/");
+    match unified.split_once('/') {
+        Some((first, rest)) if first.eq_ignore_ascii_case("inbox") => format!("INBOX/{rest}"),
+        None if unified.eq_ignore_ascii_case("inbox") => "INBOX".into(),
+        _ => unified,
+    }
+}
+
+/// `*` matches any run of characters; everything else literally.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let mut rest = name;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            let Some(r) = rest.strip_prefix(part) else {
+                return false;
+            };
+            rest = r;
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            let Some(at) = rest.find(part) else {
+                return false;
+            };
+            rest = &rest[at + part.len()..];
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_forms() {
+        for ok in [
+            "127.0.0.1:53",
+            "ns1.example.com",
+            "[::1]:53",
+            "::1",
+            "[mx.example.net]:25",
+        ] {
+            assert!(host_port(ok).is_ok(), "{ok}");
+        }
+        for bad in ["127.0.0.1:0", "host:99999", "[::1", "bad host:53", ":53"] {
+            assert!(host_port(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("Junk", "Junk"));
+        assert!(!glob_match("Junk", "Junk2"));
+        assert!(glob_match("Archive/*", "Archive/2020"));
+        assert!(glob_match("*Spam*", "My Spam box"));
+        assert!(!glob_match("Archive/*", "Archives"));
+    }
+
+    #[test]
+    fn times_and_languages() {
+        assert!(parse_hhmm("01:00").is_some());
+        assert!(parse_hhmm("1:30").is_some());
+        assert!(parse_hhmm("24:00").is_none());
+        assert!(parse_hhmm("12:60").is_none());
+        assert!(parse_hhmm("noon").is_none());
+        assert!(is_language_tag("pt-BR"));
+        assert!(is_language_tag("vi"));
+        assert!(!is_language_tag("vietnamese"));
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(split_address("a@example.com"), Some(("a", "example.com")));
+        assert!(split_address("example.com").is_none());
+        assert!(split_address("a b@example.com").is_none());
+        assert!(split_address("a@").is_none());
+    }
+}

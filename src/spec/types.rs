@@ -1,0 +1,557 @@
+//! The `MailMigration` resource: what the user declares. Doc comments here become the
+//! CRD's field descriptions, so they are written for the person filling in a manifest.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{MailMigrationStatus, ManifestDuration, SecretRef};
+
+/// Desired state of a mail migration: which mailboxes move from which server to which, and
+/// optionally how DNS, relays and forwarding follow them.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "mailshift.io",
+    version = "v1alpha1",
+    kind = "MailMigration",
+    doc = "A mail migration: mailboxes copied from one server to another, and optionally DNS, relays and forwarding moved with them, reconciled step by step.",
+    plural = "mailmigrations",
+    shortname = "mm",
+    namespaced,
+    status = "MailMigrationStatus",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Synced","type":"integer","jsonPath":".status.mailboxes.synced"}"#,
+    printcolumn = r#"{"name":"Total","type":"integer","jsonPath":".status.mailboxes.total"}"#,
+    printcolumn = r#"{"name":"Next","type":"string","jsonPath":".status.nextStep"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MailMigrationSpec {
+    /// Mail domains being moved, e.g. `example.com`. Every mailbox address must be in one of
+    /// them. May be empty for a mailbox-only import that touches no DNS or routing.
+    #[serde(default)]
+    #[schemars(inner(length(min = 1, max = 253)))]
+    pub domains: Vec<String>,
+
+    /// How mailshift may act: `sync` applies every step; `upsert-only` creates and updates
+    /// but never removes or disables anything; `observe` plans and reports, never writes.
+    #[serde(default)]
+    pub policy: Policy,
+
+    /// The old server. It is only ever read: folders are opened read-only and messages are
+    /// fetched without setting \Seen.
+    pub source: Server,
+
+    /// The new server, which receives the mailboxes.
+    pub destination: Server,
+
+    /// Mailboxes to migrate. Either this list, `mailboxesFrom`, or both.
+    #[serde(default)]
+    pub mailboxes: Vec<Mailbox>,
+
+    /// A CSV list of mailboxes, read from a file or a Secret. Header row required; columns
+    /// `address` (required), `sourceUser`, `destinationUser`, `sourcePassword`,
+    /// `destinationPassword`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailboxes_from: Option<SecretRef>,
+
+    /// Which folders to copy and where they land.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folders: Option<Folders>,
+
+    /// How much copying happens at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncSettings>,
+
+    /// The domain's DNS: MX switch, TTLs, SPF. Leave out to never touch DNS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<Dns>,
+
+    /// After the MX switch, the old server relays mail for the domains to the new one
+    /// instead of delivering it locally. Leave out to not touch the old server's routing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Relay>,
+
+    /// While some mailboxes are not yet migrated, the new server relays their mail back to
+    /// the old one, so MX can move first without bounces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Relay>,
+
+    /// A temporary copy of every incoming message to an outside address during the move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding: Option<Forwarding>,
+
+    /// End-to-end mail-flow check: a tagged message sent into the old server's SMTP must
+    /// arrive over IMAP in a mailbox on the new server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<Probe>,
+
+    /// When the MX switch may happen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cutover: Option<Cutover>,
+
+    /// What happens after the switch: delta sync, how long the source is kept, TTL restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finalize: Option<Finalize>,
+}
+
+/// How much mailshift may change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Apply every step, including removing temporary forwarding and relays at the end.
+    #[default]
+    Sync,
+    /// Create and update, never remove or disable anything.
+    UpsertOnly,
+    /// Observe and plan only; never write to any server.
+    Observe,
+}
+
+/// An IMAP server and how to log in to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Server {
+    /// Where the IMAP service listens.
+    pub imap: Endpoint,
+    /// How mailboxes log in.
+    #[serde(default)]
+    pub auth: Auth,
+}
+
+/// A network service: host, port and transport security.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Endpoint {
+    /// Host name or IP address.
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    /// TCP port. Defaults to the protocol's usual port for the chosen `tls` (IMAP: 993 for
+    /// `tls`, 143 otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+    /// `tls` (implicit TLS, the default), `starttls`, or `none` (plain text; only for
+    /// loopback or test servers, and only when written here).
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// Extra CA certificate(s), PEM, trusted in addition to the system roots, for servers
+    /// with a private CA. Certificates are always verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<SecretRef>,
+    /// At most this many connections to this server at once, across all mailboxes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 256))]
+    pub max_connections: Option<u16>,
+}
+
+/// Transport security of a connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// TLS from the first byte (IMAPS, port 993).
+    #[default]
+    Tls,
+    /// Plain connection upgraded with STARTTLS before login; refused if not offered.
+    Starttls,
+    /// No encryption. Passwords cross the network in clear.
+    None,
+}
+
+/// How mailboxes authenticate.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Auth {
+    /// `password`: each mailbox logs in with its own password. `master`: an admin user logs
+    /// in on behalf of each mailbox (SASL PLAIN authorization identity). `xoauth2`: an OAuth2
+    /// access token, the mailbox's password field or `password` here holding the token.
+    #[serde(default)]
+    pub method: AuthMethod,
+    /// Master/admin user name, for `method: master`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub user: Option<String>,
+    /// Master user's password (`master`), or one OAuth2 token shared by all mailboxes
+    /// (`xoauth2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretRef>,
+}
+
+/// The authentication mechanism.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    #[default]
+    Password,
+    Master,
+    Xoauth2,
+}
+
+/// One mailbox to migrate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Mailbox {
+    /// The mailbox's email address; compared case-insensitively.
+    #[schemars(length(min = 3, max = 320))]
+    pub address: String,
+    /// Login name on the source, when it differs from the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub source_user: Option<String>,
+    /// Login name on the destination, when it differs from the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub destination_user: Option<String>,
+    /// Password (or token) on the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_password: Option<SecretRef>,
+    /// Password (or token) on the destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_password: Option<SecretRef>,
+}
+
+/// Folder selection and mapping.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Folders {
+    /// Source folders not copied, by name as the source shows it (`*` matches any run of
+    /// characters, e.g. `Archive/*`), or by role (`\Junk`, `\Trash`).
+    #[serde(default)]
+    #[schemars(inner(length(min = 1)))]
+    pub exclude: Vec<String>,
+    /// Source folders copied under another name; applied after default folders are matched.
+    #[serde(default)]
+    pub rename: Vec<Rename>,
+    /// Language of the source's default folder names (`auto` detects it, or a BCP 47 code
+    /// such as `vi`, `de`, `pt-BR`), so that e.g. "Hộp thư đến" merges into INBOX.
+    #[serde(default = "default_language")]
+    #[schemars(length(min = 2, max = 35))]
+    pub source_language: String,
+}
+
+fn default_language() -> String {
+    "auto".into()
+}
+
+/// One folder rename rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rename {
+    /// Source folder name, as the source shows it (with its own hierarchy separator).
+    #[schemars(length(min = 1))]
+    pub from: String,
+    /// Destination folder name, with `/` between levels.
+    #[schemars(length(min = 1))]
+    pub to: String,
+}
+
+/// How much copying runs at once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SyncSettings {
+    /// Mailboxes copied at the same time by one process.
+    #[serde(default = "default_concurrency")]
+    #[schemars(range(min = 1, max = 64))]
+    pub concurrency: u16,
+    /// In a cluster, copy Jobs run at the same time (each copying a batch of mailboxes).
+    #[serde(default = "default_parallelism")]
+    #[schemars(range(min = 1, max = 64))]
+    pub parallelism: u16,
+}
+
+fn default_concurrency() -> u16 {
+    4
+}
+
+fn default_parallelism() -> u16 {
+    1
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings {
+            concurrency: default_concurrency(),
+            parallelism: default_parallelism(),
+        }
+    }
+}
+
+/// The domain's DNS records and how to change them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Dns {
+    /// The DNS zone holding the domain's MX records, e.g. `example.com`.
+    #[schemars(length(min = 1, max = 253))]
+    pub zone: String,
+    /// How records are changed.
+    pub provider: DnsProvider,
+    /// The MX record set the domain should end with (the new server).
+    #[schemars(length(min = 1))]
+    pub mx: Vec<MxRecord>,
+    /// TTL (seconds) the MX set is lowered to before the switch, so the switch spreads fast.
+    #[serde(rename = "cutoverTTL", default = "default_cutover_ttl")]
+    #[schemars(range(min = 30, max = 86400))]
+    pub cutover_ttl: u32,
+    /// Nameservers (`host:port`) asked directly to confirm propagation. Default: the zone's
+    /// NS records.
+    #[serde(default)]
+    #[schemars(inner(length(min = 1)))]
+    pub check_nameservers: Vec<String>,
+    /// Keep both servers authorized in SPF until the migration completes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spf: Option<Spf>,
+    /// Publish RFC 6186 SRV records so that mail clients find the new server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srv: Option<SrvRecords>,
+}
+
+fn default_cutover_ttl() -> u32 {
+    300
+}
+
+/// Where DNS changes are sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DnsProvider {
+    /// Dynamic updates (RFC 2136) signed with TSIG, as BIND, Knot and PowerDNS accept them.
+    pub rfc2136: Rfc2136,
+}
+
+/// An RFC 2136 dynamic-update server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rfc2136 {
+    /// The primary nameserver, `host:port` (port 53 when left out).
+    #[schemars(length(min = 1))]
+    pub server: String,
+    /// The TSIG key that signs updates.
+    pub tsig: Tsig,
+}
+
+/// A TSIG key (RFC 8945).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Tsig {
+    /// Key name as configured on the server.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// HMAC algorithm.
+    #[serde(default)]
+    pub algorithm: TsigAlgorithm,
+    /// The base64 key.
+    pub secret: SecretRef,
+}
+
+/// TSIG HMAC algorithms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TsigAlgorithm {
+    HmacSha1,
+    HmacSha224,
+    #[default]
+    HmacSha256,
+    HmacSha384,
+    HmacSha512,
+}
+
+/// One MX record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MxRecord {
+    /// Lower is preferred.
+    #[schemars(range(min = 0, max = 65535))]
+    pub preference: u16,
+    /// Fully qualified host name of the mail server, ending with a dot.
+    #[schemars(length(min = 2, max = 254))]
+    pub exchange: String,
+}
+
+/// SPF mechanisms of the old and the new server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Spf {
+    /// The old server's mechanism(s), e.g. `ip4:192.0.2.10`; removed when complete.
+    #[schemars(length(min = 1))]
+    pub old: String,
+    /// The new server's mechanism(s), e.g. `ip4:198.51.100.20`.
+    #[schemars(length(min = 1))]
+    pub new: String,
+}
+
+/// RFC 6186 service records for the new server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SrvRecords {
+    /// Target of `_imaps._tcp` (port 993 unless given as `host:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imaps: Option<String>,
+    /// Target of `_submission._tcp` (port 587 unless given as `host:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submission: Option<String>,
+}
+
+/// A mail relay configured on one server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Relay {
+    /// The Postfix instance whose routing is changed.
+    pub postfix: PostfixTarget,
+    /// Where mail is relayed: `[host]:port` (no MX lookup), `host:port` or `host`.
+    #[schemars(length(min = 1))]
+    pub relay_to: String,
+}
+
+/// A Postfix instance, on this machine or reached over ssh.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PostfixTarget {
+    /// Postfix configuration directory (where main.cf lives).
+    #[serde(default = "default_postfix_dir")]
+    #[schemars(length(min = 1))]
+    pub config_dir: String,
+    /// Reach the Postfix host over ssh instead of running locally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<Ssh>,
+}
+
+fn default_postfix_dir() -> String {
+    "/etc/postfix".into()
+}
+
+/// An ssh connection made with the OpenSSH client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ssh {
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+    #[schemars(length(min = 1))]
+    pub user: String,
+    /// Private key for the login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<SecretRef>,
+    /// known_hosts lines for the host; host keys are always checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<SecretRef>,
+}
+
+/// Temporary forwarding of incoming mail during the move.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Forwarding {
+    /// Address that receives a copy of every incoming message.
+    #[schemars(length(min = 3, max = 320))]
+    pub to: String,
+    /// ManageSieve service (RFC 5804) of the source server.
+    pub managesieve: Endpoint,
+    /// ManageSieve service of the destination server, to forward there too after the switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_managesieve: Option<Endpoint>,
+}
+
+/// End-to-end mail-flow probe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Probe {
+    /// SMTP service the probe message is sent to (the old server's).
+    pub smtp: Endpoint,
+    /// Mailbox (one of `mailboxes`) the probe must arrive in on the new server.
+    #[schemars(length(min = 3, max = 320))]
+    pub mailbox: String,
+    /// How long to wait for the probe to arrive.
+    #[serde(default = "default_probe_timeout")]
+    pub timeout: ManifestDuration,
+}
+
+fn default_probe_timeout() -> ManifestDuration {
+    ManifestDuration(std::time::Duration::from_secs(300))
+}
+
+/// The MX switch: approval and maintenance window.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Cutover {
+    /// The MX switch happens only once this is true (a commit in git is the approval).
+    #[serde(default)]
+    pub approved: bool,
+    /// When the switch may happen. Any time when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
+}
+
+/// A weekly maintenance window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Window {
+    /// Days the window opens on. Every day when left out.
+    #[serde(default)]
+    pub days: Vec<Weekday>,
+    /// Opening time, `HH:MM` (24-hour) in `timeZone`.
+    #[schemars(length(min = 4, max = 5))]
+    pub start: String,
+    /// Closing time, `HH:MM`; before `start` means the window runs past midnight.
+    #[schemars(length(min = 4, max = 5))]
+    pub end: String,
+    /// IANA time zone, e.g. `Europe/Berlin`.
+    #[serde(default = "default_time_zone")]
+    #[schemars(length(min = 1))]
+    pub time_zone: String,
+}
+
+fn default_time_zone() -> String {
+    "UTC".into()
+}
+
+/// A day of the week.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+/// After the switch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Finalize {
+    /// Run one more sync this long after the MX switch, for mail delivered to the old server
+    /// by senders with stale DNS.
+    #[serde(default = "default_delta_sync_after")]
+    pub delta_sync_after: ManifestDuration,
+    /// Keep the old server (and the gateway relay) this long after the switch before the
+    /// migration is complete. mailshift never deletes the source.
+    #[serde(default = "default_keep_source_for")]
+    pub keep_source_for: ManifestDuration,
+    /// TTL (seconds) the MX set gets back when the migration is complete.
+    #[serde(rename = "restoreTTL", default = "default_restore_ttl")]
+    #[schemars(range(min = 60, max = 604800))]
+    pub restore_ttl: u32,
+}
+
+fn default_delta_sync_after() -> ManifestDuration {
+    ManifestDuration::from_hours(48)
+}
+
+fn default_keep_source_for() -> ManifestDuration {
+    ManifestDuration::from_hours(168)
+}
+
+fn default_restore_ttl() -> u32 {
+    3600
+}
+
+impl Default for Finalize {
+    fn default() -> Self {
+        Finalize {
+            delta_sync_after: default_delta_sync_after(),
+            keep_source_for: default_keep_source_for(),
+            restore_ttl: default_restore_ttl(),
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Child processes, helper commands and the bits of system plumbing the servers share.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::wait;
+
+/// The result of a helper command (`doveadm`, `postconf`, `dig`, `nsupdate`, ...), kept
+/// whole so tests can assert on failures too (e.g. an update with a wrong TSIG key).
+#[derive(Debug, Clone)]
+pub struct CmdOutput {
+    /// What was run, for messages.
+    pub command: String,
+    /// Whether it exited with status 0.
+    pub success: bool,
+    /// The exit code, `None` if killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CmdOutput {
+    /// The stdout if the command succeeded, otherwise an error with its stderr and stdout.
+    pub fn ok(self) -> Result<String> {
+        if self.success {
+            Ok(self.stdout)
+        } else {
+            bail!(
+                "`{}` failed ({}):\n{}{}",
+                self.command,
+                self.code.map_or("killed by signal".to_string(), |c| format!("exit code {c}")),
+                self.stderr,
+                self.stdout
+            )
+        }
+    }
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&arg.to_string_lossy());
+    }
+    s
+}
+
+/// Runs `cmd` to completion, feeding `input` on stdin if given.
+pub(crate) fn run(cmd: &mut Command, input: Option<&[u8]>) -> Result<CmdOutput> {
+    let command = describe(cmd);
+    cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().with_context(|| format!("running `{command}`"))?;
+    if let Some(input) = input {
+        // Write from a thread so a command that writes a lot before reading cannot deadlock.
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let input = input.to_vec();
+        let writer = std::thread::spawn(move || stdin.write_all(&input));
+        let out = child.wait_with_output()?;
+        writer.join().map_err(|_| anyhow::anyhow!("stdin writer panicked"))??;
+        return Ok(output(command, out));
+    }
+    Ok(output(command, child.wait_with_output()?))
+}
+
+fn output(command: String, out: std::process::Output) -> CmdOutput {
+    CmdOutput {
+        command,
+        success: out.status.success(),
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `cmd` and returns its stdout, failing with its stderr if it fails.
+pub(crate) fn run_ok(cmd: &mut Command) -> Result<String> {
+    run(cmd, None)?.ok()
+}
+
+/// Sends `signal` (e.g. `"TERM"`, `"STOP"`) to `pid` with the `kill` command (std has no
+/// signal API other than SIGKILL, and we want no libc dependency for this).
+pub(crate) fn signal(pid: u32, signal: &str) -> Result<()> {
+    run_ok(Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string())).map(drop)
+}
+
+/// Whether `pid` names a live (not zombie) process.
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+/// The last `n` lines of a file, or a note saying why there are none.
+pub(crate) fn tail(path: &Path, n: usize) -> String {
+    match fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        }
+        Err(e) => format!("(cannot read {}: {e})", path.display()),
+    }
+}
+
+/// Whether a file contains `needle` (false if unreadable).
+pub(crate) fn file_contains(path: &Path, needle: &str) -> bool {
+    fs::read(path).is_ok_and(|b| String::from_utf8_lossy(&b).contains(needle))
+}
+
+/// A server process we started and must stop.
+///
+/// Servers run in the foreground as our direct children, so that we can always reap them:
+/// PID 1 on these machines is not an init that reaps orphans promptly, and a daemonized
+/// server would be left as a zombie or, worse, running.
+#[derive(Debug)]
+pub(crate) struct Daemon {
+    pub(crate) name: &'static str,
+    child: Child,
+    /// stdout and stderr of the process: early startup errors land here, before the
+    /// server has opened its own log.
+    pub(crate) output_path: PathBuf,
+}
+
+impl Daemon {
+    /// Spawns `cmd` with stdout and stderr appended to `output_path`.
+    pub(crate) fn spawn(name: &'static str, mut cmd: Command, output_path: &Path) -> Result<Daemon> {
+        let out = fs::OpenOptions::new().create(true).append(true).open(output_path)?;
+        let command = describe(&cmd);
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {name}: `{command}`"))?;
+        Ok(Daemon { name, child, output_path: output_path.to_owned() })
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `Some(status)` once the process has exited.
+    pub(crate) fn exited(&mut self) -> Result<Option<ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
+    /// Fails if the process has exited (used inside readiness polls).
+    pub(crate) fn check_running(&mut self) -> Result<()> {
+        if let Some(status) = self.exited()? {
+            bail!("{} exited during startup ({status})", self.name);
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; true if it did.
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let what = format!("{} to exit", self.name);
+        wait::until_true(timeout, &what, || Ok(self.exited()?.is_some())).is_ok()
+    }
+
+    /// Stops the process: SIGTERM, wait, then SIGKILL if it did not exit in time.
+    pub(crate) fn terminate(&mut self, timeout: Duration) -> Result<()> {
+        if self.exited()?.is_some() {
+            return Ok(());
+        }
+        // A paused (SIGSTOP) process handles SIGTERM only once continued.
+        let _ = signal(self.pid(), "CONT");
+        let _ = signal(self.pid(), "TERM");
+        self.finish(timeout)
+    }
+
+    /// Waits for the process to exit, killing it if it takes longer than `timeout`.
+    pub(crate) fn finish(&mut self, timeout: Duration) -> Result<()> {
+        if self.wait_exit(timeout) {
+            return Ok(());
+        }
+        self.child.kill().ok();
+        self.child.wait()?;
+        bail!("{} did not stop within {timeout:?}; killed", self.name)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.terminate(wait::STOP_TIMEOUT);
+        }
+    }
+}
+
+/// Fails unless running as root: the servers need it to switch to their own users.
+pub(crate) fn require_root() -> Result<()> {
+    let status = fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .unwrap_or("");
+    if euid != "0" {
+        bail!("mailshift-harness must run as root (the servers drop to their own users); effective uid is {euid}");
+    }
+    Ok(())
+}
+
+/// Fails with a hint to run the install script if `program` is not installed.
+pub(crate) fn require_program(program: &str) -> Result<()> {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false)
+        || ["/usr/sbin", "/sbin"].iter().any(|d| Path::new(d).join(program).is_file());
+    if !found {
+        bail!("`{program}` is not installed; run scripts/install-deps.sh (as root)");
+    }
+    Ok(())
+}
+
+/// A fresh temporary directory for one server, traversable by the servers' own users.
+pub(crate) fn server_tempdir(prefix: &str) -> Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir().context("creating a temp dir")?;
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))?;
+    Ok(dir)
+}
+
+/// `chown -R owner path`.
+pub(crate) fn chown_recursive(path: &Path, owner: &str) -> Result<()> {
+    run_ok(Command::new("chown").arg("-R").arg(owner).arg(path)).map(drop)
+}
+
+/// Writes `contents` to `path` atomically (write to a sibling, then rename), so a running
+/// server re-reading the file never sees it half-written.
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp-write");
+    fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
+    if let Ok(meta) = fs::metadata(path) {
+        // Keep ownership and mode of the file being replaced.
+        use std::os::unix::fs::MetadataExt;
+        fs::set_permissions(&tmp, meta.permissions())?;
+        std::os::unix::fs::chown(&tmp, Some(meta.uid()), Some(meta.gid()))?;
+    }
+    fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+}
