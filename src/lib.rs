@@ -5,5 +5,6 @@
 
 pub mod cli;
 pub mod crd;
+pub mod imap;
 pub mod manifest;
 pub mod spec;

@@ -25,7 +25,9 @@ pub enum Mutf7Error {
     #[error("character {ch:?} at offset {offset} is not modified BASE64")]
     InvalidBase64 { offset: usize, ch: char },
     /// The BASE64 run does not end on a 16-bit boundary, or its leftover bits are not zero.
-    #[error("shift sequence starting at offset {offset} has trailing bits that are not zero padding")]
+    #[error(
+        "shift sequence starting at offset {offset} has trailing bits that are not zero padding"
+    )]
     BadPadding { offset: usize },
     /// A printable US-ASCII character (including `&`) was encoded instead of written directly.
     #[error("shift sequence starting at offset {offset} encodes printable ASCII {ch:?}")]
@@ -112,7 +114,10 @@ pub fn decode(input: &str) -> Result<String, Mutf7Error> {
         let b = bytes[i];
         if b != b'&' {
             if !(0x20..=0x7e).contains(&b) {
-                let ch = input[i..].chars().next().unwrap_or(char::REPLACEMENT_CHARACTER);
+                let ch = input[i..]
+                    .chars()
+                    .next()
+                    .unwrap_or(char::REPLACEMENT_CHARACTER);
                 return Err(Mutf7Error::Unencoded { offset: i, ch });
             }
             out.push(char::from(b));
@@ -129,7 +134,10 @@ pub fn decode(input: &str) -> Result<String, Mutf7Error> {
             Some(b'-') => {}
             None => return Err(Mutf7Error::Unterminated { offset: start }),
             Some(_) => {
-                let ch = input[end..].chars().next().unwrap_or(char::REPLACEMENT_CHARACTER);
+                let ch = input[end..]
+                    .chars()
+                    .next()
+                    .unwrap_or(char::REPLACEMENT_CHARACTER);
                 return Err(Mutf7Error::InvalidBase64 { offset: end, ch });
             }
         }
@@ -183,14 +191,24 @@ mod tests {
     fn rt(s: &str) {
         let e = encode(s);
         assert!(e.bytes().all(|b| (0x20..=0x7e).contains(&b)), "{e:?}");
-        assert_eq!(decode(&e).as_deref(), Ok(s), "round trip of {s:?} via {e:?}");
+        assert_eq!(
+            decode(&e).as_deref(),
+            Ok(s),
+            "round trip of {s:?} via {e:?}"
+        );
     }
 
     #[test]
     fn known_encodings() {
         // RFC 3501 §5.1.3 example.
-        assert_eq!(encode("~peter/mail/台北/日本語"), "~peter/mail/&U,BTFw-/&ZeVnLIqe-");
-        assert_eq!(decode("~peter/mail/&U,BTFw-/&ZeVnLIqe-").unwrap(), "~peter/mail/台北/日本語");
+        assert_eq!(
+            encode("~peter/mail/台北/日本語"),
+            "~peter/mail/&U,BTFw-/&ZeVnLIqe-"
+        );
+        assert_eq!(
+            decode("~peter/mail/&U,BTFw-/&ZeVnLIqe-").unwrap(),
+            "~peter/mail/台北/日本語"
+        );
         assert_eq!(encode("Отправленные"), "&BB4EQgQ,BEAEMAQyBDsENQQ9BD0ESwQ1-");
         assert_eq!(encode("Entwürfe"), "Entw&APw-rfe");
         assert_eq!(encode("théâtre"), "th&AOkA4g-tre");
@@ -247,13 +265,35 @@ mod tests {
             ("&AOk", Unterminated { offset: 0 }),
             ("abc&", Unterminated { offset: 3 }),
             ("&AO.k-", InvalidBase64 { offset: 3, ch: '.' }),
-            ("&AOké-", InvalidBase64 { offset: 4, ch: 'é' }),
+            (
+                "&AOké-",
+                InvalidBase64 {
+                    offset: 4, ch: 'é'
+                },
+            ),
             ("&AO/k-", InvalidBase64 { offset: 3, ch: '/' }),
             ("&AOk=-", InvalidBase64 { offset: 4, ch: '=' }),
             ("&AO&k-", InvalidBase64 { offset: 3, ch: '&' }),
-            ("é", Unencoded { offset: 0, ch: 'é' }),
-            ("a\tb", Unencoded { offset: 1, ch: '\t' }),
-            ("\u{7f}", Unencoded { offset: 0, ch: '\u{7f}' }),
+            (
+                "é",
+                Unencoded {
+                    offset: 0, ch: 'é'
+                },
+            ),
+            (
+                "a\tb",
+                Unencoded {
+                    offset: 1,
+                    ch: '\t',
+                },
+            ),
+            (
+                "\u{7f}",
+                Unencoded {
+                    offset: 0,
+                    ch: '\u{7f}',
+                },
+            ),
             // Non-zero padding bits: "AOl" carries 0x00E9 plus bits 01.
             ("&AOl-", BadPadding { offset: 0 }),
             // A wasted BASE64 character (6 leftover bits).
@@ -287,6 +327,11 @@ mod tests {
             let e = encode(&s);
             prop_assert!(e.bytes().all(|b| (0x20..=0x7e).contains(&b)));
             prop_assert_eq!(decode(&e), Ok(s));
+        }
+
+        #[test]
+        fn decode_never_panics(s in any::<String>()) {
+            let _ = decode(&s);
         }
 
         #[test]

@@ -153,13 +153,21 @@ pub fn load_text(file: &str, text: &str, opts: LoadOptions) -> Loaded {
         let mut issues = Vec::new();
         let migration = check_document(value, &mut issues, opts);
         let first = out.findings.len();
-        out.findings.extend(issues.into_iter().map(|i| Finding {
-            file: file.to_owned(),
-            line: index.locate(&i.path).line,
-            column: index.locate(&i.path).column,
-            path: i.path.to_string(),
-            severity: i.severity,
-            message: i.message,
+        out.findings.extend(issues.into_iter().map(|i| {
+            let at = match i.at_key {
+                true => index
+                    .key_pos(&i.path)
+                    .unwrap_or_else(|| index.locate(&i.path)),
+                false => index.locate(&i.path),
+            };
+            Finding {
+                file: file.to_owned(),
+                line: at.line,
+                column: at.column,
+                path: i.path.to_string(),
+                severity: i.severity,
+                message: i.message,
+            }
         }));
         out.findings[first..].sort_by_key(|f| (f.line, f.column));
         out.migrations.extend(migration);
@@ -216,6 +224,7 @@ fn check_document(
                 path: root.key("kind"),
                 severity: Severity::Note,
                 message: format!("skipped: a {k}, not a {}", spec::KIND),
+                at_key: false,
             });
             return None;
         }
@@ -234,13 +243,16 @@ fn check_document(
     }
     for key in doc.keys() {
         if !TOP_LEVEL.contains(&key.as_str()) {
-            issues.push(Issue::error(
-                root.key(key.clone()),
-                format!(
-                    "unknown top-level field `{key}` (expected {})",
-                    TOP_LEVEL.join(", ")
-                ),
-            ));
+            issues.push(
+                Issue::error(
+                    root.key(key.clone()),
+                    format!(
+                        "unknown top-level field `{key}` (expected {})",
+                        TOP_LEVEL.join(", ")
+                    ),
+                )
+                .at_key(),
+            );
         }
     }
     if doc.contains_key("status") {
@@ -255,15 +267,24 @@ fn check_document(
         issues.push(Issue::error(root, "missing `spec`"));
         return None;
     };
+    // Schema errors stop here: the semantic rules need the typed spec. Errors outside the
+    // spec (metadata, apiVersion) do not, so that one run reports everything it can.
     let schema_issues = schema::check_spec(spec_value, &spec_path);
-    let schema_failed = !schema_issues.is_empty();
-    issues.extend(schema_issues);
-    if schema_failed || issues.iter().any(|i| i.severity == Severity::Error) {
+    if !schema_issues.is_empty() {
+        issues.extend(schema_issues);
         return None;
     }
-    let mut typed = json.clone();
-    if let Value::Object(m) = &mut typed {
-        m.remove("status");
+    let outside_spec_failed = issues.iter().any(|i| i.severity == Severity::Error);
+    // Only the spec is typed here: metadata was checked above and status is ignored, so
+    // neither can hide the spec's own findings.
+    let mut typed = serde_json::json!({
+        "apiVersion": spec::API_VERSION,
+        "kind": spec::KIND,
+        "metadata": {},
+        "spec": spec_value,
+    });
+    if let (false, Some(meta @ Value::Object(_))) = (outside_spec_failed, doc.get("metadata")) {
+        typed["metadata"] = meta.clone();
     }
     let migration: MailMigration = match serde_path_to_error::deserialize(typed) {
         Ok(m) => m,
@@ -276,7 +297,7 @@ fn check_document(
     let semantic = spec::semantic::check(&migration.spec, &spec_path, opts.strict);
     let failed = semantic.iter().any(|i| i.severity == Severity::Error);
     issues.extend(semantic);
-    (!failed).then_some(migration)
+    (!failed && !outside_spec_failed).then_some(migration)
 }
 
 fn path_from_serde(p: &serde_path_to_error::Path) -> Path {

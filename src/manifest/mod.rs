@@ -61,6 +61,8 @@ pub struct Issue {
     pub path: Path,
     pub severity: Severity,
     pub message: String,
+    /// Point at the field's key rather than its value (an unknown or misplaced field).
+    pub at_key: bool,
 }
 
 impl Issue {
@@ -69,7 +71,14 @@ impl Issue {
             path,
             severity: Severity::Error,
             message: message.into(),
+            at_key: false,
         }
+    }
+
+    /// The same issue, shown at the field's name instead of its value.
+    pub fn at_key(mut self) -> Self {
+        self.at_key = true;
+        self
     }
 
     pub fn warning(path: Path, message: impl Into<String>) -> Self {
@@ -77,6 +86,7 @@ impl Issue {
             path,
             severity: Severity::Warning,
             message: message.into(),
+            at_key: false,
         }
     }
 }

@@ -252,8 +252,18 @@ impl MarkedEventReceiver for Builder {
             }
             Event::Scalar(text, ..) => {
                 if self.map_wants_key() {
-                    if let Some(Frame::Map { pending_key, .. }) = self.stack.last_mut() {
+                    if let Some(Frame::Map {
+                        path, pending_key, ..
+                    }) = self.stack.last_mut()
+                    {
                         *pending_key = Some((text, at));
+                        // yaml-rust2 marks a block mapping after its first key; the mapping
+                        // starts where that key does.
+                        if let Some(e) = self.current.as_mut().and_then(|d| d.entries.get_mut(path))
+                            && e.value.is_none_or(|v| at < v)
+                        {
+                            e.value = Some(at);
+                        }
                     }
                 } else if let Some((path, key)) = self.next_path() {
                     self.record(path, key, at, true);
@@ -322,7 +332,7 @@ mod tests {
             d.locate(&p(&["spec", "source", "imap", "port"])),
             Pos {
                 line: 3,
-                column: 29
+                column: 28
             }
         );
         assert_eq!(

@@ -28,7 +28,7 @@ pub fn check_spec(spec: &Value, base: &Path) -> Vec<Issue> {
         .iter_errors(spec)
         .flat_map(|e| describe(&e, base))
         .collect();
-    out.sort_by(|a, b| a.path.to_string().cmp(&b.path.to_string()));
+    out.sort_by_key(|i| i.path.to_string());
     out.dedup();
     out
 }
@@ -68,6 +68,7 @@ fn describe(e: &ValidationError<'_>, base: &Path) -> Vec<Issue> {
                     path.key(field.clone()),
                     format!("unknown field `{field}`{hint}"),
                 )
+                .at_key()
             })
             .collect(),
         ValidationErrorKind::Required { property } => {
@@ -188,12 +189,12 @@ fn alternatives(
             format!("{} is not one of {}", show(instance), allowed.join(", ")),
         )];
     }
-    if real.len() == 1 {
-        if let Some(errors) = context.get(real[0]) {
-            let inner: Vec<Issue> = errors.iter().flat_map(|e| describe(e, base)).collect();
-            if !inner.is_empty() {
-                return inner;
-            }
+    if real.len() == 1
+        && let Some(errors) = context.get(real[0])
+    {
+        let inner: Vec<Issue> = errors.iter().flat_map(|e| describe(e, base)).collect();
+        if !inner.is_empty() {
+            return inner;
         }
     }
     let keys: Vec<&str> = real

@@ -125,12 +125,18 @@ mod tests {
         assert_eq!(k.to_string(), "key alice of Secret mail");
     }
 
+    /// Manifests are read as YAML into JSON values and typed from there (as the API server
+    /// and kube do), so the shape is a one-key map, not a YAML tag.
+    fn parse(yaml: &str) -> Result<SecretRef, serde_json::Error> {
+        let v: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
+        serde_json::from_value(v)
+    }
+
     #[test]
     fn yaml_shape_is_a_single_key_map() {
-        let r: SecretRef = serde_yaml::from_str("env: X").unwrap();
-        assert_eq!(r, SecretRef::Env("X".into()));
-        let r: SecretRef = serde_yaml::from_str("secretKeyRef: {name: s, key: k}").unwrap();
+        assert_eq!(parse("env: X").unwrap(), SecretRef::Env("X".into()));
+        let r = parse("secretKeyRef: {name: s, key: k}").unwrap();
         assert!(matches!(r, SecretRef::SecretKeyRef(_)));
-        assert!(serde_yaml::from_str::<SecretRef>("{env: X, file: Y}").is_err());
+        assert!(parse("{env: X, file: Y}").is_err());
     }
 }

@@ -455,6 +455,7 @@ impl Checker {
                         Severity::Warning
                     },
                     message: msg.into(),
+                    at_key: false,
                 });
             }
         }
