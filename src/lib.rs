@@ -3,8 +3,10 @@
 //! The manifest ([`spec`]) declares what should be true; later parts observe the servers,
 //! plan the smallest next step and apply it.
 
+pub mod accounts;
 pub mod cli;
 pub mod crd;
 pub mod imap;
 pub mod manifest;
+pub mod secrets;
 pub mod spec;

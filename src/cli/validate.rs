@@ -71,6 +71,7 @@ fn write_text(out: &mut impl Write, r: &Report<'_>) -> std::io::Result<()> {
     for f in r.findings {
         writeln!(out, "{f}")?;
     }
+    out.flush()?;
     // The summary is for people; scripts read the exit status or --output json.
     if std::io::stderr().is_terminal() || !r.findings.is_empty() {
         eprintln!(

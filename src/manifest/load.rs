@@ -151,7 +151,7 @@ pub fn load_text(file: &str, text: &str, opts: LoadOptions) -> Loaded {
         }
         seen_any = true;
         let mut issues = Vec::new();
-        let migration = check_document(value, &mut issues, opts);
+        let migration = check_document(value, &mut issues, opts, FsPath::new(file));
         let first = out.findings.len();
         out.findings.extend(issues.into_iter().map(|i| {
             let at = match i.at_key {
@@ -191,6 +191,7 @@ fn check_document(
     value: serde_yaml::Value,
     issues: &mut Vec<Issue>,
     opts: LoadOptions,
+    file: &FsPath,
 ) -> Option<MailMigration> {
     let root = Path::root();
     let json: Value = match serde_json::to_value(&value) {
@@ -294,7 +295,14 @@ fn check_document(
             return None;
         }
     };
-    let semantic = spec::semantic::check(&migration.spec, &spec_path, opts.strict);
+    let mut semantic = spec::semantic::check(&migration.spec, &spec_path, opts.strict);
+    let resolver = crate::secrets::Resolver::for_manifest(file);
+    if let Err(e) = crate::accounts::check_list_file(&migration.spec, &resolver) {
+        semantic.push(Issue::error(
+            spec_path.key("mailboxesFrom").key("file"),
+            e.to_string(),
+        ));
+    }
     let failed = semantic.iter().any(|i| i.severity == Severity::Error);
     issues.extend(semantic);
     (!failed && !outside_spec_failed).then_some(migration)

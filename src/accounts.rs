@@ -1,0 +1,369 @@
+//! The mailboxes of a migration with their logins resolved: the inline list plus
+//! `mailboxesFrom`, each with how it logs in on the source and on the destination.
+
+use std::collections::HashMap;
+
+use crate::secrets::{Resolver, SecretError};
+use crate::spec::{AuthMethod, MailMigrationSpec, Secret, SecretRef, Server, semantic};
+
+/// How one mailbox logs in on one server. `Debug` shows no secret.
+#[derive(Clone, Debug)]
+pub enum Login {
+    /// LOGIN or AUTHENTICATE PLAIN with the mailbox's own password.
+    Password { user: String, password: Secret },
+    /// AUTHENTICATE PLAIN with `user` as authorization identity and the master user's
+    /// credentials as authentication identity.
+    Master {
+        user: String,
+        master_user: String,
+        master_password: Secret,
+    },
+    /// AUTHENTICATE XOAUTH2 with an access token.
+    Xoauth2 { user: String, token: Secret },
+}
+
+impl Login {
+    /// The mailbox's login name, for messages and logs.
+    pub fn user(&self) -> &str {
+        match self {
+            Login::Password { user, .. }
+            | Login::Master { user, .. }
+            | Login::Xoauth2 { user, .. } => user,
+        }
+    }
+}
+
+/// A mailbox to migrate, ready to log in on both sides.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub address: String,
+    pub source: Login,
+    pub destination: Login,
+}
+
+/// Why the mailboxes could not be resolved; names the mailbox and the reference, not secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("{address}: {side} password: {source}")]
+    Secret {
+        address: String,
+        side: &'static str,
+        source: SecretError,
+    },
+    #[error("{address}: no {side} password given and {side}.auth.method is {method}")]
+    NoPassword {
+        address: String,
+        side: &'static str,
+        method: &'static str,
+    },
+    #[error("{side}.auth: {source}")]
+    SharedSecret {
+        side: &'static str,
+        source: SecretError,
+    },
+    #[error("mailboxesFrom: {0}")]
+    Csv(String),
+}
+
+/// One row of the mailbox list before credentials are resolved.
+struct Row {
+    address: String,
+    source_user: Option<String>,
+    destination_user: Option<String>,
+    source_password: Option<Secret>,
+    destination_password: Option<Secret>,
+}
+
+/// Resolve every mailbox of `spec`: the inline list first, then `mailboxesFrom`.
+pub fn resolve(
+    spec: &MailMigrationSpec,
+    resolver: &Resolver,
+) -> Result<Vec<Account>, AccountError> {
+    let mut rows = Vec::new();
+    for m in &spec.mailboxes {
+        let secret =
+            |r: &Option<SecretRef>, side: &'static str| -> Result<Option<Secret>, AccountError> {
+                r.as_ref()
+                    .map(|r| resolver.resolve(r))
+                    .transpose()
+                    .map_err(|source| AccountError::Secret {
+                        address: m.address.clone(),
+                        side,
+                        source,
+                    })
+            };
+        rows.push(Row {
+            address: m.address.clone(),
+            source_user: m.source_user.clone(),
+            destination_user: m.destination_user.clone(),
+            source_password: secret(&m.source_password, "source")?,
+            destination_password: secret(&m.destination_password, "destination")?,
+        });
+    }
+    if let Some(from) = &spec.mailboxes_from {
+        let text = resolver
+            .resolve(from)
+            .map_err(|e| AccountError::Csv(e.to_string()))?;
+        rows.extend(parse_csv(text.expose(), &from.to_string())?);
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        if let Some(first) = seen.insert(r.address.to_lowercase(), i) {
+            return Err(AccountError::Csv(format!(
+                "{} is listed twice (entries {} and {})",
+                r.address,
+                first + 1,
+                i + 1
+            )));
+        }
+    }
+    let src = shared(&spec.source, resolver, "source")?;
+    let dst = shared(&spec.destination, resolver, "destination")?;
+    rows.into_iter()
+        .map(|r| {
+            let source = login(
+                &spec.source,
+                src.as_ref(),
+                r.source_user.clone().unwrap_or_else(|| r.address.clone()),
+                r.source_password.clone(),
+                &r.address,
+                "source",
+            )?;
+            let destination = login(
+                &spec.destination,
+                dst.as_ref(),
+                r.destination_user
+                    .clone()
+                    .unwrap_or_else(|| r.address.clone()),
+                r.destination_password.clone(),
+                &r.address,
+                "destination",
+            )?;
+            Ok(Account {
+                address: r.address,
+                source,
+                destination,
+            })
+        })
+        .collect()
+}
+
+/// Offline check of a `mailboxesFrom` file for `validate`: it parses, its addresses are
+/// valid and none repeats an inline mailbox. Other sources need the process environment or
+/// a cluster and are checked when used.
+pub fn check_list_file(
+    spec: &MailMigrationSpec,
+    resolver: &Resolver,
+) -> Result<usize, AccountError> {
+    let Some(from @ SecretRef::File(_)) = &spec.mailboxes_from else {
+        return Ok(0);
+    };
+    let text = resolver
+        .resolve(from)
+        .map_err(|e| AccountError::Csv(e.to_string()))?;
+    let rows = parse_csv(text.expose(), &from.to_string())?;
+    let mut seen: HashMap<String, String> = spec
+        .mailboxes
+        .iter()
+        .map(|m| (m.address.to_lowercase(), "spec.mailboxes".to_owned()))
+        .collect();
+    for r in &rows {
+        if let Some(other) = seen.insert(r.address.to_lowercase(), from.to_string()) {
+            return Err(AccountError::Csv(format!(
+                "{}: {} is also listed in {other}",
+                from, r.address
+            )));
+        }
+    }
+    Ok(rows.len())
+}
+
+/// The master password or shared token of a server, if its method uses one.
+fn shared(
+    server: &Server,
+    resolver: &Resolver,
+    side: &'static str,
+) -> Result<Option<Secret>, AccountError> {
+    server
+        .auth
+        .password
+        .as_ref()
+        .map(|r| resolver.resolve(r))
+        .transpose()
+        .map_err(|source| AccountError::SharedSecret { side, source })
+}
+
+fn login(
+    server: &Server,
+    shared: Option<&Secret>,
+    user: String,
+    own: Option<Secret>,
+    address: &str,
+    side: &'static str,
+) -> Result<Login, AccountError> {
+    let missing = |method| AccountError::NoPassword {
+        address: address.to_owned(),
+        side,
+        method,
+    };
+    Ok(match server.auth.method {
+        AuthMethod::Password => Login::Password {
+            user,
+            password: own.ok_or_else(|| missing("password"))?,
+        },
+        AuthMethod::Master => Login::Master {
+            user,
+            master_user: server.auth.user.clone().unwrap_or_default(),
+            master_password: shared.cloned().ok_or_else(|| missing("master"))?,
+        },
+        AuthMethod::Xoauth2 => Login::Xoauth2 {
+            user,
+            token: own
+                .or_else(|| shared.cloned())
+                .ok_or_else(|| missing("xoauth2"))?,
+        },
+    })
+}
+
+const COLUMNS: [&str; 5] = [
+    "address",
+    "sourceUser",
+    "destinationUser",
+    "sourcePassword",
+    "destinationPassword",
+];
+
+/// Parse the CSV of `mailboxesFrom`; errors name the line and column, never a password.
+fn parse_csv(text: &str, origin: &str) -> Result<Vec<Row>, AccountError> {
+    let err = |msg: String| AccountError::Csv(format!("{origin}: {msg}"));
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| err(format!("header row: {e}")))?
+        .clone();
+    let mut index = HashMap::new();
+    for (i, h) in headers.iter().enumerate() {
+        if !COLUMNS.contains(&h) {
+            return Err(err(format!(
+                "unknown column `{h}` (expected {})",
+                COLUMNS.join(", ")
+            )));
+        }
+        index.insert(h.to_owned(), i);
+    }
+    if !index.contains_key("address") {
+        return Err(err("no `address` column in the header row".into()));
+    }
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            // csv's own message may quote the field; say only where.
+            err(format!("line {line}: malformed row"))
+        })?;
+        let line = record.position().map_or(0, |p| p.line());
+        let get = |col: &str| {
+            index
+                .get(col)
+                .and_then(|&i| record.get(i))
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let address = get("address").ok_or_else(|| err(format!("line {line}: empty address")))?;
+        if semantic::split_address(&address).is_none() {
+            return Err(err(format!(
+                "line {line}: `{address}` is not an email address"
+            )));
+        }
+        rows.push(Row {
+            address,
+            source_user: get("sourceUser"),
+            destination_user: get("destinationUser"),
+            source_password: get("sourcePassword").map(Secret::new),
+            destination_password: get("destinationPassword").map(Secret::new),
+        });
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> MailMigrationSpec {
+        let v: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
+        serde_json::from_value(v).unwrap()
+    }
+
+    const BASE: &str = "
+source: { imap: { host: 127.0.0.1, tls: none } }
+destination:
+  imap: { host: 127.0.0.1, tls: none }
+  auth: { method: master, user: admin, password: { value: masterpw } }
+";
+
+    #[test]
+    fn inline_and_csv_mailboxes_resolve_with_their_logins() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("list.csv"),
+            "address,sourceUser,sourcePassword\n# a comment\nbob@example.com,bob,bobpw\n",
+        )
+        .unwrap();
+        let s = spec(&format!(
+            "{BASE}mailboxes:\n  - {{ address: alice@example.com, sourcePassword: {{ value: alicepw }} }}\nmailboxesFrom: {{ file: list.csv }}\n"
+        ));
+        let r = Resolver::for_manifest(&dir.path().join("m.yaml"));
+        let accounts = resolve(&s, &r).unwrap();
+        assert_eq!(accounts.len(), 2);
+        assert_eq!(accounts[1].address, "bob@example.com");
+        assert_eq!(accounts[1].source.user(), "bob");
+        match &accounts[1].destination {
+            Login::Master {
+                user,
+                master_user,
+                master_password,
+            } => {
+                assert_eq!(user, "bob@example.com");
+                assert_eq!(master_user, "admin");
+                assert_eq!(master_password.expose(), "masterpw");
+            }
+            other => panic!("expected master login, got {other:?}"),
+        }
+        let dbg = format!("{accounts:?}");
+        assert!(!dbg.contains("bobpw") && !dbg.contains("masterpw") && !dbg.contains("alicepw"));
+    }
+
+    #[test]
+    fn csv_errors_name_the_line_and_never_the_password() {
+        let e = parse_csv(
+            "address,sourcePassword\nnot-an-address,topsecret\n",
+            "file x.csv",
+        )
+        .err()
+        .unwrap();
+        let msg = e.to_string();
+        assert!(msg.contains("line 2"), "{msg}");
+        assert!(!msg.contains("topsecret"), "{msg}");
+        let e = parse_csv("mail,password\n", "file x.csv").err().unwrap();
+        assert!(e.to_string().contains("unknown column `mail`"));
+    }
+
+    #[test]
+    fn duplicates_across_list_and_csv_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("l.csv"),
+            "address,sourcePassword\nALICE@example.com,x\n",
+        )
+        .unwrap();
+        let s = spec(&format!(
+            "{BASE}mailboxes:\n  - {{ address: alice@example.com, sourcePassword: {{ value: p }} }}\nmailboxesFrom: {{ file: l.csv }}\n"
+        ));
+        let e = resolve(&s, &Resolver::for_manifest(&dir.path().join("m.yaml"))).unwrap_err();
+        assert!(e.to_string().contains("listed twice"), "{e}");
+    }
+}

@@ -1,0 +1,177 @@
+//! Turning secret references into secrets, at the edge where they are used.
+//!
+//! The CLI reads environment variables and files; in a cluster the controller fetches the
+//! resource's Secrets and hands them in as a [`SecretStore`]. Errors name the reference and
+//! never the value.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::spec::{Secret, SecretRef};
+
+/// Why a secret could not be read. The message names where it was looked for, never what.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable {0} is not set")]
+    EnvMissing(String),
+    #[error("environment variable {0} is not valid UTF-8")]
+    EnvNotUnicode(String),
+    #[error("cannot read secret file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("key {key} of Secret {name} not found")]
+    SecretKeyMissing { name: String, key: String },
+    #[error(
+        "key {key} of Secret {name}: no cluster to read Secrets from (use env or file outside Kubernetes)"
+    )]
+    NoCluster { name: String, key: String },
+    #[error("{0} is empty")]
+    Empty(String),
+}
+
+/// Secrets of a Kubernetes namespace, fetched by the controller before a reconcile.
+#[derive(Clone, Default)]
+pub struct SecretStore {
+    values: HashMap<(String, String), Secret>,
+}
+
+impl std::fmt::Debug for SecretStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretStore")
+            .field("keys", &self.values.len())
+            .finish()
+    }
+}
+
+impl SecretStore {
+    pub fn insert(&mut self, name: &str, key: &str, value: Secret) {
+        self.values.insert((name.to_owned(), key.to_owned()), value);
+    }
+}
+
+/// Resolves references against a manifest's directory and, in a cluster, a Secret store.
+#[derive(Clone, Debug, Default)]
+pub struct Resolver {
+    base_dir: PathBuf,
+    cluster: Option<SecretStore>,
+}
+
+impl Resolver {
+    /// For a manifest read from `manifest_path`: relative `file` references are resolved
+    /// against its directory.
+    pub fn for_manifest(manifest_path: &Path) -> Self {
+        let base_dir = manifest_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Resolver {
+            base_dir,
+            cluster: None,
+        }
+    }
+
+    /// In a cluster: `secretKeyRef` reads from `store`.
+    pub fn with_cluster(mut self, store: SecretStore) -> Self {
+        self.cluster = Some(store);
+        self
+    }
+
+    pub fn resolve(&self, r: &SecretRef) -> Result<Secret, SecretError> {
+        let secret = match r {
+            SecretRef::Env(name) => match std::env::var(name) {
+                Ok(v) => Secret::new(v),
+                Err(std::env::VarError::NotPresent) => {
+                    return Err(SecretError::EnvMissing(name.clone()));
+                }
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(SecretError::EnvNotUnicode(name.clone()));
+                }
+            },
+            SecretRef::File(path) => {
+                let full = self.base_dir.join(path);
+                let mut text =
+                    std::fs::read_to_string(&full).map_err(|source| SecretError::File {
+                        path: full.display().to_string(),
+                        source,
+                    })?;
+                // Files written by editors and `echo` end with a newline that is not part of
+                // the secret.
+                while text.ends_with('\n') || text.ends_with('\r') {
+                    text.pop();
+                }
+                Secret::new(text)
+            }
+            SecretRef::SecretKeyRef(sel) => {
+                let Some(store) = &self.cluster else {
+                    return Err(SecretError::NoCluster {
+                        name: sel.name.clone(),
+                        key: sel.key.clone(),
+                    });
+                };
+                store
+                    .values
+                    .get(&(sel.name.clone(), sel.key.clone()))
+                    .cloned()
+                    .ok_or_else(|| SecretError::SecretKeyMissing {
+                        name: sel.name.clone(),
+                        key: sel.key.clone(),
+                    })?
+            }
+            SecretRef::Value(v) => Secret::new(v.clone()),
+        };
+        if secret.expose().is_empty() {
+            return Err(SecretError::Empty(r.to_string()));
+        }
+        Ok(secret)
+    }
+
+    /// A file next to the manifest (for `mailboxesFrom: { file }` and CA certificates).
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.base_dir.join(relative)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::SecretKeySelector;
+
+    #[test]
+    fn files_are_relative_to_the_manifest_and_lose_their_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "s3cret\n").unwrap();
+        let r = Resolver::for_manifest(&dir.path().join("m.yaml"));
+        let s = r.resolve(&SecretRef::File("pw".into())).unwrap();
+        assert_eq!(s.expose(), "s3cret");
+    }
+
+    #[test]
+    fn errors_name_the_reference_not_the_value() {
+        let r = Resolver::default();
+        let e = r
+            .resolve(&SecretRef::Env("MAILSHIFT_TEST_SURELY_UNSET".into()))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "environment variable MAILSHIFT_TEST_SURELY_UNSET is not set"
+        );
+        let e = r.resolve(&SecretRef::Value(String::new())).unwrap_err();
+        assert!(!e.to_string().contains("value:"), "{e}");
+        let sel = SecretRef::SecretKeyRef(SecretKeySelector {
+            name: "mail".into(),
+            key: "alice".into(),
+        });
+        assert!(matches!(
+            r.resolve(&sel),
+            Err(SecretError::NoCluster { .. })
+        ));
+        let mut store = SecretStore::default();
+        store.insert("mail", "alice", Secret::new("pw"));
+        let r = r.with_cluster(store);
+        assert_eq!(r.resolve(&sel).unwrap().expose(), "pw");
+        assert!(!format!("{r:?}").contains("pw\""));
+    }
+}
