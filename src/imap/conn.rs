@@ -1,0 +1,582 @@
+//! Connecting and logging in to an IMAP server: implicit TLS or STARTTLS with certificate
+//! verification (rustls), LOGIN / AUTHENTICATE PLAIN, a master user through the PLAIN
+//! authorization identity, XOAUTH2; and a per-server limit on simultaneous connections.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use std::collections::BTreeSet;
+
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::accounts::Login;
+use crate::spec::{Endpoint, TlsMode};
+
+/// How long a TCP connect, TLS handshake or greeting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections per server when the manifest sets no limit.
+const DEFAULT_MAX_CONNECTIONS: usize = 16;
+
+/// Which server a connection goes to; the source is only ever read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Source,
+    Destination,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Source => "source",
+            Side::Destination => "destination",
+        })
+    }
+}
+
+/// Why a connection failed. Callers branch on it: a refused login is not retried, a network
+/// error is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("{side} {addr}: cannot connect: {source}")]
+    Network {
+        side: Side,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{side} {addr}: timed out after {:?} while {during}", CONNECT_TIMEOUT)]
+    Timeout {
+        side: Side,
+        addr: String,
+        during: &'static str,
+    },
+    #[error("{side} {addr}: TLS: {reason}")]
+    Tls {
+        side: Side,
+        addr: String,
+        reason: String,
+    },
+    #[error("{side} {addr}: {reason}")]
+    Protocol {
+        side: Side,
+        addr: String,
+        reason: String,
+    },
+    #[error("{side} {addr}: login as {user} refused: {reason}")]
+    AuthFailed {
+        side: Side,
+        addr: String,
+        user: String,
+        reason: String,
+    },
+    #[error("{side}: CA certificate: {0}", side = .1)]
+    Ca(String, Side),
+}
+
+impl ConnectError {
+    /// Worth retrying later (the network or the server may come back); a refused login or a
+    /// TLS verification failure is not.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::Network { .. } | ConnectError::Timeout { .. }
+        )
+    }
+}
+
+/// The byte stream under an IMAP session: plain TCP or TLS, optionally recording what the
+/// client sends (tests use it to prove which commands reached the source).
+pub struct ImapStream {
+    inner: Inner,
+    recorder: Option<Recorder>,
+}
+
+enum Inner {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl fmt::Debug for ImapStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.inner {
+            Inner::Plain(_) => "ImapStream(plain)",
+            Inner::Tls(_) => "ImapStream(tls)",
+        })
+    }
+}
+
+impl AsyncRead for ImapStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().inner {
+            Inner::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Inner::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ImapStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let res = match &mut this.inner {
+            Inner::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Inner::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        };
+        if let (Poll::Ready(Ok(n)), Some(rec)) = (&res, &this.recorder) {
+            rec.record(&buf[..*n]);
+        }
+        res
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().inner {
+            Inner::Plain(s) => Pin::new(s).poll_flush(cx),
+            Inner::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().inner {
+            Inner::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Inner::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Everything a client sent on the connections it is attached to, for tests that must prove
+/// what reached a server. Kept in memory only; never logged.
+#[derive(Clone, Default)]
+pub struct Recorder(Arc<Mutex<Vec<u8>>>);
+
+impl fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Recorder")
+    }
+}
+
+impl Recorder {
+    fn record(&self, bytes: &[u8]) {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(bytes);
+        }
+    }
+
+    /// The command lines sent so far (literal data included as it was sent).
+    pub fn sent(&self) -> String {
+        self.0
+            .lock()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// An authenticated IMAP session with the capabilities it was granted.
+pub struct Connection {
+    pub session: async_imap::Session<ImapStream>,
+    /// Upper-cased capability names, as granted after login.
+    pub capabilities: BTreeSet<String>,
+    pub side: Side,
+    pub addr: String,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("side", &self.side)
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Does the server offer `cap` (case-insensitive, e.g. "LITERAL+", "CONDSTORE")?
+    pub fn has(&self, cap: &str) -> bool {
+        self.capabilities.contains(&cap.to_ascii_uppercase())
+    }
+}
+
+/// Opens connections to one server, at most `maxConnections` at a time.
+#[derive(Clone)]
+pub struct Connector {
+    side: Side,
+    host: String,
+    port: u16,
+    mode: TlsMode,
+    tls: Option<TlsConnector>,
+    limit: Arc<Semaphore>,
+    recorder: Option<Recorder>,
+}
+
+impl fmt::Debug for Connector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connector")
+            .field("side", &self.side)
+            .field("addr", &self.addr())
+            .field("tls", &self.mode)
+            .finish()
+    }
+}
+
+impl Connector {
+    /// `ca_pem` adds trusted CA certificates (PEM) to the system's roots.
+    pub fn new(
+        side: Side,
+        endpoint: &Endpoint,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, ConnectError> {
+        let port = endpoint.port.unwrap_or(match endpoint.tls {
+            TlsMode::Tls => 993,
+            TlsMode::Starttls | TlsMode::None => 143,
+        });
+        let tls = match endpoint.tls {
+            TlsMode::None => None,
+            TlsMode::Tls | TlsMode::Starttls => Some(tls_connector(side, ca_pem)?),
+        };
+        let max = endpoint
+            .max_connections
+            .map_or(DEFAULT_MAX_CONNECTIONS, usize::from);
+        Ok(Connector {
+            side,
+            host: endpoint.host.clone(),
+            port,
+            mode: endpoint.tls,
+            tls,
+            limit: Arc::new(Semaphore::new(max)),
+            recorder: None,
+        })
+    }
+
+    /// Record every byte sent on this connector's connections (tests only).
+    pub fn with_recorder(mut self, recorder: Recorder) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// Connect, secure and log in. Waits for a free slot under the server's connection limit.
+    pub async fn connect(&self, login: &Login) -> Result<Connection, ConnectError> {
+        let permit = self
+            .limit
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the connection semaphore is never closed");
+        let addr = self.addr();
+        let timeout = |during| ConnectError::Timeout {
+            side: self.side,
+            addr: addr.clone(),
+            during,
+        };
+        let tcp = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            TcpStream::connect((self.host.as_str(), self.port)),
+        )
+        .await
+        .map_err(|_| timeout("connecting"))?
+        .map_err(|source| ConnectError::Network {
+            side: self.side,
+            addr: addr.clone(),
+            source,
+        })?;
+        let _ = tcp.set_nodelay(true);
+        let stream = match self.mode {
+            TlsMode::Tls => self.handshake(tcp).await?,
+            TlsMode::Starttls | TlsMode::None => self.wrap(Inner::Plain(tcp)),
+        };
+        let mut client = async_imap::Client::new(stream);
+        tokio::time::timeout(CONNECT_TIMEOUT, client.read_response())
+            .await
+            .map_err(|_| timeout("waiting for the greeting"))?
+            .map_err(|e| self.protocol(format!("reading the greeting: {e}")))?
+            .ok_or_else(|| self.protocol("closed the connection before greeting".into()))?;
+        if self.mode == TlsMode::Starttls {
+            client
+                .run_command_and_check_ok("STARTTLS", None)
+                .await
+                .map_err(|e| self.protocol(format!("STARTTLS refused: {e}")))?;
+            let tcp = match client.into_inner().inner {
+                Inner::Plain(tcp) => tcp,
+                Inner::Tls(_) => unreachable!("STARTTLS starts on a plain connection"),
+            };
+            client = async_imap::Client::new(self.handshake(tcp).await?);
+        }
+        let session = self.authenticate(client, login).await?;
+        let mut conn = Connection {
+            session,
+            capabilities: BTreeSet::new(),
+            side: self.side,
+            addr,
+            _permit: permit,
+        };
+        conn.capabilities = conn
+            .session
+            .capabilities()
+            .await
+            .map_err(|e| self.protocol(format!("CAPABILITY: {e}")))?
+            .iter()
+            .map(|c| match c {
+                async_imap::types::Capability::Imap4rev1 => "IMAP4REV1".to_owned(),
+                async_imap::types::Capability::Auth(m) => {
+                    format!("AUTH={}", m.to_ascii_uppercase())
+                }
+                async_imap::types::Capability::Atom(a) => a.to_ascii_uppercase(),
+            })
+            .collect();
+        Ok(conn)
+    }
+
+    fn wrap(&self, inner: Inner) -> ImapStream {
+        ImapStream {
+            inner,
+            recorder: self.recorder.clone(),
+        }
+    }
+
+    fn protocol(&self, reason: String) -> ConnectError {
+        ConnectError::Protocol {
+            side: self.side,
+            addr: self.addr(),
+            reason,
+        }
+    }
+
+    async fn handshake(&self, tcp: TcpStream) -> Result<ImapStream, ConnectError> {
+        let tls = self.tls.as_ref().expect("TLS modes have a connector");
+        let name = ServerName::try_from(self.host.clone()).map_err(|e| ConnectError::Tls {
+            side: self.side,
+            addr: self.addr(),
+            reason: format!("invalid server name: {e}"),
+        })?;
+        let s = tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(name, tcp))
+            .await
+            .map_err(|_| ConnectError::Timeout {
+                side: self.side,
+                addr: self.addr(),
+                during: "TLS handshake",
+            })?
+            .map_err(|e| ConnectError::Tls {
+                side: self.side,
+                addr: self.addr(),
+                reason: e.to_string(),
+            })?;
+        Ok(self.wrap(Inner::Tls(Box::new(s))))
+    }
+
+    async fn authenticate(
+        &self,
+        client: async_imap::Client<ImapStream>,
+        login: &Login,
+    ) -> Result<async_imap::Session<ImapStream>, ConnectError> {
+        let refused = |reason: String| ConnectError::AuthFailed {
+            side: self.side,
+            addr: self.addr(),
+            user: login.user().to_owned(),
+            reason,
+        };
+        let result = match login {
+            // AUTHENTICATE PLAIN carries any byte of a password; LOGIN is for servers without
+            // it. Choosing by capability (rather than trying one then the other) spends a
+            // single attempt on a wrong password, which matters where failures lock accounts.
+            Login::Password { user, password } => {
+                let mut client = client;
+                let caps = self.pre_auth_capabilities(&mut client).await?;
+                if caps.iter().any(|c| c == "AUTH=PLAIN") {
+                    client
+                        .authenticate(
+                            "PLAIN",
+                            Plain {
+                                authzid: String::new(),
+                                authcid: user.clone(),
+                                password: password.expose().to_owned(),
+                            },
+                        )
+                        .await
+                } else if caps.iter().any(|c| c == "LOGINDISABLED") {
+                    return Err(self.protocol(
+                        "the server refuses passwords on this connection (LOGINDISABLED): use tls or starttls".into(),
+                    ));
+                } else {
+                    client.login(user, password.expose()).await
+                }
+            }
+            Login::Master {
+                user,
+                master_user,
+                master_password,
+            } => {
+                client
+                    .authenticate(
+                        "PLAIN",
+                        Plain {
+                            authzid: user.clone(),
+                            authcid: master_user.clone(),
+                            password: master_password.expose().to_owned(),
+                        },
+                    )
+                    .await
+            }
+            Login::Xoauth2 { user, token } => {
+                client
+                    .authenticate(
+                        "XOAUTH2",
+                        Xoauth2 {
+                            user: user.clone(),
+                            token: token.expose().to_owned(),
+                        },
+                    )
+                    .await
+            }
+        };
+        result.map_err(|(e, _)| match e {
+            async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text) => {
+                refused(text)
+            }
+            async_imap::error::Error::Io(source) => ConnectError::Network {
+                side: self.side,
+                addr: self.addr(),
+                source,
+            },
+            async_imap::error::Error::ConnectionLost => {
+                refused("the server closed the connection".into())
+            }
+            other => refused(other.to_string()),
+        })
+    }
+}
+
+impl Connector {
+    /// CAPABILITY before login, upper-cased (`AUTH=PLAIN`, `LOGINDISABLED`, `STARTTLS`).
+    async fn pre_auth_capabilities(
+        &self,
+        client: &mut async_imap::Client<ImapStream>,
+    ) -> Result<Vec<String>, ConnectError> {
+        use imap_proto::{Capability, Response};
+        use tokio::io::AsyncWriteExt;
+        // async-imap keeps tagged commands to itself before login; a tag of our own cannot
+        // collide with its numbered ones.
+        const TAG: &str = "mscap";
+        let stream = client.get_mut();
+        stream
+            .write_all(format!("{TAG} CAPABILITY\r\n").as_bytes())
+            .await
+            .and(stream.flush().await)
+            .map_err(|e| self.protocol(format!("CAPABILITY: {e}")))?;
+        let mut caps = Vec::new();
+        loop {
+            let resp = client
+                .read_response()
+                .await
+                .map_err(|e| self.protocol(format!("CAPABILITY: {e}")))?
+                .ok_or_else(|| self.protocol("closed the connection during CAPABILITY".into()))?;
+            match resp.parsed() {
+                Response::Capabilities(list) => caps.extend(list.iter().map(|c| match c {
+                    Capability::Imap4rev1 => "IMAP4REV1".to_owned(),
+                    Capability::Auth(m) => format!("AUTH={}", m.to_ascii_uppercase()),
+                    Capability::Atom(a) => a.to_ascii_uppercase(),
+                })),
+                Response::Done { tag, .. } if tag.0 == TAG => return Ok(caps),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// SASL PLAIN (RFC 4616): `authzid NUL authcid NUL password`.
+struct Plain {
+    authzid: String,
+    authcid: String,
+    password: String,
+}
+
+impl async_imap::Authenticator for Plain {
+    type Response = Vec<u8>;
+
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        format!("{}\0{}\0{}", self.authzid, self.authcid, self.password).into_bytes()
+    }
+}
+
+/// Google/Microsoft XOAUTH2: `user=U ^A auth=Bearer TOKEN ^A ^A`. A second challenge is an
+/// error report, answered with an empty response so the server sends its NO.
+struct Xoauth2 {
+    user: String,
+    token: String,
+}
+
+impl async_imap::Authenticator for Xoauth2 {
+    type Response = Vec<u8>;
+
+    fn process(&mut self, challenge: &[u8]) -> Vec<u8> {
+        if !challenge.is_empty() {
+            return Vec::new();
+        }
+        format!("user={}\x01auth=Bearer {}\x01\x01", self.user, self.token).into_bytes()
+    }
+}
+
+impl Drop for Plain {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.password);
+    }
+}
+
+impl Drop for Xoauth2 {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.token);
+    }
+}
+
+/// A rustls client trusting the system's roots plus `ca_pem`. Verification is never off.
+fn tls_connector(side: Side, ca_pem: Option<&[u8]>) -> Result<TlsConnector, ConnectError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        // One unparsable system certificate must not make every server unreachable.
+        let _ = roots.add(cert);
+    }
+    if let Some(pem) = ca_pem {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| ConnectError::Ca(format!("not PEM: {e}"), side))?;
+        if certs.is_empty() {
+            return Err(ConnectError::Ca(
+                "no certificate in the PEM data".into(),
+                side,
+            ));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| ConnectError::Ca(e.to_string(), side))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConnectError::Ca(e.to_string(), side))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
