@@ -157,7 +157,7 @@ async fn list(conn: &mut Connection) -> Result<Vec<ListedFolder>, ImapError> {
         // A name that is not valid modified UTF-7 is kept as the server spells it: it can
         // still be opened, and re-encoding it would name a different folder.
         let name = mutf7::decode(&wire).unwrap_or_else(|_| wire.clone());
-        let is_subscribed = subscribed.iter().any(|s| *s == wire);
+        let is_subscribed = subscribed.contains(&wire);
         out.push(ListedFolder {
             name,
             wire,

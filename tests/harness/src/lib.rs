@@ -79,6 +79,15 @@ pub fn random_bytes(n: usize) -> anyhow::Result<Vec<u8>> {
 mod tests {
     use super::base64;
 
+    /// Servers can be shared between threads (e.g. in an `Arc` or a `static`).
+    #[test]
+    fn servers_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<super::Dovecot>();
+        check::<super::Postfix>();
+        check::<super::Bind>();
+    }
+
     #[test]
     fn base64_matches_rfc4648_vectors() {
         assert_eq!(base64(b""), "");

@@ -23,8 +23,8 @@ fn handed_out() -> &'static Mutex<HashSet<u16>> {
 /// UDP is checked too because DNS servers listen on both.
 pub fn free_port() -> Result<u16> {
     for _ in 0..200 {
-        let listener =
-            TcpListener::bind((crate::HOST, 0)).context("binding 127.0.0.1:0 to find a free port")?;
+        let listener = TcpListener::bind((crate::HOST, 0))
+            .context("binding 127.0.0.1:0 to find a free port")?;
         let port = listener.local_addr()?.port();
         if UdpSocket::bind((crate::HOST, port)).is_err() {
             continue;

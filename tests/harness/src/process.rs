@@ -1,5 +1,6 @@
 //! Child processes, helper commands and the bits of system plumbing the servers share.
 
+use std::ffi::OsString;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -33,7 +34,8 @@ impl CmdOutput {
             bail!(
                 "`{}` failed ({}):\n{}{}",
                 self.command,
-                self.code.map_or("killed by signal".to_string(), |c| format!("exit code {c}")),
+                self.code
+                    .map_or("killed by signal".to_string(), |c| format!("exit code {c}")),
                 self.stderr,
                 self.stdout
             )
@@ -53,17 +55,25 @@ fn describe(cmd: &Command) -> String {
 /// Runs `cmd` to completion, feeding `input` on stdin if given.
 pub(crate) fn run(cmd: &mut Command, input: Option<&[u8]>) -> Result<CmdOutput> {
     let command = describe(cmd);
-    cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().with_context(|| format!("running `{command}`"))?;
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("running `{command}`"))?;
     if let Some(input) = input {
         // Write from a thread so a command that writes a lot before reading cannot deadlock.
         let mut stdin = child.stdin.take().expect("piped stdin");
         let input = input.to_vec();
         let writer = std::thread::spawn(move || stdin.write_all(&input));
         let out = child.wait_with_output()?;
-        writer.join().map_err(|_| anyhow::anyhow!("stdin writer panicked"))??;
+        writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("stdin writer panicked"))??;
         return Ok(output(command, out));
     }
     Ok(output(command, child.wait_with_output()?))
@@ -87,14 +97,21 @@ pub(crate) fn run_ok(cmd: &mut Command) -> Result<String> {
 /// Sends `signal` (e.g. `"TERM"`, `"STOP"`) to `pid` with the `kill` command (std has no
 /// signal API other than SIGKILL, and we want no libc dependency for this).
 pub(crate) fn signal(pid: u32, signal: &str) -> Result<()> {
-    run_ok(Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string())).map(drop)
+    run_ok(
+        Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string()),
+    )
+    .map(drop)
 }
 
 /// Whether `pid` names a live (not zombie) process.
 pub(crate) fn pid_alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the parenthesised command name.
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
         Err(_) => false,
     }
 }
@@ -111,9 +128,83 @@ pub(crate) fn tail(path: &Path, n: usize) -> String {
     }
 }
 
-/// Whether a file contains `needle` (false if unreadable).
-pub(crate) fn file_contains(path: &Path, needle: &str) -> bool {
-    fs::read(path).is_ok_and(|b| String::from_utf8_lossy(&b).contains(needle))
+/// The lengths of some files at one moment, to look only at what is appended afterwards
+/// (a server's log keeps the lines of earlier runs, e.g. before a restart).
+#[derive(Debug)]
+pub(crate) struct LogMark(Vec<(PathBuf, u64)>);
+
+impl LogMark {
+    pub(crate) fn new(paths: &[PathBuf]) -> LogMark {
+        LogMark(
+            paths
+                .iter()
+                .map(|p| (p.clone(), fs::metadata(p).map_or(0, |m| m.len())))
+                .collect(),
+        )
+    }
+
+    /// Whether text appended since the mark contains `needle`, ignoring ASCII case.
+    pub(crate) fn appended_contains(&self, needle: &str) -> bool {
+        let needle = needle.to_ascii_lowercase();
+        self.0.iter().any(|(path, offset)| {
+            fs::read(path).is_ok_and(|bytes| {
+                let start = (*offset as usize).min(bytes.len());
+                String::from_utf8_lossy(&bytes[start..])
+                    .to_ascii_lowercase()
+                    .contains(&needle)
+            })
+        })
+    }
+
+    /// Whether a server reported a port collision since the mark. Dovecot and Postfix say
+    /// "Address already in use"; named says "address in use" and keeps running.
+    pub(crate) fn port_in_use(&self) -> bool {
+        self.appended_contains("address already in use") || self.appended_contains("address in use")
+    }
+}
+
+/// Why starting a server failed: retried with fresh ports if `port_in_use`.
+#[derive(Debug)]
+pub(crate) struct LaunchError {
+    pub(crate) error: anyhow::Error,
+    pub(crate) port_in_use: bool,
+}
+
+impl From<anyhow::Error> for LaunchError {
+    fn from(error: anyhow::Error) -> Self {
+        LaunchError {
+            error,
+            port_in_use: false,
+        }
+    }
+}
+
+impl From<std::io::Error> for LaunchError {
+    fn from(error: std::io::Error) -> Self {
+        LaunchError {
+            error: error.into(),
+            port_in_use: false,
+        }
+    }
+}
+
+/// The error for a server that did not come up: what went wrong, the process output and
+/// the tail of its log.
+pub(crate) fn startup_error(
+    server: &str,
+    dir: &Path,
+    err: anyhow::Error,
+    output: &Path,
+    log: &Path,
+) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{server} failed to start in {}: {err:#}\n--- output ({}) ---\n{}\n--- log tail ({}) ---\n{}",
+        dir.display(),
+        output.display(),
+        tail(output, 30),
+        log.display(),
+        tail(log, 30),
+    )
 }
 
 /// A server process we started and must stop.
@@ -125,15 +216,23 @@ pub(crate) fn file_contains(path: &Path, needle: &str) -> bool {
 pub(crate) struct Daemon {
     pub(crate) name: &'static str,
     child: Child,
-    /// stdout and stderr of the process: early startup errors land here, before the
-    /// server has opened its own log.
-    pub(crate) output_path: PathBuf,
+    /// A command that asks the server to stop (e.g. `postfix -c DIR stop`), used instead
+    /// of SIGTERM when our child is a wrapper rather than the server itself.
+    stop_command: Option<Vec<OsString>>,
 }
 
 impl Daemon {
-    /// Spawns `cmd` with stdout and stderr appended to `output_path`.
-    pub(crate) fn spawn(name: &'static str, mut cmd: Command, output_path: &Path) -> Result<Daemon> {
-        let out = fs::OpenOptions::new().create(true).append(true).open(output_path)?;
+    /// Spawns `cmd` with stdout and stderr appended to `output_path` (early startup
+    /// errors land there, before the server has opened its own log).
+    pub(crate) fn spawn(
+        name: &'static str,
+        mut cmd: Command,
+        output_path: &Path,
+    ) -> Result<Daemon> {
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(output_path)?;
         let command = describe(&cmd);
         let child = cmd
             .stdin(Stdio::null())
@@ -141,7 +240,17 @@ impl Daemon {
             .stderr(out)
             .spawn()
             .with_context(|| format!("starting {name}: `{command}`"))?;
-        Ok(Daemon { name, child, output_path: output_path.to_owned() })
+        Ok(Daemon {
+            name,
+            child,
+            stop_command: None,
+        })
+    }
+
+    /// Stops the server with `command` (program and arguments) instead of SIGTERM.
+    pub(crate) fn with_stop_command(mut self, command: Vec<OsString>) -> Daemon {
+        self.stop_command = Some(command);
+        self
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -167,14 +276,22 @@ impl Daemon {
         wait::until_true(timeout, &what, || Ok(self.exited()?.is_some())).is_ok()
     }
 
-    /// Stops the process: SIGTERM, wait, then SIGKILL if it did not exit in time.
+    /// Stops the process: SIGTERM (or the stop command), wait, then SIGKILL if it did not
+    /// exit in time.
     pub(crate) fn terminate(&mut self, timeout: Duration) -> Result<()> {
         if self.exited()?.is_some() {
             return Ok(());
         }
-        // A paused (SIGSTOP) process handles SIGTERM only once continued.
-        let _ = signal(self.pid(), "CONT");
-        let _ = signal(self.pid(), "TERM");
+        match &self.stop_command {
+            Some(command) => {
+                let _ = run(Command::new(&command[0]).args(&command[1..]), None);
+            }
+            None => {
+                // A paused (SIGSTOP) process handles SIGTERM only once continued.
+                let _ = signal(self.pid(), "CONT");
+                let _ = signal(self.pid(), "TERM");
+            }
+        }
         self.finish(timeout)
     }
 
@@ -206,7 +323,9 @@ pub(crate) fn require_root() -> Result<()> {
         .and_then(|ids| ids.split_whitespace().nth(1))
         .unwrap_or("");
     if euid != "0" {
-        bail!("mailshift-harness must run as root (the servers drop to their own users); effective uid is {euid}");
+        bail!(
+            "mailshift-harness must run as root (the servers drop to their own users); effective uid is {euid}"
+        );
     }
     Ok(())
 }
@@ -216,7 +335,9 @@ pub(crate) fn require_program(program: &str) -> Result<()> {
     let found = std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
         .unwrap_or(false)
-        || ["/usr/sbin", "/sbin"].iter().any(|d| Path::new(d).join(program).is_file());
+        || ["/usr/sbin", "/sbin"]
+            .iter()
+            .any(|d| Path::new(d).join(program).is_file());
     if !found {
         bail!("`{program}` is not installed; run scripts/install-deps.sh (as root)");
     }
@@ -226,7 +347,10 @@ pub(crate) fn require_program(program: &str) -> Result<()> {
 /// A fresh temporary directory for one server, traversable by the servers' own users.
 pub(crate) fn server_tempdir(prefix: &str) -> Result<tempfile::TempDir> {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::Builder::new().prefix(prefix).tempdir().context("creating a temp dir")?;
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .context("creating a temp dir")?;
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))?;
     Ok(dir)
 }

@@ -52,27 +52,41 @@ impl Certificates {
             c.env("OPENSSL_CONF", "/dev/null");
             c
         };
-        run_ok(openssl().args(["req", "-x509", "-new", "-nodes", "-newkey", "ec", "-pkeyopt"]).args([
-            "ec_paramgen_curve:P-256",
-            "-subj",
-            "/CN=mailshift test CA",
-            "-days",
-            "7",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-            "-addext",
-            "subjectKeyIdentifier=hash",
-            "-keyout",
-        ])
-        .arg(&certs.ca_key)
-        .arg("-out")
-        .arg(&certs.ca_cert))
+        run_ok(
+            openssl()
+                .args([
+                    "req", "-x509", "-new", "-nodes", "-newkey", "ec", "-pkeyopt",
+                ])
+                .args([
+                    "ec_paramgen_curve:P-256",
+                    "-subj",
+                    "/CN=mailshift test CA",
+                    "-days",
+                    "7",
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
+                    "-addext",
+                    "subjectKeyIdentifier=hash",
+                    "-keyout",
+                ])
+                .arg(&certs.ca_key)
+                .arg("-out")
+                .arg(&certs.ca_cert),
+        )
         .context("generating the test CA")?;
         run_ok(
             openssl()
-                .args(["req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+                .args([
+                    "req",
+                    "-new",
+                    "-nodes",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                ])
                 .args(["-subj", "/CN=localhost", "-keyout"])
                 .arg(&certs.server_key)
                 .arg("-out")

@@ -42,7 +42,11 @@ pub fn until<T>(
 }
 
 /// Like [`until`] for a boolean condition.
-pub fn until_true(timeout: Duration, what: &str, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+pub fn until_true(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<bool>,
+) -> Result<()> {
     until(timeout, what, || Ok(check()?.then_some(())))
 }
 
@@ -58,11 +62,11 @@ pub fn greets(port: u16, prefix: &str) -> bool {
     first_line(port).is_some_and(|line| line.starts_with(prefix))
 }
 
-/// The first line a server sends on `127.0.0.1:port`, if it sends one within 2 seconds.
+/// The first line a server sends on `127.0.0.1:port`, if it sends one within a second.
 pub fn first_line(port: u16) -> Option<String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line).ok()?;
     Some(line)
