@@ -1,5 +1,10 @@
-//! IMAP support: mailbox-name encoding ([`mutf7`]) and the table of localized default
-//! folder names ([`folder_names`]) used to map a source's folders onto roles.
+//! IMAP support: mailbox-name encoding ([`mutf7`]), the table of localized default folder
+//! names ([`folder_names`]), and the pure core of the copy engine: folder mapping
+//! ([`folders`]), message identity ([`identity`]), per-folder comparison ([`diff`]), the sync
+//! cache and its shortcuts ([`cache`]) and the verify/sync report ([`report`]). Nothing in
+//! these modules does I/O.
 
+pub mod diff;
 pub mod folder_names;
+pub mod identity;
 pub mod mutf7;
