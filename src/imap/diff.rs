@@ -245,13 +245,41 @@ pub struct KnownPair {
 /// Source UID → its known destination copy.
 pub type KnownPairs = BTreeMap<u32, KnownPair>;
 
-/// Flags to change on one destination message (`UID STORE +FLAGS` / `-FLAGS`).
+/// Flags to change on one destination message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FlagUpdate {
     pub source_uid: u32,
     pub dest_uid: u32,
-    pub add: FlagSet,
-    pub remove: FlagSet,
+    pub change: FlagChange,
+    /// The source's flags this update brings the copy in line with: the pair's base once
+    /// applied.
+    pub source_flags: FlagSet,
+}
+
+/// How to change a destination message's flags.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FlagChange {
+    /// `UID STORE +FLAGS (add)` and `-FLAGS (remove)`: leaves every other flag alone, and
+    /// applying it twice is the same as once.
+    Delta { add: FlagSet, remove: FlagSet },
+    /// `UID STORE FLAGS (...)`: when the destination's current flags are not known, the copy
+    /// gets exactly these.
+    Replace(FlagSet),
+}
+
+impl FlagUpdate {
+    /// What the destination message's flags become (`flags` before).
+    pub fn apply(&self, flags: &mut FlagSet) {
+        match &self.change {
+            FlagChange::Delta { add, remove } => {
+                flags.extend(add.iter().cloned());
+                flags.retain(|f| !remove.contains(f));
+            }
+            FlagChange::Replace(set) => flags.clone_from(set),
+        }
+    }
 }
 
 /// Message count and total size of one side.
@@ -465,11 +493,11 @@ pub fn flag_update(
         ),
     };
     let add: FlagSet = add.into_iter().filter(|f| storable.can_store(f)).collect();
-    (!add.is_empty() || !remove.is_empty()).then_some(FlagUpdate {
+    (!add.is_empty() || !remove.is_empty()).then(|| FlagUpdate {
         source_uid: source.uid,
         dest_uid: dest.uid,
-        add,
-        remove,
+        change: FlagChange::Delta { add, remove },
+        source_flags: s.clone(),
     })
 }
 
@@ -673,8 +701,11 @@ mod tests {
             vec![FlagUpdate {
                 source_uid: 1,
                 dest_uid: 2,
-                add: flags(&["\\Seen"]),
-                remove: flags(&["\\Flagged"]),
+                change: FlagChange::Delta {
+                    add: flags(&["\\Seen"]),
+                    remove: flags(&["\\Flagged"]),
+                },
+                source_flags: flags(&["\\Seen", "$Label1"]),
             }]
         );
         assert_eq!(d.flags_differ, 1);
@@ -697,8 +728,13 @@ mod tests {
         );
         let d = diff(&src, &dst, &known, &Storable::Any);
         assert_eq!(d.flag_updates.len(), 1);
-        assert_eq!(d.flag_updates[0].add, flags(&["\\Answered"]));
-        assert_eq!(d.flag_updates[0].remove, flags(&["\\Seen"]));
+        assert_eq!(
+            d.flag_updates[0].change,
+            FlagChange::Delta {
+                add: flags(&["\\Answered"]),
+                remove: flags(&["\\Seen"]),
+            }
+        );
         // Source unchanged since: the destination's own changes stay.
         known.insert(
             1,
@@ -741,7 +777,13 @@ mod tests {
             },
         );
         let d = diff(&src, &dst, &known, &Storable::Any);
-        assert_eq!(d.flag_updates[0].remove, flags(&["\\Deleted"]));
+        assert_eq!(
+            d.flag_updates[0].change,
+            FlagChange::Delta {
+                add: flags(&[]),
+                remove: flags(&["\\Deleted"]),
+            }
+        );
     }
 
     fn arb_entries(uid_base: u32) -> impl Strategy<Value = Vec<Entry>> {
@@ -798,8 +840,7 @@ mod tests {
             }
             for u in &d.flag_updates {
                 let m = after.iter_mut().find(|e| e.uid == u.dest_uid).unwrap();
-                m.flags.extend(u.add.iter().cloned());
-                m.flags.retain(|f| !u.remove.contains(f));
+                u.apply(&mut m.flags);
             }
             let again = diff(&src, &after, &d.pairs, &Storable::Any);
             prop_assert!(again.to_copy.is_empty());

@@ -4,7 +4,9 @@
 //! cache and its shortcuts ([`cache`]) and the verify/sync report ([`report`]). Nothing in
 //! these modules does I/O.
 
+pub mod cache;
 pub mod diff;
 pub mod folder_names;
 pub mod identity;
 pub mod mutf7;
+pub mod report;
