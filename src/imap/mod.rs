@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod diff;
 pub mod folder_names;
+pub mod folders;
 pub mod identity;
 pub mod mutf7;
 pub mod report;
