@@ -33,7 +33,8 @@
 //!    `Sent/2019`). The nearest such ancestor decides.
 //! 6. **Exclude** patterns (`spec.folders.exclude`) come last: `*` matches any run of
 //!    characters and a pattern matches the source's full name or its name without the
-//!    namespace prefix (`Junk` matches `INBOX.Junk` on Courier); a pattern matches the
+//!    namespace prefix, with the source's delimiter or with `/` (`Junk` matches `INBOX.Junk`
+//!    on Courier, and so does `Archive/*` `INBOX.Archive.2020`); a pattern matches the
 //!    folders it names, not their children (write `Archive/*` for those). A role selector
 //!    (`\Junk`, `\Trash`, ...) excludes the folders with that role *and* everything under
 //!    them, since those follow their parent.
@@ -597,11 +598,11 @@ pub fn folder_table(
         let mut notes = Vec::new();
         let mut special_use = None;
         let mut merge_role = None;
-        let (dest_levels_abs, reason): (Option<(String, Levels)>, Reason) = match &anchor {
+        let (mapped, reason): (String, Reason) = match &anchor {
             None => {
                 let (name, n) = absolute(&levels, dest);
                 notes.extend(n);
-                (Some((name, levels.clone())), Reason::Kept)
+                (name, Reason::Kept)
             }
             Some(Anchor::Rename { depth, rule }) => {
                 used_renames.insert(*rule);
@@ -621,15 +622,13 @@ pub fn folder_table(
                         rule: *rule,
                     }
                 };
-                (Some((name, l)), reason)
+                (name, reason)
             }
             Some(Anchor::Role { depth, role, by }) => {
                 let t = targets
                     .entry(*role)
                     .or_insert_with(|| target(*role, dest, dest_lang))
                     .clone();
-                let mut l = relative(&t.name, dest);
-                l.extend(levels[*depth..].iter().cloned());
                 merge_role = Some((*role, levels[*depth..].to_vec()));
                 let reason = if *depth == levels.len() {
                     if matches!(t.found, Found::Created(_)) {
@@ -656,10 +655,12 @@ pub fn folder_table(
                 let (name, n) = if *depth == levels.len() {
                     (t.name.clone(), vec![])
                 } else {
+                    let mut l = relative(&t.name, dest);
+                    l.extend(levels[*depth..].iter().cloned());
                     absolute(&l, dest)
                 };
                 notes.extend(n);
-                (Some((name, l)), reason)
+                (name, reason)
             }
         };
 
@@ -669,13 +670,15 @@ pub fn folder_table(
             _ => None,
         };
         let full_rel = levels_text(&levels, source);
+        let slash_rel = levels.join("/");
         let excluded = rules
             .exclude
             .iter()
             .enumerate()
             .find_map(|(i, p)| match parse_exclude(p) {
                 Exclude::Pattern(pat) => {
-                    (glob_match(pat, &folder.name) || glob_match(pat, &full_rel)).then(|| {
+                    let names = [&folder.name, &full_rel, &slash_rel];
+                    names.into_iter().any(|n| glob_match(pat, n)).then(|| {
                         (
                             i,
                             Reason::Excluded {
@@ -710,7 +713,7 @@ pub fn folder_table(
                 .unwrap_or_default();
             (None, Reason::NotSelectable { attribute })
         } else {
-            (dest_levels_abs, reason)
+            (Some(mapped), reason)
         };
 
         for attr in ["\\All", "\\Flagged", "\\Important"] {
@@ -724,7 +727,7 @@ pub fn folder_table(
         // Sorted by the destination name's own levels, so that parents (on the destination,
         // where a Dovecot `INBOX/x` and a top-level `x` may be one place) come first.
         let (dest_name, sort_key) = match dest_pair {
-            Some((name, _)) => {
+            Some(name) => {
                 let key = relative(&name, dest);
                 (Some(name), Some(key))
             }
@@ -969,7 +972,10 @@ impl fmt::Display for FolderTable {
             writeln!(f, "  {p}")?;
         }
         for r in &self.unused_renames {
-            writeln!(f, "warning: folders.rename[{r}] matches no source folder")?;
+            writeln!(
+                f,
+                "warning: folders.rename[{r}] is not applied: it matches no source folder (or names INBOX, which always maps to INBOX)"
+            )?;
         }
         for p in &self.unused_excludes {
             writeln!(f, "warning: folders.exclude `{p}` matches no source folder")?;
@@ -1066,9 +1072,14 @@ mod tests {
                 f("INBOX.Archives.2019", &[]),
                 f("INBOX.Projects", &[]),
                 f("INBOX.Projects.Sent", &[]),
+                f("INBOX.Projects.Old 2010", &[]),
             ],
         );
-        let r = rules(&["Junk", "Trash"], &[("INBOX.Archives", "Archive")], "auto");
+        let r = rules(
+            &["Junk", "Trash", "Projects/Old*"],
+            &[("INBOX.Archives", "Archive")],
+            "auto",
+        );
         let t = folder_table(&src, &dovecot(), Some(&r)).unwrap();
         assert_eq!(dest_of(&t, "INBOX").as_deref(), Some("INBOX"));
         assert_eq!(plan(&t, "INBOX").reason, Reason::Inbox);
@@ -1108,6 +1119,8 @@ mod tests {
         );
         assert_eq!(plan(&t, "INBOX.Projects.Sent").reason, Reason::Kept);
         assert_eq!(plan(&t, "INBOX.Projects.Sent").role, None);
+        // Exclude patterns may use `/` between levels whatever the source's delimiter.
+        assert_eq!(dest_of(&t, "INBOX.Projects.Old 2010"), None);
         assert!(t.unused_renames.is_empty() && t.unused_excludes.is_empty());
     }
 
@@ -1510,7 +1523,7 @@ mod tests {
         assert_eq!(t.unused_renames, vec![0]);
         let text = t.to_string();
         assert!(
-            text.contains("warning: folders.rename[0] matches no source folder"),
+            text.contains("warning: folders.rename[0] is not applied: it matches no source folder"),
             "{text}"
         );
         assert!(

@@ -7,6 +7,7 @@
 //! destination's own mail, e.g. delivered after the MX switch) are listed but are not a
 //! fault.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -75,6 +76,10 @@ pub struct FolderReport {
     /// Source messages not copied because the destination already had them.
     pub skipped: u64,
     pub flags_updated: u64,
+    /// Copies whose flags differ from the source's (informational: after the MX switch the
+    /// destination's user changes flags, and those changes are kept).
+    #[serde(default)]
+    pub flags_differ: u64,
     /// How the folder was compared (`no change`, `incremental`, `full: UIDVALIDITY changed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pass: Option<String>,
@@ -96,14 +101,16 @@ impl FolderReport {
         refused: Vec<RefusedMessage>,
     ) -> FolderReport {
         let pick = |entries: &[Entry], uids: &[u32]| -> Vec<MessageRef> {
+            let by_uid: HashMap<u32, &Entry> = entries.iter().map(|e| (e.uid, e)).collect();
             uids.iter()
-                .filter_map(|u| entries.iter().find(|e| e.uid == *u))
+                .filter_map(|u| by_uid.get(u).copied())
                 .map(MessageRef::from)
                 .collect()
         };
+        let refused_uids: HashSet<u32> = refused.iter().map(|r| r.message.uid).collect();
         let missing = pick(source_entries, &diff.to_copy)
             .into_iter()
-            .filter(|m| !refused.iter().any(|r| r.message.uid == m.uid))
+            .filter(|m| !refused_uids.contains(&m.uid))
             .collect();
         FolderReport {
             source: source.to_owned(),
@@ -117,6 +124,7 @@ impl FolderReport {
             extra: pick(dest_entries, &diff.extra),
             refused,
             skipped: diff.pairs.len() as u64,
+            flags_differ: diff.flags_differ as u64,
             ..FolderReport::default()
         }
     }
@@ -294,6 +302,9 @@ impl fmt::Display for FolderReport {
         if self.flags_updated > 0 {
             write!(f, "; flags updated on {}", self.flags_updated)?;
         }
+        if self.flags_differ > 0 {
+            write!(f, "; {} copies with other flags", self.flags_differ)?;
+        }
         if let Some(pass) = &self.pass {
             write!(f, " [{pass}]")?;
         }
@@ -459,6 +470,17 @@ mod tests {
             r.to_string()
                 .starts_with("verify: perfect: 1 mailboxes, 1 folders")
         );
+    }
+
+    #[test]
+    fn flag_differences_are_informational() {
+        let src = [entry(1, "a@x", 100)];
+        let mut copy = entry(10, "a@x", 100);
+        copy.flags = super::super::diff::Flag::parse_all(["\\Seen"]);
+        let f = folder(&src, &[copy], vec![]);
+        assert_eq!(f.flags_differ, 1);
+        assert!(f.is_perfect());
+        assert!(f.to_string().contains("1 copies with other flags"), "{f}");
     }
 
     #[test]
