@@ -1,7 +1,15 @@
-//! IMAP: connections ([`conn`]), mailbox-name encoding ([`mutf7`]) and the table of
-//! localized default folder names ([`folder_names`]) used to map a source's folders onto roles.
+//! IMAP: connections ([`conn`]) and sessions ([`session`]) that do the I/O, and the pure
+//! decisions of the copy engine: folder mapping ([`folders`]), message identity
+//! ([`identity`]), multiset comparison ([`diff`]), re-sync shortcuts ([`cache`]) and reports
+//! ([`report`]). Names are encoded with [`mutf7`]; localized default folders come from
+//! [`folder_names`].
 
+pub mod cache;
 pub mod conn;
+pub mod diff;
 pub mod folder_names;
+pub mod folders;
+pub mod identity;
 pub mod mutf7;
+pub mod report;
 pub mod session;

@@ -1,0 +1,1817 @@
+//! Folder mapping: where each source folder's messages go on the destination, and why.
+//!
+//! [`folder_table`] takes both servers' folder lists (names already decoded from modified
+//! UTF-7, with their LIST attributes and subscription state), each server's hierarchy
+//! delimiter and personal NAMESPACE prefix, and the manifest's `spec.folders`, and returns
+//! one [`FolderPlan`] per source folder. It is pure: `mailshift folders` / `plan` print it,
+//! the copy engine follows it.
+//!
+//! # Rules, in order
+//!
+//! 1. **Names are made relative** to each server's personal namespace: `INBOX.Sent` on a
+//!    Courier-style source (prefix `INBOX.`, delimiter `.`) is the top-level folder `Sent`,
+//!    and lands as `Sent` on a Dovecot destination (prefix ``, delimiter `/`), or as
+//!    `INBOX.Sent` on another Courier. `INBOX` (any case) is always `INBOX`.
+//! 2. **Roles**: a SPECIAL-USE attribute (`\Sent`, `\Junk`...; RFC 6154) gives a folder its
+//!    role wherever it is. Otherwise a folder at a *default position* (top level, or directly
+//!    under `[Gmail]`/`[Google Mail]`) whose name is a default name in the source's language
+//!    ([`folder_names::role_for`]) has that role. The language is `sourceLanguage`, or, for
+//!    `auto`, [`folder_names::detect_language`] over the names at default positions. A
+//!    folder that merely resembles a default (`Old Sent`, `Projects/Sent`) keeps its name.
+//! 3. **A role folder's messages go into the destination's own folder for that role**: the
+//!    destination folder marked with the SPECIAL-USE attribute, else the one named as a
+//!    default for the role in the destination's language (detected the same way), else a
+//!    new folder named in that language (English when unknown), created with its
+//!    SPECIAL-USE. So `Gesendete Elemente` and `Sent Items` both end in the destination's
+//!    `Sent`: one Sent, not two. Inbox is always `INBOX`.
+//! 4. **Rename rules** (`spec.folders.rename`) come next and win over roles: an explicit
+//!    rule says where a folder goes (except `INBOX`, which always maps to `INBOX`). `from`
+//!    is the source folder's name as the source shows it, with or without its namespace
+//!    prefix; `to` uses `/` between levels.
+//! 5. **Children follow their parent**: a folder under a role folder or a renamed folder
+//!    keeps its place under the parent's destination (`Gesendete Elemente/2019` →
+//!    `Sent/2019`). The nearest such ancestor decides.
+//! 6. **Exclude** patterns (`spec.folders.exclude`) come last: `*` matches any run of
+//!    characters and a pattern matches the source's full name or its name without the
+//!    namespace prefix, with the source's delimiter or with `/` (`Junk` matches `INBOX.Junk`
+//!    on Courier, and so does `Archive/*` `INBOX.Archive.2020`); a pattern matches the
+//!    folders it names, not their children (write `Archive/*` for those). A role selector
+//!    (`\Junk`, `\Trash`, ...) excludes the folders with that role *and* everything under
+//!    them, since those follow their parent.
+//! 7. Folders that cannot hold messages (`\Noselect`, `\NonExistent`) are not copied; the
+//!    destination creates parent levels itself when their children are created.
+//!
+//! # Separators
+//!
+//! Each level is carried over as is. A level containing the destination's delimiter (a
+//! source folder `a/b` that is one level on a `.` server, moving to a `/` server) would
+//! become two levels: the delimiter is replaced by `_` in that level, and the plan says so.
+//!
+//! # Two folders, one destination
+//!
+//! When two source folders would land in the same destination folder, that is a merge. It
+//! is allowed only when all of them are default folders of the same role (or children of
+//! such, at the same relative place): `Sent` and `Sent Items` both → `Sent`. Each plan lists
+//! the folders it merges with. Any other collision is a [`MappingError`]: nothing is copied
+//! until a rename or exclude rule resolves it. (Messages present in both merged folders
+//! are copied once: each source folder is compared with the whole destination folder.)
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+use thiserror::Error;
+
+use super::folder_names::{self, Lang, Role};
+use crate::spec::Folders;
+use crate::spec::semantic::glob_match;
+
+/// One folder as LIST reports it, its name decoded from modified UTF-7
+/// ([`super::mutf7::decode`]; encode it again with [`super::mutf7::encode`], which gives back
+/// the server's bytes since only canonical names decode).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedFolder {
+    /// Full name, as the server shows it (namespace prefix and delimiters included).
+    pub name: String,
+    /// LIST attributes, e.g. `\HasNoChildren`, `\Noselect`, `\Sent` (SPECIAL-USE).
+    pub attributes: Vec<String>,
+    /// Whether LSUB (or LIST-EXTENDED `\Subscribed`) lists it.
+    pub subscribed: bool,
+}
+
+impl ListedFolder {
+    pub fn new(name: &str, attributes: &[&str], subscribed: bool) -> ListedFolder {
+        ListedFolder {
+            name: name.to_owned(),
+            attributes: attributes.iter().map(|a| (*a).to_owned()).collect(),
+            subscribed,
+        }
+    }
+
+    fn has(&self, attr: &str) -> bool {
+        self.attributes.iter().any(|a| a.eq_ignore_ascii_case(attr))
+    }
+
+    /// Can hold messages: not `\Noselect` nor `\NonExistent` (RFC 5258).
+    pub fn selectable(&self) -> bool {
+        !self.has("\\Noselect") && !self.has("\\NonExistent")
+    }
+
+    /// The role its SPECIAL-USE attribute gives it, and that attribute.
+    fn special_use(&self) -> Option<(Role, &str)> {
+        self.attributes
+            .iter()
+            .find_map(|a| Role::from_special_use(a).map(|r| (r, a.as_str())))
+    }
+}
+
+/// A server's folders and how it names them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderList {
+    /// The hierarchy delimiter (LIST's), `None` for a flat server.
+    pub delimiter: Option<char>,
+    /// The personal namespace prefix (NAMESPACE), e.g. `INBOX.` on Courier, `` on Dovecot.
+    pub prefix: String,
+    pub folders: Vec<ListedFolder>,
+}
+
+/// A guess at the personal namespace prefix for a server without NAMESPACE (RFC 2342):
+/// `INBOX` + delimiter when every other folder is under `INBOX` (Courier, old Cyrus), else
+/// empty.
+pub fn guess_prefix(folders: &[ListedFolder], delimiter: Option<char>) -> String {
+    let Some(d) = delimiter else {
+        return String::new();
+    };
+    let under = format!("INBOX{d}");
+    let mut others = folders
+        .iter()
+        .filter(|f| !f.name.eq_ignore_ascii_case("INBOX"))
+        .peekable();
+    if others.peek().is_some()
+        && others.all(|f| {
+            f.name
+                .get(..under.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(&under))
+        })
+    {
+        under
+    } else {
+        String::new()
+    }
+}
+
+/// How the destination's folder for a role was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// `INBOX`.
+    Inbox,
+    /// Marked with this SPECIAL-USE attribute.
+    SpecialUse(String),
+    /// Named as a default for the role in this language.
+    Named(Lang),
+    /// Not there: created with the default name of this language.
+    Created(Lang),
+}
+
+/// The destination's folder for a role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub role: Role,
+    /// Its full name on the destination.
+    pub name: String,
+    pub found: Found,
+}
+
+/// Why a source folder maps where it does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// `INBOX` always maps to `INBOX`.
+    Inbox,
+    /// A SPECIAL-USE attribute gave it its role.
+    SpecialUse { attribute: String, target: Target },
+    /// Its name is a default for the role in `lang`.
+    DefaultName { lang: Lang, target: Target },
+    /// Inside a role folder (`parent`, source name), it follows it.
+    UnderDefault { parent: String, role: Role },
+    /// `spec.folders.rename[rule]`.
+    Renamed {
+        rule: usize,
+        from: String,
+        to: String,
+    },
+    /// Inside a renamed folder, it follows it.
+    UnderRenamed { parent: String, rule: usize },
+    /// `spec.folders.exclude` names it.
+    Excluded { pattern: String },
+    /// `spec.folders.exclude` names its role (`\Junk`), and it is that folder or inside it.
+    ExcludedRole { selector: String, role: Role },
+    /// `\Noselect` or `\NonExistent`: holds no messages.
+    NotSelectable { attribute: String },
+    /// Nothing applies: same place on the destination.
+    Kept,
+}
+
+/// Something more about a mapping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Note {
+    /// Other source folders land in the same destination folder (a merge of defaults).
+    MergedWith(Vec<String>),
+    /// A level contained the destination's delimiter, replaced by `replacement`.
+    DelimiterReplaced {
+        level: String,
+        delimiter: char,
+        replacement: char,
+    },
+    /// A view of messages kept in other folders (Gmail's All Mail, Starred, Important):
+    /// copying it puts those messages on the destination a second time.
+    View { attribute: String },
+}
+
+/// Where one source folder goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderPlan {
+    /// The source folder's full name.
+    pub source: String,
+    /// The destination folder's full name; `None`: not copied (excluded, not selectable).
+    pub dest: Option<String>,
+    /// The folder's own role (SPECIAL-USE or default name), also when renamed or excluded.
+    pub role: Option<Role>,
+    /// The destination folder does not exist (or cannot hold messages) and must be created.
+    pub create: bool,
+    /// Create it with this role's SPECIAL-USE attribute (RFC 6154 CREATE-SPECIAL-USE, where
+    /// offered): set only when creating the destination's folder for a role.
+    pub special_use: Option<Role>,
+    /// SUBSCRIBE the destination folder: subscribed on the source, not on the destination.
+    pub subscribe: bool,
+    pub reason: Reason,
+    pub notes: Vec<Note>,
+}
+
+/// The source language used for default names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LanguageChoice {
+    /// `auto`, detected from the folder names.
+    Detected(Lang),
+    /// `auto`, and no language stood out: English default names only.
+    Undetected,
+    /// Named in the manifest.
+    Forced(Lang),
+    /// Named in the manifest but not in the table: English default names only.
+    Unknown(String),
+}
+
+impl LanguageChoice {
+    pub fn lang(&self) -> Option<Lang> {
+        match self {
+            LanguageChoice::Detected(l) | LanguageChoice::Forced(l) => Some(*l),
+            LanguageChoice::Undetected | LanguageChoice::Unknown(_) => None,
+        }
+    }
+}
+
+/// The mapping of every source folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderTable {
+    pub source_language: LanguageChoice,
+    /// The destination's language, from its folder names; `None`: English.
+    pub destination_language: Option<Lang>,
+    /// One plan per source folder. Ordered so that a folder comes after the folders it is
+    /// inside (create them in this order, or a parent created implicitly would lack its
+    /// SPECIAL-USE); folders not copied come last.
+    pub plans: Vec<FolderPlan>,
+    /// Indexes of `spec.folders.rename` rules that match no source folder.
+    pub unused_renames: Vec<usize>,
+    /// `spec.folders.exclude` patterns that match no source folder.
+    pub unused_excludes: Vec<String>,
+}
+
+/// Source folders that would land in one destination folder without being defaults of one
+/// role.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum MappingError {
+    #[error(
+        "source folders {} would all land in destination folder `{dest}`; only default folders of one role are merged: rename or exclude all but one",
+        .sources.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+    )]
+    Collision { dest: String, sources: Vec<String> },
+}
+
+/// A plan being built: its sort key (destination levels), the plan, and for folders
+/// following a role folder the role and the levels below it (equal for mergeable folders).
+type Row = (Option<Levels>, FolderPlan, Option<(Role, Levels)>);
+
+/// What replaces the destination's delimiter inside a level.
+const DELIMITER_REPLACEMENT: char = '_';
+
+/// A path relative to a server's personal namespace; `INBOX` spelled `INBOX`.
+type Levels = Vec<String>;
+
+fn is_inbox(s: &str) -> bool {
+    s.eq_ignore_ascii_case("INBOX")
+}
+
+/// The prefix, ending with the delimiter when it has one.
+fn norm_prefix(list: &FolderList) -> String {
+    match list.delimiter {
+        Some(d) if !list.prefix.is_empty() && !list.prefix.ends_with(d) => {
+            format!("{}{d}", list.prefix)
+        }
+        _ => list.prefix.clone(),
+    }
+}
+
+/// `name` relative to the personal namespace, split into levels.
+fn relative(name: &str, list: &FolderList) -> Levels {
+    if is_inbox(name) {
+        return vec!["INBOX".into()];
+    }
+    let prefix = norm_prefix(list);
+    // The INBOX part of a prefix like `INBOX.` is case-insensitive like INBOX itself.
+    let rest = match name.get(..prefix.len()) {
+        Some(head) if !prefix.is_empty() && head.eq_ignore_ascii_case(&prefix) => {
+            &name[prefix.len()..]
+        }
+        _ => name,
+    };
+    let mut levels: Levels = match list.delimiter {
+        Some(d) => rest.split(d).map(str::to_owned).collect(),
+        None => vec![rest.to_owned()],
+    };
+    if is_inbox(&levels[0]) {
+        levels[0] = "INBOX".into();
+    }
+    levels
+}
+
+/// The full name of relative `levels` on a server, and the levels whose delimiter had to be
+/// replaced.
+fn absolute(levels: &[String], list: &FolderList) -> (String, Vec<Note>) {
+    let mut notes = Vec::new();
+    let (sep, clean): (String, Vec<String>) = match list.delimiter {
+        Some(d) => {
+            let clean = levels
+                .iter()
+                .map(|l| {
+                    if l.contains(d) {
+                        notes.push(Note::DelimiterReplaced {
+                            level: l.clone(),
+                            delimiter: d,
+                            replacement: DELIMITER_REPLACEMENT,
+                        });
+                        l.replace(d, &DELIMITER_REPLACEMENT.to_string())
+                    } else {
+                        l.clone()
+                    }
+                })
+                .collect();
+            (d.to_string(), clean)
+        }
+        // A flat server has no hierarchy: the levels become one name.
+        None => ("/".into(), levels.to_vec()),
+    };
+    let name = if clean.first().is_some_and(|l| l == "INBOX") {
+        // INBOX and its children are outside any prefix (`INBOX.x` on Courier is `x`'s
+        // place too: a collision, reported as such).
+        clean.join(&sep)
+    } else {
+        format!("{}{}", norm_prefix(list), clean.join(&sep))
+    };
+    (name, notes)
+}
+
+/// The leaf name at a default position, if `levels` is one.
+fn default_leaf(levels: &[String]) -> Option<&str> {
+    match levels {
+        [leaf] => Some(leaf),
+        [g, leaf] if g == "[Gmail]" || g == "[Google Mail]" => Some(leaf),
+        _ => None,
+    }
+}
+
+/// How a folder got its role.
+#[derive(Clone, Debug)]
+enum RoleBy {
+    Inbox,
+    SpecialUse(String),
+    Name(Lang),
+}
+
+/// The role of a folder (or of an unlisted ancestor: `folder` None), and how.
+fn role_of(
+    levels: &[String],
+    folder: Option<&ListedFolder>,
+    lang: Option<Lang>,
+) -> Option<(Role, RoleBy)> {
+    if levels == ["INBOX"] {
+        return Some((Role::Inbox, RoleBy::Inbox));
+    }
+    if let Some((role, attr)) = folder.and_then(ListedFolder::special_use) {
+        return Some((role, RoleBy::SpecialUse(attr.to_owned())));
+    }
+    let leaf = default_leaf(levels)?;
+    let role = folder_names::role_for(leaf, lang.map(Lang::as_str))?;
+    // English defaults are recognized in every language: say so rather than credit `lang`.
+    let by = if folder_names::role_for(leaf, None) == Some(role) {
+        Lang::ENGLISH
+    } else {
+        lang.unwrap_or(Lang::ENGLISH)
+    };
+    Some((role, RoleBy::Name(by)))
+}
+
+fn detect(list: &FolderList) -> Option<Lang> {
+    let leaves: Vec<Levels> = list
+        .folders
+        .iter()
+        .map(|f| relative(&f.name, list))
+        .collect();
+    let names: Vec<&str> = leaves.iter().filter_map(|l| default_leaf(l)).collect();
+    folder_names::detect_language(&names)
+}
+
+/// The destination's folder for `role`.
+fn target(role: Role, dest: &FolderList, lang: Option<Lang>) -> Target {
+    if role == Role::Inbox {
+        return Target {
+            role,
+            name: "INBOX".into(),
+            found: Found::Inbox,
+        };
+    }
+    let by_depth = |f: &&ListedFolder| (relative(&f.name, dest).len(), f.name.clone());
+    let selectable = || dest.folders.iter().filter(|f| f.selectable());
+    if let Some((f, attr)) = selectable()
+        .filter_map(|f| {
+            f.special_use()
+                .filter(|(r, _)| *r == role)
+                .map(|(_, a)| (f, a))
+        })
+        .min_by_key(|(f, _)| by_depth(f))
+    {
+        return Target {
+            role,
+            name: f.name.clone(),
+            found: Found::SpecialUse(attr.to_owned()),
+        };
+    }
+    let lang_tag = lang.map(Lang::as_str);
+    let canonical = name_in(role, lang);
+    let named: Vec<&ListedFolder> = selectable()
+        .filter(|f| f.special_use().is_none_or(|(r, _)| r == role))
+        .filter(|f| {
+            let levels = relative(&f.name, dest);
+            default_leaf(&levels)
+                .is_some_and(|leaf| folder_names::role_for(leaf, lang_tag) == Some(role))
+        })
+        .collect();
+    let best = named
+        .iter()
+        .find(|f| default_leaf(&relative(&f.name, dest)) == Some(canonical.1))
+        .or_else(|| named.iter().min_by_key(|f| by_depth(f)));
+    if let Some(f) = best {
+        let levels = relative(&f.name, dest);
+        let english = default_leaf(&levels)
+            .is_some_and(|leaf| folder_names::role_for(leaf, None) == Some(role));
+        return Target {
+            role,
+            name: f.name.clone(),
+            found: Found::Named(if english {
+                Lang::ENGLISH
+            } else {
+                lang.unwrap_or(Lang::ENGLISH)
+            }),
+        };
+    }
+    let (lang, leaf) = canonical;
+    Target {
+        role,
+        name: absolute(&[leaf.to_owned()], dest).0,
+        found: Found::Created(lang),
+    }
+}
+
+/// The default name for `role` in `lang`, else in English.
+fn name_in(role: Role, lang: Option<Lang>) -> (Lang, &'static str) {
+    lang.and_then(|l| folder_names::name_for(role, l.as_str()).map(|n| (l, n)))
+        .or_else(|| folder_names::name_for(role, "en").map(|n| (Lang::ENGLISH, n)))
+        // Every role has an English row (the table's tests check it); keep a literal
+        // fallback rather than a panic.
+        .unwrap_or((Lang::ENGLISH, role.as_str()))
+}
+
+/// An exclude entry: a name pattern or a role selector.
+enum Exclude<'a> {
+    Pattern(&'a str),
+    Role(&'a str, Role),
+}
+
+fn parse_exclude(p: &str) -> Exclude<'_> {
+    if let Some(name) = p.strip_prefix('\\') {
+        let role = Role::ALL
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(name))
+            .or_else(|| Role::from_special_use(p));
+        if let Some(r) = role {
+            return Exclude::Role(p, r);
+        }
+    }
+    Exclude::Pattern(p)
+}
+
+/// What decides a folder's destination: the nearest of itself and its ancestors that is
+/// renamed or has a role.
+#[derive(Clone, Debug)]
+enum Anchor {
+    Role {
+        depth: usize,
+        role: Role,
+        by: RoleBy,
+    },
+    Rename {
+        depth: usize,
+        rule: usize,
+    },
+}
+
+/// Maps every source folder (see the module docs). `rules` is `spec.folders`.
+pub fn folder_table(
+    source: &FolderList,
+    dest: &FolderList,
+    rules: Option<&Folders>,
+) -> Result<FolderTable, MappingError> {
+    let default_rules = Folders {
+        exclude: vec![],
+        rename: vec![],
+        source_language: "auto".into(),
+    };
+    let rules = rules.unwrap_or(&default_rules);
+
+    let source_language = if rules.source_language.eq_ignore_ascii_case("auto") {
+        detect(source).map_or(LanguageChoice::Undetected, LanguageChoice::Detected)
+    } else {
+        Lang::resolve(&rules.source_language).map_or_else(
+            || LanguageChoice::Unknown(rules.source_language.clone()),
+            LanguageChoice::Forced,
+        )
+    };
+    let lang = source_language.lang();
+    let dest_lang = detect(dest).filter(|l| *l != Lang::ENGLISH);
+
+    let listed: HashMap<Levels, &ListedFolder> = source
+        .folders
+        .iter()
+        .map(|f| (relative(&f.name, source), f))
+        .collect();
+    let rename_from: Vec<Levels> = rules
+        .rename
+        .iter()
+        .map(|r| relative(&r.from, source))
+        .collect();
+    let rename_to: Vec<Levels> = rules
+        .rename
+        .iter()
+        .map(|r| {
+            let mut l: Levels = r.to.split('/').map(str::to_owned).collect();
+            if is_inbox(&l[0]) {
+                l[0] = "INBOX".into();
+            }
+            l
+        })
+        .collect();
+    let dest_by_name: HashMap<String, &ListedFolder> = dest
+        .folders
+        .iter()
+        .map(|f| (canonical_name(&f.name, dest), f))
+        .collect();
+
+    let mut targets: BTreeMap<Role, Target> = BTreeMap::new();
+    let mut used_renames: BTreeSet<usize> = BTreeSet::new();
+    let mut used_excludes: BTreeSet<usize> = BTreeSet::new();
+    let mut rows: Vec<Row> = Vec::new();
+
+    for folder in &source.folders {
+        let levels = relative(&folder.name, source);
+        let own_role = role_of(&levels, Some(folder), lang);
+
+        // The nearest anchor: deepest prefix renamed (rules beat roles at one depth) or
+        // with a role.
+        let mut anchor: Option<Anchor> = None;
+        for depth in 1..=levels.len() {
+            let prefix = &levels[..depth];
+            let is_self = depth == levels.len();
+            let rule = (prefix != ["INBOX"])
+                .then(|| rename_from.iter().position(|f| f.as_slice() == prefix))
+                .flatten();
+            if let Some(rule) = rule {
+                anchor = Some(Anchor::Rename { depth, rule });
+                continue;
+            }
+            let role = if is_self {
+                own_role.clone()
+            } else {
+                role_of(prefix, listed.get(prefix).copied(), lang)
+            };
+            if let Some((role, by)) = role {
+                anchor = Some(Anchor::Role { depth, role, by });
+            }
+        }
+
+        let mut notes = Vec::new();
+        let mut special_use = None;
+        let mut merge_role = None;
+        let (mapped, reason): (String, Reason) = match &anchor {
+            None => {
+                let (name, n) = absolute(&levels, dest);
+                notes.extend(n);
+                (name, Reason::Kept)
+            }
+            Some(Anchor::Rename { depth, rule }) => {
+                used_renames.insert(*rule);
+                let mut l = rename_to[*rule].clone();
+                l.extend(levels[*depth..].iter().cloned());
+                let (name, n) = absolute(&l, dest);
+                notes.extend(n);
+                let reason = if *depth == levels.len() {
+                    Reason::Renamed {
+                        rule: *rule,
+                        from: rules.rename[*rule].from.clone(),
+                        to: rules.rename[*rule].to.clone(),
+                    }
+                } else {
+                    Reason::UnderRenamed {
+                        parent: absolute(&levels[..*depth], source).0,
+                        rule: *rule,
+                    }
+                };
+                (name, reason)
+            }
+            Some(Anchor::Role { depth, role, by }) => {
+                let t = targets
+                    .entry(*role)
+                    .or_insert_with(|| target(*role, dest, dest_lang))
+                    .clone();
+                merge_role = Some((*role, levels[*depth..].to_vec()));
+                let reason = if *depth == levels.len() {
+                    if matches!(t.found, Found::Created(_)) {
+                        special_use = role.special_use().map(|_| *role);
+                    }
+                    match by {
+                        RoleBy::Inbox => Reason::Inbox,
+                        RoleBy::SpecialUse(a) => Reason::SpecialUse {
+                            attribute: a.clone(),
+                            target: t.clone(),
+                        },
+                        RoleBy::Name(lang) => Reason::DefaultName {
+                            lang: *lang,
+                            target: t.clone(),
+                        },
+                    }
+                } else {
+                    Reason::UnderDefault {
+                        parent: absolute(&levels[..*depth], source).0,
+                        role: *role,
+                    }
+                };
+                // The target's own name is kept verbatim; only the child levels are new.
+                let (name, n) = if *depth == levels.len() {
+                    (t.name.clone(), vec![])
+                } else {
+                    let mut l = relative(&t.name, dest);
+                    l.extend(levels[*depth..].iter().cloned());
+                    absolute(&l, dest)
+                };
+                notes.extend(n);
+                (name, reason)
+            }
+        };
+
+        // Exclusion, then selectability.
+        let anchor_role = match &anchor {
+            Some(Anchor::Role { role, .. }) => Some(*role),
+            _ => None,
+        };
+        let full_rel = levels_text(&levels, source);
+        let slash_rel = levels.join("/");
+        let excluded = rules
+            .exclude
+            .iter()
+            .enumerate()
+            .find_map(|(i, p)| match parse_exclude(p) {
+                Exclude::Pattern(pat) => {
+                    let names = [&folder.name, &full_rel, &slash_rel];
+                    names.into_iter().any(|n| glob_match(pat, n)).then(|| {
+                        (
+                            i,
+                            Reason::Excluded {
+                                pattern: pat.to_owned(),
+                            },
+                        )
+                    })
+                }
+                Exclude::Role(sel, r) => (own_role.as_ref().map(|(r, _)| *r) == Some(r)
+                    || anchor_role == Some(r))
+                .then(|| {
+                    (
+                        i,
+                        Reason::ExcludedRole {
+                            selector: sel.to_owned(),
+                            role: r,
+                        },
+                    )
+                }),
+            });
+        let (dest_pair, reason) = if let Some((i, why)) = excluded {
+            used_excludes.insert(i);
+            (None, why)
+        } else if !folder.selectable() {
+            let attribute = folder
+                .attributes
+                .iter()
+                .find(|a| {
+                    a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
+                })
+                .cloned()
+                .unwrap_or_default();
+            (None, Reason::NotSelectable { attribute })
+        } else {
+            (Some(mapped), reason)
+        };
+
+        for attr in ["\\All", "\\Flagged", "\\Important"] {
+            if dest_pair.is_some() && folder.has(attr) {
+                notes.push(Note::View {
+                    attribute: attr.to_owned(),
+                });
+            }
+        }
+
+        // Sorted by the destination name's own levels, so that parents (on the destination,
+        // where a Dovecot `INBOX/x` and a top-level `x` may be one place) come first.
+        let (dest_name, sort_key) = match dest_pair {
+            Some(name) => {
+                let key = relative(&name, dest);
+                (Some(name), Some(key))
+            }
+            None => {
+                notes.retain(|n| matches!(n, Note::View { .. }));
+                (None, None)
+            }
+        };
+        let existing = dest_name
+            .as_ref()
+            .and_then(|n| dest_by_name.get(&canonical_name(n, dest)).copied());
+        let create = dest_name.is_some() && !existing.is_some_and(ListedFolder::selectable);
+        let plan = FolderPlan {
+            source: folder.name.clone(),
+            role: own_role.map(|(r, _)| r),
+            create: create && !dest_name.as_deref().is_some_and(is_inbox),
+            special_use: if create { special_use } else { None },
+            subscribe: dest_name.is_some()
+                && folder.subscribed
+                && !existing.is_some_and(|f| f.subscribed),
+            dest: dest_name,
+            reason,
+            notes,
+        };
+        rows.push((sort_key, plan, merge_role));
+    }
+
+    // Merges and collisions.
+    let mut by_dest: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, (_, plan, _)) in rows.iter().enumerate() {
+        if let Some(d) = &plan.dest {
+            by_dest.entry(canonical_name(d, dest)).or_default().push(i);
+        }
+    }
+    for (d, idx) in by_dest {
+        if idx.len() < 2 {
+            continue;
+        }
+        let first = &rows[idx[0]].2;
+        let mergeable = first.is_some()
+            && idx
+                .iter()
+                .all(|&i| rows[i].2 == *first && !is_renamed(&rows[i].1));
+        if !mergeable {
+            return Err(MappingError::Collision {
+                dest: rows[idx[0]].1.dest.clone().unwrap_or(d),
+                sources: idx.iter().map(|&i| rows[i].1.source.clone()).collect(),
+            });
+        }
+        for &i in &idx {
+            let others = idx
+                .iter()
+                .filter(|&&j| j != i)
+                .map(|&j| rows[j].1.source.clone())
+                .collect();
+            rows[i].1.notes.insert(0, Note::MergedWith(others));
+        }
+    }
+
+    rows.sort_by(|a, b| match (&a.0, &b.0) {
+        (Some(x), Some(y)) => x.cmp(y).then_with(|| a.1.source.cmp(&b.1.source)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.1.source.cmp(&b.1.source),
+    });
+
+    Ok(FolderTable {
+        source_language,
+        destination_language: dest_lang,
+        plans: rows.into_iter().map(|(_, p, _)| p).collect(),
+        unused_renames: (0..rules.rename.len())
+            .filter(|i| !used_renames.contains(i))
+            .collect(),
+        unused_excludes: rules
+            .exclude
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !used_excludes.contains(i))
+            .map(|(_, p)| p.clone())
+            .collect(),
+    })
+}
+
+fn is_renamed(p: &FolderPlan) -> bool {
+    matches!(
+        p.reason,
+        Reason::Renamed { .. } | Reason::UnderRenamed { .. }
+    )
+}
+
+/// A full name compared as servers compare names: exactly, except INBOX's case.
+fn canonical_name(name: &str, list: &FolderList) -> String {
+    relative(name, list).join("\u{0}")
+}
+
+/// The name without the namespace prefix, with the server's delimiter.
+fn levels_text(levels: &[String], list: &FolderList) -> String {
+    levels.join(
+        &list
+            .delimiter
+            .map_or_else(|| "/".to_owned(), |d| d.to_string()),
+    )
+}
+
+fn lang_name(l: Lang) -> String {
+    if l == Lang::ENGLISH {
+        "English".into()
+    } else {
+        format!("`{l}`")
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the destination's {} folder `{}`", self.role, self.name)?;
+        match &self.found {
+            Found::Inbox => Ok(()),
+            Found::SpecialUse(a) => write!(f, " (marked {a} there)"),
+            Found::Named(l) => write!(f, " (its {} default name)", lang_name(*l)),
+            Found::Created(l) => write!(f, " (created, {} default name)", lang_name(*l)),
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Inbox => f.write_str("INBOX always maps to INBOX"),
+            Reason::SpecialUse { attribute, target } => {
+                write!(f, "SPECIAL-USE {attribute} → {target}")
+            }
+            Reason::DefaultName { lang, target } => write!(
+                f,
+                "{} default name for {} → {target}",
+                lang_name(*lang),
+                target.role
+            ),
+            Reason::UnderDefault { parent, role } => {
+                write!(f, "inside `{parent}` ({role}), follows it")
+            }
+            Reason::Renamed { rule, from, to } => {
+                write!(f, "rename rule folders.rename[{rule}]: `{from}` → `{to}`")
+            }
+            Reason::UnderRenamed { parent, rule } => write!(
+                f,
+                "inside `{parent}`, renamed by folders.rename[{rule}]; follows it"
+            ),
+            Reason::Excluded { pattern } => write!(f, "excluded by pattern `{pattern}`"),
+            Reason::ExcludedRole { selector, role } => {
+                write!(
+                    f,
+                    "excluded by `{selector}` ({role} folders and their subfolders)"
+                )
+            }
+            Reason::NotSelectable { attribute } => {
+                write!(f, "not selectable ({attribute}): holds no messages")
+            }
+            Reason::Kept => f.write_str("kept as is"),
+        }
+    }
+}
+
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Note::MergedWith(others) => write!(
+                f,
+                "merged with {}",
+                others
+                    .iter()
+                    .map(|o| format!("`{o}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Note::DelimiterReplaced {
+                level,
+                delimiter,
+                replacement,
+            } => write!(
+                f,
+                "`{level}` contains the destination's separator `{delimiter}`: written with `{replacement}`"
+            ),
+            Note::View { attribute } => write!(
+                f,
+                "{attribute} is a view of messages kept in other folders: copying it stores them twice (exclude it to avoid that)"
+            ),
+        }
+    }
+}
+
+impl fmt::Display for FolderPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} → ", self.source)?;
+        match &self.dest {
+            Some(d) => f.write_str(d)?,
+            None => f.write_str("(not copied)")?,
+        }
+        let mut tags = Vec::new();
+        if self.create {
+            tags.push(match self.special_use.and_then(Role::special_use) {
+                Some(attr) => format!("create {attr}"),
+                None => "create".to_owned(),
+            });
+        }
+        if self.subscribe {
+            tags.push("subscribe".to_owned());
+        }
+        if !tags.is_empty() {
+            write!(f, " [{}]", tags.join(", "))?;
+        }
+        write!(f, ": {}", self.reason)?;
+        for n in &self.notes {
+            write!(f, "; {n}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for FolderTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source_language {
+            LanguageChoice::Detected(l) => {
+                writeln!(f, "source language: {l} (detected from folder names)")?
+            }
+            LanguageChoice::Undetected => writeln!(
+                f,
+                "source language: not detected, English default names only"
+            )?,
+            LanguageChoice::Forced(l) => writeln!(f, "source language: {l} (sourceLanguage)")?,
+            LanguageChoice::Unknown(t) => writeln!(
+                f,
+                "source language: `{t}` has no default names in the table, English default names only"
+            )?,
+        }
+        writeln!(
+            f,
+            "destination language: {}",
+            self.destination_language
+                .map_or_else(|| "en".to_owned(), |l| l.to_string())
+        )?;
+        for p in &self.plans {
+            writeln!(f, "  {p}")?;
+        }
+        for r in &self.unused_renames {
+            writeln!(
+                f,
+                "warning: folders.rename[{r}] is not applied: it matches no source folder (or names INBOX, which always maps to INBOX)"
+            )?;
+        }
+        for p in &self.unused_excludes {
+            writeln!(f, "warning: folders.exclude `{p}` matches no source folder")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::mutf7;
+    use super::*;
+    use crate::spec::Rename;
+    use proptest::prelude::*;
+
+    fn f(name: &str, attrs: &[&str]) -> ListedFolder {
+        ListedFolder::new(name, attrs, true)
+    }
+
+    fn list(delim: char, prefix: &str, folders: Vec<ListedFolder>) -> FolderList {
+        FolderList {
+            delimiter: Some(delim),
+            prefix: prefix.into(),
+            folders,
+        }
+    }
+
+    /// A fresh Dovecot destination: the usual auto-created folders with SPECIAL-USE.
+    fn dovecot() -> FolderList {
+        list(
+            '/',
+            "",
+            vec![
+                f("INBOX", &[]),
+                f("Sent", &["\\Sent"]),
+                f("Drafts", &["\\Drafts"]),
+                f("Trash", &["\\Trash"]),
+                f("Junk", &["\\Junk"]),
+            ],
+        )
+    }
+
+    fn empty_dovecot() -> FolderList {
+        list('/', "", vec![f("INBOX", &[])])
+    }
+
+    fn rules(exclude: &[&str], rename: &[(&str, &str)], lang: &str) -> Folders {
+        Folders {
+            exclude: exclude.iter().map(|s| (*s).to_owned()).collect(),
+            rename: rename
+                .iter()
+                .map(|(a, b)| Rename {
+                    from: (*a).into(),
+                    to: (*b).into(),
+                })
+                .collect(),
+            source_language: lang.into(),
+        }
+    }
+
+    fn plan<'a>(t: &'a FolderTable, source: &str) -> &'a FolderPlan {
+        t.plans
+            .iter()
+            .find(|p| p.source == source)
+            .unwrap_or_else(|| panic!("no plan for {source}: {t}"))
+    }
+
+    fn dest_of(t: &FolderTable, source: &str) -> Option<String> {
+        plan(t, source).dest.clone()
+    }
+
+    fn merged(p: &FolderPlan) -> Vec<String> {
+        p.notes
+            .iter()
+            .find_map(|n| match n {
+                Note::MergedWith(o) => Some(o.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn courier_source_to_dovecot() {
+        let src = list(
+            '.',
+            "INBOX.",
+            vec![
+                f("INBOX", &[]),
+                f("INBOX.Sent", &[]),
+                f("INBOX.Drafts", &[]),
+                f("INBOX.Trash", &[]),
+                f("INBOX.Junk", &[]),
+                f("INBOX.Archives", &[]),
+                f("INBOX.Archives.2019", &[]),
+                f("INBOX.Projects", &[]),
+                f("INBOX.Projects.Sent", &[]),
+                f("INBOX.Projects.Old 2010", &[]),
+            ],
+        );
+        let r = rules(
+            &["Junk", "Trash", "Projects/Old*"],
+            &[("INBOX.Archives", "Archive")],
+            "auto",
+        );
+        let t = folder_table(&src, &dovecot(), Some(&r)).unwrap();
+        assert_eq!(dest_of(&t, "INBOX").as_deref(), Some("INBOX"));
+        assert_eq!(plan(&t, "INBOX").reason, Reason::Inbox);
+        assert_eq!(dest_of(&t, "INBOX.Sent").as_deref(), Some("Sent"));
+        let sent = plan(&t, "INBOX.Sent");
+        assert_eq!(sent.role, Some(Role::Sent));
+        assert!(!sent.create && sent.special_use.is_none());
+        assert!(
+            sent.to_string().contains(
+                "English default name for Sent → the destination's Sent folder `Sent` (marked \\Sent there)"
+            ),
+            "{sent}"
+        );
+        assert_eq!(dest_of(&t, "INBOX.Drafts").as_deref(), Some("Drafts"));
+        assert_eq!(dest_of(&t, "INBOX.Trash"), None);
+        assert_eq!(
+            plan(&t, "INBOX.Junk").reason,
+            Reason::Excluded {
+                pattern: "Junk".into()
+            }
+        );
+        assert_eq!(dest_of(&t, "INBOX.Archives").as_deref(), Some("Archive"));
+        assert!(matches!(
+            plan(&t, "INBOX.Archives").reason,
+            Reason::Renamed { rule: 0, .. }
+        ));
+        assert_eq!(
+            dest_of(&t, "INBOX.Archives.2019").as_deref(),
+            Some("Archive/2019")
+        );
+        assert!(plan(&t, "INBOX.Archives.2019").create);
+        // A folder named like a default but not at a default position is a user's folder.
+        assert_eq!(dest_of(&t, "INBOX.Projects").as_deref(), Some("Projects"));
+        assert_eq!(
+            dest_of(&t, "INBOX.Projects.Sent").as_deref(),
+            Some("Projects/Sent")
+        );
+        assert_eq!(plan(&t, "INBOX.Projects.Sent").reason, Reason::Kept);
+        assert_eq!(plan(&t, "INBOX.Projects.Sent").role, None);
+        // Exclude patterns may use `/` between levels whatever the source's delimiter.
+        assert_eq!(dest_of(&t, "INBOX.Projects.Old 2010"), None);
+        assert!(t.unused_renames.is_empty() && t.unused_excludes.is_empty());
+    }
+
+    #[test]
+    fn dovecot_source_to_courier() {
+        let src = list(
+            '/',
+            "",
+            vec![
+                f("INBOX", &[]),
+                f("Sent", &["\\Sent"]),
+                f("Clients", &[]),
+                f("Clients/ACME", &[]),
+                f("v1.2 notes", &[]),
+            ],
+        );
+        let dst = list(
+            '.',
+            "INBOX.",
+            vec![f("INBOX", &[]), f("INBOX.Sent", &[]), f("INBOX.Trash", &[])],
+        );
+        let t = folder_table(&src, &dst, None).unwrap();
+        assert_eq!(dest_of(&t, "Sent").as_deref(), Some("INBOX.Sent"));
+        assert!(matches!(
+            &plan(&t, "Sent").reason,
+            Reason::SpecialUse { attribute, target } if attribute == "\\Sent" && target.found == Found::Named(Lang::ENGLISH)
+        ));
+        assert_eq!(
+            dest_of(&t, "Clients/ACME").as_deref(),
+            Some("INBOX.Clients.ACME")
+        );
+        // A `.` inside a level cannot be written on a `.` server.
+        let v = plan(&t, "v1.2 notes");
+        assert_eq!(v.dest.as_deref(), Some("INBOX.v1_2 notes"));
+        assert!(v.notes.contains(&Note::DelimiterReplaced {
+            level: "v1.2 notes".into(),
+            delimiter: '.',
+            replacement: '_'
+        }));
+        assert!(
+            v.to_string()
+                .contains("contains the destination's separator `.`"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn slash_in_a_level_moving_to_a_slash_server() {
+        let src = list(
+            '.',
+            "",
+            vec![f("INBOX", &[]), f("a/b", &[]), f("a/b.c", &[])],
+        );
+        let t = folder_table(&src, &dovecot(), None).unwrap();
+        assert_eq!(dest_of(&t, "a/b").as_deref(), Some("a_b"));
+        assert_eq!(dest_of(&t, "a/b.c").as_deref(), Some("a_b/c"));
+        // The replacement must not collide silently with a real folder.
+        let src = list('.', "", vec![f("INBOX", &[]), f("a/b", &[]), f("a_b", &[])]);
+        let err = folder_table(&src, &dovecot(), None).unwrap_err();
+        assert_eq!(
+            err,
+            MappingError::Collision {
+                dest: "a_b".into(),
+                sources: vec!["a/b".into(), "a_b".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn german_without_special_use_into_english_dovecot() {
+        let src = list(
+            '/',
+            "",
+            vec![
+                f("INBOX", &[]),
+                f("Gesendete Elemente", &[]),
+                f("Gesendete Elemente/2019", &[]),
+                f("Entwürfe", &[]),
+                f("Gelöschte Elemente", &[]),
+                f("Junk-E-Mail", &[]),
+                f("Sent", &[]),
+                f("Projekte", &[]),
+                f("Archiv", &[]),
+            ],
+        );
+        let t = folder_table(&src, &dovecot(), None).unwrap();
+        assert_eq!(
+            t.source_language,
+            LanguageChoice::Detected(Lang::resolve("de").unwrap())
+        );
+        for (from, to) in [
+            ("Gesendete Elemente", "Sent"),
+            ("Sent", "Sent"),
+            ("Gesendete Elemente/2019", "Sent/2019"),
+            ("Entwürfe", "Drafts"),
+            ("Gelöschte Elemente", "Trash"),
+            ("Junk-E-Mail", "Junk"),
+            ("Projekte", "Projekte"),
+        ] {
+            assert_eq!(dest_of(&t, from).as_deref(), Some(to), "{from}");
+        }
+        // Archive has no folder on the destination: created with its SPECIAL-USE.
+        let archiv = plan(&t, "Archiv");
+        assert_eq!(archiv.dest.as_deref(), Some("Archive"));
+        assert!(archiv.create);
+        assert_eq!(archiv.special_use, Some(Role::Archive));
+        assert!(
+            archiv.to_string().contains("[create \\Archive, subscribe]"),
+            "{archiv}"
+        );
+        assert_eq!(
+            merged(plan(&t, "Gesendete Elemente")),
+            vec!["Sent".to_owned()]
+        );
+        assert_eq!(
+            merged(plan(&t, "Sent")),
+            vec!["Gesendete Elemente".to_owned()]
+        );
+        assert!(
+            plan(&t, "Gesendete Elemente")
+                .to_string()
+                .contains("`de` default name for Sent"),
+            "{t}"
+        );
+        assert_eq!(
+            plan(&t, "Gesendete Elemente/2019").reason,
+            Reason::UnderDefault {
+                parent: "Gesendete Elemente".into(),
+                role: Role::Sent
+            }
+        );
+        assert_eq!(plan(&t, "Projekte").reason, Reason::Kept);
+    }
+
+    #[test]
+    fn vietnamese_inbox_merges_into_inbox() {
+        let src = list(
+            '/',
+            "",
+            vec![
+                f("INBOX", &[]),
+                f("Hộp thư đến", &[]),
+                f("Thư đã gửi", &[]),
+                f("Thư nháp", &[]),
+                f("Thùng rác", &[]),
+                f("Dự án", &[]),
+                f("Dự án/Khách hàng", &[]),
+            ],
+        );
+        let t = folder_table(&src, &dovecot(), None).unwrap();
+        assert_eq!(t.source_language.lang().map(Lang::as_str), Some("vi"));
+        let inbox = plan(&t, "Hộp thư đến");
+        assert_eq!(inbox.dest.as_deref(), Some("INBOX"));
+        assert!(!inbox.create);
+        assert_eq!(merged(inbox), vec!["INBOX".to_owned()]);
+        assert!(
+            inbox.to_string().contains("`vi` default name for Inbox"),
+            "{inbox}"
+        );
+        assert_eq!(dest_of(&t, "Thư đã gửi").as_deref(), Some("Sent"));
+        assert_eq!(dest_of(&t, "Thư nháp").as_deref(), Some("Drafts"));
+        assert_eq!(dest_of(&t, "Thùng rác").as_deref(), Some("Trash"));
+        assert_eq!(dest_of(&t, "Dự án").as_deref(), Some("Dự án"));
+        assert_eq!(
+            dest_of(&t, "Dự án/Khách hàng").as_deref(),
+            Some("Dự án/Khách hàng")
+        );
+        // Every destination name survives the wire encoding.
+        for p in &t.plans {
+            if let Some(d) = &p.dest {
+                assert_eq!(mutf7::decode(&mutf7::encode(d)).as_deref(), Ok(d.as_str()));
+            }
+        }
+    }
+
+    #[test]
+    fn japanese_and_russian_sources() {
+        for (lang, custom) in [("ja", "取引先"), ("ru", "Отчёты")] {
+            let mut folders = vec![f("INBOX", &[]), f(custom, &[])];
+            for role in [Role::Sent, Role::Drafts, Role::Trash, Role::Junk] {
+                folders.push(f(folder_names::name_for(role, lang).unwrap(), &[]));
+            }
+            let src = list('/', "", folders);
+            let t = folder_table(&src, &empty_dovecot(), None).unwrap();
+            assert_eq!(t.source_language.lang().map(Lang::as_str), Some(lang));
+            for (role, english) in [
+                (Role::Sent, "Sent"),
+                (Role::Drafts, "Drafts"),
+                (Role::Trash, "Trash"),
+                (Role::Junk, "Junk"),
+            ] {
+                let p = plan(&t, folder_names::name_for(role, lang).unwrap());
+                assert_eq!(p.dest.as_deref(), Some(english), "{lang} {role}");
+                assert!(p.create && p.special_use == Some(role), "{p}");
+            }
+            assert_eq!(dest_of(&t, custom).as_deref(), Some(custom));
+            assert_eq!(plan(&t, custom).reason, Reason::Kept);
+        }
+    }
+
+    #[test]
+    fn destination_language_names_its_folders() {
+        // A German destination without SPECIAL-USE: its own names are kept and used.
+        let dst = list(
+            '/',
+            "",
+            vec![
+                f("INBOX", &[]),
+                f("Gesendete Elemente", &[]),
+                f("Entwürfe", &[]),
+                f("Papierkorb", &[]),
+            ],
+        );
+        let src = list(
+            '/',
+            "",
+            vec![
+                f("INBOX", &[]),
+                f("Sent", &["\\Sent"]),
+                f("Trash", &[]),
+                f("Junk", &[]),
+            ],
+        );
+        let t = folder_table(&src, &dst, None).unwrap();
+        let de = Lang::resolve("de").unwrap();
+        assert_eq!(t.destination_language, Some(de));
+        assert_eq!(dest_of(&t, "Sent").as_deref(), Some("Gesendete Elemente"));
+        assert!(matches!(
+            &plan(&t, "Sent").reason,
+            Reason::SpecialUse { target, .. } if target.found == Found::Named(de)
+        ));
+        assert_eq!(dest_of(&t, "Trash").as_deref(), Some("Papierkorb"));
+        // No Junk folder there: created with the German default name.
+        let junk = plan(&t, "Junk");
+        assert_eq!(junk.dest.as_deref(), Some("Junk-E-Mail"));
+        assert!(junk.create && junk.special_use == Some(Role::Junk));
+        assert!(
+            junk.to_string().contains("(created, `de` default name)"),
+            "{junk}"
+        );
+    }
+
+    #[test]
+    fn special_use_wins_over_names() {
+        // A folder called "Trash" marked \Junk is the Junk folder; "Sent Messages" marked
+        // \Sent is Sent even though the destination calls it otherwise.
+        let src = list(
+            '/',
+            "",
+            vec![
+                f("INBOX", &[]),
+                f("Trash", &["\\Junk"]),
+                f("Sent Messages", &["\\Sent"]),
+                f("Papierkorb", &["\\Trash"]),
+            ],
+        );
+        let t = folder_table(&src, &dovecot(), None).unwrap();
+        assert_eq!(dest_of(&t, "Trash").as_deref(), Some("Junk"));
+        assert_eq!(plan(&t, "Trash").role, Some(Role::Junk));
+        assert_eq!(dest_of(&t, "Sent Messages").as_deref(), Some("Sent"));
+        assert_eq!(dest_of(&t, "Papierkorb").as_deref(), Some("Trash"));
+        // The destination's SPECIAL-USE folder is found wherever it is.
+        let dst = list(
+            '/',
+            "",
+            vec![
+                f("INBOX", &[]),
+                f("[Gmail]", &["\\Noselect"]),
+                f("[Gmail]/Sent Mail", &["\\Sent"]),
+            ],
+        );
+        let t = folder_table(&src, &dst, None).unwrap();
+        assert_eq!(
+            dest_of(&t, "Sent Messages").as_deref(),
+            Some("[Gmail]/Sent Mail")
+        );
+    }
+
+    #[test]
+    fn gmail_source() {
+        let src = list(
+            '/',
+            "",
+            vec![
+                f("INBOX", &[]),
+                f("[Gmail]", &["\\Noselect", "\\HasChildren"]),
+                f("[Gmail]/All Mail", &["\\All"]),
+                f("[Gmail]/Gesendet", &[]),
+                f("[Gmail]/Entwürfe", &["\\Drafts"]),
+                f("[Gmail]/Papierkorb", &[]),
+                f("[Gmail]/Markiert", &["\\Flagged"]),
+                f("Rechnungen", &[]),
+            ],
+        );
+        let t = folder_table(&src, &dovecot(), None).unwrap();
+        assert_eq!(dest_of(&t, "[Gmail]"), None);
+        assert!(matches!(
+            plan(&t, "[Gmail]").reason,
+            Reason::NotSelectable { .. }
+        ));
+        assert_eq!(dest_of(&t, "[Gmail]/Gesendet").as_deref(), Some("Sent"));
+        assert_eq!(dest_of(&t, "[Gmail]/Entwürfe").as_deref(), Some("Drafts"));
+        assert_eq!(dest_of(&t, "[Gmail]/Papierkorb").as_deref(), Some("Trash"));
+        let all = plan(&t, "[Gmail]/All Mail");
+        assert_eq!(all.dest.as_deref(), Some("[Gmail]/All Mail"));
+        assert!(
+            all.notes.iter().any(|n| matches!(n, Note::View { .. })),
+            "{all}"
+        );
+        assert_eq!(dest_of(&t, "Rechnungen").as_deref(), Some("Rechnungen"));
+    }
+
+    #[test]
+    fn forced_and_unknown_languages() {
+        // One German name is not enough evidence for `auto`...
+        let src = list(
+            '/',
+            "",
+            vec![f("INBOX", &[]), f("Gesendet", &[]), f("Kunden", &[])],
+        );
+        let t = folder_table(&src, &dovecot(), None).unwrap();
+        assert_eq!(t.source_language, LanguageChoice::Undetected);
+        assert_eq!(dest_of(&t, "Gesendet").as_deref(), Some("Gesendet"));
+        // ...but a named language decides.
+        let t = folder_table(&src, &dovecot(), Some(&rules(&[], &[], "de-AT"))).unwrap();
+        assert_eq!(
+            t.source_language,
+            LanguageChoice::Forced(Lang::resolve("de").unwrap())
+        );
+        assert_eq!(dest_of(&t, "Gesendet").as_deref(), Some("Sent"));
+        assert_eq!(dest_of(&t, "Kunden").as_deref(), Some("Kunden"));
+        let t = folder_table(&src, &dovecot(), Some(&rules(&[], &[], "xx"))).unwrap();
+        assert_eq!(t.source_language, LanguageChoice::Unknown("xx".into()));
+        assert_eq!(dest_of(&t, "Gesendet").as_deref(), Some("Gesendet"));
+        assert!(
+            t.to_string()
+                .contains("`xx` has no default names in the table"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn lookalikes_are_kept() {
+        let src = list(
+            '/',
+            "",
+            vec![
+                f("INBOX", &[]),
+                f("Old Sent", &[]),
+                f("Sent-Items", &[]),
+                f("Archive 2020", &[]),
+                f("Projects", &[]),
+                f("Projects/Trash", &[]),
+            ],
+        );
+        let t = folder_table(&src, &dovecot(), None).unwrap();
+        for name in ["Old Sent", "Sent-Items", "Archive 2020", "Projects/Trash"] {
+            assert_eq!(dest_of(&t, name).as_deref(), Some(name));
+            assert_eq!(plan(&t, name).reason, Reason::Kept, "{name}");
+            assert_eq!(plan(&t, name).role, None);
+        }
+    }
+
+    #[test]
+    fn role_selectors_exclude_subfolders_patterns_do_not() {
+        let src = list(
+            '/',
+            "",
+            vec![
+                f("INBOX", &[]),
+                f("Junk", &[]),
+                f("Junk/old", &[]),
+                f("Papierkorb", &["\\Trash"]),
+                f("Papierkorb/x", &[]),
+                f("Archive", &[]),
+                f("Archive/2020", &[]),
+            ],
+        );
+        let r = rules(
+            &["\\Junk", "\\trash", "Archive", "Nothing*"],
+            &[("Nope", "X")],
+            "auto",
+        );
+        let t = folder_table(&src, &dovecot(), Some(&r)).unwrap();
+        assert_eq!(dest_of(&t, "Junk"), None);
+        assert_eq!(dest_of(&t, "Junk/old"), None);
+        assert_eq!(
+            plan(&t, "Junk/old").reason,
+            Reason::ExcludedRole {
+                selector: "\\Junk".into(),
+                role: Role::Junk
+            }
+        );
+        assert_eq!(dest_of(&t, "Papierkorb"), None);
+        assert_eq!(dest_of(&t, "Papierkorb/x"), None);
+        assert_eq!(dest_of(&t, "Archive"), None);
+        // Archive is a role folder (English default) and its child follows it.
+        assert_eq!(dest_of(&t, "Archive/2020").as_deref(), Some("Archive/2020"));
+        assert_eq!(t.unused_excludes, vec!["Nothing*".to_owned()]);
+        assert_eq!(t.unused_renames, vec![0]);
+        let text = t.to_string();
+        assert!(
+            text.contains("warning: folders.rename[0] is not applied: it matches no source folder"),
+            "{text}"
+        );
+        assert!(
+            text.contains("warning: folders.exclude `Nothing*`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn renames_win_over_roles_but_not_over_inbox() {
+        let src = list(
+            '/',
+            "",
+            vec![
+                f("INBOX", &[]),
+                f("Sent Items", &[]),
+                f("Sent Items/2019", &[]),
+                f("Sent Items/2020", &[]),
+            ],
+        );
+        let r = rules(
+            &[],
+            &[
+                ("Sent Items", "Old/Outlook Sent"),
+                ("Sent Items/2020", "Recent"),
+                ("INBOX", "Old Inbox"),
+            ],
+            "auto",
+        );
+        let t = folder_table(&src, &dovecot(), Some(&r)).unwrap();
+        assert_eq!(
+            dest_of(&t, "Sent Items").as_deref(),
+            Some("Old/Outlook Sent")
+        );
+        let p = plan(&t, "Sent Items");
+        assert_eq!(p.role, Some(Role::Sent));
+        assert_eq!(p.special_use, None);
+        assert_eq!(
+            dest_of(&t, "Sent Items/2019").as_deref(),
+            Some("Old/Outlook Sent/2019")
+        );
+        assert!(matches!(
+            plan(&t, "Sent Items/2019").reason,
+            Reason::UnderRenamed { rule: 0, .. }
+        ));
+        // The nearest rule wins.
+        assert_eq!(dest_of(&t, "Sent Items/2020").as_deref(), Some("Recent"));
+        assert_eq!(dest_of(&t, "INBOX").as_deref(), Some("INBOX"));
+        assert_eq!(t.unused_renames, vec![2]);
+    }
+
+    #[test]
+    fn collisions_that_are_not_default_merges_are_errors() {
+        // A rename into a folder another source folder maps to.
+        let src = list(
+            '/',
+            "",
+            vec![f("INBOX", &[]), f("Sent", &[]), f("Old", &[])],
+        );
+        let r = rules(&[], &[("Old", "Sent")], "auto");
+        let err = folder_table(&src, &dovecot(), Some(&r)).unwrap_err();
+        assert!(matches!(&err, MappingError::Collision { dest, .. } if dest == "Sent"));
+        assert!(
+            err.to_string().contains("`Sent`, `Old`") || err.to_string().contains("`Old`, `Sent`"),
+            "{err}"
+        );
+        // INBOX's children on Dovecot and top-level folders meet on a Courier destination.
+        let src = list(
+            '/',
+            "",
+            vec![f("INBOX", &[]), f("INBOX/Work", &[]), f("Work", &[])],
+        );
+        let dst = list('.', "INBOX.", vec![f("INBOX", &[])]);
+        let err = folder_table(&src, &dst, None).unwrap_err();
+        assert!(
+            matches!(&err, MappingError::Collision { dest, .. } if dest == "INBOX.Work"),
+            "{err}"
+        );
+        // Into a Dovecot destination they stay apart.
+        let t = folder_table(&src, &dovecot(), None).unwrap();
+        assert_eq!(dest_of(&t, "INBOX/Work").as_deref(), Some("INBOX/Work"));
+        assert_eq!(dest_of(&t, "Work").as_deref(), Some("Work"));
+    }
+
+    #[test]
+    fn children_of_merged_defaults_merge_too() {
+        let src = list(
+            '/',
+            "",
+            vec![
+                f("INBOX", &[]),
+                f("Sent", &[]),
+                f("Sent/2019", &[]),
+                f("Sent Items", &[]),
+                f("Sent Items/2019", &[]),
+            ],
+        );
+        let t = folder_table(&src, &dovecot(), None).unwrap();
+        assert_eq!(dest_of(&t, "Sent Items/2019").as_deref(), Some("Sent/2019"));
+        assert_eq!(
+            merged(plan(&t, "Sent/2019")),
+            vec!["Sent Items/2019".to_owned()]
+        );
+    }
+
+    #[test]
+    fn creation_order_and_subscriptions() {
+        let src = list(
+            '/',
+            "",
+            vec![
+                ListedFolder::new("Sent/2019", &[], true),
+                ListedFolder::new("INBOX", &[], true),
+                ListedFolder::new("Zeta", &[], false),
+                ListedFolder::new("Sent", &[], true),
+                ListedFolder::new("Drafts", &[], true),
+            ],
+        );
+        let dst = list(
+            '/',
+            "",
+            vec![
+                ListedFolder::new("INBOX", &[], true),
+                ListedFolder::new("Drafts", &["\\Drafts"], true),
+            ],
+        );
+        let t = folder_table(&src, &dst, None).unwrap();
+        let order: Vec<&str> = t.plans.iter().map(|p| p.source.as_str()).collect();
+        assert_eq!(order, ["Drafts", "INBOX", "Sent", "Sent/2019", "Zeta"]);
+        let sent = plan(&t, "Sent");
+        assert!(sent.create && sent.special_use == Some(Role::Sent) && sent.subscribe);
+        let child = plan(&t, "Sent/2019");
+        assert!(child.create && child.special_use.is_none());
+        assert!(!plan(&t, "Drafts").subscribe && !plan(&t, "Drafts").create);
+        assert!(!plan(&t, "Zeta").subscribe);
+        assert!(!plan(&t, "INBOX").create);
+    }
+
+    #[test]
+    fn noselect_destination_folder_is_created() {
+        let src = list('/', "", vec![f("INBOX", &[]), f("Lists", &[])]);
+        let dst = list('/', "", vec![f("INBOX", &[]), f("Lists", &["\\Noselect"])]);
+        let t = folder_table(&src, &dst, None).unwrap();
+        assert!(plan(&t, "Lists").create);
+    }
+
+    #[test]
+    fn namespace_prefix_guess() {
+        let courier = [f("INBOX", &[]), f("INBOX.Sent", &[]), f("inbox.Trash", &[])];
+        assert_eq!(guess_prefix(&courier, Some('.')), "INBOX.");
+        let dovecot = [f("INBOX", &[]), f("INBOX.Sent", &[]), f("Trash", &[])];
+        assert_eq!(guess_prefix(&dovecot, Some('.')), "");
+        assert_eq!(guess_prefix(&[f("INBOX", &[])], Some('.')), "");
+        assert_eq!(guess_prefix(&courier, None), "");
+        // A prefix given without its delimiter works the same.
+        let src = list('.', "INBOX", courier.to_vec());
+        let t = folder_table(&src, &dovecot_list(), None).unwrap();
+        assert_eq!(dest_of(&t, "INBOX.Sent").as_deref(), Some("Sent"));
+        assert_eq!(dest_of(&t, "inbox.Trash").as_deref(), Some("Trash"));
+    }
+
+    fn dovecot_list() -> FolderList {
+        dovecot()
+    }
+
+    #[test]
+    fn flat_servers() {
+        let src = FolderList {
+            delimiter: None,
+            prefix: String::new(),
+            folders: vec![f("INBOX", &[]), f("a/b", &[]), f("Sent", &[])],
+        };
+        let t = folder_table(&src, &dovecot(), None).unwrap();
+        assert_eq!(dest_of(&t, "a/b").as_deref(), Some("a_b"));
+        assert_eq!(dest_of(&t, "Sent").as_deref(), Some("Sent"));
+        let dst = FolderList {
+            delimiter: None,
+            prefix: String::new(),
+            folders: vec![f("INBOX", &[])],
+        };
+        let src = list('.', "", vec![f("INBOX", &[]), f("a.b", &[])]);
+        let t = folder_table(&src, &dst, None).unwrap();
+        assert_eq!(dest_of(&t, "a.b").as_deref(), Some("a/b"));
+    }
+
+    #[test]
+    fn table_display() {
+        let src = list(
+            '.',
+            "INBOX.",
+            vec![
+                f("INBOX", &[]),
+                f("INBOX.Gesendete Elemente", &[]),
+                f("INBOX.Entwürfe", &[]),
+                f("INBOX.Spam", &[]),
+            ],
+        );
+        let r = rules(&["Spam"], &[], "auto");
+        let t = folder_table(&src, &dovecot(), Some(&r)).unwrap();
+        let text = t.to_string();
+        assert!(
+            text.starts_with(
+                "source language: de (detected from folder names)\ndestination language: en\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  INBOX → INBOX: INBOX always maps to INBOX\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  INBOX.Gesendete Elemente → Sent: `de` default name for Sent → the destination's Sent folder `Sent` (marked \\Sent there)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  INBOX.Spam → (not copied): excluded by pattern `Spam`\n"),
+            "{text}"
+        );
+    }
+
+    fn arb_list() -> impl Strategy<Value = FolderList> {
+        let name = "(INBOX|Sent|Sent Items|Gesendet|Entwürfe|Junk|Trash|a|b|x\\.y|x/y|Archive|\\[Gmail\\])";
+        let attrs = proptest::sample::subsequence(
+            vec!["\\Sent", "\\Noselect", "\\Junk", "\\All", "\\Trash"],
+            0..2,
+        );
+        (
+            prop_oneof![Just('/'), Just('.')],
+            prop_oneof![Just(""), Just("INBOX.")],
+            proptest::collection::vec(
+                (proptest::collection::vec(name, 1..4), attrs, any::<bool>()),
+                0..10,
+            ),
+        )
+            .prop_map(|(d, prefix, folders)| {
+                let mut seen = BTreeSet::new();
+                let mut out = vec![f("INBOX", &[])];
+                for (levels, attrs, sub) in folders {
+                    let name = format!("{prefix}{}", levels.join(&d.to_string()));
+                    if seen.insert(name.clone()) && !is_inbox(&name) {
+                        out.push(ListedFolder::new(&name, &attrs, sub));
+                    }
+                }
+                list(d, prefix, out)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn mapping_invariants(src in arb_list(), dst in arb_list(), excl in any::<bool>()) {
+            let r = rules(if excl { &["\\Junk", "a"] } else { &[] }, &[("b", "Renamed/b")], "auto");
+            match folder_table(&src, &dst, Some(&r)) {
+                Err(MappingError::Collision { sources, .. }) => prop_assert!(sources.len() >= 2),
+                Ok(t) => {
+                    prop_assert_eq!(t.plans.len(), src.folders.len());
+                    let mut seen: BTreeMap<String, Vec<&FolderPlan>> = BTreeMap::new();
+                    for (i, p) in t.plans.iter().enumerate() {
+                        let folder = src.folders.iter().find(|f| f.name == p.source).unwrap();
+                        if is_inbox(&p.source) {
+                            prop_assert_eq!(p.dest.as_deref(), Some("INBOX"));
+                        }
+                        if !folder.selectable() {
+                            prop_assert!(p.dest.is_none());
+                        }
+                        if let Some(d) = &p.dest {
+                            prop_assert!(!d.is_empty());
+                            // Every level of the name is a real level on the destination.
+                            seen.entry(canonical_name(d, &dst)).or_default().push(p);
+                            // Parents come first.
+                            for later in &t.plans[i + 1..] {
+                                if let Some(ld) = &later.dest {
+                                    let (a, b) = (relative(d, &dst), relative(ld, &dst));
+                                    prop_assert!(!(b.len() < a.len() && a.starts_with(&b)), "{} before its parent {}", d, ld);
+                                }
+                            }
+                        }
+                        let _ = p.to_string();
+                    }
+                    for (_, ps) in seen {
+                        if ps.len() > 1 {
+                            for p in &ps {
+                                prop_assert!(p.notes.iter().any(|n| matches!(n, Note::MergedWith(o) if o.len() == ps.len() - 1)));
+                            }
+                        }
+                    }
+                    let _ = t.to_string();
+                }
+            }
+        }
+    }
+}
