@@ -34,8 +34,8 @@ mod process;
 pub mod tls;
 pub mod wait;
 
-pub use bind::{Bind, BindBuilder, TsigKey, Zone};
-pub use dovecot::{Dovecot, DovecotBuilder};
+pub use bind::{Bind, BindBuilder, Record, TsigKey, Zone};
+pub use dovecot::{Dovecot, DovecotBuilder, DovecotPorts};
 pub use postfix::{Postfix, PostfixBuilder};
 pub use process::CmdOutput;
 pub use tls::Certificates;

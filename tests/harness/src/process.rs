@@ -373,3 +373,45 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     }
     fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_mark_sees_only_appended_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        fs::write(
+            &log,
+            "old: bind(127.0.0.1, 1) failed: Address already in use\n",
+        )
+        .unwrap();
+        let mark = LogMark::new(&[log.clone(), dir.path().join("missing")]);
+        assert!(!mark.port_in_use());
+        let mut f = fs::OpenOptions::new().append(true).open(&log).unwrap();
+        writeln!(f, "new: could not listen on UDP socket: address in use").unwrap();
+        assert!(mark.port_in_use());
+    }
+
+    #[test]
+    fn command_output_reports_failures() {
+        let out = run(
+            Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]),
+            None,
+        )
+        .unwrap();
+        assert!(!out.success);
+        assert_eq!(out.code, Some(3));
+        let err = out.ok().unwrap_err().to_string();
+        assert!(
+            err.contains("exit code 3") && err.contains("err") && err.contains("out"),
+            "{err}"
+        );
+        let echoed = run(&mut Command::new("cat"), Some(b"stdin"))
+            .unwrap()
+            .ok()
+            .unwrap();
+        assert_eq!(echoed, "stdin");
+    }
+}
