@@ -10,3 +10,4 @@ pub mod imap;
 pub mod manifest;
 pub mod secrets;
 pub mod spec;
+pub mod store;

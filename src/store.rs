@@ -1,0 +1,189 @@
+//! The embedded store of the CLI: a directory next to the manifest (or `--state DIR`)
+//! holding each migration's status and the copy engine's per-folder caches.
+//!
+//! Every write is crash-safe: the new content goes to a temporary file in the same
+//! directory, is flushed to disk, and replaces the old file by rename, so a reader (or a
+//! restart after SIGKILL) sees either the old or the new content, never a torn one. The
+//! stored data is only a cache of what the servers say; losing it costs time, not mail.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::imap::cache::{FolderCache, FolderCacheKey};
+use crate::spec::MailMigrationStatus;
+
+/// Where the copy engine keeps its per-folder caches. The CLI keeps them in files; a
+/// controller may keep them elsewhere.
+pub trait CacheStore: Send + Sync {
+    fn load(&self, key: &FolderCacheKey) -> Result<Option<FolderCache>>;
+    fn save(&self, key: &FolderCacheKey, cache: &FolderCache) -> Result<()>;
+}
+
+/// A store that remembers nothing: every pass is a full comparison.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoCache;
+
+impl CacheStore for NoCache {
+    fn load(&self, _: &FolderCacheKey) -> Result<Option<FolderCache>> {
+        Ok(None)
+    }
+
+    fn save(&self, _: &FolderCacheKey, _: &FolderCache) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// One migration's state directory.
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// The state of migration `name`: `DIR/<name>/` with `--state DIR`, else
+    /// `.mailshift/<name>/` next to the manifest.
+    pub fn for_migration(manifest: &Path, state: Option<&Path>, name: &str) -> Self {
+        let base = match state {
+            Some(dir) => dir.to_path_buf(),
+            None => manifest
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .join(".mailshift"),
+        };
+        StateDir {
+            root: base.join(sanitize(name)),
+        }
+    }
+
+    pub fn at(root: impl Into<PathBuf>) -> Self {
+        StateDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The stored status, or the empty status of a migration never run.
+    pub fn load_status(&self) -> Result<MailMigrationStatus> {
+        Ok(read_json(&self.root.join("status.json"))?.unwrap_or_default())
+    }
+
+    pub fn save_status(&self, status: &MailMigrationStatus) -> Result<()> {
+        write_json(&self.root.join("status.json"), status)
+    }
+
+    fn cache_path(&self, key: &FolderCacheKey) -> PathBuf {
+        self.root
+            .join("cache")
+            .join(sanitize(&key.mailbox))
+            .join(format!("{}.json", sanitize(&key.source_folder)))
+    }
+}
+
+impl CacheStore for StateDir {
+    fn load(&self, key: &FolderCacheKey) -> Result<Option<FolderCache>> {
+        // A cache that cannot be read is dropped, not fatal: the next pass is a full
+        // comparison, which is always correct.
+        match read_json(&self.cache_path(key)) {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                tracing::warn!(cache = %key, error = %e, "ignoring unreadable cache");
+                Ok(None)
+            }
+        }
+    }
+
+    fn save(&self, key: &FolderCacheKey, cache: &FolderCache) -> Result<()> {
+        write_json(&self.cache_path(key), cache)
+    }
+}
+
+/// A file name for any string: safe characters kept, the rest %-escaped, so that distinct
+/// folder names never share a file.
+fn sanitize(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'@' | b'+' | b'=') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("%00");
+    }
+    out
+}
+
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .with_context(|| format!("reading {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Write-to-temporary, fsync, rename, fsync the directory.
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let dir = path.parent().context("a state file has a directory")?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    serde_json::to_writer(&mut tmp, value)?;
+    tmp.flush()?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .with_context(|| format!("replacing {}", path.display()))?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_to_distinct_safe_file_names() {
+        assert_eq!(
+            sanitize("alice@example.com"),
+            "alice@example.com".replace('.', "%2E")
+        );
+        assert_ne!(sanitize("a/b"), sanitize("a.b"));
+        assert_ne!(sanitize("Sent"), sanitize("sent"));
+        assert!(!sanitize("../../etc").contains('/'));
+        assert_eq!(sanitize("Hộp"), "H%E1%BB%99p");
+    }
+
+    #[test]
+    fn status_round_trips_and_missing_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateDir::at(dir.path().join("m"));
+        assert_eq!(s.load_status().unwrap(), MailMigrationStatus::default());
+        let st = MailMigrationStatus {
+            next_step: Some("copy".into()),
+            ..Default::default()
+        };
+        s.save_status(&st).unwrap();
+        assert_eq!(s.load_status().unwrap(), st);
+        // No temporary files are left behind.
+        let names: Vec<_> = fs::read_dir(s.root()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn state_lives_next_to_the_manifest_by_default() {
+        let s = StateDir::for_migration(Path::new("migrations/example.yaml"), None, "example-com");
+        assert_eq!(s.root(), Path::new("migrations/.mailshift/example-com"));
+        let s = StateDir::for_migration(Path::new("m.yaml"), Some(Path::new("/var/lib/ms")), "x");
+        assert_eq!(s.root(), Path::new("/var/lib/ms/x"));
+    }
+}
