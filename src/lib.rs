@@ -7,4 +7,5 @@ pub mod cli;
 pub mod crd;
 pub mod imap;
 pub mod manifest;
+pub mod plan;
 pub mod spec;
