@@ -145,7 +145,8 @@ pub enum Waiting {
     FallbackNotCovering {
         addresses: Vec<String>,
     },
-    /// The gateway would loop mail the fallback still relays back.
+    /// The fallback still relays addresses back: a gateway now would loop their mail, and
+    /// a delta sync now would miss what still arrives at the old server.
     FallbackStillRelaying {
         addresses: Vec<String>,
     },
@@ -316,7 +317,7 @@ impl fmt::Display for Waiting {
             ),
             FallbackStillRelaying { addresses } => write!(
                 f,
-                "the fallback still relays {} back to the old server (a gateway now would loop their mail)",
+                "the fallback relay still sends mail for {} back to the old server",
                 list(addresses)
             ),
             MxNotSwitched { names } => write!(f, "MX of {} is not switched yet", list(names)),

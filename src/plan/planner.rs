@@ -284,7 +284,7 @@ impl<'a> Planner<'_, 'a> {
                 } else {
                     tokens(&spf.old).union(&tokens(&spf.new)).cloned().collect()
                 };
-                let have = n.records.map_or_else(BTreeSet::new, |r| spf_tokens(r));
+                let have = n.records.map_or_else(BTreeSet::new, spf_tokens);
                 let missing: Vec<String> = want.difference(&have).cloned().collect();
                 if missing.is_empty() {
                     continue;
@@ -847,6 +847,13 @@ impl<'a> Planner<'_, 'a> {
             let mut gates = Vec::new();
             if before > 0 {
                 gates.push(Gate::fact(Waiting::EarlierSteps { count: before }));
+            }
+            // DNS steps are done only once every nameserver answers the new data.
+            for n in v.names.iter().filter(|n| !n.lagging.is_empty()) {
+                gates.push(Gate::fact(Waiting::Propagation {
+                    name: n.name.clone(),
+                    nameservers: n.lagging.clone(),
+                }));
             }
             if v.has_cutover() {
                 let planner = Planner { v, out: Vec::new() };

@@ -355,15 +355,34 @@ pub struct Run {
 /// Every plan is checked with [`check_plan`]. Panics after `bound` iterations.
 pub fn simulate(
     spec: &MailMigrationSpec,
-    mut world: World,
+    world: World,
     start: DateTime<Utc>,
     bound: usize,
     instant_dns: bool,
 ) -> Run {
+    simulate_with(spec, world, start, bound, instant_dns, |_| {
+        TimeDelta::minutes(1)
+    })
+}
+
+/// [`simulate`], with each step taking as long as `takes` says.
+pub fn simulate_with(
+    spec: &MailMigrationSpec,
+    mut world: World,
+    start: DateTime<Utc>,
+    bound: usize,
+    instant_dns: bool,
+    takes: impl Fn(&Step) -> TimeDelta,
+) -> Run {
     let mut now = start;
     let mut status = MailMigrationStatus::default();
     let mut steps = Vec::new();
+    // DNS changes reach the nameservers one observation later (unless `instant_dns`).
+    let mut lagging = false;
     for iterations in 0..bound {
+        if std::mem::take(&mut lagging) {
+            propagate(&mut world);
+        }
         let p = plan(spec, &world, now);
         check_plan(spec, &world, &p, now);
         status = derive_status(spec, &world, &p, &status, 1, now);
@@ -380,9 +399,11 @@ pub fn simulate(
             }
             Progress::Ready => {
                 let step = p.next().unwrap().step.clone();
+                // The step's effect is there when it ends; milestones record its end.
+                now += takes(&step);
                 apply(&mut world, spec, &step, now, instant_dns);
+                lagging = step.adapter() == Some(Adapter::Dns);
                 steps.push((now, step));
-                now += TimeDelta::minutes(1);
                 None
             }
             Progress::Recheck => {
