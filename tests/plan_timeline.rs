@@ -933,3 +933,62 @@ fn a_world_that_matches_each_example_yields_an_empty_plan() {
         );
     }
 }
+
+#[test]
+fn work_under_way_elsewhere_is_not_started_twice() {
+    let spec = example("whole-domain-gateway.yaml");
+    let mut world = fresh_world(&spec, &[], [Adapter::Imap]);
+    let since = t(NOW) - TimeDelta::minutes(10);
+    world.in_flight.push(mailshift::plan::InFlight {
+        step: Step::InitialSync {
+            address: "alice@example.com".into(),
+        },
+        by: "job/mailshift-sync-example-com-0".into(),
+        since,
+    });
+    let p = plan(&spec, &world, t(NOW));
+    let alice = p
+        .steps
+        .iter()
+        .find(|s| {
+            s.step
+                == Step::InitialSync {
+                    address: "alice@example.com".into(),
+                }
+        })
+        .unwrap();
+    assert_eq!(
+        alice.gates,
+        [Gate::fact(Waiting::Running {
+            by: "job/mailshift-sync-example-com-0".into(),
+            since
+        })]
+    );
+    assert_eq!(
+        p.next().unwrap().step,
+        Step::InitialSync {
+            address: "bob@example.com".into()
+        }
+    );
+    // With bob under way too, the loop looks again soon instead of giving up.
+    world.in_flight.push(mailshift::plan::InFlight {
+        step: Step::InitialSync {
+            address: "bob@example.com".into(),
+        },
+        by: "job/mailshift-sync-example-com-1".into(),
+        since,
+    });
+    assert_eq!(plan(&spec, &world, t(NOW)).progress(), Progress::Recheck);
+}
+
+#[test]
+fn observe_still_tells_which_adapters_are_missing() {
+    let mut spec = example("whole-domain-gateway.yaml");
+    spec.policy = Policy::Observe;
+    let world = fresh_world(&spec, &[], [Adapter::Imap]);
+    let p = plan(&spec, &world, t(NOW));
+    assert!(!p.steps[0].available && p.steps[2].available);
+    assert!(p.to_string().contains(
+        "not carried out: policy observe (and this build has no DNS (RFC 2136) adapter)"
+    ));
+}

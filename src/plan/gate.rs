@@ -158,6 +158,11 @@ pub enum Waiting {
     EarlierSteps {
         count: usize,
     },
+    /// The same step is already being carried out elsewhere.
+    Running {
+        by: String,
+        since: DateTime<Utc>,
+    },
 }
 
 impl Waiting {
@@ -201,6 +206,7 @@ impl Waiting {
             Waiting::MxNotSwitched { .. } => "WaitingForMXSwitch",
             Waiting::DeltaSyncPending => "WaitingForDeltaSync",
             Waiting::EarlierSteps { .. } => "WaitingForEarlierSteps",
+            Waiting::Running { .. } => "Running",
         }
     }
 }
@@ -322,6 +328,9 @@ impl fmt::Display for Waiting {
             ),
             MxNotSwitched { names } => write!(f, "MX of {} is not switched yet", list(names)),
             DeltaSyncPending => f.write_str("the delta sync has not run yet"),
+            Running { by, since } => {
+                write!(f, "already under way by {by} since {}", instant(*since))
+            }
             EarlierSteps { count } => {
                 write!(f, "{} before it", plural(*count, "step is left", "steps are left"))
             }

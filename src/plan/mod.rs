@@ -32,7 +32,7 @@ pub use status::derive_status;
 pub use step::{Access, Adapter, Resource, Side, Step, Touch};
 pub use window::CutoverWindow;
 pub use world::{
-    Account, Answer, DnsState, Failure, ForwardingSides, Login, MailboxList, MailboxState,
-    NameState, NameserverAnswer, ProbeState, Records, RelayState, SwitchState, SyncState,
-    Verification, World,
+    Account, Answer, DnsState, Failure, ForwardingSides, InFlight, Login, MailboxList,
+    MailboxState, NameState, NameserverAnswer, ProbeState, Records, RelayState, SwitchState,
+    SyncState, Verification, World,
 };

@@ -35,6 +35,8 @@ pub struct PlannedStep {
     /// What it reads and writes, on which server.
     pub touches: Vec<Touch>,
     pub execution: Execution,
+    /// This build has the adapter it needs (shown also when the policy is `observe`).
+    pub available: bool,
     /// Closed gates in front of it; empty when it may run now.
     pub gates: Vec<Gate>,
 }
@@ -66,8 +68,8 @@ pub enum Progress {
     Converged,
     /// A step can run now.
     Ready,
-    /// Waiting on something outside that changes by itself (DNS propagation): observe
-    /// again after a short interval.
+    /// Waiting on something outside that changes by itself (DNS propagation, a copy Job
+    /// running): observe again after a short interval.
     Recheck,
     /// Nothing can run before `at`.
     WaitUntil { at: DateTime<Utc> },
@@ -110,6 +112,7 @@ impl PlannedStep {
                 Waiting::Propagation { .. }
                     | Waiting::MailboxNotObserved { .. }
                     | Waiting::MailboxListUnread { reason: None }
+                    | Waiting::Running { .. }
             ),
         };
         self.gates.iter().any(|g| matches!(g, Gate::Fact { .. })) && self.gates.iter().all(outside)
@@ -301,7 +304,7 @@ impl fmt::Display for Plan {
                 }
                 Progress::Recheck => writeln!(
                     f,
-                    "; waiting for the servers to catch up (DNS propagation, mailboxes not checked yet)."
+                    "; waiting for the servers to catch up (DNS propagation, work under way, mailboxes not checked yet)."
                 )?,
                 Progress::ObserveOnly => {
                     writeln!(f, "; observe only: none of this will be carried out.")?
@@ -378,6 +381,11 @@ fn write_step(f: &mut fmt::Formatter<'_>, i: usize, s: &PlannedStep) -> fmt::Res
             f,
             "       not available yet: this build has no {} adapter",
             adapter.describe()
+        )?,
+        Execution::ObserveOnly if !s.available => writeln!(
+            f,
+            "       not carried out: policy observe (and this build has no {} adapter)",
+            s.step.adapter().map_or("", Adapter::describe)
         )?,
         Execution::ObserveOnly => writeln!(f, "       not carried out: policy observe")?,
         Execution::HeldByPolicy => writeln!(f, "       left in place: policy upsert-only")?,

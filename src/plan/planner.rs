@@ -27,6 +27,20 @@
 //! copied) → forwarding and fallback off → complete. The MX switch then waits not for every
 //! mailbox to be verified but for every unverified one to be covered by the fallback.
 //!
+//! ## Smaller decisions
+//! - Before the cutover every step waits for the whole preflight (a careful admin changes
+//!   nothing until every mailbox logs in on both sides); after it, a mailbox's steps wait
+//!   only for its own logins, steps about no mailbox for none.
+//! - A final sync counts only inside the window opening it ran in: if the switch missed
+//!   that opening, the next one starts with a new final sync.
+//! - The probe tests the gateway (SMTP in at the old server, IMAP out at the new); it is
+//!   planned only with a `gateway`, right after it is switched on, and a pass counts only
+//!   if it came after `gatewayOnAt`.
+//! - Steps a world does not let us judge (a relay or a zone that cannot be read) are
+//!   planned behind a gate naming the error, never carried out blind.
+//! - A mailbox added to the manifest after the cutover is copied and verified on its own;
+//!   the delta sync is not repeated for it.
+//!
 //! ## Policies
 //! - `sync`: every step is carried out.
 //! - `upsert-only`: steps that remove or switch off something ([`Step::removes`]: forwarding
@@ -832,14 +846,31 @@ impl<'a> Planner<'_, 'a> {
                 }
             }
         };
+        let available = |step: &Step| step.adapter().is_none_or(|a| v.world.has(a));
         let mut steps: Vec<PlannedStep> = self
             .out
             .into_iter()
-            .map(|(step, gates)| PlannedStep {
-                touches: step.touches(spec),
-                execution: execution(&step),
-                gates: dedup(gates),
-                step,
+            .map(|(step, mut gates)| {
+                // Work under way elsewhere is not started twice.
+                gates.extend(
+                    v.world
+                        .in_flight
+                        .iter()
+                        .filter(|f| f.step.same_work(&step))
+                        .map(|f| {
+                            Gate::fact(Waiting::Running {
+                                by: f.by.clone(),
+                                since: f.since,
+                            })
+                        }),
+                );
+                PlannedStep {
+                    touches: step.touches(spec),
+                    execution: execution(&step),
+                    available: available(&step),
+                    gates: dedup(gates),
+                    step,
+                }
             })
             .collect();
         if !v.completed() {
@@ -863,6 +894,7 @@ impl<'a> Planner<'_, 'a> {
             steps.push(PlannedStep {
                 touches: step.touches(spec),
                 execution: execution(&step),
+                available: true,
                 gates,
                 step,
             });

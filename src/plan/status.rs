@@ -224,11 +224,7 @@ fn health(
                 None => {
                     let reason = match progress {
                         Progress::Ready => "Progressing",
-                        Progress::Recheck => Waiting::Propagation {
-                            name: String::new(),
-                            nameservers: Vec::new(),
-                        }
-                        .reason(),
+                        Progress::Recheck => "WaitingForServers",
                         _ => "Waiting",
                     };
                     (

@@ -260,6 +260,27 @@ impl Step {
         }
     }
 
+    /// The same piece of work as `other`: the same kind of step on the same mailbox (or
+    /// domain). Data that changes while it runs, like a fallback list, does not count.
+    pub fn same_work(&self, other: &Step) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+            && self.address() == other.address()
+            && self.domain() == other.domain()
+    }
+
+    /// The domain a DNS step is about.
+    pub fn domain(&self) -> Option<&str> {
+        match self {
+            Step::LowerTtl { name, .. }
+            | Step::SpfAuthorize { name, .. }
+            | Step::SwitchMx { name, .. }
+            | Step::PublishSrv { name, .. }
+            | Step::SpfRevoke { name, .. }
+            | Step::RestoreTtl { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
     /// Why a careful admin takes this step, in plain words.
     pub fn why(&self) -> &'static str {
         use Step::*;

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::milestones::Milestones;
-use super::step::Adapter;
+use super::step::{Adapter, Step};
 use crate::spec::MxRecord;
 
 /// What is, as observed (or recorded) at one instant.
@@ -45,6 +45,10 @@ pub struct World {
     /// Facts only mailshift can know, from the stored status: when things happened.
     #[serde(default)]
     pub milestones: Milestones,
+    /// Steps being carried out elsewhere right now (a copy Job in the cluster, another
+    /// executor task): planned again, but behind a gate, so they are not started twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_flight: Vec<InFlight>,
     /// The executor's report of a step that keeps failing (input for `Stalled`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
@@ -364,6 +368,16 @@ pub struct Records {
     /// Target of `_submission._tcp`, as `host:port`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub srv_submission: Option<String>,
+}
+
+/// A step under way outside this plan's executor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InFlight {
+    pub step: Step,
+    /// Who carries it out, e.g. `job/mailshift-sync-example-com-3`.
+    pub by: String,
+    pub since: DateTime<Utc>,
 }
 
 /// The executor's report of a step that keeps failing. The executor decides when repeated
