@@ -9,6 +9,7 @@ pub mod crd;
 pub mod imap;
 pub mod manifest;
 pub mod plan;
+pub mod reconcile;
 pub mod secrets;
 pub mod spec;
 pub mod store;

@@ -45,11 +45,11 @@ impl fmt::Display for Side {
 /// error is.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("{side} {addr}: cannot connect: {source}")]
+    #[error("{side} {addr}: cannot connect: {error}")]
     Network {
         side: Side,
         addr: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{side} {addr}: timed out after {:?} while {during}", CONNECT_TIMEOUT)]
     Timeout {
@@ -295,10 +295,10 @@ impl Connector {
         )
         .await
         .map_err(|_| timeout("connecting"))?
-        .map_err(|source| ConnectError::Network {
+        .map_err(|error| ConnectError::Network {
             side: self.side,
             addr: addr.clone(),
-            source,
+            error,
         })?;
         let _ = tcp.set_nodelay(true);
         let stream = match self.mode {
@@ -453,10 +453,10 @@ impl Connector {
             async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text) => {
                 refused(text)
             }
-            async_imap::error::Error::Io(source) => ConnectError::Network {
+            async_imap::error::Error::Io(error) => ConnectError::Network {
                 side: self.side,
                 addr: self.addr(),
-                source,
+                error,
             },
             async_imap::error::Error::ConnectionLost => {
                 refused("the server closed the connection".into())

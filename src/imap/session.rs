@@ -18,11 +18,8 @@ use super::mutf7;
 pub enum ImapError {
     #[error("{what}: refused by the server: {reason}")]
     Refused { what: String, reason: String },
-    #[error("{what}: connection lost: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    #[error("{what}: connection lost: {error}")]
+    Io { what: String, error: std::io::Error },
     #[error("{what}: {reason}")]
     Protocol { what: String, reason: String },
 }
@@ -34,10 +31,10 @@ impl ImapError {
             async_imap::error::Error::No(reason) | async_imap::error::Error::Bad(reason) => {
                 ImapError::Refused { what, reason }
             }
-            async_imap::error::Error::Io(source) => ImapError::Io { what, source },
+            async_imap::error::Error::Io(error) => ImapError::Io { what, error },
             async_imap::error::Error::ConnectionLost => ImapError::Io {
                 what,
-                source: std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "closed"),
+                error: std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "closed"),
             },
             other => ImapError::Protocol {
                 what,
@@ -510,16 +507,16 @@ impl DestinationSession {
             stream
                 .write_all(&m.body)
                 .await
-                .map_err(|source| ImapError::Io {
+                .map_err(|error| ImapError::Io {
                     what: what(),
-                    source,
+                    error,
                 })?;
             stream
                 .write_all(b"\r\n")
                 .await
-                .map_err(|source| ImapError::Io {
+                .map_err(|error| ImapError::Io {
                     what: what(),
-                    source,
+                    error,
                 })?;
             tags.push((tag.0, i));
         }
@@ -528,9 +525,9 @@ impl DestinationSession {
             .get_mut()
             .flush()
             .await
-            .map_err(|source| ImapError::Io {
+            .map_err(|error| ImapError::Io {
                 what: what(),
-                source,
+                error,
             })?;
         let mut pending = tags.len();
         while pending > 0 {
@@ -539,13 +536,13 @@ impl DestinationSession {
                 .session
                 .read_response()
                 .await
-                .map_err(|source| ImapError::Io {
+                .map_err(|error| ImapError::Io {
                     what: what(),
-                    source,
+                    error,
                 })?
                 .ok_or_else(|| ImapError::Io {
                     what: what(),
-                    source: std::io::Error::new(
+                    error: std::io::Error::new(
                         std::io::ErrorKind::ConnectionAborted,
                         "closed while appending",
                     ),
