@@ -70,8 +70,9 @@ impl TsigKey {
         })
     }
 
+    /// The key name as the manifest writes it (no trailing dot).
     pub fn name(&self) -> String {
-        self.name.to_ascii()
+        crate::plan::world::normalize_name(&self.name.to_ascii())
     }
 
     pub fn algorithm(&self) -> TsigAlgorithm {

@@ -277,7 +277,7 @@ impl Ctx {
                     server: self.label.clone(),
                     record: record.to_owned(),
                     expected,
-                    found: format!("{found} ({rcode})"),
+                    found: format!("{found} (the server answered {})", mnemonic(rcode)),
                 })
             }
             ResponseCode::NotZone => Err(DnsError::NotInZone {
@@ -304,7 +304,7 @@ impl Ctx {
                 server: self.label.clone(),
                 record: record.to_owned(),
                 detail: format!(
-                    "REFUSED (is key {} allowed to update zone {}?)",
+                    "REFUSED (is it the zone's primary, and may key {} update zone {}?)",
                     self.key.name(),
                     show(&self.zone)
                 ),
@@ -592,6 +592,17 @@ fn describe(set: &RrSet) -> String {
         items.join(", ")
     } else {
         format!("{} (TTL {})", items.join(", "), set.ttl)
+    }
+}
+
+/// RFC 2136's names of the prerequisite failures.
+fn mnemonic(rcode: ResponseCode) -> &'static str {
+    match rcode {
+        ResponseCode::NXRRSet => "NXRRSET",
+        ResponseCode::YXRRSet => "YXRRSET",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::YXDomain => "YXDOMAIN",
+        _ => "an error",
     }
 }
 
