@@ -162,6 +162,14 @@ async fn ttl_lowered_targets_unchanged_then_switched_then_restored() -> Result<(
     assert_eq!((r.mx.clone(), r.ttl), (vec![mx(10, OLD_MX)], 300));
     // Again: nothing left to do, nothing sent.
     assert_eq!(apply(&lower(Some(3600)), &dns).await?, Applied::AlreadyDone);
+    // Lowering never raises a TTL.
+    let raise = Step::LowerTtl {
+        zone: "example.com".into(),
+        name: "example.com".into(),
+        from_ttl: None,
+        to_ttl: 600,
+    };
+    assert_eq!(apply(&raise, &dns).await?, Applied::AlreadyDone);
     assert_eq!(bind.serial("example.com")?, serial + 1);
 
     // Switch against the set it was planned against.

@@ -20,8 +20,8 @@
 //!
 //! ## What each step sends
 //! - `LowerTtl` / `RestoreTtl`: prerequisite MX set = read set; delete the MX set; add the
-//!   same records with the new TTL. Nothing is sent when there is no MX set or it already
-//!   has that TTL.
+//!   same records with the new TTL. Nothing is sent when there is no MX set, or it already
+//!   has that TTL (`LowerTtl`: at most that TTL; lowering never raises one).
 //! - `SwitchMx`: prerequisite MX set = `from` (absent when `from` is empty; a fresh read
 //!   when `from` is unknown); delete the MX set; add `to` with `ttl`.
 //! - `SpfAuthorize` / `SpfRevoke`: prerequisite TXT set = read set (all TXT records of the
@@ -111,7 +111,7 @@ pub async fn apply_with(
     match step {
         Step::LowerTtl {
             from_ttl, to_ttl, ..
-        } => set_mx_ttl(&ctx, &owner, *to_ttl, *from_ttl).await,
+        } => set_mx_ttl(&ctx, &owner, *to_ttl, Some(*from_ttl)).await,
         Step::RestoreTtl { ttl, .. } => set_mx_ttl(&ctx, &owner, *ttl, None).await,
         Step::SwitchMx { from, to, ttl, .. } => {
             switch_mx(&ctx, &owner, from.as_deref(), to, *ttl).await
@@ -322,18 +322,25 @@ impl Ctx {
     }
 }
 
+/// Gives the MX set of `name` the TTL `ttl`, targets unchanged. `lowering` is
+/// `Some(from_ttl)` for `LowerTtl`: it never raises a TTL, and checks the TTL it replaces
+/// against the planned one when known; `None` for `RestoreTtl` (any TTL becomes `ttl`).
 async fn set_mx_ttl(
     ctx: &Ctx,
     name: &Name,
     ttl: u32,
-    expect_from: Option<u32>,
+    lowering: Option<Option<u32>>,
 ) -> Result<Applied, DnsError> {
     let record = format!("MX {}", show(name));
     let current = ctx.read(name, RecordType::MX).await?;
-    if current.is_empty() || current.ttl == ttl {
+    let done = match lowering {
+        Some(_) => current.ttl <= ttl,
+        None => current.ttl == ttl,
+    };
+    if current.is_empty() || done {
         return Ok(Applied::AlreadyDone);
     }
-    if let Some(from) = expect_from.filter(|from| *from != current.ttl) {
+    if let Some(from) = lowering.flatten().filter(|from| *from != current.ttl) {
         return Err(DnsError::ZoneChanged {
             server: ctx.label.clone(),
             record,
