@@ -7,9 +7,11 @@
 pub mod cache;
 pub mod conn;
 pub mod diff;
+pub mod engine;
 pub mod folder_names;
 pub mod folders;
 pub mod identity;
 pub mod mutf7;
+pub mod proto;
 pub mod report;
 pub mod session;
