@@ -167,6 +167,47 @@ impl Imap {
         Ok(status)
     }
 
+    /// Appends many messages to `mailbox` at once (pipelined, non-synchronizing literals):
+    /// each with its flags (e.g. `\\Seen $Label1`) and INTERNALDATE (e.g.
+    /// `"07-Mar-2019 08:09:10 +0530"`, or empty for now). Fails on the first refusal.
+    pub fn append_many(&mut self, mailbox: &str, messages: &[(&str, &str, &[u8])]) -> Result<()> {
+        // In chunks, so that unread answers never fill the socket buffers.
+        for chunk in messages.chunks(100) {
+            self.append_chunk(mailbox, chunk)?;
+        }
+        Ok(())
+    }
+
+    fn append_chunk(&mut self, mailbox: &str, messages: &[(&str, &str, &[u8])]) -> Result<()> {
+        let mut tags = Vec::with_capacity(messages.len());
+        for (flags, date, message) in messages {
+            let tag = self.tag();
+            let date = if date.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", quote(date))
+            };
+            self.conn.send(
+                format!(
+                    "{tag} APPEND {} ({flags}){date} {{{}+}}\r\n",
+                    quote(mailbox),
+                    message.len()
+                )
+                .as_bytes(),
+            )?;
+            self.conn.send(message)?;
+            self.conn.send(b"\r\n")?;
+            tags.push(tag);
+        }
+        for tag in tags {
+            let (_, status) = self.read_until_tagged(&tag)?;
+            if !status.starts_with("OK") {
+                bail!("APPEND to {mailbox} failed: {status}");
+            }
+        }
+        Ok(())
+    }
+
     /// `SELECT`s `mailbox` and fetches the full raw message with UID `uid` (BODY.PEEK[]).
     pub fn fetch_raw(&mut self, mailbox: &str, uid: u32) -> Result<Vec<u8>> {
         self.command(&format!("SELECT {}", quote(mailbox)))?;
