@@ -13,6 +13,7 @@ use mailshift::imap::conn::Recorder;
 use mailshift::imap::mutf7;
 use mailshift::store::StateDir;
 use mailshift_harness::Dovecot;
+use mailshift_harness::client::Imap;
 
 /// Flags of every message of every folder, straight from the mail store (doveadm), for
 /// proving that nothing changed on the source.
@@ -124,5 +125,183 @@ fn copies_exactly_and_never_writes_to_the_source() -> Result<()> {
     let sent_to_source = recorder.sent();
     assert!(sent_to_source.contains("BODY.PEEK[]"));
     assert_read_only(&sent_to_source);
+    Ok(())
+}
+
+/// Runs `imap` commands on a server as the test user (for changes the tests make).
+fn on(d: &Dovecot, commands: &[&str]) -> Result<()> {
+    let mut imap = imap(d)?;
+    for c in commands {
+        imap.command(c)?;
+    }
+    imap.logout();
+    Ok(())
+}
+
+#[test]
+fn resyncs_incrementally_and_idempotently() -> Result<()> {
+    let src = dovecot("resync-src").start()?;
+    let dst = dovecot("resync-dst").start()?;
+    src.create_mailbox(USER, "Archive")?;
+    let batch = |from: usize, to: usize| -> Vec<(&'static str, &'static str, Vec<u8>)> {
+        (from..to)
+            .map(|i| ("", "01-Feb-2022 10:00:00 +0100", message(&format!("r{i}"), &format!("Resync {i}"), "text")))
+            .collect()
+    };
+    load(&src, "INBOX", &batch(0, 20))?;
+    load(&src, "Archive", &batch(100, 110))?;
+    let state = tempfile::tempdir()?;
+    let rt = runtime();
+    let run = || -> Result<(mailshift::imap::report::MailboxReport, String)> {
+        let recorder = Recorder::default();
+        let engine = engine(
+            src.imap_port(),
+            dst.imap_port(),
+            None,
+            Arc::new(StateDir::at(state.path())),
+            &recorder,
+        );
+        let report = rt.block_on(engine.sync_mailbox(&account()));
+        assert_read_only(&recorder.sent());
+        Ok((report, recorder.sent()))
+    };
+    let same = |f: &str| -> Result<()> {
+        assert_eq!(messages(&src, f)?, messages(&dst, f)?, "{f}");
+        Ok(())
+    };
+    let copied = |r: &mailshift::imap::report::MailboxReport| r.folders.iter().map(|f| f.copied).sum::<u64>();
+
+    let (first, _) = run()?;
+    assert!(first.is_perfect(), "{first:#?}");
+    assert_eq!(copied(&first), 30);
+
+    // Unchanged: nothing copied, and the source sees one STATUS per folder and no FETCH.
+    let (again, sent) = run()?;
+    assert!(again.is_perfect(), "{again:#?}");
+    assert_eq!(copied(&again), 0);
+    let verbs: Vec<String> = commands(&sent).into_iter().map(|(v, _)| v).collect();
+    assert_eq!(verbs.iter().filter(|v| *v == "STATUS").count(), 2, "{verbs:?}");
+    assert!(!verbs.iter().any(|v| v == "UID FETCH" || v == "EXAMINE"), "{verbs:?}");
+    assert!(again.folders.iter().all(|f| f.pass.as_deref() == Some("no change")), "{again:#?}");
+
+    // New messages and flag changes on the source reach the copy.
+    load(&src, "INBOX", &batch(20, 25))?;
+    on(&src, &["SELECT INBOX", "STORE 1:3 +FLAGS (\\Seen $Important)", "SELECT Archive", "STORE 2 +FLAGS (\\Flagged)"])?;
+    let (third, _) = run()?;
+    assert!(third.is_perfect(), "{third:#?}");
+    assert_eq!(copied(&third), 5);
+    same("INBOX")?;
+    same("Archive")?;
+
+    // A flag removed on the source is removed from the copy; a flag the destination's user
+    // set meanwhile stays (three-way merge).
+    on(&src, &["SELECT INBOX", "STORE 1 -FLAGS (\\Seen)"])?;
+    on(&dst, &["SELECT INBOX", "STORE 10 +FLAGS (\\Answered)"])?;
+    let (fourth, _) = run()?;
+    assert!(fourth.is_perfect(), "{fourth:#?}");
+    assert_eq!(copied(&fourth), 0);
+    let s = messages(&src, "INBOX")?;
+    let d = messages(&dst, "INBOX")?;
+    let unseen = |m: &[Msg]| m.iter().filter(|m| !m.flags.contains("\\Seen")).count();
+    assert_eq!(unseen(&s), unseen(&d));
+    assert_eq!(d.iter().filter(|m| m.flags.contains("\\Answered")).count(), 1);
+
+    // The source folder recreated (new UIDVALIDITY, same messages): a full comparison,
+    // nothing copied twice.
+    src.doveadm(&["mailbox", "delete", "-u", USER, "Archive"])?;
+    src.create_mailbox(USER, "Archive")?;
+    load(&src, "Archive", &batch(100, 110))?;
+    let (fifth, _) = run()?;
+    assert!(fifth.is_perfect(), "{fifth:#?}");
+    assert_eq!(copied(&fifth), 0);
+    let archive = fifth.folders.iter().find(|f| f.source == "Archive").unwrap();
+    assert!(archive.pass.as_deref().unwrap_or("").contains("UIDVALIDITY"), "{archive:#?}");
+    assert_eq!(messages(&dst, "Archive")?.len(), 10);
+    Ok(())
+}
+
+#[test]
+fn localized_courier_style_sources_merge_into_english_default_folders() -> Result<()> {
+    const BOB: &str = "bob@example.com";
+    let src = Dovecot::builder()
+        .name("l10n-src")
+        .user(USER, PASSWORD)
+        .user(BOB, PASSWORD)
+        .special_use(false)
+        .namespace_prefix("INBOX.")
+        .start()?;
+    let dst = Dovecot::builder()
+        .name("l10n-dst")
+        .user(USER, PASSWORD)
+        .user(BOB, PASSWORD)
+        .separator('/')
+        .create_special_folders(true)
+        .start()?;
+    let vi = ["INBOX.Hộp thư đến", "INBOX.Thư đã gửi", "INBOX.Sent", "INBOX.Thư nháp", "INBOX.Dự án", "INBOX.Dự án.2024"];
+    for f in vi {
+        src.create_mailbox(USER, f)?;
+    }
+    let de = ["INBOX.Gesendete Elemente", "INBOX.Entwürfe", "INBOX.Gelöschte Elemente", "INBOX.Projekte"];
+    for f in de {
+        src.create_mailbox(BOB, f)?;
+    }
+    let date = "15-Jun-2021 12:00:00 +0700";
+    let m = |id: &str| ("\\Seen", date, message(id, id, "nội dung"));
+    load(&src, "INBOX", &[m("in1"), m("in2")])?;
+    load(&src, &mutf7::encode("INBOX.Hộp thư đến"), &[m("in3")])?;
+    // The same message in both Sent folders: copied once.
+    load(&src, &mutf7::encode("INBOX.Thư đã gửi"), &[m("sent1"), m("shared")])?;
+    load(&src, "INBOX.Sent", &[m("sent2"), m("shared")])?;
+    load(&src, &mutf7::encode("INBOX.Thư nháp"), &[m("draft1")])?;
+    load(&src, &mutf7::encode("INBOX.Dự án"), &[m("proj1")])?;
+    load(&src, &mutf7::encode("INBOX.Dự án.2024"), &[m("proj2")])?;
+    let mut bob = Imap::login(src.imap_port(), BOB, PASSWORD)?;
+    for (i, f) in de.iter().enumerate() {
+        let msg = message(&format!("bob{i}"), "Grüße", "Text");
+        bob.append_many(&mutf7::encode(f), &[("", date, &msg)])?;
+    }
+    bob.logout();
+
+    let dir = tempfile::tempdir()?;
+    let mut text = manifest("l10n", src.imap_port(), dst.imap_port(), "");
+    text.push_str(&format!(
+        "    - address: {BOB}\n      sourcePassword: {{ value: {PASSWORD} }}\n      destinationPassword: {{ value: {PASSWORD} }}\n  sync: {{ concurrency: 2 }}\n"
+    ));
+    std::fs::write(dir.path().join("m.yaml"), text)?;
+    let out = mailshift(dir.path(), &["sync", "-f", "m.yaml", "-o", "json"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(&stdout)?;
+    assert_eq!(report["perfect"], true);
+    assert_eq!(report["totals"]["messagesTransferred"], 13);
+
+    // One Sent, one Drafts: the localized defaults went into the destination's own.
+    let names: Vec<String> = folders(&dst)?.into_iter().map(|(n, _)| n).collect();
+    let expected: Vec<String> = ["Archive", "Drafts", "INBOX", "Junk", "Sent", "Trash", "Dự án", "Dự án/2024"]
+        .iter()
+        .map(|s| mutf7::encode(s))
+        .collect();
+    let mut expected_sorted = expected.clone();
+    expected_sorted.sort();
+    assert_eq!(names, expected_sorted, "{names:?}");
+    let subjects = |folder: &str| -> Result<BTreeSet<String>> {
+        Ok(messages(&dst, folder)?.iter().map(Msg::subject).collect())
+    };
+    assert_eq!(subjects("INBOX")?, BTreeSet::from(["in1".into(), "in2".into(), "in3".into()]));
+    assert_eq!(messages(&dst, "Sent")?.len(), 3, "sent1, sent2 and shared once");
+    assert_eq!(subjects("Drafts")?, BTreeSet::from(["draft1".into()]));
+    assert_eq!(subjects(&mutf7::encode("Dự án/2024"))?, BTreeSet::from(["proj2".into()]));
+    let bob_folders: Vec<String> = {
+        let mut imap = Imap::login(dst.imap_port(), BOB, PASSWORD)?;
+        let l = imap.command("LIST \"\" \"*\"")?;
+        imap.logout();
+        l.into_iter().map(|r| r.text).collect()
+    };
+    assert!(bob_folders.iter().any(|l| l.ends_with("\"/\" Projekte")), "{bob_folders:?}");
+    assert!(!bob_folders.iter().any(|l| l.contains("Gesendete")), "{bob_folders:?}");
+
+    // verify agrees: merged folders are not reported as surplus or missing.
+    let out = mailshift(dir.path(), &["verify", "-f", "m.yaml"]);
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     Ok(())
 }
