@@ -305,3 +305,125 @@ fn localized_courier_style_sources_merge_into_english_default_folders() -> Resul
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     Ok(())
 }
+
+/// Messages real mailboxes hold that a careless copier mangles or chokes on.
+fn awkward_messages() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let date = "03-Apr-2018 09:30:00 +0200";
+    vec![
+        // No Message-ID at all.
+        ("\\Seen", date, b"From: a@example.org\r\nSubject: no id\r\nDate: Tue, 3 Apr 2018 09:30:00 +0200\r\n\r\nwithout id\r\n".to_vec()),
+        // Two different messages sharing a Message-ID.
+        ("", date, message("shared-id", "first of two", "one")),
+        ("", date, message("shared-id", "second of two", "two")),
+        // Raw UTF-8 (8-bit) in headers.
+        ("", date, "From: Jürgen Müller <j@example.de>\r\nSubject: Grüße ✓ 日本語\r\nMessage-ID: <8bit@test>\r\n\r\nKörper\r\n".as_bytes().to_vec()),
+        // Bare LF line ends.
+        ("\\Flagged", date, b"From: lf@example.org\nSubject: bare LF\nMessage-ID: <lf@test>\n\nline one\nline two\n".to_vec()),
+        // An empty body, and a message that is only a header.
+        ("", date, b"From: e@example.org\r\nSubject: empty body\r\nMessage-ID: <empty@test>\r\n\r\n".to_vec()),
+        ("", date, b"From: h@example.org\r\nSubject: header only\r\n".to_vec()),
+    ]
+}
+
+#[test]
+fn awkward_messages_are_copied_and_an_oversized_one_is_reported_not_retried() -> Result<()> {
+    let src = dovecot("bad-src").start()?;
+    let dst = dovecot("bad-dst").max_message_size(6000).start()?;
+    let mut msgs = awkward_messages();
+    let big = message("big", "too big", &"x".repeat(10_000));
+    msgs.push(("", "05-May-2019 05:05:05 +0000", big));
+    load(&src, "INBOX", &msgs)?;
+
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("m.yaml"), manifest("bad", src.imap_port(), dst.imap_port(), ""))?;
+    let out = mailshift(dir.path(), &["sync", "-f", "m.yaml", "-o", "json"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(&stdout)?;
+    assert_eq!(report["perfect"], false);
+    assert_eq!(report["totals"]["messagesTransferred"], 7);
+    assert_eq!(report["totals"]["refused"], 1);
+    let folder = &report["mailboxes"][0]["folders"][0];
+    assert_eq!(folder["source"], "INBOX");
+    let refused = &folder["refused"][0];
+    assert_eq!(refused["key"], "<big@test>");
+    assert!(refused["size"].as_u64().unwrap() > 10_000);
+    assert!(refused["date"].as_str().unwrap().starts_with("2019-05-05T05:05:05"), "{refused}");
+    assert!(refused["reason"].as_str().unwrap().contains("APPENDLIMIT"), "{refused}");
+    // Everything else is an exact copy.
+    let mut expected = messages(&src, "INBOX")?;
+    expected.retain(|m| m.body.len() < 10_000);
+    assert_eq!(messages(&dst, "INBOX")?, expected);
+
+    // Again: the refusal is remembered, not retried, and still reported (exit status 1);
+    // the text report names folder, message, date, size and reason.
+    let out = mailshift(dir.path(), &["sync", "-f", "m.yaml"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("NOT PERFECT: 1 refused"), "{text}");
+    assert!(text.contains("INBOX → INBOX") && text.contains("[no change]"), "{text}");
+    let line = text.lines().find(|l| l.contains("refused  <big@test>")).expect("refused line");
+    assert!(line.contains("2019-05-05 05:05:05 +0000") && line.contains("kB") && line.contains("APPENDLIMIT"), "{line}");
+    assert!(text.contains("transferred 0 messages"), "{text}");
+
+    // verify: equal except the refused message.
+    let out = mailshift(dir.path(), &["verify", "-f", "m.yaml", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v["totals"]["missing"], 0);
+    assert_eq!(v["totals"]["refused"], 1);
+    Ok(())
+}
+
+/// Dovecot's capabilities without LITERAL+, UIDPLUS, LIST-EXTENDED and CREATE-SPECIAL-USE
+/// (and without APPENDLIMIT: an oversized message is refused by a NO).
+const PLAIN_CAPABILITIES: &str = "imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT THREAD=REFERENCES MULTIAPPEND UNSELECT CHILDREN NAMESPACE CONDSTORE QRESYNC ESEARCH SEARCHRES WITHIN CONTEXT=SEARCH BINARY MOVE SPECIAL-USE";
+
+#[test]
+fn servers_without_literal_plus_or_uidplus_get_exact_copies_too() -> Result<()> {
+    let src = dovecot("plain-src").start()?;
+    let dst = dovecot("plain-dst").max_message_size(6000).extra_config(PLAIN_CAPABILITIES).start()?;
+    let mut probe = imap(&dst)?;
+    let caps = probe.command("CAPABILITY")?.remove(0).text;
+    probe.logout();
+    for missing in ["LITERAL+", "UIDPLUS", "LIST-EXTENDED", "CREATE-SPECIAL-USE", "APPENDLIMIT"] {
+        assert!(!caps.contains(missing), "{missing} in {caps}");
+    }
+    src.create_mailbox(USER, "Sent")?;
+    let mut msgs = awkward_messages();
+    msgs.push(("", "05-May-2019 05:05:05 +0000", message("big", "too big", &"x".repeat(10_000))));
+    load(&src, "INBOX", &msgs)?;
+    load(&src, "Sent", &[("\\Seen", "", message("s", "sent", "x"))])?;
+    let state = tempfile::tempdir()?;
+    let rt = runtime();
+    let run = || {
+        let engine = engine(src.imap_port(), dst.imap_port(), None, Arc::new(StateDir::at(state.path())), &Recorder::default());
+        rt.block_on(engine.sync_mailbox(&account()))
+    };
+    let copied = |r: &mailshift::imap::report::MailboxReport| r.folders.iter().map(|f| f.copied).sum::<u64>();
+    let first = run();
+    assert_eq!(copied(&first), 8, "{first:#?}");
+    let refused: Vec<_> = first.folders.iter().flat_map(|f| f.refused.clone()).collect();
+    assert_eq!(refused.len(), 1, "{first:#?}");
+    assert!(refused[0].reason.contains("LIMIT"), "{refused:?}");
+    let mut expected = messages(&src, "INBOX")?;
+    expected.retain(|m| m.body.len() < 10_000);
+    assert_eq!(messages(&dst, "INBOX")?, expected);
+    assert_eq!(messages(&dst, "Sent")?, messages(&src, "Sent")?);
+
+    // The destination was listed again to learn the copies' UIDs: the cache holds.
+    let second = run();
+    assert_eq!(copied(&second), 0);
+    assert!(second.folders.iter().all(|f| f.pass.as_deref() == Some("no change")), "{second:#?}");
+
+    // New messages: copied once, even though no UID came back and no cache was written.
+    load(&src, "INBOX", &[("", "", message("new1", "new", "x")), ("", "", message("new2", "new", "y"))])?;
+    let third = run();
+    assert_eq!(copied(&third), 2, "{third:#?}");
+    let fourth = run();
+    assert_eq!(copied(&fourth), 0, "{fourth:#?}");
+    let mut expected = messages(&src, "INBOX")?;
+    expected.retain(|m| m.body.len() < 10_000);
+    assert_eq!(messages(&dst, "INBOX")?, expected);
+    Ok(())
+}
