@@ -427,3 +427,37 @@ fn servers_without_literal_plus_or_uidplus_get_exact_copies_too() -> Result<()> 
     assert_eq!(messages(&dst, "INBOX")?, expected);
     Ok(())
 }
+
+/// LITERAL+, MULTIAPPEND and UIDPLUS, but no APPENDLIMIT: an oversized message makes the
+/// batch's MULTIAPPEND fail as a whole.
+const NO_APPENDLIMIT: &str = "imap_capability = IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE MULTIAPPEND UNSELECT CHILDREN UIDPLUS CONDSTORE QRESYNC LIST-EXTENDED SPECIAL-USE CREATE-SPECIAL-USE";
+
+#[test]
+fn a_refused_multiappend_is_retried_message_by_message() -> Result<()> {
+    let src = dovecot("multi-src").start()?;
+    let dst = dovecot("multi-dst").max_message_size(6000).extra_config(NO_APPENDLIMIT).start()?;
+    let mut msgs: Vec<_> = (0..10)
+        .map(|i| ("\\Seen", "09-Sep-2019 09:09:09 +0900", message(&format!("ma{i}"), "batch", "small")))
+        .collect();
+    msgs.insert(4, ("", "09-Sep-2019 09:09:09 +0900", message("ma-big", "big", &"y".repeat(9000))));
+    load(&src, "INBOX", &msgs)?;
+    let state = tempfile::tempdir()?;
+    let rt = runtime();
+    let run = || {
+        let engine = engine(src.imap_port(), dst.imap_port(), None, Arc::new(StateDir::at(state.path())), &Recorder::default());
+        rt.block_on(engine.sync_mailbox(&account()))
+    };
+    let first = run();
+    let inbox = &first.folders[0];
+    assert_eq!(inbox.copied, 10, "{first:#?}");
+    assert_eq!(inbox.refused.len(), 1, "{first:#?}");
+    assert!(inbox.refused[0].reason.contains("LIMIT"), "{first:#?}");
+    let mut expected = messages(&src, "INBOX")?;
+    expected.retain(|m| m.body.len() < 9000);
+    assert_eq!(messages(&dst, "INBOX")?, expected);
+    // Every copy's UID was learnt from APPENDUID: the next pass is a no-change pass.
+    let second = run();
+    assert_eq!(second.folders[0].pass.as_deref(), Some("no change"), "{second:#?}");
+    assert_eq!(second.folders[0].refused.len(), 1);
+    Ok(())
+}

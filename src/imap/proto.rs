@@ -69,8 +69,9 @@ impl ImapError {
 /// What the tagged OK of a command carried that callers use.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Done {
-    /// `[APPENDUID uidvalidity uid]` (RFC 4315).
-    pub append_uid: Option<(u32, u32)>,
+    /// `[APPENDUID uidvalidity uids]` (RFC 4315): the UIDs of the appended messages, in
+    /// order (several after a MULTIAPPEND).
+    pub append_uid: Option<(u32, Vec<u32>)>,
 }
 
 /// How a command ended, when the caller wants to see a NO rather than get an error.
@@ -237,10 +238,20 @@ fn completion(
     match status {
         Status::Ok => {
             let mut done = Done::default();
-            if let Some(ResponseCode::AppendUid(validity, uids)) = code
-                && let [UidSetMember::Uid(uid)] = uids.as_slice()
-            {
-                done.append_uid = Some((*validity, *uid));
+            if let Some(ResponseCode::AppendUid(validity, set)) = code {
+                let mut uids = Vec::new();
+                for m in set {
+                    match m {
+                        UidSetMember::Uid(u) => uids.push(*u),
+                        // A range lists UIDs in the order the messages were given; a range
+                        // too large to be real is ignored rather than expanded.
+                        UidSetMember::UidRange(r) if r.end().saturating_sub(*r.start()) < 1_000_000 => {
+                            uids.extend(r.clone());
+                        }
+                        UidSetMember::UidRange(_) => return Completion::Ok(done),
+                    }
+                }
+                done.append_uid = Some((*validity, uids));
             }
             Completion::Ok(done)
         }

@@ -679,6 +679,27 @@ impl DestinationSession {
         let what = format!("APPEND to {wire}");
         let uidplus = self.has_uidplus();
         if self.conn.has("LITERAL+") {
+            // One MULTIAPPEND stores the batch in one transaction (far cheaper for the
+            // server than a transaction per message). It is all or nothing: when it is
+            // refused, the messages are appended one by one to find which one the server
+            // will not take.
+            if self.conn.has("MULTIAPPEND") && to_send.len() > 1 {
+                match self.multiappend(&mailbox, &what, messages, &to_send).await? {
+                    Completion::Ok(done) => {
+                        let uids = done
+                            .append_uid
+                            .filter(|(_, u)| uidplus && u.len() == to_send.len());
+                        for (k, &i) in to_send.iter().enumerate() {
+                            outcomes[i] =
+                                AppendOutcome::Appended(uids.as_ref().map(|(v, u)| (*v, u[k])));
+                        }
+                        return Ok(outcomes);
+                    }
+                    Completion::Refused(reason) => {
+                        tracing::debug!(folder = %wire, reason = %reason, "MULTIAPPEND refused; appending one by one");
+                    }
+                }
+            }
             let mut tags: Vec<(String, usize)> = Vec::with_capacity(to_send.len());
             for &i in &to_send {
                 let command = append_command(&mailbox, &messages[i], true);
@@ -701,9 +722,7 @@ impl DestinationSession {
             done.insert(last, end);
             for (tag, i) in tags {
                 outcomes[i] = match done.remove(&tag) {
-                    Some(Completion::Ok(d)) => {
-                        AppendOutcome::Appended(d.append_uid.filter(|_| uidplus))
-                    }
+                    Some(Completion::Ok(d)) => AppendOutcome::Appended(single(d, uidplus)),
                     Some(Completion::Refused(r)) => AppendOutcome::Refused(r),
                     None => {
                         return Err(ImapError::Protocol {
@@ -724,6 +743,31 @@ impl DestinationSession {
             }
         }
         Ok(outcomes)
+    }
+
+    /// `APPEND mailbox (flags) date {n+} ... (flags) date {n+} ...` (RFC 3502, with
+    /// LITERAL+): the messages at `which`, in one command.
+    async fn multiappend(
+        &mut self,
+        mailbox: &str,
+        what: &str,
+        messages: &[Outgoing],
+        which: &[usize],
+    ) -> Result<Completion, ImapError> {
+        let first = append_command(mailbox, &messages[which[0]], true);
+        let tag = proto::send(&mut self.conn, &first, what).await?;
+        proto::write_raw(&mut self.conn, &messages[which[0]].body, what).await?;
+        for &i in &which[1..] {
+            let m = &messages[i];
+            let part = append_command("", m, true);
+            // `APPEND  (flags) ...` → ` (flags) ...`: the same item without command and name.
+            let item = part.trim_start_matches("APPEND ").trim_start();
+            proto::write_raw(&mut self.conn, format!(" {item}\r\n").as_bytes(), what).await?;
+            proto::write_raw(&mut self.conn, &m.body, what).await?;
+        }
+        proto::write_raw(&mut self.conn, b"\r\n", what).await?;
+        proto::flush(&mut self.conn, what).await?;
+        proto::finish(&mut self.conn, &tag, what, |_| {}).await
     }
 
     /// One APPEND with a synchronizing literal: the command line, the server's `+`, the
@@ -772,13 +816,21 @@ impl DestinationSession {
         proto::write_raw(&mut self.conn, b"\r\n", what).await?;
         proto::flush(&mut self.conn, what).await?;
         Ok(match proto::finish(&mut self.conn, &tag, what, |_| {}).await? {
-            Completion::Ok(d) => AppendOutcome::Appended(d.append_uid),
+            Completion::Ok(d) => AppendOutcome::Appended(single(d, true)),
             Completion::Refused(r) => AppendOutcome::Refused(r),
         })
     }
 
     pub async fn logout(mut self) {
         logout(&mut self.conn).await;
+    }
+}
+
+/// The UID of a single appended message, when the server said and is trusted to.
+fn single(done: proto::Done, uidplus: bool) -> Option<(u32, u32)> {
+    match done.append_uid {
+        Some((validity, uids)) if uidplus && uids.len() == 1 => Some((validity, uids[0])),
+        _ => None,
     }
 }
 

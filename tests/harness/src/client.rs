@@ -167,7 +167,7 @@ impl Imap {
         Ok(status)
     }
 
-    /// Appends many messages to `mailbox` at once (pipelined, non-synchronizing literals):
+    /// Appends many messages to `mailbox` at once (MULTIAPPEND, non-synchronizing literals):
     /// each with its flags (e.g. `\\Seen $Label1`) and INTERNALDATE (e.g.
     /// `"07-Mar-2019 08:09:10 +0530"`, or empty for now). Fails on the first refusal.
     pub fn append_many(&mut self, mailbox: &str, messages: &[(&str, &str, &[u8])]) -> Result<()> {
@@ -178,32 +178,25 @@ impl Imap {
         Ok(())
     }
 
+    /// One MULTIAPPEND (RFC 3502) command: all messages in one transaction, which is
+    /// many times faster for Dovecot than one APPEND each.
     fn append_chunk(&mut self, mailbox: &str, messages: &[(&str, &str, &[u8])]) -> Result<()> {
-        let mut tags = Vec::with_capacity(messages.len());
+        let tag = self.tag();
+        let mut data = format!("{tag} APPEND {}", quote(mailbox)).into_bytes();
         for (flags, date, message) in messages {
-            let tag = self.tag();
             let date = if date.is_empty() {
                 String::new()
             } else {
                 format!(" {}", quote(date))
             };
-            self.conn.send(
-                format!(
-                    "{tag} APPEND {} ({flags}){date} {{{}+}}\r\n",
-                    quote(mailbox),
-                    message.len()
-                )
-                .as_bytes(),
-            )?;
-            self.conn.send(message)?;
-            self.conn.send(b"\r\n")?;
-            tags.push(tag);
+            data.extend_from_slice(format!(" ({flags}){date} {{{}+}}\r\n", message.len()).as_bytes());
+            data.extend_from_slice(message);
         }
-        for tag in tags {
-            let (_, status) = self.read_until_tagged(&tag)?;
-            if !status.starts_with("OK") {
-                bail!("APPEND to {mailbox} failed: {status}");
-            }
+        data.extend_from_slice(b"\r\n");
+        self.conn.send(&data)?;
+        let (_, status) = self.read_until_tagged(&tag)?;
+        if !status.starts_with("OK") {
+            bail!("APPEND to {mailbox} failed: {status}");
         }
         Ok(())
     }
