@@ -45,7 +45,11 @@ fn assert_read_only(sent: &str) {
             let upper = line.to_ascii_uppercase();
             let unpeeked = upper.replace("BODY.PEEK[", "");
             assert!(
-                !unpeeked.contains("BODY[") && !upper.contains("RFC822 ") && !upper.contains("RFC822)") && !upper.contains("RFC822.TEXT") && !upper.contains("RFC822.HEADER"),
+                !unpeeked.contains("BODY[")
+                    && !upper.contains("RFC822 ")
+                    && !upper.contains("RFC822)")
+                    && !upper.contains("RFC822.TEXT")
+                    && !upper.contains("RFC822.HEADER"),
                 "a FETCH that sets \\Seen reached the source: {line}"
             );
         }
@@ -64,21 +68,44 @@ fn copies_exactly_and_never_writes_to_the_source() -> Result<()> {
         "31-Dec-2020 23:59:59 -0800",
         "01-Jan-2024 00:00:00 +0000",
     ];
-    let flags = ["", "\\Seen", "\\Seen \\Answered $Label1", "\\Flagged Work", "\\Draft", "\\Deleted \\Seen"];
+    let flags = [
+        "",
+        "\\Seen",
+        "\\Seen \\Answered $Label1",
+        "\\Flagged Work",
+        "\\Draft",
+        "\\Deleted \\Seen",
+    ];
     let mut inbox = Vec::new();
     for i in 0..40 {
         let body = format!("Body {i}\r\n{}", "line of text\r\n".repeat(i * 7));
-        inbox.push((flags[i % flags.len()], dates[i % dates.len()], message(&format!("m{i}"), &format!("Message {i}"), &body)));
+        inbox.push((
+            flags[i % flags.len()],
+            dates[i % dates.len()],
+            message(&format!("m{i}"), &format!("Message {i}"), &body),
+        ));
     }
     // A genuine duplicate: the same message twice.
     inbox.push(("", dates[0], message("dup", "Twice", "same")));
     inbox.push(("\\Seen", dates[0], message("dup", "Twice", "same")));
     load(&src, "INBOX", &inbox)?;
-    load(&src, "Sent", &[("\\Seen", dates[1], message("s1", "Sent one", "hello"))])?;
+    load(
+        &src,
+        "Sent",
+        &[("\\Seen", dates[1], message("s1", "Sent one", "hello"))],
+    )?;
     let deep = mutf7::encode("Projekte.Übersicht");
-    load(&src, &deep, &[("$Label2", dates[2], message("p1", "Überschrift ✓", "Grüße"))])?;
+    load(
+        &src,
+        &deep,
+        &[("$Label2", dates[2], message("p1", "Überschrift ✓", "Grüße"))],
+    )?;
     let cjk = mutf7::encode("日本語");
-    load(&src, &cjk, &[("", dates[0], message("j1", "日本語の件名", "本文"))])?;
+    load(
+        &src,
+        &cjk,
+        &[("", dates[0], message("j1", "日本語の件名", "本文"))],
+    )?;
     let before = store_flags(&src)?;
 
     let state = tempfile::tempdir()?;
@@ -109,7 +136,10 @@ fn copies_exactly_and_never_writes_to_the_source() -> Result<()> {
         assert_eq!(a, b, "{s} → {d} differs");
     }
     let dst_folders = folders(&dst)?;
-    let sent = dst_folders.iter().find(|(n, _)| n == "Sent").expect("Sent on the destination");
+    let sent = dst_folders
+        .iter()
+        .find(|(n, _)| n == "Sent")
+        .expect("Sent on the destination");
     assert!(sent.1.contains("\\Sent"), "{sent:?}");
     // Subscriptions are carried over (the source's INBOX is not subscribed, nor its copy).
     let subscribed: BTreeSet<&str> = dst_folders
@@ -118,7 +148,10 @@ fn copies_exactly_and_never_writes_to_the_source() -> Result<()> {
         .map(|(n, _)| n.as_str())
         .collect();
     let projekte = mutf7::encode("Projekte/Übersicht");
-    assert_eq!(subscribed, BTreeSet::from(["Sent", projekte.as_str(), cjk.as_str()]));
+    assert_eq!(
+        subscribed,
+        BTreeSet::from(["Sent", projekte.as_str(), cjk.as_str()])
+    );
 
     // The source is untouched: same flags (\Seen included), and only reading commands.
     assert_eq!(store_flags(&src)?, before);
@@ -145,7 +178,13 @@ fn resyncs_incrementally_and_idempotently() -> Result<()> {
     src.create_mailbox(USER, "Archive")?;
     let batch = |from: usize, to: usize| -> Vec<(&'static str, &'static str, Vec<u8>)> {
         (from..to)
-            .map(|i| ("", "01-Feb-2022 10:00:00 +0100", message(&format!("r{i}"), &format!("Resync {i}"), "text")))
+            .map(|i| {
+                (
+                    "",
+                    "01-Feb-2022 10:00:00 +0100",
+                    message(&format!("r{i}"), &format!("Resync {i}"), "text"),
+                )
+            })
             .collect()
     };
     load(&src, "INBOX", &batch(0, 20))?;
@@ -169,7 +208,9 @@ fn resyncs_incrementally_and_idempotently() -> Result<()> {
         assert_eq!(messages(&src, f)?, messages(&dst, f)?, "{f}");
         Ok(())
     };
-    let copied = |r: &mailshift::imap::report::MailboxReport| r.folders.iter().map(|f| f.copied).sum::<u64>();
+    let copied = |r: &mailshift::imap::report::MailboxReport| {
+        r.folders.iter().map(|f| f.copied).sum::<u64>()
+    };
 
     let (first, _) = run()?;
     assert!(first.is_perfect(), "{first:#?}");
@@ -180,13 +221,34 @@ fn resyncs_incrementally_and_idempotently() -> Result<()> {
     assert!(again.is_perfect(), "{again:#?}");
     assert_eq!(copied(&again), 0);
     let verbs: Vec<String> = commands(&sent).into_iter().map(|(v, _)| v).collect();
-    assert_eq!(verbs.iter().filter(|v| *v == "STATUS").count(), 2, "{verbs:?}");
-    assert!(!verbs.iter().any(|v| v == "UID FETCH" || v == "EXAMINE"), "{verbs:?}");
-    assert!(again.folders.iter().all(|f| f.pass.as_deref() == Some("no change")), "{again:#?}");
+    assert_eq!(
+        verbs.iter().filter(|v| *v == "STATUS").count(),
+        2,
+        "{verbs:?}"
+    );
+    assert!(
+        !verbs.iter().any(|v| v == "UID FETCH" || v == "EXAMINE"),
+        "{verbs:?}"
+    );
+    assert!(
+        again
+            .folders
+            .iter()
+            .all(|f| f.pass.as_deref() == Some("no change")),
+        "{again:#?}"
+    );
 
     // New messages and flag changes on the source reach the copy.
     load(&src, "INBOX", &batch(20, 25))?;
-    on(&src, &["SELECT INBOX", "STORE 1:3 +FLAGS (\\Seen $Important)", "SELECT Archive", "STORE 2 +FLAGS (\\Flagged)"])?;
+    on(
+        &src,
+        &[
+            "SELECT INBOX",
+            "STORE 1:3 +FLAGS (\\Seen $Important)",
+            "SELECT Archive",
+            "STORE 2 +FLAGS (\\Flagged)",
+        ],
+    )?;
     let (third, _) = run()?;
     assert!(third.is_perfect(), "{third:#?}");
     assert_eq!(copied(&third), 5);
@@ -204,7 +266,10 @@ fn resyncs_incrementally_and_idempotently() -> Result<()> {
     let d = messages(&dst, "INBOX")?;
     let unseen = |m: &[Msg]| m.iter().filter(|m| !m.flags.contains("\\Seen")).count();
     assert_eq!(unseen(&s), unseen(&d));
-    assert_eq!(d.iter().filter(|m| m.flags.contains("\\Answered")).count(), 1);
+    assert_eq!(
+        d.iter().filter(|m| m.flags.contains("\\Answered")).count(),
+        1
+    );
 
     // The source folder recreated (new UIDVALIDITY, same messages): a full comparison,
     // nothing copied twice.
@@ -214,8 +279,19 @@ fn resyncs_incrementally_and_idempotently() -> Result<()> {
     let (fifth, _) = run()?;
     assert!(fifth.is_perfect(), "{fifth:#?}");
     assert_eq!(copied(&fifth), 0);
-    let archive = fifth.folders.iter().find(|f| f.source == "Archive").unwrap();
-    assert!(archive.pass.as_deref().unwrap_or("").contains("UIDVALIDITY"), "{archive:#?}");
+    let archive = fifth
+        .folders
+        .iter()
+        .find(|f| f.source == "Archive")
+        .unwrap();
+    assert!(
+        archive
+            .pass
+            .as_deref()
+            .unwrap_or("")
+            .contains("UIDVALIDITY"),
+        "{archive:#?}"
+    );
     assert_eq!(messages(&dst, "Archive")?.len(), 10);
     Ok(())
 }
@@ -237,11 +313,23 @@ fn localized_courier_style_sources_merge_into_english_default_folders() -> Resul
         .separator('/')
         .create_special_folders(true)
         .start()?;
-    let vi = ["INBOX.Hộp thư đến", "INBOX.Thư đã gửi", "INBOX.Sent", "INBOX.Thư nháp", "INBOX.Dự án", "INBOX.Dự án.2024"];
+    let vi = [
+        "INBOX.Hộp thư đến",
+        "INBOX.Thư đã gửi",
+        "INBOX.Sent",
+        "INBOX.Thư nháp",
+        "INBOX.Dự án",
+        "INBOX.Dự án.2024",
+    ];
     for f in vi {
         src.create_mailbox(USER, f)?;
     }
-    let de = ["INBOX.Gesendete Elemente", "INBOX.Entwürfe", "INBOX.Gelöschte Elemente", "INBOX.Projekte"];
+    let de = [
+        "INBOX.Gesendete Elemente",
+        "INBOX.Entwürfe",
+        "INBOX.Gelöschte Elemente",
+        "INBOX.Projekte",
+    ];
     for f in de {
         src.create_mailbox(BOB, f)?;
     }
@@ -250,7 +338,11 @@ fn localized_courier_style_sources_merge_into_english_default_folders() -> Resul
     load(&src, "INBOX", &[m("in1"), m("in2")])?;
     load(&src, &mutf7::encode("INBOX.Hộp thư đến"), &[m("in3")])?;
     // The same message in both Sent folders: copied once.
-    load(&src, &mutf7::encode("INBOX.Thư đã gửi"), &[m("sent1"), m("shared")])?;
+    load(
+        &src,
+        &mutf7::encode("INBOX.Thư đã gửi"),
+        &[m("sent1"), m("shared")],
+    )?;
     load(&src, "INBOX.Sent", &[m("sent2"), m("shared")])?;
     load(&src, &mutf7::encode("INBOX.Thư nháp"), &[m("draft1")])?;
     load(&src, &mutf7::encode("INBOX.Dự án"), &[m("proj1")])?;
@@ -270,39 +362,73 @@ fn localized_courier_style_sources_merge_into_english_default_folders() -> Resul
     std::fs::write(dir.path().join("m.yaml"), text)?;
     let out = mailshift(dir.path(), &["sync", "-f", "m.yaml", "-o", "json"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_str(&stdout)?;
     assert_eq!(report["perfect"], true);
     assert_eq!(report["totals"]["messagesTransferred"], 13);
 
     // One Sent, one Drafts: the localized defaults went into the destination's own.
     let names: Vec<String> = folders(&dst)?.into_iter().map(|(n, _)| n).collect();
-    let expected: Vec<String> = ["Archive", "Drafts", "INBOX", "Junk", "Sent", "Trash", "Dự án", "Dự án/2024"]
-        .iter()
-        .map(|s| mutf7::encode(s))
-        .collect();
+    let expected: Vec<String> = [
+        "Archive",
+        "Drafts",
+        "INBOX",
+        "Junk",
+        "Sent",
+        "Trash",
+        "Dự án",
+        "Dự án/2024",
+    ]
+    .iter()
+    .map(|s| mutf7::encode(s))
+    .collect();
     let mut expected_sorted = expected.clone();
     expected_sorted.sort();
     assert_eq!(names, expected_sorted, "{names:?}");
     let subjects = |folder: &str| -> Result<BTreeSet<String>> {
         Ok(messages(&dst, folder)?.iter().map(Msg::subject).collect())
     };
-    assert_eq!(subjects("INBOX")?, BTreeSet::from(["in1".into(), "in2".into(), "in3".into()]));
-    assert_eq!(messages(&dst, "Sent")?.len(), 3, "sent1, sent2 and shared once");
+    assert_eq!(
+        subjects("INBOX")?,
+        BTreeSet::from(["in1".into(), "in2".into(), "in3".into()])
+    );
+    assert_eq!(
+        messages(&dst, "Sent")?.len(),
+        3,
+        "sent1, sent2 and shared once"
+    );
     assert_eq!(subjects("Drafts")?, BTreeSet::from(["draft1".into()]));
-    assert_eq!(subjects(&mutf7::encode("Dự án/2024"))?, BTreeSet::from(["proj2".into()]));
+    assert_eq!(
+        subjects(&mutf7::encode("Dự án/2024"))?,
+        BTreeSet::from(["proj2".into()])
+    );
     let bob_folders: Vec<String> = {
         let mut imap = Imap::login(dst.imap_port(), BOB, PASSWORD)?;
         let l = imap.command("LIST \"\" \"*\"")?;
         imap.logout();
         l.into_iter().map(|r| r.text).collect()
     };
-    assert!(bob_folders.iter().any(|l| l.ends_with("\"/\" Projekte")), "{bob_folders:?}");
-    assert!(!bob_folders.iter().any(|l| l.contains("Gesendete")), "{bob_folders:?}");
+    assert!(
+        bob_folders.iter().any(|l| l.ends_with("\"/\" Projekte")),
+        "{bob_folders:?}"
+    );
+    assert!(
+        !bob_folders.iter().any(|l| l.contains("Gesendete")),
+        "{bob_folders:?}"
+    );
 
     // verify agrees: merged folders are not reported as surplus or missing.
     let out = mailshift(dir.path(), &["verify", "-f", "m.yaml"]);
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
 
@@ -335,10 +461,18 @@ fn awkward_messages_are_copied_and_an_oversized_one_is_reported_not_retried() ->
     load(&src, "INBOX", &msgs)?;
 
     let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("m.yaml"), manifest("bad", src.imap_port(), dst.imap_port(), ""))?;
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        manifest("bad", src.imap_port(), dst.imap_port(), ""),
+    )?;
     let out = mailshift(dir.path(), &["sync", "-f", "m.yaml", "-o", "json"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_str(&stdout)?;
     assert_eq!(report["perfect"], false);
     assert_eq!(report["totals"]["messagesTransferred"], 7);
@@ -348,8 +482,17 @@ fn awkward_messages_are_copied_and_an_oversized_one_is_reported_not_retried() ->
     let refused = &folder["refused"][0];
     assert_eq!(refused["key"], "<big@test>");
     assert!(refused["size"].as_u64().unwrap() > 10_000);
-    assert!(refused["date"].as_str().unwrap().starts_with("2019-05-05T05:05:05"), "{refused}");
-    assert!(refused["reason"].as_str().unwrap().contains("APPENDLIMIT"), "{refused}");
+    assert!(
+        refused["date"]
+            .as_str()
+            .unwrap()
+            .starts_with("2019-05-05T05:05:05"),
+        "{refused}"
+    );
+    assert!(
+        refused["reason"].as_str().unwrap().contains("APPENDLIMIT"),
+        "{refused}"
+    );
     // Everything else is an exact copy.
     let mut expected = messages(&src, "INBOX")?;
     expected.retain(|m| m.body.len() < 10_000);
@@ -361,9 +504,20 @@ fn awkward_messages_are_copied_and_an_oversized_one_is_reported_not_retried() ->
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("NOT PERFECT: 1 refused"), "{text}");
-    assert!(text.contains("INBOX → INBOX") && text.contains("[no change]"), "{text}");
-    let line = text.lines().find(|l| l.contains("refused  <big@test>")).expect("refused line");
-    assert!(line.contains("2019-05-05 05:05:05 +0000") && line.contains("kB") && line.contains("APPENDLIMIT"), "{line}");
+    assert!(
+        text.contains("INBOX → INBOX") && text.contains("[no change]"),
+        "{text}"
+    );
+    let line = text
+        .lines()
+        .find(|l| l.contains("refused  <big@test>"))
+        .expect("refused line");
+    assert!(
+        line.contains("2019-05-05 05:05:05 +0000")
+            && line.contains("kB")
+            && line.contains("APPENDLIMIT"),
+        "{line}"
+    );
     assert!(text.contains("transferred 0 messages"), "{text}");
 
     // verify: equal except the refused message.
@@ -382,28 +536,53 @@ const PLAIN_CAPABILITIES: &str = "imap_capability = IMAP4rev1 SASL-IR LOGIN-REFE
 #[test]
 fn servers_without_literal_plus_or_uidplus_get_exact_copies_too() -> Result<()> {
     let src = dovecot("plain-src").start()?;
-    let dst = dovecot("plain-dst").max_message_size(6000).extra_config(PLAIN_CAPABILITIES).start()?;
+    let dst = dovecot("plain-dst")
+        .max_message_size(6000)
+        .extra_config(PLAIN_CAPABILITIES)
+        .start()?;
     let mut probe = imap(&dst)?;
     let caps = probe.command("CAPABILITY")?.remove(0).text;
     probe.logout();
-    for missing in ["LITERAL+", "UIDPLUS", "LIST-EXTENDED", "CREATE-SPECIAL-USE", "APPENDLIMIT"] {
+    for missing in [
+        "LITERAL+",
+        "UIDPLUS",
+        "LIST-EXTENDED",
+        "CREATE-SPECIAL-USE",
+        "APPENDLIMIT",
+    ] {
         assert!(!caps.contains(missing), "{missing} in {caps}");
     }
     src.create_mailbox(USER, "Sent")?;
     let mut msgs = awkward_messages();
-    msgs.push(("", "05-May-2019 05:05:05 +0000", message("big", "too big", &"x".repeat(10_000))));
+    msgs.push((
+        "",
+        "05-May-2019 05:05:05 +0000",
+        message("big", "too big", &"x".repeat(10_000)),
+    ));
     load(&src, "INBOX", &msgs)?;
     load(&src, "Sent", &[("\\Seen", "", message("s", "sent", "x"))])?;
     let state = tempfile::tempdir()?;
     let rt = runtime();
     let run = || {
-        let engine = engine(src.imap_port(), dst.imap_port(), None, Arc::new(StateDir::at(state.path())), &Recorder::default());
+        let engine = engine(
+            src.imap_port(),
+            dst.imap_port(),
+            None,
+            Arc::new(StateDir::at(state.path())),
+            &Recorder::default(),
+        );
         rt.block_on(engine.sync_mailbox(&account()))
     };
-    let copied = |r: &mailshift::imap::report::MailboxReport| r.folders.iter().map(|f| f.copied).sum::<u64>();
+    let copied = |r: &mailshift::imap::report::MailboxReport| {
+        r.folders.iter().map(|f| f.copied).sum::<u64>()
+    };
     let first = run();
     assert_eq!(copied(&first), 8, "{first:#?}");
-    let refused: Vec<_> = first.folders.iter().flat_map(|f| f.refused.clone()).collect();
+    let refused: Vec<_> = first
+        .folders
+        .iter()
+        .flat_map(|f| f.refused.clone())
+        .collect();
     assert_eq!(refused.len(), 1, "{first:#?}");
     assert!(refused[0].reason.contains("LIMIT"), "{refused:?}");
     let mut expected = messages(&src, "INBOX")?;
@@ -414,10 +593,23 @@ fn servers_without_literal_plus_or_uidplus_get_exact_copies_too() -> Result<()> 
     // The destination was listed again to learn the copies' UIDs: the cache holds.
     let second = run();
     assert_eq!(copied(&second), 0);
-    assert!(second.folders.iter().all(|f| f.pass.as_deref() == Some("no change")), "{second:#?}");
+    assert!(
+        second
+            .folders
+            .iter()
+            .all(|f| f.pass.as_deref() == Some("no change")),
+        "{second:#?}"
+    );
 
     // New messages: copied once, even though no UID came back and no cache was written.
-    load(&src, "INBOX", &[("", "", message("new1", "new", "x")), ("", "", message("new2", "new", "y"))])?;
+    load(
+        &src,
+        "INBOX",
+        &[
+            ("", "", message("new1", "new", "x")),
+            ("", "", message("new2", "new", "y")),
+        ],
+    )?;
     let third = run();
     assert_eq!(copied(&third), 2, "{third:#?}");
     let fourth = run();
@@ -435,16 +627,38 @@ const NO_APPENDLIMIT: &str = "imap_capability = IMAP4rev1 SASL-IR LITERAL+ ID EN
 #[test]
 fn a_refused_multiappend_is_retried_message_by_message() -> Result<()> {
     let src = dovecot("multi-src").start()?;
-    let dst = dovecot("multi-dst").max_message_size(6000).extra_config(NO_APPENDLIMIT).start()?;
+    let dst = dovecot("multi-dst")
+        .max_message_size(6000)
+        .extra_config(NO_APPENDLIMIT)
+        .start()?;
     let mut msgs: Vec<_> = (0..10)
-        .map(|i| ("\\Seen", "09-Sep-2019 09:09:09 +0900", message(&format!("ma{i}"), "batch", "small")))
+        .map(|i| {
+            (
+                "\\Seen",
+                "09-Sep-2019 09:09:09 +0900",
+                message(&format!("ma{i}"), "batch", "small"),
+            )
+        })
         .collect();
-    msgs.insert(4, ("", "09-Sep-2019 09:09:09 +0900", message("ma-big", "big", &"y".repeat(9000))));
+    msgs.insert(
+        4,
+        (
+            "",
+            "09-Sep-2019 09:09:09 +0900",
+            message("ma-big", "big", &"y".repeat(9000)),
+        ),
+    );
     load(&src, "INBOX", &msgs)?;
     let state = tempfile::tempdir()?;
     let rt = runtime();
     let run = || {
-        let engine = engine(src.imap_port(), dst.imap_port(), None, Arc::new(StateDir::at(state.path())), &Recorder::default());
+        let engine = engine(
+            src.imap_port(),
+            dst.imap_port(),
+            None,
+            Arc::new(StateDir::at(state.path())),
+            &Recorder::default(),
+        );
         rt.block_on(engine.sync_mailbox(&account()))
     };
     let first = run();
@@ -457,7 +671,11 @@ fn a_refused_multiappend_is_retried_message_by_message() -> Result<()> {
     assert_eq!(messages(&dst, "INBOX")?, expected);
     // Every copy's UID was learnt from APPENDUID: the next pass is a no-change pass.
     let second = run();
-    assert_eq!(second.folders[0].pass.as_deref(), Some("no change"), "{second:#?}");
+    assert_eq!(
+        second.folders[0].pass.as_deref(),
+        Some("no change"),
+        "{second:#?}"
+    );
     assert_eq!(second.folders[0].refused.len(), 1);
     Ok(())
 }

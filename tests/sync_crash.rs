@@ -34,7 +34,13 @@ impl Rng {
     }
 }
 
-const FLAGS: [&str; 5] = ["", "\\Seen", "\\Seen \\Flagged", "$Label1", "\\Answered \\Seen"];
+const FLAGS: [&str; 5] = [
+    "",
+    "\\Seen",
+    "\\Seen \\Flagged",
+    "$Label1",
+    "\\Answered \\Seen",
+];
 const DATES: [&str; 3] = [
     "02-Jan-2015 03:04:05 +0000",
     "17-Aug-2020 18:00:00 +0200",
@@ -71,7 +77,8 @@ fn ids(d: &Dovecot, folder: &str) -> Result<BTreeMap<String, u32>> {
     if status.starts_with("OK") {
         for r in imap.command("UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")? {
             if let Some(h) = r.literals.first() {
-                *out.entry(String::from_utf8_lossy(h).trim().to_owned()).or_default() += 1;
+                *out.entry(String::from_utf8_lossy(h).trim().to_owned())
+                    .or_default() += 1;
             }
         }
     }
@@ -87,7 +94,10 @@ fn nothing_twice(src: &Dovecot, dst: &Dovecot, folders: &[String]) -> Result<u32
         let d = ids(dst, f)?;
         for (id, n) in &d {
             let have = s.get(id).copied().unwrap_or(0);
-            ensure!(*n <= have, "{id} is {n} times in {f} on the destination, {have} on the source");
+            ensure!(
+                *n <= have,
+                "{id} is {n} times in {f} on the destination, {have} on the source"
+            );
             total += n;
         }
     }
@@ -208,17 +218,50 @@ fn sigkill_at_random_moments_then_restart_converges_to_an_exact_copy() -> Result
     }
 
     // Let it finish.
-    let out = mailshift(dir.path(), &["sync", "-f", "m.yaml", "--state", state.to_str().unwrap(), "-o", "json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = mailshift(
+        dir.path(),
+        &[
+            "sync",
+            "-f",
+            "m.yaml",
+            "--state",
+            state.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     for w in &wire {
         let a = messages(&src, w)?;
         let b = messages(&dst, w)?;
         assert_eq!(a.len(), b.len(), "{w}");
         assert!(a == b, "{w}: destination differs from source");
     }
-    let out = mailshift(dir.path(), &["verify", "-f", "m.yaml", "--state", state.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
-    let out = mailshift(dir.path(), &["sync", "-f", "m.yaml", "--state", state.to_str().unwrap(), "-o", "json"]);
+    let out = mailshift(
+        dir.path(),
+        &["verify", "-f", "m.yaml", "--state", state.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = mailshift(
+        dir.path(),
+        &[
+            "sync",
+            "-f",
+            "m.yaml",
+            "--state",
+            state.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(v["totals"]["messagesTransferred"], 0);
     eprintln!(
@@ -253,14 +296,18 @@ fn dropped_connections_and_a_restarted_server_are_survived() -> Result<()> {
         // Cut the source's connections mid-transfer, then the destination's, then restart
         // the destination server.
         src_proxy.cut_after(300_000);
-        wait::until_true(Duration::from_secs(60), "the source connections to be cut", || {
-            Ok(src_proxy.cuts() >= 1 || run.is_finished())
-        })?;
+        wait::until_true(
+            Duration::from_secs(60),
+            "the source connections to be cut",
+            || Ok(src_proxy.cuts() >= 1 || run.is_finished()),
+        )?;
         let reached = count_messages(&dst, &folders);
         dst_proxy.cut_after(200_000);
-        wait::until_true(Duration::from_secs(60), "the destination connections to be cut", || {
-            Ok(dst_proxy.cuts() >= 1 || run.is_finished())
-        })?;
+        wait::until_true(
+            Duration::from_secs(60),
+            "the destination connections to be cut",
+            || Ok(dst_proxy.cuts() >= 1 || run.is_finished()),
+        )?;
         wait::until_true(Duration::from_secs(60), "more messages copied", || {
             Ok(count_messages(&dst, &folders) > reached + 50 || run.is_finished())
         })?;
@@ -269,7 +316,10 @@ fn dropped_connections_and_a_restarted_server_are_survived() -> Result<()> {
     })?;
     assert!(report.is_perfect(), "{report:#?}");
     assert!(src_proxy.cuts() >= 1 && dst_proxy.cuts() >= 1);
-    assert!(src_proxy.accepted() >= 2 && dst_proxy.accepted() >= 3, "reconnected");
+    assert!(
+        src_proxy.accepted() >= 2 && dst_proxy.accepted() >= 3,
+        "reconnected"
+    );
     for f in &folders {
         assert!(messages(&src, f)? == messages(&dst, f)?, "{f} differs");
     }

@@ -30,11 +30,9 @@ impl Bars {
         let (bar, bytes) = bars.entry(address.to_owned()).or_insert_with(|| {
             let bar = self.multi.add(ProgressBar::new(0));
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:32!} [{bar:30}] {pos}/{len} messages {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+                ProgressStyle::with_template("{prefix:32!} [{bar:30}] {pos}/{len} messages {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
             );
             bar.set_prefix(address.to_owned());
             (bar, 0)

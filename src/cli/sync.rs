@@ -26,7 +26,12 @@ use crate::spec::Policy;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Manifest file(s) or directories of them (`-` for standard input).
-    #[arg(short = 'f', long = "filename", required = true, value_name = "MANIFEST")]
+    #[arg(
+        short = 'f',
+        long = "filename",
+        required = true,
+        value_name = "MANIFEST"
+    )]
     files: Vec<String>,
     /// Only this mailbox (by address; repeat for several).
     #[arg(long = "mailbox", value_name = "ADDR")]
@@ -43,9 +48,9 @@ pub struct Args {
 }
 
 pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> ExitCode {
-    let bars = std::io::stderr().is_terminal().then(|| {
-        MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8))
-    });
+    let bars = std::io::stderr()
+        .is_terminal()
+        .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8)));
     logging::init(log_format, bars.clone());
     let observer: Arc<dyn Observer> = match &bars {
         Some(m) => Arc::new(Bars::new(m.clone())),
@@ -121,12 +126,20 @@ fn print(report: &Report, output: Output) -> std::io::Result<()> {
 }
 
 /// Loads every manifest, keeps the migrations and mailboxes asked for, and prepares them.
-fn prepare_all(args: &Args, kind: ReportKind, observer: Arc<dyn Observer>) -> Result<Vec<Prepared>> {
+fn prepare_all(
+    args: &Args,
+    kind: ReportKind,
+    observer: Arc<dyn Observer>,
+) -> Result<Vec<Prepared>> {
     let mut prepared = Vec::new();
     let mut names_seen = vec![false; args.names.len()];
     for file in &args.files {
         for loaded in load_path(file, LoadOptions::default()) {
-            for f in loaded.findings.iter().filter(|f| f.severity == Severity::Warning) {
+            for f in loaded
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Warning)
+            {
                 tracing::warn!(finding = %f, "manifest");
             }
             let path = PathBuf::from(&loaded.file);
@@ -140,10 +153,18 @@ fn prepare_all(args: &Args, kind: ReportKind, observer: Arc<dyn Observer>) -> Re
                     }
                 }
                 if kind == ReportKind::Sync && m.spec.policy == Policy::Observe {
-                    bail!("{name}: policy is observe, which never writes; use `mailshift verify` to compare");
+                    bail!(
+                        "{name}: policy is observe, which never writes; use `mailshift verify` to compare"
+                    );
                 }
-                let p = engine::prepare(&m, manifest_path(&path), args.state.as_deref(), Options::default(), observer.clone())
-                    .with_context(|| format!("{}", path.display()))?;
+                let p = engine::prepare(
+                    &m,
+                    manifest_path(&path),
+                    args.state.as_deref(),
+                    Options::default(),
+                    observer.clone(),
+                )
+                .with_context(|| format!("{}", path.display()))?;
                 prepared.push(p);
             }
         }

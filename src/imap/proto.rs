@@ -245,7 +245,9 @@ fn completion(
                         UidSetMember::Uid(u) => uids.push(*u),
                         // A range lists UIDs in the order the messages were given; a range
                         // too large to be real is ignored rather than expanded.
-                        UidSetMember::UidRange(r) if r.end().saturating_sub(*r.start()) < 1_000_000 => {
+                        UidSetMember::UidRange(r)
+                            if r.end().saturating_sub(*r.start()) < 1_000_000 =>
+                        {
                             uids.extend(r.clone());
                         }
                         UidSetMember::UidRange(_) => return Completion::Ok(done),
@@ -354,7 +356,10 @@ mod tests {
         assert_eq!(uid_set(&[]), "");
         assert_eq!(uid_set(&[4]), "4");
         assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8, 9, 12]), "1:3,5,7:9,12");
-        assert_eq!(uid_set(&[u32::MAX - 1, u32::MAX]), format!("{}:{}", u32::MAX - 1, u32::MAX));
+        assert_eq!(
+            uid_set(&[u32::MAX - 1, u32::MAX]),
+            format!("{}:{}", u32::MAX - 1, u32::MAX)
+        );
         let sets: Vec<String> = uid_sets(&[1, 2, 3, 4, 5], 2).collect();
         assert_eq!(sets, ["1:2", "3:4", "5"]);
     }

@@ -238,9 +238,7 @@ async fn status(conn: &mut Connection, wire: &str) -> Result<MailboxStatus, Imap
                     match a {
                         imap_proto::StatusAttribute::Messages(n) => st.messages = *n,
                         imap_proto::StatusAttribute::UidNext(n) => st.uid_next = Some(*n),
-                        imap_proto::StatusAttribute::UidValidity(n) => {
-                            st.uid_validity = Some(*n)
-                        }
+                        imap_proto::StatusAttribute::UidValidity(n) => st.uid_validity = Some(*n),
                         imap_proto::StatusAttribute::HighestModSeq(n) => {
                             st.highest_modseq = Some(*n)
                         }
@@ -258,22 +256,27 @@ async fn status(conn: &mut Connection, wire: &str) -> Result<MailboxStatus, Imap
 async fn open(conn: &mut Connection, verb: &str, wire: &str) -> Result<Selected, ImapError> {
     let what = format!("{verb} {wire}");
     let mut sel = Selected::default();
-    proto::run(conn, &format!("{verb} {}", quote(wire)?), &what, |r| match r {
-        Response::MailboxData(MailboxDatum::Exists(n)) => sel.exists = *n,
-        Response::Data {
-            status: Status::Ok,
-            outcome,
-        } => match &outcome.code {
-            Some(ResponseCode::UidValidity(n)) => sel.uid_validity = Some(*n),
-            Some(ResponseCode::UidNext(n)) => sel.uid_next = Some(*n),
-            Some(ResponseCode::HighestModSeq(n)) => sel.highest_modseq = Some(*n),
-            Some(ResponseCode::PermanentFlags(list)) => {
-                sel.permanent_flags = Some(list.iter().map(|f| f.to_string()).collect());
-            }
+    proto::run(
+        conn,
+        &format!("{verb} {}", quote(wire)?),
+        &what,
+        |r| match r {
+            Response::MailboxData(MailboxDatum::Exists(n)) => sel.exists = *n,
+            Response::Data {
+                status: Status::Ok,
+                outcome,
+            } => match &outcome.code {
+                Some(ResponseCode::UidValidity(n)) => sel.uid_validity = Some(*n),
+                Some(ResponseCode::UidNext(n)) => sel.uid_next = Some(*n),
+                Some(ResponseCode::HighestModSeq(n)) => sel.highest_modseq = Some(*n),
+                Some(ResponseCode::PermanentFlags(list)) => {
+                    sel.permanent_flags = Some(list.iter().map(|f| f.to_string()).collect());
+                }
+                _ => {}
+            },
             _ => {}
         },
-        _ => {}
-    })
+    )
     .await?;
     Ok(sel)
 }
@@ -684,7 +687,10 @@ impl DestinationSession {
             // refused, the messages are appended one by one to find which one the server
             // will not take.
             if self.conn.has("MULTIAPPEND") && to_send.len() > 1 {
-                match self.multiappend(&mailbox, &what, messages, &to_send).await? {
+                match self
+                    .multiappend(&mailbox, &what, messages, &to_send)
+                    .await?
+                {
                     Completion::Ok(done) => {
                         let uids = done
                             .append_uid
@@ -734,7 +740,9 @@ impl DestinationSession {
             }
         } else {
             for &i in &to_send {
-                outcomes[i] = self.append_synchronizing(&mailbox, &what, &messages[i]).await?;
+                outcomes[i] = self
+                    .append_synchronizing(&mailbox, &what, &messages[i])
+                    .await?;
                 if let AppendOutcome::Appended(uid) = &mut outcomes[i]
                     && !uidplus
                 {
@@ -815,10 +823,12 @@ impl DestinationSession {
         proto::write_raw(&mut self.conn, &m.body, what).await?;
         proto::write_raw(&mut self.conn, b"\r\n", what).await?;
         proto::flush(&mut self.conn, what).await?;
-        Ok(match proto::finish(&mut self.conn, &tag, what, |_| {}).await? {
-            Completion::Ok(d) => AppendOutcome::Appended(single(d, true)),
-            Completion::Refused(r) => AppendOutcome::Refused(r),
-        })
+        Ok(
+            match proto::finish(&mut self.conn, &tag, what, |_| {}).await? {
+                Completion::Ok(d) => AppendOutcome::Appended(single(d, true)),
+                Completion::Refused(r) => AppendOutcome::Refused(r),
+            },
+        )
     }
 
     pub async fn logout(mut self) {
@@ -881,6 +891,9 @@ mod tests {
             internal_date: None,
             ..m
         };
-        assert_eq!(append_command("\"a\"", &bare, false), "APPEND \"a\" () {18}");
+        assert_eq!(
+            append_command("\"a\"", &bare, false),
+            "APPEND \"a\" () {18}"
+        );
     }
 }

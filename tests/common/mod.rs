@@ -106,7 +106,10 @@ pub fn folders(d: &Dovecot) -> Result<Vec<(String, String)>> {
         // `* LIST (attrs) "sep" name`
         let after = r.text.rsplit_once(") \"").map_or("", |(_, rest)| rest);
         let name = after.split_once("\" ").map_or("", |(_, n)| n);
-        let name = name.trim_matches('"').replace("\\\"", "\"").replace("\\\\", "\\");
+        let name = name
+            .trim_matches('"')
+            .replace("\\\"", "\"")
+            .replace("\\\\", "\\");
         let name = if r.literals.is_empty() {
             name
         } else {

@@ -77,8 +77,27 @@ pub(super) async fn sync_folder(
             nothing(st, &c, &s, &d);
             Ok(())
         }
-        (ResyncNeed::Incremental { new_since_uid, flags }, Some(c), Some((s, d))) => {
-            incremental(engine, src, dst, t, st, &key, c, (s, d), new_since_uid, flags).await
+        (
+            ResyncNeed::Incremental {
+                new_since_uid,
+                flags,
+            },
+            Some(c),
+            Some((s, d)),
+        ) => {
+            incremental(
+                engine,
+                src,
+                dst,
+                t,
+                st,
+                &key,
+                c,
+                (s, d),
+                new_since_uid,
+                flags,
+            )
+            .await
         }
         (_, cache, snaps) => full(engine, src, dst, t, st, &key, cache, snaps).await,
     };
@@ -146,7 +165,10 @@ async fn full(
                 && c.dest.uidvalidity == d.uidvalidity
         })
     });
-    let known = valid.as_ref().map(FolderCache::known_pairs).unwrap_or_default();
+    let known = valid
+        .as_ref()
+        .map(FolderCache::known_pairs)
+        .unwrap_or_default();
     let d = diff(&source_entries, &dest_entries, &known, &storable);
 
     // Refused before (by an earlier run, or an earlier attempt of this one): not retried.
@@ -175,7 +197,17 @@ async fn full(
     let failed_flags = apply_flags(st, dst, &d.flag_updates).await?;
 
     let mut copy = CopyResult::default();
-    let copied = copy_messages(engine, src, dst, t, &to_copy, snaps.map(|(_, d)| d.uidvalidity), st, &mut copy).await;
+    let copied = copy_messages(
+        engine,
+        src,
+        dst,
+        t,
+        &to_copy,
+        snaps.map(|(_, d)| d.uidvalidity),
+        st,
+        &mut copy,
+    )
+    .await;
     record_refusals(st, &mut refused, &copy);
     copied?;
 
@@ -224,7 +256,10 @@ async fn full(
 
     let pick = |entries: &[Entry], uids: &[u32]| -> Vec<MessageRef> {
         let by: HashMap<u32, &Entry> = entries.iter().map(|e| (e.uid, e)).collect();
-        uids.iter().filter_map(|u| by.get(u)).map(|e| MessageRef::from(*e)).collect()
+        uids.iter()
+            .filter_map(|u| by.get(u))
+            .map(|e| MessageRef::from(*e))
+            .collect()
     };
     let done: BTreeSet<u32> = copy.copied.iter().map(|c| c.source_uid).collect();
     let r = &mut st.report;
@@ -313,12 +348,26 @@ async fn incremental(
         None => Vec::new(),
     };
     let mut copy = CopyResult::default();
-    let copied = copy_messages(engine, src, dst, t, &to_copy, Some(d.uidvalidity), st, &mut copy).await;
+    let copied = copy_messages(
+        engine,
+        src,
+        dst,
+        t,
+        &to_copy,
+        Some(d.uidvalidity),
+        st,
+        &mut copy,
+    )
+    .await;
     record_refusals(st, &mut refused, &copy);
     copied?;
 
     let new_source_bytes: u64 = new_since_uid.map_or(0, |since| {
-        source_new.iter().filter(|e| e.uid >= since).map(|e| e.size).sum()
+        source_new
+            .iter()
+            .filter(|e| e.uid >= since)
+            .map(|e| e.size)
+            .sum()
     });
     let new_dest = Tally {
         messages: 0,
@@ -379,14 +428,16 @@ fn merged_refusals<'a>(
     a: impl Iterator<Item = &'a RefusedMessage>,
     b: impl Iterator<Item = &'a RefusedMessage>,
 ) -> Vec<RefusedMessage> {
-    let all: BTreeMap<u32, RefusedMessage> = a
-        .chain(b)
-        .map(|r| (r.message.uid, r.clone()))
-        .collect();
+    let all: BTreeMap<u32, RefusedMessage> =
+        a.chain(b).map(|r| (r.message.uid, r.clone())).collect();
     all.into_values().collect()
 }
 
-fn record_refusals(st: &mut FolderState, refused: &mut BTreeMap<u32, RefusedMessage>, copy: &CopyResult) {
+fn record_refusals(
+    st: &mut FolderState,
+    refused: &mut BTreeMap<u32, RefusedMessage>,
+    copy: &CopyResult,
+) {
     for r in &copy.refused {
         st.refused.insert(r.message.uid, r.clone());
         refused.insert(r.message.uid, r.clone());
@@ -394,10 +445,13 @@ fn record_refusals(st: &mut FolderState, refused: &mut BTreeMap<u32, RefusedMess
 }
 
 fn save(engine: &Engine, key: &FolderCacheKey, cache: &FolderCache) -> Result<(), ImapError> {
-    engine.store.save(key, cache).map_err(|e| ImapError::Refused {
-        what: format!("saving the cache of {key}"),
-        reason: format!("{e:#}"),
-    })
+    engine
+        .store
+        .save(key, cache)
+        .map_err(|e| ImapError::Refused {
+            what: format!("saving the cache of {key}"),
+            reason: format!("{e:#}"),
+        })
 }
 
 fn flag_error(failed: &[(FlagUpdate, String)]) -> String {
@@ -486,7 +540,16 @@ async fn copy_messages(
             None => (dst.append(&t.dest_wire, &current).await, None),
         };
         let outcomes = appended?;
-        record_batch(engine, t, batch, &current, &outcomes, dest_validity, st, out);
+        record_batch(
+            engine,
+            t,
+            batch,
+            &current,
+            &outcomes,
+            dest_validity,
+            st,
+            out,
+        );
         current = match next {
             Some(f) => f?,
             None => Vec::new(),
@@ -585,11 +648,21 @@ mod tests {
 
     #[test]
     fn batches_are_bounded_by_bytes_and_count() {
-        let entries: Vec<Entry> = [10, 10, 10, 50, 5, 5, 5, 5, 5].iter().enumerate().map(|(i, s)| e(i as u32 + 1, *s)).collect();
+        let entries: Vec<Entry> = [10, 10, 10, 50, 5, 5, 5, 5, 5]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| e(i as u32 + 1, *s))
+            .collect();
         let b = batches(&entries, 30, 4);
-        let sizes: Vec<Vec<u32>> = b.iter().map(|b| b.iter().map(|e| e.uid).collect()).collect();
+        let sizes: Vec<Vec<u32>> = b
+            .iter()
+            .map(|b| b.iter().map(|e| e.uid).collect())
+            .collect();
         // 10+10+10 fits 30; 50 alone (larger than the bound); then 4 at most per batch.
-        assert_eq!(sizes, vec![vec![1, 2, 3], vec![4], vec![5, 6, 7, 8], vec![9]]);
+        assert_eq!(
+            sizes,
+            vec![vec![1, 2, 3], vec![4], vec![5, 6, 7, 8], vec![9]]
+        );
         assert!(batches(&[], 30, 4).is_empty());
     }
 }

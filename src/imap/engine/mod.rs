@@ -79,7 +79,9 @@ impl Default for Options {
 #[derive(Clone, Debug)]
 pub enum Progress<'a> {
     /// A mailbox pass (or a retry of it) starts.
-    MailboxStarted { address: &'a str },
+    MailboxStarted {
+        address: &'a str,
+    },
     /// `messages` messages of `bytes` bytes are to be copied (for one folder).
     Planned {
         address: &'a str,
@@ -100,7 +102,10 @@ pub enum Progress<'a> {
         delay: Duration,
         error: &'a str,
     },
-    MailboxFinished { address: &'a str, perfect: bool },
+    MailboxFinished {
+        address: &'a str,
+        perfect: bool,
+    },
 }
 
 /// Receives [`Progress`]. Must be cheap: it is called from the copy loop.
@@ -170,16 +175,29 @@ impl Engine {
 
     /// Copies or re-syncs `accounts`, `concurrency` mailboxes at a time (each on its own
     /// task). Reports come back in the order of `accounts`.
-    pub async fn sync_all(self: &Arc<Self>, accounts: &[Account], concurrency: usize) -> Vec<MailboxReport> {
+    pub async fn sync_all(
+        self: &Arc<Self>,
+        accounts: &[Account],
+        concurrency: usize,
+    ) -> Vec<MailboxReport> {
         self.for_all(accounts, concurrency, Kind::Sync).await
     }
 
     /// Compares `accounts`, `concurrency` mailboxes at a time.
-    pub async fn verify_all(self: &Arc<Self>, accounts: &[Account], concurrency: usize) -> Vec<MailboxReport> {
+    pub async fn verify_all(
+        self: &Arc<Self>,
+        accounts: &[Account],
+        concurrency: usize,
+    ) -> Vec<MailboxReport> {
         self.for_all(accounts, concurrency, Kind::Verify).await
     }
 
-    async fn for_all(self: &Arc<Self>, accounts: &[Account], concurrency: usize, kind: Kind) -> Vec<MailboxReport> {
+    async fn for_all(
+        self: &Arc<Self>,
+        accounts: &[Account],
+        concurrency: usize,
+        kind: Kind,
+    ) -> Vec<MailboxReport> {
         let limit = Arc::new(Semaphore::new(concurrency.max(1)));
         let mut tasks = Vec::with_capacity(accounts.len());
         for account in accounts {
@@ -265,7 +283,10 @@ impl Engine {
         report
     }
 
-    async fn connect(&self, account: &Account) -> Result<(SourceSession, DestinationSession), AttemptError> {
+    async fn connect(
+        &self,
+        account: &Account,
+    ) -> Result<(SourceSession, DestinationSession), AttemptError> {
         // Always source first, then destination: with per-server limits, every mailbox
         // taking its slots in the same order cannot deadlock.
         let src = SourceSession::new(self.source.connect(&account.source).await?);
@@ -278,7 +299,11 @@ impl Engine {
         let (mut src, mut dst) = self.connect(account).await?;
         let src_list = src.list().await?;
         let mut dst_list = dst.list().await?;
-        let table = folder_table(&src_list.folder_list(), &dst_list.folder_list(), self.folders.as_ref())?;
+        let table = folder_table(
+            &src_list.folder_list(),
+            &dst_list.folder_list(),
+            self.folders.as_ref(),
+        )?;
         run.set_table(&table);
 
         // Create the missing destination folders, parents first (the plan's order).
@@ -313,7 +338,9 @@ impl Engine {
                 match dst.subscribe(&wire).await {
                     Ok(()) => {}
                     Err(e) if e.is_connection_lost() => return Err(e.into()),
-                    Err(e) => tracing::warn!(mailbox = %address, folder = %dest, error = %e, "cannot subscribe"),
+                    Err(e) => {
+                        tracing::warn!(mailbox = %address, folder = %dest, error = %e, "cannot subscribe")
+                    }
                 }
             }
         }
@@ -355,7 +382,11 @@ impl Engine {
         let (mut src, mut dst) = self.connect(account).await?;
         let src_list = src.list().await?;
         let dst_list = dst.list().await?;
-        let table = folder_table(&src_list.folder_list(), &dst_list.folder_list(), self.folders.as_ref())?;
+        let table = folder_table(
+            &src_list.folder_list(),
+            &dst_list.folder_list(),
+            self.folders.as_ref(),
+        )?;
         run.set_table(&table);
         for plan in &table.plans {
             let Some(dest) = &plan.dest else { continue };
@@ -430,7 +461,10 @@ impl Run {
                 self.order.push(plan.source.clone());
             }
             if plan.notes.iter().any(|n| matches!(n, Note::MergedWith(_))) {
-                self.merges.entry(dest.clone()).or_default().push(plan.source.clone());
+                self.merges
+                    .entry(dest.clone())
+                    .or_default()
+                    .push(plan.source.clone());
             }
         }
     }
@@ -481,9 +515,11 @@ impl Run {
 /// When not every merged folder was compared in full this run (a sync whose other folders
 /// took a shortcut), surplus and extra are not known and are left out.
 fn reconcile_merge(folders: &mut HashMap<String, FolderState>, sources: &[String], sync: bool) {
-    let all_full = sources
-        .iter()
-        .all(|s| folders.get(s).is_some_and(|f| f.full && f.report.error.is_none()));
+    let all_full = sources.iter().all(|s| {
+        folders
+            .get(s)
+            .is_some_and(|f| f.full && f.report.error.is_none())
+    });
     if !all_full {
         if sync {
             for s in sources {

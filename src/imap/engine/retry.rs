@@ -109,7 +109,15 @@ mod tests {
             attempts: 5,
         };
         let mut j = Jitter::new("alice@example.com");
-        for (attempt, full) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1600), (6, 2000), (40, 2000)] {
+        for (attempt, full) in [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1600),
+            (6, 2000),
+            (40, 2000),
+        ] {
             for _ in 0..50 {
                 let d = p.delay(attempt, &mut j).as_millis() as u64;
                 assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d} ms");

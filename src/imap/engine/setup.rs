@@ -40,7 +40,8 @@ pub fn prepare(
         .unwrap_or_else(|| "mailmigration".into());
     let spec = &migration.spec;
     let resolver = Resolver::for_manifest(manifest);
-    let accounts = accounts::resolve(spec, &resolver).with_context(|| format!("{name}: mailboxes"))?;
+    let accounts =
+        accounts::resolve(spec, &resolver).with_context(|| format!("{name}: mailboxes"))?;
     let source = connector(Side::Source, &spec.source.imap, &resolver)
         .with_context(|| format!("{name}: source"))?;
     let destination = connector(Side::Destination, &spec.destination.imap, &resolver)
@@ -61,7 +62,11 @@ fn connector(side: Side, endpoint: &Endpoint, resolver: &Resolver) -> Result<Con
     let ca = endpoint
         .ca_certificate
         .as_ref()
-        .map(|r| resolver.resolve(r).with_context(|| format!("caCertificate {r}")))
+        .map(|r| {
+            resolver
+                .resolve(r)
+                .with_context(|| format!("caCertificate {r}"))
+        })
         .transpose()?;
     Ok(Connector::new(
         side,

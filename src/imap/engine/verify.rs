@@ -37,7 +37,12 @@ pub(super) async fn verify_folder(
     };
     // Flags are compared as they are: EXAMINE's PERMANENTFLAGS say nothing about what the
     // folder can store.
-    let d = diff(&source_entries, &dest_entries, &KnownPairs::new(), &Storable::Any);
+    let d = diff(
+        &source_entries,
+        &dest_entries,
+        &KnownPairs::new(),
+        &Storable::Any,
+    );
     // Messages the last sync saw refused are labelled so, rather than as missing.
     let key = FolderCacheKey::new(t.address, t.source);
     let refused: Vec<RefusedMessage> = match engine.store.load(&key) {
@@ -48,7 +53,14 @@ pub(super) async fn verify_folder(
             .collect(),
         _ => Vec::new(),
     };
-    st.report = FolderReport::from_diff(t.source, t.dest, &d, &source_entries, &dest_entries, refused);
+    st.report = FolderReport::from_diff(
+        t.source,
+        t.dest,
+        &d,
+        &source_entries,
+        &dest_entries,
+        refused,
+    );
     if !dest_exists {
         st.report.error = Some(format!("destination folder {} does not exist", t.dest));
     }

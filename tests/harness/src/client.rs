@@ -189,7 +189,9 @@ impl Imap {
             } else {
                 format!(" {}", quote(date))
             };
-            data.extend_from_slice(format!(" ({flags}){date} {{{}+}}\r\n", message.len()).as_bytes());
+            data.extend_from_slice(
+                format!(" ({flags}){date} {{{}+}}\r\n", message.len()).as_bytes(),
+            );
             data.extend_from_slice(message);
         }
         data.extend_from_slice(b"\r\n");
