@@ -679,3 +679,69 @@ fn a_refused_multiappend_is_retried_message_by_message() -> Result<()> {
     assert_eq!(second.folders[0].refused.len(), 1);
     Ok(())
 }
+
+#[test]
+fn cli_refuses_bad_input_and_never_prints_passwords() -> Result<()> {
+    let src = dovecot("cli-src").start()?;
+    let dst = dovecot("cli-dst").start()?;
+    load(&src, "INBOX", &[("", "", message("cli1", "cli", "x"))])?;
+    let dir = tempfile::tempdir()?;
+    let good = manifest("cli", src.imap_port(), dst.imap_port(), "");
+    std::fs::write(dir.path().join("m.yaml"), &good)?;
+
+    // Nothing to run: exit status 2.
+    let out = mailshift(dir.path(), &["sync", "-f", "missing.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = mailshift(dir.path(), &["sync", "-f", "m.yaml", "--mailbox", "nobody@example.com"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nobody@example.com"));
+    let out = mailshift(dir.path(), &["sync", "-f", "m.yaml", "--name", "other"]);
+    assert_eq!(out.status.code(), Some(2));
+    let observe = good.replace("spec:\n", "spec:\n  policy: observe\n");
+    std::fs::write(dir.path().join("observe.yaml"), observe)?;
+    let out = mailshift(dir.path(), &["sync", "-f", "observe.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("observe"));
+
+    // A refused login is reported at once, not retried; no password anywhere, even with
+    // every log event on.
+    let secret = "s3cr3t-Wrong-pw";
+    let bad = good.replacen(
+        &format!("destinationPassword: {{ value: {PASSWORD} }}"),
+        &format!("destinationPassword: {{ value: {secret} }}"),
+        1,
+    );
+    std::fs::write(dir.path().join("bad.yaml"), bad)?;
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailshift"))
+        .args(["sync", "-f", "bad.yaml", "-o", "json", "--log-format", "json"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "trace")
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "a refused login was retried");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stdout.contains(secret) && !stderr.contains(secret), "password leaked");
+    assert!(!stdout.contains(PASSWORD) && !stderr.contains(PASSWORD), "password leaked");
+    let report: serde_json::Value = serde_json::from_str(&stdout)?;
+    let error = report["mailboxes"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("login") && error.contains("refused"), "{error}");
+    assert_eq!(report["totals"]["errors"], 1);
+    // Log lines are JSON objects.
+    for line in stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        assert!(v.get("level").is_some(), "{line}");
+    }
+
+    // The good manifest: perfect, exit 0; the text summary has the throughput figures.
+    let out = mailshift(dir.path(), &["sync", "-f", "m.yaml"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.starts_with("sync: perfect: 1 mailboxes"), "{text}");
+    assert!(text.contains("transferred 1 messages") && text.contains("messages/s") && text.contains("MB/s"), "{text}");
+    let out = mailshift(dir.path(), &["verify", "-f", "m.yaml", "-o", "yaml"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kind: verify"));
+    Ok(())
+}
