@@ -283,7 +283,8 @@ pub fn quote(s: &str) -> Result<String, ImapError> {
     if s.bytes()
         .any(|b| matches!(b, b'\r' | b'\n' | 0) || b >= 0x80)
     {
-        return Err(ImapError::Protocol {
+        // Not a connection problem: this one folder cannot be named, the rest can.
+        return Err(ImapError::Refused {
             what: format!("folder name {s:?}"),
             reason: "contains a character that cannot be sent in a quoted string".into(),
         });

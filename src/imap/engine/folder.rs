@@ -627,7 +627,7 @@ fn record_batch(
     engine.observer.progress(Progress::Copied {
         address: t.address,
         messages: batch.len() as u64,
-        bytes: bytes.max(batch.iter().map(|e| e.size).sum()),
+        bytes,
     });
 }
 
