@@ -1,8 +1,9 @@
-//! IMAP: connections ([`conn`]) and sessions ([`session`]) that do the I/O, and the pure
-//! decisions of the copy engine: folder mapping ([`folders`]), message identity
-//! ([`identity`]), multiset comparison ([`diff`]), re-sync shortcuts ([`cache`]) and reports
-//! ([`report`]). Names are encoded with [`mutf7`]; localized default folders come from
-//! [`folder_names`].
+//! IMAP: connections ([`conn`]), the raw command layer ([`proto`]) and sessions
+//! ([`session`]) that do the I/O; the copy engine ([`engine`]) that syncs and verifies
+//! mailboxes with them; and its pure decisions: folder mapping ([`folders`]), message
+//! identity ([`identity`]), multiset comparison ([`diff`]), re-sync shortcuts ([`cache`]) and
+//! reports ([`report`]). Names are encoded with [`mutf7`]; localized default folders come
+//! from [`folder_names`].
 
 pub mod cache;
 pub mod conn;
