@@ -3,7 +3,7 @@
 //! A mailbox pass connects to both servers (one connection each, under each server's
 //! connection limit), lists both, maps the folders ([`folder_table`]), creates the missing
 //! destination folders in plan order (with their special use) and subscribes them, then
-//! passes over each source folder in turn ([`folder`]): STATUS on both sides decides with
+//! passes over each source folder in turn (`folder.rs`): STATUS on both sides decides with
 //! the cache whether nothing, the new messages only, or a full comparison is needed; what
 //! is missing is fetched from the source in batches bounded by bytes and appended to the
 //! destination while the next batch is being fetched; flag changes are applied; the cache
