@@ -359,6 +359,12 @@ fn localized_courier_style_sources_merge_into_english_default_folders() -> Resul
     text.push_str(&format!(
         "    - address: {BOB}\n      sourcePassword: {{ value: {PASSWORD} }}\n      destinationPassword: {{ value: {PASSWORD} }}\n  sync: {{ concurrency: 2 }}\n"
     ));
+    // Two mailboxes at once, but one connection at a time to the source: they take turns.
+    let text = text.replace(
+        &format!("port: {}, tls: none }}", src.imap_port()),
+        &format!("port: {}, tls: none, maxConnections: 1 }}", src.imap_port()),
+    );
+    assert!(text.contains("maxConnections: 1"));
     std::fs::write(dir.path().join("m.yaml"), text)?;
     let out = mailshift(dir.path(), &["sync", "-f", "m.yaml", "-o", "json"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -692,7 +698,10 @@ fn cli_refuses_bad_input_and_never_prints_passwords() -> Result<()> {
     // Nothing to run: exit status 2.
     let out = mailshift(dir.path(), &["sync", "-f", "missing.yaml"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = mailshift(dir.path(), &["sync", "-f", "m.yaml", "--mailbox", "nobody@example.com"]);
+    let out = mailshift(
+        dir.path(),
+        &["sync", "-f", "m.yaml", "--mailbox", "nobody@example.com"],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nobody@example.com"));
     let out = mailshift(dir.path(), &["sync", "-f", "m.yaml", "--name", "other"]);
@@ -714,19 +723,39 @@ fn cli_refuses_bad_input_and_never_prints_passwords() -> Result<()> {
     std::fs::write(dir.path().join("bad.yaml"), bad)?;
     let started = std::time::Instant::now();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailshift"))
-        .args(["sync", "-f", "bad.yaml", "-o", "json", "--log-format", "json"])
+        .args([
+            "sync",
+            "-f",
+            "bad.yaml",
+            "-o",
+            "json",
+            "--log-format",
+            "json",
+        ])
         .current_dir(dir.path())
         .env("RUST_LOG", "trace")
         .output()?;
     assert_eq!(out.status.code(), Some(1));
-    assert!(started.elapsed() < std::time::Duration::from_secs(20), "a refused login was retried");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "a refused login was retried"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stdout.contains(secret) && !stderr.contains(secret), "password leaked");
-    assert!(!stdout.contains(PASSWORD) && !stderr.contains(PASSWORD), "password leaked");
+    assert!(
+        !stdout.contains(secret) && !stderr.contains(secret),
+        "password leaked"
+    );
+    assert!(
+        !stdout.contains(PASSWORD) && !stderr.contains(PASSWORD),
+        "password leaked"
+    );
     let report: serde_json::Value = serde_json::from_str(&stdout)?;
     let error = report["mailboxes"][0]["error"].as_str().unwrap_or_default();
-    assert!(error.contains("login") && error.contains("refused"), "{error}");
+    assert!(
+        error.contains("login") && error.contains("refused"),
+        "{error}"
+    );
     assert_eq!(report["totals"]["errors"], 1);
     // Log lines are JSON objects.
     for line in stderr.lines() {
@@ -739,9 +768,44 @@ fn cli_refuses_bad_input_and_never_prints_passwords() -> Result<()> {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.starts_with("sync: perfect: 1 mailboxes"), "{text}");
-    assert!(text.contains("transferred 1 messages") && text.contains("messages/s") && text.contains("MB/s"), "{text}");
+    assert!(
+        text.contains("transferred 1 messages")
+            && text.contains("messages/s")
+            && text.contains("MB/s"),
+        "{text}"
+    );
     let out = mailshift(dir.path(), &["verify", "-f", "m.yaml", "-o", "yaml"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("kind: verify"));
+
+    // Two MailMigrations in one file: both run (the second finds nothing to copy), or only
+    // the one named.
+    load(&src, "INBOX", &[("", "", message("cli2", "cli", "y"))])?;
+    let two = format!(
+        "{good}---\n{}",
+        manifest("cli-second", src.imap_port(), dst.imap_port(), "")
+    );
+    std::fs::write(dir.path().join("two.yaml"), two)?;
+    let out = mailshift(
+        dir.path(),
+        &[
+            "sync",
+            "-f",
+            "two.yaml",
+            "--name",
+            "cli-second",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v["totals"]["mailboxes"], 1);
+    assert_eq!(v["totals"]["messagesTransferred"], 1);
+    let out = mailshift(dir.path(), &["sync", "-f", "two.yaml", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v["totals"]["mailboxes"], 2);
+    assert_eq!(v["totals"]["messagesTransferred"], 0);
     Ok(())
 }

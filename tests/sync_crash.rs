@@ -133,7 +133,9 @@ fn cache_signature(dir: &Path) -> u128 {
                         .ok()
                         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                         .map_or(0, |d| d.as_nanos());
-                    *sig = sig.wrapping_mul(31).wrapping_add(mtime ^ u128::from(m.len()));
+                    *sig = sig
+                        .wrapping_mul(31)
+                        .wrapping_add(mtime ^ u128::from(m.len()));
                 }
             }
         }
@@ -319,7 +321,10 @@ fn dropped_connections_and_a_restarted_server_are_survived() -> Result<()> {
         })?;
         // The destination server goes away mid-run and comes back once mailshift has tried
         // (and failed) to reconnect.
-        assert!(!run.is_finished(), "the sync finished too early for this test");
+        assert!(
+            !run.is_finished(),
+            "the sync finished too early for this test"
+        );
         let tried = dst_proxy.accepted();
         dst.stop()?;
         wait::until_true(Duration::from_secs(60), "a reconnection attempt", || {
