@@ -26,7 +26,7 @@ const OLD_MX: &str = "mail.old.example.net.";
 const NEW_MX: &str = "mail.new.example.net.";
 /// Long enough for a loaded machine, short enough that the failure tests stay fast.
 const FAST: Timeouts = Timeouts {
-    query: Duration::from_millis(400),
+    query: Duration::from_secs(1),
     query_tries: 2,
     update: Duration::from_secs(3),
 };
