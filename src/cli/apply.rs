@@ -7,13 +7,17 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::logging::{self, LogFormat};
+use super::progress::Bars;
 use super::target::{TargetArgs, name_of};
+use crate::imap::engine::{Observer, Silent};
 use crate::plan::Progress;
 use crate::reconcile::{MailEngine, Reconciler};
 
@@ -41,13 +45,22 @@ enum Stop {
     Interrupted,
 }
 
-pub async fn run(args: &Args) -> Result<ExitCode> {
+pub async fn run(args: &Args, log_format: LogFormat) -> Result<ExitCode> {
+    // Progress bars on a terminal; structured logs otherwise (and between bar redraws).
+    let bars = std::io::stderr()
+        .is_terminal()
+        .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8)));
+    logging::init(log_format, bars.clone());
+    let observer: Arc<dyn Observer> = match &bars {
+        Some(m) => Arc::new(Bars::new(m.clone())),
+        None => Arc::new(Silent),
+    };
     let mut worst = ExitCode::SUCCESS;
     for m in args.target.migrations()? {
         let name = name_of(&m);
-        let mut r = args.target.reconciler(m)?;
+        let mut r = args.target.reconciler(m, observer.clone())?;
         let stop = tokio::select! {
-            s = drive(&mut r, args.no_wait) => s?,
+            s = drive(&mut r, args.no_wait, bars.as_ref()) => s?,
             _ = tokio::signal::ctrl_c() => Stop::Interrupted,
         };
         match stop {
@@ -69,7 +82,11 @@ pub async fn run(args: &Args) -> Result<ExitCode> {
     Ok(worst)
 }
 
-async fn drive<E: MailEngine>(r: &mut Reconciler<E>, no_wait: bool) -> Result<Stop> {
+async fn drive<E: MailEngine>(
+    r: &mut Reconciler<E>,
+    no_wait: bool,
+    bars: Option<&MultiProgress>,
+) -> Result<Stop> {
     loop {
         let now = Utc::now();
         let pass = r.pass(now, true).await?;
@@ -88,12 +105,12 @@ async fn drive<E: MailEngine>(r: &mut Reconciler<E>, no_wait: bool) -> Result<St
                     .expect("Ready has a next step")
                     .step
                     .clone();
-                let spinner = spinner(&format!("{step}"));
+                let spinner = spinner(bars, &format!("{step}"));
                 tracing::info!(step = %step, "applying");
                 let result = r.execute(&step, Utc::now()).await;
                 spinner.finish_and_clear();
                 match result {
-                    Ok(()) => eprintln!("done: {step}"),
+                    Ok(()) => tracing::info!(step = %step, "done"),
                     Err(e) => {
                         let failure = r.failure().cloned().expect("a failed step is recorded");
                         tracing::warn!(step = %step, attempt = failure.count, error = %format!("{e:#}"), "step failed");
@@ -111,7 +128,7 @@ async fn drive<E: MailEngine>(r: &mut Reconciler<E>, no_wait: bool) -> Result<St
                             failure.count,
                             wait.as_secs()
                         );
-                        countdown(Utc::now() + wait, "retry").await;
+                        countdown(bars, Utc::now() + wait, "retry").await;
                     }
                 }
             }
@@ -130,18 +147,18 @@ async fn drive<E: MailEngine>(r: &mut Reconciler<E>, no_wait: bool) -> Result<St
                     return Ok(Stop::Gate(format!("{why}; opens at {}", at.to_rfc3339())));
                 }
                 let until = at.min(Utc::now() + REOBSERVE);
-                countdown(until, &why).await;
+                countdown(bars, until, &why).await;
             }
             Progress::Blocked { reasons } => return Ok(Stop::Gate(reasons.join("; "))),
         }
     }
 }
 
-fn spinner(msg: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
+fn spinner(bars: Option<&MultiProgress>, msg: &str) -> ProgressBar {
+    let Some(bars) = bars else {
         return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new_spinner();
+    };
+    let pb = bars.add(ProgressBar::new_spinner());
     pb.set_style(
         ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"),
     );
@@ -151,16 +168,16 @@ fn spinner(msg: &str) -> ProgressBar {
 }
 
 /// Wait until `at`, showing the time left on a terminal.
-async fn countdown(at: DateTime<Utc>, why: &str) {
+async fn countdown(bars: Option<&MultiProgress>, at: DateTime<Utc>, why: &str) {
     let Ok(total) = (at - Utc::now()).to_std() else {
         return;
     };
-    if !std::io::stderr().is_terminal() {
+    let Some(bars) = bars else {
         tracing::info!(until = %at.to_rfc3339(), reason = why, "waiting");
         tokio::time::sleep(total).await;
         return;
-    }
-    let pb = ProgressBar::new(total.as_secs().max(1));
+    };
+    let pb = bars.add(ProgressBar::new(total.as_secs().max(1)));
     pb.set_style(
         ProgressStyle::with_template("waiting: {msg} [{bar:30}] {eta} left")
             .expect("valid template")

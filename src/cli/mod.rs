@@ -1,14 +1,19 @@
 //! The `mailshift` command line.
 
 mod apply;
+mod logging;
 mod plan;
+mod progress;
 mod status;
+mod sync;
 mod target;
 mod validate;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::imap::report::ReportKind;
 
 /// Move a domain's email between servers as declared state: a MailMigration manifest and a
 /// reconcile loop that applies the smallest next step until the servers match it.
@@ -17,6 +22,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format on standard error (filter with RUST_LOG, e.g. RUST_LOG=mailshift=debug).
+    #[arg(long, global = true, value_enum, default_value_t)]
+    log_format: logging::LogFormat,
 }
 
 /// How results are printed.
@@ -51,6 +59,17 @@ enum Command {
     /// Print the MailMigration CustomResourceDefinition (YAML), as checked in at
     /// crds/mailmigration.yaml.
     Crd,
+    /// Copy or re-sync mailboxes now, once: create missing folders, copy missing messages
+    /// with their flags and dates, carry flag changes over. The source is only read.
+    ///
+    /// Prints a report (copied, skipped, refused, errors, throughput). Exit status 0 when
+    /// the run was perfect, 1 when something was refused or failed, 2 when nothing could
+    /// be run.
+    Sync(sync::Args),
+    /// Compare mailboxes folder by folder: counts, sizes, message identities; list every
+    /// missing or extra message. Writes nothing. Exit status 0 only when every mailbox is
+    /// equal.
+    Verify(sync::Args),
 }
 
 /// Run the command line; the exit code follows each command's documented convention.
@@ -58,12 +77,17 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Sync(args) => sync::run(&args, ReportKind::Sync, cli.log_format),
+        Command::Verify(args) => sync::run(&args, ReportKind::Verify, cli.log_format),
         Command::Crd => {
             print!("{}", crate::crd::crd_yaml());
             ExitCode::SUCCESS
         }
-        Command::Plan(args) => block_on(plan::run(&args)),
-        Command::Apply(args) => block_on(apply::run(&args)),
+        Command::Plan(args) => {
+            logging::init(cli.log_format, None);
+            block_on(plan::run(&args))
+        }
+        Command::Apply(args) => block_on(apply::run(&args, cli.log_format)),
         Command::Status(args) => report(status::run(&args)),
     }
 }

@@ -30,7 +30,9 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut pending = false;
     for m in args.target.migrations()? {
         let name = name_of(&m);
-        let mut r = args.target.reconciler(m)?;
+        let mut r = args
+            .target
+            .reconciler(m, std::sync::Arc::new(crate::imap::engine::Silent))?;
         let pass = r.pass(chrono::Utc::now(), false).await?;
         pending |= !pass.plan.is_empty();
         match args.output {

@@ -1,13 +1,14 @@
 //! Loading the migrations a command acts on: `-f FILE [--name NAME] [--state DIR]`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
+use crate::imap::engine::Observer;
 use crate::manifest::{LoadOptions, load_file};
 use crate::reconcile::Reconciler;
 use crate::reconcile::imap::ImapEngine;
-use crate::secrets::Resolver;
 use crate::spec::MailMigration;
 use crate::store::StateDir;
 
@@ -15,7 +16,7 @@ use crate::store::StateDir;
 #[derive(Debug, Clone, clap::Args)]
 pub struct TargetArgs {
     /// The manifest (YAML, one or more MailMigration documents).
-    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub file: PathBuf,
     /// Only the migration with this metadata.name (default: every one in the file).
     #[arg(long)]
@@ -52,17 +53,16 @@ impl TargetArgs {
         StateDir::for_migration(&self.file, self.state.as_deref(), &name_of(migration))
     }
 
-    pub fn resolver(&self) -> Resolver {
-        Resolver::for_manifest(&self.file)
-    }
-
     /// The reconcile loop of one migration, with real IMAP connections.
-    pub fn reconciler(&self, migration: MailMigration) -> Result<Reconciler<ImapEngine>> {
-        let resolver = self.resolver();
-        let accounts = crate::accounts::resolve(&migration.spec, &resolver)
-            .with_context(|| format!("migration {}", name_of(&migration)))?;
+    pub fn reconciler(
+        &self,
+        migration: MailMigration,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Reconciler<ImapEngine>> {
+        let (engine, accounts) =
+            ImapEngine::prepare(&migration, &self.file, self.state.as_deref(), observer)
+                .with_context(|| format!("migration {}", name_of(&migration)))?;
         let state = self.state_dir(&migration);
-        let engine = ImapEngine::new(&migration.spec, &resolver, state.clone())?;
         Reconciler::new(migration, accounts, state, engine)
     }
 }

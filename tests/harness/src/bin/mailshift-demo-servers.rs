@@ -12,8 +12,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use mailshift_harness::Dovecot;
 
-/// (user, password, [(folder, messages)]) of the old server.
-const MAILBOXES: &[(&str, &str, &[(&str, usize)])] = &[
+/// A sample mailbox: user, password, and (folder, number of messages).
+type Sample = (&'static str, &'static str, &'static [(&'static str, usize)]);
+
+/// The mailboxes of the old server.
+const MAILBOXES: &[Sample] = &[
     (
         "alice@example.com",
         "alice-old-pw",
