@@ -1337,6 +1337,7 @@ mod tests {
             "Hantar",
             "Mailbox",
             "Hộp thư",
+            "Postur",
             "Predlošci",
             "Padala",
             "Lasa",
