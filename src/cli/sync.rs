@@ -32,19 +32,19 @@ pub struct Args {
         required = true,
         value_name = "MANIFEST"
     )]
-    files: Vec<String>,
+    pub(super) files: Vec<String>,
     /// Only this mailbox (by address; repeat for several).
     #[arg(long = "mailbox", value_name = "ADDR")]
-    mailboxes: Vec<String>,
+    pub(super) mailboxes: Vec<String>,
     /// Only the MailMigration with this `metadata.name` (repeat for several).
     #[arg(long = "name", value_name = "NAME")]
-    names: Vec<String>,
+    pub(super) names: Vec<String>,
     /// Where caches live: DIR/<name>/ (default: .mailshift/<name>/ next to the manifest).
     #[arg(long, value_name = "DIR")]
-    state: Option<PathBuf>,
+    pub(super) state: Option<PathBuf>,
     /// Output format of the report.
     #[arg(long, short, value_enum, default_value_t)]
-    output: Output,
+    pub(super) output: Output,
 }
 
 pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> ExitCode {
@@ -126,7 +126,7 @@ fn print(report: &Report, output: Output) -> std::io::Result<()> {
 }
 
 /// Loads every manifest, keeps the migrations and mailboxes asked for, and prepares them.
-fn prepare_all(
+pub(super) fn prepare_all(
     args: &Args,
     kind: ReportKind,
     observer: Arc<dyn Observer>,

@@ -283,6 +283,22 @@ impl Engine {
         report
     }
 
+    /// Where each of `account`'s source folders would go, and why: both servers are listed
+    /// (LIST and LSUB only, nothing is opened or written on either side) and mapped as a sync
+    /// would map them. What `mailshift folders` prints.
+    pub async fn folder_mapping(&self, account: &Account) -> Result<FolderTable, AttemptError> {
+        let (mut src, mut dst) = self.connect(account).await?;
+        let src_list = src.list().await?;
+        let dst_list = dst.list().await?;
+        src.logout().await;
+        dst.logout().await;
+        Ok(folder_table(
+            &src_list.folder_list(),
+            &dst_list.folder_list(),
+            self.folders.as_ref(),
+        )?)
+    }
+
     async fn connect(
         &self,
         account: &Account,
