@@ -252,6 +252,23 @@ fn resyncs_incrementally_and_idempotently() -> Result<()> {
     let (third, _) = run()?;
     assert!(third.is_perfect(), "{third:#?}");
     assert_eq!(copied(&third), 5);
+    let pass = |r: &mailshift::imap::report::MailboxReport, f: &str| {
+        r.folders
+            .iter()
+            .find(|x| x.source == f)
+            .and_then(|x| x.pass.clone())
+            .unwrap_or_default()
+    };
+    // Only the new messages and the changed flags were looked at (CONDSTORE).
+    assert!(
+        pass(&third, "INBOX")
+            .starts_with("incremental, new from UID 21, flags changed since MODSEQ"),
+        "{third:#?}"
+    );
+    assert!(
+        pass(&third, "Archive").starts_with("incremental, flags changed since MODSEQ"),
+        "{third:#?}"
+    );
     same("INBOX")?;
     same("Archive")?;
 
@@ -262,6 +279,10 @@ fn resyncs_incrementally_and_idempotently() -> Result<()> {
     let (fourth, _) = run()?;
     assert!(fourth.is_perfect(), "{fourth:#?}");
     assert_eq!(copied(&fourth), 0);
+    assert!(
+        pass(&fourth, "INBOX").starts_with("incremental"),
+        "{fourth:#?}"
+    );
     let s = messages(&src, "INBOX")?;
     let d = messages(&dst, "INBOX")?;
     let unseen = |m: &[Msg]| m.iter().filter(|m| !m.flags.contains("\\Seen")).count();
@@ -539,9 +560,14 @@ fn awkward_messages_are_copied_and_an_oversized_one_is_reported_not_retried() ->
 /// (and without APPENDLIMIT: an oversized message is refused by a NO).
 const PLAIN_CAPABILITIES: &str = "imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT THREAD=REFERENCES MULTIAPPEND UNSELECT CHILDREN NAMESPACE CONDSTORE QRESYNC ESEARCH SEARCHRES WITHIN CONTEXT=SEARCH BINARY MOVE SPECIAL-USE";
 
+/// Dovecot's capabilities without CONDSTORE (and QRESYNC).
+const PLAIN_SOURCE: &str =
+    "imap_capability = IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE UIDPLUS LIST-EXTENDED SPECIAL-USE";
+
 #[test]
 fn servers_without_literal_plus_or_uidplus_get_exact_copies_too() -> Result<()> {
-    let src = dovecot("plain-src").start()?;
+    // A source without CONDSTORE: flag changes are found by fetching every message's flags.
+    let src = dovecot("plain-src").extra_config(PLAIN_SOURCE).start()?;
     let dst = dovecot("plain-dst")
         .max_message_size(6000)
         .extra_config(PLAIN_CAPABILITIES)
@@ -596,14 +622,14 @@ fn servers_without_literal_plus_or_uidplus_get_exact_copies_too() -> Result<()> 
     assert_eq!(messages(&dst, "INBOX")?, expected);
     assert_eq!(messages(&dst, "Sent")?, messages(&src, "Sent")?);
 
-    // The destination was listed again to learn the copies' UIDs: the cache holds.
+    // The destination was listed again to learn the copies' UIDs: the cache holds (without
+    // CONDSTORE on the source, a pass still fetches every message's flags).
     let second = run();
     assert_eq!(copied(&second), 0);
     assert!(
-        second
-            .folders
-            .iter()
-            .all(|f| f.pass.as_deref() == Some("no change")),
+        second.folders.iter().all(|f| f.pass.as_deref()
+            == Some("incremental, all flags (no CONDSTORE)")
+            && f.flags_updated == 0),
         "{second:#?}"
     );
 
@@ -616,8 +642,19 @@ fn servers_without_literal_plus_or_uidplus_get_exact_copies_too() -> Result<()> 
             ("", "", message("new2", "new", "y")),
         ],
     )?;
+    let mut imap = imap(&src)?;
+    imap.command("SELECT INBOX")?;
+    imap.command("STORE 1:2 +FLAGS (\\Answered)")?;
+    imap.command("STORE 1 -FLAGS (\\Seen)")?;
+    imap.logout();
     let third = run();
     assert_eq!(copied(&third), 2, "{third:#?}");
+    let inbox = third.folders.iter().find(|f| f.source == "INBOX").unwrap();
+    assert_eq!(
+        inbox.pass.as_deref(),
+        Some("incremental, new from UID 9, all flags (no CONDSTORE)")
+    );
+    assert_eq!(inbox.flags_updated, 2, "{third:#?}");
     let fourth = run();
     assert_eq!(copied(&fourth), 0, "{fourth:#?}");
     let mut expected = messages(&src, "INBOX")?;

@@ -449,7 +449,6 @@ struct Run {
     folders: HashMap<String, FolderState>,
     /// Destination folder → source folders merged into it (two or more).
     merges: BTreeMap<String, Vec<String>>,
-    copied: u64,
 }
 
 impl Run {
@@ -481,7 +480,6 @@ impl Run {
     fn progress(&self) -> u64 {
         self.folders.values().filter(|f| f.done).count() as u64
             + self.folders.values().map(|f| f.report.copied).sum::<u64>()
-            + self.copied
     }
 
     fn into_report(mut self, address: &str, error: Option<String>, sync: bool) -> MailboxReport {
