@@ -284,7 +284,10 @@ async fn full(
     r.extra = pick(&dest_entries, &d.extra);
     r.refused = refused_all;
     r.skipped = d.pairs.len() as u64;
-    r.flags_differ = d.flags_differ as u64;
+    // What still differs after this pass's updates: changes the destination's user made,
+    // which the three-way merge keeps.
+    let updated = d.flag_updates.len().saturating_sub(failed_flags.len());
+    r.flags_differ = d.flags_differ.saturating_sub(updated) as u64;
     if !failed_flags.is_empty() {
         r.error = Some(flag_error(&failed_flags));
     }
@@ -313,7 +316,10 @@ async fn incremental(
     let mut dest_new = Vec::new();
     let mut source_new = Vec::new();
     if let Some(since) = new_since_uid {
-        source_new = src.fetch_meta(&format!("{since}:*")).await?;
+        // (Expunged again since the STATUS: nothing new after all.)
+        if src_sel.exists > 0 {
+            source_new = src.fetch_meta(&format!("{since}:*")).await?;
+        }
         if dst_sel.exists > 0 {
             dest_new = dst.fetch_meta(&format!("{}:*", c.dest.uidnext)).await?;
         }
@@ -540,6 +546,7 @@ async fn copy_messages(
             None => (dst.append(&t.dest_wire, &current).await, None),
         };
         let outcomes = appended?;
+        tracing::debug!(mailbox = %t.address, folder = %t.source, batch = i + 1, of = batches.len(), messages = current.len(), "batch appended");
         record_batch(
             engine,
             t,
