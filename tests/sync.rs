@@ -815,6 +815,39 @@ fn cli_refuses_bad_input_and_never_prints_passwords() -> Result<()> {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("kind: verify"));
 
+    // Implicit TLS to the source, STARTTLS to the destination, both verified against the
+    // harness CA named in the manifest (a file next to it).
+    std::fs::copy(src.ca_path(), dir.path().join("src-ca.pem"))?;
+    std::fs::copy(dst.ca_path(), dir.path().join("dst-ca.pem"))?;
+    let tls = good
+        .replace(
+            &format!("{{ host: 127.0.0.1, port: {}, tls: none }}", src.imap_port()),
+            &format!("{{ host: 127.0.0.1, port: {}, tls: tls, caCertificate: {{ file: src-ca.pem }} }}", src.imaps_port()),
+        )
+        .replace(
+            &format!("{{ host: 127.0.0.1, port: {}, tls: none }}", dst.imap_port()),
+            &format!("{{ host: 127.0.0.1, port: {}, tls: starttls, caCertificate: {{ file: dst-ca.pem }} }}", dst.imap_port()),
+        );
+    assert!(
+        tls.contains("tls: tls") && tls.contains("tls: starttls"),
+        "{tls}"
+    );
+    std::fs::write(dir.path().join("tls.yaml"), &tls)?;
+    let out = mailshift(dir.path(), &["verify", "-f", "tls.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without the CA the certificate is not trusted, and that is not retried.
+    std::fs::write(dir.path().join("src-ca.pem"), std::fs::read(dst.ca_path())?)?;
+    let out = mailshift(dir.path(), &["verify", "-f", "tls.yaml", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let error = v["mailboxes"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("TLS"), "{error}");
+
     // Two MailMigrations in one file: both run (the second finds nothing to copy), or only
     // the one named.
     load(&src, "INBOX", &[("", "", message("cli2", "cli", "y"))])?;
