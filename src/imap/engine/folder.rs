@@ -532,10 +532,17 @@ async fn copy_messages(
     let opts = &engine.options;
     let batches = batches(entries, opts.batch_bytes, opts.batch_messages);
     let uids = |b: &[Entry]| b.iter().map(|e| e.uid).collect::<Vec<u32>>();
+    let size = |b: &[Entry]| b.iter().map(|e| e.size).sum::<u64>();
     let mut current = src.fetch_bodies(&uids(batches[0])).await?;
     for (i, batch) in batches.iter().enumerate() {
-        let (appended, next) = match batches.get(i + 1) {
-            Some(n) => {
+        let next_batch = batches.get(i + 1);
+        // Overlap while two batches fit the window; a batch of one message larger than that
+        // is appended before the next is fetched, so memory stays near twice the largest
+        // message rather than growing with it.
+        let in_flight: u64 = current.iter().map(|m| m.body.len() as u64).sum();
+        let overlap = next_batch.is_some_and(|n| in_flight + size(n) <= 2 * opts.batch_bytes);
+        let (appended, prefetched) = match next_batch {
+            Some(n) if overlap => {
                 let next_uids = uids(n);
                 let (a, f) = tokio::join!(
                     dst.append(&t.dest_wire, &current),
@@ -543,7 +550,7 @@ async fn copy_messages(
                 );
                 (a, Some(f))
             }
-            None => (dst.append(&t.dest_wire, &current).await, None),
+            _ => (dst.append(&t.dest_wire, &current).await, None),
         };
         let outcomes = appended?;
         tracing::debug!(mailbox = %t.address, folder = %t.source, batch = i + 1, of = batches.len(), messages = current.len(), "batch appended");
@@ -557,9 +564,12 @@ async fn copy_messages(
             st,
             out,
         );
-        current = match next {
-            Some(f) => f?,
-            None => Vec::new(),
+        // Free the appended batch before the next one arrives.
+        drop(std::mem::take(&mut current));
+        current = match (prefetched, next_batch) {
+            (Some(f), _) => f?,
+            (None, Some(n)) => src.fetch_bodies(&uids(n)).await?,
+            (None, None) => Vec::new(),
         };
     }
     Ok(())
