@@ -643,6 +643,7 @@ fn record_batch(
     }
     engine.observer.progress(Progress::Copied {
         address: t.address,
+        folder: t.source,
         messages: batch.len() as u64,
         bytes,
     });

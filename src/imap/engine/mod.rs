@@ -82,16 +82,19 @@ pub enum Progress<'a> {
     MailboxStarted {
         address: &'a str,
     },
-    /// `messages` messages of `bytes` bytes are to be copied (for one folder).
+    /// `messages` messages of `bytes` bytes are to be copied from `folder` (on a retry,
+    /// what is left of it: this replaces the folder's earlier plan).
     Planned {
         address: &'a str,
         folder: &'a str,
         messages: u64,
         bytes: u64,
     },
-    /// Messages were copied (or refused, or gone from the source): done with them.
+    /// Messages of `folder` were copied (or refused, or gone from the source): done with
+    /// them.
     Copied {
         address: &'a str,
+        folder: &'a str,
         messages: u64,
         bytes: u64,
     },
