@@ -147,6 +147,6 @@ mod tests {
         let map = bars.bars.lock().unwrap();
         let b = &map[a];
         assert_eq!((b.bar.position(), b.bar.length()), (13, Some(13)));
-        assert_eq!(b.bytes, 1300);
+        assert_eq!(b.bytes, 300);
     }
 }
