@@ -328,8 +328,8 @@ fn dropped_connections_and_a_restarted_server_are_survived() -> Result<()> {
         );
         let tried = dst_proxy.accepted();
         dst.stop()?;
-        wait::until_true(Duration::from_secs(60), "a reconnection attempt", || {
-            Ok(dst_proxy.accepted() > tried + 1)
+        wait::until_true(Duration::from_secs(120), "a reconnection attempt", || {
+            Ok(dst_proxy.accepted() > tried + 1 || run.is_finished())
         })?;
         dst.restart()?;
         Ok(run.join().expect("the sync thread"))
