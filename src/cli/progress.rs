@@ -111,6 +111,26 @@ impl Observer for Bars {
     }
 }
 
+/// Logging plus, on a terminal, progress bars drawn on standard error (log lines are written
+/// between redraws), and the engine observer that feeds them; off a terminal, structured
+/// logs only.
+pub fn setup(
+    log_format: super::logging::LogFormat,
+) -> (
+    Option<indicatif::MultiProgress>,
+    std::sync::Arc<dyn crate::imap::engine::Observer>,
+) {
+    let bars = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(8))
+    });
+    super::logging::init(log_format, bars.clone());
+    let observer: std::sync::Arc<dyn crate::imap::engine::Observer> = match &bars {
+        Some(m) => std::sync::Arc::new(Bars::new(m.clone())),
+        None => std::sync::Arc::new(crate::imap::engine::Silent),
+    };
+    (bars, observer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

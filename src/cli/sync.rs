@@ -6,19 +6,17 @@
 //! verify: every mailbox equal), 1 when not, 2 when nothing could be run (an invalid
 //! manifest, an unknown `--mailbox`, a secret that cannot be read).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use indicatif::{MultiProgress, ProgressDrawTarget};
 
 use super::Output;
-use super::logging::{self, LogFormat};
-use super::progress::Bars;
-use crate::imap::engine::{self, Observer, Options, Prepared, Silent};
+use super::logging::LogFormat;
+use crate::imap::engine::{self, Observer, Options, Prepared};
 use crate::imap::report::{Report, ReportKind};
 use crate::manifest::{LoadOptions, Severity, load_path};
 use crate::spec::Policy;
@@ -48,14 +46,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> ExitCode {
-    let bars = std::io::stderr()
-        .is_terminal()
-        .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8)));
-    logging::init(log_format, bars.clone());
-    let observer: Arc<dyn Observer> = match &bars {
-        Some(m) => Arc::new(Bars::new(m.clone())),
-        None => Arc::new(Silent),
-    };
+    let (bars, observer) = super::progress::setup(log_format);
     let started = Instant::now();
     let prepared = match prepare_all(args, kind, observer) {
         Ok(p) => p,
