@@ -83,7 +83,11 @@ pub fn parse_wrapper(script: &str) -> Option<Wrapper> {
         if let Some(v) = line.strip_prefix(TO_PREFIX) {
             to = unquote(v);
         } else if let Some(v) = line.strip_prefix(PREVIOUS_PREFIX) {
-            previous = Some(if v.trim() == "none" { None } else { Some(unquote(v)?) });
+            previous = Some(if v.trim() == "none" {
+                None
+            } else {
+                Some(unquote(v)?)
+            });
         }
     }
     Some(Wrapper {
@@ -167,7 +171,9 @@ fn side_of<'a>(
         Side::Destination => (
             fwd.destination_managesieve
                 .as_ref()
-                .ok_or(RoutingError::NotConfigured("forwarding.destinationManagesieve"))?,
+                .ok_or(RoutingError::NotConfigured(
+                    "forwarding.destinationManagesieve",
+                ))?,
             &account.destination,
             ConnSide::Destination,
         ),
@@ -191,8 +197,12 @@ pub async fn connect(
             what: "managesieve caCertificate".into(),
             error: e.to_string(),
         })?;
-    let mut client =
-        Client::connect(endpoint, ca.as_ref().map(|c| c.expose().as_bytes()), conn_side).await?;
+    let mut client = Client::connect(
+        endpoint,
+        ca.as_ref().map(|c| c.expose().as_bytes()),
+        conn_side,
+    )
+    .await?;
     client.login(login).await?;
     Ok(client)
 }
@@ -239,7 +249,9 @@ pub async fn apply(
     let account = accounts
         .iter()
         .find(|a| a.address.eq_ignore_ascii_case(address))
-        .ok_or_else(|| RoutingError::Invalid(format!("{address} is not a mailbox of this migration")))?;
+        .ok_or_else(|| {
+            RoutingError::Invalid(format!("{address} is not a mailbox of this migration"))
+        })?;
     let mut client = connect(account, side, fwd, resolver).await?;
     match to {
         Some(to) => enable(&mut client, to).await?,

@@ -78,7 +78,10 @@ impl Response {
             Status::No => "NO",
             Status::Bye => "BYE",
         };
-        format!("{status} ({code}) {text}").replace(" () ", " ").trim().to_owned()
+        format!("{status} ({code}) {text}")
+            .replace(" () ", " ")
+            .trim()
+            .to_owned()
     }
 }
 
@@ -185,7 +188,10 @@ impl Client {
         client.capabilities = Capabilities::from_lines(&greeting.lines);
         if endpoint.tls == TlsMode::Starttls {
             if !client.capabilities.starttls {
-                return Err(sieve_err(&client.addr, "the server does not offer STARTTLS"));
+                return Err(sieve_err(
+                    &client.addr,
+                    "the server does not offer STARTTLS",
+                ));
             }
             client.command("STARTTLS", &[]).await?;
             let Client { stream, addr, .. } = client;
@@ -217,11 +223,17 @@ impl Client {
                 master_password,
             } => (
                 "PLAIN",
-                b64(format!("{user}\0{master_user}\0{}", master_password.expose())),
+                b64(format!(
+                    "{user}\0{master_user}\0{}",
+                    master_password.expose()
+                )),
             ),
             Login::Xoauth2 { user, token } => (
                 "XOAUTH2",
-                b64(format!("user={user}\x01auth=Bearer {}\x01\x01", token.expose())),
+                b64(format!(
+                    "user={user}\x01auth=Bearer {}\x01\x01",
+                    token.expose()
+                )),
             ),
         };
         let initial = zeroize::Zeroizing::new(initial);
@@ -282,7 +294,10 @@ impl Client {
         let resp = self.command("GETSCRIPT", &[name]).await?;
         match resp.lines.first().and_then(|l| l.first()) {
             Some(Token::Str(s)) => Ok(s.clone()),
-            _ => Err(sieve_err(&self.addr, format!("GETSCRIPT {name:?}: no script in the answer"))),
+            _ => Err(sieve_err(
+                &self.addr,
+                format!("GETSCRIPT {name:?}: no script in the answer"),
+            )),
         }
     }
 
@@ -324,7 +339,10 @@ impl Client {
         if resp.status == Status::Ok {
             Ok(())
         } else {
-            Err(sieve_err(&self.addr, format!("{what}: {}", resp.describe())))
+            Err(sieve_err(
+                &self.addr,
+                format!("{what}: {}", resp.describe()),
+            ))
         }
     }
 
@@ -578,7 +596,9 @@ mod tests {
     async fn literals_codes_and_escapes() {
         let r = parse("{12}\r\nkeep;\r\nstop;\r\nOK\r\n").await.unwrap();
         assert_eq!(r.lines, vec![vec![Token::Str("keep;\r\nstop;".into())]]);
-        let r = parse("\"a \\\"b\\\\\" ACTIVE\r\n\"c\"\r\nOK\r\n").await.unwrap();
+        let r = parse("\"a \\\"b\\\\\" ACTIVE\r\n\"c\"\r\nOK\r\n")
+            .await
+            .unwrap();
         assert_eq!(
             r.lines,
             vec![

@@ -115,7 +115,9 @@ pub async fn apply(
 ) -> Result<(), RoutingError> {
     let (relay, role, relay_to, entries) = match step {
         Step::GatewayOn { relay_to, domains } => (
-            spec.gateway.as_ref().ok_or(RoutingError::NotConfigured("gateway"))?,
+            spec.gateway
+                .as_ref()
+                .ok_or(RoutingError::NotConfigured("gateway"))?,
             Role::Gateway,
             relay_to.clone(),
             domains.iter().map(|d| normalize(d)).collect(),
@@ -124,13 +126,17 @@ pub async fn apply(
             relay_to,
             addresses,
         } => (
-            spec.fallback.as_ref().ok_or(RoutingError::NotConfigured("fallback"))?,
+            spec.fallback
+                .as_ref()
+                .ok_or(RoutingError::NotConfigured("fallback"))?,
             Role::Fallback,
             relay_to.clone(),
             addresses.iter().map(|a| normalize(a)).collect(),
         ),
         Step::FallbackOff { relay_to } => (
-            spec.fallback.as_ref().ok_or(RoutingError::NotConfigured("fallback"))?,
+            spec.fallback
+                .as_ref()
+                .ok_or(RoutingError::NotConfigured("fallback"))?,
             Role::Fallback,
             relay_to.clone(),
             BTreeSet::new(),

@@ -130,7 +130,11 @@ impl<'a> PostfixProvider<'a> {
     }
 
     /// Look `keys` up the way Postfix routes mail: through every transport map in order.
-    fn lookup(&self, maps: &[String], keys: &[String]) -> Result<Vec<(String, String)>, RoutingError> {
+    fn lookup(
+        &self,
+        maps: &[String],
+        keys: &[String],
+    ) -> Result<Vec<(String, String)>, RoutingError> {
         let mut argv = vec![
             "postmap".into(),
             "-c".into(),
@@ -270,7 +274,9 @@ pub fn render_map(role: Role, relay_to: &str, entries: &BTreeSet<String>) -> Str
 fn check_word(what: &str, value: &str) -> Result<(), RoutingError> {
     if value.is_empty()
         || value.starts_with('#')
-        || value.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',')
+        || value
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ',')
     {
         return Err(RoutingError::Invalid(format!(
             "{what} {value:?} cannot be written to a Postfix map"
@@ -290,7 +296,10 @@ mod tests {
     fn maps_split_on_commas_and_space() {
         assert_eq!(
             split_maps("hash:/a/mailshift-gateway, hash:$config_directory/transport\n"),
-            vec!["hash:/a/mailshift-gateway", "hash:$config_directory/transport"]
+            vec![
+                "hash:/a/mailshift-gateway",
+                "hash:$config_directory/transport"
+            ]
         );
         assert!(split_maps("\n").is_empty());
     }

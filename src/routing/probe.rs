@@ -83,11 +83,20 @@ pub async fn check(
         .connect(&account.destination)
         .await
         .map_err(|e| check_err(&e))?;
-    dst.session.select("INBOX").await.map_err(|e| check_err(&e))?;
+    dst.session
+        .select("INBOX")
+        .await
+        .map_err(|e| check_err(&e))?;
     let mut src = match source {
         Some(c) => {
-            let mut conn = c.connect(&account.source).await.map_err(|e| check_err(&e))?;
-            conn.session.examine("INBOX").await.map_err(|e| check_err(&e))?;
+            let mut conn = c
+                .connect(&account.source)
+                .await
+                .map_err(|e| check_err(&e))?;
+            conn.session
+                .examine("INBOX")
+                .await
+                .map_err(|e| check_err(&e))?;
             Some(conn)
         }
         None => None,
@@ -112,7 +121,10 @@ pub async fn check(
             });
         }
         if let Some(s) = src.as_mut()
-            && !search(s, &query).await.map_err(|e| check_err(&e))?.is_empty()
+            && !search(s, &query)
+                .await
+                .map_err(|e| check_err(&e))?
+                .is_empty()
         {
             return Err(ProbeFailure::WrongServer {
                 mailbox: account.address.clone(),
@@ -153,7 +165,9 @@ async fn send(
         server: server.clone(),
         error: e.to_string(),
     };
-    let domain = mailbox.rsplit_once('@').map_or("mailshift.invalid", |(_, d)| d);
+    let domain = mailbox
+        .rsplit_once('@')
+        .map_or("mailshift.invalid", |(_, d)| d);
     let message = Message::builder()
         .from(
             format!("mailshift probe <postmaster@{domain}>")
@@ -180,8 +194,9 @@ async fn send(
                     .resolve(r)
                     .map_err(|e| ProbeFailure::Check(format!("probe.smtp.caCertificate: {e}")))?;
                 params = params.add_root_certificate(
-                    Certificate::from_pem(pem.expose().as_bytes())
-                        .map_err(|e| ProbeFailure::Check(format!("probe.smtp.caCertificate: {e}")))?,
+                    Certificate::from_pem(pem.expose().as_bytes()).map_err(|e| {
+                        ProbeFailure::Check(format!("probe.smtp.caCertificate: {e}"))
+                    })?,
                 );
             }
             let params = params.build_rustls().map_err(|e| refused(&e))?;
@@ -234,7 +249,9 @@ async fn delete(conn: &mut Connection, uids: &[u32]) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     drop(stored);
     if !conn.has("UIDPLUS") {
-        return Err("the new server lacks UIDPLUS: the probe is flagged \\Deleted but not expunged".into());
+        return Err(
+            "the new server lacks UIDPLUS: the probe is flagged \\Deleted but not expunged".into(),
+        );
     }
     let expunged: Vec<_> = conn
         .session

@@ -118,7 +118,11 @@ impl Runner for Local {
     }
 }
 
-fn spawn(runner: &dyn Runner, argv: &[String], stdin: Option<&[u8]>) -> Result<Output, RoutingError> {
+fn spawn(
+    runner: &dyn Runner,
+    argv: &[String],
+    stdin: Option<&[u8]>,
+) -> Result<Output, RoutingError> {
     let spawn_error = |e: std::io::Error| RoutingError::Spawn {
         host: runner.describe(),
         program: argv[0].clone(),
