@@ -542,3 +542,54 @@ async fn forwarding_without_a_user_script_keeps_in_inbox_and_deactivates_on_remo
     c.logout().await?;
     Ok(())
 }
+
+/// The Postfix provider through the ssh runner, with a stand-in `ssh` that runs the remote
+/// command line in a local shell: the same commands, quoted for a remote shell, on a real
+/// Postfix.
+#[test]
+fn postfix_provider_over_the_ssh_runner() -> Result<()> {
+    use mailshift::routing::{PostfixProvider, Role, RoutingProvider, SshRunner};
+    use mailshift::spec::{SecretRef, Ssh};
+    use std::os::unix::fs::PermissionsExt;
+
+    let postfix = Postfix::builder()
+        .name("ssh-mta")
+        .transport("other.test", "discard:")
+        .start()?;
+    let dir = tempfile::tempdir()?;
+    let fake = dir.path().join("fake-ssh");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\nwhile [ \"$1\" != \"--\" ]; do shift; done\nshift; shift\nexec sh -c \"$1\"\n",
+    )?;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))?;
+    let ssh = Ssh {
+        host: "old.example.net".into(),
+        port: None,
+        user: "root".into(),
+        identity: Some(SecretRef::Value("key".into())),
+        known_hosts: Some(SecretRef::Value("old.example.net ssh-ed25519 AAAA".into())),
+    };
+    let runner =
+        SshRunner::new(&ssh, &Resolver::default())?.with_program(&fake.display().to_string());
+    let config_dir = postfix.config_dir().display().to_string();
+    let provider = PostfixProvider::new(&runner, &config_dir, Role::Gateway);
+    let maps_before = postfix.postconf(&["-h", "transport_maps"])?;
+    let entries = BTreeSet::from(["example.com".to_owned(), "example.net".to_owned()]);
+    provider.apply("[127.0.0.1]:2526", &entries)?;
+    assert_eq!(
+        provider.observe()?,
+        RelayState::On {
+            relay_to: "[127.0.0.1]:2526".into(),
+            entries
+        }
+    );
+    assert_eq!(
+        postfix.postconf(&["-h", "transport_maps"])?.trim(),
+        format!("{}, {}", provider.map_ref(), maps_before.trim())
+    );
+    provider.remove()?;
+    assert_eq!(provider.observe()?, RelayState::Off);
+    assert_eq!(postfix.postconf(&["-h", "transport_maps"])?, maps_before);
+    Ok(())
+}

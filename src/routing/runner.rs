@@ -314,3 +314,99 @@ mod tests {
         assert_eq!(read_file(&Local, &path).unwrap(), None);
     }
 }
+
+#[cfg(test)]
+mod ssh_tests {
+    use super::*;
+    use crate::spec::SecretRef;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn ssh() -> Ssh {
+        Ssh {
+            host: "old.example.net".into(),
+            port: Some(2222),
+            user: "deploy".into(),
+            identity: Some(SecretRef::Value("-----BEGIN KEY-----\nabc".into())),
+            known_hosts: Some(SecretRef::Value("old.example.net ssh-ed25519 AAAA".into())),
+        }
+    }
+
+    #[test]
+    fn ssh_command_line_checks_host_keys_and_quotes_the_remote_command() {
+        let r = SshRunner::new(&ssh(), &Resolver::default()).unwrap();
+        let key = r.identity.as_ref().unwrap().path().display().to_string();
+        let kh = r.known_hosts.as_ref().unwrap().path().display().to_string();
+        let line = r.command_line(&[
+            "postconf".into(),
+            "-c".into(),
+            "/etc/postfix".into(),
+            "-e".into(),
+            "transport_maps=hash:/etc/postfix/mailshift-gateway, hash:$config_directory/transport"
+                .into(),
+        ]);
+        assert_eq!(
+            line,
+            vec![
+                "ssh".to_owned(),
+                "-o".into(),
+                "BatchMode=yes".into(),
+                "-o".into(),
+                "StrictHostKeyChecking=yes".into(),
+                "-o".into(),
+                "ConnectTimeout=30".into(),
+                "-o".into(),
+                format!("UserKnownHostsFile={kh}"),
+                "-o".into(),
+                "IdentitiesOnly=yes".into(),
+                "-i".into(),
+                key.clone(),
+                "-p".into(),
+                "2222".into(),
+                "-l".into(),
+                "deploy".into(),
+                "--".into(),
+                "old.example.net".into(),
+                "postconf -c /etc/postfix -e 'transport_maps=hash:/etc/postfix/mailshift-gateway, hash:$config_directory/transport'".into(),
+            ]
+        );
+        // The key is private to this process and ends with a newline (OpenSSH needs one).
+        let meta = std::fs::metadata(&key).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::read_to_string(&key).unwrap(),
+            "-----BEGIN KEY-----\nabc\n"
+        );
+        assert_eq!(r.describe(), "deploy@old.example.net:2222");
+        let path = key.clone();
+        drop(r);
+        assert!(
+            !std::path::Path::new(&path).exists(),
+            "the key file is removed"
+        );
+    }
+
+    /// A stand-in for `ssh` that runs the remote command line with `sh -c` here: proves that
+    /// the quoting survives a shell, with stdin passed through.
+    #[test]
+    fn commands_survive_the_remote_shell() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("fake-ssh");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\nwhile [ \"$1\" != \"--\" ]; do shift; done\nshift; shift\nexec sh -c \"$1\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let r = SshRunner::new(&ssh(), &Resolver::default())
+            .unwrap()
+            .with_program(&fake.display().to_string());
+        let path = dir.path().join("it's a map").display().to_string();
+        write_file(&r, &path, "a $HOME `x`\n").unwrap();
+        assert_eq!(
+            read_file(&r, &path).unwrap().as_deref(),
+            Some("a $HOME `x`\n")
+        );
+        remove_files(&r, &[&path]).unwrap();
+        assert_eq!(read_file(&r, &path).unwrap(), None);
+    }
+}
