@@ -11,6 +11,7 @@ pub mod imap;
 pub mod manifest;
 pub mod plan;
 pub mod reconcile;
+pub mod routing;
 pub mod secrets;
 pub mod spec;
 pub mod store;

@@ -591,7 +591,10 @@ impl Drop for Xoauth2 {
 }
 
 /// A rustls client trusting the system's roots plus `ca_pem`. Verification is never off.
-fn tls_connector(side: Side, ca_pem: Option<&[u8]>) -> Result<TlsConnector, ConnectError> {
+pub(crate) fn tls_connector(
+    side: Side,
+    ca_pem: Option<&[u8]>,
+) -> Result<TlsConnector, ConnectError> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
