@@ -109,6 +109,22 @@ impl MailEngine for ImapEngine {
             .collect())
     }
 
+    async fn probe(
+        &self,
+        probe: &crate::spec::Probe,
+        account: &Account,
+        resolver: &Resolver,
+    ) -> crate::plan::ProbeState {
+        crate::routing::probe::run(
+            probe,
+            account,
+            Some(&self.source),
+            &self.destination,
+            resolver,
+        )
+        .await
+    }
+
     async fn verify(&self, account: &Account) -> Result<Verified> {
         let r = self.engine.verify_mailbox(account).await;
         let (_, errors) = problems(&r);

@@ -59,6 +59,13 @@ pub trait MailEngine: Send + Sync {
     ) -> impl Future<Output = Result<Vec<(String, Synced)>>> + Send;
     /// Compare source and destination of one mailbox.
     fn verify(&self, account: &Account) -> impl Future<Output = Result<Verified>> + Send;
+    /// Send a tagged message into the old server and wait for it in `account` on the new.
+    fn probe(
+        &self,
+        probe: &crate::spec::Probe,
+        account: &Account,
+        resolver: &Resolver,
+    ) -> impl Future<Output = plan::ProbeState> + Send;
 }
 
 /// One migration's loop: its spec, its accounts, its state directory and the engine.
@@ -121,7 +128,14 @@ impl<E: MailEngine> Reconciler<E> {
         let mut records = self.records.clone();
         records.adopt(&self.migration.spec);
         let previous = self.state.load_status()?;
-        let mut world = observe::observe(self.spec(), &self.accounts, &self.engine, &records).await;
+        let mut world = observe::observe(
+            self.spec(),
+            &self.accounts,
+            &self.engine,
+            &records,
+            &self.resolver,
+        )
+        .await;
         world.milestones = Milestones::from_status(&previous);
         world.failure = self.failure.as_ref().map(|(_, f)| f.clone());
         let plan = plan::plan(self.spec(), &world, now);
@@ -165,9 +179,15 @@ impl<E: MailEngine> Reconciler<E> {
                     _ => 1,
                 };
                 // Adapters with typed errors give the condition a precise reason.
-                let reason = e
-                    .downcast_ref::<DnsError>()
-                    .map_or("StepFailed", DnsError::reason);
+                let reason = if let Some(d) = e.downcast_ref::<DnsError>() {
+                    d.reason()
+                } else if e.downcast_ref::<crate::routing::RoutingError>().is_some() {
+                    "RoutingFailed"
+                } else if matches!(step, Step::Probe { .. }) {
+                    "ProbeFailed"
+                } else {
+                    "StepFailed"
+                };
                 let failure = Failure {
                     step: step.to_string(),
                     count,
@@ -247,6 +267,37 @@ impl<E: MailEngine> Reconciler<E> {
                 let applied = crate::dns::apply(dns_step, dns, &self.resolver).await?;
                 tracing::info!(step = %dns_step, outcome = ?applied, "DNS");
                 Ok(())
+            }
+            Step::GatewayOn { .. } | Step::FallbackRelay { .. } | Step::FallbackOff { .. } => {
+                crate::routing::apply(step, &self.migration.spec, &self.resolver).await?;
+                Ok(())
+            }
+            Step::ForwardingOn { .. } | Step::ForwardingOff { .. } => {
+                crate::routing::forwarding::apply(
+                    step,
+                    &self.migration.spec,
+                    &self.accounts,
+                    &self.resolver,
+                )
+                .await?;
+                Ok(())
+            }
+            Step::Probe { mailbox } => {
+                let probe = self
+                    .migration
+                    .spec
+                    .probe
+                    .clone()
+                    .ok_or_else(|| anyhow!("`{step}` needs spec.probe"))?;
+                let account = self.account(mailbox)?.clone();
+                let result = self.engine.probe(&probe, &account, &self.resolver).await;
+                self.records.probe = result.clone();
+                match result {
+                    plan::ProbeState::Failed { reason, .. } => {
+                        Err(anyhow!("mail-flow probe to {mailbox} failed: {reason}"))
+                    }
+                    _ => Ok(()),
+                }
             }
             other => Err(anyhow!(
                 "`{other}` needs the {} adapter, which this build does not have yet",

@@ -11,7 +11,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::plan::{SyncState, Verification};
+use crate::plan::{ProbeState, SyncState, Verification};
 use crate::spec::MailMigrationSpec;
 use crate::store::StateDir;
 
@@ -39,6 +39,9 @@ pub struct Records {
     pub generation: i64,
     #[serde(default)]
     pub mailboxes: BTreeMap<String, MailboxRecord>,
+    /// The last mail-flow probe: an action's result, not something that can be observed.
+    #[serde(default)]
+    pub probe: ProbeState,
 }
 
 impl Records {
