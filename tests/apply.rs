@@ -375,3 +375,101 @@ fn apply_moves_mx_through_a_real_bind_zone_waiting_out_the_old_ttl() {
     );
     assert_eq!(code(&run(&dir, &["plan", "-f", "m.yaml"])), 0);
 }
+
+/// Message-IDs in `user`'s INBOX, read-only.
+fn inbox_ids(d: &Dovecot, user: &str, pw: &str) -> Vec<String> {
+    let mut imap = Imap::login(d.imap_port(), user, pw).unwrap();
+    imap.command_status("EXAMINE INBOX").unwrap();
+    let out = imap
+        .command("UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|r| {
+            r.literals
+                .first()
+                .map(|h| String::from_utf8_lossy(h).trim().to_owned())
+        })
+        .collect();
+    imap.logout();
+    out
+}
+
+#[test]
+fn apply_turns_the_gateway_on_and_proves_mail_flows_to_the_new_server() {
+    use mailshift_harness::{Postfix, client::smtp_send, wait};
+    let (src, dst) = pair();
+    fill(&src, USER, PASSWORD, "INBOX", 0, 15);
+    let old_mta = Postfix::builder()
+        .name("old-mta")
+        .lmtp_to("example.com", src.lmtp_port())
+        .start()
+        .unwrap();
+    let new_mta = Postfix::builder()
+        .name("new-mta")
+        .lmtp_to("example.com", dst.lmtp_port())
+        .start()
+        .unwrap();
+    let routing = format!(
+        "  gateway:
+    postfix: {{ configDir: {} }}
+    relayTo: \"[127.0.0.1]:{}\"
+  probe:
+    smtp: {{ host: 127.0.0.1, port: {}, tls: none }}
+    mailbox: {USER}
+    timeout: 60s
+  cutover: {{ approved: true }}
+  finalize: {{ deltaSyncAfter: 1s, keepSourceFor: 1s }}
+",
+        old_mta.config_dir().display(),
+        new_mta.smtp_port(),
+        old_mta.smtp_port(),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    std::fs::write(
+        dir.join("m.yaml"),
+        manifest_for(&src, &dst, &[(USER, PASSWORD)], &routing),
+    )
+    .unwrap();
+
+    // Before the cutover the old server delivers locally.
+    let plan = run(dir, &["plan", "-f", "m.yaml"]);
+    assert_eq!(code(&plan), 2, "{}", text(&plan));
+    assert!(text(&plan).contains("gateway"), "{}", text(&plan));
+
+    let apply = run(dir, &["apply", "-f", "m.yaml"]);
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    let status = run(dir, &["status", "-f", "m.yaml", "-o", "json"]);
+    let st: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(st[0]["status"]["phase"], "Completed", "{st:#}");
+    assert!(st[0]["status"]["gatewayOnAt"].is_string(), "{st:#}");
+
+    // Late mail reaching the old server now lands on the new one, and only there.
+    let late = message("late-mail", "Sent to the old MX after the cutover", "hello");
+    smtp_send(old_mta.smtp_port(), "someone@example.org", &[USER], &late).unwrap();
+    wait::until_true(
+        Duration::from_secs(30),
+        "late mail relayed to the new server",
+        || {
+            Ok(inbox_ids(&dst, USER, PASSWORD)
+                .iter()
+                .any(|id| id.contains("late-mail")))
+        },
+    )
+    .unwrap();
+    assert!(
+        !inbox_ids(&src, USER, PASSWORD)
+            .iter()
+            .any(|id| id.contains("late-mail")),
+        "the old server relays instead of delivering"
+    );
+    // The probe's own message was cleaned up on the new server.
+    assert!(
+        !inbox_ids(&dst, USER, PASSWORD)
+            .iter()
+            .any(|id| id.contains("probe")),
+        "{:?}",
+        inbox_ids(&dst, USER, PASSWORD)
+    );
+    assert_eq!(code(&run(dir, &["plan", "-f", "m.yaml"])), 0);
+}
