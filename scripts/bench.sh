@@ -46,4 +46,7 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
 fi
 
 echo "bench: git $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (dirty)')" >&2
+# The servers keep their data on tmpfs by default: the benchmark measures the tools and
+# Dovecot, not a disk shared with other work. BENCH_TMPDIR=/var/tmp (say) puts it on disk.
+export TMPDIR="${BENCH_TMPDIR:-/dev/shm}"
 exec "$target/release/mailshift-bench" run --mailshift "$target/release/mailshift" "$@"

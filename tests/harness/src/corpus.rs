@@ -17,14 +17,14 @@
 //! * folders with non-ASCII names (`Отправленные`, `Hộp thư đến/Dự án`, `Projects/R&D`);
 //! * a few messages without Message-ID and some exact duplicates in the same folder.
 //!
-//! [`append_corpus`] loads it into a server with pipelined `APPEND` (LITERAL+), which keeps
-//! INTERNALDATE, flags and keywords, over a few parallel connections.
+//! [`append_corpus`] loads it into a server with pipelined `APPEND` (LITERAL+, and
+//! MULTIAPPEND groups where offered), which keeps INTERNALDATE, flags and keywords, over a
+//! few parallel connections.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -965,20 +965,18 @@ pub fn append_corpus(
         g.0 += counts[f];
         g.1.push(f);
     }
-    let done = AtomicUsize::new(0);
     let results: Vec<Result<LoadStats>> = std::thread::scope(|s| {
         let handles: Vec<_> = groups
             .iter()
             .map(|(_, folders)| {
                 let names = &names;
-                let done = &done;
                 s.spawn(move || {
                     let msgs: Vec<&MessageMeta> = corpus
                         .messages
                         .iter()
                         .filter(|m| folders.contains(&m.folder))
                         .collect();
-                    append_pipelined(port, user, password, names, &msgs, done)
+                    append_pipelined(port, user, password, names, &msgs)
                 })
             })
             .collect();
@@ -1008,24 +1006,29 @@ fn append_pipelined(
     password: &str,
     names: &[String],
     msgs: &[&MessageMeta],
-    done: &AtomicUsize,
 ) -> Result<LoadStats> {
     let conn = Conn::login(port, user, password)?;
+    let has = |cap: &str| conn.caps.iter().any(|c| c.eq_ignore_ascii_case(cap));
     ensure!(
-        conn.caps.iter().any(|c| c.eq_ignore_ascii_case("LITERAL+")),
+        has("LITERAL+"),
         "server does not offer LITERAL+ (capabilities: {:?})",
         conn.caps
     );
+    // MULTIAPPEND (RFC 3502) stores a group in one transaction: several times faster.
+    let (group_messages, group_bytes) = if has("MULTIAPPEND") {
+        (50, 8_000_000)
+    } else {
+        (1, 0)
+    };
     let Conn {
         mut reader, writer, ..
     } = conn;
-    let n = msgs.len();
     std::thread::scope(|s| -> Result<LoadStats> {
-        // Reader: every APPEND must be answered OK.
+        // Reader: every APPEND must be answered OK, up to the LOGOUT's answer.
         let read = s.spawn(move || -> Result<()> {
             let mut ok = 0;
             let mut line = String::new();
-            while ok < n {
+            loop {
                 line.clear();
                 if reader.read_line(&mut line)? == 0 {
                     bail!("server closed the connection after {ok} APPENDs");
@@ -1034,29 +1037,47 @@ fn append_pipelined(
                     continue;
                 }
                 let mut parts = line.splitn(3, ' ');
-                let (_tag, status) = (parts.next(), parts.next());
+                let (tag, status) = (parts.next(), parts.next());
+                if tag == Some("Z") {
+                    return Ok(());
+                }
                 ensure!(status == Some("OK"), "APPEND failed: {}", line.trim_end());
                 ok += 1;
-                done.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(())
         });
         let mut w = BufWriter::with_capacity(256 * 1024, writer);
         let mut stats = LoadStats::default();
+        let mut group: Option<(usize, usize, u64)> = None; // (folder, messages, bytes)
         for (i, m) in msgs.iter().enumerate() {
             let bytes = m.render();
+            let len = bytes.len() as u64;
+            let continues = group.is_some_and(|(folder, n, size)| {
+                folder == m.folder && n < group_messages && size + len <= group_bytes
+            });
+            if continues {
+                let g = group.as_mut().expect("open group");
+                g.1 += 1;
+                g.2 += len;
+            } else {
+                if group.is_some() {
+                    w.write_all(b"\r\n")?;
+                }
+                write!(w, "L{i} APPEND {}", quoted(&names[m.folder]))?;
+                group = Some((m.folder, 1, len));
+            }
             write!(
                 w,
-                "L{i} APPEND {} {} \"{}\" {{{}+}}\r\n",
-                quoted(&names[m.folder]),
+                " {} \"{}\" {{{}+}}\r\n",
                 m.flag_list(),
                 m.imap_date(),
                 bytes.len()
             )?;
             w.write_all(&bytes)?;
-            w.write_all(b"\r\n")?;
             stats.messages += 1;
-            stats.bytes += bytes.len() as u64;
+            stats.bytes += len;
+        }
+        if group.is_some() {
+            w.write_all(b"\r\n")?;
         }
         w.write_all(b"Z LOGOUT\r\n")?;
         w.flush()?;

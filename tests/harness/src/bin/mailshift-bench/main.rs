@@ -26,7 +26,7 @@ use anyhow::{Context, Result, bail};
 use mailshift_harness::Dovecot;
 use mailshift_harness::corpus::{Corpus, CorpusSpec, SizeProfile, append_corpus};
 
-use measure::Measured;
+use measure::{Measured, ServerCpu};
 use snapshot::{Comparison, Snapshot};
 use tools::{Tool, ToolKind};
 
@@ -254,7 +254,9 @@ fn run_cmd(o: &Opts) -> Result<()> {
     fs::create_dir_all(&work)?;
 
     let mut report = String::new();
-    let machine = measure::machine_info(&tools);
+    let mut machine = measure::machine_info(&tools);
+    let started = Instant::now();
+    let (pressure0, load0) = (measure::cpu_pressure(), measure::load_average());
     eprintln!("{machine}");
 
     // The source: one user per case, all loaded up front.
@@ -338,6 +340,15 @@ fn run_cmd(o: &Opts) -> Result<()> {
     }
 
     let _ = writeln!(report, "{}", tables(&cases, &tools, &outcomes, repeat));
+    let pct = |p: Option<f64>| p.map_or("?".into(), |p| format!("{p:.0} %"));
+    let _ = writeln!(
+        machine,
+        "other load: 1-min load average {load0:.1} at start, {:.1} at end; CPU pressure (some, avg300) {} at start, {} at end\nbenchmark duration: {:.0} s (corpus seed {seed})",
+        measure::load_average(),
+        pct(pressure0),
+        pct(measure::cpu_pressure()),
+        started.elapsed().as_secs_f64(),
+    );
     let _ = writeln!(report, "### Machine\n\n```text\n{machine}```");
     let md = out_dir.join("results.md");
     fs::write(&md, &report)?;
@@ -400,7 +411,10 @@ fn run_tool(
         .extra_config(&format!("mail_fsync = {dest_fsync}"))
         .start()
         .context("starting a destination Dovecot")?;
+    // A fresh directory per run: tools' state (mbsync's SyncState, mailshift's caches)
+    // belongs to this destination only.
     let dir = work.join(format!("{}-{}", tool.slug(), case.user));
+    let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir)?;
     let ctx = tools::Ctx {
         source_port: source.imap_port(),
@@ -410,9 +424,20 @@ fn run_tool(
         dir: &dir,
     };
     tool.prepare(&ctx)?;
-    let full = measure::run(tool.command(&ctx), &dir.join("full.log"), timeout)?;
+    let source_cpu = ServerCpu::of(source)?;
+    let dest_cpu = ServerCpu::of(&dest)?;
+    let timed = |log: &str| -> Result<Measured> {
+        let (s0, d0) = (source_cpu.reaped_seconds(), dest_cpu.reaped_seconds());
+        let load = measure::load_average();
+        let mut m = measure::run(tool.command(&ctx), &dir.join(log), timeout)?;
+        m.source_cpu = source_cpu.reaped_seconds() - s0;
+        m.dest_cpu = dest_cpu.reaped_seconds() - d0;
+        m.load = load;
+        Ok(m)
+    };
+    let full = timed("full.log")?;
     let after_full = Snapshot::take(&dest, &case.user)?;
-    let resync = measure::run(tool.command(&ctx), &dir.join("resync.log"), timeout)?;
+    let resync = timed("resync.log")?;
     let after_resync = Snapshot::take(&dest, &case.user)?;
     let mut notes = Vec::new();
     if !full.success {
@@ -468,6 +493,9 @@ fn median<'a>(runs: impl Iterator<Item = &'a Measured>) -> Option<Measured> {
 struct Row {
     full: Option<Measured>,
     resync: Option<Measured>,
+    /// (min, max) wall seconds over the repetitions.
+    full_range: Option<(f64, f64)>,
+    resync_range: Option<(f64, f64)>,
     verify: String,
     verify_ok: bool,
     note: String,
@@ -478,9 +506,20 @@ fn rows(case: &Case, tool: &Tool, outcomes: &[Outcome]) -> Row {
         .iter()
         .filter(|o| o.case == case.name && o.tool == tool.name())
         .collect();
+    let range = |f: fn(&Outcome) -> Option<&Measured>| {
+        let walls: Vec<f64> = mine.iter().filter_map(|o| f(o)).map(|m| m.wall).collect();
+        (walls.len() > 1).then(|| {
+            (
+                walls.iter().copied().fold(f64::INFINITY, f64::min),
+                walls.iter().copied().fold(0.0, f64::max),
+            )
+        })
+    };
     Row {
         full: median(mine.iter().filter_map(|o| o.full.as_ref())),
         resync: median(mine.iter().filter_map(|o| o.resync.as_ref())),
+        full_range: range(|o| o.full.as_ref()),
+        resync_range: range(|o| o.resync.as_ref()),
         verify: mine.first().map_or(String::new(), |o| o.verify.clone()),
         verify_ok: mine.iter().all(|o| o.verify_ok),
         note: mine
@@ -494,16 +533,26 @@ fn rows(case: &Case, tool: &Tool, outcomes: &[Outcome]) -> Row {
 
 fn tables(cases: &[Case], tools: &[Tool], outcomes: &[Outcome], repeat: usize) -> String {
     let mut s = String::new();
-    let fmt_s =
-        |m: &Option<Measured>| m.as_ref().map_or("–".into(), |m| format!("{:.2}", m.wall));
+    let fmt_s = |m: &Option<Measured>, range: Option<(f64, f64)>| {
+        m.as_ref().map_or("–".into(), |m| match range {
+            Some((lo, hi)) => format!("{:.2} ({lo:.2}–{hi:.2})", m.wall),
+            None => format!("{:.2}", m.wall),
+        })
+    };
     let fmt_rss = |m: &Option<Measured>| {
         m.as_ref().map_or("–".into(), |m| {
             format!("{:.1}", m.max_rss_kb as f64 / 1024.0)
         })
     };
     let fmt_cpu = |m: &Option<Measured>| {
-        m.as_ref()
-            .map_or("–".into(), |m| format!("{:.2}", m.user + m.sys))
+        m.as_ref().map_or("–".into(), |m| {
+            format!(
+                "{:.2} / {:.2} / {:.2}",
+                m.user + m.sys,
+                m.source_cpu,
+                m.dest_cpu
+            )
+        })
     };
     if repeat > 1 {
         let _ = writeln!(
@@ -521,9 +570,9 @@ fn tables(cases: &[Case], tools: &[Tool], outcomes: &[Outcome], repeat: usize) -
         );
         let _ = writeln!(
             s,
-            "| tool | full copy (s) | msg/s | MB/s | peak RSS (MB) | CPU (s) | no-change re-sync (s) | re-sync RSS (MB) | result |"
+            "| tool | full copy (s) | msg/s | MB/s | peak RSS (MB) | CPU s: tool / source / dest | load | no-change re-sync (s) | re-sync RSS (MB) | result |"
         );
-        let _ = writeln!(s, "|---|--:|--:|--:|--:|--:|--:|--:|---|");
+        let _ = writeln!(s, "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|");
         let mut by_tool: BTreeMap<String, Row> = BTreeMap::new();
         for tool in tools {
             let r = rows(case, tool, outcomes);
@@ -542,12 +591,15 @@ fn tables(cases: &[Case], tools: &[Tool], outcomes: &[Outcome], repeat: usize) -
             };
             let _ = writeln!(
                 s,
-                "| {} | {} | {mps} | {mbps} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {mps} | {mbps} | {} | {} | {} | {} | {} | {} |",
                 tool.name(),
-                fmt_s(&r.full),
+                fmt_s(&r.full, r.full_range),
                 fmt_rss(&r.full),
                 fmt_cpu(&r.full),
-                fmt_s(&r.resync),
+                r.full
+                    .as_ref()
+                    .map_or("–".into(), |m| format!("{:.1}", m.load)),
+                fmt_s(&r.resync, r.resync_range),
                 fmt_rss(&r.resync),
                 result.replace('|', "\\|"),
             );
@@ -674,22 +726,27 @@ fn tables(cases: &[Case], tools: &[Tool], outcomes: &[Outcome], repeat: usize) -
 
 fn tsv(outcomes: &[Outcome]) -> String {
     let mut s = String::from(
-        "case\ttool\tfull_wall_s\tfull_user_s\tfull_sys_s\tfull_rss_kb\tresync_wall_s\tresync_rss_kb\tverified\tverify\tnote\n",
+        "case\ttool\tfull_wall_s\tfull_user_s\tfull_sys_s\tfull_rss_kb\tfull_source_cpu_s\tfull_dest_cpu_s\tload\tresync_wall_s\tresync_rss_kb\tresync_source_cpu_s\tresync_dest_cpu_s\tverified\tverify\tnote\n",
     );
     for o in outcomes {
         let g =
             |m: &Option<Measured>, f: fn(&Measured) -> String| m.as_ref().map_or(String::new(), f);
         let _ = writeln!(
             s,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             o.case,
             o.tool,
             g(&o.full, |m| format!("{:.3}", m.wall)),
             g(&o.full, |m| format!("{:.3}", m.user)),
             g(&o.full, |m| format!("{:.3}", m.sys)),
             g(&o.full, |m| m.max_rss_kb.to_string()),
+            g(&o.full, |m| format!("{:.2}", m.source_cpu)),
+            g(&o.full, |m| format!("{:.2}", m.dest_cpu)),
+            g(&o.full, |m| format!("{:.2}", m.load)),
             g(&o.resync, |m| format!("{:.3}", m.wall)),
             g(&o.resync, |m| m.max_rss_kb.to_string()),
+            g(&o.resync, |m| format!("{:.2}", m.source_cpu)),
+            g(&o.resync, |m| format!("{:.2}", m.dest_cpu)),
             o.verify_ok,
             o.verify,
             o.note.replace(['\t', '\n'], " ")

@@ -26,6 +26,12 @@ pub struct Measured {
     pub success: bool,
     /// Exit status as text.
     pub status: String,
+    /// CPU seconds the source and destination Dovecot spent meanwhile (their mail
+    /// processes for this run), filled in by the caller.
+    pub source_cpu: f64,
+    pub dest_cpu: f64,
+    /// The 1-minute load average when the run started.
+    pub load: f64,
 }
 
 /// Runs `cmd` under GNU time with its stdout and stderr in `log`, in its own process group
@@ -89,6 +95,9 @@ pub fn run(cmd: Command, log: &Path, timeout: u64) -> Result<Measured> {
         max_rss_kb: num(3) as u64,
         success: status.success(),
         status: status.to_string(),
+        source_cpu: 0.0,
+        dest_cpu: 0.0,
+        load: 0.0,
     })
 }
 
@@ -131,13 +140,110 @@ pub fn machine_info(tools: &[Tool]) -> String {
         .trim()
         .to_string();
     let mut s = format!(
-        "nproc: {}\nRAM: {ram}\nCPU: {cpu}\nkernel: {}\nDovecot: {}\n",
+        "nproc: {}\nRAM: {ram}\nCPU: {cpu}\nkernel: {}\nserver data: {}\nDovecot: {}\n",
         first_line("nproc", &[]),
         first_line("uname", &["-sr"]),
+        data_location(),
         first_line("dovecot", &["--version"]),
     );
     for t in tools {
         s.push_str(&format!("{}: {}\n", t.name(), t.version()));
     }
     s
+}
+
+/// CPU time used by a Dovecot's processes that have exited (the `imap` process of each
+/// connection), read from the master process' `cutime + cstime`: what the servers spent
+/// on a tool's behalf. Dovecot runs one `imap` process per connection (`service_count =
+/// 1`), so once a tool logged out and its processes are reaped, their CPU time is there.
+pub struct ServerCpu {
+    pid: u32,
+    ticks_per_s: f64,
+}
+
+impl ServerCpu {
+    pub fn of(dovecot: &mailshift_harness::Dovecot) -> Result<ServerCpu> {
+        let pidfile = dovecot.dir().join("run/master.pid");
+        let pid = fs::read_to_string(&pidfile)
+            .with_context(|| format!("reading {}", pidfile.display()))?
+            .trim()
+            .parse()
+            .context("master.pid")?;
+        let ticks = Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0);
+        Ok(ServerCpu {
+            pid,
+            ticks_per_s: ticks,
+        })
+    }
+
+    /// Seconds of CPU used by reaped children so far, after waiting (up to 5 s) for the
+    /// mail processes still running to exit.
+    pub fn reaped_seconds(&self) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && self.mail_processes_running() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        // After the ")": state is field 3, so cutime (16) and cstime (17) are at 13 and 14.
+        let tick = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (tick(13) + tick(14)) / self.ticks_per_s
+    }
+
+    fn mail_processes_running(&self) -> bool {
+        let children = fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.pid))
+            .unwrap_or_default();
+        children.split_whitespace().any(|c| {
+            fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|comm| {
+                let comm = comm.trim();
+                comm == "imap" || comm.starts_with("doveadm")
+            })
+        })
+    }
+}
+
+/// The 1-minute load average: other work on the machine skews wall-clock times.
+pub fn load_average() -> f64 {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// Share of time some task waited for a CPU over the last 5 minutes (`/proc/pressure/cpu`,
+/// "some avg300"), in percent: how busy the machine was with other work.
+pub fn cpu_pressure() -> Option<f64> {
+    let text = fs::read_to_string("/proc/pressure/cpu").ok()?;
+    let line = text.lines().find(|l| l.starts_with("some"))?;
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix("avg300="))?
+        .parse()
+        .ok()
+}
+
+/// Where the servers keep their data (the temp dir) and on what file system.
+pub fn data_location() -> String {
+    let dir = std::env::temp_dir();
+    let fs_type = Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(&dir)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "?".into());
+    format!("{} ({fs_type})", dir.display())
 }
