@@ -18,16 +18,19 @@
 #                     "" to skip)
 #   --scale-sizes P   realistic (default; 1 KB..5 MB, mean ~60 KB) | small (1-10 KB only)
 #   --tools LIST      mailshift,mbsync,doveadm (default: all three)
-#   --repeat N        runs per tool and case; times are medians (default 1)
+#   --repeat N        full copies per tool and case, each into a fresh destination, in
+#                     rotating tool order; times are medians (default 3)
 #   --seed N          corpus seed (default 42)
 #   --dest-fsync M    destination Dovecot mail_fsync (default never: measure tools, not disks)
 #   --out DIR         where results.md, results.tsv and per-run logs go (default target/bench)
+#   --resync-runs N   no-change runs after each full copy; their median is reported (default 3)
 #   --timeout SECS    per tool run (default 1800)
 # Environment: BENCH_SKIP_DEPS=1 skips scripts/install-deps.sh; BENCH_SKIP_BUILD=1 skips
 # cargo build (use the binaries already in the target dir).
 #
 # The defaults take a few minutes on a 2-core machine. For a longer, steadier run:
-#   scripts/bench.sh --messages 10000 --scale 1000,5000,20000 --repeat 3
+#   scripts/bench.sh --messages 10000 --scale 1000,5000,20000 --repeat 5
+# and a quick look: scripts/bench.sh --messages 1000 --scale "" --repeat 1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -8,7 +8,7 @@
 //! mailshift-bench corpus [--seed N] [--messages N] [--sizes realistic|small] [--out DIR]
 //! mailshift-bench run [--seed N] [--messages N] [--scale 500,2000,5000]
 //!                     [--scale-sizes realistic|small] [--tools mailshift,mbsync,doveadm]
-//!                     [--mailshift PATH] [--repeat N] [--out DIR] [--dest-fsync never]
+//!                     [--mailshift PATH] [--repeat N] [--resync-runs N] [--out DIR] [--dest-fsync never]
 //!                     [--timeout SECS]
 //! ```
 
@@ -216,7 +216,10 @@ struct Outcome {
     tool: String,
     case: String,
     full: Option<Measured>,
+    /// The median of this repetition's no-change runs.
     resync: Option<Measured>,
+    /// Every no-change run.
+    resyncs: Vec<Measured>,
     verify: String,
     verify_ok: bool,
     note: String,
@@ -231,8 +234,9 @@ fn run_cmd(o: &Opts) -> Result<()> {
         .map(|s| s.parse().with_context(|| format!("--scale {s}")))
         .collect::<Result<_>>()?;
     let scale_sizes = SizeProfile::parse(&o.str("scale-sizes", "realistic"))?;
-    let repeat = o.num("repeat", 1)?.max(1) as usize;
+    let repeat = o.num("repeat", 3)?.max(1) as usize;
     let timeout = o.num("timeout", 1800)?;
+    let resync_runs = o.num("resync-runs", 3)? as usize;
     let out_dir = PathBuf::from(o.str("out", "target/bench"));
     let dest_fsync = o.str("dest-fsync", "never");
     let mailshift_bin = PathBuf::from(o.str("mailshift", "target/release/mailshift"));
@@ -332,7 +336,15 @@ fn run_cmd(o: &Opts) -> Result<()> {
             let n = tools.len();
             for k in 0..n {
                 let tool = &tools[(k + rep) % n];
-                let outcome = run_tool(tool, case, &source, &work, &dest_fsync, timeout)?;
+                let outcome = run_tool(
+                    tool,
+                    case,
+                    &source,
+                    &work,
+                    &dest_fsync,
+                    timeout,
+                    resync_runs,
+                )?;
                 eprintln!("{}", outcome_line(&outcome));
                 outcomes.push(outcome);
             }
@@ -390,12 +402,14 @@ fn run_tool(
     work: &Path,
     dest_fsync: &str,
     timeout: u64,
+    resync_runs: usize,
 ) -> Result<Outcome> {
     let mut outcome = Outcome {
         tool: tool.name().to_string(),
         case: case.name.clone(),
         full: None,
         resync: None,
+        resyncs: Vec::new(),
         verify: String::new(),
         verify_ok: false,
         note: String::new(),
@@ -416,6 +430,11 @@ fn run_tool(
     let dir = work.join(format!("{}-{}", tool.slug(), case.user));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir)?;
+    // How the report names it: relative to the output directory.
+    let shown = dir
+        .strip_prefix(work.parent().unwrap_or(work))
+        .unwrap_or(&dir)
+        .to_path_buf();
     let ctx = tools::Ctx {
         source_port: source.imap_port(),
         dest: &dest,
@@ -437,21 +456,24 @@ fn run_tool(
     };
     let full = timed("full.log")?;
     let after_full = Snapshot::take(&dest, &case.user)?;
-    let resync = timed("resync.log")?;
+    let mut resyncs = Vec::new();
+    for k in 0..resync_runs.max(1) {
+        resyncs.push(timed(&format!("resync{}.log", k + 1))?);
+    }
     let after_resync = Snapshot::take(&dest, &case.user)?;
     let mut notes = Vec::new();
     if !full.success {
         notes.push(format!(
             "full run failed ({}), see {}",
             full.status,
-            dir.join("full.log").display()
+            shown.join("full.log").display()
         ));
     }
-    if !resync.success {
+    if let Some(failed) = resyncs.iter().find(|m| !m.success) {
         notes.push(format!(
             "re-sync failed ({}), see {}",
-            resync.status,
-            dir.join("resync.log").display()
+            failed.status,
+            shown.display()
         ));
     }
     let cmp = Comparison::new(&case.source, &after_full);
@@ -466,11 +488,12 @@ fn run_tool(
     }
     if !cmp.details().is_empty() {
         fs::write(dir.join("verify.txt"), cmp.details())?;
-        notes.push(format!("details: {}", dir.join("verify.txt").display()));
+        notes.push(format!("details: {}", shown.join("verify.txt").display()));
     }
     outcome.note = notes.join("; ");
     outcome.full = Some(full);
-    outcome.resync = Some(resync);
+    outcome.resync = median(resyncs.iter());
+    outcome.resyncs = resyncs;
     dest.stop()?;
     Ok(outcome)
 }
@@ -482,7 +505,9 @@ fn median<'a>(runs: impl Iterator<Item = &'a Measured>) -> Option<Measured> {
         return None;
     }
     v.sort_by(|a, b| a.wall.total_cmp(&b.wall));
-    let mid = v[v.len() / 2];
+    // The lower median: with an even count, the faster of the middle two (noise only
+    // ever adds time).
+    let mid = v[(v.len() - 1) / 2];
     let rss = v.iter().map(|m| m.max_rss_kb).max().unwrap_or(0);
     Some(Measured {
         max_rss_kb: rss,
@@ -506,8 +531,8 @@ fn rows(case: &Case, tool: &Tool, outcomes: &[Outcome]) -> Row {
         .iter()
         .filter(|o| o.case == case.name && o.tool == tool.name())
         .collect();
-    let range = |f: fn(&Outcome) -> Option<&Measured>| {
-        let walls: Vec<f64> = mine.iter().filter_map(|o| f(o)).map(|m| m.wall).collect();
+    let range = |f: fn(&Outcome) -> Vec<&Measured>| {
+        let walls: Vec<f64> = mine.iter().flat_map(|o| f(o)).map(|m| m.wall).collect();
         (walls.len() > 1).then(|| {
             (
                 walls.iter().copied().fold(f64::INFINITY, f64::min),
@@ -517,17 +542,20 @@ fn rows(case: &Case, tool: &Tool, outcomes: &[Outcome]) -> Row {
     };
     Row {
         full: median(mine.iter().filter_map(|o| o.full.as_ref())),
-        resync: median(mine.iter().filter_map(|o| o.resync.as_ref())),
-        full_range: range(|o| o.full.as_ref()),
-        resync_range: range(|o| o.resync.as_ref()),
+        resync: median(mine.iter().flat_map(|o| o.resyncs.iter())),
+        full_range: range(|o| o.full.iter().collect()),
+        resync_range: range(|o| o.resyncs.iter().collect()),
         verify: mine.first().map_or(String::new(), |o| o.verify.clone()),
         verify_ok: mine.iter().all(|o| o.verify_ok),
-        note: mine
-            .iter()
-            .map(|o| o.note.as_str())
-            .filter(|n| !n.is_empty())
-            .collect::<Vec<_>>()
-            .join("; "),
+        note: {
+            let mut notes: Vec<&str> = Vec::new();
+            for n in mine.iter().flat_map(|o| o.note.split("; ")) {
+                if !n.is_empty() && !notes.contains(&n) {
+                    notes.push(n);
+                }
+            }
+            notes.join("; ")
+        },
     }
 }
 
