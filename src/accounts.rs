@@ -44,11 +44,11 @@ pub struct Account {
 /// Why the mailboxes could not be resolved; names the mailbox and the reference, not secrets.
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
-    #[error("{address}: {side} password: {source}")]
+    #[error("{address}: {side} password: {error}")]
     Secret {
         address: String,
         side: &'static str,
-        source: SecretError,
+        error: SecretError,
     },
     #[error("{address}: no {side} password given and {side}.auth.method is {method}")]
     NoPassword {
@@ -56,10 +56,10 @@ pub enum AccountError {
         side: &'static str,
         method: &'static str,
     },
-    #[error("{side}.auth: {source}")]
+    #[error("{side}.auth: {error}")]
     SharedSecret {
         side: &'static str,
-        source: SecretError,
+        error: SecretError,
     },
     #[error("mailboxesFrom: {0}")]
     Csv(String),
@@ -86,10 +86,10 @@ pub fn resolve(
                 r.as_ref()
                     .map(|r| resolver.resolve(r))
                     .transpose()
-                    .map_err(|source| AccountError::Secret {
+                    .map_err(|error| AccountError::Secret {
                         address: m.address.clone(),
                         side,
-                        source,
+                        error,
                     })
             };
         rows.push(Row {
@@ -190,7 +190,7 @@ fn shared(
         .as_ref()
         .map(|r| resolver.resolve(r))
         .transpose()
-        .map_err(|source| AccountError::SharedSecret { side, source })
+        .map_err(|error| AccountError::SharedSecret { side, error })
 }
 
 fn login(

@@ -1,13 +1,15 @@
 //! mailshift: move a domain's email between servers as declared state.
 //!
-//! The manifest ([`spec`]) declares what should be true; later parts observe the servers,
-//! plan the smallest next step and apply it.
+//! The manifest ([`spec`]) declares what should be true; [`plan`] computes the smallest next
+//! steps from what was observed; the [`imap`] engine copies and verifies mailboxes.
 
 pub mod accounts;
 pub mod cli;
 pub mod crd;
 pub mod imap;
 pub mod manifest;
+pub mod plan;
+pub mod reconcile;
 pub mod secrets;
 pub mod spec;
 pub mod store;

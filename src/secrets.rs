@@ -16,11 +16,8 @@ pub enum SecretError {
     EnvMissing(String),
     #[error("environment variable {0} is not valid UTF-8")]
     EnvNotUnicode(String),
-    #[error("cannot read secret file {path}: {source}")]
-    File {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot read file {path}: {error}")]
+    File { path: String, error: std::io::Error },
     #[error("key {key} of Secret {name} not found")]
     SecretKeyMissing { name: String, key: String },
     #[error(
@@ -93,9 +90,9 @@ impl Resolver {
             SecretRef::File(path) => {
                 let full = self.base_dir.join(path);
                 let mut text =
-                    std::fs::read_to_string(&full).map_err(|source| SecretError::File {
+                    std::fs::read_to_string(&full).map_err(|error| SecretError::File {
                         path: full.display().to_string(),
-                        source,
+                        error,
                     })?;
                 // Files written by editors and `echo` end with a newline that is not part of
                 // the secret.

@@ -70,11 +70,21 @@ impl StateDir {
 
     /// The stored status, or the empty status of a migration never run.
     pub fn load_status(&self) -> Result<MailMigrationStatus> {
-        Ok(read_json(&self.root.join("status.json"))?.unwrap_or_default())
+        Ok(self.load_json("status.json")?.unwrap_or_default())
     }
 
     pub fn save_status(&self, status: &MailMigrationStatus) -> Result<()> {
-        write_json(&self.root.join("status.json"), status)
+        self.save_json("status.json", status)
+    }
+
+    /// A JSON document of this state directory, if it was ever written.
+    pub fn load_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        read_json(&self.root.join(name))
+    }
+
+    /// Replace a JSON document of this state directory, crash-safely.
+    pub fn save_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        write_json(&self.root.join(name), value)
     }
 
     fn cache_path(&self, key: &FolderCacheKey) -> PathBuf {

@@ -1,10 +1,19 @@
 //! The `mailshift` command line.
 
+mod apply;
+mod logging;
+mod plan;
+mod progress;
+mod status;
+mod sync;
+mod target;
 mod validate;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::imap::report::ReportKind;
 
 /// Move a domain's email between servers as declared state: a MailMigration manifest and a
 /// reconcile loop that applies the smallest next step until the servers match it.
@@ -13,6 +22,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format on standard error (filter with RUST_LOG, e.g. RUST_LOG=mailshift=debug).
+    #[arg(long, global = true, value_enum, default_value_t)]
+    log_format: logging::LogFormat,
 }
 
 /// How results are printed.
@@ -31,9 +43,33 @@ enum Command {
     /// Each finding is printed as FILE:LINE:COLUMN: FIELD: MESSAGE. Exit status 0 when every
     /// MailMigration is valid, 1 when not. Documents of other kinds are skipped with a note.
     Validate(validate::Args),
+    /// Show what would happen next: the ordered steps and the gates in front of them.
+    ///
+    /// Logs in to the servers to observe them (read-only) and writes nothing. Exit status 0
+    /// when nothing is left to do, 2 when changes are pending, 1 on error.
+    Plan(plan::Args),
+    /// Run the reconcile loop until the servers match the manifest.
+    ///
+    /// Waits at time gates with a countdown (exit 3 with --no-wait), retries failing steps
+    /// with backoff, stops as Stalled after repeated failures (exit 1). Ctrl-C stops
+    /// cleanly; a re-run resumes.
+    Apply(apply::Args),
+    /// Show the stored status: conditions, timestamps, per-mailbox progress (no network).
+    Status(status::Args),
     /// Print the MailMigration CustomResourceDefinition (YAML), as checked in at
     /// crds/mailmigration.yaml.
     Crd,
+    /// Copy or re-sync mailboxes now, once: create missing folders, copy missing messages
+    /// with their flags and dates, carry flag changes over. The source is only read.
+    ///
+    /// Prints a report (copied, skipped, refused, errors, throughput). Exit status 0 when
+    /// the run was perfect, 1 when something was refused or failed, 2 when nothing could
+    /// be run.
+    Sync(sync::Args),
+    /// Compare mailboxes folder by folder: counts, sizes, message identities; list every
+    /// missing or extra message. Writes nothing. Exit status 0 only when every mailbox is
+    /// equal.
+    Verify(sync::Args),
 }
 
 /// Run the command line; the exit code follows each command's documented convention.
@@ -41,9 +77,53 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Sync(args) => sync::run(&args, ReportKind::Sync, cli.log_format),
+        Command::Verify(args) => sync::run(&args, ReportKind::Verify, cli.log_format),
         Command::Crd => {
             print!("{}", crate::crd::crd_yaml());
             ExitCode::SUCCESS
         }
+        Command::Plan(args) => {
+            logging::init(cli.log_format, None);
+            block_on(plan::run(&args))
+        }
+        Command::Apply(args) => block_on(apply::run(&args, cli.log_format)),
+        Command::Status(args) => report(status::run(&args)),
     }
+}
+
+/// Run an async command on a multi-threaded runtime.
+fn block_on(fut: impl Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return report(Err(e.into())),
+    };
+    report(rt.block_on(fut))
+}
+
+/// Errors end the command with their whole context chain and exit status 1.
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Print `value` as JSON or YAML (text output is printed by each command).
+pub(crate) fn print_structured<T: serde::Serialize>(
+    output: Output,
+    value: &T,
+) -> anyhow::Result<()> {
+    match output {
+        Output::Text => {}
+        Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        Output::Yaml => print!("{}", serde_yaml::to_string(value)?),
+    }
+    Ok(())
 }

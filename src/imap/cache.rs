@@ -69,7 +69,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::diff::{
-    Entry, FlagChange, FlagSet, FlagUpdate, FolderDiff, KnownPair, KnownPairs, Storable, diff,
+    Entry, FlagChange, FlagSet, FlagUpdate, FolderDiff, KnownPair, KnownPairs, Storable, Tally,
+    diff,
 };
 use super::report::RefusedMessage;
 
@@ -133,6 +134,13 @@ pub struct FolderCache {
     /// Three-way flag updates being sent by a pass that has not completed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<FlagUpdate>,
+    /// Messages and bytes of the source folder after the pass, for reports of later passes
+    /// that do not list it (informational; decides nothing).
+    #[serde(default)]
+    pub source_tally: Tally,
+    /// The same of the destination folder.
+    #[serde(default)]
+    pub dest_tally: Tally,
 }
 
 /// Why a full comparison is needed.
@@ -333,6 +341,8 @@ impl FolderCache {
                 .collect(),
             refused: refused.into_iter().map(|r| (r.message.uid, r)).collect(),
             pending: Vec::new(),
+            source_tally: diff.source,
+            dest_tally: diff.dest,
         }
     }
 
@@ -548,6 +558,8 @@ mod tests {
             unpaired_dest: vec![],
             refused: BTreeMap::new(),
             pending: vec![],
+            source_tally: Tally::default(),
+            dest_tally: Tally::default(),
         }
     }
 

@@ -45,11 +45,11 @@ impl fmt::Display for Side {
 /// error is.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("{side} {addr}: cannot connect: {source}")]
+    #[error("{side} {addr}: cannot connect: {error}")]
     Network {
         side: Side,
         addr: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{side} {addr}: timed out after {:?} while {during}", CONNECT_TIMEOUT)]
     Timeout {
@@ -78,15 +78,32 @@ pub enum ConnectError {
     },
     #[error("{side}: CA certificate: {0}", side = .1)]
     Ca(String, Side),
+    /// The server does not offer what the manifest asks for (STARTTLS, passwords in clear).
+    #[error("{side} {addr}: {reason}")]
+    Unsupported {
+        side: Side,
+        addr: String,
+        reason: String,
+    },
+    /// The server cannot serve logins right now (`NO [UNAVAILABLE]`, RFC 5530).
+    #[error("{side} {addr}: temporarily unavailable: {reason}")]
+    Unavailable {
+        side: Side,
+        addr: String,
+        reason: String,
+    },
 }
 
 impl ConnectError {
-    /// Worth retrying later (the network or the server may come back); a refused login or a
-    /// TLS verification failure is not.
+    /// Worth retrying later (the network or the server may come back, e.g. a greeting cut
+    /// short by a restarting server); a refused login or a TLS verification failure is not.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            ConnectError::Network { .. } | ConnectError::Timeout { .. }
+            ConnectError::Network { .. }
+                | ConnectError::Timeout { .. }
+                | ConnectError::Protocol { .. }
+                | ConnectError::Unavailable { .. }
         )
     }
 }
@@ -295,10 +312,10 @@ impl Connector {
         )
         .await
         .map_err(|_| timeout("connecting"))?
-        .map_err(|source| ConnectError::Network {
+        .map_err(|error| ConnectError::Network {
             side: self.side,
             addr: addr.clone(),
-            source,
+            error,
         })?;
         let _ = tcp.set_nodelay(true);
         let stream = match self.mode {
@@ -315,7 +332,16 @@ impl Connector {
             client
                 .run_command_and_check_ok("STARTTLS", None)
                 .await
-                .map_err(|e| self.protocol(format!("STARTTLS refused: {e}")))?;
+                .map_err(|e| match e {
+                    async_imap::error::Error::No(r) | async_imap::error::Error::Bad(r) => {
+                        ConnectError::Unsupported {
+                            side: self.side,
+                            addr: self.addr(),
+                            reason: format!("STARTTLS refused: {r}"),
+                        }
+                    }
+                    e => self.protocol(format!("STARTTLS: {e}")),
+                })?;
             let tcp = match client.into_inner().inner {
                 Inner::Plain(tcp) => tcp,
                 Inner::Tls(_) => unreachable!("STARTTLS starts on a plain connection"),
@@ -414,9 +440,11 @@ impl Connector {
                         )
                         .await
                 } else if caps.iter().any(|c| c == "LOGINDISABLED") {
-                    return Err(self.protocol(
-                        "the server refuses passwords on this connection (LOGINDISABLED): use tls or starttls".into(),
-                    ));
+                    return Err(ConnectError::Unsupported {
+                        side: self.side,
+                        addr: self.addr(),
+                        reason: "the server refuses passwords on this connection (LOGINDISABLED): use tls or starttls".into(),
+                    });
                 } else {
                     client.login(user, password.expose()).await
                 }
@@ -450,17 +478,31 @@ impl Connector {
             }
         };
         result.map_err(|(e, _)| match e {
+            async_imap::error::Error::No(text) if text.contains("UNAVAILABLE") => {
+                ConnectError::Unavailable {
+                    side: self.side,
+                    addr: self.addr(),
+                    reason: text,
+                }
+            }
             async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text) => {
                 refused(text)
             }
-            async_imap::error::Error::Io(source) => ConnectError::Network {
+            async_imap::error::Error::Io(error) => ConnectError::Network {
                 side: self.side,
                 addr: self.addr(),
-                source,
+                error,
             },
-            async_imap::error::Error::ConnectionLost => {
-                refused("the server closed the connection".into())
-            }
+            // A connection cut during login says nothing about the credentials: retry.
+            async_imap::error::Error::ConnectionLost => ConnectError::Network {
+                side: self.side,
+                addr: self.addr(),
+                error: std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "the server closed the connection during login",
+                ),
+            },
+
             other => refused(other.to_string()),
         })
     }

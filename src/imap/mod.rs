@@ -1,15 +1,18 @@
-//! IMAP: connections ([`conn`]) and sessions ([`session`]) that do the I/O, and the pure
-//! decisions of the copy engine: folder mapping ([`folders`]), message identity
-//! ([`identity`]), multiset comparison ([`diff`]), re-sync shortcuts ([`cache`]) and reports
-//! ([`report`]). Names are encoded with [`mutf7`]; localized default folders come from
-//! [`folder_names`].
+//! IMAP: connections ([`conn`]), the raw command layer ([`proto`]) and sessions
+//! ([`session`]) that do the I/O; the copy engine ([`engine`]) that syncs and verifies
+//! mailboxes with them; and its pure decisions: folder mapping ([`folders`]), message
+//! identity ([`identity`]), multiset comparison ([`diff`]), re-sync shortcuts ([`cache`]) and
+//! reports ([`report`]). Names are encoded with [`mutf7`]; localized default folders come
+//! from [`folder_names`].
 
 pub mod cache;
 pub mod conn;
 pub mod diff;
+pub mod engine;
 pub mod folder_names;
 pub mod folders;
 pub mod identity;
 pub mod mutf7;
+pub mod proto;
 pub mod report;
 pub mod session;

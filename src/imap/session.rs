@@ -1,97 +1,120 @@
 //! What mailshift does over an authenticated connection, split by side: the source can
-//! only be read ([`SourceSession`] has no method that writes), the destination is written.
+//! only be read ([`SourceSession`] has no method that writes: folders are opened with
+//! EXAMINE and bodies fetched with BODY.PEEK), the destination is written.
+//!
+//! Everything goes through the raw command layer ([`super::proto`]): commands are
+//! pipelined where that saves round trips (APPEND with LITERAL+, STORE), and the response
+//! codes the engine needs (APPENDUID, PERMANENTFLAGS, HIGHESTMODSEQ) are read from the
+//! server's answers.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use chrono::{DateTime, FixedOffset};
-use futures::{StreamExt, TryStreamExt};
-use imap_proto::{NameAttribute, Response, Status};
-use tokio::io::AsyncWriteExt;
+use imap_proto::{AttributeValue, MailboxDatum, NameAttribute, Response, ResponseCode, Status};
 
+use super::cache;
 use super::conn::Connection;
+use super::diff::{Entry, Flag, FlagChange, FlagSet, FlagUpdate, Storable};
 use super::folder_names::Role;
+use super::folders::{FolderList, ListedFolder, guess_prefix};
+use super::identity::MessageKey;
 use super::mutf7;
+use super::proto::{self, Completion, Event, quote, uid_set};
 
-/// An IMAP operation failed. `Refused` is the server's NO for one item (skip it and go on);
-/// `Io`/`Protocol` mean the connection is gone or unusable (reconnect and retry).
-#[derive(Debug, thiserror::Error)]
-pub enum ImapError {
-    #[error("{what}: refused by the server: {reason}")]
-    Refused { what: String, reason: String },
-    #[error("{what}: connection lost: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
-    #[error("{what}: {reason}")]
-    Protocol { what: String, reason: String },
+pub use super::proto::ImapError;
+
+/// The fetch items that identify a message, without its body.
+const META_ITEMS: &str = "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO SUBJECT)])";
+/// The fetch items of a message to copy: exact bytes, flags, INTERNALDATE. PEEK keeps
+/// `\Seen` as it is.
+const BODY_ITEMS: &str = "(UID FLAGS INTERNALDATE BODY.PEEK[])";
+/// UIDs per STORE command line.
+const UIDS_PER_COMMAND: usize = 500;
+
+/// A server's folders as LIST shows them, names decoded, with the spelling each has on the
+/// wire.
+#[derive(Clone, Debug, Default)]
+pub struct Listing {
+    pub folders: Vec<ListedFolder>,
+    /// The hierarchy delimiter (the first one LIST reports), `None` for a flat server.
+    pub delimiter: Option<char>,
+    wire: HashMap<String, String>,
 }
 
-impl ImapError {
-    fn from_imap(what: impl Into<String>, e: async_imap::error::Error) -> Self {
-        let what = what.into();
-        match e {
-            async_imap::error::Error::No(reason) | async_imap::error::Error::Bad(reason) => {
-                ImapError::Refused { what, reason }
-            }
-            async_imap::error::Error::Io(source) => ImapError::Io { what, source },
-            async_imap::error::Error::ConnectionLost => ImapError::Io {
-                what,
-                source: std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "closed"),
-            },
-            other => ImapError::Protocol {
-                what,
-                reason: other.to_string(),
-            },
+impl Listing {
+    /// The folder list [`super::folders::folder_table`] takes: the personal namespace
+    /// prefix is guessed from the names (NAMESPACE responses cannot be parsed here).
+    pub fn folder_list(&self) -> FolderList {
+        FolderList {
+            delimiter: self.delimiter,
+            prefix: guess_prefix(&self.folders, self.delimiter),
+            folders: self.folders.clone(),
         }
     }
 
-    /// The connection cannot be used any more.
-    pub fn is_connection_lost(&self) -> bool {
-        matches!(self, ImapError::Io { .. } | ImapError::Protocol { .. })
+    /// The name of decoded folder `name` on the wire: as the server spelled it when it
+    /// listed it, else modified UTF-7.
+    pub fn wire_name(&self, name: &str) -> String {
+        self.wire
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| mutf7::encode(name))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ListedFolder> {
+        self.folders.iter().find(|f| f.name == name)
     }
 }
 
-/// A folder as LIST shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ListedFolder {
-    /// Decoded name (modified UTF-7 undone), with the server's own delimiter.
-    pub name: String,
-    /// The name as the server spells it on the wire, for commands.
-    pub wire: String,
-    pub delimiter: Option<char>,
-    /// SPECIAL-USE role, if the server says.
-    pub special_use: Option<Role>,
-    /// `\Noselect` or `\NonExistent`: a hierarchy level holding no messages.
-    pub selectable: bool,
-    pub subscribed: bool,
-}
-
-/// STATUS of a folder: enough to tell whether anything changed since the last pass.
+/// STATUS of a folder.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FolderStatus {
+pub struct MailboxStatus {
     pub messages: u32,
     pub uid_next: Option<u32>,
     pub uid_validity: Option<u32>,
     pub highest_modseq: Option<u64>,
 }
 
-/// What is fetched of every message to identify it and compare it, without its body.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MessageMeta {
-    pub uid: u32,
-    /// System flags (`\Seen`, ...) and keywords, `\Recent` left out (the server sets it).
-    pub flags: Vec<String>,
-    pub internal_date: Option<DateTime<FixedOffset>>,
-    pub size: u32,
-    /// The identifying header fields (Message-ID, Date, From, To, Subject), raw.
-    pub header: Vec<u8>,
+impl MailboxStatus {
+    /// The snapshot a cache records, when the server gave UIDVALIDITY and UIDNEXT.
+    pub fn snapshot(&self) -> Option<cache::FolderStatus> {
+        Some(cache::FolderStatus {
+            uidvalidity: self.uid_validity?,
+            uidnext: self.uid_next?,
+            messages: self.messages,
+            highestmodseq: self.highest_modseq,
+        })
+    }
 }
 
-/// A message ready to append: the exact bytes, flags and INTERNALDATE of the source's copy.
+/// What SELECT or EXAMINE reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selected {
+    pub exists: u32,
+    pub uid_validity: Option<u32>,
+    pub uid_next: Option<u32>,
+    pub highest_modseq: Option<u64>,
+    /// PERMANENTFLAGS, when the server sent them.
+    pub permanent_flags: Option<Vec<String>>,
+}
+
+impl Selected {
+    /// Which flags the folder keeps.
+    pub fn storable(&self) -> Storable {
+        match &self.permanent_flags {
+            Some(list) => Storable::from_permanent_flags(list.iter().map(String::as_str)),
+            None => Storable::Any,
+        }
+    }
+}
+
+/// A message fetched for copying: the exact bytes, flags and INTERNALDATE of the source's
+/// copy.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Outgoing {
-    pub flags: Vec<String>,
+    pub uid: u32,
+    pub flags: FlagSet,
     pub internal_date: Option<DateTime<FixedOffset>>,
     pub body: Vec<u8>,
 }
@@ -99,6 +122,7 @@ pub struct Outgoing {
 impl fmt::Debug for Outgoing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Outgoing")
+            .field("uid", &self.uid)
             .field("flags", &self.flags)
             .field("internal_date", &self.internal_date)
             .field("size", &self.body.len())
@@ -106,131 +130,264 @@ impl fmt::Debug for Outgoing {
     }
 }
 
-/// The fetch items that identify a message (see [`MessageMeta`]).
-const META_ITEMS: &str = "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO SUBJECT)])";
+/// The outcome of appending one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Stored; with `(UIDVALIDITY, UID)` when the server said (APPENDUID, RFC 4315).
+    Appended(Option<(u32, u32)>),
+    /// The server refused this message (too big, invalid, over quota): reported, skipped.
+    Refused(String),
+}
 
-/// Read-only operations, shared by both sides.
-async fn list(conn: &mut Connection) -> Result<Vec<ListedFolder>, ImapError> {
-    // RFC 6154 lets servers leave special-use attributes out of a plain LIST; ask for them
-    // where the server understands the request.
-    let pattern = if conn.has("LIST-EXTENDED") && conn.has("SPECIAL-USE") {
-        "* RETURN (SPECIAL-USE)"
-    } else {
-        "*"
+// ---------------------------------------------------------------------------------------
+// Operations both sides share. Each reads only.
+
+async fn list(conn: &mut Connection) -> Result<Listing, ImapError> {
+    let extended = conn.has("LIST-EXTENDED");
+    let command = match (extended, conn.has("SPECIAL-USE")) {
+        // RFC 6154 lets servers leave special-use attributes out of a plain LIST; RFC 5258
+        // gives subscription state in the same answer, saving an LSUB.
+        (true, true) => "LIST \"\" \"*\" RETURN (SUBSCRIBED SPECIAL-USE)",
+        (true, false) => "LIST \"\" \"*\" RETURN (SUBSCRIBED)",
+        _ => "LIST \"\" \"*\"",
     };
-    let names: Vec<async_imap::types::Name> = conn
-        .session
-        .list(Some(""), Some(pattern))
-        .await
-        .map_err(|e| ImapError::from_imap("LIST", e))?
-        .try_collect()
-        .await
-        .map_err(|e| ImapError::from_imap("LIST", e))?;
-    let subscribed: Vec<String> = conn
-        .session
-        .lsub(Some(""), Some("*"))
-        .await
-        .map_err(|e| ImapError::from_imap("LSUB", e))?
-        .map_ok(|n| n.name().to_owned())
-        .try_collect()
-        .await
-        .map_err(|e| ImapError::from_imap("LSUB", e))?;
-    let mut out = Vec::with_capacity(names.len());
-    for n in names {
-        let wire = n.name().to_owned();
-        let mut special_use = None;
-        let mut selectable = true;
-        for a in n.attributes() {
-            match a {
-                NameAttribute::NoSelect => selectable = false,
-                NameAttribute::Extension(e) if e.eq_ignore_ascii_case("\\NonExistent") => {
-                    selectable = false
-                }
-                NameAttribute::Sent => special_use = Some(Role::Sent),
-                NameAttribute::Drafts => special_use = Some(Role::Drafts),
-                NameAttribute::Trash => special_use = Some(Role::Trash),
-                NameAttribute::Junk => special_use = Some(Role::Junk),
-                NameAttribute::Archive => special_use = Some(Role::Archive),
-                _ => {}
-            }
+    let mut raw: Vec<(String, Vec<String>, Option<char>)> = Vec::new();
+    proto::run(conn, command, "LIST", |r| {
+        if let Response::MailboxData(MailboxDatum::List(l)) = r {
+            raw.push((
+                l.name.to_string(),
+                l.name_attributes.iter().map(attribute_name).collect(),
+                l.delimiter.as_deref().and_then(|d| d.chars().next()),
+            ));
         }
+    })
+    .await?;
+    let subscribed: Option<Vec<String>> = if extended {
+        None
+    } else {
+        let mut names = Vec::new();
+        proto::run(conn, "LSUB \"\" \"*\"", "LSUB", |r| {
+            if let Response::MailboxData(MailboxDatum::List(l)) = r {
+                names.push(l.name.to_string());
+            }
+        })
+        .await?;
+        Some(names)
+    };
+    let mut listing = Listing::default();
+    for (wire, attributes, delimiter) in raw {
+        if listing.delimiter.is_none() {
+            listing.delimiter = delimiter;
+        }
+        let is_subscribed = match &subscribed {
+            Some(names) => names.contains(&wire),
+            None => attributes
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case("\\Subscribed")),
+        };
         // A name that is not valid modified UTF-7 is kept as the server spells it: it can
         // still be opened, and re-encoding it would name a different folder.
         let name = mutf7::decode(&wire).unwrap_or_else(|_| wire.clone());
-        let is_subscribed = subscribed.contains(&wire);
-        out.push(ListedFolder {
+        if listing.wire.contains_key(&name) {
+            continue;
+        }
+        listing.wire.insert(name.clone(), wire);
+        listing.folders.push(ListedFolder {
             name,
-            wire,
-            delimiter: n.delimiter().and_then(|d| d.chars().next()),
-            special_use,
-            selectable,
+            attributes,
             subscribed: is_subscribed,
         });
     }
-    Ok(out)
+    Ok(listing)
 }
 
-async fn status(conn: &mut Connection, wire: &str) -> Result<FolderStatus, ImapError> {
+fn attribute_name(a: &NameAttribute<'_>) -> String {
+    match a {
+        NameAttribute::NoInferiors => "\\Noinferiors".into(),
+        NameAttribute::NoSelect => "\\Noselect".into(),
+        NameAttribute::Marked => "\\Marked".into(),
+        NameAttribute::Unmarked => "\\Unmarked".into(),
+        NameAttribute::All => "\\All".into(),
+        NameAttribute::Archive => "\\Archive".into(),
+        NameAttribute::Drafts => "\\Drafts".into(),
+        NameAttribute::Flagged => "\\Flagged".into(),
+        NameAttribute::Junk => "\\Junk".into(),
+        NameAttribute::Sent => "\\Sent".into(),
+        NameAttribute::Trash => "\\Trash".into(),
+        NameAttribute::Extension(e) => e.to_string(),
+        #[allow(unreachable_patterns)]
+        _ => String::new(),
+    }
+}
+
+async fn status(conn: &mut Connection, wire: &str) -> Result<MailboxStatus, ImapError> {
     let items = if conn.has("CONDSTORE") {
         "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
     } else {
         "(MESSAGES UIDNEXT UIDVALIDITY)"
     };
-    let mb = conn
-        .session
-        .status(wire, items)
-        .await
-        .map_err(|e| ImapError::from_imap(format!("STATUS {wire}"), e))?;
-    Ok(FolderStatus {
-        messages: mb.exists,
-        uid_next: mb.uid_next,
-        uid_validity: mb.uid_validity,
-        highest_modseq: mb.highest_modseq,
-    })
+    let what = format!("STATUS {wire}");
+    let mut st = MailboxStatus::default();
+    proto::run(
+        conn,
+        &format!("STATUS {} {items}", quote(wire)?),
+        &what,
+        |r| {
+            if let Response::MailboxData(MailboxDatum::Status { status, .. }) = r {
+                for a in status {
+                    match a {
+                        imap_proto::StatusAttribute::Messages(n) => st.messages = *n,
+                        imap_proto::StatusAttribute::UidNext(n) => st.uid_next = Some(*n),
+                        imap_proto::StatusAttribute::UidValidity(n) => st.uid_validity = Some(*n),
+                        imap_proto::StatusAttribute::HighestModSeq(n) => {
+                            st.highest_modseq = Some(*n)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        },
+    )
+    .await?;
+    Ok(st)
 }
 
+/// SELECT or EXAMINE.
+async fn open(conn: &mut Connection, verb: &str, wire: &str) -> Result<Selected, ImapError> {
+    let what = format!("{verb} {wire}");
+    let mut sel = Selected::default();
+    proto::run(
+        conn,
+        &format!("{verb} {}", quote(wire)?),
+        &what,
+        |r| match r {
+            Response::MailboxData(MailboxDatum::Exists(n)) => sel.exists = *n,
+            Response::Data {
+                status: Status::Ok,
+                outcome,
+            } => match &outcome.code {
+                Some(ResponseCode::UidValidity(n)) => sel.uid_validity = Some(*n),
+                Some(ResponseCode::UidNext(n)) => sel.uid_next = Some(*n),
+                Some(ResponseCode::HighestModSeq(n)) => sel.highest_modseq = Some(*n),
+                Some(ResponseCode::PermanentFlags(list)) => {
+                    sel.permanent_flags = Some(list.iter().map(|f| f.to_string()).collect());
+                }
+                _ => {}
+            },
+            _ => {}
+        },
+    )
+    .await?;
+    Ok(sel)
+}
+
+/// The attributes of one FETCH response that mailshift reads.
+#[derive(Default)]
+struct Fetched<'a> {
+    uid: Option<u32>,
+    flags: Option<FlagSet>,
+    internal_date: Option<DateTime<FixedOffset>>,
+    size: Option<u32>,
+    section: Option<&'a [u8]>,
+    has_section: bool,
+}
+
+fn fetched<'a>(attrs: &'a [AttributeValue<'_>]) -> Fetched<'a> {
+    let mut f = Fetched::default();
+    for a in attrs {
+        match a {
+            AttributeValue::Uid(u) => f.uid = Some(*u),
+            AttributeValue::Flags(list) => {
+                f.flags = Some(Flag::parse_all(list.iter().map(|s| s.as_ref())));
+            }
+            AttributeValue::InternalDate(d) => f.internal_date = proto::parse_imap_date(d),
+            AttributeValue::Rfc822Size(n) => f.size = Some(*n),
+            AttributeValue::BodySection { data, .. } => {
+                f.has_section = true;
+                f.section = data.as_deref();
+            }
+            AttributeValue::Rfc822(data) => {
+                f.has_section = true;
+                f.section = data.as_deref();
+            }
+            _ => {}
+        }
+    }
+    f
+}
+
+/// Identity, flags, date and size of the messages in `uids` (a UID set) of the open
+/// folder.
 async fn fetch_meta(
     conn: &mut Connection,
-    wire: &str,
-    uid_set: &str,
-) -> Result<Vec<MessageMeta>, ImapError> {
-    let what = format!("FETCH {uid_set} in {wire}");
-    let stream = conn
-        .session
-        .uid_fetch(uid_set, META_ITEMS)
-        .await
-        .map_err(|e| ImapError::from_imap(what.clone(), e))?;
-    let mut out = Vec::new();
-    let mut stream = std::pin::pin!(stream);
-    while let Some(f) = stream.next().await {
-        let f = f.map_err(|e| ImapError::from_imap(what.clone(), e))?;
-        // Unsolicited FETCH responses (flag changes by others) carry no UID: skip them.
-        let Some(uid) = f.uid else { continue };
-        out.push(MessageMeta {
-            uid,
-            flags: flags_of(&f),
-            internal_date: f.internal_date(),
-            size: f.size.unwrap_or(0),
-            header: f.header().map(<[u8]>::to_vec).unwrap_or_default(),
-        });
-    }
-    Ok(out)
+    folder: &str,
+    uids: &str,
+) -> Result<Vec<Entry>, ImapError> {
+    let what = format!("FETCH {uids} in {folder}");
+    let mut out: BTreeMap<u32, Entry> = BTreeMap::new();
+    proto::run(
+        conn,
+        &format!("UID FETCH {uids} {META_ITEMS}"),
+        &what,
+        |r| {
+            if let Response::Fetch(_, attrs) = r {
+                let f = fetched(attrs);
+                // Unsolicited FETCH responses (flag changes by other sessions) carry only
+                // some items: only complete answers count.
+                if let (Some(uid), Some(size), true) = (f.uid, f.size, f.has_section) {
+                    out.insert(
+                        uid,
+                        Entry {
+                            uid,
+                            key: MessageKey::from_header(f.section.unwrap_or_default()),
+                            flags: f.flags.unwrap_or_default(),
+                            internal_date: f.internal_date,
+                            size: u64::from(size),
+                        },
+                    );
+                }
+            }
+        },
+    )
+    .await?;
+    Ok(out.into_values().collect())
 }
 
-fn flags_of(f: &async_imap::types::Fetch) -> Vec<String> {
-    use async_imap::types::Flag;
-    f.flags()
-        .filter_map(|fl| match fl {
-            Flag::Seen => Some("\\Seen".to_owned()),
-            Flag::Answered => Some("\\Answered".to_owned()),
-            Flag::Flagged => Some("\\Flagged".to_owned()),
-            Flag::Deleted => Some("\\Deleted".to_owned()),
-            Flag::Draft => Some("\\Draft".to_owned()),
-            Flag::Recent | Flag::MayCreate => None,
-            Flag::Custom(c) => Some(c.into_owned()),
-        })
-        .collect()
+/// Current flags of the messages in `uids`; with `changed_since`, only of those whose
+/// flags changed after that MODSEQ (CONDSTORE, RFC 7162).
+async fn fetch_flags(
+    conn: &mut Connection,
+    folder: &str,
+    uids: &str,
+    changed_since: Option<u64>,
+) -> Result<Vec<(u32, FlagSet)>, ImapError> {
+    let what = format!("FETCH flags {uids} in {folder}");
+    let command = match changed_since {
+        Some(m) => format!("UID FETCH {uids} (UID FLAGS) (CHANGEDSINCE {m})"),
+        None => format!("UID FETCH {uids} (UID FLAGS)"),
+    };
+    let mut out: BTreeMap<u32, FlagSet> = BTreeMap::new();
+    proto::run(conn, &command, &what, |r| {
+        if let Response::Fetch(_, attrs) = r {
+            let f = fetched(attrs);
+            if let (Some(uid), Some(flags)) = (f.uid, f.flags) {
+                out.insert(uid, flags);
+            }
+        }
+    })
+    .await?;
+    Ok(out.into_iter().collect())
 }
+
+async fn logout(conn: &mut Connection) {
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        proto::run(conn, "LOGOUT", "LOGOUT", |_| {}),
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
 
 /// The source server: everything here reads. Folders are opened with EXAMINE and bodies
 /// fetched with BODY.PEEK, so not even `\Seen` changes.
@@ -252,69 +409,78 @@ impl SourceSession {
         &self.conn
     }
 
-    pub async fn list(&mut self) -> Result<Vec<ListedFolder>, ImapError> {
+    pub async fn list(&mut self) -> Result<Listing, ImapError> {
         list(&mut self.conn).await
     }
 
-    pub async fn status(&mut self, wire: &str) -> Result<FolderStatus, ImapError> {
+    pub async fn status(&mut self, wire: &str) -> Result<MailboxStatus, ImapError> {
         status(&mut self.conn, wire).await
     }
 
-    /// Open `wire` read-only (EXAMINE); returns its status as the server reports on opening.
-    pub async fn examine(&mut self, wire: &str) -> Result<FolderStatus, ImapError> {
-        let mb = self
-            .conn
-            .session
-            .examine(wire)
-            .await
-            .map_err(|e| ImapError::from_imap(format!("EXAMINE {wire}"), e))?;
+    /// Opens `wire` read-only (EXAMINE).
+    pub async fn examine(&mut self, wire: &str) -> Result<Selected, ImapError> {
+        self.examined = None;
+        let sel = open(&mut self.conn, "EXAMINE", wire).await?;
         self.examined = Some(wire.to_owned());
-        Ok(FolderStatus {
-            messages: mb.exists,
-            uid_next: mb.uid_next,
-            uid_validity: mb.uid_validity,
-            highest_modseq: mb.highest_modseq,
-        })
+        Ok(sel)
     }
 
-    /// Identity and flags of the messages in `uid_set` of the examined folder.
-    pub async fn fetch_meta(&mut self, uid_set: &str) -> Result<Vec<MessageMeta>, ImapError> {
-        let wire = self.examined.clone().unwrap_or_default();
-        fetch_meta(&mut self.conn, &wire, uid_set).await
+    fn folder(&self) -> String {
+        self.examined.clone().unwrap_or_default()
     }
 
-    /// The exact bytes of the messages in `uid_set`, with flags and INTERNALDATE, by UID.
-    pub async fn fetch_bodies(&mut self, uid_set: &str) -> Result<Vec<(u32, Outgoing)>, ImapError> {
-        let what = format!(
-            "FETCH bodies {uid_set} in {}",
-            self.examined.as_deref().unwrap_or("")
-        );
-        let stream = self
-            .conn
-            .session
-            .uid_fetch(uid_set, "(UID FLAGS INTERNALDATE BODY.PEEK[])")
-            .await
-            .map_err(|e| ImapError::from_imap(what.clone(), e))?;
-        let mut stream = std::pin::pin!(stream);
-        let mut out = Vec::new();
-        while let Some(f) = stream.next().await {
-            let f = f.map_err(|e| ImapError::from_imap(what.clone(), e))?;
-            let Some(uid) = f.uid else { continue };
-            let Some(body) = f.body() else { continue };
-            out.push((
-                uid,
-                Outgoing {
-                    flags: flags_of(&f),
-                    internal_date: f.internal_date(),
-                    body: body.to_vec(),
-                },
-            ));
+    /// Identity and flags of the messages in `uids` (a UID set) of the examined folder.
+    pub async fn fetch_meta(&mut self, uids: &str) -> Result<Vec<Entry>, ImapError> {
+        let folder = self.folder();
+        fetch_meta(&mut self.conn, &folder, uids).await
+    }
+
+    /// Flags of the messages in `uids`, optionally only those changed since a MODSEQ.
+    pub async fn fetch_flags(
+        &mut self,
+        uids: &str,
+        changed_since: Option<u64>,
+    ) -> Result<Vec<(u32, FlagSet)>, ImapError> {
+        let folder = self.folder();
+        fetch_flags(&mut self.conn, &folder, uids, changed_since).await
+    }
+
+    /// The exact bytes of the messages with `uids` (ascending), with flags and INTERNALDATE,
+    /// in UID order. A message expunged meanwhile is simply not in the answer.
+    pub async fn fetch_bodies(&mut self, uids: &[u32]) -> Result<Vec<Outgoing>, ImapError> {
+        if uids.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        let set = uid_set(uids);
+        let what = format!("FETCH bodies {set} in {}", self.folder());
+        let mut out: BTreeMap<u32, Outgoing> = BTreeMap::new();
+        proto::run(
+            &mut self.conn,
+            &format!("UID FETCH {set} {BODY_ITEMS}"),
+            &what,
+            |r| {
+                if let Response::Fetch(_, attrs) = r {
+                    let f = fetched(attrs);
+                    if let (Some(uid), Some(body)) = (f.uid, f.section) {
+                        out.insert(
+                            uid,
+                            Outgoing {
+                                uid,
+                                flags: f.flags.unwrap_or_default(),
+                                internal_date: f.internal_date,
+                                body: body.to_vec(),
+                            },
+                        );
+                    }
+                }
+            },
+        )
+        .await?;
+        Ok(out.into_values().collect())
     }
 
     pub async fn logout(mut self) {
-        let _ = self.conn.session.logout().await;
+        logout(&mut self.conn).await;
     }
 }
 
@@ -323,14 +489,6 @@ impl SourceSession {
 pub struct DestinationSession {
     conn: Connection,
     selected: Option<String>,
-}
-
-/// The outcome of appending one message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AppendOutcome {
-    Appended,
-    /// The server refused this message (too big, invalid, over quota): reported, skipped.
-    Refused(String),
 }
 
 impl DestinationSession {
@@ -345,11 +503,11 @@ impl DestinationSession {
         &self.conn
     }
 
-    pub async fn list(&mut self) -> Result<Vec<ListedFolder>, ImapError> {
+    pub async fn list(&mut self) -> Result<Listing, ImapError> {
         list(&mut self.conn).await
     }
 
-    pub async fn status(&mut self, wire: &str) -> Result<FolderStatus, ImapError> {
+    pub async fn status(&mut self, wire: &str) -> Result<MailboxStatus, ImapError> {
         status(&mut self.conn, wire).await
     }
 
@@ -361,7 +519,13 @@ impl DestinationSession {
             .find_map(|c| c.strip_prefix("APPENDLIMIT=")?.parse().ok())
     }
 
-    /// Create `wire`, asking for its special use where the server offers CREATE-SPECIAL-USE.
+    /// Whether APPEND answers carry the new message's UID (UIDPLUS, RFC 4315).
+    pub fn has_uidplus(&self) -> bool {
+        self.conn.has("UIDPLUS")
+    }
+
+    /// Creates `wire`, asking for its special use where the server offers
+    /// CREATE-SPECIAL-USE. A folder that already exists is not an error.
     pub async fn create(&mut self, wire: &str, role: Option<Role>) -> Result<(), ImapError> {
         let use_attr = role.and_then(Role::special_use);
         let command = match use_attr {
@@ -370,69 +534,138 @@ impl DestinationSession {
             }
             _ => format!("CREATE {}", quote(wire)?),
         };
-        self.conn
-            .session
-            .run_command_and_check_ok(&command)
-            .await
-            .map_err(|e| ImapError::from_imap(format!("CREATE {wire}"), e))
+        let what = format!("CREATE {wire}");
+        let tag = proto::send(&mut self.conn, &command, &what).await?;
+        match proto::finish(&mut self.conn, &tag, &what, |_| {}).await? {
+            Completion::Ok(_) => Ok(()),
+            Completion::Refused(r) if r.to_ascii_uppercase().contains("ALREADYEXISTS") => Ok(()),
+            Completion::Refused(reason) => Err(ImapError::Refused { what, reason }),
+        }
     }
 
     pub async fn subscribe(&mut self, wire: &str) -> Result<(), ImapError> {
-        self.conn
-            .session
-            .subscribe(wire)
-            .await
-            .map_err(|e| ImapError::from_imap(format!("SUBSCRIBE {wire}"), e))
+        let what = format!("SUBSCRIBE {wire}");
+        proto::run(
+            &mut self.conn,
+            &format!("SUBSCRIBE {}", quote(wire)?),
+            &what,
+            |_| {},
+        )
+        .await
+        .map(drop)
     }
 
-    /// SELECT `wire` (read-write) for STORE; returns its status.
-    pub async fn select(&mut self, wire: &str) -> Result<FolderStatus, ImapError> {
-        let mb = self
-            .conn
-            .session
-            .select(wire)
-            .await
-            .map_err(|e| ImapError::from_imap(format!("SELECT {wire}"), e))?;
+    /// SELECT `wire` (read-write, for STORE).
+    pub async fn select(&mut self, wire: &str) -> Result<Selected, ImapError> {
+        self.selected = None;
+        let sel = open(&mut self.conn, "SELECT", wire).await?;
         self.selected = Some(wire.to_owned());
-        Ok(FolderStatus {
-            messages: mb.exists,
-            uid_next: mb.uid_next,
-            uid_validity: mb.uid_validity,
-            highest_modseq: mb.highest_modseq,
+        Ok(sel)
+    }
+
+    /// Opens `wire` read-only (EXAMINE), for verify.
+    pub async fn examine(&mut self, wire: &str) -> Result<Selected, ImapError> {
+        self.selected = None;
+        let sel = open(&mut self.conn, "EXAMINE", wire).await?;
+        self.selected = Some(wire.to_owned());
+        Ok(sel)
+    }
+
+    fn folder(&self) -> String {
+        self.selected.clone().unwrap_or_default()
+    }
+
+    pub async fn fetch_meta(&mut self, uids: &str) -> Result<Vec<Entry>, ImapError> {
+        let folder = self.folder();
+        fetch_meta(&mut self.conn, &folder, uids).await
+    }
+
+    /// Applies flag updates in the selected folder, pipelined: `UID STORE +FLAGS.SILENT` /
+    /// `-FLAGS.SILENT` (deltas, which applied twice do no more than once) or
+    /// `FLAGS.SILENT` (replacements). Returns the updates the server refused, with why.
+    pub async fn store(
+        &mut self,
+        updates: &[FlagUpdate],
+    ) -> Result<Vec<(FlagUpdate, String)>, ImapError> {
+        // Same change, one command for many UIDs.
+        let mut groups: BTreeMap<(u8, String), Vec<usize>> = BTreeMap::new();
+        for (i, u) in updates.iter().enumerate() {
+            let mut add = |op: u8, flags: &FlagSet| {
+                let list = flags
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                groups.entry((op, list)).or_default().push(i);
+            };
+            match &u.change {
+                FlagChange::Delta { add: a, remove: r } => {
+                    if !a.is_empty() {
+                        add(b'+', a);
+                    }
+                    if !r.is_empty() {
+                        add(b'-', r);
+                    }
+                }
+                FlagChange::Replace(set) => add(b'=', set),
+            }
+        }
+        let what = format!("STORE flags in {}", self.folder());
+        let mut sent: Vec<(String, Vec<usize>)> = Vec::new();
+        for ((op, list), idx) in &groups {
+            let mut idx = idx.clone();
+            idx.sort_by_key(|&i| updates[i].dest_uid);
+            for chunk in idx.chunks(UIDS_PER_COMMAND) {
+                let mut uids: Vec<u32> = chunk.iter().map(|&i| updates[i].dest_uid).collect();
+                uids.dedup();
+                let item = match op {
+                    b'+' => "+FLAGS.SILENT",
+                    b'-' => "-FLAGS.SILENT",
+                    _ => "FLAGS.SILENT",
+                };
+                let command = format!("UID STORE {} {item} ({list})", uid_set(&uids));
+                let tag = proto::send(&mut self.conn, &command, &what).await?;
+                sent.push((tag, chunk.to_vec()));
+            }
+        }
+        let Some((last, _)) = sent.last().cloned() else {
+            return Ok(Vec::new());
+        };
+        let mut refused_tags: HashMap<String, String> = HashMap::new();
+        let end = proto::finish(&mut self.conn, &last, &what, |ev| {
+            if let Event::Other {
+                tag,
+                completion: Completion::Refused(r),
+            } = ev
+            {
+                refused_tags.insert(tag.to_owned(), r);
+            }
         })
+        .await?;
+        if let Completion::Refused(r) = end {
+            refused_tags.insert(last, r);
+        }
+        let mut failed = Vec::new();
+        for (tag, idx) in sent {
+            if let Some(reason) = refused_tags.get(&tag) {
+                failed.extend(idx.iter().map(|&i| (updates[i].clone(), reason.clone())));
+            }
+        }
+        Ok(failed)
     }
 
-    pub async fn fetch_meta(&mut self, uid_set: &str) -> Result<Vec<MessageMeta>, ImapError> {
-        let wire = self.selected.clone().unwrap_or_default();
-        fetch_meta(&mut self.conn, &wire, uid_set).await
-    }
-
-    /// Replace the flags of `uid` in the selected folder.
-    pub async fn set_flags(&mut self, uid: u32, flags: &[String]) -> Result<(), ImapError> {
-        let list = flags.join(" ");
-        let stream = self
-            .conn
-            .session
-            .uid_store(uid.to_string(), format!("FLAGS.SILENT ({list})"))
-            .await
-            .map_err(|e| ImapError::from_imap(format!("STORE flags of UID {uid}"), e))?;
-        let _: Vec<_> = stream
-            .try_collect()
-            .await
-            .map_err(|e| ImapError::from_imap(format!("STORE flags of UID {uid}"), e))?;
-        Ok(())
-    }
-
-    /// Append `messages` to `wire`, one outcome per message in order. With LITERAL+ the
+    /// Appends `messages` to `wire`, one outcome per message in order. With LITERAL+ the
     /// APPENDs are pipelined: all sent, then all answers read, so a batch costs one round
-    /// trip instead of two per message. A message the server refuses does not stop the rest.
+    /// trip instead of two per message; without it each message waits for the server's
+    /// go-ahead (a synchronizing literal). A message the server refuses does not stop the
+    /// rest. APPENDUID is read from each answer when the server offers UIDPLUS.
     pub async fn append(
         &mut self,
         wire: &str,
         messages: &[Outgoing],
     ) -> Result<Vec<AppendOutcome>, ImapError> {
         let limit = self.append_limit();
-        let mut outcomes = vec![AppendOutcome::Appended; messages.len()];
+        let mut outcomes = vec![AppendOutcome::Appended(None); messages.len()];
         let mut to_send = Vec::new();
         for (i, m) in messages.iter().enumerate() {
             match limit {
@@ -445,172 +678,196 @@ impl DestinationSession {
                 _ => to_send.push(i),
             }
         }
+        let mailbox = quote(wire)?;
+        let what = format!("APPEND to {wire}");
+        let uidplus = self.has_uidplus();
         if self.conn.has("LITERAL+") {
-            self.append_pipelined(wire, messages, &to_send, &mut outcomes)
-                .await?;
+            // One MULTIAPPEND stores the batch in one transaction (far cheaper for the
+            // server than a transaction per message). It is all or nothing: when it is
+            // refused, the messages are appended one by one to find which one the server
+            // will not take.
+            if self.conn.has("MULTIAPPEND") && to_send.len() > 1 {
+                match self
+                    .multiappend(&mailbox, &what, messages, &to_send)
+                    .await?
+                {
+                    Completion::Ok(done) => {
+                        let uids = done
+                            .append_uid
+                            .filter(|(_, u)| uidplus && u.len() == to_send.len());
+                        for (k, &i) in to_send.iter().enumerate() {
+                            outcomes[i] =
+                                AppendOutcome::Appended(uids.as_ref().map(|(v, u)| (*v, u[k])));
+                        }
+                        return Ok(outcomes);
+                    }
+                    Completion::Refused(reason) => {
+                        tracing::debug!(folder = %wire, reason = %reason, "MULTIAPPEND refused; appending one by one");
+                    }
+                }
+            }
+            let mut tags: Vec<(String, usize)> = Vec::with_capacity(to_send.len());
+            for &i in &to_send {
+                let command = append_command(&mailbox, &messages[i], true);
+                let tag = proto::send(&mut self.conn, &command, &what).await?;
+                proto::write_raw(&mut self.conn, &messages[i].body, &what).await?;
+                proto::write_raw(&mut self.conn, b"\r\n", &what).await?;
+                tags.push((tag, i));
+            }
+            proto::flush(&mut self.conn, &what).await?;
+            let Some((last, _)) = tags.last().cloned() else {
+                return Ok(outcomes);
+            };
+            let mut done: HashMap<String, Completion> = HashMap::new();
+            let end = proto::finish(&mut self.conn, &last, &what, |ev| {
+                if let Event::Other { tag, completion } = ev {
+                    done.insert(tag.to_owned(), completion);
+                }
+            })
+            .await?;
+            done.insert(last, end);
+            for (tag, i) in tags {
+                outcomes[i] = match done.remove(&tag) {
+                    Some(Completion::Ok(d)) => AppendOutcome::Appended(single(d, uidplus)),
+                    Some(Completion::Refused(r)) => AppendOutcome::Refused(r),
+                    None => {
+                        return Err(ImapError::Protocol {
+                            what,
+                            reason: format!("no answer to the APPEND tagged {tag}"),
+                        });
+                    }
+                };
+            }
         } else {
             for &i in &to_send {
-                let m = &messages[i];
-                let res = self
-                    .conn
-                    .session
-                    .append(
-                        wire,
-                        Some(&flag_list(&m.flags)),
-                        m.internal_date.map(imap_date).as_deref(),
-                        &m.body,
-                    )
-                    .await;
-                match res {
-                    Ok(()) => {}
-                    Err(async_imap::error::Error::No(r))
-                    | Err(async_imap::error::Error::Bad(r)) => {
-                        outcomes[i] = AppendOutcome::Refused(r)
-                    }
-                    // async-imap reports a refused continuation as `Append`.
-                    Err(async_imap::error::Error::Append) => {
-                        outcomes[i] =
-                            AppendOutcome::Refused("the server refused the message".into())
-                    }
-                    Err(e) => return Err(ImapError::from_imap(format!("APPEND to {wire}"), e)),
+                outcomes[i] = self
+                    .append_synchronizing(&mailbox, &what, &messages[i])
+                    .await?;
+                if let AppendOutcome::Appended(uid) = &mut outcomes[i]
+                    && !uidplus
+                {
+                    *uid = None;
                 }
             }
         }
         Ok(outcomes)
     }
 
-    async fn append_pipelined(
+    /// `APPEND mailbox (flags) date {n+} ... (flags) date {n+} ...` (RFC 3502, with
+    /// LITERAL+): the messages at `which`, in one command.
+    async fn multiappend(
         &mut self,
-        wire: &str,
+        mailbox: &str,
+        what: &str,
         messages: &[Outgoing],
-        to_send: &[usize],
-        outcomes: &mut [AppendOutcome],
-    ) -> Result<(), ImapError> {
-        let what = || format!("APPEND to {wire}");
-        let mailbox = quote(wire)?;
-        let mut tags = Vec::with_capacity(to_send.len());
-        for &i in to_send {
+        which: &[usize],
+    ) -> Result<Completion, ImapError> {
+        let first = append_command(mailbox, &messages[which[0]], true);
+        let tag = proto::send(&mut self.conn, &first, what).await?;
+        proto::write_raw(&mut self.conn, &messages[which[0]].body, what).await?;
+        for &i in &which[1..] {
             let m = &messages[i];
-            let date = m
-                .internal_date
-                .map(|d| format!(" {}", imap_date(d)))
-                .unwrap_or_default();
-            let command = format!(
-                "APPEND {mailbox} {}{date} {{{}+}}",
-                flag_list(&m.flags),
-                m.body.len()
-            );
-            let tag = self
-                .conn
-                .session
-                .run_command(&command)
-                .await
-                .map_err(|e| ImapError::from_imap(what(), e))?;
-            let stream = self.conn.session.get_mut();
-            stream
-                .write_all(&m.body)
-                .await
-                .map_err(|source| ImapError::Io {
-                    what: what(),
-                    source,
-                })?;
-            stream
-                .write_all(b"\r\n")
-                .await
-                .map_err(|source| ImapError::Io {
-                    what: what(),
-                    source,
-                })?;
-            tags.push((tag.0, i));
+            let part = append_command("", m, true);
+            // `APPEND  (flags) ...` → ` (flags) ...`: the same item without command and name.
+            let item = part.trim_start_matches("APPEND ").trim_start();
+            proto::write_raw(&mut self.conn, format!(" {item}\r\n").as_bytes(), what).await?;
+            proto::write_raw(&mut self.conn, &m.body, what).await?;
         }
-        self.conn
-            .session
-            .get_mut()
-            .flush()
-            .await
-            .map_err(|source| ImapError::Io {
-                what: what(),
-                source,
-            })?;
-        let mut pending = tags.len();
-        while pending > 0 {
-            let resp = self
-                .conn
-                .session
-                .read_response()
-                .await
-                .map_err(|source| ImapError::Io {
-                    what: what(),
-                    source,
-                })?
-                .ok_or_else(|| ImapError::Io {
-                    what: what(),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::ConnectionAborted,
-                        "closed while appending",
-                    ),
-                })?;
-            if let Response::Done {
-                tag,
-                status,
-                outcome,
-            } = resp.parsed()
-                && let Some(&(_, i)) = tags.iter().find(|(t, _)| *t == tag.0)
-            {
-                pending -= 1;
-                match status {
-                    Status::Ok => {}
-                    Status::No | Status::Bad => {
-                        outcomes[i] = AppendOutcome::Refused(
-                            outcome
-                                .information
-                                .as_deref()
-                                .unwrap_or("the server refused the message")
-                                .to_owned(),
-                        );
-                    }
-                    other => {
-                        return Err(ImapError::Protocol {
-                            what: what(),
-                            reason: format!("unexpected {other:?}"),
-                        });
-                    }
+        proto::write_raw(&mut self.conn, b"\r\n", what).await?;
+        proto::flush(&mut self.conn, what).await?;
+        proto::finish(&mut self.conn, &tag, what, |_| {}).await
+    }
+
+    /// One APPEND with a synchronizing literal: the command line, the server's `+`, the
+    /// message, the answer.
+    async fn append_synchronizing(
+        &mut self,
+        mailbox: &str,
+        what: &str,
+        m: &Outgoing,
+    ) -> Result<AppendOutcome, ImapError> {
+        let command = append_command(mailbox, m, false);
+        let tag = proto::send(&mut self.conn, &command, what).await?;
+        loop {
+            let step = proto::next(&mut self.conn, what, |resp| match resp {
+                Response::Continue(_) => Ok(Some(None)),
+                Response::Done {
+                    tag: t,
+                    status,
+                    outcome,
+                } if t.0 == tag => {
+                    // Refused before the message was sent (too large, no such folder).
+                    let text = outcome.information.as_deref().unwrap_or("").to_owned();
+                    Ok(Some(Some(match status {
+                        Status::Ok => AppendOutcome::Appended(None),
+                        _ => AppendOutcome::Refused(if text.is_empty() {
+                            format!("{status:?}")
+                        } else {
+                            text
+                        }),
+                    })))
                 }
+                Response::Data {
+                    status: Status::Bye,
+                    outcome,
+                } => Err(proto::bye(what, outcome.information.as_deref())),
+                _ => Ok(None),
+            })
+            .await??;
+            match step {
+                Some(None) => break,
+                Some(Some(outcome)) => return Ok(outcome),
+                None => {}
             }
         }
-        Ok(())
+        proto::write_raw(&mut self.conn, &m.body, what).await?;
+        proto::write_raw(&mut self.conn, b"\r\n", what).await?;
+        proto::flush(&mut self.conn, what).await?;
+        Ok(
+            match proto::finish(&mut self.conn, &tag, what, |_| {}).await? {
+                Completion::Ok(d) => AppendOutcome::Appended(single(d, true)),
+                Completion::Refused(r) => AppendOutcome::Refused(r),
+            },
+        )
     }
 
     pub async fn logout(mut self) {
-        let _ = self.conn.session.logout().await;
+        logout(&mut self.conn).await;
     }
+}
+
+/// The UID of a single appended message, when the server said and is trusted to.
+fn single(done: proto::Done, uidplus: bool) -> Option<(u32, u32)> {
+    match done.append_uid {
+        Some((validity, uids)) if uidplus && uids.len() == 1 => Some((validity, uids[0])),
+        _ => None,
+    }
+}
+
+/// `APPEND "mailbox" (flags) "date" {n+}` (without the literal).
+fn append_command(mailbox: &str, m: &Outgoing, non_synchronizing: bool) -> String {
+    let date = m
+        .internal_date
+        .map(|d| format!(" {}", proto::imap_date(d)))
+        .unwrap_or_default();
+    format!(
+        "APPEND {mailbox} {}{date} {{{}{}}}",
+        flag_list(&m.flags),
+        m.body.len(),
+        if non_synchronizing { "+" } else { "" }
+    )
 }
 
 /// `(\Seen kw)`: flags as an APPEND or STORE list.
-fn flag_list(flags: &[String]) -> String {
-    format!("({})", flags.join(" "))
-}
-
-/// INTERNALDATE as RFC 3501 date-time: `"02-Jan-2006 15:04:05 -0700"`.
-fn imap_date(d: DateTime<FixedOffset>) -> String {
-    d.format("\"%d-%b-%Y %H:%M:%S %z\"").to_string()
-}
-
-/// A quoted string for a command. Folder names on the wire are 7-bit (modified UTF-7), so
-/// quoting covers them; CR, LF and NUL cannot be quoted at all.
-fn quote(s: &str) -> Result<String, ImapError> {
-    if s.bytes()
-        .any(|b| matches!(b, b'\r' | b'\n' | 0) || b >= 0x80)
-    {
-        return Err(ImapError::Protocol {
-            what: format!("folder name {s:?}"),
-            reason: "contains a character that cannot be sent in a quoted string".into(),
-        });
-    }
-    Ok(format!(
-        "\"{}\"",
-        s.replace('\\', "\\\\").replace('"', "\\\"")
-    ))
+fn flag_list(flags: &FlagSet) -> String {
+    format!(
+        "({})",
+        flags
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
 }
 
 #[cfg(test)]
@@ -618,14 +875,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dates_and_quotes_follow_rfc_3501() {
-        let d = DateTime::parse_from_rfc3339("2019-03-07T08:09:10+05:30").unwrap();
-        assert_eq!(imap_date(d), "\"07-Mar-2019 08:09:10 +0530\"");
-        assert_eq!(quote(r#"a"b\c"#).unwrap(), r#""a\"b\\c""#);
-        assert!(quote("a\r\nb").is_err());
+    fn append_commands() {
+        let m = Outgoing {
+            uid: 1,
+            flags: Flag::parse_all(["\\Seen", "$Label1", "\\Recent"]),
+            internal_date: DateTime::parse_from_rfc3339("2019-03-07T08:09:10+05:30").ok(),
+            body: b"Subject: x\r\n\r\nhi\r\n".to_vec(),
+        };
         assert_eq!(
-            flag_list(&["\\Seen".into(), "$Label1".into()]),
-            "(\\Seen $Label1)"
+            append_command("\"INBOX\"", &m, true),
+            "APPEND \"INBOX\" (\\Seen $Label1) \"07-Mar-2019 08:09:10 +0530\" {18+}"
+        );
+        let bare = Outgoing {
+            flags: FlagSet::new(),
+            internal_date: None,
+            ..m
+        };
+        assert_eq!(
+            append_command("\"a\"", &bare, false),
+            "APPEND \"a\" () {18}"
         );
     }
 }

@@ -38,6 +38,10 @@ pub struct MailMigrationStatus {
     /// When the final sync before the switch finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_synced_at: Option<DateTime<Utc>>,
+    /// When the gateway relay on the old server was switched on. A mail-flow probe counts
+    /// only if it passed after this; without `dns`, times after the cutover count from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_on_at: Option<DateTime<Utc>>,
     /// When the MX set was switched to the new server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mx_switched_at: Option<DateTime<Utc>>,

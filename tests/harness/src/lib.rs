@@ -22,6 +22,9 @@
 //! The servers must be installed (`scripts/install-deps.sh`) and the tests must run as root
 //! (the daemons switch to their own system users: `dovecot`/`dovenull`, `postfix`, `bind`).
 //!
+//! [`Proxy`] forwards loopback connections and drops them on demand, for tests of lost
+//! connections.
+//!
 //! [`client`] has deliberately tiny IMAP/SMTP/line helpers for smoke tests and fixtures;
 //! mailshift's own clients are what the real tests exercise.
 
@@ -32,6 +35,7 @@ pub mod dovecot;
 pub mod ports;
 pub mod postfix;
 mod process;
+pub mod proxy;
 pub mod tls;
 pub mod wait;
 
@@ -39,6 +43,7 @@ pub use bind::{Bind, BindBuilder, Record, TsigKey, Zone};
 pub use dovecot::{Dovecot, DovecotBuilder, DovecotPorts};
 pub use postfix::{Postfix, PostfixBuilder};
 pub use process::CmdOutput;
+pub use proxy::Proxy;
 pub use tls::Certificates;
 
 /// The loopback address every harness server listens on.

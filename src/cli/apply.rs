@@ -1,0 +1,194 @@
+//! `mailshift apply -f FILE`: run the loop until the servers match the manifest.
+//!
+//! Each turn observes, plans and carries out the first actionable step, then observes
+//! again. Time gates are waited out with a visible countdown (or, with `--no-wait`, the
+//! command exits 3 so a scheduler can come back later). Ctrl-C stops cleanly: every step is
+//! idempotent and the state is written crash-safely, so a re-run resumes.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::logging::{self, LogFormat};
+use super::progress::Bars;
+use super::target::{TargetArgs, name_of};
+use crate::imap::engine::{Observer, Silent};
+use crate::plan::Progress;
+use crate::reconcile::{MailEngine, Reconciler};
+
+/// Exit status when stopping at a gate that cannot be waited out here.
+const EXIT_GATE: u8 = 3;
+/// While waiting for a time gate, observe again this often: the world may change.
+const REOBSERVE: Duration = Duration::from_secs(300);
+/// How long to wait before re-checking something outside mailshift's hands (propagation,
+/// a copy running elsewhere).
+const RECHECK: Duration = Duration::from_secs(15);
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Do not wait at time gates: exit 3 with the instant the next gate opens.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+enum Stop {
+    Converged,
+    Gate(String),
+    Stalled(String),
+    Interrupted,
+}
+
+pub async fn run(args: &Args, log_format: LogFormat) -> Result<ExitCode> {
+    // Progress bars on a terminal; structured logs otherwise (and between bar redraws).
+    let bars = std::io::stderr()
+        .is_terminal()
+        .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8)));
+    logging::init(log_format, bars.clone());
+    let observer: Arc<dyn Observer> = match &bars {
+        Some(m) => Arc::new(Bars::new(m.clone())),
+        None => Arc::new(Silent),
+    };
+    let mut worst = ExitCode::SUCCESS;
+    for m in args.target.migrations()? {
+        let name = name_of(&m);
+        let mut r = args.target.reconciler(m, observer.clone())?;
+        let stop = tokio::select! {
+            s = drive(&mut r, args.no_wait, bars.as_ref()) => s?,
+            _ = tokio::signal::ctrl_c() => Stop::Interrupted,
+        };
+        match stop {
+            Stop::Converged => eprintln!("{name}: converged: the servers match the manifest"),
+            Stop::Gate(why) => {
+                eprintln!("{name}: stopped at a gate: {why}");
+                worst = ExitCode::from(EXIT_GATE);
+            }
+            Stop::Stalled(why) => {
+                eprintln!("{name}: stalled: {why}");
+                return Ok(ExitCode::FAILURE);
+            }
+            Stop::Interrupted => {
+                eprintln!("{name}: interrupted; run apply again to resume");
+                return Ok(ExitCode::from(130));
+            }
+        }
+    }
+    Ok(worst)
+}
+
+async fn drive<E: MailEngine>(
+    r: &mut Reconciler<E>,
+    no_wait: bool,
+    bars: Option<&MultiProgress>,
+) -> Result<Stop> {
+    loop {
+        let now = Utc::now();
+        let pass = r.pass(now, true).await?;
+        match pass.plan.progress() {
+            Progress::Converged => return Ok(Stop::Converged),
+            Progress::ObserveOnly => {
+                println!("{}", pass.plan);
+                return Ok(Stop::Gate(
+                    "policy is observe: the plan above is shown, nothing is applied".into(),
+                ));
+            }
+            Progress::Ready => {
+                let step = pass
+                    .plan
+                    .next()
+                    .expect("Ready has a next step")
+                    .step
+                    .clone();
+                let spinner = spinner(bars, &format!("{step}"));
+                tracing::info!(step = %step, "applying");
+                let result = r.execute(&step, Utc::now()).await;
+                spinner.finish_and_clear();
+                match result {
+                    Ok(()) => tracing::info!(step = %step, "done"),
+                    Err(e) => {
+                        let failure = r.failure().cloned().expect("a failed step is recorded");
+                        tracing::warn!(step = %step, attempt = failure.count, error = %format!("{e:#}"), "step failed");
+                        if failure.stalled {
+                            // Store the Stalled condition before giving up.
+                            r.pass(Utc::now(), true).await?;
+                            return Ok(Stop::Stalled(format!(
+                                "`{step}` failed {} times: {}",
+                                failure.count, failure.message
+                            )));
+                        }
+                        let wait = Reconciler::<E>::backoff(failure.count);
+                        eprintln!(
+                            "failed (attempt {}): {e:#}; retrying in {}s",
+                            failure.count,
+                            wait.as_secs()
+                        );
+                        countdown(bars, Utc::now() + wait, "retry").await;
+                    }
+                }
+            }
+            Progress::Recheck => {
+                tokio::time::sleep(RECHECK).await;
+            }
+            Progress::WaitUntil { at } => {
+                let why = pass
+                    .plan
+                    .steps
+                    .iter()
+                    .flat_map(|s| &s.gates)
+                    .find_map(|g| g.opens_at().filter(|t| *t == at).map(|_| g.to_string()))
+                    .unwrap_or_else(|| "a time gate".into());
+                if no_wait {
+                    return Ok(Stop::Gate(format!("{why}; opens at {}", at.to_rfc3339())));
+                }
+                let until = at.min(Utc::now() + REOBSERVE);
+                countdown(bars, until, &why).await;
+            }
+            Progress::Blocked { reasons } => return Ok(Stop::Gate(reasons.join("; "))),
+        }
+    }
+}
+
+fn spinner(bars: Option<&MultiProgress>, msg: &str) -> ProgressBar {
+    let Some(bars) = bars else {
+        return ProgressBar::hidden();
+    };
+    let pb = bars.add(ProgressBar::new_spinner());
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"),
+    );
+    pb.set_message(msg.to_owned());
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
+
+/// Wait until `at`, showing the time left on a terminal.
+async fn countdown(bars: Option<&MultiProgress>, at: DateTime<Utc>, why: &str) {
+    let Ok(total) = (at - Utc::now()).to_std() else {
+        return;
+    };
+    let Some(bars) = bars else {
+        tracing::info!(until = %at.to_rfc3339(), reason = why, "waiting");
+        tokio::time::sleep(total).await;
+        return;
+    };
+    let pb = bars.add(ProgressBar::new(total.as_secs().max(1)));
+    pb.set_style(
+        ProgressStyle::with_template("waiting: {msg} [{bar:30}] {eta} left")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(why.to_owned());
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < total {
+        pb.set_position(start.elapsed().as_secs());
+        tokio::time::sleep(Duration::from_millis(500).min(total.saturating_sub(start.elapsed())))
+            .await;
+    }
+    pb.finish_and_clear();
+}

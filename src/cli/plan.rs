@@ -1,0 +1,52 @@
+//! `mailshift plan -f FILE`: what would happen next, in plain words. Reads the servers,
+//! writes nothing.
+
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use super::Output;
+use super::target::{TargetArgs, name_of};
+use crate::plan::PlanDocument;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Output format (`json` and `yaml` carry a versioned plan document).
+    #[arg(long, short, value_enum, default_value_t)]
+    output: Output,
+}
+
+#[derive(Serialize)]
+struct Entry {
+    name: String,
+    plan: PlanDocument,
+}
+
+/// Exit 0 when nothing is left to do, 2 when changes are pending, 1 on error.
+pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let mut entries = Vec::new();
+    let mut pending = false;
+    for m in args.target.migrations()? {
+        let name = name_of(&m);
+        let mut r = args
+            .target
+            .reconciler(m, std::sync::Arc::new(crate::imap::engine::Silent))?;
+        let pass = r.pass(chrono::Utc::now(), false).await?;
+        pending |= !pass.plan.is_empty();
+        match args.output {
+            Output::Text => println!("MailMigration {name}:\n{}", pass.plan),
+            _ => entries.push(Entry {
+                name,
+                plan: pass.plan.document(),
+            }),
+        }
+    }
+    super::print_structured(args.output, &entries)?;
+    Ok(if pending {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

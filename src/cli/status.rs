@@ -1,0 +1,120 @@
+//! `mailshift status -f FILE`: the stored status — conditions, timestamps, per-mailbox
+//! progress — without touching any server.
+
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use super::Output;
+use super::target::{TargetArgs, name_of};
+use crate::reconcile::records::{MailboxRecord, Records};
+use crate::spec::MailMigrationStatus;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    target: TargetArgs,
+    #[arg(long, short, value_enum, default_value_t)]
+    output: Output,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Entry {
+    name: String,
+    status: MailMigrationStatus,
+    mailboxes: std::collections::BTreeMap<String, MailboxRecord>,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let mut entries = Vec::new();
+    for m in args.target.migrations()? {
+        let state = args.target.state_dir(&m);
+        let status = state.load_status()?;
+        let records = Records::load(&state)?;
+        let entry = Entry {
+            name: name_of(&m),
+            status,
+            mailboxes: records.mailboxes,
+        };
+        if args.output == Output::Text {
+            print_text(&entry, &m.spec);
+        } else {
+            entries.push(entry);
+        }
+    }
+    super::print_structured(args.output, &entries)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_text(e: &Entry, spec: &crate::spec::MailMigrationSpec) {
+    let s = &e.status;
+    let phase = s.phase.map_or("never run".to_owned(), |p| format!("{p:?}"));
+    println!("MailMigration {}: {phase}", e.name);
+    if let Some(n) = &s.next_step {
+        println!("  next step:      {n}");
+    }
+    if let Some(w) = s.waiting_until {
+        println!("  waiting until:  {}", w.to_rfc3339());
+    }
+    for (label, t) in [
+        ("TTL lowered", s.ttl_lowered_at),
+        ("final sync", s.final_synced_at),
+        ("gateway on", s.gateway_on_at),
+        ("MX switched", s.mx_switched_at),
+        ("delta sync", s.delta_synced_at),
+        ("completed", s.completed_at),
+    ] {
+        if let Some(t) = t {
+            println!("  {label:<15} {}", t.to_rfc3339());
+        }
+    }
+    if !s.conditions.is_empty() {
+        println!("  conditions:");
+        for c in &s.conditions {
+            println!(
+                "    {:<12} {:<7} {:<22} {}",
+                c.type_,
+                format!("{:?}", c.status),
+                c.reason,
+                c.message
+            );
+        }
+    }
+    if let Some(m) = &s.mailboxes {
+        println!(
+            "  mailboxes: {} total, {} synced, {} verified, {} failed",
+            m.total, m.synced, m.verified, m.failed
+        );
+    }
+    let addresses = spec.mailboxes.iter().map(|m| m.address.to_lowercase());
+    let mut listed: Vec<String> = addresses.collect();
+    for a in e.mailboxes.keys() {
+        if !listed.contains(a) {
+            listed.push(a.clone());
+        }
+    }
+    for a in listed {
+        let r = e.mailboxes.get(&a).cloned().unwrap_or_default();
+        let sync = match r.sync {
+            crate::plan::SyncState::Never => "never synced".to_owned(),
+            crate::plan::SyncState::Synced { at, messages, .. } => {
+                format!("synced {messages} messages at {}", at.to_rfc3339())
+            }
+        };
+        let verified = match r.verification {
+            crate::plan::Verification::NotVerified => "not verified".to_owned(),
+            crate::plan::Verification::Equal { at, .. } => {
+                format!("verified equal at {}", at.to_rfc3339())
+            }
+            crate::plan::Verification::Differs { differences, .. } => {
+                format!("{differences} difference(s)")
+            }
+        };
+        print!("    {a}: {sync}; {verified}");
+        match r.last_error {
+            Some(e) => println!("; last error: {e}"),
+            None => println!(),
+        }
+    }
+}

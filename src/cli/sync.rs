@@ -1,0 +1,205 @@
+//! `mailshift sync` and `mailshift verify`: copy (or re-sync) mailboxes now, once; or
+//! compare them. Both act on every MailMigration in the given manifests (or those named
+//! with `--name`) and every mailbox in them (or those named with `--mailbox`).
+//!
+//! Exit status: 0 when the run was perfect (sync: nothing missing, refused or failed;
+//! verify: every mailbox equal), 1 when not, 2 when nothing could be run (an invalid
+//! manifest, an unknown `--mailbox`, a secret that cannot be read).
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{MultiProgress, ProgressDrawTarget};
+
+use super::Output;
+use super::logging::{self, LogFormat};
+use super::progress::Bars;
+use crate::imap::engine::{self, Observer, Options, Prepared, Silent};
+use crate::imap::report::{Report, ReportKind};
+use crate::manifest::{LoadOptions, Severity, load_path};
+use crate::spec::Policy;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Manifest file(s) or directories of them (`-` for standard input).
+    #[arg(
+        short = 'f',
+        long = "filename",
+        required = true,
+        value_name = "MANIFEST"
+    )]
+    files: Vec<String>,
+    /// Only this mailbox (by address; repeat for several).
+    #[arg(long = "mailbox", value_name = "ADDR")]
+    mailboxes: Vec<String>,
+    /// Only the MailMigration with this `metadata.name` (repeat for several).
+    #[arg(long = "name", value_name = "NAME")]
+    names: Vec<String>,
+    /// Where caches live: DIR/<name>/ (default: .mailshift/<name>/ next to the manifest).
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// Output format of the report.
+    #[arg(long, short, value_enum, default_value_t)]
+    output: Output,
+}
+
+pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> ExitCode {
+    let bars = std::io::stderr()
+        .is_terminal()
+        .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8)));
+    logging::init(log_format, bars.clone());
+    let observer: Arc<dyn Observer> = match &bars {
+        Some(m) => Arc::new(Bars::new(m.clone())),
+        None => Arc::new(Silent),
+    };
+    let started = Instant::now();
+    let prepared = match prepare_all(args, kind, observer) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("mailshift: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mailshift: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mailboxes = runtime.block_on(async {
+        let mut all = Vec::new();
+        for p in &prepared {
+            tracing::info!(migration = %p.name, mailboxes = p.accounts.len(), concurrency = p.concurrency, "{}", match kind { ReportKind::Sync => "sync", ReportKind::Verify => "verify" });
+            let reports = match kind {
+                ReportKind::Sync => p.engine.sync_all(&p.accounts, p.concurrency).await,
+                ReportKind::Verify => p.engine.verify_all(&p.accounts, p.concurrency).await,
+            };
+            all.extend(reports);
+        }
+        all
+    });
+    if let Some(b) = &bars {
+        let _ = b.clear();
+    }
+    let report = Report::new(kind, mailboxes, started.elapsed());
+    let t = &report.totals;
+    tracing::info!(
+        perfect = report.perfect,
+        messages_transferred = t.messages_transferred,
+        bytes_transferred = t.bytes_transferred,
+        refused = t.refused,
+        errors = t.errors,
+        elapsed_seconds = t.elapsed_seconds,
+        "done"
+    );
+    if print(&report, args.output).is_err() {
+        return ExitCode::from(2);
+    }
+    if report.is_perfect() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn print(report: &Report, output: Output) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match output {
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut out, report)?;
+            writeln!(out)
+        }
+        Output::Yaml => {
+            let s = serde_yaml::to_string(report).map_err(std::io::Error::other)?;
+            write!(out, "{s}")
+        }
+        Output::Text => writeln!(out, "{report}"),
+    }
+}
+
+/// Loads every manifest, keeps the migrations and mailboxes asked for, and prepares them.
+fn prepare_all(
+    args: &Args,
+    kind: ReportKind,
+    observer: Arc<dyn Observer>,
+) -> Result<Vec<Prepared>> {
+    let mut prepared = Vec::new();
+    let mut names_seen = vec![false; args.names.len()];
+    for file in &args.files {
+        for loaded in load_path(file, LoadOptions::default()) {
+            for f in loaded
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Warning)
+            {
+                tracing::warn!(finding = %f, "manifest");
+            }
+            let path = PathBuf::from(&loaded.file);
+            let migrations = loaded.into_result()?;
+            for m in migrations {
+                let name = m.metadata.name.clone().unwrap_or_default();
+                if !args.names.is_empty() {
+                    match args.names.iter().position(|n| *n == name) {
+                        Some(i) => names_seen[i] = true,
+                        None => continue,
+                    }
+                }
+                if kind == ReportKind::Sync && m.spec.policy == Policy::Observe {
+                    bail!(
+                        "{name}: policy is observe, which never writes; use `mailshift verify` to compare"
+                    );
+                }
+                let p = engine::prepare(
+                    &m,
+                    manifest_path(&path),
+                    args.state.as_deref(),
+                    Options::default(),
+                    observer.clone(),
+                )
+                .with_context(|| format!("{}", path.display()))?;
+                prepared.push(p);
+            }
+        }
+    }
+    if let Some(i) = names_seen.iter().position(|seen| !seen) {
+        bail!("no MailMigration named {} in the manifests", args.names[i]);
+    }
+    if !args.mailboxes.is_empty() {
+        let mut found = vec![false; args.mailboxes.len()];
+        for p in &mut prepared {
+            p.accounts.retain(|a| {
+                match args
+                    .mailboxes
+                    .iter()
+                    .position(|m| m.eq_ignore_ascii_case(&a.address))
+                {
+                    Some(i) => {
+                        found[i] = true;
+                        true
+                    }
+                    None => false,
+                }
+            });
+        }
+        if let Some(i) = found.iter().position(|f| !f) {
+            bail!("mailbox {} is not in the manifests", args.mailboxes[i]);
+        }
+        prepared.retain(|p| !p.accounts.is_empty());
+    }
+    if prepared.is_empty() {
+        bail!("no MailMigration found");
+    }
+    Ok(prepared)
+}
+
+fn manifest_path(p: &Path) -> &Path {
+    p
+}

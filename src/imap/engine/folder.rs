@@ -1,0 +1,668 @@
+//! One pass over one source folder: decide how much work it needs, compare, copy, update
+//! flags, write the cache. Follows the contract of [`crate::imap::cache`]: the folders'
+//! STATUS is recorded before anything is listed, the cache is written only once the pass
+//! completed, every copy is recorded with its APPENDUID (without UIDPLUS the destination is
+//! listed again and compared before a cache is written), and three-way flag updates are
+//! logged ahead (`with_pending`) before they are sent.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::{Engine, FolderState, Progress};
+use crate::imap::cache::{
+    CACHE_VERSION, Copied, FlagCheck, FolderCache, FolderCacheKey, FolderStatus, FullReason,
+    ResyncNeed, resync_need,
+};
+use crate::imap::diff::{Entry, FlagUpdate, Tally, diff};
+use crate::imap::proto::ImapError;
+use crate::imap::report::{MessageRef, RefusedMessage};
+use crate::imap::session::{AppendOutcome, DestinationSession, Outgoing, SourceSession};
+
+/// Which folder, and where it goes.
+pub(super) struct Target<'a> {
+    pub address: &'a str,
+    /// Source folder, decoded.
+    pub source: &'a str,
+    pub source_wire: String,
+    /// Destination folder, decoded.
+    pub dest: &'a str,
+    pub dest_wire: String,
+}
+
+/// What the copy loop did.
+#[derive(Debug, Default)]
+struct CopyResult {
+    copied: Vec<Copied>,
+    /// Appended, but the server did not say under which UID (no UIDPLUS).
+    without_uid: usize,
+    refused: Vec<RefusedMessage>,
+    /// Listed, but gone from the source by the time it was fetched.
+    vanished: BTreeSet<u32>,
+    tally: Tally,
+}
+
+/// Syncs one folder (see the module docs). A connection error leaves the folder for a
+/// retry; anything the pass completed before it stays done.
+pub(super) async fn sync_folder(
+    engine: &Engine,
+    src: &mut SourceSession,
+    dst: &mut DestinationSession,
+    t: &Target<'_>,
+    st: &mut FolderState,
+) -> Result<(), ImapError> {
+    let key = FolderCacheKey::new(t.address, t.source);
+    // The snapshots come first: anything that happens after them shows up next time.
+    let src_status = src.status(&t.source_wire).await?;
+    let dst_status = dst.status(&t.dest_wire).await?;
+    let cache = match engine.store.load(&key) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(mailbox = %t.address, folder = %t.source, error = %e, "cannot read the cache; comparing in full");
+            None
+        }
+    };
+    let snaps = src_status.snapshot().zip(dst_status.snapshot());
+    let need = match &snaps {
+        Some((s, d)) => resync_need(cache.as_ref(), t.dest, s, d),
+        None => ResyncNeed::Full(FullReason::NoCache),
+    };
+    tracing::debug!(mailbox = %t.address, folder = %t.source, pass = %need, "folder pass");
+    st.full = false;
+    st.report.error = None;
+    if st.refused_validity != src_status.uid_validity {
+        st.refused.clear();
+        st.refused_validity = src_status.uid_validity;
+    }
+    let result = match (need.clone(), cache, snaps) {
+        (ResyncNeed::Nothing, Some(c), Some((s, d))) => {
+            nothing(st, &c, &s, &d);
+            Ok(())
+        }
+        (
+            ResyncNeed::Incremental {
+                new_since_uid,
+                flags,
+            },
+            Some(c),
+            Some((s, d)),
+        ) => {
+            incremental(
+                engine,
+                src,
+                dst,
+                t,
+                st,
+                &key,
+                c,
+                (s, d),
+                new_since_uid,
+                flags,
+            )
+            .await
+        }
+        (_, cache, snaps) => full(engine, src, dst, t, st, &key, cache, snaps).await,
+    };
+    st.report.pass = Some(need.to_string());
+    result?;
+    let r = &st.report;
+    tracing::info!(
+        mailbox = %t.address,
+        folder = %t.source,
+        destination = %t.dest,
+        pass = %need,
+        source_messages = r.source_messages,
+        copied = r.copied,
+        refused = r.refused.len(),
+        flags_updated = r.flags_updated,
+        "folder synced"
+    );
+    Ok(())
+}
+
+/// The cache proves nothing changed: its claims stand.
+fn nothing(st: &mut FolderState, c: &FolderCache, s: &FolderStatus, d: &FolderStatus) {
+    let r = &mut st.report;
+    r.source_messages = u64::from(s.messages);
+    r.source_bytes = c.source_tally.bytes;
+    r.destination_messages = u64::from(d.messages);
+    r.destination_bytes = c.dest_tally.bytes;
+    r.skipped = c.pairs.len() as u64;
+    r.missing.clear();
+    r.surplus.clear();
+    r.extra.clear();
+    r.refused = merged_refusals(c.refused.values(), st.refused.values());
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn full(
+    engine: &Engine,
+    src: &mut SourceSession,
+    dst: &mut DestinationSession,
+    t: &Target<'_>,
+    st: &mut FolderState,
+    key: &FolderCacheKey,
+    cache: Option<FolderCache>,
+    snaps: Option<(FolderStatus, FolderStatus)>,
+) -> Result<(), ImapError> {
+    let src_sel = src.examine(&t.source_wire).await?;
+    let source_entries = if src_sel.exists > 0 {
+        src.fetch_meta("1:*").await?
+    } else {
+        Vec::new()
+    };
+    let dst_sel = dst.select(&t.dest_wire).await?;
+    let storable = dst_sel.storable();
+    let dest_entries = if dst_sel.exists > 0 {
+        dst.fetch_meta("1:*").await?
+    } else {
+        Vec::new()
+    };
+    // The cache's pairs still name the same messages only under the same UIDVALIDITYs.
+    let valid = cache.filter(|c| {
+        snaps.is_some_and(|(s, d)| {
+            c.version == CACHE_VERSION
+                && c.dest_folder == t.dest
+                && c.source.uidvalidity == s.uidvalidity
+                && c.dest.uidvalidity == d.uidvalidity
+        })
+    });
+    let known = valid
+        .as_ref()
+        .map(FolderCache::known_pairs)
+        .unwrap_or_default();
+    let d = diff(&source_entries, &dest_entries, &known, &storable);
+
+    // Refused before (by an earlier run, or an earlier attempt of this one): not retried.
+    let mut refused: BTreeMap<u32, RefusedMessage> = BTreeMap::new();
+    if let Some(c) = &valid {
+        refused.extend(c.refused.iter().map(|(u, r)| (*u, r.clone())));
+    }
+    refused.extend(st.refused.iter().map(|(u, r)| (*u, r.clone())));
+    let wanted: BTreeSet<u32> = d.to_copy.iter().copied().collect();
+    refused.retain(|u, _| wanted.contains(u));
+    let by_uid: HashMap<u32, &Entry> = source_entries.iter().map(|e| (e.uid, e)).collect();
+    let to_copy: Vec<Entry> = d
+        .to_copy
+        .iter()
+        .filter(|u| !refused.contains_key(u))
+        .filter_map(|u| by_uid.get(u).map(|e| (*e).clone()))
+        .collect();
+
+    // Three-way updates lean on the cached base: log them ahead.
+    if let Some(c) = &valid {
+        let pending = c.with_pending(&d.flag_updates);
+        if !pending.pending.is_empty() {
+            save(engine, key, &pending)?;
+        }
+    }
+    let failed_flags = apply_flags(st, dst, &d.flag_updates).await?;
+
+    let mut copy = CopyResult::default();
+    let copied = copy_messages(
+        engine,
+        src,
+        dst,
+        t,
+        &to_copy,
+        snaps.map(|(_, d)| d.uidvalidity),
+        st,
+        &mut copy,
+    )
+    .await;
+    record_refusals(st, &mut refused, &copy);
+    copied?;
+
+    // The cache, when this pass may write one.
+    let refused_all: Vec<RefusedMessage> = refused.values().cloned().collect();
+    if let (Some((s, dsnap)), true) = (snaps, failed_flags.is_empty()) {
+        let mut next = None;
+        if copy.without_uid == 0 {
+            let mut c = FolderCache::after_full_pass(
+                t.dest,
+                s,
+                dsnap,
+                &d,
+                &dest_entries,
+                &copy.copied,
+                refused_all.clone(),
+            );
+            c.dest_tally = add(d.dest, copy.tally);
+            next = Some(c);
+        } else {
+            // No UIDPLUS: which UIDs the copies got is only known by listing again.
+            let dest_again = dst.fetch_meta("1:*").await?;
+            let d2 = diff(&source_entries, &dest_again, &d.pairs, &storable);
+            let settled = d2
+                .to_copy
+                .iter()
+                .all(|u| refused.contains_key(u) || copy.vanished.contains(u));
+            if settled && d2.flag_updates.is_empty() {
+                next = Some(FolderCache::after_full_pass(
+                    t.dest,
+                    s,
+                    dsnap,
+                    &d2,
+                    &dest_again,
+                    &[],
+                    refused_all.clone(),
+                ));
+            } else {
+                tracing::warn!(mailbox = %t.address, folder = %t.source, "the destination does not match after copying; no cache written");
+            }
+        }
+        if let Some(c) = next {
+            save(engine, key, &c)?;
+        }
+    }
+
+    let pick = |entries: &[Entry], uids: &[u32]| -> Vec<MessageRef> {
+        let by: HashMap<u32, &Entry> = entries.iter().map(|e| (e.uid, e)).collect();
+        uids.iter()
+            .filter_map(|u| by.get(u))
+            .map(|e| MessageRef::from(*e))
+            .collect()
+    };
+    let done: BTreeSet<u32> = copy.copied.iter().map(|c| c.source_uid).collect();
+    let r = &mut st.report;
+    r.source_messages = d.source.messages;
+    r.source_bytes = d.source.bytes;
+    let dest_now = add(d.dest, copy.tally);
+    r.destination_messages = dest_now.messages;
+    r.destination_bytes = dest_now.bytes;
+    // Copied without a known UID counts as copied too: the server said OK.
+    let appended: BTreeSet<u32> = to_copy
+        .iter()
+        .map(|e| e.uid)
+        .filter(|u| !done.contains(u) && !copy.vanished.contains(u) && !refused.contains_key(u))
+        .collect();
+    let missing: Vec<u32> = if copy.without_uid > 0 {
+        Vec::new()
+    } else {
+        appended.into_iter().collect()
+    };
+    r.missing = pick(&source_entries, &missing);
+    r.surplus = pick(&dest_entries, &d.surplus);
+    r.extra = pick(&dest_entries, &d.extra);
+    r.refused = refused_all;
+    r.skipped = d.pairs.len() as u64;
+    r.flags_differ = d.flags_differ as u64;
+    if !failed_flags.is_empty() {
+        r.error = Some(flag_error(&failed_flags));
+    }
+    st.full = true;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn incremental(
+    engine: &Engine,
+    src: &mut SourceSession,
+    dst: &mut DestinationSession,
+    t: &Target<'_>,
+    st: &mut FolderState,
+    key: &FolderCacheKey,
+    c: FolderCache,
+    (s, d): (FolderStatus, FolderStatus),
+    new_since_uid: Option<u32>,
+    flags: FlagCheck,
+) -> Result<(), ImapError> {
+    let src_sel = src.examine(&t.source_wire).await?;
+    let dst_sel = dst.select(&t.dest_wire).await?;
+    let storable = dst_sel.storable();
+
+    let mut new = None;
+    let mut dest_new = Vec::new();
+    let mut source_new = Vec::new();
+    if let Some(since) = new_since_uid {
+        source_new = src.fetch_meta(&format!("{since}:*")).await?;
+        if dst_sel.exists > 0 {
+            dest_new = dst.fetch_meta(&format!("{}:*", c.dest.uidnext)).await?;
+        }
+        new = Some(c.incremental_diff(since, &source_new, &dest_new, &storable));
+    }
+    let flags_now = match flags {
+        _ if src_sel.exists == 0 => Vec::new(),
+        FlagCheck::Unchanged => Vec::new(),
+        FlagCheck::ChangedSince(m) => src.fetch_flags("1:*", Some(m)).await?,
+        FlagCheck::All => src.fetch_flags("1:*", None).await?,
+    };
+    let three_way = c.flag_updates(&flags_now, &storable);
+    if !three_way.is_empty() {
+        save(engine, key, &c.with_pending(&three_way))?;
+    }
+    let mut updates = three_way;
+    if let Some(n) = &new {
+        updates.extend(n.flag_updates.iter().cloned());
+    }
+    let failed_flags = apply_flags(st, dst, &updates).await?;
+
+    let mut refused: BTreeMap<u32, RefusedMessage> = st.refused.clone();
+    let to_copy: Vec<Entry> = match &new {
+        Some(n) => {
+            let by_uid: HashMap<u32, &Entry> = source_new.iter().map(|e| (e.uid, e)).collect();
+            n.to_copy
+                .iter()
+                .filter(|u| !refused.contains_key(u) && !c.is_refused(**u))
+                .filter_map(|u| by_uid.get(u).map(|e| (*e).clone()))
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let mut copy = CopyResult::default();
+    let copied = copy_messages(
+        engine,
+        src,
+        dst,
+        t,
+        &to_copy,
+        Some(d.uidvalidity),
+        st,
+        &mut copy,
+    )
+    .await;
+    record_refusals(st, &mut refused, &copy);
+    copied?;
+
+    let new_source_bytes: u64 = new_since_uid.map_or(0, |since| {
+        source_new
+            .iter()
+            .filter(|e| e.uid >= since)
+            .map(|e| e.size)
+            .sum()
+    });
+    let new_dest = Tally {
+        messages: 0,
+        bytes: dest_new
+            .iter()
+            .filter(|e| e.uid >= c.dest.uidnext)
+            .map(|e| e.size)
+            .sum(),
+    };
+    let source_tally = Tally {
+        messages: u64::from(s.messages),
+        bytes: c.source_tally.bytes + new_source_bytes,
+    };
+    let dest_tally = Tally {
+        messages: u64::from(d.messages) + copy.tally.messages,
+        bytes: c.dest_tally.bytes + new_dest.bytes + copy.tally.bytes,
+    };
+    if failed_flags.is_empty() && copy.without_uid == 0 {
+        let mut next = c.after_incremental_pass(
+            s,
+            d,
+            new.as_ref(),
+            &dest_new,
+            &copy.copied,
+            &flags_now,
+            refused.values().cloned().collect(),
+        );
+        next.source_tally = source_tally;
+        next.dest_tally = dest_tally;
+        save(engine, key, &next)?;
+    }
+
+    let r = &mut st.report;
+    r.source_messages = source_tally.messages;
+    r.source_bytes = source_tally.bytes;
+    r.destination_messages = dest_tally.messages;
+    r.destination_bytes = dest_tally.bytes;
+    r.missing.clear();
+    r.surplus.clear();
+    r.extra.clear();
+    r.refused = merged_refusals(c.refused.values(), refused.values());
+    r.skipped = (c.pairs.len() + new.as_ref().map_or(0, |n| n.pairs.len())) as u64;
+    r.flags_differ = 0;
+    if !failed_flags.is_empty() {
+        r.error = Some(flag_error(&failed_flags));
+    }
+    Ok(())
+}
+
+fn add(a: Tally, b: Tally) -> Tally {
+    Tally {
+        messages: a.messages + b.messages,
+        bytes: a.bytes + b.bytes,
+    }
+}
+
+fn merged_refusals<'a>(
+    a: impl Iterator<Item = &'a RefusedMessage>,
+    b: impl Iterator<Item = &'a RefusedMessage>,
+) -> Vec<RefusedMessage> {
+    let all: BTreeMap<u32, RefusedMessage> =
+        a.chain(b).map(|r| (r.message.uid, r.clone())).collect();
+    all.into_values().collect()
+}
+
+fn record_refusals(
+    st: &mut FolderState,
+    refused: &mut BTreeMap<u32, RefusedMessage>,
+    copy: &CopyResult,
+) {
+    for r in &copy.refused {
+        st.refused.insert(r.message.uid, r.clone());
+        refused.insert(r.message.uid, r.clone());
+    }
+}
+
+fn save(engine: &Engine, key: &FolderCacheKey, cache: &FolderCache) -> Result<(), ImapError> {
+    engine
+        .store
+        .save(key, cache)
+        .map_err(|e| ImapError::Refused {
+            what: format!("saving the cache of {key}"),
+            reason: format!("{e:#}"),
+        })
+}
+
+fn flag_error(failed: &[(FlagUpdate, String)]) -> String {
+    format!(
+        "{} flag update(s) refused by the destination: {}",
+        failed.len(),
+        failed.first().map(|(_, r)| r.as_str()).unwrap_or("")
+    )
+}
+
+async fn apply_flags(
+    st: &mut FolderState,
+    dst: &mut DestinationSession,
+    updates: &[FlagUpdate],
+) -> Result<Vec<(FlagUpdate, String)>, ImapError> {
+    if updates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let failed = dst.store(updates).await?;
+    let failed_uids: BTreeSet<u32> = failed.iter().map(|(u, _)| u.dest_uid).collect();
+    st.report.flags_updated += updates
+        .iter()
+        .filter(|u| !failed_uids.contains(&u.dest_uid))
+        .count() as u64;
+    Ok(failed)
+}
+
+/// Splits `entries` (ascending UIDs) into batches of at most `max_bytes` bytes (or one
+/// message, if larger) and `max_messages` messages.
+fn batches(entries: &[Entry], max_bytes: u64, max_messages: usize) -> Vec<&[Entry]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0u64;
+    for (i, e) in entries.iter().enumerate() {
+        let count = i - start;
+        if count > 0 && (bytes + e.size > max_bytes || count >= max_messages.max(1)) {
+            out.push(&entries[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += e.size;
+    }
+    if start < entries.len() {
+        out.push(&entries[start..]);
+    }
+    out
+}
+
+/// Copies `entries` (source messages, ascending UIDs): batch `n+1` is fetched from the
+/// source while batch `n` is appended to the destination. Whatever completes is recorded
+/// in `out` (and in the folder's report) even when a connection is lost midway.
+#[allow(clippy::too_many_arguments)]
+async fn copy_messages(
+    engine: &Engine,
+    src: &mut SourceSession,
+    dst: &mut DestinationSession,
+    t: &Target<'_>,
+    entries: &[Entry],
+    dest_validity: Option<u32>,
+    st: &mut FolderState,
+    out: &mut CopyResult,
+) -> Result<(), ImapError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    engine.observer.progress(Progress::Planned {
+        address: t.address,
+        folder: t.source,
+        messages: entries.len() as u64,
+        bytes: entries.iter().map(|e| e.size).sum(),
+    });
+    let opts = &engine.options;
+    let batches = batches(entries, opts.batch_bytes, opts.batch_messages);
+    let uids = |b: &[Entry]| b.iter().map(|e| e.uid).collect::<Vec<u32>>();
+    let mut current = src.fetch_bodies(&uids(batches[0])).await?;
+    for (i, batch) in batches.iter().enumerate() {
+        let (appended, next) = match batches.get(i + 1) {
+            Some(n) => {
+                let next_uids = uids(n);
+                let (a, f) = tokio::join!(
+                    dst.append(&t.dest_wire, &current),
+                    src.fetch_bodies(&next_uids)
+                );
+                (a, Some(f))
+            }
+            None => (dst.append(&t.dest_wire, &current).await, None),
+        };
+        let outcomes = appended?;
+        record_batch(
+            engine,
+            t,
+            batch,
+            &current,
+            &outcomes,
+            dest_validity,
+            st,
+            out,
+        );
+        current = match next {
+            Some(f) => f?,
+            None => Vec::new(),
+        };
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record_batch(
+    engine: &Engine,
+    t: &Target<'_>,
+    batch: &[Entry],
+    fetched: &[Outgoing],
+    outcomes: &[AppendOutcome],
+    dest_validity: Option<u32>,
+    st: &mut FolderState,
+    out: &mut CopyResult,
+) {
+    let listed: HashMap<u32, &Entry> = batch.iter().map(|e| (e.uid, e)).collect();
+    let got: BTreeSet<u32> = fetched.iter().map(|m| m.uid).collect();
+    for e in batch {
+        if !got.contains(&e.uid) {
+            tracing::info!(mailbox = %t.address, folder = %t.source, uid = e.uid, "message gone from the source before it was copied");
+            out.vanished.insert(e.uid);
+        }
+    }
+    let mut bytes = 0u64;
+    for (m, outcome) in fetched.iter().zip(outcomes) {
+        let size = m.body.len() as u64;
+        bytes += size;
+        match outcome {
+            AppendOutcome::Appended(uid) => {
+                out.tally.messages += 1;
+                out.tally.bytes += size;
+                st.report.copied += 1;
+                st.report.copied_bytes += size;
+                match uid {
+                    Some((validity, dest_uid)) if Some(*validity) == dest_validity => {
+                        out.copied.push(Copied {
+                            source_uid: m.uid,
+                            dest_uid: *dest_uid,
+                            flags: m.flags.clone(),
+                        });
+                    }
+                    _ => out.without_uid += 1,
+                }
+            }
+            AppendOutcome::Refused(reason) => {
+                let message = match listed.get(&m.uid) {
+                    Some(e) => MessageRef::from(*e),
+                    None => MessageRef {
+                        uid: m.uid,
+                        key: crate::imap::identity::MessageKey::from_header(&m.body),
+                        date: m.internal_date,
+                        size,
+                    },
+                };
+                tracing::warn!(
+                    mailbox = %t.address,
+                    folder = %t.source,
+                    message = %message.key,
+                    date = ?message.date.map(|d| d.to_rfc3339()),
+                    size = message.size,
+                    reason = %reason,
+                    "message refused by the destination; skipped"
+                );
+                out.refused.push(RefusedMessage {
+                    message,
+                    reason: reason.clone(),
+                });
+            }
+        }
+    }
+    engine.observer.progress(Progress::Copied {
+        address: t.address,
+        messages: batch.len() as u64,
+        bytes,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imap::identity::MessageKey;
+
+    fn e(uid: u32, size: u64) -> Entry {
+        Entry {
+            uid,
+            key: MessageKey::MessageId(format!("{uid}@x")),
+            flags: Default::default(),
+            internal_date: None,
+            size,
+        }
+    }
+
+    #[test]
+    fn batches_are_bounded_by_bytes_and_count() {
+        let entries: Vec<Entry> = [10, 10, 10, 50, 5, 5, 5, 5, 5]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| e(i as u32 + 1, *s))
+            .collect();
+        let b = batches(&entries, 30, 4);
+        let sizes: Vec<Vec<u32>> = b
+            .iter()
+            .map(|b| b.iter().map(|e| e.uid).collect())
+            .collect();
+        // 10+10+10 fits 30; 50 alone (larger than the bound); then 4 at most per batch.
+        assert_eq!(
+            sizes,
+            vec![vec![1, 2, 3], vec![4], vec![5, 6, 7, 8], vec![9]]
+        );
+        assert!(batches(&[], 30, 4).is_empty());
+    }
+}

@@ -1,0 +1,136 @@
+//! When to try again: which failures are worth a retry, and how long to wait before it
+//! (exponential backoff with jitter, so that many mailboxes cut off together do not all
+//! reconnect in the same instant).
+
+use std::time::Duration;
+
+use crate::imap::conn::ConnectError;
+use crate::imap::folders::MappingError;
+use crate::imap::proto::ImapError;
+
+/// How often and how patiently a mailbox is retried after losing a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The first wait.
+    pub initial: Duration,
+    /// No wait is longer than this.
+    pub max: Duration,
+    /// Consecutive failures without progress after which the mailbox is given up (a
+    /// failure after a copied batch or a finished folder starts the count again).
+    pub attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    /// 0.5 s, 1 s, 2 s ... up to 30 s between attempts, 10 attempts: a server that is back
+    /// within about three minutes loses nothing.
+    fn default() -> Self {
+        RetryPolicy {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+            attempts: 10,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `attempt` (1-based): `initial · 2^(attempt-1)`, capped
+    /// at `max`, then scaled by a random factor in [0.5, 1] ("equal jitter").
+    pub fn delay(&self, attempt: u32, jitter: &mut Jitter) -> Duration {
+        let exp = attempt.saturating_sub(1).min(30);
+        let full = self
+            .initial
+            .saturating_mul(1u32 << exp)
+            .min(self.max)
+            .max(Duration::from_millis(1));
+        let half = full / 2;
+        half + full.mul_f64(jitter.unit() * 0.5)
+    }
+}
+
+/// A small xorshift generator for jitter: not for secrets, only to spread reconnects.
+#[derive(Clone, Debug)]
+pub struct Jitter(u64);
+
+impl Jitter {
+    /// Seeded from the clock and `salt` (e.g. the mailbox address), so that mailboxes differ.
+    pub fn new(salt: &str) -> Jitter {
+        let mut seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        for b in salt.bytes() {
+            seed = seed.rotate_left(5) ^ u64::from(b);
+        }
+        Jitter(seed | 1)
+    }
+
+    /// A number in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// What stopped an attempt at a mailbox.
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(transparent)]
+    Imap(#[from] ImapError),
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+}
+
+impl AttemptError {
+    /// Worth another attempt: the network, the server restarting. A refused login, a TLS
+    /// verification failure, a folder mapping conflict are not (they would fail again).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            AttemptError::Connect(e) => e.is_transient(),
+            AttemptError::Imap(e) => e.is_connection_lost(),
+            AttemptError::Mapping(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_exponentially_with_jitter_and_a_cap() {
+        let p = RetryPolicy {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+            attempts: 5,
+        };
+        let mut j = Jitter::new("alice@example.com");
+        for (attempt, full) in [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1600),
+            (6, 2000),
+            (40, 2000),
+        ] {
+            for _ in 0..50 {
+                let d = p.delay(attempt, &mut j).as_millis() as u64;
+                assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d} ms");
+            }
+        }
+    }
+
+    #[test]
+    fn jitter_is_uniformish() {
+        let mut j = Jitter::new("x");
+        let samples: Vec<f64> = (0..10_000).map(|_| j.unit()).collect();
+        assert!(samples.iter().all(|x| (0.0..1.0).contains(x)));
+        let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+        assert!((mean - 0.5).abs() < 0.05, "{mean}");
+    }
+}

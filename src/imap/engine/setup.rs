@@ -1,0 +1,77 @@
+//! From a loaded manifest to a ready [`Engine`]: mailboxes with their logins resolved,
+//! connectors (TLS, CA, connection limits) and the migration's cache store.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use super::{Engine, Observer, Options};
+use crate::accounts::{self, Account};
+use crate::imap::conn::{Connector, Side};
+use crate::secrets::Resolver;
+use crate::spec::{Endpoint, MailMigration};
+use crate::store::StateDir;
+
+/// One migration ready to run.
+#[derive(Debug)]
+pub struct Prepared {
+    /// `metadata.name`.
+    pub name: String,
+    pub engine: Arc<Engine>,
+    pub accounts: Vec<Account>,
+    /// Mailboxes at once (`spec.sync.concurrency`).
+    pub concurrency: usize,
+}
+
+/// Resolves `migration` (read from `manifest`): secrets, mailboxes, CA certificates,
+/// connectors; caches live in its state directory (`state`, else next to the manifest).
+pub fn prepare(
+    migration: &MailMigration,
+    manifest: &Path,
+    state: Option<&Path>,
+    options: Options,
+    observer: Arc<dyn Observer>,
+) -> Result<Prepared> {
+    let name = migration
+        .metadata
+        .name
+        .clone()
+        .unwrap_or_else(|| "mailmigration".into());
+    let spec = &migration.spec;
+    let resolver = Resolver::for_manifest(manifest);
+    let accounts =
+        accounts::resolve(spec, &resolver).with_context(|| format!("{name}: mailboxes"))?;
+    let source = connector(Side::Source, &spec.source.imap, &resolver)
+        .with_context(|| format!("{name}: source"))?;
+    let destination = connector(Side::Destination, &spec.destination.imap, &resolver)
+        .with_context(|| format!("{name}: destination"))?;
+    let store = StateDir::for_migration(manifest, state, &name);
+    let engine = Engine::new(source, destination, spec.folders.clone(), Arc::new(store))
+        .with_options(options)
+        .with_observer(observer);
+    Ok(Prepared {
+        name,
+        engine: Arc::new(engine),
+        accounts,
+        concurrency: usize::from(spec.sync.clone().unwrap_or_default().concurrency),
+    })
+}
+
+/// A connector for one server, its private CA (if any) read through the resolver.
+pub fn connector(side: Side, endpoint: &Endpoint, resolver: &Resolver) -> Result<Connector> {
+    let ca = endpoint
+        .ca_certificate
+        .as_ref()
+        .map(|r| {
+            resolver
+                .resolve(r)
+                .with_context(|| format!("caCertificate {r}"))
+        })
+        .transpose()?;
+    Ok(Connector::new(
+        side,
+        endpoint,
+        ca.as_ref().map(|s| s.expose().as_bytes()),
+    )?)
+}

@@ -1,0 +1,364 @@
+//! The raw command/response layer under [`super::session`]: tagged commands sent through
+//! async-imap's `run_command`, every response read with its parser (imap-proto) and handed
+//! to the caller, so that pipelining, response codes (APPENDUID, PERMANENTFLAGS,
+//! HIGHESTMODSEQ) and extensions (CONDSTORE) are ours to use. Nothing here parses IMAP by
+//! hand; it only formats commands (quoted strings, UID sets, dates).
+
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset};
+use imap_proto::rfc4315::UidSetMember;
+use imap_proto::{Response, ResponseCode, Status};
+use tokio::io::AsyncWriteExt;
+
+use super::conn::Connection;
+
+/// How long one response may take to arrive before the connection counts as lost. Generous:
+/// a server may take long to answer a FETCH of a large folder, but a dead peer behind a
+/// firewall that drops packets must not hang a migration forever.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// An IMAP operation failed. `Refused` is the server's NO or BAD for one command or item
+/// (report it and go on); `Io`/`Protocol` mean the connection is gone or unusable
+/// (reconnect and retry).
+#[derive(Debug, thiserror::Error)]
+pub enum ImapError {
+    #[error("{what}: refused by the server: {reason}")]
+    Refused { what: String, reason: String },
+    #[error("{what}: connection lost: {error}")]
+    Io { what: String, error: std::io::Error },
+    #[error("{what}: {reason}")]
+    Protocol { what: String, reason: String },
+}
+
+impl ImapError {
+    pub(crate) fn from_imap(what: impl Into<String>, e: async_imap::error::Error) -> Self {
+        let what = what.into();
+        match e {
+            async_imap::error::Error::No(reason) | async_imap::error::Error::Bad(reason) => {
+                ImapError::Refused { what, reason }
+            }
+            async_imap::error::Error::Io(error) => ImapError::Io { what, error },
+            async_imap::error::Error::ConnectionLost => ImapError::Io {
+                what,
+                error: std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "closed"),
+            },
+            other => ImapError::Protocol {
+                what,
+                reason: other.to_string(),
+            },
+        }
+    }
+
+    pub(crate) fn io(what: impl Into<String>, error: std::io::Error) -> Self {
+        ImapError::Io {
+            what: what.into(),
+            error,
+        }
+    }
+
+    /// The connection cannot be used any more: reconnect.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, ImapError::Io { .. } | ImapError::Protocol { .. })
+    }
+}
+
+/// What the tagged OK of a command carried that callers use.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Done {
+    /// `[APPENDUID uidvalidity uids]` (RFC 4315): the UIDs of the appended messages, in
+    /// order (several after a MULTIAPPEND).
+    pub append_uid: Option<(u32, Vec<u32>)>,
+}
+
+/// How a command ended, when the caller wants to see a NO rather than get an error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Completion {
+    Ok(Done),
+    /// NO or BAD, with the server's text (response code included).
+    Refused(String),
+}
+
+/// Sends `command` with a fresh tag; returns the tag.
+pub async fn send(conn: &mut Connection, command: &str, what: &str) -> Result<String, ImapError> {
+    let id = conn
+        .session
+        .run_command(command)
+        .await
+        .map_err(|e| ImapError::from_imap(what, e))?;
+    Ok(id.0)
+}
+
+/// Writes raw bytes (a literal) to the connection, without flushing.
+pub async fn write_raw(conn: &mut Connection, bytes: &[u8], what: &str) -> Result<(), ImapError> {
+    conn.session
+        .get_mut()
+        .write_all(bytes)
+        .await
+        .map_err(|e| ImapError::io(what, e))
+}
+
+pub async fn flush(conn: &mut Connection, what: &str) -> Result<(), ImapError> {
+    conn.session
+        .get_mut()
+        .flush()
+        .await
+        .map_err(|e| ImapError::io(what, e))
+}
+
+/// One event while waiting for a tagged completion.
+pub enum Event<'a, 'r> {
+    /// An untagged response or a continuation request.
+    Untagged(&'a Response<'r>),
+    /// The completion of a tag other than the awaited one (pipelined commands).
+    Other {
+        tag: &'a str,
+        completion: Completion,
+    },
+}
+
+/// Reads responses until the tagged completion of `tag`, handing every other response to
+/// `on`. Completions of other tags (pipelined commands) are handed over too.
+pub async fn finish(
+    conn: &mut Connection,
+    tag: &str,
+    what: &str,
+    mut on: impl FnMut(Event<'_, '_>),
+) -> Result<Completion, ImapError> {
+    loop {
+        let step = next(conn, what, |resp| match resp {
+            Response::Done {
+                tag: t,
+                status,
+                outcome,
+            } => {
+                let completion = completion(status, outcome.code.as_ref(), &outcome.information);
+                if t.0 == tag {
+                    return Ok(Some(completion));
+                }
+                on(Event::Other {
+                    tag: &t.0,
+                    completion,
+                });
+                Ok(None)
+            }
+            Response::Data {
+                status: Status::Bye,
+                outcome,
+            } => Err(bye(what, outcome.information.as_deref())),
+            other => {
+                on(Event::Untagged(other));
+                Ok(None)
+            }
+        })
+        .await??;
+        if let Some(c) = step {
+            return Ok(c);
+        }
+    }
+}
+
+/// The server is closing the connection; no tagged answer will come.
+pub fn bye(what: &str, text: Option<&str>) -> ImapError {
+    ImapError::io(
+        what,
+        std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            format!("the server said BYE: {}", text.unwrap_or("")),
+        ),
+    )
+}
+
+/// Like [`finish`], but a NO or BAD is an error ([`ImapError::Refused`]).
+pub async fn finish_ok(
+    conn: &mut Connection,
+    tag: &str,
+    what: &str,
+    on: impl FnMut(Event<'_, '_>),
+) -> Result<Done, ImapError> {
+    match finish(conn, tag, what, on).await? {
+        Completion::Ok(done) => Ok(done),
+        Completion::Refused(reason) => Err(ImapError::Refused {
+            what: what.to_owned(),
+            reason,
+        }),
+    }
+}
+
+/// Runs one command to completion, handing untagged responses to `on`.
+pub async fn run(
+    conn: &mut Connection,
+    command: &str,
+    what: &str,
+    mut on: impl FnMut(&Response<'_>),
+) -> Result<Done, ImapError> {
+    let tag = send(conn, command, what).await?;
+    finish_ok(conn, &tag, what, |ev| {
+        if let Event::Untagged(r) = ev {
+            on(r);
+        }
+    })
+    .await
+}
+
+/// Reads the next response (within [`RESPONSE_TIMEOUT`]) and hands it to `f`.
+pub async fn next<T>(
+    conn: &mut Connection,
+    what: &str,
+    f: impl FnOnce(&Response<'_>) -> T,
+) -> Result<T, ImapError> {
+    match tokio::time::timeout(RESPONSE_TIMEOUT, conn.session.read_response()).await {
+        Err(_) => Err(ImapError::io(
+            what,
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no response within {RESPONSE_TIMEOUT:?}"),
+            ),
+        )),
+        Ok(Err(e)) => Err(ImapError::io(what, e)),
+        Ok(Ok(None)) => Err(ImapError::io(
+            what,
+            std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "the server closed the connection",
+            ),
+        )),
+        Ok(Ok(Some(r))) => Ok(f(r.parsed())),
+    }
+}
+
+fn completion(
+    status: &Status,
+    code: Option<&ResponseCode<'_>>,
+    information: &Option<std::borrow::Cow<'_, str>>,
+) -> Completion {
+    match status {
+        Status::Ok => {
+            let mut done = Done::default();
+            if let Some(ResponseCode::AppendUid(validity, set)) = code {
+                let mut uids = Vec::new();
+                for m in set {
+                    match m {
+                        UidSetMember::Uid(u) => uids.push(*u),
+                        // A range lists UIDs in the order the messages were given; a range
+                        // too large to be real is ignored rather than expanded.
+                        UidSetMember::UidRange(r)
+                            if r.end().saturating_sub(*r.start()) < 1_000_000 =>
+                        {
+                            uids.extend(r.clone());
+                        }
+                        UidSetMember::UidRange(_) => return Completion::Ok(done),
+                    }
+                }
+                done.append_uid = Some((*validity, uids));
+            }
+            Completion::Ok(done)
+        }
+        _ => {
+            let text = information.as_deref().unwrap_or("").trim();
+            Completion::Refused(match code {
+                Some(c) => format!("[{}] {text}", code_name(c)),
+                None if text.is_empty() => format!("{status:?}"),
+                None => text.to_owned(),
+            })
+        }
+    }
+}
+
+fn code_name(c: &ResponseCode<'_>) -> String {
+    let debug = format!("{c:?}");
+    debug
+        .split(['(', ' '])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase()
+}
+
+/// A quoted string for a command. Folder names on the wire are 7-bit (modified UTF-7), so
+/// quoting covers them; CR, LF, NUL and 8-bit bytes cannot be quoted at all.
+pub fn quote(s: &str) -> Result<String, ImapError> {
+    if s.bytes()
+        .any(|b| matches!(b, b'\r' | b'\n' | 0) || b >= 0x80)
+    {
+        // Not a connection problem: this one folder cannot be named, the rest can.
+        return Err(ImapError::Refused {
+            what: format!("folder name {s:?}"),
+            reason: "contains a character that cannot be sent in a quoted string".into(),
+        });
+    }
+    Ok(format!(
+        "\"{}\"",
+        s.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
+}
+
+/// A UID set (`1:5,7,9:12`) for ascending, distinct `uids`.
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i];
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1] == end.wrapping_add(1) {
+            i += 1;
+            end = uids[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Splits ascending `uids` into UID sets of at most `max` UIDs each, so that no command
+/// line grows past what servers accept.
+pub fn uid_sets(uids: &[u32], max: usize) -> impl Iterator<Item = String> + '_ {
+    uids.chunks(max.max(1)).map(uid_set)
+}
+
+/// INTERNALDATE as RFC 3501 date-time: `"02-Jan-2006 15:04:05 -0700"`.
+pub fn imap_date(d: DateTime<FixedOffset>) -> String {
+    d.format("\"%d-%b-%Y %H:%M:%S %z\"").to_string()
+}
+
+/// Parses an INTERNALDATE as servers send it (`" 7-Mar-2019 08:09:10 +0530"`).
+pub fn parse_imap_date(s: &str) -> Option<DateTime<FixedOffset>> {
+    let s = s.trim();
+    DateTime::parse_from_str(s, "%d-%b-%Y %H:%M:%S %z").ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_quotes_follow_rfc_3501() {
+        let d = DateTime::parse_from_rfc3339("2019-03-07T08:09:10+05:30").unwrap();
+        assert_eq!(imap_date(d), "\"07-Mar-2019 08:09:10 +0530\"");
+        assert_eq!(parse_imap_date(" 7-Mar-2019 08:09:10 +0530"), Some(d));
+        assert_eq!(parse_imap_date("07-Mar-2019 08:09:10 +0530"), Some(d));
+        assert_eq!(parse_imap_date("garbage"), None);
+        assert_eq!(quote(r#"a"b\c"#).unwrap(), r#""a\"b\\c""#);
+        assert!(quote("a\r\nb").is_err());
+        assert!(quote("Hộp").is_err());
+    }
+
+    #[test]
+    fn uid_sets_are_compact() {
+        assert_eq!(uid_set(&[]), "");
+        assert_eq!(uid_set(&[4]), "4");
+        assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8, 9, 12]), "1:3,5,7:9,12");
+        assert_eq!(
+            uid_set(&[u32::MAX - 1, u32::MAX]),
+            format!("{}:{}", u32::MAX - 1, u32::MAX)
+        );
+        let sets: Vec<String> = uid_sets(&[1, 2, 3, 4, 5], 2).collect();
+        assert_eq!(sets, ["1:2", "3:4", "5"]);
+    }
+}

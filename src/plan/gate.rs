@@ -1,0 +1,348 @@
+//! `Gate`: a closed condition in front of a step. Either an instant (the gate opens by
+//! itself then; `apply` waits, the controller requeues) or a fact about the world that only
+//! a change in the world opens (an approval, a login fixed, another step done).
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::step::{Side, list};
+
+/// A condition in front of a step. Plans list only closed gates: a step without gates may
+/// run now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "gate",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum Gate {
+    /// Opens at `at`.
+    Time {
+        at: DateTime<Utc>,
+        reason: TimeReason,
+    },
+    /// Opens when the world changes.
+    Fact { waiting: Waiting },
+}
+
+impl Gate {
+    pub fn fact(waiting: Waiting) -> Self {
+        Gate::Fact { waiting }
+    }
+
+    /// The instant a time gate opens.
+    pub fn opens_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Gate::Time { at, .. } => Some(*at),
+            Gate::Fact { .. } => None,
+        }
+    }
+}
+
+/// Why a step waits for an instant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum TimeReason {
+    /// Resolvers may hold the MX answer with its old TTL until then.
+    OldTtl {
+        lowered_at: DateTime<Utc>,
+        old_ttl: u32,
+    },
+    /// The cutover window opens next then.
+    Window { window: String },
+    /// `finalize.deltaSyncAfter` after the cutover.
+    DeltaSyncAfter {
+        cutover_at: DateTime<Utc>,
+        after: String,
+    },
+    /// `finalize.keepSourceFor` after the cutover.
+    KeepSource {
+        cutover_at: DateTime<Utc>,
+        keep: String,
+    },
+}
+
+/// A fact a step waits on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "fact",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum Waiting {
+    /// `spec.cutover.approved` is false.
+    NotApproved,
+    /// The `mailboxesFrom` list has not been read (`reason: None`) or could not be.
+    MailboxListUnread {
+        reason: Option<String>,
+    },
+    /// The mailbox has not been checked on the servers yet.
+    MailboxNotObserved {
+        address: String,
+    },
+    LoginFailed {
+        address: String,
+        side: Side,
+        reason: String,
+    },
+    /// The account does not exist on the new server; mailshift does not create accounts.
+    AccountMissing {
+        address: String,
+    },
+    /// `cutover.window` cannot be read (validation normally catches this first).
+    WindowInvalid {
+        reason: String,
+    },
+    /// The zone cannot be read, so nothing is written blind.
+    DnsUnreadable {
+        name: String,
+        reason: String,
+    },
+    /// A relay's configuration cannot be read, so nothing is written blind.
+    RelayUnreadable {
+        relay: String,
+        reason: String,
+    },
+    /// A mailbox's forwarding script cannot be read.
+    ForwardingUnreadable {
+        address: String,
+        side: Side,
+        reason: String,
+    },
+    MailboxesNotVerified {
+        addresses: Vec<String>,
+    },
+    /// Verify waits for the first copy.
+    MailboxNotSynced {
+        address: String,
+    },
+    /// The copy starts only once the temporary forwarding is on.
+    ForwardingNotOn {
+        address: String,
+    },
+    /// The MX TTL has not been lowered (or not for all domains).
+    TtlNotLowered {
+        names: Vec<String>,
+    },
+    /// Not every authoritative nameserver answers what the primary holds yet.
+    Propagation {
+        name: String,
+        nameservers: Vec<String>,
+    },
+    FinalSyncPending,
+    GatewayNotOn,
+    /// The gateway counts as working only after a probe passed through it.
+    ProbeNotPassed {
+        last_failure: Option<String>,
+    },
+    /// MX may move first only while the fallback relays every address not yet verified.
+    FallbackNotCovering {
+        addresses: Vec<String>,
+    },
+    /// The fallback still relays addresses back: a gateway now would loop their mail, and
+    /// a delta sync now would miss what still arrives at the old server.
+    FallbackStillRelaying {
+        addresses: Vec<String>,
+    },
+    MxNotSwitched {
+        names: Vec<String>,
+    },
+    DeltaSyncPending,
+    /// Completion waits for the other steps.
+    EarlierSteps {
+        count: usize,
+    },
+    /// The same step is already being carried out elsewhere.
+    Running {
+        by: String,
+        since: DateTime<Utc>,
+    },
+}
+
+impl Waiting {
+    /// Something is wrong and only a person (or the server coming back) can fix it, as
+    /// opposed to waiting for an approval or for mailshift's own progress.
+    pub fn is_problem(&self) -> bool {
+        matches!(
+            self,
+            Waiting::MailboxListUnread { reason: Some(_) }
+                | Waiting::LoginFailed { .. }
+                | Waiting::AccountMissing { .. }
+                | Waiting::WindowInvalid { .. }
+                | Waiting::DnsUnreadable { .. }
+                | Waiting::RelayUnreadable { .. }
+                | Waiting::ForwardingUnreadable { .. }
+        )
+    }
+
+    /// A CamelCase reason for conditions.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Waiting::NotApproved => "AwaitingApproval",
+            Waiting::MailboxListUnread { .. } => "MailboxListUnread",
+            Waiting::MailboxNotObserved { .. } => "NotObserved",
+            Waiting::LoginFailed { .. } => "LoginFailed",
+            Waiting::AccountMissing { .. } => "AccountMissing",
+            Waiting::WindowInvalid { .. } => "WindowInvalid",
+            Waiting::DnsUnreadable { .. } => "DnsUnreadable",
+            Waiting::RelayUnreadable { .. } => "RelayUnreadable",
+            Waiting::ForwardingUnreadable { .. } => "ForwardingUnreadable",
+            Waiting::MailboxesNotVerified { .. } => "WaitingForVerification",
+            Waiting::MailboxNotSynced { .. } => "WaitingForSync",
+            Waiting::ForwardingNotOn { .. } => "WaitingForForwarding",
+            Waiting::TtlNotLowered { .. } => "WaitingForTTL",
+            Waiting::Propagation { .. } => "WaitingForPropagation",
+            Waiting::FinalSyncPending => "WaitingForFinalSync",
+            Waiting::GatewayNotOn => "WaitingForGateway",
+            Waiting::ProbeNotPassed { .. } => "WaitingForProbe",
+            Waiting::FallbackNotCovering { .. } => "WaitingForFallback",
+            Waiting::FallbackStillRelaying { .. } => "WaitingForFallback",
+            Waiting::MxNotSwitched { .. } => "WaitingForMXSwitch",
+            Waiting::DeltaSyncPending => "WaitingForDeltaSync",
+            Waiting::EarlierSteps { .. } => "WaitingForEarlierSteps",
+            Waiting::Running { .. } => "Running",
+        }
+    }
+}
+
+impl fmt::Display for Gate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Gate::Time { at, reason } => write!(f, "until {}: {reason}", instant(*at)),
+            Gate::Fact { waiting } => write!(f, "{waiting}"),
+        }
+    }
+}
+
+impl fmt::Display for TimeReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TimeReason::OldTtl {
+                lowered_at,
+                old_ttl,
+            } => write!(
+                f,
+                "the old MX TTL ({old_ttl}s) must pass since it was lowered at {}",
+                instant(*lowered_at)
+            ),
+            TimeReason::Window { window } => {
+                write!(f, "the cutover window ({window}) opens")
+            }
+            TimeReason::DeltaSyncAfter { cutover_at, after } => write!(
+                f,
+                "deltaSyncAfter ({after}) must pass since the cutover at {}",
+                instant(*cutover_at)
+            ),
+            TimeReason::KeepSource { cutover_at, keep } => write!(
+                f,
+                "the old server is kept for keepSourceFor ({keep}) after the cutover at {}",
+                instant(*cutover_at)
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Waiting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Waiting::*;
+        match self {
+            NotApproved => f.write_str(
+                "the cutover is not approved (set spec.cutover.approved: true in a reviewed commit)",
+            ),
+            MailboxListUnread { reason: None } => {
+                f.write_str("the mailbox list (mailboxesFrom) has not been read yet")
+            }
+            MailboxListUnread {
+                reason: Some(reason),
+            } => write!(f, "the mailbox list (mailboxesFrom) cannot be read: {reason}"),
+            MailboxNotObserved { address } => {
+                write!(f, "{address} has not been checked on the servers yet")
+            }
+            LoginFailed {
+                address,
+                side,
+                reason,
+            } => write!(
+                f,
+                "mailbox {address} cannot log in on the {side} server: {reason}"
+            ),
+            AccountMissing { address } => write!(
+                f,
+                "the account {address} does not exist on the new server (create it there; mailshift does not create accounts)"
+            ),
+            WindowInvalid { reason } => write!(f, "the cutover window cannot be read: {reason}"),
+            DnsUnreadable { name, reason } => {
+                write!(f, "the DNS records of {name} cannot be read: {reason}")
+            }
+            RelayUnreadable { relay, reason } => {
+                write!(f, "the {relay} relay's configuration cannot be read: {reason}")
+            }
+            ForwardingUnreadable {
+                address,
+                side,
+                reason,
+            } => write!(
+                f,
+                "the forwarding of {address} on the {side} server cannot be read: {reason}"
+            ),
+            MailboxesNotVerified { addresses } => write!(
+                f,
+                "{} not verified yet: {}",
+                plural(addresses.len(), "mailbox is", "mailboxes are"),
+                list(addresses)
+            ),
+            MailboxNotSynced { address } => write!(f, "{address} has not been copied yet"),
+            ForwardingNotOn { address } => {
+                write!(f, "the temporary forwarding of {address} is not on yet")
+            }
+            TtlNotLowered { names } => write!(f, "the MX TTL of {} is not lowered yet", list(names)),
+            Propagation { name, nameservers } => write!(
+                f,
+                "waiting for DNS propagation of {name} on nameservers {}",
+                list(nameservers)
+            ),
+            FinalSyncPending => f.write_str("the final sync has not run yet"),
+            GatewayNotOn => f.write_str("the gateway relay on the old server is not on yet"),
+            ProbeNotPassed { last_failure: None } => {
+                f.write_str("no mail-flow probe has passed through the gateway yet")
+            }
+            ProbeNotPassed {
+                last_failure: Some(why),
+            } => write!(f, "the last mail-flow probe failed: {why}"),
+            FallbackNotCovering { addresses } => write!(
+                f,
+                "the fallback relay does not yet cover {} not verified: {}",
+                plural(addresses.len(), "address", "addresses"),
+                list(addresses)
+            ),
+            FallbackStillRelaying { addresses } => write!(
+                f,
+                "the fallback relay still sends mail for {} back to the old server",
+                list(addresses)
+            ),
+            MxNotSwitched { names } => write!(f, "MX of {} is not switched yet", list(names)),
+            DeltaSyncPending => f.write_str("the delta sync has not run yet"),
+            Running { by, since } => {
+                write!(f, "already under way by {by} since {}", instant(*since))
+            }
+            EarlierSteps { count } => {
+                write!(f, "{} before it", plural(*count, "step is left", "steps are left"))
+            }
+        }
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// An instant as plans print it: RFC 3339, UTC, seconds.
+pub(crate) fn instant(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}

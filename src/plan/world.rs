@@ -1,0 +1,403 @@
+//! `World`: everything mailshift knows about the servers at one instant, as `observe` gathers
+//! it (and as the executor's records complete it). The planner reads nothing else: no socket,
+//! no clock, no file. Each part is shaped after the adapter that fills it, so that the DNS,
+//! routing and Kubernetes parts plug in without changing the planner's inputs.
+//!
+//! "Not observed" is always representable and never confused with "off": a build without a
+//! DNS adapter leaves [`World::dns`] empty, a relay it cannot read is
+//! [`RelayState::Unknown`]. The planner then falls back on what mailshift itself recorded
+//! ([`Milestones`]) and marks the steps that need the missing adapter.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::milestones::Milestones;
+use super::step::{Adapter, Step};
+use crate::spec::MxRecord;
+
+/// What is, as observed (or recorded) at one instant.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct World {
+    /// Adapters this build has. Steps needing another one are planned and shown as "not
+    /// available yet", never skipped.
+    pub available: BTreeSet<Adapter>,
+    /// The mailbox list read from `spec.mailboxesFrom`; `None` when not read (or not used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailboxes_from: Option<MailboxList>,
+    /// Per mailbox, keyed by the lower-cased address (see [`World::mailbox`]).
+    #[serde(default)]
+    pub mailboxes: BTreeMap<String, MailboxState>,
+    /// The domains' DNS records; `None` when not observed (no DNS adapter, or no `dns`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsState>,
+    /// The old server's relay to the new one (`spec.gateway`).
+    #[serde(default)]
+    pub gateway: RelayState,
+    /// The new server's relay back to the old one (`spec.fallback`).
+    #[serde(default)]
+    pub fallback: RelayState,
+    /// The last end-to-end mail-flow probe (`spec.probe`), as the executor recorded it.
+    #[serde(default)]
+    pub probe: ProbeState,
+    /// Facts only mailshift can know, from the stored status: when things happened.
+    #[serde(default)]
+    pub milestones: Milestones,
+    /// Steps being carried out elsewhere right now (a copy Job in the cluster, another
+    /// executor task): planned again, but behind a gate, so they are not started twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_flight: Vec<InFlight>,
+    /// The executor's report of a step that keeps failing (input for `Stalled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+}
+
+impl World {
+    /// An empty world for a build with these adapters: nothing observed yet.
+    pub fn new(available: impl IntoIterator<Item = Adapter>) -> Self {
+        World {
+            available: available.into_iter().collect(),
+            ..World::default()
+        }
+    }
+
+    /// The mailbox with this address (compared case-insensitively).
+    pub fn mailbox(&self, address: &str) -> Option<&MailboxState> {
+        self.mailboxes.get(&address.to_lowercase())
+    }
+
+    /// Mutable access to the mailbox with this address.
+    pub fn mailbox_mut(&mut self, address: &str) -> Option<&mut MailboxState> {
+        self.mailboxes.get_mut(&address.to_lowercase())
+    }
+
+    /// Adds or replaces a mailbox, keyed by its lower-cased address.
+    pub fn insert_mailbox(&mut self, state: MailboxState) {
+        self.mailboxes.insert(state.address.to_lowercase(), state);
+    }
+
+    /// Whether this build can act through `adapter`.
+    pub fn has(&self, adapter: Adapter) -> bool {
+        self.available.contains(&adapter)
+    }
+}
+
+/// The addresses listed by `spec.mailboxesFrom`, or why they could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum MailboxList {
+    Loaded { addresses: Vec<String> },
+    Failed { reason: String },
+}
+
+/// One mailbox on both servers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MailboxState {
+    pub address: String,
+    /// Whether the mailbox's login works on the old server.
+    pub source_login: Login,
+    /// Whether the mailbox's login works on the new server.
+    pub destination_login: Login,
+    /// Whether the account exists on the new server (mailshift never creates accounts).
+    #[serde(default)]
+    pub destination_account: Account,
+    /// What has been copied, as the engine last found it.
+    #[serde(default)]
+    pub sync: SyncState,
+    /// The last comparison of source and destination.
+    #[serde(default)]
+    pub verification: Verification,
+    /// The last error the engine met for this mailbox, for status; the planner does not
+    /// act on it (the executor's [`Failure`] decides about retries and stalling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Temporary forwarding (ManageSieve) for this mailbox on each server.
+    #[serde(default)]
+    pub forwarding: ForwardingSides,
+}
+
+impl MailboxState {
+    /// A mailbox that logs in on both sides and has not been copied yet.
+    pub fn fresh(address: &str) -> Self {
+        MailboxState {
+            address: address.to_owned(),
+            source_login: Login::Ok,
+            destination_login: Login::Ok,
+            destination_account: Account::Exists,
+            sync: SyncState::Never,
+            verification: Verification::NotVerified,
+            last_error: None,
+            forwarding: ForwardingSides::default(),
+        }
+    }
+
+    /// Copied and found equal: this mailbox may move.
+    pub fn is_verified(&self) -> bool {
+        matches!(self.verification, Verification::Equal { .. })
+    }
+
+    /// Copied at least once.
+    pub fn is_synced(&self) -> bool {
+        matches!(self.sync, SyncState::Synced { .. })
+    }
+
+    /// Logs in on both sides and its account on the new server is not known to be missing.
+    pub fn preflight_ok(&self) -> bool {
+        self.source_login == Login::Ok
+            && self.destination_login == Login::Ok
+            && self.destination_account != Account::Missing
+    }
+}
+
+/// Result of trying a mailbox's login.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum Login {
+    #[default]
+    Ok,
+    Failed {
+        reason: String,
+    },
+}
+
+/// Whether an account exists on the new server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Account {
+    Exists,
+    Missing,
+    /// Not told apart (e.g. a failed password login); the login result speaks instead.
+    #[default]
+    Unknown,
+}
+
+/// What has been copied.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum SyncState {
+    #[default]
+    Never,
+    /// The last copy pass finished at `at`, leaving this much on the destination.
+    Synced {
+        at: DateTime<Utc>,
+        messages: u64,
+        bytes: u64,
+    },
+}
+
+impl SyncState {
+    pub fn at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            SyncState::Never => None,
+            SyncState::Synced { at, .. } => Some(*at),
+        }
+    }
+}
+
+/// The last comparison of source and destination (message identities per folder).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum Verification {
+    #[default]
+    NotVerified,
+    /// Every source message was found on the destination.
+    Equal { at: DateTime<Utc>, messages: u64 },
+    /// This many source messages were missing or different on the destination.
+    Differs { at: DateTime<Utc>, differences: u64 },
+}
+
+/// Forwarding on the source's and the destination's ManageSieve.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardingSides {
+    #[serde(default)]
+    pub source: SwitchState,
+    #[serde(default)]
+    pub destination: SwitchState,
+}
+
+/// Something mailshift switches on and off, as observed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum SwitchState {
+    Off,
+    On,
+    /// Not observed (no adapter for it in this build).
+    #[default]
+    Unknown,
+    /// Observing failed.
+    Error {
+        reason: String,
+    },
+}
+
+/// A Postfix relay (transport-map entries mailshift wrote), as observed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum RelayState {
+    /// No entries of mailshift's.
+    Off,
+    /// Relaying `entries` (domains for the gateway, addresses for the fallback) to
+    /// `relay_to`.
+    On {
+        relay_to: String,
+        entries: BTreeSet<String>,
+    },
+    /// Not observed (no routing adapter in this build).
+    #[default]
+    Unknown,
+    /// Observing failed (e.g. ssh to the old server refused).
+    Error { reason: String },
+}
+
+impl RelayState {
+    /// The entries it relays, if it is known to be on.
+    pub fn entries(&self) -> Option<&BTreeSet<String>> {
+        match self {
+            RelayState::On { entries, .. } => Some(entries),
+            _ => None,
+        }
+    }
+}
+
+/// The last mail-flow probe.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum ProbeState {
+    #[default]
+    NotRun,
+    Passed {
+        at: DateTime<Utc>,
+    },
+    Failed {
+        at: DateTime<Utc>,
+        reason: String,
+    },
+}
+
+/// The domains' DNS: what the primary (the RFC 2136 server) holds and what each
+/// authoritative nameserver answers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsState {
+    /// Per domain of `spec.domains`, keyed by the lower-cased name without a trailing dot.
+    pub names: BTreeMap<String, NameState>,
+}
+
+impl DnsState {
+    pub fn name(&self, domain: &str) -> Option<&NameState> {
+        self.names.get(&normalize_name(domain))
+    }
+}
+
+/// One domain's records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NameState {
+    /// What the update server holds: the truth that changes are compared and swapped
+    /// against.
+    pub primary: Answer,
+    /// What each authoritative nameserver answers (`checkNameservers`, or the zone's NS).
+    #[serde(default)]
+    pub nameservers: Vec<NameserverAnswer>,
+}
+
+impl NameState {
+    /// The nameservers that do not (yet) answer what the primary holds.
+    pub fn lagging(&self) -> Vec<String> {
+        self.nameservers
+            .iter()
+            .filter(|ns| ns.answer != self.primary || ns.answer.is_error())
+            .map(|ns| ns.server.clone())
+            .collect()
+    }
+
+    /// Every nameserver answers what the primary holds.
+    pub fn agree(&self) -> bool {
+        !self.primary.is_error() && self.lagging().is_empty()
+    }
+}
+
+/// One nameserver's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NameserverAnswer {
+    /// `host:port` asked.
+    pub server: String,
+    pub answer: Answer,
+}
+
+/// Records of one name as one server answers them, or why it did not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum Answer {
+    Records(Records),
+    Error { reason: String },
+}
+
+impl Answer {
+    pub fn records(&self) -> Option<&Records> {
+        match self {
+            Answer::Records(r) => Some(r),
+            Answer::Error { .. } => None,
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        matches!(self, Answer::Error { .. })
+    }
+}
+
+/// The records mailshift manages at one name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Records {
+    /// The MX set.
+    pub mx: Vec<MxRecord>,
+    /// Its TTL, in seconds.
+    pub ttl: u32,
+    /// The `v=spf1` TXT record, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spf: Option<String>,
+    /// Target of `_imaps._tcp`, as `host:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srv_imaps: Option<String>,
+    /// Target of `_submission._tcp`, as `host:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srv_submission: Option<String>,
+}
+
+/// A step under way outside this plan's executor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InFlight {
+    pub step: Step,
+    /// Who carries it out, e.g. `job/mailshift-sync-example-com-3`.
+    pub by: String,
+    pub since: DateTime<Utc>,
+}
+
+/// The executor's report of a step that keeps failing. The executor decides when repeated
+/// failures mean the migration is stalled (after its backoff gives up); the status shows
+/// `Stalled` with this reason and message then, `Reconciling` (retrying) before.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    /// The failing step, in plain words.
+    pub step: String,
+    /// Failures in a row.
+    pub count: u32,
+    /// CamelCase reason, e.g. `LoginRefused`, `TsigRejected`.
+    pub reason: String,
+    pub message: String,
+    /// The executor gave up retrying on its own.
+    pub stalled: bool,
+}
+
+/// A domain name as DNS compares it: lower case, no trailing dot.
+pub fn normalize_name(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}

@@ -1,0 +1,129 @@
+//! The [`MailEngine`] that talks to real IMAP servers, through the copy engine.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+
+use super::{LoginCheck, MailEngine, Synced, Verified};
+use crate::accounts::Account;
+use crate::imap::conn::{ConnectError, Connector, Side};
+use crate::imap::engine::{self, Engine, Observer, Options};
+use crate::imap::report::MailboxReport;
+use crate::imap::session::{DestinationSession, SourceSession};
+use crate::plan::Login;
+use crate::secrets::Resolver;
+use crate::spec::MailMigration;
+
+/// The copy engine of one migration, plus connectors of its own for login checks.
+pub struct ImapEngine {
+    engine: Arc<Engine>,
+    source: Connector,
+    destination: Connector,
+    /// Mailboxes at once, for multi-mailbox steps.
+    concurrency: usize,
+}
+
+impl std::fmt::Debug for ImapEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImapEngine")
+            .field("engine", &self.engine)
+            .finish()
+    }
+}
+
+impl ImapEngine {
+    /// Resolve `migration` read from `manifest` (secrets, mailboxes, CA certificates); the
+    /// engine's caches live in the state directory (`state`, else next to the manifest).
+    pub fn prepare(
+        migration: &MailMigration,
+        manifest: &Path,
+        state: Option<&Path>,
+        observer: Arc<dyn Observer>,
+    ) -> Result<(Self, Vec<Account>)> {
+        let p = engine::prepare(migration, manifest, state, Options::default(), observer)?;
+        let resolver = Resolver::for_manifest(manifest);
+        let spec = &migration.spec;
+        let this = ImapEngine {
+            engine: p.engine,
+            source: engine::connector(Side::Source, &spec.source.imap, &resolver)?,
+            destination: engine::connector(Side::Destination, &spec.destination.imap, &resolver)?,
+            concurrency: p.concurrency,
+        };
+        Ok((this, p.accounts))
+    }
+}
+
+fn login(r: Result<(), ConnectError>) -> Login {
+    match r {
+        Ok(()) => Login::Ok,
+        Err(e) => Login::Failed {
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// Messages refused and errors of a mailbox's report, for the executor.
+fn problems(r: &MailboxReport) -> (u64, Vec<String>) {
+    let refused = r.folders.iter().map(|f| f.refused.len() as u64).sum();
+    let mut errors: Vec<String> = r.error.iter().cloned().collect();
+    errors.extend(
+        r.folders
+            .iter()
+            .filter_map(|f| f.error.as_ref().map(|e| format!("{}: {e}", f.source))),
+    );
+    (refused, errors)
+}
+
+impl MailEngine for ImapEngine {
+    async fn check_logins(&self, account: &Account) -> LoginCheck {
+        let (src, dst) = tokio::join!(
+            async {
+                let c = self.source.connect(&account.source).await?;
+                SourceSession::new(c).logout().await;
+                Ok(())
+            },
+            async {
+                let c = self.destination.connect(&account.destination).await?;
+                DestinationSession::new(c).logout().await;
+                Ok(())
+            }
+        );
+        (login(src), login(dst))
+    }
+
+    async fn sync(&self, accounts: &[Account]) -> Result<Vec<(String, Synced)>> {
+        let reports = self.engine.sync_all(accounts, self.concurrency).await;
+        Ok(reports
+            .iter()
+            .map(|r| {
+                let (refused, errors) = problems(r);
+                let synced = Synced {
+                    messages: r.folders.iter().map(|f| f.source_messages).sum(),
+                    bytes: r.folders.iter().map(|f| f.source_bytes).sum(),
+                    refused,
+                    errors,
+                };
+                (r.address.clone(), synced)
+            })
+            .collect())
+    }
+
+    async fn verify(&self, account: &Account) -> Result<Verified> {
+        let r = self.engine.verify_mailbox(account).await;
+        let (_, errors) = problems(&r);
+        if !errors.is_empty() {
+            bail!("{}", errors.join("; "));
+        }
+        // Extra messages on the destination (its own new mail) are not differences; missing
+        // ones and surplus copies are.
+        Ok(Verified {
+            messages: r.folders.iter().map(|f| f.source_messages).sum(),
+            differences: r
+                .folders
+                .iter()
+                .map(|f| (f.missing.len() + f.surplus.len()) as u64)
+                .sum(),
+        })
+    }
+}

@@ -1,0 +1,270 @@
+//! The reconcile loop around the pure planner: observe the servers into a [`World`], plan,
+//! carry out the first actionable step through the adapters, record, and observe again.
+//!
+//! The CLI (`plan`, `apply`) and, later, the Kubernetes controller drive the same
+//! [`Reconciler`]; they differ only in where status and secrets live.
+
+pub mod imap;
+mod observe;
+pub mod records;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use chrono::{DateTime, Utc};
+
+use crate::accounts::Account;
+use crate::plan::{self, Failure, Milestones, Plan, Step, World};
+use crate::spec::{MailMigration, MailMigrationStatus};
+use crate::store::StateDir;
+use records::Records;
+
+/// After this many failures of the same step in a row, the migration is Stalled.
+pub const STALL_AFTER: u32 = 5;
+
+/// What a login check found, per side.
+pub type LoginCheck = (plan::Login, plan::Login);
+
+/// One mailbox's outcome of a sync.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Synced {
+    /// Messages and bytes now on the destination for the mapped folders.
+    pub messages: u64,
+    pub bytes: u64,
+    /// Messages the destination refused (reported by the engine, never retried forever).
+    pub refused: u64,
+    /// Errors that left the mailbox incomplete.
+    pub errors: Vec<String>,
+}
+
+/// One mailbox's verification.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verified {
+    pub messages: u64,
+    /// Missing plus extra messages over all folders; 0 means equal.
+    pub differences: u64,
+}
+
+/// What the executor needs from the mail engine. The real one talks IMAP; tests may model
+/// it.
+pub trait MailEngine: Send + Sync {
+    /// Log in on both sides (read-only) and report each side's outcome.
+    fn check_logins(&self, account: &Account) -> impl Future<Output = LoginCheck> + Send;
+    /// Copy or re-sync these mailboxes now.
+    fn sync(
+        &self,
+        accounts: &[Account],
+    ) -> impl Future<Output = Result<Vec<(String, Synced)>>> + Send;
+    /// Compare source and destination of one mailbox.
+    fn verify(&self, account: &Account) -> impl Future<Output = Result<Verified>> + Send;
+}
+
+/// One migration's loop: its spec, its accounts, its state directory and the engine.
+pub struct Reconciler<E> {
+    pub migration: MailMigration,
+    pub accounts: Vec<Account>,
+    pub state: StateDir,
+    pub engine: E,
+    records: Records,
+    failure: Option<(Step, Failure)>,
+}
+
+/// The outcome of observing and planning once.
+#[derive(Debug)]
+pub struct Pass {
+    pub world: World,
+    pub plan: Plan,
+    pub status: MailMigrationStatus,
+}
+
+impl<E: MailEngine> Reconciler<E> {
+    pub fn new(
+        migration: MailMigration,
+        accounts: Vec<Account>,
+        state: StateDir,
+        engine: E,
+    ) -> Result<Self> {
+        let records = Records::load(&state)?;
+        Ok(Reconciler {
+            migration,
+            accounts,
+            state,
+            engine,
+            records,
+            failure: None,
+        })
+    }
+
+    fn spec(&self) -> &crate::spec::MailMigrationSpec {
+        &self.migration.spec
+    }
+
+    /// The generation of the spec (a count of its changes in this state directory).
+    pub fn generation(&self) -> i64 {
+        self.records.generation.max(1)
+    }
+
+    /// Observe and plan; with `persist`, adopt a changed spec and store the derived status
+    /// (`plan` runs without it and writes nothing).
+    pub async fn pass(&mut self, now: DateTime<Utc>, persist: bool) -> Result<Pass> {
+        let mut records = self.records.clone();
+        records.adopt(&self.migration.spec);
+        let previous = self.state.load_status()?;
+        let mut world = observe::observe(self.spec(), &self.accounts, &self.engine, &records).await;
+        world.milestones = Milestones::from_status(&previous);
+        world.failure = self.failure.as_ref().map(|(_, f)| f.clone());
+        let plan = plan::plan(self.spec(), &world, now);
+        let status = plan::derive_status(
+            self.spec(),
+            &world,
+            &plan,
+            &previous,
+            records.generation.max(1),
+            now,
+        );
+        if persist {
+            records.save(&self.state)?;
+            self.records = records;
+            self.state.save_status(&status)?;
+        }
+        Ok(Pass {
+            world,
+            plan,
+            status,
+        })
+    }
+
+    /// Carry out `step`, record what it changed, and store the status. A failure is
+    /// counted against the step: after [`STALL_AFTER`] in a row the migration is Stalled.
+    pub async fn execute(&mut self, step: &Step, now: DateTime<Utc>) -> Result<()> {
+        match self.run_step(step, now).await {
+            Ok(()) => {
+                self.failure = None;
+                let mut status = self.state.load_status()?;
+                let mut milestones = Milestones::from_status(&status);
+                milestones.record(step, now);
+                milestones.write_to(&mut status);
+                self.state.save_status(&status)?;
+                self.records.save(&self.state)?;
+                Ok(())
+            }
+            Err(e) => {
+                let count = match &self.failure {
+                    Some((s, f)) if s.same_work(step) => f.count + 1,
+                    _ => 1,
+                };
+                let failure = Failure {
+                    step: step.to_string(),
+                    count,
+                    reason: "StepFailed".into(),
+                    message: format!("{e:#}"),
+                    stalled: count >= STALL_AFTER,
+                };
+                self.failure = Some((step.clone(), failure));
+                self.records.save(&self.state)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// The current failure, if the last attempt of a step failed.
+    pub fn failure(&self) -> Option<&Failure> {
+        self.failure.as_ref().map(|(_, f)| f)
+    }
+
+    /// How long to wait before retrying a step that failed `count` times in a row:
+    /// exponential from 2 s, capped at 5 minutes.
+    pub fn backoff(count: u32) -> Duration {
+        Duration::from_secs(2u64.saturating_pow(count.min(9)).min(300))
+    }
+
+    fn account(&self, address: &str) -> Result<&Account> {
+        self.accounts
+            .iter()
+            .find(|a| a.address.eq_ignore_ascii_case(address))
+            .ok_or_else(|| anyhow!("{address} is not a mailbox of this migration"))
+    }
+
+    async fn run_step(&mut self, step: &Step, now: DateTime<Utc>) -> Result<()> {
+        match step {
+            Step::InitialSync { address } | Step::Resync { address, .. } => {
+                let account = self.account(address)?.clone();
+                let outcome = self.engine.sync(std::slice::from_ref(&account)).await?;
+                self.record_sync(&outcome, now, true)
+            }
+            Step::FinalSync { addresses } | Step::DeltaSync { addresses } => {
+                let accounts: Vec<Account> = addresses
+                    .iter()
+                    .map(|a| self.account(a).cloned())
+                    .collect::<Result<_>>()?;
+                let outcome = self.engine.sync(&accounts).await?;
+                self.record_sync(&outcome, now, false)
+            }
+            Step::Verify { address } => {
+                let account = self.account(address)?.clone();
+                let v = self
+                    .engine
+                    .verify(&account)
+                    .await
+                    .with_context(|| format!("verifying {address}"))?;
+                let record = self.records.mailbox_mut(address);
+                record.verification = if v.differences == 0 {
+                    plan::Verification::Equal {
+                        at: now,
+                        messages: v.messages,
+                    }
+                } else {
+                    plan::Verification::Differs {
+                        at: now,
+                        differences: v.differences,
+                    }
+                };
+                Ok(())
+            }
+            Step::MarkComplete => Ok(()),
+            other => Err(anyhow!(
+                "`{other}` needs the {} adapter, which this build does not have yet",
+                other.adapter().map_or("?", |a| a.describe())
+            )),
+        }
+    }
+
+    /// Record a sync's outcome; a sync that could not copy everything is an error, so that
+    /// it is retried with backoff and, if it keeps failing (a message the destination
+    /// refuses), stalls with the reason instead of looping.
+    fn record_sync(
+        &mut self,
+        outcome: &[(String, Synced)],
+        now: DateTime<Utc>,
+        reset_verification: bool,
+    ) -> Result<()> {
+        let mut problems = Vec::new();
+        for (address, s) in outcome {
+            let record = self.records.mailbox_mut(address);
+            record.sync = plan::SyncState::Synced {
+                at: now,
+                messages: s.messages,
+                bytes: s.bytes,
+            };
+            if reset_verification {
+                record.verification = plan::Verification::NotVerified;
+            }
+            let mut why = s.errors.clone();
+            if s.refused > 0 {
+                why.push(format!(
+                    "{} message(s) refused by the destination",
+                    s.refused
+                ));
+            }
+            record.last_error = (!why.is_empty()).then(|| why.join("; "));
+            if !why.is_empty() {
+                problems.push(format!("{address}: {}", why.join("; ")));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow!("sync incomplete: {}", problems.join(" | ")))
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! What the executor records between passes, next to the status in the state directory:
+//! each mailbox's last sync and verification, and the generation of the spec.
+//!
+//! These are records of what mailshift did and saw, used to fill the parts of the `World`
+//! that would be too costly to observe on every pass (a full verification). They never
+//! decide what to copy: the engine compares the servers for that.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::plan::{SyncState, Verification};
+use crate::spec::MailMigrationSpec;
+use crate::store::StateDir;
+
+/// One mailbox's record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MailboxRecord {
+    #[serde(default)]
+    pub sync: SyncState,
+    #[serde(default)]
+    pub verification: Verification,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// All records of one migration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Records {
+    /// Hash of the spec the records were made for.
+    #[serde(default)]
+    pub spec_hash: String,
+    /// Counts spec changes, standing in for `metadata.generation` outside a cluster.
+    #[serde(default)]
+    pub generation: i64,
+    #[serde(default)]
+    pub mailboxes: BTreeMap<String, MailboxRecord>,
+}
+
+impl Records {
+    pub fn load(state: &StateDir) -> Result<Self> {
+        Ok(state.load_json("records.json")?.unwrap_or_default())
+    }
+
+    pub fn save(&self, state: &StateDir) -> Result<()> {
+        state.save_json("records.json", self)
+    }
+
+    /// Bring the records to `spec`: a changed spec is a new generation, and verifications
+    /// made against the old one no longer prove anything (a folder may now be excluded, a
+    /// rename changed where mail lands), so they are dropped and redone.
+    pub fn adopt(&mut self, spec: &MailMigrationSpec) -> bool {
+        let hash = spec_hash(spec);
+        if hash == self.spec_hash {
+            return false;
+        }
+        self.spec_hash = hash;
+        self.generation += 1;
+        for r in self.mailboxes.values_mut() {
+            r.verification = Verification::NotVerified;
+        }
+        true
+    }
+
+    pub fn mailbox(&self, address: &str) -> MailboxRecord {
+        self.mailboxes
+            .get(&address.to_lowercase())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn mailbox_mut(&mut self, address: &str) -> &mut MailboxRecord {
+        self.mailboxes.entry(address.to_lowercase()).or_default()
+    }
+}
+
+fn spec_hash(spec: &MailMigrationSpec) -> String {
+    let json = serde_json::to_vec(spec).unwrap_or_default();
+    let digest = Sha256::digest(&json);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(extra: &str) -> MailMigrationSpec {
+        let y = format!(
+            "source: {{ imap: {{ host: a }} }}\ndestination: {{ imap: {{ host: b }} }}\nmailboxes: [{{ address: a@b.c }}]\n{extra}"
+        );
+        let v: serde_json::Value = serde_yaml::from_str(&y).unwrap();
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_changed_spec_is_a_new_generation_and_drops_verifications() {
+        let mut r = Records::default();
+        assert!(r.adopt(&spec("")));
+        assert_eq!(r.generation, 1);
+        r.mailbox_mut("A@b.c").verification = Verification::Equal {
+            at: chrono::Utc::now(),
+            messages: 3,
+        };
+        assert!(!r.adopt(&spec("")), "same spec, same generation");
+        assert!(matches!(
+            r.mailbox("a@b.c").verification,
+            Verification::Equal { .. }
+        ));
+        assert!(r.adopt(&spec("folders: { exclude: [Junk] }")));
+        assert_eq!(r.generation, 2);
+        assert_eq!(r.mailbox("a@b.c").verification, Verification::NotVerified);
+    }
+}

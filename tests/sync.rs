@@ -1,0 +1,811 @@
+//! The copy engine against real Dovecot pairs: exact copies (bytes, flags, keywords,
+//! INTERNALDATE), a source that is never written to, idempotent re-syncs, folder mapping
+//! between differently configured servers, and bad input.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use anyhow::Result;
+use common::*;
+use mailshift::imap::conn::Recorder;
+use mailshift::imap::mutf7;
+use mailshift::store::StateDir;
+use mailshift_harness::Dovecot;
+use mailshift_harness::client::Imap;
+
+/// Flags of every message of every folder, straight from the mail store (doveadm), for
+/// proving that nothing changed on the source.
+fn store_flags(d: &Dovecot) -> Result<String> {
+    d.doveadm(&["fetch", "-u", USER, "mailbox uid flags", "all"])
+}
+
+/// Commands that never change anything on a server.
+const READ_ONLY: &[&str] = &[
+    "CAPABILITY",
+    "AUTHENTICATE",
+    "LOGIN",
+    "LIST",
+    "LSUB",
+    "STATUS",
+    "EXAMINE",
+    "UID FETCH",
+    "LOGOUT",
+    "NOOP",
+];
+
+fn assert_read_only(sent: &str) {
+    for (verb, line) in commands(sent) {
+        assert!(
+            READ_ONLY.contains(&verb.as_str()),
+            "a command that may write reached the source: {line}"
+        );
+        if verb == "UID FETCH" {
+            let upper = line.to_ascii_uppercase();
+            let unpeeked = upper.replace("BODY.PEEK[", "");
+            assert!(
+                !unpeeked.contains("BODY[")
+                    && !upper.contains("RFC822 ")
+                    && !upper.contains("RFC822)")
+                    && !upper.contains("RFC822.TEXT")
+                    && !upper.contains("RFC822.HEADER"),
+                "a FETCH that sets \\Seen reached the source: {line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn copies_exactly_and_never_writes_to_the_source() -> Result<()> {
+    let src = dovecot("exact-src").start()?;
+    let dst = dovecot("exact-dst").separator('/').start()?;
+    for f in ["Sent", "Projekte.Übersicht", "日本語"] {
+        src.create_mailbox(USER, f)?;
+    }
+    let dates = [
+        "07-Mar-2019 08:09:10 +0530",
+        "31-Dec-2020 23:59:59 -0800",
+        "01-Jan-2024 00:00:00 +0000",
+    ];
+    let flags = [
+        "",
+        "\\Seen",
+        "\\Seen \\Answered $Label1",
+        "\\Flagged Work",
+        "\\Draft",
+        "\\Deleted \\Seen",
+    ];
+    let mut inbox = Vec::new();
+    for i in 0..40 {
+        let body = format!("Body {i}\r\n{}", "line of text\r\n".repeat(i * 7));
+        inbox.push((
+            flags[i % flags.len()],
+            dates[i % dates.len()],
+            message(&format!("m{i}"), &format!("Message {i}"), &body),
+        ));
+    }
+    // A genuine duplicate: the same message twice.
+    inbox.push(("", dates[0], message("dup", "Twice", "same")));
+    inbox.push(("\\Seen", dates[0], message("dup", "Twice", "same")));
+    load(&src, "INBOX", &inbox)?;
+    load(
+        &src,
+        "Sent",
+        &[("\\Seen", dates[1], message("s1", "Sent one", "hello"))],
+    )?;
+    let deep = mutf7::encode("Projekte.Übersicht");
+    load(
+        &src,
+        &deep,
+        &[("$Label2", dates[2], message("p1", "Überschrift ✓", "Grüße"))],
+    )?;
+    let cjk = mutf7::encode("日本語");
+    load(
+        &src,
+        &cjk,
+        &[("", dates[0], message("j1", "日本語の件名", "本文"))],
+    )?;
+    let before = store_flags(&src)?;
+
+    let state = tempfile::tempdir()?;
+    let recorder = Recorder::default();
+    let engine = engine(
+        src.imap_port(),
+        dst.imap_port(),
+        None,
+        Arc::new(StateDir::at(state.path())),
+        &recorder,
+    );
+    let rt = runtime();
+    let report = rt.block_on(engine.sync_mailbox(&account()));
+    assert!(report.is_perfect(), "{report:#?}");
+    let copied: u64 = report.folders.iter().map(|f| f.copied).sum();
+    assert_eq!(copied, 45);
+
+    // Every folder is an exact copy: bytes, flags and keywords, INTERNALDATE.
+    for (s, d) in [
+        ("INBOX", "INBOX"),
+        ("Sent", "Sent"),
+        (deep.as_str(), &mutf7::encode("Projekte/Übersicht")),
+        (cjk.as_str(), cjk.as_str()),
+    ] {
+        let a = messages(&src, s)?;
+        let b = messages(&dst, d)?;
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "{s} → {d} differs");
+    }
+    let dst_folders = folders(&dst)?;
+    let sent = dst_folders
+        .iter()
+        .find(|(n, _)| n == "Sent")
+        .expect("Sent on the destination");
+    assert!(sent.1.contains("\\Sent"), "{sent:?}");
+    // Subscriptions are carried over (the source's INBOX is not subscribed, nor its copy).
+    let subscribed: BTreeSet<&str> = dst_folders
+        .iter()
+        .filter(|(_, a)| a.contains("\\Subscribed"))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let projekte = mutf7::encode("Projekte/Übersicht");
+    assert_eq!(
+        subscribed,
+        BTreeSet::from(["Sent", projekte.as_str(), cjk.as_str()])
+    );
+
+    // The source is untouched: same flags (\Seen included), and only reading commands.
+    assert_eq!(store_flags(&src)?, before);
+    let sent_to_source = recorder.sent();
+    assert!(sent_to_source.contains("BODY.PEEK[]"));
+    assert_read_only(&sent_to_source);
+    Ok(())
+}
+
+/// Runs `imap` commands on a server as the test user (for changes the tests make).
+fn on(d: &Dovecot, commands: &[&str]) -> Result<()> {
+    let mut imap = imap(d)?;
+    for c in commands {
+        imap.command(c)?;
+    }
+    imap.logout();
+    Ok(())
+}
+
+#[test]
+fn resyncs_incrementally_and_idempotently() -> Result<()> {
+    let src = dovecot("resync-src").start()?;
+    let dst = dovecot("resync-dst").start()?;
+    src.create_mailbox(USER, "Archive")?;
+    let batch = |from: usize, to: usize| -> Vec<(&'static str, &'static str, Vec<u8>)> {
+        (from..to)
+            .map(|i| {
+                (
+                    "",
+                    "01-Feb-2022 10:00:00 +0100",
+                    message(&format!("r{i}"), &format!("Resync {i}"), "text"),
+                )
+            })
+            .collect()
+    };
+    load(&src, "INBOX", &batch(0, 20))?;
+    load(&src, "Archive", &batch(100, 110))?;
+    let state = tempfile::tempdir()?;
+    let rt = runtime();
+    let run = || -> Result<(mailshift::imap::report::MailboxReport, String)> {
+        let recorder = Recorder::default();
+        let engine = engine(
+            src.imap_port(),
+            dst.imap_port(),
+            None,
+            Arc::new(StateDir::at(state.path())),
+            &recorder,
+        );
+        let report = rt.block_on(engine.sync_mailbox(&account()));
+        assert_read_only(&recorder.sent());
+        Ok((report, recorder.sent()))
+    };
+    let same = |f: &str| -> Result<()> {
+        assert_eq!(messages(&src, f)?, messages(&dst, f)?, "{f}");
+        Ok(())
+    };
+    let copied = |r: &mailshift::imap::report::MailboxReport| {
+        r.folders.iter().map(|f| f.copied).sum::<u64>()
+    };
+
+    let (first, _) = run()?;
+    assert!(first.is_perfect(), "{first:#?}");
+    assert_eq!(copied(&first), 30);
+
+    // Unchanged: nothing copied, and the source sees one STATUS per folder and no FETCH.
+    let (again, sent) = run()?;
+    assert!(again.is_perfect(), "{again:#?}");
+    assert_eq!(copied(&again), 0);
+    let verbs: Vec<String> = commands(&sent).into_iter().map(|(v, _)| v).collect();
+    assert_eq!(
+        verbs.iter().filter(|v| *v == "STATUS").count(),
+        2,
+        "{verbs:?}"
+    );
+    assert!(
+        !verbs.iter().any(|v| v == "UID FETCH" || v == "EXAMINE"),
+        "{verbs:?}"
+    );
+    assert!(
+        again
+            .folders
+            .iter()
+            .all(|f| f.pass.as_deref() == Some("no change")),
+        "{again:#?}"
+    );
+
+    // New messages and flag changes on the source reach the copy.
+    load(&src, "INBOX", &batch(20, 25))?;
+    on(
+        &src,
+        &[
+            "SELECT INBOX",
+            "STORE 1:3 +FLAGS (\\Seen $Important)",
+            "SELECT Archive",
+            "STORE 2 +FLAGS (\\Flagged)",
+        ],
+    )?;
+    let (third, _) = run()?;
+    assert!(third.is_perfect(), "{third:#?}");
+    assert_eq!(copied(&third), 5);
+    same("INBOX")?;
+    same("Archive")?;
+
+    // A flag removed on the source is removed from the copy; a flag the destination's user
+    // set meanwhile stays (three-way merge).
+    on(&src, &["SELECT INBOX", "STORE 1 -FLAGS (\\Seen)"])?;
+    on(&dst, &["SELECT INBOX", "STORE 10 +FLAGS (\\Answered)"])?;
+    let (fourth, _) = run()?;
+    assert!(fourth.is_perfect(), "{fourth:#?}");
+    assert_eq!(copied(&fourth), 0);
+    let s = messages(&src, "INBOX")?;
+    let d = messages(&dst, "INBOX")?;
+    let unseen = |m: &[Msg]| m.iter().filter(|m| !m.flags.contains("\\Seen")).count();
+    assert_eq!(unseen(&s), unseen(&d));
+    assert_eq!(
+        d.iter().filter(|m| m.flags.contains("\\Answered")).count(),
+        1
+    );
+
+    // The source folder recreated (new UIDVALIDITY, same messages): a full comparison,
+    // nothing copied twice.
+    src.doveadm(&["mailbox", "delete", "-u", USER, "Archive"])?;
+    src.create_mailbox(USER, "Archive")?;
+    load(&src, "Archive", &batch(100, 110))?;
+    let (fifth, _) = run()?;
+    assert!(fifth.is_perfect(), "{fifth:#?}");
+    assert_eq!(copied(&fifth), 0);
+    let archive = fifth
+        .folders
+        .iter()
+        .find(|f| f.source == "Archive")
+        .unwrap();
+    assert!(
+        archive
+            .pass
+            .as_deref()
+            .unwrap_or("")
+            .contains("UIDVALIDITY"),
+        "{archive:#?}"
+    );
+    assert_eq!(messages(&dst, "Archive")?.len(), 10);
+    Ok(())
+}
+
+#[test]
+fn localized_courier_style_sources_merge_into_english_default_folders() -> Result<()> {
+    const BOB: &str = "bob@example.com";
+    let src = Dovecot::builder()
+        .name("l10n-src")
+        .user(USER, PASSWORD)
+        .user(BOB, PASSWORD)
+        .special_use(false)
+        .namespace_prefix("INBOX.")
+        .start()?;
+    let dst = Dovecot::builder()
+        .name("l10n-dst")
+        .user(USER, PASSWORD)
+        .user(BOB, PASSWORD)
+        .separator('/')
+        .create_special_folders(true)
+        .start()?;
+    let vi = [
+        "INBOX.Hộp thư đến",
+        "INBOX.Thư đã gửi",
+        "INBOX.Sent",
+        "INBOX.Thư nháp",
+        "INBOX.Dự án",
+        "INBOX.Dự án.2024",
+    ];
+    for f in vi {
+        src.create_mailbox(USER, f)?;
+    }
+    let de = [
+        "INBOX.Gesendete Elemente",
+        "INBOX.Entwürfe",
+        "INBOX.Gelöschte Elemente",
+        "INBOX.Projekte",
+    ];
+    for f in de {
+        src.create_mailbox(BOB, f)?;
+    }
+    let date = "15-Jun-2021 12:00:00 +0700";
+    let m = |id: &str| ("\\Seen", date, message(id, id, "nội dung"));
+    load(&src, "INBOX", &[m("in1"), m("in2")])?;
+    load(&src, &mutf7::encode("INBOX.Hộp thư đến"), &[m("in3")])?;
+    // The same message in both Sent folders: copied once.
+    load(
+        &src,
+        &mutf7::encode("INBOX.Thư đã gửi"),
+        &[m("sent1"), m("shared")],
+    )?;
+    load(&src, "INBOX.Sent", &[m("sent2"), m("shared")])?;
+    load(&src, &mutf7::encode("INBOX.Thư nháp"), &[m("draft1")])?;
+    load(&src, &mutf7::encode("INBOX.Dự án"), &[m("proj1")])?;
+    load(&src, &mutf7::encode("INBOX.Dự án.2024"), &[m("proj2")])?;
+    let mut bob = Imap::login(src.imap_port(), BOB, PASSWORD)?;
+    for (i, f) in de.iter().enumerate() {
+        let msg = message(&format!("bob{i}"), "Grüße", "Text");
+        bob.append_many(&mutf7::encode(f), &[("", date, &msg)])?;
+    }
+    bob.logout();
+
+    let dir = tempfile::tempdir()?;
+    let mut text = manifest("l10n", src.imap_port(), dst.imap_port(), "");
+    text.push_str(&format!(
+        "    - address: {BOB}\n      sourcePassword: {{ value: {PASSWORD} }}\n      destinationPassword: {{ value: {PASSWORD} }}\n  sync: {{ concurrency: 2 }}\n"
+    ));
+    // Two mailboxes at once, but one connection at a time to the source: they take turns.
+    let text = text.replace(
+        &format!("port: {}, tls: none }}", src.imap_port()),
+        &format!("port: {}, tls: none, maxConnections: 1 }}", src.imap_port()),
+    );
+    assert!(text.contains("maxConnections: 1"));
+    std::fs::write(dir.path().join("m.yaml"), text)?;
+    let out = mailshift(dir.path(), &["sync", "-f", "m.yaml", "-o", "json"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout)?;
+    assert_eq!(report["perfect"], true);
+    assert_eq!(report["totals"]["messagesTransferred"], 13);
+
+    // One Sent, one Drafts: the localized defaults went into the destination's own.
+    let names: Vec<String> = folders(&dst)?.into_iter().map(|(n, _)| n).collect();
+    let expected: Vec<String> = [
+        "Archive",
+        "Drafts",
+        "INBOX",
+        "Junk",
+        "Sent",
+        "Trash",
+        "Dự án",
+        "Dự án/2024",
+    ]
+    .iter()
+    .map(|s| mutf7::encode(s))
+    .collect();
+    let mut expected_sorted = expected.clone();
+    expected_sorted.sort();
+    assert_eq!(names, expected_sorted, "{names:?}");
+    let subjects = |folder: &str| -> Result<BTreeSet<String>> {
+        Ok(messages(&dst, folder)?.iter().map(Msg::subject).collect())
+    };
+    assert_eq!(
+        subjects("INBOX")?,
+        BTreeSet::from(["in1".into(), "in2".into(), "in3".into()])
+    );
+    assert_eq!(
+        messages(&dst, "Sent")?.len(),
+        3,
+        "sent1, sent2 and shared once"
+    );
+    assert_eq!(subjects("Drafts")?, BTreeSet::from(["draft1".into()]));
+    assert_eq!(
+        subjects(&mutf7::encode("Dự án/2024"))?,
+        BTreeSet::from(["proj2".into()])
+    );
+    let bob_folders: Vec<String> = {
+        let mut imap = Imap::login(dst.imap_port(), BOB, PASSWORD)?;
+        let l = imap.command("LIST \"\" \"*\"")?;
+        imap.logout();
+        l.into_iter().map(|r| r.text).collect()
+    };
+    assert!(
+        bob_folders.iter().any(|l| l.ends_with("\"/\" Projekte")),
+        "{bob_folders:?}"
+    );
+    assert!(
+        !bob_folders.iter().any(|l| l.contains("Gesendete")),
+        "{bob_folders:?}"
+    );
+
+    // verify agrees: merged folders are not reported as surplus or missing.
+    let out = mailshift(dir.path(), &["verify", "-f", "m.yaml"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// Messages real mailboxes hold that a careless copier mangles or chokes on.
+fn awkward_messages() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let date = "03-Apr-2018 09:30:00 +0200";
+    vec![
+        // No Message-ID at all.
+        ("\\Seen", date, b"From: a@example.org\r\nSubject: no id\r\nDate: Tue, 3 Apr 2018 09:30:00 +0200\r\n\r\nwithout id\r\n".to_vec()),
+        // Two different messages sharing a Message-ID.
+        ("", date, message("shared-id", "first of two", "one")),
+        ("", date, message("shared-id", "second of two", "two")),
+        // Raw UTF-8 (8-bit) in headers.
+        ("", date, "From: Jürgen Müller <j@example.de>\r\nSubject: Grüße ✓ 日本語\r\nMessage-ID: <8bit@test>\r\n\r\nKörper\r\n".as_bytes().to_vec()),
+        // Bare LF line ends.
+        ("\\Flagged", date, b"From: lf@example.org\nSubject: bare LF\nMessage-ID: <lf@test>\n\nline one\nline two\n".to_vec()),
+        // An empty body, and a message that is only a header.
+        ("", date, b"From: e@example.org\r\nSubject: empty body\r\nMessage-ID: <empty@test>\r\n\r\n".to_vec()),
+        ("", date, b"From: h@example.org\r\nSubject: header only\r\n".to_vec()),
+    ]
+}
+
+#[test]
+fn awkward_messages_are_copied_and_an_oversized_one_is_reported_not_retried() -> Result<()> {
+    let src = dovecot("bad-src").start()?;
+    let dst = dovecot("bad-dst").max_message_size(6000).start()?;
+    let mut msgs = awkward_messages();
+    let big = message("big", "too big", &"x".repeat(10_000));
+    msgs.push(("", "05-May-2019 05:05:05 +0000", big));
+    load(&src, "INBOX", &msgs)?;
+
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        manifest("bad", src.imap_port(), dst.imap_port(), ""),
+    )?;
+    let out = mailshift(dir.path(), &["sync", "-f", "m.yaml", "-o", "json"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout)?;
+    assert_eq!(report["perfect"], false);
+    assert_eq!(report["totals"]["messagesTransferred"], 7);
+    assert_eq!(report["totals"]["refused"], 1);
+    let folder = &report["mailboxes"][0]["folders"][0];
+    assert_eq!(folder["source"], "INBOX");
+    let refused = &folder["refused"][0];
+    assert_eq!(refused["key"], "<big@test>");
+    assert!(refused["size"].as_u64().unwrap() > 10_000);
+    assert!(
+        refused["date"]
+            .as_str()
+            .unwrap()
+            .starts_with("2019-05-05T05:05:05"),
+        "{refused}"
+    );
+    assert!(
+        refused["reason"].as_str().unwrap().contains("APPENDLIMIT"),
+        "{refused}"
+    );
+    // Everything else is an exact copy.
+    let mut expected = messages(&src, "INBOX")?;
+    expected.retain(|m| m.body.len() < 10_000);
+    assert_eq!(messages(&dst, "INBOX")?, expected);
+
+    // Again: the refusal is remembered, not retried, and still reported (exit status 1);
+    // the text report names folder, message, date, size and reason.
+    let out = mailshift(dir.path(), &["sync", "-f", "m.yaml"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("NOT PERFECT: 1 refused"), "{text}");
+    assert!(
+        text.contains("INBOX → INBOX") && text.contains("[no change]"),
+        "{text}"
+    );
+    let line = text
+        .lines()
+        .find(|l| l.contains("refused  <big@test>"))
+        .expect("refused line");
+    assert!(
+        line.contains("2019-05-05 05:05:05 +0000")
+            && line.contains("kB")
+            && line.contains("APPENDLIMIT"),
+        "{line}"
+    );
+    assert!(text.contains("transferred 0 messages"), "{text}");
+
+    // verify: equal except the refused message.
+    let out = mailshift(dir.path(), &["verify", "-f", "m.yaml", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v["totals"]["missing"], 0);
+    assert_eq!(v["totals"]["refused"], 1);
+    Ok(())
+}
+
+/// Dovecot's capabilities without LITERAL+, UIDPLUS, LIST-EXTENDED and CREATE-SPECIAL-USE
+/// (and without APPENDLIMIT: an oversized message is refused by a NO).
+const PLAIN_CAPABILITIES: &str = "imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT THREAD=REFERENCES MULTIAPPEND UNSELECT CHILDREN NAMESPACE CONDSTORE QRESYNC ESEARCH SEARCHRES WITHIN CONTEXT=SEARCH BINARY MOVE SPECIAL-USE";
+
+#[test]
+fn servers_without_literal_plus_or_uidplus_get_exact_copies_too() -> Result<()> {
+    let src = dovecot("plain-src").start()?;
+    let dst = dovecot("plain-dst")
+        .max_message_size(6000)
+        .extra_config(PLAIN_CAPABILITIES)
+        .start()?;
+    let mut probe = imap(&dst)?;
+    let caps = probe.command("CAPABILITY")?.remove(0).text;
+    probe.logout();
+    for missing in [
+        "LITERAL+",
+        "UIDPLUS",
+        "LIST-EXTENDED",
+        "CREATE-SPECIAL-USE",
+        "APPENDLIMIT",
+    ] {
+        assert!(!caps.contains(missing), "{missing} in {caps}");
+    }
+    src.create_mailbox(USER, "Sent")?;
+    let mut msgs = awkward_messages();
+    msgs.push((
+        "",
+        "05-May-2019 05:05:05 +0000",
+        message("big", "too big", &"x".repeat(10_000)),
+    ));
+    load(&src, "INBOX", &msgs)?;
+    load(&src, "Sent", &[("\\Seen", "", message("s", "sent", "x"))])?;
+    let state = tempfile::tempdir()?;
+    let rt = runtime();
+    let run = || {
+        let engine = engine(
+            src.imap_port(),
+            dst.imap_port(),
+            None,
+            Arc::new(StateDir::at(state.path())),
+            &Recorder::default(),
+        );
+        rt.block_on(engine.sync_mailbox(&account()))
+    };
+    let copied = |r: &mailshift::imap::report::MailboxReport| {
+        r.folders.iter().map(|f| f.copied).sum::<u64>()
+    };
+    let first = run();
+    assert_eq!(copied(&first), 8, "{first:#?}");
+    let refused: Vec<_> = first
+        .folders
+        .iter()
+        .flat_map(|f| f.refused.clone())
+        .collect();
+    assert_eq!(refused.len(), 1, "{first:#?}");
+    assert!(refused[0].reason.contains("LIMIT"), "{refused:?}");
+    let mut expected = messages(&src, "INBOX")?;
+    expected.retain(|m| m.body.len() < 10_000);
+    assert_eq!(messages(&dst, "INBOX")?, expected);
+    assert_eq!(messages(&dst, "Sent")?, messages(&src, "Sent")?);
+
+    // The destination was listed again to learn the copies' UIDs: the cache holds.
+    let second = run();
+    assert_eq!(copied(&second), 0);
+    assert!(
+        second
+            .folders
+            .iter()
+            .all(|f| f.pass.as_deref() == Some("no change")),
+        "{second:#?}"
+    );
+
+    // New messages: copied once, even though no UID came back and no cache was written.
+    load(
+        &src,
+        "INBOX",
+        &[
+            ("", "", message("new1", "new", "x")),
+            ("", "", message("new2", "new", "y")),
+        ],
+    )?;
+    let third = run();
+    assert_eq!(copied(&third), 2, "{third:#?}");
+    let fourth = run();
+    assert_eq!(copied(&fourth), 0, "{fourth:#?}");
+    let mut expected = messages(&src, "INBOX")?;
+    expected.retain(|m| m.body.len() < 10_000);
+    assert_eq!(messages(&dst, "INBOX")?, expected);
+    Ok(())
+}
+
+/// LITERAL+, MULTIAPPEND and UIDPLUS, but no APPENDLIMIT: an oversized message makes the
+/// batch's MULTIAPPEND fail as a whole.
+const NO_APPENDLIMIT: &str = "imap_capability = IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE MULTIAPPEND UNSELECT CHILDREN UIDPLUS CONDSTORE QRESYNC LIST-EXTENDED SPECIAL-USE CREATE-SPECIAL-USE";
+
+#[test]
+fn a_refused_multiappend_is_retried_message_by_message() -> Result<()> {
+    let src = dovecot("multi-src").start()?;
+    let dst = dovecot("multi-dst")
+        .max_message_size(6000)
+        .extra_config(NO_APPENDLIMIT)
+        .start()?;
+    let mut msgs: Vec<_> = (0..10)
+        .map(|i| {
+            (
+                "\\Seen",
+                "09-Sep-2019 09:09:09 +0900",
+                message(&format!("ma{i}"), "batch", "small"),
+            )
+        })
+        .collect();
+    msgs.insert(
+        4,
+        (
+            "",
+            "09-Sep-2019 09:09:09 +0900",
+            message("ma-big", "big", &"y".repeat(9000)),
+        ),
+    );
+    load(&src, "INBOX", &msgs)?;
+    let state = tempfile::tempdir()?;
+    let rt = runtime();
+    let run = || {
+        let engine = engine(
+            src.imap_port(),
+            dst.imap_port(),
+            None,
+            Arc::new(StateDir::at(state.path())),
+            &Recorder::default(),
+        );
+        rt.block_on(engine.sync_mailbox(&account()))
+    };
+    let first = run();
+    let inbox = &first.folders[0];
+    assert_eq!(inbox.copied, 10, "{first:#?}");
+    assert_eq!(inbox.refused.len(), 1, "{first:#?}");
+    assert!(inbox.refused[0].reason.contains("LIMIT"), "{first:#?}");
+    let mut expected = messages(&src, "INBOX")?;
+    expected.retain(|m| m.body.len() < 9000);
+    assert_eq!(messages(&dst, "INBOX")?, expected);
+    // Every copy's UID was learnt from APPENDUID: the next pass is a no-change pass.
+    let second = run();
+    assert_eq!(
+        second.folders[0].pass.as_deref(),
+        Some("no change"),
+        "{second:#?}"
+    );
+    assert_eq!(second.folders[0].refused.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn cli_refuses_bad_input_and_never_prints_passwords() -> Result<()> {
+    let src = dovecot("cli-src").start()?;
+    let dst = dovecot("cli-dst").start()?;
+    load(&src, "INBOX", &[("", "", message("cli1", "cli", "x"))])?;
+    let dir = tempfile::tempdir()?;
+    let good = manifest("cli", src.imap_port(), dst.imap_port(), "");
+    std::fs::write(dir.path().join("m.yaml"), &good)?;
+
+    // Nothing to run: exit status 2.
+    let out = mailshift(dir.path(), &["sync", "-f", "missing.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = mailshift(
+        dir.path(),
+        &["sync", "-f", "m.yaml", "--mailbox", "nobody@example.com"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nobody@example.com"));
+    let out = mailshift(dir.path(), &["sync", "-f", "m.yaml", "--name", "other"]);
+    assert_eq!(out.status.code(), Some(2));
+    let observe = good.replace("spec:\n", "spec:\n  policy: observe\n");
+    std::fs::write(dir.path().join("observe.yaml"), observe)?;
+    let out = mailshift(dir.path(), &["sync", "-f", "observe.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("observe"));
+
+    // A refused login is reported at once, not retried; no password anywhere, even with
+    // every log event on.
+    let secret = "s3cr3t-Wrong-pw";
+    let bad = good.replacen(
+        &format!("destinationPassword: {{ value: {PASSWORD} }}"),
+        &format!("destinationPassword: {{ value: {secret} }}"),
+        1,
+    );
+    std::fs::write(dir.path().join("bad.yaml"), bad)?;
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailshift"))
+        .args([
+            "sync",
+            "-f",
+            "bad.yaml",
+            "-o",
+            "json",
+            "--log-format",
+            "json",
+        ])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "trace")
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "a refused login was retried"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stdout.contains(secret) && !stderr.contains(secret),
+        "password leaked"
+    );
+    assert!(
+        !stdout.contains(PASSWORD) && !stderr.contains(PASSWORD),
+        "password leaked"
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout)?;
+    let error = report["mailboxes"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("login") && error.contains("refused"),
+        "{error}"
+    );
+    assert_eq!(report["totals"]["errors"], 1);
+    // Log lines are JSON objects.
+    for line in stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        assert!(v.get("level").is_some(), "{line}");
+    }
+
+    // The good manifest: perfect, exit 0; the text summary has the throughput figures.
+    let out = mailshift(dir.path(), &["sync", "-f", "m.yaml"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.starts_with("sync: perfect: 1 mailboxes"), "{text}");
+    assert!(
+        text.contains("transferred 1 messages")
+            && text.contains("messages/s")
+            && text.contains("MB/s"),
+        "{text}"
+    );
+    let out = mailshift(dir.path(), &["verify", "-f", "m.yaml", "-o", "yaml"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kind: verify"));
+
+    // Two MailMigrations in one file: both run (the second finds nothing to copy), or only
+    // the one named.
+    load(&src, "INBOX", &[("", "", message("cli2", "cli", "y"))])?;
+    let two = format!(
+        "{good}---\n{}",
+        manifest("cli-second", src.imap_port(), dst.imap_port(), "")
+    );
+    std::fs::write(dir.path().join("two.yaml"), two)?;
+    let out = mailshift(
+        dir.path(),
+        &[
+            "sync",
+            "-f",
+            "two.yaml",
+            "--name",
+            "cli-second",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v["totals"]["mailboxes"], 1);
+    assert_eq!(v["totals"]["messagesTransferred"], 1);
+    let out = mailshift(dir.path(), &["sync", "-f", "two.yaml", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v["totals"]["mailboxes"], 2);
+    assert_eq!(v["totals"]["messagesTransferred"], 0);
+    Ok(())
+}
