@@ -585,7 +585,7 @@ fn tables(cases: &[Case], tools: &[Tool], outcomes: &[Outcome], repeat: usize) -
     if repeat > 1 {
         let _ = writeln!(
             s,
-            "Times are medians of {repeat} runs; peak RSS is the maximum.\n"
+            "Full copies: median of {repeat} runs, each into a fresh destination, min–max in parentheses; no-change re-syncs: median of all re-sync runs. Rates use the median; peak RSS is the maximum over all runs; CPU (the tool's, and the source's and destination's Dovecot processes') and load (1-minute load average at the start) are those of the median run.\n"
         );
     }
     for case in cases {
