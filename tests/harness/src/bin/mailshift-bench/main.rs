@@ -10,7 +10,11 @@
 //!                     [--scale-sizes realistic|small] [--tools mailshift,mbsync,doveadm]
 //!                     [--mailshift PATH] [--repeat N] [--resync-runs N] [--out DIR] [--dest-fsync never]
 //!                     [--timeout SECS]
+//! mailshift-bench serve [--seed N] [--messages N] [--folders standard|single]
 //! ```
+//!
+//! `serve` starts a loaded source and an empty destination, prints their ports and waits
+//! until stdin closes: for profiling a tool by hand against the benchmark's servers.
 
 mod measure;
 mod snapshot;
