@@ -26,7 +26,8 @@
 #   --resync-runs N   no-change runs after each full copy; their median is reported (default 3)
 #   --timeout SECS    per tool run (default 1800)
 # Environment: BENCH_SKIP_DEPS=1 skips scripts/install-deps.sh; BENCH_SKIP_BUILD=1 skips
-# cargo build (use the binaries already in the target dir).
+# cargo build (use the binaries already in the target dir); BENCH_TMPDIR=DIR keeps the
+# servers' data in DIR instead of /dev/shm.
 #
 # The defaults take a few minutes on a 2-core machine. For a longer, steadier run:
 #   scripts/bench.sh --messages 10000 --scale 1000,5000,20000 --repeat 5
