@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod cli;
 pub mod crd;
+pub mod dns;
 pub mod imap;
 pub mod manifest;
 pub mod plan;

@@ -252,6 +252,23 @@ fn resyncs_incrementally_and_idempotently() -> Result<()> {
     let (third, _) = run()?;
     assert!(third.is_perfect(), "{third:#?}");
     assert_eq!(copied(&third), 5);
+    let pass = |r: &mailshift::imap::report::MailboxReport, f: &str| {
+        r.folders
+            .iter()
+            .find(|x| x.source == f)
+            .and_then(|x| x.pass.clone())
+            .unwrap_or_default()
+    };
+    // Only the new messages and the changed flags were looked at (CONDSTORE).
+    assert!(
+        pass(&third, "INBOX")
+            .starts_with("incremental, new from UID 21, flags changed since MODSEQ"),
+        "{third:#?}"
+    );
+    assert!(
+        pass(&third, "Archive").starts_with("incremental, flags changed since MODSEQ"),
+        "{third:#?}"
+    );
     same("INBOX")?;
     same("Archive")?;
 
@@ -262,6 +279,10 @@ fn resyncs_incrementally_and_idempotently() -> Result<()> {
     let (fourth, _) = run()?;
     assert!(fourth.is_perfect(), "{fourth:#?}");
     assert_eq!(copied(&fourth), 0);
+    assert!(
+        pass(&fourth, "INBOX").starts_with("incremental"),
+        "{fourth:#?}"
+    );
     let s = messages(&src, "INBOX")?;
     let d = messages(&dst, "INBOX")?;
     let unseen = |m: &[Msg]| m.iter().filter(|m| !m.flags.contains("\\Seen")).count();
@@ -488,12 +509,11 @@ fn awkward_messages_are_copied_and_an_oversized_one_is_reported_not_retried() ->
     let refused = &folder["refused"][0];
     assert_eq!(refused["key"], "<big@test>");
     assert!(refused["size"].as_u64().unwrap() > 10_000);
-    assert!(
-        refused["date"]
-            .as_str()
-            .unwrap()
-            .starts_with("2019-05-05T05:05:05"),
-        "{refused}"
+    // The date as an instant (the server may show it in another time zone).
+    let when = chrono::DateTime::parse_from_rfc3339(refused["date"].as_str().unwrap())?;
+    assert_eq!(
+        when,
+        chrono::DateTime::parse_from_rfc3339("2019-05-05T05:05:05Z")?
     );
     assert!(
         refused["reason"].as_str().unwrap().contains("APPENDLIMIT"),
@@ -519,9 +539,7 @@ fn awkward_messages_are_copied_and_an_oversized_one_is_reported_not_retried() ->
         .find(|l| l.contains("refused  <big@test>"))
         .expect("refused line");
     assert!(
-        line.contains("2019-05-05 05:05:05 +0000")
-            && line.contains("kB")
-            && line.contains("APPENDLIMIT"),
+        line.contains("  2019-05-0") && line.contains("10.2 kB") && line.contains("APPENDLIMIT"),
         "{line}"
     );
     assert!(text.contains("transferred 0 messages"), "{text}");
@@ -539,9 +557,14 @@ fn awkward_messages_are_copied_and_an_oversized_one_is_reported_not_retried() ->
 /// (and without APPENDLIMIT: an oversized message is refused by a NO).
 const PLAIN_CAPABILITIES: &str = "imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT THREAD=REFERENCES MULTIAPPEND UNSELECT CHILDREN NAMESPACE CONDSTORE QRESYNC ESEARCH SEARCHRES WITHIN CONTEXT=SEARCH BINARY MOVE SPECIAL-USE";
 
+/// Dovecot's capabilities without CONDSTORE (and QRESYNC).
+const PLAIN_SOURCE: &str =
+    "imap_capability = IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE UIDPLUS LIST-EXTENDED SPECIAL-USE";
+
 #[test]
 fn servers_without_literal_plus_or_uidplus_get_exact_copies_too() -> Result<()> {
-    let src = dovecot("plain-src").start()?;
+    // A source without CONDSTORE: flag changes are found by fetching every message's flags.
+    let src = dovecot("plain-src").extra_config(PLAIN_SOURCE).start()?;
     let dst = dovecot("plain-dst")
         .max_message_size(6000)
         .extra_config(PLAIN_CAPABILITIES)
@@ -596,14 +619,14 @@ fn servers_without_literal_plus_or_uidplus_get_exact_copies_too() -> Result<()> 
     assert_eq!(messages(&dst, "INBOX")?, expected);
     assert_eq!(messages(&dst, "Sent")?, messages(&src, "Sent")?);
 
-    // The destination was listed again to learn the copies' UIDs: the cache holds.
+    // The destination was listed again to learn the copies' UIDs: the cache holds (without
+    // CONDSTORE on the source, a pass still fetches every message's flags).
     let second = run();
     assert_eq!(copied(&second), 0);
     assert!(
-        second
-            .folders
-            .iter()
-            .all(|f| f.pass.as_deref() == Some("no change")),
+        second.folders.iter().all(|f| f.pass.as_deref()
+            == Some("incremental, all flags (no CONDSTORE)")
+            && f.flags_updated == 0),
         "{second:#?}"
     );
 
@@ -616,8 +639,19 @@ fn servers_without_literal_plus_or_uidplus_get_exact_copies_too() -> Result<()> 
             ("", "", message("new2", "new", "y")),
         ],
     )?;
+    let mut imap = imap(&src)?;
+    imap.command("SELECT INBOX")?;
+    imap.command("STORE 1:2 +FLAGS (\\Answered)")?;
+    imap.command("STORE 1 -FLAGS (\\Seen)")?;
+    imap.logout();
     let third = run();
     assert_eq!(copied(&third), 2, "{third:#?}");
+    let inbox = third.folders.iter().find(|f| f.source == "INBOX").unwrap();
+    assert_eq!(
+        inbox.pass.as_deref(),
+        Some("incremental, new from UID 9, all flags (no CONDSTORE)")
+    );
+    assert_eq!(inbox.flags_updated, 2, "{third:#?}");
     let fourth = run();
     assert_eq!(copied(&fourth), 0, "{fourth:#?}");
     let mut expected = messages(&src, "INBOX")?;
@@ -778,6 +812,39 @@ fn cli_refuses_bad_input_and_never_prints_passwords() -> Result<()> {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("kind: verify"));
 
+    // Implicit TLS to the source, STARTTLS to the destination, both verified against the
+    // harness CA named in the manifest (a file next to it).
+    std::fs::copy(src.ca_path(), dir.path().join("src-ca.pem"))?;
+    std::fs::copy(dst.ca_path(), dir.path().join("dst-ca.pem"))?;
+    let tls = good
+        .replace(
+            &format!("{{ host: 127.0.0.1, port: {}, tls: none }}", src.imap_port()),
+            &format!("{{ host: 127.0.0.1, port: {}, tls: tls, caCertificate: {{ file: src-ca.pem }} }}", src.imaps_port()),
+        )
+        .replace(
+            &format!("{{ host: 127.0.0.1, port: {}, tls: none }}", dst.imap_port()),
+            &format!("{{ host: 127.0.0.1, port: {}, tls: starttls, caCertificate: {{ file: dst-ca.pem }} }}", dst.imap_port()),
+        );
+    assert!(
+        tls.contains("tls: tls") && tls.contains("tls: starttls"),
+        "{tls}"
+    );
+    std::fs::write(dir.path().join("tls.yaml"), &tls)?;
+    let out = mailshift(dir.path(), &["verify", "-f", "tls.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without the CA the certificate is not trusted, and that is not retried.
+    std::fs::write(dir.path().join("src-ca.pem"), std::fs::read(dst.ca_path())?)?;
+    let out = mailshift(dir.path(), &["verify", "-f", "tls.yaml", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let error = v["mailboxes"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("TLS"), "{error}");
+
     // Two MailMigrations in one file: both run (the second finds nothing to copy), or only
     // the one named.
     load(&src, "INBOX", &[("", "", message("cli2", "cli", "y"))])?;
@@ -807,5 +874,93 @@ fn cli_refuses_bad_input_and_never_prints_passwords() -> Result<()> {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(v["totals"]["mailboxes"], 2);
     assert_eq!(v["totals"]["messagesTransferred"], 0);
+    Ok(())
+}
+
+#[test]
+fn verify_lists_every_difference() -> Result<()> {
+    let src = dovecot("verify-src").start()?;
+    let dst = dovecot("verify-dst").start()?;
+    src.create_mailbox(USER, "Work")?;
+    let date = "11-Nov-2011 11:11:11 +0100";
+    load(
+        &src,
+        "INBOX",
+        &[
+            ("", date, message("v1", "one", "1")),
+            ("", date, message("v2", "two", "2")),
+        ],
+    )?;
+    load(&src, "Work", &[("", date, message("w1", "work", "w"))])?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        manifest("verify", src.imap_port(), dst.imap_port(), ""),
+    )?;
+    let out = mailshift(dir.path(), &["sync", "-f", "m.yaml"]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = mailshift(dir.path(), &["verify", "-f", "m.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // On the destination: one message gone, one twice, one of its own.
+    let mut d = imap(&dst)?;
+    d.command("SELECT INBOX")?;
+    d.command("UID STORE 1 +FLAGS.SILENT (\\Deleted)")?;
+    d.command("EXPUNGE")?;
+    d.logout();
+    load(
+        &dst,
+        "INBOX",
+        &[
+            ("", date, message("v2", "two", "2")),
+            ("", date, message("own", "own mail", "o")),
+        ],
+    )?;
+    let out = mailshift(dir.path(), &["verify", "-f", "m.yaml", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v["kind"], "verify");
+    assert_eq!(v["perfect"], false);
+    let inbox = &v["mailboxes"][0]["folders"][0];
+    assert_eq!(inbox["source"], "INBOX");
+    assert_eq!(inbox["sourceMessages"], 2);
+    assert_eq!(inbox["destinationMessages"], 3);
+    assert_eq!(inbox["missing"][0]["key"], "<v1@test>");
+    // The date as an instant (the server may show it in another time zone).
+    let when = chrono::DateTime::parse_from_rfc3339(inbox["missing"][0]["date"].as_str().unwrap())?;
+    assert_eq!(
+        when,
+        chrono::DateTime::parse_from_rfc3339("2011-11-11T11:11:11+01:00")?
+    );
+    assert!(inbox["missing"][0]["size"].as_u64().unwrap() > 100);
+    assert_eq!(inbox["surplus"][0]["key"], "<v2@test>");
+    assert_eq!(inbox["extra"][0]["key"], "<own@test>");
+    let work = &v["mailboxes"][0]["folders"][1];
+    assert_eq!(
+        (
+            work["source"].as_str(),
+            work["missing"].as_array().map(Vec::len)
+        ),
+        (Some("Work"), Some(0))
+    );
+    let out = mailshift(dir.path(), &["verify", "-f", "m.yaml"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("NOT PERFECT: 1 missing, 1 on the destination twice"),
+        "{text}"
+    );
+    assert!(text.contains("missing  <v1@test>  2011-11-11 "), "{text}");
+    assert!(text.contains("extra    <own@test>"), "{text}");
+
+    // sync copies the missing one back (and deletes nothing).
+    let out = mailshift(dir.path(), &["sync", "-f", "m.yaml", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v["totals"]["messagesTransferred"], 1);
+    assert_eq!(messages(&dst, "INBOX")?.len(), 4);
     Ok(())
 }

@@ -286,8 +286,9 @@ fn dropped_connections_and_a_restarted_server_are_survived() -> Result<()> {
     let src = dovecot("net-src").start()?;
     let dst = dovecot("net-dst").start()?;
     src.create_mailbox(USER, "Archive")?;
-    load(&src, "INBOX", &corpus(&mut rng, 0, 500))?;
-    load(&src, "Archive", &corpus(&mut rng, 500, 300))?;
+    // Large enough that the run is still going when the server is stopped.
+    load(&src, "INBOX", &corpus(&mut rng, 0, 1200))?;
+    load(&src, "Archive", &corpus(&mut rng, 1200, 600))?;
     let src_proxy = Proxy::start(src.imap_port())?;
     let dst_proxy = Proxy::start(dst.imap_port())?;
     let state = tempfile::tempdir()?;
@@ -317,7 +318,7 @@ fn dropped_connections_and_a_restarted_server_are_survived() -> Result<()> {
             || Ok(dst_proxy.cuts() >= 1 || run.is_finished()),
         )?;
         wait::until_true(Duration::from_secs(60), "more messages copied", || {
-            Ok(count_messages(&dst, &folders) > reached + 50 || run.is_finished())
+            Ok(count_messages(&dst, &folders) > reached + 20 || run.is_finished())
         })?;
         // The destination server goes away mid-run and comes back once mailshift has tried
         // (and failed) to reconnect.
@@ -327,8 +328,8 @@ fn dropped_connections_and_a_restarted_server_are_survived() -> Result<()> {
         );
         let tried = dst_proxy.accepted();
         dst.stop()?;
-        wait::until_true(Duration::from_secs(60), "a reconnection attempt", || {
-            Ok(dst_proxy.accepted() > tried + 1)
+        wait::until_true(Duration::from_secs(120), "a reconnection attempt", || {
+            Ok(dst_proxy.accepted() > tried + 1 || run.is_finished())
         })?;
         dst.restart()?;
         Ok(run.join().expect("the sync thread"))

@@ -5,19 +5,15 @@
 //! command exits 3 so a scheduler can come back later). Ctrl-C stops cleanly: every step is
 //! idempotent and the state is written crash-safely, so a re-run resumes.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use super::logging::{self, LogFormat};
-use super::progress::Bars;
+use super::logging::LogFormat;
 use super::target::{TargetArgs, name_of};
-use crate::imap::engine::{Observer, Silent};
 use crate::plan::Progress;
 use crate::reconcile::{MailEngine, Reconciler};
 
@@ -46,15 +42,7 @@ enum Stop {
 }
 
 pub async fn run(args: &Args, log_format: LogFormat) -> Result<ExitCode> {
-    // Progress bars on a terminal; structured logs otherwise (and between bar redraws).
-    let bars = std::io::stderr()
-        .is_terminal()
-        .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8)));
-    logging::init(log_format, bars.clone());
-    let observer: Arc<dyn Observer> = match &bars {
-        Some(m) => Arc::new(Bars::new(m.clone())),
-        None => Arc::new(Silent),
-    };
+    let (bars, observer) = super::progress::setup(log_format);
     let mut worst = ExitCode::SUCCESS;
     for m in args.target.migrations()? {
         let name = name_of(&m);

@@ -1,6 +1,7 @@
 //! The `mailshift` command line.
 
 mod apply;
+mod folders;
 mod logging;
 mod plan;
 mod progress;
@@ -70,6 +71,14 @@ enum Command {
     /// missing or extra message. Writes nothing. Exit status 0 only when every mailbox is
     /// equal.
     Verify(sync::Args),
+    /// Show where every source folder would go on the destination, and why, before anything
+    /// is copied: the detected (or forced) source language, localized default folders merged
+    /// into the destination's own, SPECIAL-USE, renames, excludes, folders to create.
+    ///
+    /// Logs in to both servers and lists their folders; opens and writes nothing. Exit
+    /// status 0 when every mailbox was mapped, 1 when one could not be, 2 when nothing could
+    /// be run.
+    Folders(sync::Args),
 }
 
 /// Run the command line; the exit code follows each command's documented convention.
@@ -79,6 +88,7 @@ pub fn run() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Sync(args) => sync::run(&args, ReportKind::Sync, cli.log_format),
         Command::Verify(args) => sync::run(&args, ReportKind::Verify, cli.log_format),
+        Command::Folders(args) => folders::run(&args, cli.log_format),
         Command::Crd => {
             print!("{}", crate::crd::crd_yaml());
             ExitCode::SUCCESS

@@ -12,7 +12,22 @@ use crate::imap::report::human_bytes;
 /// Draws a bar per mailbox on standard error.
 pub struct Bars {
     multi: MultiProgress,
-    bars: Mutex<HashMap<String, (ProgressBar, u64)>>,
+    bars: Mutex<HashMap<String, Bar>>,
+}
+
+/// One mailbox's bar: messages done so far, and what is left to copy per folder (a retry
+/// plans a folder again with what is left, so the total does not count anything twice).
+struct Bar {
+    bar: ProgressBar,
+    bytes: u64,
+    left: HashMap<String, u64>,
+}
+
+impl Bar {
+    fn relength(&self) {
+        self.bar
+            .set_length(self.bar.position() + self.left.values().sum::<u64>());
+    }
 }
 
 impl Bars {
@@ -23,11 +38,11 @@ impl Bars {
         }
     }
 
-    fn with_bar(&self, address: &str, f: impl FnOnce(&ProgressBar, &mut u64)) {
+    fn with_bar(&self, address: &str, f: impl FnOnce(&mut Bar)) {
         let Ok(mut bars) = self.bars.lock() else {
             return;
         };
-        let (bar, bytes) = bars.entry(address.to_owned()).or_insert_with(|| {
+        let bar = bars.entry(address.to_owned()).or_insert_with(|| {
             let bar = self.multi.add(ProgressBar::new(0));
             bar.set_style(
                 ProgressStyle::with_template("{prefix:32!} [{bar:30}] {pos}/{len} messages {msg}")
@@ -35,9 +50,13 @@ impl Bars {
                     .progress_chars("=> "),
             );
             bar.set_prefix(address.to_owned());
-            (bar, 0)
+            Bar {
+                bar,
+                bytes: 0,
+                left: HashMap::new(),
+            }
         });
-        f(bar, bytes);
+        f(bar);
     }
 }
 
@@ -45,38 +64,109 @@ impl Observer for Bars {
     fn progress(&self, event: Progress<'_>) {
         match event {
             Progress::MailboxStarted { address } => {
-                self.with_bar(address, |b, _| b.set_message("comparing"));
+                self.with_bar(address, |b| b.bar.set_message("comparing"));
             }
             Progress::Planned {
-                address, messages, ..
-            } => self.with_bar(address, |b, _| b.inc_length(messages)),
+                address,
+                folder,
+                messages,
+                ..
+            } => self.with_bar(address, |b| {
+                b.left.insert(folder.to_owned(), messages);
+                b.relength();
+            }),
             Progress::Copied {
                 address,
+                folder,
                 messages,
                 bytes,
-            } => self.with_bar(address, |b, total| {
-                *total += bytes;
-                b.inc(messages);
-                b.set_message(human_bytes(*total));
+            } => self.with_bar(address, |b| {
+                b.bytes += bytes;
+                if let Some(left) = b.left.get_mut(folder) {
+                    *left = left.saturating_sub(messages);
+                }
+                b.bar.inc(messages);
+                b.relength();
+                b.bar.set_message(human_bytes(b.bytes));
             }),
             Progress::Retrying {
                 address,
                 attempt,
                 delay,
                 ..
-            } => self.with_bar(address, |b, _| {
-                b.set_message(format!(
+            } => self.with_bar(address, |b| {
+                b.bar.set_message(format!(
                     "connection lost; retry {attempt} in {:.1} s",
                     delay.as_secs_f64()
                 ));
             }),
-            Progress::MailboxFinished { address, perfect } => self.with_bar(address, |b, total| {
-                b.finish_with_message(format!(
+            Progress::MailboxFinished { address, perfect } => self.with_bar(address, |b| {
+                b.bar.finish_with_message(format!(
                     "{} {}",
-                    human_bytes(*total),
+                    human_bytes(b.bytes),
                     if perfect { "done" } else { "NOT PERFECT" }
                 ));
             }),
         }
+    }
+}
+
+/// Logging plus, on a terminal, progress bars drawn on standard error (log lines are written
+/// between redraws), and the engine observer that feeds them; off a terminal, structured
+/// logs only.
+pub fn setup(
+    log_format: super::logging::LogFormat,
+) -> (
+    Option<indicatif::MultiProgress>,
+    std::sync::Arc<dyn crate::imap::engine::Observer>,
+) {
+    let bars = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(8))
+    });
+    super::logging::init(log_format, bars.clone());
+    let observer: std::sync::Arc<dyn crate::imap::engine::Observer> = match &bars {
+        Some(m) => std::sync::Arc::new(Bars::new(m.clone())),
+        None => std::sync::Arc::new(crate::imap::engine::Silent),
+    };
+    (bars, observer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use indicatif::ProgressDrawTarget;
+
+    #[test]
+    fn a_retry_does_not_count_messages_twice() {
+        let bars = Bars::new(MultiProgress::with_draw_target(ProgressDrawTarget::hidden()));
+        let a = "alice@example.com";
+        let planned = |folder, messages| Progress::Planned {
+            address: a,
+            folder,
+            messages,
+            bytes: 0,
+        };
+        let copied = |folder, messages| Progress::Copied {
+            address: a,
+            folder,
+            messages,
+            bytes: 100,
+        };
+        bars.progress(Progress::MailboxStarted { address: a });
+        bars.progress(planned("INBOX", 10));
+        bars.progress(copied("INBOX", 4));
+        // The connection is lost; the retry plans what is left.
+        bars.progress(planned("INBOX", 6));
+        bars.progress(copied("INBOX", 6));
+        bars.progress(planned("Sent", 3));
+        bars.progress(copied("Sent", 3));
+        bars.progress(Progress::MailboxFinished {
+            address: a,
+            perfect: true,
+        });
+        let map = bars.bars.lock().unwrap();
+        let b = &map[a];
+        assert_eq!((b.bar.position(), b.bar.length()), (13, Some(13)));
+        assert_eq!(b.bytes, 300);
     }
 }

@@ -6,19 +6,17 @@
 //! verify: every mailbox equal), 1 when not, 2 when nothing could be run (an invalid
 //! manifest, an unknown `--mailbox`, a secret that cannot be read).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use indicatif::{MultiProgress, ProgressDrawTarget};
 
 use super::Output;
-use super::logging::{self, LogFormat};
-use super::progress::Bars;
-use crate::imap::engine::{self, Observer, Options, Prepared, Silent};
+use super::logging::LogFormat;
+use crate::imap::engine::{self, Observer, Options, Prepared};
 use crate::imap::report::{Report, ReportKind};
 use crate::manifest::{LoadOptions, Severity, load_path};
 use crate::spec::Policy;
@@ -32,30 +30,23 @@ pub struct Args {
         required = true,
         value_name = "MANIFEST"
     )]
-    files: Vec<String>,
+    pub(super) files: Vec<String>,
     /// Only this mailbox (by address; repeat for several).
     #[arg(long = "mailbox", value_name = "ADDR")]
-    mailboxes: Vec<String>,
+    pub(super) mailboxes: Vec<String>,
     /// Only the MailMigration with this `metadata.name` (repeat for several).
     #[arg(long = "name", value_name = "NAME")]
-    names: Vec<String>,
+    pub(super) names: Vec<String>,
     /// Where caches live: DIR/<name>/ (default: .mailshift/<name>/ next to the manifest).
     #[arg(long, value_name = "DIR")]
-    state: Option<PathBuf>,
+    pub(super) state: Option<PathBuf>,
     /// Output format of the report.
     #[arg(long, short, value_enum, default_value_t)]
-    output: Output,
+    pub(super) output: Output,
 }
 
 pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> ExitCode {
-    let bars = std::io::stderr()
-        .is_terminal()
-        .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8)));
-    logging::init(log_format, bars.clone());
-    let observer: Arc<dyn Observer> = match &bars {
-        Some(m) => Arc::new(Bars::new(m.clone())),
-        None => Arc::new(Silent),
-    };
+    let (bars, observer) = super::progress::setup(log_format);
     let started = Instant::now();
     let prepared = match prepare_all(args, kind, observer) {
         Ok(p) => p,
@@ -126,7 +117,7 @@ fn print(report: &Report, output: Output) -> std::io::Result<()> {
 }
 
 /// Loads every manifest, keeps the migrations and mailboxes asked for, and prepares them.
-fn prepare_all(
+pub(super) fn prepare_all(
     args: &Args,
     kind: ReportKind,
     observer: Arc<dyn Observer>,

@@ -63,7 +63,8 @@ impl TargetArgs {
             ImapEngine::prepare(&migration, &self.file, self.state.as_deref(), observer)
                 .with_context(|| format!("migration {}", name_of(&migration)))?;
         let state = self.state_dir(&migration);
-        Reconciler::new(migration, accounts, state, engine)
+        Ok(Reconciler::new(migration, accounts, state, engine)?
+            .with_resolver(crate::secrets::Resolver::for_manifest(&self.file)))
     }
 }
 

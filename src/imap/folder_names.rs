@@ -17,9 +17,14 @@
 //!
 //! # Matching
 //!
-//! Names are compared after Unicode normalization (NFC, so NFC and NFD spellings match) and
-//! case folding (full Unicode lowercase, plus `ς`→`σ`, Turkish `İ`→`i` and `’`→`'`). Nothing
-//! else is forgiven: `"Sent "` or `"Sent-Items"` are not defaults.
+//! Names are compared by a key: compatibility normalization (NFKD, then NFC: NFC and NFD
+//! spellings, full-width Latin and half-width katakana all match), full Unicode lowercase, and
+//! the foldings a script needs because one name is commonly written several ways: Greek accents
+//! (capitals usually drop them) and final sigma, Turkish `İ` and dotless `ı`, apostrophe and
+//! hyphen variants (Uzbek `oʻ`, Outlook's non-breaking hyphens), zero-width (non-)joiners (Indic
+//! scripts, Persian), Arabic harakat and tatweel, Hebrew points, Arabic yeh and kaf as Persian
+//! and Urdu write them, Malayalam chillu letters. Nothing else is forgiven: `"Sent "` or
+//! `"Sent-Items"` are not defaults, and Latin accents count (`Entwurfe` is not `Entwürfe`).
 //!
 //! # English
 //!
@@ -154,20 +159,25 @@ impl Lang {
     /// `None` if the table has no rows for it. Case-insensitive, `_` accepted for `-`;
     /// subtags are dropped from the right until a table language matches (RFC 4647 lookup:
     /// `de-AT` → `de`, `zh-Hant-TW` → `zh-Hant`), with the usual aliases: `zh-CN`/`zh-SG`/`zh`
-    /// → `zh-Hans`, `zh-TW`/`zh-HK`/`zh-MO` → `zh-Hant`, `sr` → `sr-Cyrl`, `no` → `nb`,
-    /// `iw` → `he`, `in` → `id`.
+    /// → `zh-Hans`, `zh-TW`/`zh-HK`/`zh-MO` → `zh-Hant`, `sr` → `sr-Cyrl`, `sr-BA` →
+    /// `sr-Cyrl-BA`, `no` → `nb`, `iw` → `he`, `in` → `id`, `tl` → `fil`, `fa-AF` → `prs`
+    /// (Dari), `ca-valencia` → `ca-ES-valencia`.
     pub fn resolve(tag: &str) -> Option<Lang> {
-        const ALIASES: [(&str, &str); 10] = [
+        const ALIASES: [(&str, &str); 14] = [
             ("zh-CN", "zh-Hans"),
             ("zh-SG", "zh-Hans"),
             ("zh-TW", "zh-Hant"),
             ("zh-HK", "zh-Hant"),
             ("zh-MO", "zh-Hant"),
             ("zh", "zh-Hans"),
+            ("sr-BA", "sr-Cyrl-BA"),
             ("sr", "sr-Cyrl"),
             ("no", "nb"),
             ("iw", "he"),
             ("in", "id"),
+            ("tl", "fil"),
+            ("fa-AF", "prs"),
+            ("ca-valencia", "ca-ES-valencia"),
         ];
         let tag = tag.trim().replace('_', "-");
         let mut candidate = tag.as_str();
@@ -283,31 +293,39 @@ pub fn name_for(role: Role, lang: &str) -> Option<&'static str> {
 }
 
 /// Guesses the language of a mailbox from the leaf names of its default-folder positions
-/// (see the module docs), for `sourceLanguage: auto`.
+/// (see the module docs), for `sourceLanguage: auto`: the first of [`detect_languages`].
+pub fn detect_language(names: &[&str]) -> Option<Lang> {
+    detect_languages(names).first().copied()
+}
+
+/// The languages that explain a mailbox's default-folder names best, the one to report first
+/// (see [`detect_language`] for a single answer).
 ///
 /// The rule:
 /// 1. `INBOX` and names that are English defaults are ignored: every mailbox has the first,
 ///    and servers create the others whatever the user's language.
 /// 2. Each other language scores the number of **distinct roles** the remaining names are
-///    defaults for in that language (its own rows plus its primary language's). Two names
-///    for the same role (`Gesendet`, `Gesendete Elemente`) count once.
-/// 3. Languages sharing a primary subtag are one family (`pt`, `pt-BR`): the family scores
-///    its best member's score and is represented by the primary language when that one
-///    scores as high or when several members tie (a Portuguese mailbox with only names common
-///    to Portugal and Brazil is `pt`), otherwise by its single best member. A family with
-///    tied members and no primary language in the table (`zh-Hans` = `zh-Hant`) is
-///    ambiguous.
-/// 4. The best family wins if it scores **at least 2** and **strictly more than every other
-///    family**, and is not ambiguous. One matching role is not evidence (a lone `Archiv` may
-///    be German or Czech, or a user's own folder); a tie is not evidence either.
-/// 5. Otherwise the result is English if any name is an English default other than `INBOX`,
-///    and `None` if nothing matched at all. Either way, map folders with English only
+///    defaults for in that language (its own rows plus its primary language's: `pt-BR` counts
+///    `pt`'s). Two names for the same role (`Gesendet`, `Gesendete Elemente`) count once.
+/// 3. The best score must be **at least 2**: one matching role is not evidence (a lone
+///    `Archiv` may be German or Czech, or a user's own folder).
+/// 4. Among the languages with the best score, one must explain **every name that any of them
+///    explains** (its matched names include theirs). Those that explain exactly the same names
+///    are equivalent for this mailbox: a name has one role in the whole table, so mapping with
+///    any of them gives the same result (Gmail's Spanish `Borradores` and `Papelera` are also
+///    Asturian). The result lists them, the preferred one first: a primary language before its
+///    regional or script variants (`pt` before `pt-BR`), then table order. If no language
+///    explains all names that the others do, the names contradict each other (a German mailbox
+///    holding Dutch-named user folders: two German roles, two Dutch ones): no language.
+/// 5. Without a language the result is `[en]` if any name is an English default other than
+///    `INBOX`, and empty if nothing matched at all. Either way, map folders with English only
 ///    (`role_for(name, None)` does).
-pub fn detect_language(names: &[&str]) -> Option<Lang> {
+pub fn detect_languages(names: &[&str]) -> Vec<Lang> {
     let t = table();
-    let mut roles: BTreeMap<Lang, BTreeSet<Role>> = BTreeMap::new();
+    // Per language: the roles and the (indexes of the) names it explains.
+    let mut seen: BTreeMap<Lang, (BTreeSet<Role>, BTreeSet<usize>)> = BTreeMap::new();
     let mut english_seen = false;
-    for name in names {
+    for (i, name) in names.iter().enumerate() {
         if name.eq_ignore_ascii_case("INBOX") {
             continue;
         }
@@ -318,51 +336,50 @@ pub fn detect_language(names: &[&str]) -> Option<Lang> {
         }
         for row in t.rows_named(&key) {
             // A row counts for its own language and for every language inheriting from it.
-            for &l in &t.langs {
-                if l != Lang::ENGLISH && (l == row.lang || l.parent() == Some(row.lang)) {
-                    roles.entry(l).or_default().insert(row.role);
-                }
+            for &l in t
+                .heirs
+                .get(&row.lang)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                let e = seen.entry(l).or_default();
+                e.0.insert(row.role);
+                e.1.insert(i);
             }
         }
     }
-
-    // Families by primary subtag: (score, representative or None if ambiguous).
-    let mut families: BTreeMap<&'static str, (usize, Option<Lang>)> = BTreeMap::new();
-    let mut by_family: BTreeMap<&'static str, Vec<(Lang, usize)>> = BTreeMap::new();
-    for (&l, r) in &roles {
-        by_family.entry(l.primary()).or_default().push((l, r.len()));
-    }
-    for (primary, members) in by_family {
-        let best = members.iter().map(|&(_, s)| s).max().unwrap_or(0);
-        let top: Vec<Lang> = members
-            .iter()
-            .filter(|&&(_, s)| s == best)
-            .map(|&(l, _)| l)
-            .collect();
-        let primary_lang = t.lang(primary);
-        let rep = match top.as_slice() {
-            [only] => Some(*only),
-            _ => primary_lang,
-        };
-        let rep = if primary_lang.is_some_and(|p| top.contains(&p)) {
-            primary_lang
+    let fallback = || {
+        if english_seen {
+            vec![Lang::ENGLISH]
         } else {
-            rep
-        };
-        families.insert(primary, (best, rep));
-    }
+            vec![]
+        }
+    };
 
-    let best = families.values().map(|&(s, _)| s).max().unwrap_or(0);
-    let winners: Vec<Option<Lang>> = families
-        .values()
-        .filter(|&&(s, _)| s == best)
-        .map(|&(_, rep)| rep)
-        .collect();
-    match winners.as_slice() {
-        [Some(l)] if best >= 2 => Some(*l),
-        _ if english_seen => Some(Lang::ENGLISH),
-        _ => None,
+    let best = seen.values().map(|(r, _)| r.len()).max().unwrap_or(0);
+    if best < 2 {
+        return fallback();
     }
+    let top: Vec<(Lang, &BTreeSet<usize>)> = seen
+        .iter()
+        .filter(|(_, (r, _))| r.len() == best)
+        .map(|(&l, (_, n))| (l, n))
+        .collect();
+    let all: BTreeSet<usize> = top.iter().flat_map(|(_, n)| n.iter().copied()).collect();
+    let mut fit: Vec<Lang> = top
+        .iter()
+        .filter(|(_, n)| **n == all)
+        .map(|&(l, _)| l)
+        .collect();
+    if fit.is_empty() {
+        return fallback();
+    }
+    let order = |l: &Lang| {
+        let index = t.langs.iter().position(|x| x == l).unwrap_or(usize::MAX);
+        (l.parent().is_some(), index)
+    };
+    fit.sort_by_key(order);
+    fit
 }
 
 /// `l`, then its primary language if the table has one.
@@ -372,20 +389,70 @@ fn search_chain(l: Lang) -> Vec<Lang> {
     chain
 }
 
-/// The comparison key of a folder name: NFC, lowercase, with the few foldings the module
-/// docs list.
+/// The comparison key of a folder name (see the module docs, "Matching").
+///
+/// NFKD first, so that canonical and compatibility variants decompose alike, then full Unicode
+/// lowercase and the script-specific foldings below, then NFC again.
 fn fold(name: &str) -> String {
-    let lower: String = name
-        .nfc()
-        .flat_map(char::to_lowercase)
-        .map(|c| match c {
-            'ς' => 'σ',
-            '\u{2019}' => '\'',
-            c => c,
-        })
-        .collect();
-    // Lowercasing can denormalize (Turkish İ becomes i + U+0307): renormalize, drop the dot.
-    lower.nfc().collect::<String>().replace("i\u{307}", "i")
+    let mut out = String::with_capacity(name.len());
+    // The last base (non-combining) character, to drop Greek accents and the dot Turkish İ
+    // leaves on i.
+    let mut base = '\0';
+    for c in name.nfkd().flat_map(char::to_lowercase) {
+        if is_ignorable(c) {
+            continue;
+        }
+        if is_combining(c) {
+            let greek = matches!(base, '\u{370}'..='\u{3ff}' | '\u{1f00}'..='\u{1fff}');
+            if (greek && matches!(c, '\u{301}' | '\u{308}' | '\u{313}' | '\u{314}' | '\u{342}'))
+                || (base == 'i' && c == '\u{307}')
+            {
+                continue;
+            }
+            out.push(c);
+            continue;
+        }
+        match c {
+            'ς' => out.push('σ'),
+            // Turkish and Azerbaijani dotless ı: "SILINMIŞ" and "Silinmiş", "ÇIXIŞ" and "Çıxış".
+            'ı' => out.push('i'),
+            // Apostrophes and the Uzbek oʻ/gʻ letter's many spellings.
+            '\u{2018}' | '\u{2019}' | '\u{201b}' | '\u{2032}' | '\u{02bb}' | '\u{02bc}'
+            | '\u{02bd}' | '`' | '\u{b4}' => out.push('\''),
+            // Hyphens and dashes (Outlook's Luxembourgish "Junk-E‑Mail" has a non-breaking one).
+            '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{fe63}' | '\u{ff0d}' => out.push('-'),
+            // Arabic yeh and kaf as Persian, Urdu and Dari write them.
+            '\u{64a}' => out.push('\u{6cc}'),
+            '\u{643}' => out.push('\u{6a9}'),
+            // Malayalam atomic chillu letters as consonant + virama (the older spelling, whose
+            // zero-width joiner is dropped above).
+            '\u{d7a}' => out.push_str("\u{d23}\u{d4d}"),
+            '\u{d7b}' => out.push_str("\u{d28}\u{d4d}"),
+            '\u{d7c}' => out.push_str("\u{d30}\u{d4d}"),
+            '\u{d7d}' => out.push_str("\u{d32}\u{d4d}"),
+            '\u{d7e}' => out.push_str("\u{d33}\u{d4d}"),
+            '\u{d7f}' => out.push_str("\u{d15}\u{d4d}"),
+            c => out.push(c),
+        }
+        base = c;
+    }
+    out.nfc().collect()
+}
+
+/// Characters that change nothing a reader sees in a folder name: zero-width (non-)joiners and
+/// spaces, the word joiner, BOM, soft hyphen, Arabic tatweel, Arabic harakat and Hebrew points.
+fn is_ignorable(c: char) -> bool {
+    matches!(c,
+        '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}' | '\u{ad}' | '\u{640}'
+        | '\u{64b}'..='\u{65f}' | '\u{670}'
+        | '\u{591}'..='\u{5bd}' | '\u{5bf}' | '\u{5c1}' | '\u{5c2}' | '\u{5c4}' | '\u{5c5}'
+        | '\u{5c7}')
+}
+
+/// Combining diacritical marks that follow a base letter after NFKD (the Latin, Greek and
+/// Cyrillic ones: U+0300..U+036F).
+fn is_combining(c: char) -> bool {
+    matches!(c, '\u{300}'..='\u{36f}')
 }
 
 struct Row {
@@ -404,6 +471,9 @@ struct Table {
     by_key: HashMap<String, Vec<usize>>,
     /// Distinct languages in table order.
     langs: Vec<Lang>,
+    /// Language → the languages its rows count for: itself and the languages inheriting from
+    /// it (`pt` → `pt`, `pt-BR`).
+    heirs: HashMap<Lang, Vec<Lang>>,
 }
 
 impl Table {
@@ -510,10 +580,19 @@ fn parse(text: &'static str) -> Result<Table, TableError> {
             problem: "no English rows".to_owned(),
         });
     }
+    let heirs = langs
+        .iter()
+        .map(|&l| {
+            let mut h = vec![l];
+            h.extend(langs.iter().filter(|c| **c != l && c.primary() == l.0));
+            (l, h)
+        })
+        .collect();
     Ok(Table {
         rows,
         by_key,
         langs,
+        heirs,
     })
 }
 
@@ -523,22 +602,41 @@ impl Row {
     }
 }
 
-/// `ll`, `lll`, optionally followed by `-Script` (4 letters) and/or `-RR` (2 letters or 3
-/// digits). Enough for this table; not a full BCP-47 parser.
+/// `ll` or `lll`, optionally followed by `-Script` (4 letters), `-RR` (2 letters or 3 digits)
+/// and `-variant` (5 to 8 lowercase letters or digits, or 4 starting with a digit), in that
+/// order: enough for this table (`ca-ES-valencia`); not a full BCP-47 parser.
 fn is_lang_tag(tag: &str) -> bool {
     let mut parts = tag.split('-');
     let primary = parts.next().unwrap_or("");
     if !(2..=3).contains(&primary.len()) || !primary.bytes().all(|b| b.is_ascii_lowercase()) {
         return false;
     }
-    parts.all(|p| match p.len() {
-        4 => {
-            p.as_bytes()[0].is_ascii_uppercase()
-                && p.bytes().skip(1).all(|b| b.is_ascii_lowercase())
+    // 0: script next, 1: region next, 2: variants only.
+    let mut stage = 0;
+    parts.all(|p| {
+        let b = p.as_bytes();
+        let script =
+            p.len() == 4 && b[0].is_ascii_uppercase() && b[1..].iter().all(u8::is_ascii_lowercase);
+        let region = (p.len() == 2 && b.iter().all(u8::is_ascii_uppercase))
+            || (p.len() == 3 && b.iter().all(u8::is_ascii_digit));
+        let variant = ((5..=8).contains(&p.len()) || (p.len() == 4 && b[0].is_ascii_digit()))
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let ok = match stage {
+            0 if script => {
+                stage = 1;
+                true
+            }
+            0 | 1 if region => {
+                stage = 2;
+                true
+            }
+            _ => variant,
+        };
+        if variant {
+            stage = 2;
         }
-        2 => p.bytes().all(|b| b.is_ascii_uppercase()),
-        3 => p.bytes().all(|b| b.is_ascii_digit()),
-        _ => false,
+        ok
     })
 }
 
@@ -551,10 +649,44 @@ mod tests {
         Lang::resolve(tag).unwrap_or_else(|| panic!("{tag} not in table"))
     }
 
+    /// The rows of `l` and then those of its primary language, in table order.
+    fn rows_of(l: Lang) -> Vec<&'static Row> {
+        search_chain(l)
+            .into_iter()
+            .flat_map(|c| table().rows.iter().filter(move |r| r.lang == c))
+            .collect()
+    }
+
+    fn is_english_default(name: &str) -> bool {
+        lookup(name).iter().any(|&(l, _)| l == Lang::ENGLISH)
+    }
+
+    /// The first name of each role of `l` that is not an English default (own rows before
+    /// inherited ones), in role order.
+    fn first_names(l: Lang) -> Vec<(Role, &'static str)> {
+        let rows = rows_of(l);
+        Role::ALL
+            .into_iter()
+            .filter_map(|role| {
+                rows.iter()
+                    .find(|r| r.role == role && !is_english_default(r.name))
+                    .map(|r| (role, r.name))
+            })
+            .collect()
+    }
+
+    /// The role every name of `names` has in the table.
+    fn role_of(name: &str) -> Role {
+        let roles: BTreeSet<Role> = lookup(name).into_iter().map(|(_, r)| r).collect();
+        assert_eq!(roles.len(), 1, "{name}: {roles:?}");
+        roles.into_iter().next().unwrap()
+    }
+
     #[test]
     fn every_row_parses() {
         let t = parse(TABLE_TSV).unwrap_or_else(|e| panic!("{e}"));
-        assert!(t.rows.len() >= 300, "{} rows", t.rows.len());
+        assert!(t.rows.len() >= 900, "{} rows", t.rows.len());
+        assert!(t.langs.len() >= 110, "{} languages", t.langs.len());
         for r in &t.rows {
             assert!(
                 !r.name.is_empty() && !r.source.is_empty(),
@@ -562,18 +694,26 @@ mod tests {
                 r.line
             );
         }
-        // Languages the brief requires, at least.
+        // Languages the issues require, at least.
         for tag in [
-            "en", "de", "fr", "es", "it", "pt", "pt-BR", "nl", "ru", "pl", "vi",
+            "en", "de", "fr", "es", "it", "pt", "pt-BR", "nl", "ru", "pl", "vi", "ja",
         ] {
             assert!(t.lang(tag).is_some(), "{tag} missing");
         }
-        // Every language names every role but Inbox/Archive/Outbox at least: Sent, Drafts,
-        // Trash, Junk are what migrations need most.
-        for l in &t.langs {
-            for role in [Role::Sent, Role::Drafts, Role::Trash, Role::Junk] {
-                assert!(name_for(role, l.0).is_some(), "{l} has no {role}");
+        // Every language can be detected: names of its own for at least two roles (English
+        // defaults do not count, see detect_languages). Sent, Drafts, Trash and Junk are what
+        // migrations need most, but not every language has a name of its own for each (Outlook
+        // leaves Junk in English in Irish, Macedonian, Maltese and Uzbek; the languages known
+        // from ImapFlow's list only have Sent and Drafts): the missing ones are English.
+        for &l in &t.langs {
+            if l != Lang::ENGLISH {
+                let roles = first_names(l);
+                assert!(roles.len() >= 2, "{l} names only {roles:?}");
             }
+        }
+        for tag in ["de", "es", "it", "ru", "vi", "ja", "zh-Hans"] {
+            let roles: Vec<Role> = first_names(lang(tag)).into_iter().map(|(r, _)| r).collect();
+            assert_eq!(roles, Role::ALL, "{tag}");
         }
     }
 
@@ -660,10 +800,12 @@ mod tests {
         assert_ne!(vi_nfd, "Hộp thư đến");
         assert_eq!(lookup(&vi_nfd), vec![(lang("vi"), Role::Inbox)]);
         assert_eq!(role_for(&vi_nfd, Some("vi")), Some(Role::Inbox));
-        // Greek final sigma and Turkish dotted capital I.
-        // Accents are significant (Greek capitals usually drop them: no match).
-        assert!(lookup("ΑΠΕΣΤΑΛΜΕΝΑ").is_empty());
+        // Greek final sigma and Turkish dotted capital I. Greek capitals usually drop their
+        // accents: they match (this used to be a non-match; accents are significant in Latin
+        // scripts only, where they tell words apart).
+        assert_eq!(lookup("ΑΠΕΣΤΑΛΜΕΝΑ"), vec![(lang("el"), Role::Sent)]);
         assert_eq!(fold("ΠΡΌΧΕΙΡΑΣ"), fold("πρόχειρας"));
+        assert_ne!(fold("Entwurfe"), fold("Entwürfe"));
         assert_eq!(fold("İstanbul"), fold("istanbul"));
         assert_eq!(fold("Boîte d’envoi"), fold("Boîte d'envoi"));
         // Several languages, one role.
@@ -847,17 +989,28 @@ mod tests {
     }
 
     #[test]
-    fn ties_are_not_evidence() {
+    fn equivalent_languages_and_contradictions() {
         // "Papirkurv" is Trash in Danish and Norwegian; "Arkiv" is Archive in both (and in
-        // Swedish): two roles each, a tie.
-        assert_eq!(detect_language(&["Papirkurv", "Arkiv"]), None);
-        // One more Danish-only name breaks the tie.
+        // Swedish). Both languages explain both names, with the same roles: they are equivalent
+        // for this mailbox and map it the same way. Danish, listed first, is reported. (This
+        // used to be "no language": a tie was not evidence. It still is not when the tied
+        // languages explain different names, below.)
         assert_eq!(
-            detect_language(&["Papirkurv", "Arkiv", "Kladder"]),
-            Some(lang("da"))
+            detect_languages(&["Papirkurv", "Arkiv"]),
+            vec![lang("da"), lang("nb")]
         );
-        // zh-Hans and zh-Hant share 草稿 and have no common parent row: with only that and one
-        // name of each, they tie.
+        // One more Danish-only name: Danish alone.
+        assert_eq!(
+            detect_languages(&["Papirkurv", "Arkiv", "Kladder"]),
+            vec![lang("da")]
+        );
+        // Gmail's Spanish Drafts and Trash are also Asturian: Spanish first.
+        assert_eq!(
+            detect_languages(&["Borradores", "Papelera"]),
+            vec![lang("es"), lang("ast")]
+        );
+        // zh-Hans and zh-Hant share 草稿 and have no common parent row: each explains one of the
+        // two Trash names and not the other. The names contradict each other: no language.
         assert_eq!(detect_language(&["草稿", "已删除邮件", "刪除的郵件"]), None);
         assert_eq!(
             detect_language(&["收件箱", "已发送邮件", "草稿"]),
@@ -866,6 +1019,14 @@ mod tests {
         assert_eq!(
             detect_language(&["收件匣", "寄件備份", "草稿"]),
             Some(lang("zh-Hant"))
+        );
+        // Two German defaults and two Dutch ones (a user's own folders, in one language or the
+        // other): neither language explains the mailbox, nothing is mapped.
+        let mixed = ["Gesendet", "Entwürfe", "Concepten", "Prullenbak"];
+        assert_eq!(detect_languages(&mixed), Vec::<Lang>::new());
+        assert_eq!(
+            detect_languages(&["Sent", "Gesendet", "Entwürfe", "Concepten", "Prullenbak"]),
+            vec![Lang::ENGLISH]
         );
     }
 
@@ -891,26 +1052,327 @@ mod tests {
             "E-mail de Lixo",
         ];
         assert_eq!(detect_language(&pt), Some(lang("pt")));
+        // Two roles in both, but only Brazilian Portuguese (which inherits pt's rows) explains
+        // all three names: it wins, and maps "Itens Excluídos" too.
+        let both = ["Itens Enviados", "Itens Excluídos", "Itens Eliminados"];
+        assert_eq!(detect_languages(&both), vec![lang("pt-BR")]);
+        assert_eq!(
+            role_for("Itens Excluídos", Some("pt-BR")),
+            Some(Role::Trash)
+        );
     }
 
     #[test]
     fn every_language_is_detectable_from_its_own_defaults() {
-        // A mailbox holding a language's first-choice names is detected as that language
-        // (or as its primary language when every name is shared with it).
+        // Every subset of two or more of a language's roles, each with its first name: the
+        // language is among the detected ones, and whichever is reported maps every name to
+        // its role.
         for l in languages() {
             if l == Lang::ENGLISH {
                 continue;
             }
-            let names: Vec<&str> = Role::ALL
-                .into_iter()
-                .filter(|&r| r != Role::Inbox)
-                .filter_map(|r| name_for(r, l.as_str()))
-                .collect();
-            let got = detect_language(&names);
-            assert!(
-                got == Some(l) || (got.is_some() && got == l.parent()),
-                "{l}: {names:?} detected as {got:?}"
+            let all = first_names(l);
+            for mask in 1u32..(1 << all.len()) {
+                if mask.count_ones() < 2 {
+                    continue;
+                }
+                let names: Vec<&str> = all
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| mask & (1 << i) != 0)
+                    .map(|(_, &(_, n))| n)
+                    .collect();
+                check_detected(l, &names);
+            }
+        }
+    }
+
+    /// `l` is among the languages detected for `names`, and the reported one maps each name to
+    /// its role.
+    fn check_detected(l: Lang, names: &[&str]) {
+        let got = detect_languages(names);
+        assert!(got.contains(&l), "{l}: {names:?} detected as {got:?}");
+        for n in names {
+            assert_eq!(
+                role_for(n, got.first().map(|g| g.as_str())),
+                Some(role_of(n)),
+                "{l}: {n} in {names:?} (detected {got:?})"
             );
         }
+    }
+
+    #[test]
+    fn every_name_of_every_language_detects_it() {
+        // Not only the first names: every row, with one more name of the language for another
+        // role (its first name for that role).
+        for l in languages() {
+            if l == Lang::ENGLISH {
+                continue;
+            }
+            let firsts = first_names(l);
+            for r in rows_of(l) {
+                if is_english_default(r.name) {
+                    continue;
+                }
+                for &(role, other) in &firsts {
+                    if role != r.role {
+                        check_detected(l, &[r.name, other]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Folder names users give their own folders, in several languages and scripts.
+    const CUSTOM: [&str; 24] = [
+        "Projekte",
+        "Rechnungen",
+        "Dự án",
+        "Clients 2024",
+        "Family",
+        "Receipts",
+        "Отчёты",
+        "Договоры",
+        "取引先",
+        "家族",
+        "Facturas",
+        "Viajes",
+        "Famille",
+        "Impôts",
+        "Werk",
+        "Praca",
+        "Müşteriler",
+        "ΛΟΓΑΡΙΑΣΜΟΙ",
+        "프로젝트",
+        "مشاريع",
+        "פרויקטים",
+        "परियोजना",
+        "งาน",
+        "Newsletter",
+    ];
+
+    /// Names that look like `name` but are not it.
+    fn lookalikes(name: &str) -> Vec<String> {
+        let mut chars: Vec<char> = name.chars().collect();
+        chars.pop();
+        let shorter: String = chars.into_iter().collect();
+        [
+            format!("{name} 2019"),
+            format!("Old {name}"),
+            format!("{name}-old"),
+            format!("{name}_"),
+            format!("_{name}"),
+            format!("{name}{name}"),
+            shorter,
+        ]
+        .into_iter()
+        .filter(|n| !n.trim().is_empty() && lookup(n).is_empty())
+        .collect()
+    }
+
+    #[test]
+    fn custom_folders_beside_defaults_are_never_mapped() {
+        // A mailbox with all of a language's default names plus user folders that merely
+        // resemble them (or are plainly custom): same detection as without them, and none of
+        // them is mapped.
+        for l in languages() {
+            let defaults: Vec<&str> = first_names(l).into_iter().map(|(_, n)| n).collect();
+            let mut customs: Vec<String> = defaults.iter().flat_map(|n| lookalikes(n)).collect();
+            customs.extend(CUSTOM.iter().map(|s| (*s).to_owned()));
+            for c in &customs {
+                assert!(lookup(c).is_empty(), "{c:?} is a default");
+            }
+            let mut names = defaults.clone();
+            names.extend(customs.iter().map(String::as_str));
+            let alone = detect_languages(&defaults);
+            let got = detect_languages(&names);
+            assert_eq!(got, alone, "{l}: customs changed detection");
+            for c in &customs {
+                let tag = got.first().map(|g| g.as_str());
+                assert_eq!(role_for(c, tag), None, "{l}: {c:?} mapped");
+            }
+        }
+    }
+
+    #[test]
+    fn foreign_defaults_are_mapped_only_when_one_language_explains_the_mailbox() {
+        // A mailbox with all of a language's default names plus one name that is a default in
+        // some other language only (a user's folder named like another language's default, or
+        // a second client's folder): that name is mapped only if the detected language also
+        // explains every other name of the mailbox.
+        for l in languages() {
+            if l == Lang::ENGLISH {
+                continue;
+            }
+            let defaults: Vec<&str> = first_names(l).into_iter().map(|(_, n)| n).collect();
+            // Only a language that explains some of these names can outscore `l`: a name of
+            // any other language scores one role, which is no evidence (checked once below).
+            let mut related: BTreeSet<Lang> = defaults
+                .iter()
+                .flat_map(|n| lookup(n))
+                .flat_map(|(m, _)| table().heirs[&m].clone())
+                .collect();
+            related.remove(&l);
+            for r in &table().rows {
+                if !related.contains(&r.lang)
+                    && r.lang.parent().is_none_or(|p| !related.contains(&p))
+                {
+                    continue;
+                }
+                if r.lang == Lang::ENGLISH
+                    || is_english_default(r.name)
+                    || role_for(r.name, Some(l.as_str())).is_some()
+                {
+                    continue;
+                }
+                let mut names = defaults.clone();
+                names.push(r.name);
+                let got = detect_language(&names).map(|g| g.as_str());
+                if role_for(r.name, got).is_some() {
+                    assert!(
+                        names.iter().all(|n| role_for(n, got).is_some()),
+                        "{l} + {:?} ({}): detected {got:?} maps it but not all of {names:?}",
+                        r.name,
+                        r.lang
+                    );
+                }
+            }
+            // A name of an unrelated language: never mapped.
+            if let Some(r) = table().rows.iter().find(|r| {
+                !related.contains(&r.lang)
+                    && r.lang != l
+                    && !is_english_default(r.name)
+                    && role_for(r.name, Some(l.as_str())).is_none()
+            }) {
+                let mut names = defaults.clone();
+                names.push(r.name);
+                let got = detect_language(&names).map(|g| g.as_str());
+                assert_eq!(role_for(r.name, got), None, "{l} + {:?}", r.name);
+            }
+        }
+    }
+
+    #[test]
+    fn every_row_matches_in_nfd_and_any_case() {
+        for r in &table().rows {
+            let want = (r.lang, r.role);
+            let nfd: String = r.name.nfd().collect();
+            for variant in [nfd, r.name.to_uppercase(), r.name.to_lowercase()] {
+                assert!(
+                    lookup(&variant).contains(&want),
+                    "line {}: {variant:?}",
+                    r.line
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn script_foldings() {
+        let l = |tag: &str, role: Role| (lang(tag), role);
+        // Turkish and Azerbaijani: dotted İ, dotless ı, in either case.
+        assert!(lookup("İSTENMEYEN").contains(&l("tr", Role::Junk)));
+        assert!(lookup("istenmeyen").contains(&l("tr", Role::Junk)));
+        assert!(lookup("SILINMIŞ ÖĞELER").contains(&l("tr", Role::Trash)));
+        assert!(lookup("ÇIXIŞ QUTUSU").contains(&l("az", Role::Outbox)));
+        // Greek: accents dropped by capitals, final sigma.
+        assert!(lookup("ΠΡΟΧΕΙΡΑ").contains(&l("el", Role::Drafts)));
+        assert!(lookup("ΕΙΣΕΡΧΌΜΕΝΑ").contains(&l("el", Role::Inbox)));
+        // Full-width Latin, half-width katakana (ImapFlow's "送信済みﾒｰﾙ").
+        assert!(lookup("Ｄｒａｆｔｓ").contains(&l("en", Role::Drafts)));
+        assert!(lookup("送信済みﾒｰﾙ").contains(&l("ja", Role::Sent)));
+        // Armenian ligature և = ե + ւ.
+        assert!(lookup("Սևագրեր").contains(&l("hy", Role::Drafts)));
+        // Zero-width joiners and non-joiners (Indic scripts, Sinhala, Persian).
+        assert!(lookup("ഇന്\u{200d}ബോക്സ്").contains(&l("ml", Role::Inbox)));
+        assert!(lookup("ಇನ್\u{200c}ಬಾಕ್ಸ್").contains(&l("kn", Role::Inbox)));
+        assert!(lookup("ఇన్\u{200c}బాక్స్").contains(&l("te", Role::Inbox)));
+        assert!(lookup("කෙටුම්\u{200d}පත්").contains(&l("si", Role::Drafts)));
+        assert!(lookup("پیشنویسها").contains(&l("fa", Role::Drafts)));
+        assert!(lookup("زبالهدان").contains(&l("fa", Role::Trash)));
+        // Malayalam chillu: atomic ൾ, ള + virama, ള + virama + ZWJ.
+        let atomic = "അയച്ച ഇനങ്ങൾ";
+        let old = "അയച്ച ഇനങ്ങള്\u{200d}";
+        assert!(lookup(atomic).contains(&l("ml", Role::Sent)));
+        assert!(lookup(old).contains(&l("ml", Role::Sent)));
+        assert!(lookup("ഇല്ലാതാക്കിയ ഇനങ്ങള്").contains(&l("ml", Role::Trash)));
+        // Arabic harakat and tatweel, Hebrew points.
+        assert!(lookup("المُسَوَّدات").contains(&l("ar", Role::Drafts)));
+        assert!(lookup("المســودات").contains(&l("ar", Role::Drafts)));
+        assert!(lookup("טְיוּטוֹת").contains(&l("he", Role::Drafts)));
+        // Persian written with Arabic yeh and kaf.
+        assert!(lookup("ایمیل ناخواسته".replace('ی', "ي").as_str()).contains(&l("fa", Role::Junk)));
+        assert!(lookup("صندوق دریافت".replace('ی', "ي").as_str()).contains(&l("fa", Role::Inbox)));
+        assert!(lookup("ان باکس".replace('ک', "ك").as_str()).contains(&l("ur", Role::Inbox)));
+        // Uzbek oʻ written with any apostrophe.
+        for apostrophe in ['\u{2018}', '\u{2019}', '\u{02bb}', '`', '\''] {
+            let name = format!("Yo{apostrophe}q qilingan elementlar");
+            assert!(lookup(&name).contains(&l("uz", Role::Trash)), "{name}");
+        }
+        // Hyphens: Outlook's Luxembourgish Junk has a non-breaking one.
+        assert!(lookup("Junk-E\u{2011}Mail").contains(&l("lb", Role::Junk)));
+        assert!(lookup("Junk-E\u{2011}Mail").contains(&l("de", Role::Junk)));
+        // Vietnamese tone-mark placements are both listed rows.
+        assert!(lookup("Mục đã xoá bỏ").contains(&l("vi", Role::Trash)));
+        // Latin accents still tell names apart; spaces count.
+        assert!(lookup("Entwurfe").is_empty());
+        assert!(lookup("Elements enviats ").is_empty());
+        assert!(lookup("Posteingang2").is_empty());
+    }
+
+    #[test]
+    fn left_out_names_stay_out() {
+        // Names deliberately not in the table (see the comments in folder-names.tsv): each
+        // means another role in some product, or is too generic to be a default.
+        for name in [
+            "Адпраўленыя",
+            "Poslana pošta",
+            "Jo‘natilgan xatlar",
+            "Jo`natilgan xatlar",
+            "Posta Mhux Mixtieqa",
+            "Giden",
+            "Amach",
+            "Sampah",
+            "Lixo",
+            "Hantar",
+            "Mailbox",
+            "Hộp thư",
+            "Postur",
+            "Predlošci",
+            "Padala",
+            "Lasa",
+        ] {
+            assert_eq!(lookup(name), vec![], "{name}");
+        }
+    }
+
+    #[test]
+    fn new_tags_resolve() {
+        assert_eq!(
+            Lang::resolve("ca-ES-valencia"),
+            Some(lang("ca-ES-valencia"))
+        );
+        assert_eq!(Lang::resolve("ca-valencia"), Some(lang("ca-ES-valencia")));
+        assert_eq!(lang("ca-ES-valencia").parent(), Some(lang("ca")));
+        assert_eq!(Lang::resolve("sr-BA"), Some(lang("sr-Cyrl-BA")));
+        assert_eq!(Lang::resolve("sr-Latn-BA"), Some(lang("sr-Latn")));
+        assert_eq!(Lang::resolve("fa-AF"), Some(lang("prs")));
+        assert_eq!(Lang::resolve("bn-BD"), Some(lang("bn")));
+        assert_eq!(Lang::resolve("uz-Cyrl-UZ"), Some(lang("uz-Cyrl")));
+        assert_eq!(Lang::resolve("tl"), Some(lang("fil")));
+        assert_eq!(
+            name_for(Role::Outbox, "ca-ES-valencia"),
+            Some("Safata d'eixida")
+        );
+        assert_eq!(
+            name_for(Role::Sent, "ca-ES-valencia"),
+            Some("Elements enviats")
+        );
+        assert!(is_lang_tag("ca-ES-valencia"));
+        assert!(is_lang_tag("sr-Cyrl-BA"));
+        assert!(is_lang_tag("de-1996"));
+        assert!(!is_lang_tag("ca-valencia-ES"));
+        assert!(!is_lang_tag("ca-Valencia"));
+        assert!(!is_lang_tag("de-Latn-Latn"));
     }
 }

@@ -16,7 +16,7 @@
 //!    role wherever it is. Otherwise a folder at a *default position* (top level, or directly
 //!    under `[Gmail]`/`[Google Mail]`) whose name is a default name in the source's language
 //!    ([`folder_names::role_for`]) has that role. The language is `sourceLanguage`, or, for
-//!    `auto`, [`folder_names::detect_language`] over the names at default positions. A
+//!    `auto`, [`folder_names::detect_languages`] over the names at default positions. A
 //!    folder that merely resembles a default (`Old Sent`, `Projects/Sent`) keeps its name.
 //! 3. **A role folder's messages go into the destination's own folder for that role**: the
 //!    destination folder marked with the SPECIAL-USE attribute, else the one named as a
@@ -229,8 +229,9 @@ pub struct FolderPlan {
 /// The source language used for default names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LanguageChoice {
-    /// `auto`, detected from the folder names.
-    Detected(Lang),
+    /// `auto`, detected from the folder names; `equivalent`: other languages that explain the
+    /// same names with the same roles (they would map the mailbox the same way).
+    Detected { lang: Lang, equivalent: Vec<Lang> },
     /// `auto`, and no language stood out: English default names only.
     Undetected,
     /// Named in the manifest.
@@ -242,7 +243,7 @@ pub enum LanguageChoice {
 impl LanguageChoice {
     pub fn lang(&self) -> Option<Lang> {
         match self {
-            LanguageChoice::Detected(l) | LanguageChoice::Forced(l) => Some(*l),
+            LanguageChoice::Detected { lang: l, .. } | LanguageChoice::Forced(l) => Some(*l),
             LanguageChoice::Undetected | LanguageChoice::Unknown(_) => None,
         }
     }
@@ -398,14 +399,16 @@ fn role_of(
     Some((role, RoleBy::Name(by)))
 }
 
-fn detect(list: &FolderList) -> Option<Lang> {
+/// The languages [`folder_names::detect_languages`] finds in a server's default-position
+/// names, the one to use first.
+fn detect(list: &FolderList) -> Vec<Lang> {
     let leaves: Vec<Levels> = list
         .folders
         .iter()
         .map(|f| relative(&f.name, list))
         .collect();
     let names: Vec<&str> = leaves.iter().filter_map(|l| default_leaf(l)).collect();
-    folder_names::detect_language(&names)
+    folder_names::detect_languages(&names)
 }
 
 /// The destination's folder for `role`.
@@ -526,7 +529,13 @@ pub fn folder_table(
     let rules = rules.unwrap_or(&default_rules);
 
     let source_language = if rules.source_language.eq_ignore_ascii_case("auto") {
-        detect(source).map_or(LanguageChoice::Undetected, LanguageChoice::Detected)
+        match detect(source).split_first() {
+            Some((&lang, rest)) => LanguageChoice::Detected {
+                lang,
+                equivalent: rest.to_vec(),
+            },
+            None => LanguageChoice::Undetected,
+        }
     } else {
         Lang::resolve(&rules.source_language).map_or_else(
             || LanguageChoice::Unknown(rules.source_language.clone()),
@@ -534,7 +543,10 @@ pub fn folder_table(
         )
     };
     let lang = source_language.lang();
-    let dest_lang = detect(dest).filter(|l| *l != Lang::ENGLISH);
+    let dest_lang = detect(dest)
+        .first()
+        .copied()
+        .filter(|l| *l != Lang::ENGLISH);
 
     let listed: HashMap<Levels, &ListedFolder> = source
         .folders
@@ -949,9 +961,18 @@ impl fmt::Display for FolderPlan {
 impl fmt::Display for FolderTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.source_language {
-            LanguageChoice::Detected(l) => {
-                writeln!(f, "source language: {l} (detected from folder names)")?
+            LanguageChoice::Detected { lang, equivalent } if equivalent.is_empty() => {
+                writeln!(f, "source language: {lang} (detected from folder names)")?
             }
+            LanguageChoice::Detected { lang, equivalent } => writeln!(
+                f,
+                "source language: {lang} (detected from folder names; {} name them the same way)",
+                equivalent
+                    .iter()
+                    .map(Lang::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?,
             LanguageChoice::Undetected => writeln!(
                 f,
                 "source language: not detected, English default names only"
@@ -1209,7 +1230,10 @@ mod tests {
         let t = folder_table(&src, &dovecot(), None).unwrap();
         assert_eq!(
             t.source_language,
-            LanguageChoice::Detected(Lang::resolve("de").unwrap())
+            LanguageChoice::Detected {
+                lang: Lang::resolve("de").unwrap(),
+                equivalent: vec![]
+            }
         );
         for (from, to) in [
             ("Gesendete Elemente", "Sent"),

@@ -298,7 +298,7 @@ impl Step {
                 "the mailbox must exist on the new server before mail moves there"
             }
             Resync { .. } => "verification found messages missing or different on the new server",
-            Verify { .. } => "MX moves only once every message of the mailbox is on the new server",
+            Verify { .. } => "every message of the mailbox must be proven on the new server (counts, sizes, identities) before the move may go on",
             FallbackRelay { .. } => {
                 "mail reaching the new server for mailboxes not yet verified goes back to the old server, so nothing bounces or lands in a half-copied mailbox"
             }

@@ -14,7 +14,9 @@ use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, Utc};
 
 use crate::accounts::Account;
-use crate::plan::{self, Failure, Milestones, Plan, Step, World};
+use crate::dns::DnsError;
+use crate::plan::{self, Adapter, Failure, Milestones, Plan, Step, World};
+use crate::secrets::Resolver;
 use crate::spec::{MailMigration, MailMigrationStatus};
 use crate::store::StateDir;
 use records::Records;
@@ -65,6 +67,8 @@ pub struct Reconciler<E> {
     pub accounts: Vec<Account>,
     pub state: StateDir,
     pub engine: E,
+    /// Reads secrets that adapters other than IMAP need (the TSIG key).
+    resolver: Resolver,
     records: Records,
     failure: Option<(Step, Failure)>,
 }
@@ -90,9 +94,16 @@ impl<E: MailEngine> Reconciler<E> {
             accounts,
             state,
             engine,
+            resolver: Resolver::default(),
             records,
             failure: None,
         })
+    }
+
+    /// Read secret references (relative files, cluster Secrets) through `resolver`.
+    pub fn with_resolver(mut self, resolver: Resolver) -> Self {
+        self.resolver = resolver;
+        self
     }
 
     fn spec(&self) -> &crate::spec::MailMigrationSpec {
@@ -153,10 +164,14 @@ impl<E: MailEngine> Reconciler<E> {
                     Some((s, f)) if s.same_work(step) => f.count + 1,
                     _ => 1,
                 };
+                // Adapters with typed errors give the condition a precise reason.
+                let reason = e
+                    .downcast_ref::<DnsError>()
+                    .map_or("StepFailed", DnsError::reason);
                 let failure = Failure {
                     step: step.to_string(),
                     count,
-                    reason: "StepFailed".into(),
+                    reason: reason.into(),
                     message: format!("{e:#}"),
                     stalled: count >= STALL_AFTER,
                 };
@@ -222,6 +237,17 @@ impl<E: MailEngine> Reconciler<E> {
                 Ok(())
             }
             Step::MarkComplete => Ok(()),
+            dns_step if dns_step.adapter() == Some(Adapter::Dns) => {
+                let dns = self
+                    .migration
+                    .spec
+                    .dns
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("`{dns_step}` needs spec.dns"))?;
+                let applied = crate::dns::apply(dns_step, dns, &self.resolver).await?;
+                tracing::info!(step = %dns_step, outcome = ?applied, "DNS");
+                Ok(())
+            }
             other => Err(anyhow!(
                 "`{other}` needs the {} adapter, which this build does not have yet",
                 other.adapter().map_or("?", |a| a.describe())

@@ -8,10 +8,11 @@ use crate::plan::{self, Adapter, MailboxList, MailboxState, World};
 use crate::spec::MailMigrationSpec;
 
 /// Adapters this build carries. Steps needing others are planned as "not available yet".
-pub const AVAILABLE: [Adapter; 1] = [Adapter::Imap];
+pub const AVAILABLE: [Adapter; 2] = [Adapter::Imap, Adapter::Dns];
 
-/// Observe every mailbox: logins on both sides (at most `sync.concurrency` at once), and
-/// what the executor recorded of its syncs and verifications.
+/// Observe every mailbox (logins on both sides, at most `sync.concurrency` at once, and
+/// what the executor recorded of its syncs and verifications) and, when the spec has a
+/// `dns` section, the domains' records on the primary and on every authoritative server.
 pub async fn observe<E: MailEngine>(
     spec: &MailMigrationSpec,
     accounts: &[Account],
@@ -57,6 +58,9 @@ pub async fn observe<E: MailEngine>(
             last_error: record.last_error,
             forwarding: Default::default(),
         });
+    }
+    if let Some(dns) = &spec.dns {
+        world.dns = Some(crate::dns::observe(dns, &spec.domains).await);
     }
     world
 }

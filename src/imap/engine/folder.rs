@@ -284,7 +284,10 @@ async fn full(
     r.extra = pick(&dest_entries, &d.extra);
     r.refused = refused_all;
     r.skipped = d.pairs.len() as u64;
-    r.flags_differ = d.flags_differ as u64;
+    // What still differs after this pass's updates: changes the destination's user made,
+    // which the three-way merge keeps.
+    let updated = d.flag_updates.len().saturating_sub(failed_flags.len());
+    r.flags_differ = d.flags_differ.saturating_sub(updated) as u64;
     if !failed_flags.is_empty() {
         r.error = Some(flag_error(&failed_flags));
     }
@@ -313,7 +316,10 @@ async fn incremental(
     let mut dest_new = Vec::new();
     let mut source_new = Vec::new();
     if let Some(since) = new_since_uid {
-        source_new = src.fetch_meta(&format!("{since}:*")).await?;
+        // (Expunged again since the STATUS: nothing new after all.)
+        if src_sel.exists > 0 {
+            source_new = src.fetch_meta(&format!("{since}:*")).await?;
+        }
         if dst_sel.exists > 0 {
             dest_new = dst.fetch_meta(&format!("{}:*", c.dest.uidnext)).await?;
         }
@@ -526,10 +532,17 @@ async fn copy_messages(
     let opts = &engine.options;
     let batches = batches(entries, opts.batch_bytes, opts.batch_messages);
     let uids = |b: &[Entry]| b.iter().map(|e| e.uid).collect::<Vec<u32>>();
+    let size = |b: &[Entry]| b.iter().map(|e| e.size).sum::<u64>();
     let mut current = src.fetch_bodies(&uids(batches[0])).await?;
     for (i, batch) in batches.iter().enumerate() {
-        let (appended, next) = match batches.get(i + 1) {
-            Some(n) => {
+        let next_batch = batches.get(i + 1);
+        // Overlap while two batches fit the window; a batch of one message larger than that
+        // is appended before the next is fetched, so memory stays near twice the largest
+        // message rather than growing with it.
+        let in_flight: u64 = current.iter().map(|m| m.body.len() as u64).sum();
+        let overlap = next_batch.is_some_and(|n| in_flight + size(n) <= 2 * opts.batch_bytes);
+        let (appended, prefetched) = match next_batch {
+            Some(n) if overlap => {
                 let next_uids = uids(n);
                 let (a, f) = tokio::join!(
                     dst.append(&t.dest_wire, &current),
@@ -537,9 +550,10 @@ async fn copy_messages(
                 );
                 (a, Some(f))
             }
-            None => (dst.append(&t.dest_wire, &current).await, None),
+            _ => (dst.append(&t.dest_wire, &current).await, None),
         };
         let outcomes = appended?;
+        tracing::debug!(mailbox = %t.address, folder = %t.source, batch = i + 1, of = batches.len(), messages = current.len(), "batch appended");
         record_batch(
             engine,
             t,
@@ -550,9 +564,12 @@ async fn copy_messages(
             st,
             out,
         );
-        current = match next {
-            Some(f) => f?,
-            None => Vec::new(),
+        // Free the appended batch before the next one arrives.
+        drop(std::mem::take(&mut current));
+        current = match (prefetched, next_batch) {
+            (Some(f), _) => f?,
+            (None, Some(n)) => src.fetch_bodies(&uids(n)).await?,
+            (None, None) => Vec::new(),
         };
     }
     Ok(())
@@ -626,6 +643,7 @@ fn record_batch(
     }
     engine.observer.progress(Progress::Copied {
         address: t.address,
+        folder: t.source,
         messages: batch.len() as u64,
         bytes,
     });

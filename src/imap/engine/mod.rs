@@ -82,16 +82,19 @@ pub enum Progress<'a> {
     MailboxStarted {
         address: &'a str,
     },
-    /// `messages` messages of `bytes` bytes are to be copied (for one folder).
+    /// `messages` messages of `bytes` bytes are to be copied from `folder` (on a retry,
+    /// what is left of it: this replaces the folder's earlier plan).
     Planned {
         address: &'a str,
         folder: &'a str,
         messages: u64,
         bytes: u64,
     },
-    /// Messages were copied (or refused, or gone from the source): done with them.
+    /// Messages of `folder` were copied (or refused, or gone from the source): done with
+    /// them.
     Copied {
         address: &'a str,
+        folder: &'a str,
         messages: u64,
         bytes: u64,
     },
@@ -283,6 +286,22 @@ impl Engine {
         report
     }
 
+    /// Where each of `account`'s source folders would go, and why: both servers are listed
+    /// (LIST and LSUB only, nothing is opened or written on either side) and mapped as a sync
+    /// would map them. What `mailshift folders` prints.
+    pub async fn folder_mapping(&self, account: &Account) -> Result<FolderTable, AttemptError> {
+        let (mut src, mut dst) = self.connect(account).await?;
+        let src_list = src.list().await?;
+        let dst_list = dst.list().await?;
+        src.logout().await;
+        dst.logout().await;
+        Ok(folder_table(
+            &src_list.folder_list(),
+            &dst_list.folder_list(),
+            self.folders.as_ref(),
+        )?)
+    }
+
     async fn connect(
         &self,
         account: &Account,
@@ -449,7 +468,6 @@ struct Run {
     folders: HashMap<String, FolderState>,
     /// Destination folder → source folders merged into it (two or more).
     merges: BTreeMap<String, Vec<String>>,
-    copied: u64,
 }
 
 impl Run {
@@ -481,7 +499,6 @@ impl Run {
     fn progress(&self) -> u64 {
         self.folders.values().filter(|f| f.done).count() as u64
             + self.folders.values().map(|f| f.report.copied).sum::<u64>()
-            + self.copied
     }
 
     fn into_report(mut self, address: &str, error: Option<String>, sync: bool) -> MailboxReport {

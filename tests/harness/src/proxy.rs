@@ -19,6 +19,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
@@ -152,34 +153,42 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         }
         let Ok(client) = client else { continue };
         shared.accepted.fetch_add(1, Ordering::SeqCst);
-        // The server may be down (restarting): then the client sees its connection closed.
-        let Ok(server) = TcpStream::connect(shared.target) else {
-            let _ = client.shutdown(Shutdown::Both);
-            continue;
-        };
-        let _ = client.set_nodelay(true);
-        let _ = server.set_nodelay(true);
-        let (Ok(c2), Ok(s2), Ok(c3), Ok(s3)) = (
-            client.try_clone(),
-            server.try_clone(),
-            client.try_clone(),
-            server.try_clone(),
-        ) else {
-            continue;
-        };
-        {
-            let mut live = lock(&shared.live);
-            live.retain(|s| s.peer_addr().is_ok());
-            live.push(c3);
-            live.push(s3);
-        }
-        for (from, to) in [(client, s2), (server, c2)] {
-            let s = Arc::clone(shared);
-            let _ = std::thread::Builder::new()
-                .name("proxy-pump".into())
-                .spawn(move || pump(from, to, &s));
-        }
+        let s = Arc::clone(shared);
+        // Connecting to the server happens off the accept loop: a server that is going
+        // down may leave a connection hanging, and that must not hold up the next client.
+        let _ = std::thread::Builder::new()
+            .name("proxy-conn".into())
+            .spawn(move || connect(client, &s));
     }
+}
+
+fn connect(client: TcpStream, shared: &Arc<Shared>) {
+    // The server may be down (restarting): then the client sees its connection closed.
+    let Ok(server) = TcpStream::connect_timeout(&shared.target, Duration::from_secs(5)) else {
+        let _ = client.shutdown(Shutdown::Both);
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (Ok(c2), Ok(s2), Ok(c3), Ok(s3)) = (
+        client.try_clone(),
+        server.try_clone(),
+        client.try_clone(),
+        server.try_clone(),
+    ) else {
+        return;
+    };
+    {
+        let mut live = lock(&shared.live);
+        live.retain(|s| s.peer_addr().is_ok());
+        live.push(c3);
+        live.push(s3);
+    }
+    let s = Arc::clone(shared);
+    let _ = std::thread::Builder::new()
+        .name("proxy-pump".into())
+        .spawn(move || pump(client, s2, &s));
+    pump(server, c2, shared);
 }
 
 fn pump(mut from: TcpStream, mut to: TcpStream, shared: &Shared) {

@@ -1,0 +1,674 @@
+//! The DNS adapter against real BIND 9 servers from the harness: observe every
+//! authoritative server directly, change MX/TTL/SPF/SRV through TSIG-signed RFC 2136
+//! UPDATE with compare-and-swap prerequisites, and fail cleanly (zone unchanged) on a
+//! wrong key, a refused update, an unreachable server, a name outside the zone.
+//!
+//! `dig` (the harness's, non-recursive, straight at the server) is the outside observer.
+//! Nothing sleeps for a fixed time: waits poll a condition under a deadline.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use chrono::{DateTime, Utc};
+use mailshift::dns::{self, Applied, DnsError, Timeouts};
+use mailshift::plan::{
+    self, Adapter, Answer, DnsState, Execution, Gate, Milestones, Records, Step, TimeReason,
+    Waiting, World,
+};
+use mailshift::secrets::Resolver;
+use mailshift::spec::{
+    Dns, DnsProvider, MailMigrationSpec, MxRecord, Rfc2136, SecretRef, Tsig, TsigAlgorithm,
+};
+use mailshift_harness::{Bind, TsigKey, Zone};
+
+const OLD_MX: &str = "mail.old.example.net.";
+const NEW_MX: &str = "mail.new.example.net.";
+/// Long enough for a loaded machine, short enough that the failure tests stay fast.
+const FAST: Timeouts = Timeouts {
+    query: Duration::from_secs(1),
+    query_tries: 2,
+    update: Duration::from_secs(3),
+};
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn zone() -> Zone {
+    Zone::new("example.com")
+        .mx(10, OLD_MX, 3600)
+        .a("www", "192.0.2.80")
+}
+
+fn mx(preference: u16, exchange: &str) -> MxRecord {
+    MxRecord {
+        preference,
+        exchange: exchange.into(),
+    }
+}
+
+fn algorithm(name: &str) -> TsigAlgorithm {
+    serde_json::from_value(serde_json::Value::String(name.into())).unwrap()
+}
+
+/// `spec.dns` for a zone on `primary`, checking `nameservers`.
+fn dns_spec(primary: &Bind, key: &TsigKey, nameservers: &[&Bind]) -> Dns {
+    Dns {
+        zone: "example.com".into(),
+        provider: DnsProvider {
+            rfc2136: Rfc2136 {
+                server: primary.server(),
+                tsig: Tsig {
+                    name: key.name.clone(),
+                    algorithm: algorithm(&key.algorithm),
+                    secret: SecretRef::Value(key.secret.clone()),
+                },
+            },
+        },
+        mx: vec![mx(10, NEW_MX)],
+        cutover_ttl: 300,
+        check_nameservers: nameservers.iter().map(|b| b.server()).collect(),
+        spf: None,
+        srv: None,
+    }
+}
+
+fn domains() -> Vec<String> {
+    vec!["example.com".into()]
+}
+
+async fn observe(dns: &Dns) -> DnsState {
+    dns::observe_with(dns, &domains(), FAST).await
+}
+
+async fn apply(step: &Step, dns: &Dns) -> Result<Applied, DnsError> {
+    dns::apply_with(step, dns, &Resolver::default(), FAST).await
+}
+
+fn primary_records(state: &DnsState) -> Records {
+    match &state.name("example.com").expect("observed").primary {
+        Answer::Records(r) => r.clone(),
+        Answer::Error { reason } => panic!("primary not readable: {reason}"),
+    }
+}
+
+/// The MX answer as an outside observer sees it: `TTL PREF HOST` lines, sorted.
+fn dig_mx(bind: &Bind) -> Result<Vec<String>> {
+    let out = bind.dig(&["+noall", "+answer", "example.com", "MX"])?;
+    let mut lines: Vec<String> = out
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            format!("{} {} {}", f[1], f[4], f[5])
+        })
+        .collect();
+    lines.sort();
+    Ok(lines)
+}
+
+fn lower(from_ttl: Option<u32>) -> Step {
+    Step::LowerTtl {
+        zone: "example.com".into(),
+        name: "example.com".into(),
+        from_ttl,
+        to_ttl: 300,
+    }
+}
+
+fn switch(from: Option<Vec<MxRecord>>) -> Step {
+    Step::SwitchMx {
+        zone: "example.com".into(),
+        name: "example.com".into(),
+        from,
+        to: vec![mx(10, NEW_MX)],
+        ttl: 300,
+    }
+}
+
+/// Polls `check` until it yields a value or `DEADLINE` passes.
+async fn until<T, F: Future<Output = Result<Option<T>>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> Result<T> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut interval = Duration::from_millis(10);
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {DEADLINE:?} waiting for {what}");
+        }
+        tokio::time::sleep(interval).await;
+        interval = (interval * 2).min(Duration::from_millis(200));
+    }
+}
+
+#[tokio::test]
+async fn ttl_lowered_targets_unchanged_then_switched_then_restored() -> Result<()> {
+    let bind = Bind::builder().name("dns-steps").zone(zone()).start()?;
+    let dns = dns_spec(&bind, bind.tsig(), &[&bind]);
+
+    let before = observe(&dns).await;
+    let r = primary_records(&before);
+    assert_eq!((r.mx.clone(), r.ttl), (vec![mx(10, OLD_MX)], 3600));
+    assert!(before.name("example.com").unwrap().agree());
+    assert_eq!(dig_mx(&bind)?, ["3600 10 mail.old.example.net."]);
+    let serial = bind.serial("example.com")?;
+
+    // Lower: same targets, TTL 300; one UPDATE, one new serial.
+    assert_eq!(apply(&lower(Some(3600)), &dns).await?, Applied::Updated);
+    assert_eq!(dig_mx(&bind)?, ["300 10 mail.old.example.net."]);
+    assert_eq!(bind.serial("example.com")?, serial + 1);
+    let r = primary_records(&observe(&dns).await);
+    assert_eq!((r.mx.clone(), r.ttl), (vec![mx(10, OLD_MX)], 300));
+    // Again: nothing left to do, nothing sent.
+    assert_eq!(apply(&lower(Some(3600)), &dns).await?, Applied::AlreadyDone);
+    // Lowering never raises a TTL.
+    let raise = Step::LowerTtl {
+        zone: "example.com".into(),
+        name: "example.com".into(),
+        from_ttl: None,
+        to_ttl: 600,
+    };
+    assert_eq!(apply(&raise, &dns).await?, Applied::AlreadyDone);
+    assert_eq!(bind.serial("example.com")?, serial + 1);
+
+    // Switch against the set it was planned against.
+    assert_eq!(
+        apply(&switch(Some(r.mx.clone())), &dns).await?,
+        Applied::Updated
+    );
+    assert_eq!(dig_mx(&bind)?, ["300 10 mail.new.example.net."]);
+    let r = primary_records(&observe(&dns).await);
+    assert_eq!((r.mx.clone(), r.ttl), (vec![mx(10, NEW_MX)], 300));
+
+    // Restore the long TTL.
+    let restore = Step::RestoreTtl {
+        zone: "example.com".into(),
+        name: "example.com".into(),
+        ttl: 3600,
+    };
+    assert_eq!(apply(&restore, &dns).await?, Applied::Updated);
+    assert_eq!(dig_mx(&bind)?, ["3600 10 mail.new.example.net."]);
+    assert_eq!(bind.serial("example.com")?, serial + 3);
+    // Other records were never touched.
+    assert_eq!(
+        bind.dig(&["+short", "www.example.com", "A"])?.trim(),
+        "192.0.2.80"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn compare_and_swap_refuses_to_overwrite_a_change_made_meanwhile() -> Result<()> {
+    let bind = Bind::builder().name("dns-cas").zone(zone()).start()?;
+    let dns = dns_spec(&bind, bind.tsig(), &[&bind]);
+    let planned = primary_records(&observe(&dns).await);
+
+    // Someone else changes the MX set between plan and apply.
+    bind.nsupdate(
+        "zone example.com\nupdate delete example.com. MX\nupdate add example.com. 3600 MX 5 someone.example.org.\n",
+    )?;
+    let serial = bind.serial("example.com")?;
+
+    let err = apply(&switch(Some(planned.mx.clone())), &dns)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "ZoneChanged", "{err}");
+    assert!(err.replan());
+    let msg = err.to_string();
+    for part in [
+        bind.server().as_str(),
+        "MX example.com",
+        "10 mail.old.example.net.",
+        "5 someone.example.org.",
+        "nothing was written",
+    ] {
+        assert!(msg.contains(part), "{part:?} missing in: {msg}");
+    }
+    assert_eq!(dig_mx(&bind)?, ["3600 5 someone.example.org."]);
+    assert_eq!(bind.serial("example.com")?, serial);
+
+    // A TTL changed meanwhile (same hosts) is caught against `from_ttl`.
+    bind.nsupdate(
+        "zone example.com\nupdate delete example.com. MX\nupdate add example.com. 7200 MX 5 someone.example.org.\n",
+    )?;
+    let err = apply(&lower(Some(3600)), &dns).await.unwrap_err();
+    assert_eq!(err.reason(), "ZoneChanged", "{err}");
+    assert!(err.to_string().contains("TTL 7200"), "{err}");
+    assert_eq!(dig_mx(&bind)?, ["7200 5 someone.example.org."]);
+
+    // Planned against "no MX at all": refused while one exists.
+    let err = apply(&switch(Some(vec![])), &dns).await.unwrap_err();
+    assert_eq!(err.reason(), "ZoneChanged", "{err}");
+    assert_eq!(dig_mx(&bind)?, ["7200 5 someone.example.org."]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_refused_with_the_zone_unchanged() -> Result<()> {
+    let bind = Bind::builder().name("dns-badkey").zone(zone()).start()?;
+    let serial = bind.serial("example.com")?;
+    let wrong_secret = TsigKey {
+        secret: mailshift_harness::base64(&[7u8; 32]),
+        ..bind.tsig().clone()
+    };
+    let unknown_name = TsigKey {
+        name: "nobody-key".into(),
+        ..bind.tsig().clone()
+    };
+    for (key, code) in [(&wrong_secret, "BADSIG"), (&unknown_name, "BADKEY")] {
+        let dns = dns_spec(&bind, key, &[&bind]);
+        let err = apply(&switch(Some(vec![mx(10, OLD_MX)])), &dns)
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "TsigRejected", "{err}");
+        let msg = err.to_string();
+        for part in [bind.server().as_str(), "MX example.com", &key.name, code] {
+            assert!(msg.contains(part), "{part:?} missing in: {msg}");
+        }
+        // The secret never shows.
+        assert!(!msg.contains(&key.secret), "{msg}");
+    }
+    assert_eq!(dig_mx(&bind)?, ["3600 10 mail.old.example.net."]);
+    assert_eq!(bind.serial("example.com")?, serial);
+
+    // An unusable secret fails before anything is sent.
+    let mut dns = dns_spec(&bind, bind.tsig(), &[&bind]);
+    dns.provider.rfc2136.tsig.secret = SecretRef::Value("not base64!".into());
+    let err = apply(&lower(Some(3600)), &dns).await.unwrap_err();
+    assert_eq!(err.reason(), "TsigKeyInvalid", "{err}");
+    dns.provider.rfc2136.tsig.secret = SecretRef::Env("MAILSHIFT_TEST_NO_SUCH_VARIABLE".into());
+    let err = apply(&lower(Some(3600)), &dns).await.unwrap_err();
+    assert_eq!(err.reason(), "SecretUnavailable", "{err}");
+    assert!(err.to_string().contains("MAILSHIFT_TEST_NO_SUCH_VARIABLE"));
+    assert_eq!(bind.serial("example.com")?, serial);
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_tsig_algorithm_signs_updates_and_verifies_answers() -> Result<()> {
+    for name in [
+        "hmac-sha1",
+        "hmac-sha224",
+        "hmac-sha256",
+        "hmac-sha384",
+        "hmac-sha512",
+    ] {
+        let bind = Bind::builder()
+            .name(&format!("dns-{name}"))
+            .zone(zone())
+            .tsig_algorithm(name)
+            .start()?;
+        let dns = dns_spec(&bind, bind.tsig(), &[&bind]);
+        assert_eq!(
+            apply(&lower(Some(3600)), &dns)
+                .await
+                .map_err(anyhow::Error::from)?,
+            Applied::Updated,
+            "{name}"
+        );
+        assert_eq!(dig_mx(&bind)?, ["300 10 mail.old.example.net."], "{name}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn refused_unreachable_and_outside_the_zone_are_typed_errors() -> Result<()> {
+    let primary = Bind::builder().name("dns-errors").zone(zone()).start()?;
+    let secondary = Bind::secondary_of(&primary).start()?;
+    let serial = primary.serial("example.com")?;
+
+    // A secondary does not take updates: REFUSED.
+    let to_secondary = dns_spec(&secondary, primary.tsig(), &[]);
+    let err = apply(&lower(Some(3600)), &to_secondary).await.unwrap_err();
+    assert_eq!(err.reason(), "UpdateRefused", "{err}");
+    assert!(err.to_string().contains(&secondary.server()), "{err}");
+    assert!(err.to_string().contains("MX example.com"), "{err}");
+
+    // Outside the zone: refused before anything is sent.
+    let dns = dns_spec(&primary, primary.tsig(), &[]);
+    let outside = Step::SwitchMx {
+        zone: "example.com".into(),
+        name: "example.org".into(),
+        from: Some(vec![]),
+        to: vec![mx(10, NEW_MX)],
+        ttl: 300,
+    };
+    let err = apply(&outside, &dns).await.unwrap_err();
+    assert_eq!(err.reason(), "NotInZone", "{err}");
+    assert!(err.to_string().contains("MX example.org"), "{err}");
+    assert!(err.to_string().contains("zone example.com"), "{err}");
+
+    // Nothing listening: unreachable, at once.
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?;
+    let mut nowhere = dns.clone();
+    nowhere.provider.rfc2136.server = closed.to_string();
+    let started = Instant::now();
+    let err = apply(&lower(Some(3600)), &nowhere).await.unwrap_err();
+    assert_eq!(err.reason(), "ServerUnreachable", "{err}");
+    assert!(err.to_string().contains(&closed.to_string()), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // A frozen server: unreachable after the timeout, and nothing changed once it wakes.
+    primary.pause()?;
+    let result = apply(&lower(Some(3600)), &dns).await;
+    primary.resume()?;
+    let err = result.unwrap_err();
+    assert_eq!(err.reason(), "ServerUnreachable", "{err}");
+    assert!(err.to_string().contains("no answer within"), "{err}");
+
+    assert_eq!(dig_mx(&primary)?, ["3600 10 mail.old.example.net."]);
+    assert_eq!(primary.serial("example.com")?, serial);
+    Ok(())
+}
+
+#[tokio::test]
+async fn propagation_a_late_secondary_lags_until_refreshed() -> Result<()> {
+    let primary = Bind::builder().name("dns-prop").zone(zone()).start()?;
+    let secondary = Bind::secondary_of(&primary).start()?;
+    let dns = dns_spec(&primary, primary.tsig(), &[&primary, &secondary]);
+
+    let state = observe(&dns).await;
+    let name = state.name("example.com").unwrap();
+    assert_eq!(name.nameservers.len(), 2);
+    assert!(name.agree(), "{name:?}");
+
+    assert_eq!(
+        apply(&switch(Some(vec![mx(10, OLD_MX)])), &dns).await?,
+        Applied::Updated
+    );
+    // The secondary is not notified: it keeps answering the old set with the old TTL.
+    let state = observe(&dns).await;
+    let name = state.name("example.com").unwrap();
+    assert_eq!(name.lagging(), vec![secondary.server()]);
+    let late = name
+        .nameservers
+        .iter()
+        .find(|n| n.server == secondary.server())
+        .unwrap();
+    let late = late.answer.records().expect("the secondary answers");
+    assert_eq!((late.mx.clone(), late.ttl), (vec![mx(10, OLD_MX)], 3600));
+    assert_eq!(primary_records(&state).mx, vec![mx(10, NEW_MX)]);
+
+    // Frozen, it answers nothing in time: lagging too, with the reason.
+    secondary.pause()?;
+    let state = observe(&dns).await;
+    secondary.resume()?;
+    let name = state.name("example.com").unwrap();
+    assert_eq!(name.lagging(), vec![secondary.server()]);
+    let frozen = &name
+        .nameservers
+        .iter()
+        .find(|n| n.server == secondary.server())
+        .unwrap()
+        .answer;
+    match frozen {
+        Answer::Error { reason } => {
+            assert!(reason.contains(&secondary.server()), "{reason}");
+            assert!(reason.contains("no answer within"), "{reason}");
+        }
+        other => panic!("a frozen server answered: {other:?}"),
+    }
+
+    // Refreshed, it agrees.
+    secondary.refresh_zone("example.com")?;
+    until("the secondary to agree with the primary", || async {
+        let state = observe(&dns).await;
+        Ok(state.name("example.com").unwrap().agree().then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn spf_authorizes_both_then_revokes_the_old_and_srv_is_published() -> Result<()> {
+    let bind = Bind::builder()
+        .name("dns-spf")
+        .zone(
+            zone()
+                .txt("@", "v=spf1 ip4:192.0.2.10 -all")
+                .txt("@", "google-site-verification=abc123"),
+        )
+        .start()?;
+    let mut dns = dns_spec(&bind, bind.tsig(), &[&bind]);
+    dns.spf = Some(mailshift::spec::Spf {
+        old: "ip4:192.0.2.10".into(),
+        new: "ip4:198.51.100.20".into(),
+    });
+    dns.srv = Some(mailshift::spec::SrvRecords {
+        imaps: Some("imap.new.example.net".into()),
+        submission: Some("smtp.new.example.net:2587".into()),
+    });
+    let spf = |bind: &Bind| -> Result<Vec<String>> {
+        let mut txt: Vec<String> = bind
+            .dig(&["+short", "example.com", "TXT"])?
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        txt.sort();
+        Ok(txt)
+    };
+    let authorize = Step::SpfAuthorize {
+        zone: "example.com".into(),
+        name: "example.com".into(),
+        mechanisms: vec!["ip4:198.51.100.20".into()],
+    };
+    assert_eq!(apply(&authorize, &dns).await?, Applied::Updated);
+    assert_eq!(
+        spf(&bind)?,
+        [
+            "\"google-site-verification=abc123\"",
+            "\"v=spf1 ip4:192.0.2.10 ip4:198.51.100.20 -all\""
+        ]
+    );
+    assert_eq!(
+        primary_records(&observe(&dns).await).spf.as_deref(),
+        Some("v=spf1 ip4:192.0.2.10 ip4:198.51.100.20 -all")
+    );
+    assert_eq!(apply(&authorize, &dns).await?, Applied::AlreadyDone);
+
+    let revoke = Step::SpfRevoke {
+        zone: "example.com".into(),
+        name: "example.com".into(),
+        mechanisms: vec!["ip4:192.0.2.10".into()],
+    };
+    assert_eq!(apply(&revoke, &dns).await?, Applied::Updated);
+    assert_eq!(
+        spf(&bind)?,
+        [
+            "\"google-site-verification=abc123\"",
+            "\"v=spf1 ip4:198.51.100.20 -all\""
+        ]
+    );
+
+    let publish = Step::PublishSrv {
+        zone: "example.com".into(),
+        name: "example.com".into(),
+        imaps: Some("imap.new.example.net:993".into()),
+        submission: Some("smtp.new.example.net:2587".into()),
+    };
+    assert_eq!(apply(&publish, &dns).await?, Applied::Updated);
+    assert_eq!(
+        bind.dig(&["+short", "_imaps._tcp.example.com", "SRV"])?
+            .trim(),
+        "0 1 993 imap.new.example.net."
+    );
+    let r = primary_records(&observe(&dns).await);
+    assert_eq!(r.srv_imaps.as_deref(), Some("imap.new.example.net:993"));
+    assert_eq!(
+        r.srv_submission.as_deref(),
+        Some("smtp.new.example.net:2587")
+    );
+    assert_eq!(apply(&publish, &dns).await?, Applied::AlreadyDone);
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_check_nameservers_the_zones_ns_records_are_asked() -> Result<()> {
+    let bind = Bind::builder().name("dns-ns").zone(zone()).start()?;
+    let dns = dns_spec(&bind, bind.tsig(), &[]);
+    let state = observe(&dns).await;
+    let name = state.name("example.com").unwrap();
+    // The harness's zone has `NS ns1.example.com.` with glue 127.0.0.1 (port 53, where
+    // no test server listens): it is asked, whatever it answers.
+    let servers: Vec<&str> = name.nameservers.iter().map(|n| n.server.as_str()).collect();
+    assert_eq!(servers, ["ns1.example.com (127.0.0.1:53)"]);
+    Ok(())
+}
+
+/// The adapter in a loop with the real planner: observe, plan, carry out the first step
+/// whose gates are open, record it, and jump the clock to time gates. An outside
+/// observer sees the TTL lowered with the MX unchanged, the switch only after the old
+/// TTL has passed since the lowering, then the TTL restored; the plan ends empty.
+#[tokio::test]
+async fn planner_and_adapter_carry_a_migration_through_real_bind() -> Result<()> {
+    let primary = Bind::builder()
+        .name("dns-loop")
+        .zone(zone().txt("@", "v=spf1 ip4:192.0.2.10 -all"))
+        .start()?;
+    let secondary = Bind::secondary_of(&primary).start()?;
+    primary.add_also_notify(secondary.port())?;
+    let key = primary.tsig();
+    let manifest = format!(
+        r#"
+domains: [example.com]
+source: {{ imap: {{ host: 127.0.0.1, port: 1, tls: none }}, auth: {{ method: password }} }}
+destination: {{ imap: {{ host: 127.0.0.1, port: 2, tls: none }}, auth: {{ method: password }} }}
+dns:
+  zone: example.com
+  provider:
+    rfc2136:
+      server: "{server}"
+      tsig: {{ name: {name}, algorithm: {alg}, secret: {{ value: "{secret}" }} }}
+  mx: [{{ preference: 10, exchange: {NEW_MX} }}]
+  cutoverTTL: 300
+  checkNameservers: ["{server}", "{secondary}"]
+  spf: {{ old: "ip4:192.0.2.10", new: "ip4:198.51.100.20" }}
+cutover: {{ approved: true }}
+finalize: {{ deltaSyncAfter: 1h, keepSourceFor: 2h, restoreTTL: 3600 }}
+"#,
+        server = primary.server(),
+        secondary = secondary.server(),
+        name = key.name,
+        alg = key.algorithm,
+        secret = key.secret,
+    );
+    // Through JSON, as the manifest loader does (serde_yaml wants `!tags` for enums).
+    let spec: MailMigrationSpec =
+        serde_json::from_value(serde_yaml::from_str::<serde_json::Value>(&manifest)?)?;
+    let dns = spec.dns.clone().unwrap();
+    let resolver = Resolver::default();
+
+    let mut now: DateTime<Utc> = Utc::now();
+    let mut milestones = Milestones::default();
+    let mut seen = vec![dig_mx(&primary)?];
+    let mut done = Vec::new();
+    let mut lowered_at = None;
+    for _ in 0..40 {
+        // IMAP steps (the delta sync of no mailboxes) are only recorded here.
+        let mut world = World::new([Adapter::Dns, Adapter::Imap]);
+        world.dns = Some(dns::observe_with(&dns, &spec.domains, FAST).await);
+        world.milestones = milestones.clone();
+        let p = plan::plan(&spec, &world, now);
+        if p.steps.is_empty() {
+            break;
+        }
+        if let Some(s) = p
+            .steps
+            .iter()
+            .find(|s| s.gates.is_empty() && s.execution == Execution::Execute)
+        {
+            let step = s.step.clone();
+            if step.adapter() == Some(Adapter::Dns) {
+                dns::apply_with(&step, &dns, &resolver, FAST).await?;
+                let outside = dig_mx(&primary)?;
+                if seen.last() != Some(&outside) {
+                    seen.push(outside);
+                }
+            }
+            match &step {
+                Step::LowerTtl { .. } => lowered_at = Some(now),
+                Step::SwitchMx { .. } => {
+                    // The switch waited the whole old TTL since the lowering.
+                    let since = now - lowered_at.expect("lowered first");
+                    assert!(since.num_seconds() >= 3600, "switched after {since}");
+                }
+                _ => {}
+            }
+            milestones.record(&step, now);
+            done.push(step_kind(&step));
+            continue;
+        }
+        // Nothing may run: jump to the earliest time gate, or wait for propagation.
+        let gates: Vec<&Gate> = p.steps.iter().flat_map(|s| &s.gates).collect();
+        let old_ttl_gate = gates.iter().any(|g| {
+            matches!(
+                g,
+                Gate::Time {
+                    reason: TimeReason::OldTtl { old_ttl: 3600, .. },
+                    ..
+                }
+            )
+        });
+        if old_ttl_gate {
+            // While the switch waits for the old TTL, the outside world sees the old MX.
+            assert_eq!(dig_mx(&primary)?, ["300 10 mail.old.example.net."]);
+        }
+        if let Some(at) = gates.iter().filter_map(|g| g.opens_at()).min() {
+            now = at;
+        } else if gates.iter().any(|g| {
+            matches!(
+                g,
+                Gate::Fact {
+                    waiting: Waiting::Propagation { .. },
+                    ..
+                }
+            )
+        }) {
+            until("the secondary to be notified", || async {
+                let state = dns::observe_with(&dns, &spec.domains, FAST).await;
+                Ok(state.name("example.com").unwrap().agree().then_some(()))
+            })
+            .await?;
+        } else {
+            bail!("stuck: {:#?}", p.steps);
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            vec!["3600 10 mail.old.example.net.".to_string()],
+            vec!["300 10 mail.old.example.net.".to_string()],
+            vec!["300 10 mail.new.example.net.".to_string()],
+            vec!["3600 10 mail.new.example.net.".to_string()],
+        ]
+    );
+    for kind in [
+        "LowerTtl",
+        "SpfAuthorize",
+        "SwitchMx",
+        "SpfRevoke",
+        "RestoreTtl",
+    ] {
+        assert!(done.contains(&kind), "{kind} not done: {done:?}");
+    }
+    assert_eq!(
+        secondary.dig(&["+short", "example.com", "TXT"])?.trim(),
+        "\"v=spf1 ip4:198.51.100.20 -all\""
+    );
+    Ok(())
+}
+
+fn step_kind(step: &Step) -> &'static str {
+    match step {
+        Step::LowerTtl { .. } => "LowerTtl",
+        Step::SpfAuthorize { .. } => "SpfAuthorize",
+        Step::SwitchMx { .. } => "SwitchMx",
+        Step::SpfRevoke { .. } => "SpfRevoke",
+        Step::RestoreTtl { .. } => "RestoreTtl",
+        Step::PublishSrv { .. } => "PublishSrv",
+        Step::DeltaSync { .. } => "DeltaSync",
+        Step::MarkComplete => "MarkComplete",
+        _ => "other",
+    }
+}
