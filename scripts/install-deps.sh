@@ -15,6 +15,7 @@ PACKAGES=(
     bind9 bind9-dnsutils
     isync
     openssl ca-certificates procps
+    time            # GNU time: peak RSS of each tool in scripts/bench.sh
 )
 
 log() { printf 'install-deps: %s\n' "$*"; }

@@ -191,6 +191,13 @@ impl Dovecot {
             "unsupported hierarchy separator {:?}: use '.' or '/'",
             settings.separator
         );
+        // The name goes into the temp dir's path, and that path into userdb fields, which
+        // are separated by spaces.
+        ensure!(
+            !settings.name.contains(char::is_whitespace),
+            "Dovecot instance name {:?} must not contain whitespace",
+            settings.name
+        );
         for (user, password) in settings.users.iter().chain(&settings.master_users) {
             check_passwd_field(user, password)?;
         }

@@ -30,6 +30,7 @@
 
 pub mod bind;
 pub mod client;
+pub mod corpus;
 pub mod dovecot;
 pub mod ports;
 pub mod postfix;
