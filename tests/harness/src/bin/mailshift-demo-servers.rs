@@ -1,16 +1,22 @@
 //! The servers of the README's demonstration: an "old" Dovecot filled with sample
 //! mailboxes in three languages (no SPECIAL-USE, so localized default folders must be
-//! recognised by name) and an empty "new" Dovecot, plus a manifest migrating between them.
+//! recognised by name) and an empty "new" Dovecot, each behind its own Postfix; a BIND
+//! server holding the domain's zone (MX pointing at the old server, TTL 45 s); and a
+//! manifest that moves the mailboxes, turns the old server into a gateway to the new one,
+//! proves mail flows, and switches MX.
 //!
-//! Usage: `mailshift-demo-servers DIR`. Writes `DIR/migration.yaml`, prints `ready`, and
-//! keeps the servers running until its standard input closes; then stops them and removes
-//! their files.
+//! Usage: `mailshift-demo-servers DIR`. Writes `DIR/migration.yaml` and `DIR/servers.env`
+//! (ports for the demo script), prints `ready`, and keeps the servers running until its
+//! standard input closes; then stops them and removes their files.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use mailshift_harness::Dovecot;
+use mailshift_harness::{Bind, Dovecot, Postfix, Zone};
+
+/// The MX TTL before the migration: `apply` waits this long after lowering it.
+const OLD_MX_TTL: u32 = 45;
 
 /// A sample mailbox: user, password, and (folder, number of messages).
 type Sample = (&'static str, &'static str, &'static [(&'static str, usize)]);
@@ -96,8 +102,31 @@ fn main() -> Result<()> {
         }
     }
 
+    let old_mta = Postfix::builder()
+        .name("old-mta")
+        .lmtp_to("example.com", old.lmtp_port())
+        .start()?;
+    let new_mta = Postfix::builder()
+        .name("new-mta")
+        .lmtp_to("example.com", new.lmtp_port())
+        .start()?;
+    let dns = Bind::builder()
+        .zone(Zone::new("example.com").mx(10, "mail.old.example.net.", OLD_MX_TTL))
+        .start()?;
+
     let manifest = dir.join("migration.yaml");
-    std::fs::write(&manifest, manifest_text(&old, &new))?;
+    std::fs::write(
+        &manifest,
+        manifest_text(&old, &new, &old_mta, &new_mta, &dns),
+    )?;
+    std::fs::write(
+        dir.join("servers.env"),
+        format!(
+            "DNS_PORT={}\nOLD_SMTP_PORT={}\n",
+            dns.port(),
+            old_mta.smtp_port()
+        ),
+    )?;
     println!("ready");
     std::io::stdout().flush()?;
 
@@ -128,7 +157,13 @@ fn sample(user: &str, folder: &str, n: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-fn manifest_text(old: &Dovecot, new: &Dovecot) -> String {
+fn manifest_text(
+    old: &Dovecot,
+    new: &Dovecot,
+    old_mta: &Postfix,
+    new_mta: &Postfix,
+    dns: &Bind,
+) -> String {
     let mut mailboxes = String::new();
     for (user, pw, _) in MAILBOXES {
         mailboxes.push_str(&format!(
@@ -137,8 +172,8 @@ fn manifest_text(old: &Dovecot, new: &Dovecot) -> String {
         ));
     }
     format!(
-        "# Written by mailshift-demo-servers: a mailbox-only move between two private Dovecot
-# servers on loopback. Inline passwords are for this demonstration only.
+        "# Written by mailshift-demo-servers: a whole domain moved between private servers on
+# loopback. Inline passwords and keys are for this demonstration only.
 apiVersion: mailshift.io/v1alpha1
 kind: MailMigration
 metadata:
@@ -153,10 +188,36 @@ spec:
 {mailboxes}  folders:
     sourceLanguage: auto
   sync: {{ concurrency: 3 }}
+  dns:
+    zone: example.com
+    provider:
+      rfc2136:
+        server: \"{dns}\"
+        tsig: {{ name: {key}, algorithm: {alg}, secret: {{ value: \"{secret}\" }} }}
+    mx: [{{ preference: 10, exchange: mail.new.example.net. }}]
+    cutoverTTL: 30
+    checkNameservers: [\"{dns}\"]
+  gateway:
+    postfix: {{ configDir: {old_mta_dir} }}
+    relayTo: \"[127.0.0.1]:{new_smtp}\"
+  probe:
+    smtp: {{ host: 127.0.0.1, port: {old_smtp}, tls: none }}
+    mailbox: alice@example.com
+    timeout: 60s
+  cutover:
+    approved: true
+  finalize: {{ deltaSyncAfter: 5s, keepSourceFor: 5s, restoreTTL: 3600 }}
 ",
         old.imap_port(),
         old.ca_path().display(),
         new.imap_port(),
         new.ca_path().display(),
+        dns = dns.server(),
+        key = dns.tsig().name,
+        alg = dns.tsig().algorithm,
+        secret = dns.tsig().secret,
+        old_mta_dir = old_mta.config_dir().display(),
+        new_smtp = new_mta.smtp_port(),
+        old_smtp = old_mta.smtp_port(),
     )
 }
