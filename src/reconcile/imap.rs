@@ -42,9 +42,18 @@ impl ImapEngine {
         state: Option<&Path>,
         observer: Arc<dyn Observer>,
     ) -> Result<(Self, Vec<Account>)> {
-        let name = migration.metadata.name.as_deref().unwrap_or("mailmigration");
+        let name = migration
+            .metadata
+            .name
+            .as_deref()
+            .unwrap_or("mailmigration");
         let store = StateDir::for_migration(manifest, state, name);
-        Self::prepare_with(migration, &Resolver::for_manifest(manifest), store, observer)
+        Self::prepare_with(
+            migration,
+            &Resolver::for_manifest(manifest),
+            store,
+            observer,
+        )
     }
 
     /// Like [`prepare`](Self::prepare), with secrets read through `resolver` (the

@@ -35,8 +35,10 @@ pub async fn observe<E: MailEngine>(
         });
     }
     let concurrency = spec.sync.as_ref().map_or(4, |s| usize::from(s.concurrency));
-    let checks: Vec<(String, super::LoginCheck)> = futures::stream::iter(accounts)
-        .map(|a| async move { (a.address.clone(), engine.check_logins(a).await) })
+    // Owned accounts: a closure over references would make this future's `Send` depend on
+    // a higher-ranked lifetime the compiler cannot prove (the controller needs it `Send`).
+    let checks: Vec<(String, super::LoginCheck)> = futures::stream::iter(accounts.to_vec())
+        .map(|a| async move { (a.address.clone(), engine.check_logins(&a).await) })
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
