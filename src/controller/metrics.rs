@@ -6,13 +6,16 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// Steps by (kind, outcome): (count, seconds).
+type StepCounters = BTreeMap<(String, &'static str), (u64, f64)>;
+
 /// Counters of reconciles, failures by reason and steps by kind and outcome.
 #[derive(Debug, Default)]
 pub struct Metrics {
     reconciles: AtomicU64,
     failures: Mutex<BTreeMap<String, u64>>,
     /// (step kind, outcome) → (count, seconds).
-    steps: Mutex<BTreeMap<(String, &'static str), (u64, f64)>>,
+    steps: Mutex<StepCounters>,
 }
 
 impl Metrics {

@@ -87,15 +87,14 @@ pub async fn run(options: Options) -> Result<()> {
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     });
-    let server = match options.metrics_addr {
-        Some(addr) => Some(tokio::spawn(http::serve(
+    let server = options.metrics_addr.map(|addr| {
+        tokio::spawn(http::serve(
             addr,
             metrics.clone(),
             ready.clone(),
             stop_rx.clone(),
-        ))),
-        None => None,
-    };
+        ))
+    });
 
     let ctx = Arc::new(Context::new(client, Imap, &cache_dir, metrics));
     let mut wc = watcher::Config::default();
