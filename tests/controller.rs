@@ -520,3 +520,17 @@ current-context: x
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn deploy_holds_the_generated_crd_and_rbac_without_wildcards() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let deployed = std::fs::read_to_string(format!("{root}/deploy/crd.yaml")).unwrap();
+    assert_eq!(
+        deployed,
+        mailshift::crd::crd_yaml(),
+        "deploy/crd.yaml is stale: copy `mailshift crd`"
+    );
+    let rbac = std::fs::read_to_string(format!("{root}/deploy/rbac.yaml")).unwrap();
+    assert!(!rbac.contains("\"*\""), "no wildcard verbs or resources");
+    assert!(rbac.contains("mailmigrations/status"));
+}
