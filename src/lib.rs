@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod cli;
+pub mod controller;
 pub mod crd;
 pub mod dns;
 pub mod imap;

@@ -26,6 +26,10 @@ pub enum SecretError {
     NoCluster { name: String, key: String },
     #[error("{0} is empty")]
     Empty(String),
+    #[error(
+        "{0}: in a cluster, secrets are read from Secrets in the resource's namespace only (use secretKeyRef)"
+    )]
+    ClusterOnly(String),
 }
 
 /// Secrets of a Kubernetes namespace, fetched by the controller before a reconcile.
@@ -53,6 +57,9 @@ impl SecretStore {
 pub struct Resolver {
     base_dir: PathBuf,
     cluster: Option<SecretStore>,
+    /// The controller's: `env` and `file` would read the controller's own environment and
+    /// files (its service account token), so only Secrets and inline values are read.
+    cluster_only: bool,
 }
 
 impl Resolver {
@@ -67,6 +74,17 @@ impl Resolver {
         Resolver {
             base_dir,
             cluster: None,
+            cluster_only: false,
+        }
+    }
+
+    /// For the controller: `secretKeyRef` reads from `store` (the Secrets of the resource's
+    /// namespace); `env` and `file` references are refused.
+    pub fn cluster_only(store: SecretStore) -> Self {
+        Resolver {
+            base_dir: PathBuf::from("."),
+            cluster: Some(store),
+            cluster_only: true,
         }
     }
 
@@ -77,6 +95,9 @@ impl Resolver {
     }
 
     pub fn resolve(&self, r: &SecretRef) -> Result<Secret, SecretError> {
+        if self.cluster_only && matches!(r, SecretRef::Env(_) | SecretRef::File(_)) {
+            return Err(SecretError::ClusterOnly(r.to_string()));
+        }
         let secret = match r {
             SecretRef::Env(name) => match std::env::var(name) {
                 Ok(v) => Secret::new(v),
@@ -170,5 +191,19 @@ mod tests {
         let r = r.with_cluster(store);
         assert_eq!(r.resolve(&sel).unwrap().expose(), "pw");
         assert!(!format!("{r:?}").contains("pw\""));
+    }
+
+    #[test]
+    fn the_controller_reads_secrets_of_the_namespace_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "t").unwrap();
+        let path = dir.path().join("token").display().to_string();
+        let r = Resolver::cluster_only(SecretStore::default());
+        for refused in [SecretRef::Env("PATH".into()), SecretRef::File(path)] {
+            assert!(
+                matches!(r.resolve(&refused), Err(SecretError::ClusterOnly(_))),
+                "{refused}"
+            );
+        }
     }
 }

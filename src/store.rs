@@ -37,6 +37,52 @@ impl CacheStore for NoCache {
     }
 }
 
+/// Where a migration's status lives between passes: a file in the state directory for the
+/// CLI, the resource's status subresource for the controller (which reads it from the object
+/// and writes it back with server-side apply, holding it in a [`MemoryStatus`] meanwhile).
+pub trait StatusStore: Send + Sync {
+    /// The stored status, or the empty status of a migration never run.
+    fn load_status(&self) -> Result<MailMigrationStatus>;
+    fn save_status(&self, status: &MailMigrationStatus) -> Result<()>;
+}
+
+impl StatusStore for StateDir {
+    fn load_status(&self) -> Result<MailMigrationStatus> {
+        StateDir::load_status(self)
+    }
+
+    fn save_status(&self, status: &MailMigrationStatus) -> Result<()> {
+        StateDir::save_status(self, status)
+    }
+}
+
+/// A status held in memory, starting from a given one (the controller's: the resource's
+/// `.status`).
+#[derive(Debug, Default)]
+pub struct MemoryStatus(std::sync::Mutex<MailMigrationStatus>);
+
+impl MemoryStatus {
+    pub fn new(status: MailMigrationStatus) -> Self {
+        MemoryStatus(std::sync::Mutex::new(status))
+    }
+
+    /// The status last saved (or the initial one).
+    pub fn get(&self) -> MailMigrationStatus {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl StatusStore for MemoryStatus {
+    fn load_status(&self) -> Result<MailMigrationStatus> {
+        Ok(self.get())
+    }
+
+    fn save_status(&self, status: &MailMigrationStatus) -> Result<()> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = status.clone();
+        Ok(())
+    }
+}
+
 /// One migration's state directory.
 #[derive(Clone, Debug)]
 pub struct StateDir {

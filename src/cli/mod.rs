@@ -1,6 +1,7 @@
 //! The `mailshift` command line.
 
 mod apply;
+mod controller;
 mod folders;
 mod logging;
 mod plan;
@@ -79,6 +80,13 @@ enum Command {
     /// status 0 when every mailbox was mapped, 1 when one could not be, 2 when nothing could
     /// be run.
     Folders(sync::Args),
+    /// Run as a Kubernetes controller: reconcile every MailMigration resource (or those of
+    /// one namespace, or matching a label selector), status in the status subresource,
+    /// Events for every step and failure, secrets from the resource's namespace.
+    ///
+    /// Serves /metrics, /healthz and /readyz; stops cleanly on SIGTERM. Exits 1 with a clear
+    /// message when no cluster is reachable.
+    Controller(controller::Args),
 }
 
 /// Run the command line; the exit code follows each command's documented convention.
@@ -99,6 +107,10 @@ pub fn run() -> ExitCode {
         }
         Command::Apply(args) => block_on(apply::run(&args, cli.log_format)),
         Command::Status(args) => report(status::run(&args)),
+        Command::Controller(args) => {
+            logging::init(cli.log_format, None);
+            block_on(controller::run(&args))
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use crate::imap::session::{DestinationSession, SourceSession};
 use crate::plan::Login;
 use crate::secrets::Resolver;
 use crate::spec::MailMigration;
+use crate::store::StateDir;
 
 /// The copy engine of one migration, plus connectors of its own for login checks.
 pub struct ImapEngine {
@@ -41,8 +42,30 @@ impl ImapEngine {
         state: Option<&Path>,
         observer: Arc<dyn Observer>,
     ) -> Result<(Self, Vec<Account>)> {
-        let p = engine::prepare(migration, manifest, state, Options::default(), observer)?;
-        let resolver = Resolver::for_manifest(manifest);
+        let name = migration
+            .metadata
+            .name
+            .as_deref()
+            .unwrap_or("mailmigration");
+        let store = StateDir::for_migration(manifest, state, name);
+        Self::prepare_with(
+            migration,
+            &Resolver::for_manifest(manifest),
+            store,
+            observer,
+        )
+    }
+
+    /// Like [`prepare`](Self::prepare), with secrets read through `resolver` (the
+    /// controller's: the namespace's Secrets) and caches kept in `store`.
+    pub fn prepare_with(
+        migration: &MailMigration,
+        resolver: &Resolver,
+        store: StateDir,
+        observer: Arc<dyn Observer>,
+    ) -> Result<(Self, Vec<Account>)> {
+        let p = engine::prepare_with(migration, resolver, store, Options::default(), observer)?;
+        let resolver = resolver.clone();
         let spec = &migration.spec;
         let this = ImapEngine {
             engine: p.engine,

@@ -1,13 +1,14 @@
 //! The reconcile loop around the pure planner: observe the servers into a [`World`], plan,
 //! carry out the first actionable step through the adapters, record, and observe again.
 //!
-//! The CLI (`plan`, `apply`) and, later, the Kubernetes controller drive the same
-//! [`Reconciler`]; they differ only in where status and secrets live.
+//! The CLI (`plan`, `apply`) and the Kubernetes controller drive the same [`Reconciler`];
+//! they differ only in where status and secrets live (a [`StatusStore`], a [`Resolver`]).
 
 pub mod imap;
 mod observe;
 pub mod records;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
@@ -18,7 +19,7 @@ use crate::dns::DnsError;
 use crate::plan::{self, Adapter, Failure, Milestones, Plan, Step, World};
 use crate::secrets::Resolver;
 use crate::spec::{MailMigration, MailMigrationStatus};
-use crate::store::StateDir;
+use crate::store::{StateDir, StatusStore};
 use records::Records;
 
 /// After this many failures of the same step in a row, the migration is Stalled.
@@ -72,8 +73,13 @@ pub trait MailEngine: Send + Sync {
 pub struct Reconciler<E> {
     pub migration: MailMigration,
     pub accounts: Vec<Account>,
+    /// The executor's records (and, for the IMAP engine, its caches).
     pub state: StateDir,
     pub engine: E,
+    /// Where status is read and written: the state directory unless set otherwise.
+    status: Arc<dyn StatusStore>,
+    /// `metadata.generation`, when a host knows it; else the records count spec changes.
+    generation: Option<i64>,
     /// Reads secrets that adapters other than IMAP need (the TSIG key).
     resolver: Resolver,
     records: Records,
@@ -99,8 +105,10 @@ impl<E: MailEngine> Reconciler<E> {
         Ok(Reconciler {
             migration,
             accounts,
+            status: Arc::new(state.clone()),
             state,
             engine,
+            generation: None,
             resolver: Resolver::default(),
             records,
             failure: None,
@@ -113,13 +121,38 @@ impl<E: MailEngine> Reconciler<E> {
         self
     }
 
+    /// Keep status in `store` instead of the state directory (the controller's is the
+    /// resource's status subresource).
+    pub fn with_status_store(mut self, store: Arc<dyn StatusStore>) -> Self {
+        self.status = store;
+        self
+    }
+
+    /// Report `generation` (a resource's `metadata.generation`) as the observed generation.
+    pub fn with_generation(mut self, generation: i64) -> Self {
+        self.generation = Some(generation);
+        self
+    }
+
+    /// Continue from a failure of an earlier loop over the same migration (a host that builds
+    /// a loop per pass keeps the count of failures in a row this way).
+    pub fn with_failure(mut self, failure: Option<(Step, Failure)>) -> Self {
+        self.failure = failure;
+        self
+    }
+
+    /// The step that failed last, with its failure.
+    pub fn failed_step(&self) -> Option<&(Step, Failure)> {
+        self.failure.as_ref()
+    }
+
     fn spec(&self) -> &crate::spec::MailMigrationSpec {
         &self.migration.spec
     }
 
     /// The generation of the spec (a count of its changes in this state directory).
     pub fn generation(&self) -> i64 {
-        self.records.generation.max(1)
+        self.generation.unwrap_or(self.records.generation.max(1))
     }
 
     /// Observe and plan; with `persist`, adopt a changed spec and store the derived status
@@ -127,7 +160,7 @@ impl<E: MailEngine> Reconciler<E> {
     pub async fn pass(&mut self, now: DateTime<Utc>, persist: bool) -> Result<Pass> {
         let mut records = self.records.clone();
         records.adopt(&self.migration.spec);
-        let previous = self.state.load_status()?;
+        let previous = self.status.load_status()?;
         let mut world = observe::observe(
             self.spec(),
             &self.accounts,
@@ -144,13 +177,13 @@ impl<E: MailEngine> Reconciler<E> {
             &world,
             &plan,
             &previous,
-            records.generation.max(1),
+            self.generation.unwrap_or(records.generation.max(1)),
             now,
         );
         if persist {
             records.save(&self.state)?;
             self.records = records;
-            self.state.save_status(&status)?;
+            self.status.save_status(&status)?;
         }
         Ok(Pass {
             world,
@@ -165,11 +198,11 @@ impl<E: MailEngine> Reconciler<E> {
         match self.run_step(step, now).await {
             Ok(()) => {
                 self.failure = None;
-                let mut status = self.state.load_status()?;
+                let mut status = self.status.load_status()?;
                 let mut milestones = Milestones::from_status(&status);
                 milestones.record(step, now);
                 milestones.write_to(&mut status);
-                self.state.save_status(&status)?;
+                self.status.save_status(&status)?;
                 self.records.save(&self.state)?;
                 Ok(())
             }

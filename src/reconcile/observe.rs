@@ -45,23 +45,26 @@ pub async fn observe<E: MailEngine>(
         });
     }
     let concurrency = spec.sync.as_ref().map_or(4, |s| usize::from(s.concurrency));
+    // Owned accounts: a closure over references would make this future's `Send` depend on
+    // a higher-ranked lifetime the compiler cannot prove (the controller needs it `Send`).
     let forwarding = spec.forwarding.as_ref();
-    let checks: Vec<(String, super::LoginCheck, ForwardingSides)> = futures::stream::iter(accounts)
-        .map(|a| async move {
-            let logins = engine.check_logins(a).await;
-            let mut sides = ForwardingSides::default();
-            if let Some(fwd) = forwarding {
-                sides.source = forwarding::observe(a, Side::Source, fwd, resolver).await;
-                if fwd.destination_managesieve.is_some() {
-                    sides.destination =
-                        forwarding::observe(a, Side::Destination, fwd, resolver).await;
+    let checks: Vec<(String, super::LoginCheck, ForwardingSides)> =
+        futures::stream::iter(accounts.to_vec())
+            .map(|a| async move {
+                let logins = engine.check_logins(&a).await;
+                let mut sides = ForwardingSides::default();
+                if let Some(fwd) = forwarding {
+                    sides.source = forwarding::observe(&a, Side::Source, fwd, resolver).await;
+                    if fwd.destination_managesieve.is_some() {
+                        sides.destination =
+                            forwarding::observe(&a, Side::Destination, fwd, resolver).await;
+                    }
                 }
-            }
-            (a.address.clone(), logins, sides)
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
+                (a.address.clone(), logins, sides)
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
     for (address, (source_login, destination_login), forwarding) in checks {
         let record = records.mailbox(&address);
         // A successful login is the proof that the destination account exists; a refused

@@ -40,7 +40,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 pub use retry::RetryPolicy;
-pub use setup::{Prepared, connector, prepare};
+pub use setup::{Prepared, connector, prepare, prepare_with};
 
 use self::retry::{AttemptError, Jitter};
 use super::conn::Connector;

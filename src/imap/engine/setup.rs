@@ -38,15 +38,38 @@ pub fn prepare(
         .name
         .clone()
         .unwrap_or_else(|| "mailmigration".into());
+    let store = StateDir::for_migration(manifest, state, &name);
+    prepare_with(
+        migration,
+        &Resolver::for_manifest(manifest),
+        store,
+        options,
+        observer,
+    )
+}
+
+/// Like [`prepare`], with secrets read through `resolver` (in a cluster: the namespace's
+/// Secrets) and caches kept in `store`.
+pub fn prepare_with(
+    migration: &MailMigration,
+    resolver: &Resolver,
+    store: StateDir,
+    options: Options,
+    observer: Arc<dyn Observer>,
+) -> Result<Prepared> {
+    let name = migration
+        .metadata
+        .name
+        .clone()
+        .unwrap_or_else(|| "mailmigration".into());
     let spec = &migration.spec;
-    let resolver = Resolver::for_manifest(manifest);
+    let resolver = resolver.clone();
     let accounts =
         accounts::resolve(spec, &resolver).with_context(|| format!("{name}: mailboxes"))?;
     let source = connector(Side::Source, &spec.source.imap, &resolver)
         .with_context(|| format!("{name}: source"))?;
     let destination = connector(Side::Destination, &spec.destination.imap, &resolver)
         .with_context(|| format!("{name}: destination"))?;
-    let store = StateDir::for_migration(manifest, state, &name);
     let engine = Engine::new(source, destination, spec.folders.clone(), Arc::new(store))
         .with_options(options)
         .with_observer(observer);

@@ -1,0 +1,303 @@
+//! One reconcile of one MailMigration: finalizer, secrets, observe → plan → at most one
+//! step, status, events, and when to come back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Resource, ResourceExt};
+
+use super::{Context, EngineFactory, FINALIZER, secrets, status};
+use crate::plan::{Progress, Step};
+use crate::reconcile::Reconciler;
+use crate::secrets::Resolver;
+use crate::spec::MailMigration;
+use crate::store::{MemoryStatus, StateDir};
+
+/// Right after a step, the next one is taken up this soon.
+pub const NEXT_STEP: Duration = Duration::from_secs(1);
+/// Something outside mailshift's hands (propagation, a copy elsewhere) is re-checked this
+/// often.
+pub const RECHECK: Duration = Duration::from_secs(15);
+/// A migration that is converged, blocked or only observed is observed again this often;
+/// a time gate further away than this is re-observed meanwhile (the world may change).
+pub const REOBSERVE: Duration = Duration::from_secs(3600);
+/// A migration whose secrets or mailboxes cannot be resolved is tried again this often
+/// (Secrets are not watched).
+pub const UNRUNNABLE: Duration = Duration::from_secs(60);
+/// After an error talking to the API server.
+pub const API_RETRY: Duration = Duration::from_secs(30);
+
+/// Why a reconcile failed (step failures are not errors: they are counted, reported and
+/// retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0:#}")]
+    Loop(anyhow::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("a MailMigration must be namespaced")]
+    NoNamespace,
+}
+
+impl Error {
+    /// CamelCase reason for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "KubernetesApi",
+            Error::Loop(_) => "ReconcileLoop",
+            Error::Finalizer(_) => "Finalizer",
+            Error::NoNamespace => "NoNamespace",
+        }
+    }
+}
+
+/// When to reconcile again, as of `now`, for a plan whose progress is `progress`.
+pub fn requeue_for(progress: &Progress, now: DateTime<Utc>) -> Action {
+    match progress {
+        Progress::Ready => Action::requeue(NEXT_STEP),
+        Progress::Recheck => Action::requeue(RECHECK),
+        Progress::WaitUntil { at } => {
+            let wait = (*at - now).to_std().unwrap_or(Duration::ZERO);
+            Action::requeue(wait.clamp(NEXT_STEP, REOBSERVE))
+        }
+        Progress::Converged | Progress::ObserveOnly | Progress::Blocked { .. } => {
+            Action::requeue(REOBSERVE)
+        }
+    }
+}
+
+/// The controller's reconcile function.
+pub async fn reconcile<F: EngineFactory>(
+    obj: Arc<MailMigration>,
+    ctx: Arc<Context<F>>,
+) -> Result<Action, Error> {
+    ctx.metrics.reconciled();
+    let namespace = obj.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<MailMigration> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            Finalizer::Apply(obj) => apply(&obj, &api, &ctx).await,
+            Finalizer::Cleanup(obj) => cleanup(&obj, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// The controller's error policy: count, log, retry.
+pub fn error_policy<F: EngineFactory>(
+    obj: Arc<MailMigration>,
+    error: &Error,
+    ctx: Arc<Context<F>>,
+) -> Action {
+    ctx.metrics.failed(error.reason());
+    tracing::warn!(
+        namespace = obj.namespace().unwrap_or_default(),
+        name = obj.name_any(),
+        error = %error,
+        "reconcile failed"
+    );
+    Action::requeue(API_RETRY)
+}
+
+fn key(obj: &MailMigration) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+fn state_of<F>(obj: &MailMigration, ctx: &Context<F>) -> StateDir {
+    StateDir::at(
+        ctx.cache_dir
+            .join(obj.namespace().unwrap_or_default())
+            .join(obj.name_any()),
+    )
+}
+
+/// The variant name of a step: the Event's action and the metrics' label.
+fn kind(step: &Step) -> String {
+    format!("{step:?}")
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .next()
+        .unwrap_or("Step")
+        .to_owned()
+}
+
+/// Publish an Event about `obj`; a failure to publish is logged, not fatal.
+async fn publish<F>(
+    ctx: &Context<F>,
+    obj: &MailMigration,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let mut note = note;
+    if note.len() > 1000 {
+        let mut cut = 1000;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+        note.push('…');
+    }
+    let event = KubeEvent {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+        tracing::warn!(error = %e, reason, "cannot publish event");
+    }
+}
+
+async fn apply<F: EngineFactory>(
+    obj: &MailMigration,
+    api: &Api<MailMigration>,
+    ctx: &Context<F>,
+) -> Result<Action, Error> {
+    let now = ctx.now();
+    let name = obj.name_any();
+    let namespace = obj.namespace().ok_or(Error::NoNamespace)?;
+    let key = key(obj);
+    let generation = obj.metadata.generation.unwrap_or(1);
+    let previous = obj.status.clone().unwrap_or_default();
+
+    let store = secrets::fetch(
+        &ctx.client,
+        &namespace,
+        &secrets::referenced_secrets(&obj.spec),
+    )
+    .await?;
+    let resolver = Resolver::cluster_only(store);
+    let state = state_of(obj, ctx);
+    let (engine, accounts) = match ctx.engines.prepare(obj, &resolver, state.clone()) {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            // Nothing can be observed without the mailboxes' logins: say why, and retry
+            // (a missing Secret may be created later).
+            let message = format!("{e:#}");
+            ctx.metrics.failed("InvalidConfiguration");
+            publish(
+                ctx,
+                obj,
+                EventType::Warning,
+                "InvalidConfiguration",
+                "Prepare",
+                message.clone(),
+            )
+            .await;
+            let s =
+                status::unrunnable(&previous, generation, "InvalidConfiguration", &message, now);
+            status::apply(api, &name, &s).await?;
+            return Ok(Action::requeue(UNRUNNABLE));
+        }
+    };
+    let memory = Arc::new(MemoryStatus::new(previous));
+    let mut r = Reconciler::new(obj.clone(), accounts, state, engine)
+        .map_err(Error::Loop)?
+        .with_resolver(resolver)
+        .with_status_store(memory.clone())
+        .with_generation(generation)
+        .with_failure(ctx.failure(&key, generation));
+
+    let pass = r.pass(now, true).await.map_err(Error::Loop)?;
+    let progress = pass.plan.progress();
+    let mut action = requeue_for(&progress, now);
+    if progress == Progress::Ready {
+        let step = pass
+            .plan
+            .next()
+            .expect("a Ready plan has a next step")
+            .step
+            .clone();
+        let kind = kind(&step);
+        tracing::info!(namespace, name, step = %step, "applying");
+        let started = Instant::now();
+        let result = r.execute(&step, now).await;
+        ctx.metrics.step(&kind, result.is_ok(), started.elapsed());
+        match result {
+            Ok(()) => {
+                tracing::info!(namespace, name, step = %step, "done");
+                publish(
+                    ctx,
+                    obj,
+                    EventType::Normal,
+                    "StepApplied",
+                    &kind,
+                    step.to_string(),
+                )
+                .await;
+            }
+            Err(e) => {
+                let failure = r.failure().cloned().expect("a failed step is recorded");
+                tracing::warn!(namespace, name, step = %step, attempt = failure.count, error = %format!("{e:#}"), "step failed");
+                ctx.metrics.failed(&failure.reason);
+                let reason = if failure.stalled {
+                    "Stalled"
+                } else {
+                    failure.reason.as_str()
+                };
+                let note = format!(
+                    "`{step}` failed (attempt {}): {}",
+                    failure.count, failure.message
+                );
+                publish(ctx, obj, EventType::Warning, reason, &kind, note).await;
+            }
+        }
+        // Observe again, so that the status tells what the step changed.
+        let after = ctx.now();
+        let pass = r.pass(after, true).await.map_err(Error::Loop)?;
+        action = match r.failure() {
+            Some(f) => Action::requeue(Reconciler::<F::Engine>::backoff(f.count)),
+            None => requeue_for(&pass.plan.progress(), after),
+        };
+    }
+    ctx.set_failure(&key, generation, r.failed_step().cloned());
+    status::apply(api, &name, &memory.get()).await?;
+    Ok(action)
+}
+
+/// On deletion: nothing mailshift set up is undone behind the admin's back, except what
+/// is temporary (forwarding), and the Event says what was left as it is.
+async fn cleanup<F: EngineFactory>(obj: &MailMigration, ctx: &Context<F>) -> Result<Action, Error> {
+    let spec = &obj.spec;
+    let mut left = vec!["MX and DNS records"];
+    if spec.gateway.is_some() {
+        left.push("the gateway relay on the old server");
+    }
+    if spec.fallback.is_some() {
+        left.push("the fallback relay on the new server");
+    }
+    left.push("every mailbox on both servers");
+    let mut note = format!(
+        "MailMigration deleted; left as they are: {}.",
+        left.join(", ")
+    );
+    let type_ = match &spec.forwarding {
+        Some(f) => {
+            note.push_str(&format!(
+                " Temporary forwarding to {} is NOT removed: this build has no forwarding adapter yet; remove it by hand.",
+                f.to
+            ));
+            EventType::Warning
+        }
+        None => EventType::Normal,
+    };
+    publish(ctx, obj, type_, "Deleted", "Cleanup", note).await;
+    ctx.set_failure(&key(obj), 0, None);
+    let state = state_of(obj, ctx);
+    if let Err(e) = std::fs::remove_dir_all(state.root())
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(error = %e, dir = %state.root().display(), "cannot remove caches");
+    }
+    Ok(Action::await_change())
+}

@@ -1,0 +1,179 @@
+//! Starting and stopping the controller: connect to the cluster (failing clearly when there
+//! is none), serve metrics and health, run the kube-rs Controller until SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use futures::StreamExt;
+use kube::api::{Api, ListParams};
+use kube::runtime::{Controller, controller, watcher};
+use kube::{Client, Config};
+use tokio::sync::watch;
+
+use super::{Context, Imap, Metrics, error_policy, http, reconcile};
+use crate::spec::MailMigration;
+
+/// How long to wait for the API server at start.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What `mailshift controller` was asked to do.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Only this namespace; all when `None`.
+    pub namespace: Option<String>,
+    /// Label selector: only matching MailMigrations (sharding between controllers).
+    pub selector: Option<String>,
+    /// Engine caches; a temporary directory when `None`.
+    pub cache_dir: Option<PathBuf>,
+    /// Where `/metrics`, `/healthz`, `/readyz` are served; not at all when `None`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// MailMigrations reconciled at once.
+    pub concurrency: u16,
+}
+
+/// Run until SIGTERM or Ctrl-C.
+pub async fn run(options: Options) -> Result<()> {
+    let client = connect().await?;
+    let api: Api<MailMigration> = match &options.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    // The CRD must be installed, and listing it allowed.
+    let mut lp = ListParams::default().limit(1);
+    if let Some(sel) = &options.selector {
+        lp = lp.labels(sel);
+    }
+    if let Err(e) = api.list(&lp).await {
+        return Err(match &e {
+            kube::Error::Api(s) if s.code == 404 => anyhow!(
+                "the MailMigration CRD is not installed in this cluster (kubectl apply -f crds/mailmigration.yaml)"
+            ),
+            kube::Error::Api(s) if s.code == 403 => anyhow!(
+                "not allowed to list MailMigrations{}: {} (see deploy/rbac.yaml)",
+                options
+                    .namespace
+                    .as_deref()
+                    .map(|n| format!(" in namespace {n}"))
+                    .unwrap_or_default(),
+                s.message
+            ),
+            _ => anyhow!(e).context("listing MailMigrations"),
+        });
+    }
+
+    let temp;
+    let cache_dir = match &options.cache_dir {
+        Some(d) => d.clone(),
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("mailshift-controller-")
+                .tempdir()
+                .context("creating a cache directory")?;
+            temp.path().to_path_buf()
+        }
+    };
+    std::fs::create_dir_all(&cache_dir)
+        .with_context(|| format!("creating {}", cache_dir.display()))?;
+
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let server = options.metrics_addr.map(|addr| {
+        tokio::spawn(http::serve(
+            addr,
+            metrics.clone(),
+            ready.clone(),
+            stop_rx.clone(),
+        ))
+    });
+
+    let ctx = Arc::new(Context::new(client, Imap, &cache_dir, metrics));
+    let mut wc = watcher::Config::default();
+    if let Some(sel) = &options.selector {
+        wc = wc.labels(sel);
+    }
+    let mut stop = stop_rx.clone();
+    tracing::info!(
+        namespace = options.namespace.as_deref().unwrap_or("(all)"),
+        selector = options.selector.as_deref().unwrap_or(""),
+        cache_dir = %cache_dir.display(),
+        "controller started"
+    );
+    ready.store(true, Ordering::Relaxed);
+    Controller::new(api, wc)
+        .with_config(controller::Config::default().concurrency(options.concurrency))
+        .graceful_shutdown_on(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, action)) => tracing::debug!(object = %obj, ?action, "reconciled"),
+                Err(controller::Error::ReconcilerFailed(e, obj)) => {
+                    tracing::debug!(object = %obj, error = %e, "reconcile failed")
+                }
+                Err(e) => tracing::warn!(error = %e, "controller"),
+            }
+        })
+        .await;
+    ready.store(false, Ordering::Relaxed);
+    if let Some(server) = server {
+        let _ = server.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A client for the cluster of the environment (in-cluster service account, else
+/// KUBECONFIG / ~/.kube/config), checked by asking the API server for its version.
+async fn connect() -> Result<Client> {
+    let mut config = Config::infer().await.map_err(|e| {
+        anyhow!("no Kubernetes cluster configured: {e} (run in a cluster, or set KUBECONFIG)")
+    })?;
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    let url = config.cluster_url.to_string();
+    let client = Client::try_from(config)
+        .with_context(|| format!("cannot build a client for the Kubernetes API at {url}"))?;
+    match tokio::time::timeout(CONNECT_TIMEOUT, client.apiserver_version()).await {
+        Ok(Ok(v)) => {
+            tracing::info!(server = %url, version = %v.git_version, "connected");
+            Ok(client)
+        }
+        Ok(Err(e)) => bail!("cannot reach the Kubernetes API server at {url}: {e}"),
+        Err(_) => bail!(
+            "cannot reach the Kubernetes API server at {url}: no answer within {}s",
+            CONNECT_TIMEOUT.as_secs()
+        ),
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
