@@ -391,13 +391,29 @@ async fn the_requeue_is_the_instant_the_gate_opens() {
     // A gateway cutover 10 minutes ago, a delta sync due 30 minutes after it: the loop must
     // come back in exactly 20 minutes.
     let gateway_on = t0() - chrono::Duration::minutes(10);
-    let extra = "  domains: [example.com]
-  gateway: { postfix: { configDir: /etc/postfix }, relayTo: \"[127.0.0.1]:2526\" }
-  finalize: { deltaSyncAfter: 30m }
-";
+    // The gateway is observed on a real Postfix, where it was switched on back then.
+    let postfix = mailshift_harness::Postfix::builder().start().unwrap();
+    let extra = format!(
+        "  domains: [example.com]
+  gateway: {{ postfix: {{ configDir: {} }}, relayTo: \"[127.0.0.1]:2526\" }}
+  finalize: {{ deltaSyncAfter: 30m }}
+",
+        postfix.config_dir().display()
+    );
     let status = json!({ "gatewayOnAt": gateway_on.to_rfc3339() });
+    let obj = resource(&extra, true, Some(status));
+    mailshift::routing::apply(
+        &mailshift::plan::Step::GatewayOn {
+            relay_to: "[127.0.0.1]:2526".into(),
+            domains: vec!["example.com".into()],
+        },
+        &serde_json::from_value(obj["spec"].clone()).unwrap(),
+        &mailshift::secrets::Resolver::default(),
+    )
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (client, fake) = Fake::start(resource(extra, true, Some(status)), vec![secret()]);
+    let (client, fake) = Fake::start(obj, vec![secret()]);
     let ctx = context(client, Models::default(), dir.path());
     let mut action = Action::await_change();
     for _ in 0..10 {
