@@ -136,7 +136,7 @@ pub(super) fn prepare_all(
             let path = PathBuf::from(&loaded.file);
             let migrations = loaded.into_result()?;
             for m in migrations {
-                let name = m.metadata.name.clone().unwrap_or_default();
+                let name = m.name().to_owned();
                 if !args.names.is_empty() {
                     match args.names.iter().position(|n| *n == name) {
                         Some(i) => names_seen[i] = true,

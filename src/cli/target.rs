@@ -69,5 +69,5 @@ impl TargetArgs {
 }
 
 pub fn name_of(m: &MailMigration) -> String {
-    m.metadata.name.clone().unwrap_or_else(|| "unnamed".into())
+    m.name().to_owned()
 }

@@ -42,12 +42,7 @@ impl ImapEngine {
         state: Option<&Path>,
         observer: Arc<dyn Observer>,
     ) -> Result<(Self, Vec<Account>)> {
-        let name = migration
-            .metadata
-            .name
-            .as_deref()
-            .unwrap_or("mailmigration");
-        let store = StateDir::for_migration(manifest, state, name);
+        let store = StateDir::for_migration(manifest, state, migration.name());
         Self::prepare_with(
             migration,
             &Resolver::for_manifest(manifest),

@@ -12,6 +12,14 @@ pub use secret::{Secret, SecretKeySelector, SecretRef};
 pub use status::{Condition, ConditionStatus, MailMigrationStatus, MailboxCounts, Phase};
 pub use types::*;
 
+impl MailMigration {
+    /// `metadata.name`, which names the state directory, events and logs. `validate`
+    /// requires it; the fallback only keeps a hand-built object usable.
+    pub fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or("mailmigration")
+    }
+}
+
 /// `apiVersion` of the resource.
 pub const API_VERSION: &str = "mailshift.io/v1alpha1";
 /// `kind` of the resource.

@@ -33,12 +33,7 @@ pub fn prepare(
     options: Options,
     observer: Arc<dyn Observer>,
 ) -> Result<Prepared> {
-    let name = migration
-        .metadata
-        .name
-        .clone()
-        .unwrap_or_else(|| "mailmigration".into());
-    let store = StateDir::for_migration(manifest, state, &name);
+    let store = StateDir::for_migration(manifest, state, migration.name());
     prepare_with(
         migration,
         &Resolver::for_manifest(manifest),
@@ -57,11 +52,7 @@ pub fn prepare_with(
     options: Options,
     observer: Arc<dyn Observer>,
 ) -> Result<Prepared> {
-    let name = migration
-        .metadata
-        .name
-        .clone()
-        .unwrap_or_else(|| "mailmigration".into());
+    let name = migration.name().to_owned();
     let spec = &migration.spec;
     let resolver = resolver.clone();
     let accounts =
