@@ -33,6 +33,7 @@ const READ_ONLY: &[&str] = &[
     "UID FETCH",
     "LOGOUT",
     "NOOP",
+    "NAMESPACE",
 ];
 
 fn assert_read_only(sent: &str) {
@@ -158,6 +159,75 @@ fn copies_exactly_and_never_writes_to_the_source() -> Result<()> {
     let sent_to_source = recorder.sent();
     assert!(sent_to_source.contains("BODY.PEEK[]"));
     assert_read_only(&sent_to_source);
+    Ok(())
+}
+
+/// A fresh Courier-style destination (every folder under `INBOX.`) holds only INBOX, so its
+/// LIST gives no hint where folders go: the prefix comes from NAMESPACE.
+#[test]
+fn a_fresh_destination_gets_folders_under_its_namespace_prefix() -> Result<()> {
+    let src = dovecot("ns-src").start()?;
+    let dst = dovecot("ns-dst")
+        .namespace_prefix("INBOX.")
+        .separator('.')
+        .start()?;
+    let before: Vec<String> = folders(&dst)?.into_iter().map(|(n, _)| n).collect();
+    assert_eq!(before, ["INBOX"], "the destination starts empty");
+    for f in ["Sent", "Projekte", "Projekte.2024", "Пример"] {
+        src.create_mailbox(USER, f)?;
+    }
+    let date = "01-Feb-2022 10:00:00 +0100";
+    for (i, f) in ["INBOX", "Sent", "Projekte.2024", "Пример"]
+        .iter()
+        .enumerate()
+    {
+        load(
+            &src,
+            &mutf7::encode(f),
+            &[("\\Seen", date, message(&format!("ns{i}"), f, "text"))],
+        )?;
+    }
+
+    let dir = tempfile::tempdir()?;
+    let text = manifest("ns", src.imap_port(), dst.imap_port(), "");
+    std::fs::write(dir.path().join("m.yaml"), text)?;
+    let out = mailshift(dir.path(), &["sync", "-f", "m.yaml", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let names: Vec<String> = folders(&dst)?.into_iter().map(|(n, _)| n).collect();
+    let mut expected: Vec<String> = [
+        "INBOX",
+        "INBOX.Sent",
+        "INBOX.Projekte",
+        "INBOX.Projekte.2024",
+        "INBOX.Пример",
+    ]
+    .iter()
+    .map(|s| mutf7::encode(s))
+    .collect();
+    expected.sort();
+    assert_eq!(names, expected);
+    for (s, d) in [
+        ("INBOX", "INBOX"),
+        ("Sent", "INBOX.Sent"),
+        ("Projekte.2024", "INBOX.Projekte.2024"),
+        ("Пример", "INBOX.Пример"),
+    ] {
+        let a = messages(&src, &mutf7::encode(s))?;
+        assert_eq!(a.len(), 1);
+        assert_eq!(a, messages(&dst, &mutf7::encode(d))?, "{s} → {d}");
+    }
+    let out = mailshift(dir.path(), &["verify", "-f", "m.yaml"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     Ok(())
 }
 

@@ -206,6 +206,8 @@ pub struct Connection {
     pub session: async_imap::Session<ImapStream>,
     /// Upper-cased capability names, as granted after login.
     pub capabilities: BTreeSet<String>,
+    /// The personal namespace (RFC 2342), when the server offers NAMESPACE and named one.
+    pub personal_namespace: Option<super::namespace::Personal>,
     pub side: Side,
     pub addr: String,
     _permit: OwnedSemaphorePermit,
@@ -352,6 +354,7 @@ impl Connector {
         let mut conn = Connection {
             session,
             capabilities: BTreeSet::new(),
+            personal_namespace: None,
             side: self.side,
             addr,
             _permit: permit,
@@ -370,6 +373,16 @@ impl Connector {
                 async_imap::types::Capability::Atom(a) => a.to_ascii_uppercase(),
             })
             .collect();
+        if conn.has("NAMESPACE") {
+            // Right after CAPABILITY's completion nothing is in flight, so the raw stream
+            // is where async-imap left off.
+            let answer = super::namespace::query(conn.session.get_mut(), CONNECT_TIMEOUT)
+                .await
+                .map_err(|e| self.protocol(format!("NAMESPACE: {e}")))?;
+            if let super::namespace::Answer::Personal(p) = answer {
+                conn.personal_namespace = Some(p);
+            }
+        }
         Ok(conn)
     }
 

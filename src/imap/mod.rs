@@ -13,6 +13,7 @@ pub mod folder_names;
 pub mod folders;
 pub mod identity;
 pub mod mutf7;
+pub mod namespace;
 pub mod proto;
 pub mod report;
 pub mod session;

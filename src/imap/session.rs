@@ -39,16 +39,21 @@ pub struct Listing {
     pub folders: Vec<ListedFolder>,
     /// The hierarchy delimiter (the first one LIST reports), `None` for a flat server.
     pub delimiter: Option<char>,
+    /// The personal namespace prefix the server named (NAMESPACE), if it did.
+    pub prefix: Option<String>,
     wire: HashMap<String, String>,
 }
 
 impl Listing {
     /// The folder list [`super::folders::folder_table`] takes: the personal namespace
-    /// prefix is guessed from the names (NAMESPACE responses cannot be parsed here).
+    /// prefix as NAMESPACE gave it, else guessed from the names.
     pub fn folder_list(&self) -> FolderList {
         FolderList {
             delimiter: self.delimiter,
-            prefix: guess_prefix(&self.folders, self.delimiter),
+            prefix: self
+                .prefix
+                .clone()
+                .unwrap_or_else(|| guess_prefix(&self.folders, self.delimiter)),
             folders: self.folders.clone(),
         }
     }
@@ -174,7 +179,10 @@ async fn list(conn: &mut Connection) -> Result<Listing, ImapError> {
         .await?;
         Some(names)
     };
-    let mut listing = Listing::default();
+    let mut listing = Listing {
+        prefix: conn.personal_namespace.as_ref().map(|n| n.prefix.clone()),
+        ..Listing::default()
+    };
     for (wire, attributes, delimiter) in raw {
         if listing.delimiter.is_none() {
             listing.delimiter = delimiter;
