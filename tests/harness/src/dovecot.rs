@@ -36,6 +36,7 @@ pub struct DovecotBuilder {
     max_message_size: Option<u64>,
     lmtp_strip_domain: bool,
     submission_host: Option<String>,
+    oauth2_hs256_key: Option<Vec<u8>>,
     extra_config: String,
 }
 
@@ -52,6 +53,7 @@ impl Default for DovecotBuilder {
             max_message_size: None,
             lmtp_strip_domain: false,
             submission_host: None,
+            oauth2_hs256_key: None,
             extra_config: String::new(),
         }
     }
@@ -134,6 +136,16 @@ impl DovecotBuilder {
     /// `/usr/sbin/sendmail`, which has no system-wide Postfix behind it here.
     pub fn submission_host(mut self, host_port: &str) -> Self {
         self.submission_host = Some(host_port.to_string());
+        self
+    }
+
+    /// Accept OAuth 2.0 bearer tokens (SASL XOAUTH2 and OAUTHBEARER) besides passwords:
+    /// JSON Web Tokens signed with HMAC-SHA256 under `key`, checked by Dovecot itself
+    /// (oauth2 passdb with `introspection_mode = local`, no identity provider needed). The
+    /// token's `email` claim names the user; it must be an existing user, and `exp` must lie
+    /// in the future. Make tokens with [`crate::jwt_hs256`].
+    pub fn oauth2_hs256_key(mut self, key: &[u8]) -> Self {
+        self.oauth2_hs256_key = Some(key.to_vec());
         self
     }
 
@@ -221,6 +233,9 @@ impl Dovecot {
             dir,
         };
         write_passwd(&dovecot.passwd_path(), &dovecot.settings.users)?;
+        if let Some(key) = &dovecot.settings.oauth2_hs256_key {
+            write_oauth2_config(dovecot.dir.path(), key)?;
+        }
         write_passwd(
             &dovecot.master_passwd_path(),
             &dovecot.settings.master_users,
@@ -494,7 +509,7 @@ ssl_cert = <{cert}
 ssl_key = <{key}
 # Tests connect without TLS too (tls: none in manifests).
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth_mechanisms}
 auth_verbose = yes
 # Failed logins answer at once instead of after 2 seconds: keeps negative tests fast.
 # (The growing per-IP penalty is disabled below, at service anvil.)
@@ -503,7 +518,7 @@ auth_master_user_separator = *
 lda_mailbox_autocreate = yes
 lda_mailbox_autosubscribe = yes
 
-passdb {{
+{oauth_passdb}passdb {{
   driver = passwd-file
   args = scheme=PLAIN {d}/master-users
   master = yes
@@ -530,6 +545,18 @@ namespace inbox {{
             key = self.certs.server_key.display(),
             sep = s.separator,
             prefix = s.namespace_prefix,
+            oauth_mechanisms = if s.oauth2_hs256_key.is_some() {
+                " xoauth2 oauthbearer"
+            } else {
+                ""
+            },
+            oauth_passdb = if s.oauth2_hs256_key.is_some() {
+                format!(
+                    "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {d}/oauth2.conf.ext\n}}\n"
+                )
+            } else {
+                String::new()
+            },
         );
         if s.special_use {
             let auto = if s.create_special_folders {
@@ -677,4 +704,27 @@ fn write_passwd(path: &Path, users: &[(String, String)]) -> Result<()> {
 fn secs(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// The oauth2 passdb's settings and its HMAC key, where Dovecot looks keys up
+/// (`shared/<azp>/<alg>/<kid>` in the dict; `default` for a token without `azp` or `kid`).
+fn write_oauth2_config(dir: &Path, key: &[u8]) -> Result<()> {
+    use base64::Engine as _;
+    let keys = dir.join("oauth2-keys");
+    let key_dir = keys.join("default").join("HS256");
+    fs::create_dir_all(&key_dir)?;
+    fs::write(
+        key_dir.join("default"),
+        base64::engine::general_purpose::STANDARD.encode(key),
+    )?;
+    fs::write(
+        dir.join("oauth2.conf.ext"),
+        format!(
+            "introspection_mode = local\nlocal_validation_key_dict = fs:posix:prefix={}/\nusername_attribute = email\n",
+            keys.display()
+        ),
+    )?;
+    // The auth process reads the keys as the dovecot user.
+    process::chown_recursive(&keys, "dovecot:dovecot")?;
+    Ok(())
 }

@@ -15,7 +15,7 @@
 //!
 //! | server | type | provides |
 //! |---|---|---|
-//! | Dovecot 2.3 | [`Dovecot`] | IMAP (+STARTTLS), IMAPS, LMTP, ManageSieve, passwd-file users, master user |
+//! | Dovecot 2.3 | [`Dovecot`] | IMAP (+STARTTLS), IMAPS, LMTP, ManageSieve, passwd-file users, master user, OAuth2 bearer tokens (JWT, XOAUTH2/OAUTHBEARER) |
 //! | Postfix | [`Postfix`] | SMTP listener, transport map routing to LMTP or another SMTP server |
 //! | BIND 9 | [`Bind`] | authoritative zones, TSIG-signed dynamic updates, secondaries via AXFR |
 //!
@@ -50,27 +50,26 @@ pub use tls::Certificates;
 pub const HOST: &str = "127.0.0.1";
 
 /// Standard base64 (RFC 4648, with padding), e.g. for SASL PLAIN in tests or TSIG secrets.
-///
-/// Here so that tests need no extra crate for it.
 pub fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// A JSON Web Token (RFC 7519) over `claims` (a JSON object), signed with HMAC-SHA256 under
+/// `key`: what [`DovecotBuilder::oauth2_hs256_key`] accepts as an OAuth 2.0 bearer token.
+pub fn jwt_hs256(key: &[u8], claims: &str) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let signed = format!(
+        "{}.{}",
+        b64(br#"{"alg":"HS256","typ":"JWT"}"#),
+        b64(claims.as_bytes())
+    );
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    mac.update(signed.as_bytes());
+    format!("{signed}.{}", b64(&mac.finalize().into_bytes()))
 }
 
 /// `n` random bytes from the kernel (`/dev/urandom`), for secrets and serial numbers.
