@@ -718,6 +718,33 @@ mod tests {
     }
 
     #[test]
+    fn at_least_110_distinct_languages() {
+        // Regional and script variants (pt-BR, sr-Latn, zh-Hant, ...) are not languages of their
+        // own: count primary subtags. Issue #8 asks for 110 or more.
+        let primaries: BTreeSet<&str> = languages().into_iter().map(Lang::primary).collect();
+        assert!(primaries.len() >= 110, "{} languages", primaries.len());
+        // The languages added from Thunderbird and Thunderbird for Android are detected from
+        // their own names.
+        assert_eq!(
+            detect_language(&["INBOX", "Posta entrada", "Tramess", "Sbozs"]),
+            Some(lang("rm"))
+        );
+        assert_eq!(
+            detect_language(&["Dochad posta", "Pósłany", "Papjernik"]),
+            Some(lang("dsb"))
+        );
+        assert_eq!(
+            detect_language(&["Currieru ricevutu", "Bruttacopie", "Curbella"]),
+            Some(lang("co"))
+        );
+        assert_eq!(
+            role_for("Phakathi ebhokisini", Some("xh")),
+            Some(Role::Inbox)
+        );
+        assert_eq!(role_for("스팸함", Some("ko")), Some(Role::Junk));
+    }
+
+    #[test]
     fn parse_rejects_bad_rows() {
         let bad = [
             "en\tSent\n",
@@ -1341,6 +1368,9 @@ mod tests {
             "Predlošci",
             "Padala",
             "Lasa",
+            "Otpad",
+            "Molb'äl",
+            "Taq yakb'äl",
         ] {
             assert_eq!(lookup(name), vec![], "{name}");
         }
