@@ -16,6 +16,8 @@ pub struct Metrics {
     failures: Mutex<BTreeMap<String, u64>>,
     /// (step kind, outcome) → (count, seconds).
     steps: Mutex<StepCounters>,
+    copied_messages: AtomicU64,
+    copied_bytes: AtomicU64,
 }
 
 impl Metrics {
@@ -34,6 +36,12 @@ impl Metrics {
         let e = s.entry((kind.to_owned(), outcome)).or_default();
         e.0 += 1;
         e.1 += took.as_secs_f64();
+    }
+
+    /// Messages and bytes a copy step appended on a destination.
+    pub fn copied(&self, messages: u64, bytes: u64) {
+        self.copied_messages.fetch_add(messages, Ordering::Relaxed);
+        self.copied_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     pub fn reconciles(&self) -> u64 {
@@ -92,6 +100,16 @@ impl Metrics {
                 escape(kind)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP mailshift_messages_copied_total Messages appended to destinations.\n# TYPE mailshift_messages_copied_total counter\nmailshift_messages_copied_total {}",
+            self.copied_messages.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP mailshift_bytes_copied_total Bytes of the messages appended to destinations.\n# TYPE mailshift_bytes_copied_total counter\nmailshift_bytes_copied_total {}",
+            self.copied_bytes.load(Ordering::Relaxed)
+        );
         out
     }
 }
@@ -114,7 +132,17 @@ mod tests {
         m.failed("LoginRefused");
         m.failed("LoginRefused");
         m.step("InitialSync", true, Duration::from_millis(1500));
+        m.copied(3, 3000);
+        m.copied(2, 500);
         let text = m.render();
+        assert!(
+            text.contains("mailshift_messages_copied_total 5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mailshift_bytes_copied_total 3500\n"),
+            "{text}"
+        );
         assert!(text.contains("mailshift_reconciles_total 1\n"), "{text}");
         assert!(text.contains("mailshift_reconcile_failures_total{reason=\"LoginRefused\"} 2\n"));
         assert!(

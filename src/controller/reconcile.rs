@@ -223,6 +223,8 @@ async fn apply<F: EngineFactory>(
         let started = Instant::now();
         let result = r.execute(&step, now).await;
         ctx.metrics.step(&kind, result.is_ok(), started.elapsed());
+        let (messages, bytes) = r.copied();
+        ctx.metrics.copied(messages, bytes);
         match result {
             Ok(()) => {
                 tracing::info!(namespace, name, step = %step, "done");

@@ -121,6 +121,8 @@ impl MailEngine for ImapEngine {
                     bytes: r.folders.iter().map(|f| f.source_bytes).sum(),
                     refused,
                     errors,
+                    copied_messages: r.folders.iter().map(|f| f.copied).sum(),
+                    copied_bytes: r.folders.iter().map(|f| f.copied_bytes).sum(),
                 };
                 (r.address.clone(), synced)
             })

@@ -38,6 +38,9 @@ pub struct Synced {
     pub refused: u64,
     /// Errors that left the mailbox incomplete.
     pub errors: Vec<String>,
+    /// What this sync copied (for metrics): messages appended and their bytes.
+    pub copied_messages: u64,
+    pub copied_bytes: u64,
 }
 
 /// One mailbox's verification.
@@ -84,6 +87,8 @@ pub struct Reconciler<E> {
     resolver: Resolver,
     records: Records,
     failure: Option<(Step, Failure)>,
+    /// Messages and bytes copied by the steps this value carried out.
+    copied: (u64, u64),
 }
 
 /// The outcome of observing and planning once.
@@ -112,6 +117,7 @@ impl<E: MailEngine> Reconciler<E> {
             resolver: Resolver::default(),
             records,
             failure: None,
+            copied: (0, 0),
         })
     }
 
@@ -236,6 +242,11 @@ impl<E: MailEngine> Reconciler<E> {
     }
 
     /// The current failure, if the last attempt of a step failed.
+    /// Messages and bytes copied by the steps carried out so far.
+    pub fn copied(&self) -> (u64, u64) {
+        self.copied
+    }
+
     pub fn failure(&self) -> Option<&Failure> {
         self.failure.as_ref().map(|(_, f)| f)
     }
@@ -350,6 +361,8 @@ impl<E: MailEngine> Reconciler<E> {
     ) -> Result<()> {
         let mut problems = Vec::new();
         for (address, s) in outcome {
+            self.copied.0 += s.copied_messages;
+            self.copied.1 += s.copied_bytes;
             let record = self.records.mailbox_mut(address);
             record.sync = plan::SyncState::Synced {
                 at: now,

@@ -1,0 +1,237 @@
+//! The `mailshift controller` process as Kubernetes runs it: it connects to the API server
+//! named by KUBECONFIG, serves `/healthz`, `/readyz` and `/metrics` over HTTP, and stops
+//! cleanly on SIGTERM. No real API server can run on these machines, so a stand-in answers
+//! the few requests a controller with nothing to do makes (version, empty lists, watches that
+//! stay open).
+
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Bytes, Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// A stand-in API server on loopback; remembers the requests it got (method and URI).
+struct FakeApi {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<String>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl FakeApi {
+    fn start() -> Result<FakeApi> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let addr = listener.local_addr()?;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        runtime.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        log.lock()
+                            .unwrap()
+                            .push(format!("{} {}", req.method(), req.uri()));
+                        async move { Ok::<_, Infallible>(answer(&req)) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(FakeApi {
+            addr,
+            seen,
+            _runtime: runtime,
+        })
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn kubeconfig(&self, dir: &std::path::Path) -> Result<std::path::PathBuf> {
+        let path = dir.join("kubeconfig");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{}\nusers:\n- name: test\n  user:\n    token: not-a-real-token\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: test\n    namespace: default\ncurrent-context: fake\n",
+                self.addr
+            ),
+        )?;
+        Ok(path)
+    }
+}
+
+fn json(body: &str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_owned())).boxed());
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    r
+}
+
+fn answer(req: &Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path();
+    let query = req.uri().query().unwrap_or("");
+    if path == "/version" {
+        return json(
+            r#"{"major":"1","minor":"31","gitVersion":"v1.31.0","gitCommit":"0","gitTreeState":"clean","buildDate":"2026-01-01T00:00:00Z","goVersion":"go1.22","compiler":"gc","platform":"linux/amd64"}"#,
+        );
+    }
+    if query
+        .split('&')
+        .any(|p| p == "watch=true" || p == "watch=1")
+    {
+        // A watch with nothing to report stays open, as the API server's does.
+        let mut r = Response::new(
+            StreamBody::new(futures::stream::pending::<Result<Frame<Bytes>, Infallible>>()).boxed(),
+        );
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        return r;
+    }
+    json(r#"{"apiVersion":"v1","kind":"List","metadata":{"resourceVersion":"1"},"items":[]}"#)
+}
+
+/// `GET path` on the controller's HTTP port: (status code, body), or `None` while nothing
+/// listens there.
+fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((code, body))
+}
+
+fn free_addr() -> Result<SocketAddr> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?)
+}
+
+/// Waits for `cond` (polled every 50 ms) up to `limit`.
+fn wait_for<T>(limit: Duration, mut cond: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = cond() {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Result<std::process::ExitStatus> {
+    match wait_for(limit, || child.try_wait().ok().flatten()) {
+        Some(status) => Ok(status),
+        None => {
+            let _ = child.kill();
+            bail!("still running after {limit:?}")
+        }
+    }
+}
+
+#[test]
+fn serves_health_readiness_and_metrics_then_stops_on_sigterm() -> Result<()> {
+    let api = FakeApi::start()?;
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = api.kubeconfig(dir.path())?;
+    let http = free_addr()?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailshift"))
+        .args([
+            "controller",
+            "--metrics-addr",
+            &http.to_string(),
+            "--cache-dir",
+        ])
+        .arg(dir.path().join("cache"))
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+
+    let ready = wait_for(Duration::from_secs(30), || {
+        get(http, "/readyz").filter(|(code, _)| *code == 200)
+    });
+    if ready.is_none() {
+        let _ = child.kill();
+        let out = child.wait_with_output()?;
+        bail!(
+            "never ready; API saw {:?}\n{}",
+            api.seen(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(get(http, "/healthz"), Some((200, "ok\n".into())));
+    let (code, metrics) = get(http, "/metrics").expect("/metrics answers");
+    assert_eq!(code, 200);
+    for family in [
+        "mailshift_reconciles_total",
+        "mailshift_reconcile_failures_total",
+        "mailshift_steps_total",
+        "mailshift_messages_copied_total",
+        "mailshift_bytes_copied_total",
+    ] {
+        assert!(
+            metrics.contains(&format!("# TYPE {family} counter")),
+            "{family} missing:\n{metrics}"
+        );
+    }
+    assert_eq!(get(http, "/nothing").map(|(c, _)| c), Some(404));
+    // It asked the API server who it is and listed (then watched) MailMigrations.
+    let seen = api.seen();
+    assert!(seen.iter().any(|r| r == "GET /version"), "{seen:?}");
+    assert!(
+        seen.iter()
+            .any(|r| r.contains("/apis/mailshift.io/v1alpha1/mailmigrations")),
+        "{seen:?}"
+    );
+
+    let started = Instant::now();
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    assert!(term.success());
+    let status = wait_exit(&mut child, Duration::from_secs(20))?;
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr piped")
+        .read_to_string(&mut stderr)?;
+    assert!(status.success(), "{status}\n{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "slow shutdown: {stderr}"
+    );
+    assert!(
+        stderr.contains("shutting down") && stderr.contains("stopped"),
+        "{stderr}"
+    );
+    // Once stopped, nothing listens any more.
+    assert_eq!(get(http, "/healthz"), None);
+    Ok(())
+}
