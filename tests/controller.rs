@@ -517,6 +517,145 @@ async fn deletion_says_what_is_left_and_removes_the_finalizer() {
     assert!(fake.status_patches().is_empty());
 }
 
+/// The forwarding spec for a ManageSieve service on each of two real Dovecot servers.
+fn forwarding_extra(old: &mailshift_harness::Dovecot, new: &mailshift_harness::Dovecot) -> String {
+    format!(
+        "  forwarding:
+    to: backup@example.org
+    managesieve: {{ host: 127.0.0.1, port: {}, tls: none }}
+    destinationManagesieve: {{ host: 127.0.0.1, port: {}, tls: none }}
+",
+        old.managesieve_port(),
+        new.managesieve_port()
+    )
+}
+
+#[tokio::test]
+async fn deletion_removes_temporary_forwarding_from_both_servers() {
+    // The mailbox's logins are the Secret's: "s" on the old server, "d" on the new.
+    let old = mailshift_harness::Dovecot::builder()
+        .name("fin-old")
+        .user("a@example.com", "s")
+        .start()
+        .unwrap();
+    let new = mailshift_harness::Dovecot::builder()
+        .name("fin-new")
+        .user("a@example.com", "d")
+        .start()
+        .unwrap();
+    let extra = forwarding_extra(&old, &new);
+    let m: MailMigration = serde_json::from_value(resource(&extra, true, None)).unwrap();
+    let store = {
+        let mut s = mailshift::secrets::SecretStore::default();
+        s.insert("pw", "a-src", mailshift::spec::Secret::new("s"));
+        s.insert("pw", "a-dst", mailshift::spec::Secret::new("d"));
+        s
+    };
+    let resolver = Resolver::cluster_only(store);
+    let accounts = accounts::resolve(&m.spec, &resolver).unwrap();
+    let fwd = m.spec.forwarding.clone().unwrap();
+    use mailshift::plan::{Side, Step, SwitchState};
+    use mailshift::routing::forwarding;
+    for side in [Side::Source, Side::Destination] {
+        let on = Step::ForwardingOn {
+            address: "a@example.com".into(),
+            side,
+            to: fwd.to.clone(),
+        };
+        forwarding::apply(&on, &m.spec, &accounts, &resolver)
+            .await
+            .unwrap();
+        assert_eq!(
+            forwarding::observe(&accounts[0], side, &fwd, &resolver).await,
+            SwitchState::On
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut obj = resource(&extra, true, None);
+    obj["metadata"]["deletionTimestamp"] = json!("2026-03-07T11:00:00Z");
+    let (client, fake) = Fake::start(obj, vec![secret()]);
+    let ctx = context(client, Models::default(), dir.path());
+    let action = reconcile(Arc::new(fake.object()), ctx).await.unwrap();
+    assert_eq!(action, Action::await_change());
+    for side in [Side::Source, Side::Destination] {
+        assert_eq!(
+            forwarding::observe(&accounts[0], side, &fwd, &resolver).await,
+            SwitchState::Off,
+            "forwarding left on the {side} server"
+        );
+    }
+    let events = fake.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["type"], "Normal");
+    let note = events[0]["note"].as_str().unwrap();
+    assert!(
+        note.contains("forwarding to backup@example.org removed"),
+        "{note}"
+    );
+    assert_eq!(fake.object().metadata.finalizers, Some(vec![]));
+}
+
+#[tokio::test]
+async fn deletion_keeps_the_finalizer_while_a_forwarding_server_is_down() {
+    let old = mailshift_harness::Dovecot::builder()
+        .name("fin-down")
+        .user("a@example.com", "s")
+        .start()
+        .unwrap();
+    let mut extra = forwarding_extra(&old, &old);
+    // Nothing listens on port 9 of loopback: the new server's ManageSieve is "down".
+    extra = extra.replace(
+        &format!("port: {}, tls: none }}\n", old.managesieve_port()),
+        "port: 9, tls: none }\n",
+    );
+    assert!(extra.contains("port: 9"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut obj = resource(&extra, true, None);
+    obj["metadata"]["deletionTimestamp"] = json!("2026-03-07T11:00:00Z");
+    let (client, fake) = Fake::start(obj, vec![secret()]);
+    let ctx = context(client, Models::default(), dir.path());
+    assert!(reconcile(Arc::new(fake.object()), ctx).await.is_err());
+    let events = fake.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["type"], "Warning");
+    assert_eq!(events[0]["reason"], "CleanupFailed");
+    let note = events[0]["note"].as_str().unwrap();
+    assert!(
+        note.contains("new server") && note.contains(FINALIZER),
+        "{note}"
+    );
+    assert_eq!(
+        fake.object().metadata.finalizers,
+        Some(vec![FINALIZER.to_string()]),
+        "the finalizer stays until forwarding is gone"
+    );
+}
+
+#[tokio::test]
+async fn deletion_without_the_secret_reports_forwarding_it_cannot_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "  forwarding:
+    to: backup@example.org
+    managesieve: { host: 127.0.0.1, port: 9, tls: none }
+";
+    let mut obj = resource(extra, true, None);
+    obj["metadata"]["deletionTimestamp"] = json!("2026-03-07T11:00:00Z");
+    // The namespace is being deleted: its Secrets are already gone.
+    let (client, fake) = Fake::start(obj, vec![]);
+    let ctx = context(client, Models::default(), dir.path());
+    let action = reconcile(Arc::new(fake.object()), ctx).await.unwrap();
+    assert_eq!(action, Action::await_change());
+    let events = fake.events();
+    assert_eq!(events[0]["type"], "Warning");
+    let note = events[0]["note"].as_str().unwrap();
+    assert!(
+        note.contains("could NOT be removed") && note.contains("mailshift-forward"),
+        "{note}"
+    );
+    assert_eq!(fake.object().metadata.finalizers, Some(vec![]));
+}
+
 #[test]
 fn without_a_reachable_cluster_the_controller_exits_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,6 +8,7 @@
 //! time gate opens. Every applied step and every failure is an Event; a finalizer leaves the
 //! servers safe on deletion.
 
+mod cleanup;
 mod context;
 mod engines;
 mod http;

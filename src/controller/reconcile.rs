@@ -268,7 +268,9 @@ async fn apply<F: EngineFactory>(
 }
 
 /// On deletion: nothing mailshift set up is undone behind the admin's back, except what
-/// is temporary (forwarding), and the Event says what was left as it is.
+/// is temporary (forwarding), and the Event says what was left as it is. A forwarding that
+/// cannot be removed yet (a server down) keeps the finalizer and is retried; one that can
+/// never be (its Secret is gone, as when the namespace is deleted) is reported instead.
 async fn cleanup<F: EngineFactory>(obj: &MailMigration, ctx: &Context<F>) -> Result<Action, Error> {
     let spec = &obj.spec;
     let mut left = vec!["MX and DNS records"];
@@ -283,16 +285,52 @@ async fn cleanup<F: EngineFactory>(obj: &MailMigration, ctx: &Context<F>) -> Res
         "MailMigration deleted; left as they are: {}.",
         left.join(", ")
     );
-    let type_ = match &spec.forwarding {
-        Some(f) => {
-            note.push_str(&format!(
-                " Temporary forwarding to {} is NOT removed: this build has no forwarding adapter yet; remove it by hand.",
-                f.to
-            ));
-            EventType::Warning
+    let mut type_ = EventType::Normal;
+    if let Some(fwd) = &spec.forwarding {
+        let namespace = obj.namespace().ok_or(Error::NoNamespace)?;
+        let store =
+            secrets::fetch(&ctx.client, &namespace, &secrets::referenced_secrets(spec)).await?;
+        let resolver = Resolver::cluster_only(store);
+        match ctx.engines.prepare(obj, &resolver, state_of(obj, ctx)) {
+            Err(e) => {
+                type_ = EventType::Warning;
+                note.push_str(&format!(
+                    " Temporary forwarding to {} could NOT be removed ({e:#}): delete the Sieve script `{}` of each mailbox by hand.",
+                    fwd.to,
+                    crate::routing::forwarding::SCRIPT_NAME
+                ));
+            }
+            Ok((_, accounts)) => {
+                match super::cleanup::remove_forwarding(spec, &accounts, &resolver).await {
+                    super::cleanup::Forwarding::Removed { mailboxes, servers } => {
+                        note.push_str(&format!(
+                            " Temporary forwarding to {} removed ({mailboxes} mailbox(es), {servers} server(s)).",
+                            fwd.to
+                        ));
+                    }
+                    super::cleanup::Forwarding::Failed(problems) => {
+                        let message = format!(
+                            "cannot remove the temporary forwarding to {} yet: {}; retrying (to give up, remove the finalizer {} by hand)",
+                            fwd.to,
+                            problems.join("; "),
+                            super::FINALIZER
+                        );
+                        ctx.metrics.failed("CleanupFailed");
+                        publish(
+                            ctx,
+                            obj,
+                            EventType::Warning,
+                            "CleanupFailed",
+                            "Cleanup",
+                            message.clone(),
+                        )
+                        .await;
+                        return Err(Error::Loop(anyhow::anyhow!(message)));
+                    }
+                }
+            }
         }
-        None => EventType::Normal,
-    };
+    }
     publish(ctx, obj, type_, "Deleted", "Cleanup", note).await;
     ctx.set_failure(&key(obj), 0, None);
     let state = state_of(obj, ctx);
