@@ -123,7 +123,7 @@ fn containerfile_matches_the_deployment() -> Result<()> {
     };
     let deployment = std::fs::read_to_string(root.join("deploy/deployment.yaml"))?;
     let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&deployment)
-        .map(|d| serde_yaml::Value::deserialize(d).map(|v| serde_json::to_value(v)))
+        .map(|d| serde_yaml::Value::deserialize(d).map(serde_json::to_value))
         .collect::<Result<Result<_, _>, _>>()??;
     let deploy = docs
         .iter()
