@@ -26,6 +26,10 @@ pub struct Args {
     /// MailMigrations reconciled at once.
     #[arg(long, default_value_t = 4)]
     concurrency: u16,
+    /// Image of the copy Jobs started for `spec.sync.parallelism` > 1 (they run
+    /// `mailshift sync`): the controller's own image, at the same version.
+    #[arg(long, value_name = "IMAGE", env = "MAILSHIFT_JOB_IMAGE", default_value = crate::controller::jobs::DEFAULT_IMAGE)]
+    job_image: String,
 }
 
 pub async fn run(args: &Args) -> Result<std::process::ExitCode> {
@@ -35,6 +39,7 @@ pub async fn run(args: &Args) -> Result<std::process::ExitCode> {
         cache_dir: args.cache_dir.clone(),
         metrics_addr: Some(args.metrics_addr),
         concurrency: args.concurrency,
+        job_image: args.job_image.clone(),
     })
     .await?;
     Ok(std::process::ExitCode::SUCCESS)

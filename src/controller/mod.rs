@@ -11,6 +11,7 @@
 mod context;
 mod engines;
 mod http;
+pub mod jobs;
 mod metrics;
 mod reconcile;
 mod run;

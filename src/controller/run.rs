@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
 use kube::runtime::{Controller, controller, watcher};
 use kube::{Client, Config};
 use tokio::sync::watch;
 
-use super::{Context, Imap, Metrics, error_policy, http, reconcile};
+use super::jobs::LABEL_MANAGED_BY;
+use super::{Context, Imap, MANAGER, Metrics, error_policy, http, reconcile};
 use crate::spec::MailMigration;
 
 /// How long to wait for the API server at start.
@@ -33,6 +35,8 @@ pub struct Options {
     pub metrics_addr: Option<SocketAddr>,
     /// MailMigrations reconciled at once.
     pub concurrency: u16,
+    /// The image of copy Jobs (`spec.sync.parallelism` > 1).
+    pub job_image: String,
 }
 
 /// Run until SIGTERM or Ctrl-C.
@@ -96,7 +100,13 @@ pub async fn run(options: Options) -> Result<()> {
         ))
     });
 
-    let ctx = Arc::new(Context::new(client, Imap, &cache_dir, metrics));
+    let jobs: Api<Job> = match &options.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let ctx = Arc::new(
+        Context::new(client, Imap, &cache_dir, metrics).with_job_image(&options.job_image),
+    );
     let mut wc = watcher::Config::default();
     if let Some(sel) = &options.selector {
         wc = wc.labels(sel);
@@ -110,6 +120,11 @@ pub async fn run(options: Options) -> Result<()> {
     );
     ready.store(true, Ordering::Relaxed);
     Controller::new(api, wc)
+        // A copy Job finishing brings its MailMigration back at once.
+        .owns(
+            jobs,
+            watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}")),
+        )
         .with_config(controller::Config::default().concurrency(options.concurrency))
         .graceful_shutdown_on(async move {
             let _ = stop.wait_for(|s| *s).await;
