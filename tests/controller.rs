@@ -1109,3 +1109,25 @@ fn rbac_allows_the_job_verbs_the_controller_uses_and_no_more() {
     );
     assert!(rbac.contains("mailmigrations/finalizers"));
 }
+
+#[test]
+fn deploy_runs_two_replicas_under_leader_election_on_one_lease() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let deployment = std::fs::read_to_string(format!("{root}/deploy/deployment.yaml")).unwrap();
+    assert!(deployment.contains("replicas: 2"));
+    assert!(deployment.contains("\"--leader-election\""));
+    assert!(deployment.contains("fieldPath: metadata.namespace"));
+    let rbac = std::fs::read_to_string(format!("{root}/deploy/rbac.yaml")).unwrap();
+    let leases: Vec<&str> = rbac
+        .lines()
+        .skip_while(|l| !l.contains("kind: Role"))
+        .take_while(|l| !l.starts_with("---"))
+        .collect();
+    let leases = leases.join("\n");
+    assert!(
+        leases.contains("resourceNames: [\"mailshift-controller\"]")
+            && leases.contains("verbs: [\"get\", \"update\"]")
+            && leases.contains("verbs: [\"create\"]"),
+        "{leases}"
+    );
+}

@@ -16,6 +16,7 @@ use kube::{Client, Config};
 use tokio::sync::watch;
 
 use super::jobs::LABEL_MANAGED_BY;
+use super::leader::{Elector, LeaseTimes};
 use super::{Context, Imap, MANAGER, Metrics, error_policy, http, reconcile};
 use crate::spec::MailMigration;
 
@@ -37,6 +38,18 @@ pub struct Options {
     pub concurrency: u16,
     /// The image of copy Jobs (`spec.sync.parallelism` > 1).
     pub job_image: String,
+    /// Act only while holding this Lease; `None`: act at once, alone.
+    pub leader_election: Option<LeaderElection>,
+}
+
+/// Which Lease the replicas of one controller compete for.
+#[derive(Clone, Debug)]
+pub struct LeaderElection {
+    pub lease_name: String,
+    /// Default: the client's namespace (in a Pod, its service account's).
+    pub lease_namespace: Option<String>,
+    /// Who this replica is in the Lease: the Pod's name, else host and process id.
+    pub identity: String,
 }
 
 /// Run until SIGTERM or Ctrl-C.
@@ -100,6 +113,26 @@ pub async fn run(options: Options) -> Result<()> {
         ))
     });
 
+    let mut elector = options.leader_election.as_ref().map(|le| {
+        let namespace = le
+            .lease_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_owned());
+        tracing::info!(
+            lease = le.lease_name,
+            namespace,
+            identity = le.identity,
+            "leader election"
+        );
+        Elector::new(
+            client.clone(),
+            &namespace,
+            &le.lease_name,
+            &le.identity,
+            LeaseTimes::default(),
+        )
+    });
+
     let jobs: Api<Job> = match &options.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -112,14 +145,30 @@ pub async fn run(options: Options) -> Result<()> {
         wc = wc.labels(sel);
     }
     let mut stop = stop_rx.clone();
+    // A replica standing by is healthy and ready: a rolling update must be able to start
+    // the new replicas while the old leader still holds the Lease.
+    ready.store(true, Ordering::Relaxed);
+    if let Some(e) = &mut elector {
+        let mut stop = stop_rx.clone();
+        tokio::select! {
+            _ = e.acquire() => {}
+            _ = stop.wait_for(|s| *s) => {
+                ready.store(false, Ordering::Relaxed);
+                if let Some(server) = server {
+                    let _ = server.await;
+                }
+                tracing::info!("stopped before leading");
+                return Ok(());
+            }
+        }
+    }
     tracing::info!(
         namespace = options.namespace.as_deref().unwrap_or("(all)"),
         selector = options.selector.as_deref().unwrap_or(""),
         cache_dir = %cache_dir.display(),
         "controller started"
     );
-    ready.store(true, Ordering::Relaxed);
-    Controller::new(api, wc)
+    let controller = Controller::new(api, wc)
         // A copy Job finishing brings its MailMigration back at once.
         .owns(
             jobs,
@@ -138,9 +187,32 @@ pub async fn run(options: Options) -> Result<()> {
                 }
                 Err(e) => tracing::warn!(error = %e, "controller"),
             }
-        })
-        .await;
+        });
+    let lost = async {
+        match &mut elector {
+            Some(e) => e.keep().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = controller => {}
+        lost = lost => {
+            // Another replica may act from now on: stop at once rather than finish the
+            // reconciles under way (every step is safe to interrupt), and let Kubernetes
+            // restart this one as a follower.
+            bail!("{lost}; stopping so that this replica restarts as a follower");
+        }
+    }
     ready.store(false, Ordering::Relaxed);
+    if let Some(e) = &mut elector {
+        // Stopped on SIGTERM, reconciles finished: hand over at once.
+        match e.release().await {
+            Ok(()) => tracing::info!("released the leader Lease"),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot release the leader Lease; it expires by itself")
+            }
+        }
+    }
     if let Some(server) = server {
         let _ = server.await;
     }
