@@ -106,7 +106,11 @@ async fn a_migration_completes_in_a_real_cluster() -> Result<()> {
     // Two real servers here; the controller runs here too, so loopback reaches them.
     let src = dovecot("e2e-src").start()?;
     let dst = dovecot("e2e-dst").start()?;
-    load(&src, "INBOX", &[("\\Seen", "", message("e2e1", "e2e", "x"))])?;
+    load(
+        &src,
+        "INBOX",
+        &[("\\Seen", "", message("e2e1", "e2e", "x"))],
+    )?;
 
     let namespace = format!("mailshift-e2e-{}", std::process::id());
     let namespaces: Api<Namespace> = Api::all(client.clone());

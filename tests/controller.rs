@@ -147,6 +147,8 @@ struct Seen {
 struct Fake {
     object: Arc<Mutex<Value>>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// batch/v1 Jobs in the namespace.
+    jobs: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Fake {
@@ -155,6 +157,7 @@ impl Fake {
         let fake = Fake {
             object: Arc::new(Mutex::new(object)),
             seen: Arc::default(),
+            jobs: Arc::default(),
         };
         let f = fake.clone();
         tokio::spawn(async move {
@@ -181,6 +184,9 @@ impl Fake {
     }
 
     fn answer(&self, s: &Seen, secrets: &[Value]) -> (StatusCode, Value) {
+        if s.path.starts_with("/apis/batch/v1/") {
+            return self.answer_jobs(s);
+        }
         let object_path =
             format!("/apis/mailshift.io/v1alpha1/namespaces/{NS}/mailmigrations/{NAME}");
         let events = format!("/apis/events.k8s.io/v1/namespaces/{NS}/events");
@@ -699,4 +705,568 @@ fn deploy_holds_the_generated_crd_and_rbac_without_wildcards() {
     let rbac = std::fs::read_to_string(format!("{root}/deploy/rbac.yaml")).unwrap();
     assert!(!rbac.contains("\"*\""), "no wildcard verbs or resources");
     assert!(rbac.contains("mailmigrations/status"));
+}
+
+// ---- Copy Jobs (spec.sync.parallelism > 1) ----
+
+const JOBS: &str = "/apis/batch/v1/namespaces/mail/jobs";
+const UID: &str = "0b3c5f6e-0000-4000-8000-000000000001";
+
+impl Fake {
+    /// The Jobs part of the fake API server: list, create (409 when the name exists),
+    /// delete.
+    fn answer_jobs(&self, s: &Seen) -> (StatusCode, Value) {
+        let mut jobs = self.jobs.lock().unwrap();
+        match s.method {
+            Method::GET if s.path == JOBS => (
+                StatusCode::OK,
+                json!({"apiVersion": "batch/v1", "kind": "JobList",
+                       "metadata": {"resourceVersion": "1"}, "items": *jobs}),
+            ),
+            Method::POST if s.path == JOBS => {
+                let name = s.body["metadata"]["name"].clone();
+                if jobs.iter().any(|j| j["metadata"]["name"] == name) {
+                    return (
+                        StatusCode::CONFLICT,
+                        json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+                               "reason": "AlreadyExists", "code": 409, "message": "exists"}),
+                    );
+                }
+                let mut job = s.body.clone();
+                // Every object its own uid, also a Job created again under the same name.
+                let n = self.count(Method::POST, JOBS);
+                job["metadata"]["uid"] = json!(format!("job-{}-{n}", name.as_str().unwrap()));
+                job["metadata"]["creationTimestamp"] = json!("2026-03-07T12:00:00Z");
+                jobs.push(job.clone());
+                (StatusCode::CREATED, job)
+            }
+            Method::DELETE => {
+                let name = s.path.rsplit('/').next().unwrap();
+                match jobs.iter().position(|j| j["metadata"]["name"] == name) {
+                    Some(i) => (StatusCode::OK, jobs.remove(i)),
+                    None => not_found(),
+                }
+            }
+            _ => not_found(),
+        }
+    }
+
+    fn job_names(&self) -> Vec<String> {
+        let jobs = self.jobs.lock().unwrap();
+        jobs.iter()
+            .map(|j| j["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn job(&self, name: &str) -> Value {
+        let jobs = self.jobs.lock().unwrap();
+        jobs.iter()
+            .find(|j| j["metadata"]["name"] == name)
+            .unwrap()
+            .clone()
+    }
+
+    /// What the Job controller would write when the Job ends.
+    fn finish_job(&self, name: &str, ok: bool) {
+        let mut jobs = self.jobs.lock().unwrap();
+        let job = jobs
+            .iter_mut()
+            .find(|j| j["metadata"]["name"] == name)
+            .unwrap();
+        job["status"] = if ok {
+            json!({"startTime": "2026-03-07T12:00:00Z", "completionTime": "2026-03-07T12:05:00Z",
+                   "succeeded": 1,
+                   "conditions": [{"type": "SuccessCriteriaMet", "status": "True"},
+                                  {"type": "Complete", "status": "True"}]})
+        } else {
+            json!({"startTime": "2026-03-07T12:00:00Z", "failed": 3,
+                   "conditions": [{"type": "FailureTarget", "status": "True"},
+                                  {"type": "Failed", "status": "True",
+                                   "reason": "BackoffLimitExceeded",
+                                   "message": "Job has reached the specified backoff limit"}]})
+        };
+    }
+
+    fn count(&self, method: Method, path: &str) -> usize {
+        self.seen()
+            .iter()
+            .filter(|s| s.method == method && s.path.starts_with(path))
+            .count()
+    }
+}
+
+/// A migration of `mailboxes` (local parts at example.com, passwords in Secret `pw`) with
+/// `extra` appended to the spec.
+fn fanned(mailboxes: &[&str], extra: &str) -> Value {
+    let list: String = mailboxes
+        .iter()
+        .map(|m| {
+            format!(
+                "    - {{ address: {m}@example.com, sourcePassword: {{ secretKeyRef: {{ name: pw, key: {m}-src }} }}, destinationPassword: {{ secretKeyRef: {{ name: pw, key: {m}-dst }} }} }}\n"
+            )
+        })
+        .collect();
+    let text = format!(
+        "apiVersion: mailshift.io/v1alpha1
+kind: MailMigration
+metadata: {{ name: {NAME} }}
+spec:
+  source: {{ imap: {{ host: 127.0.0.1, tls: none }} }}
+  destination: {{ imap: {{ host: 127.0.0.1, tls: none }} }}
+  mailboxes:
+{list}{extra}"
+    );
+    let m = mailshift::manifest::load_text("fanned.yaml", &text, Default::default())
+        .into_result()
+        .unwrap()
+        .remove(0);
+    let mut v = serde_json::to_value(&m).unwrap();
+    v["metadata"]["namespace"] = json!(NS);
+    v["metadata"]["generation"] = json!(3);
+    v["metadata"]["uid"] = json!(UID);
+    v["metadata"]["resourceVersion"] = json!("1");
+    v["metadata"]["finalizers"] = json!([FINALIZER]);
+    v
+}
+
+fn passwords(mailboxes: &[&str]) -> Value {
+    let mut data = serde_json::Map::new();
+    for m in mailboxes {
+        data.insert(format!("{m}-src"), json!("cw=="));
+        data.insert(format!("{m}-dst"), json!("ZA=="));
+    }
+    json!({"apiVersion": "v1", "kind": "Secret",
+           "metadata": {"name": "pw", "namespace": NS}, "data": data})
+}
+
+fn addresses(mailboxes: &[&str]) -> Vec<String> {
+    mailboxes
+        .iter()
+        .map(|m| format!("{m}@example.com"))
+        .collect()
+}
+
+fn job_name(kind: mailshift::controller::jobs::CopyKind, mailboxes: &[&str]) -> String {
+    mailshift::controller::jobs::job_name(NAME, 3, kind, &addresses(mailboxes))
+}
+
+const ABC: [&str; 3] = ["a", "b", "c"];
+const PARALLEL: &str = "  sync: { parallelism: 2 }\n";
+
+#[tokio::test]
+async fn parallelism_creates_owned_jobs_that_run_mailshift_sync_with_secret_refs() {
+    use mailshift::controller::jobs::CopyKind::InitialSync;
+    let dir = tempfile::tempdir().unwrap();
+    let (client, fake) = Fake::start(fanned(&ABC, PARALLEL), vec![passwords(&ABC)]);
+    let engines = Models::default();
+    let ctx = Arc::new(
+        Context::new(
+            client,
+            engines.clone(),
+            dir.path(),
+            Arc::new(Metrics::default()),
+        )
+        .with_clock(t0)
+        .with_job_image("registry.example/mailshift:test"),
+    );
+    let action = reconcile(Arc::new(fake.object()), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        engines.syncs.load(Ordering::SeqCst),
+        0,
+        "the controller copies nothing itself"
+    );
+    // Three mailboxes over two lanes: [a, b] and [c].
+    let ab = job_name(InitialSync, &["a", "b"]);
+    let c = job_name(InitialSync, &["c"]);
+    assert_eq!(fake.job_names(), [ab.clone(), c.clone()]);
+    assert!(ab.starts_with("model-g3-") && ab.len() <= 63, "{ab}");
+    assert_eq!(
+        action,
+        Action::requeue(mailshift::controller::jobs::JOB_RECHECK),
+        "nothing else to do until a Job finishes"
+    );
+
+    let job = fake.job(&ab);
+    let owner = &job["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["apiVersion"], "mailshift.io/v1alpha1");
+    assert_eq!(owner["kind"], "MailMigration");
+    assert_eq!(owner["name"], NAME);
+    assert_eq!(owner["uid"], UID);
+    assert_eq!(owner["controller"], true);
+    let labels = &job["metadata"]["labels"];
+    assert_eq!(labels["mailshift.io/migration-uid"], UID);
+    assert_eq!(labels["mailshift.io/migration"], NAME);
+    assert_eq!(labels["mailshift.io/generation"], "3");
+    assert_eq!(labels["mailshift.io/step"], "InitialSync");
+    assert_eq!(
+        labels["app.kubernetes.io/managed-by"],
+        "mailshift-controller"
+    );
+    assert_eq!(
+        job["metadata"]["annotations"]["mailshift.io/mailboxes"],
+        "a@example.com,b@example.com"
+    );
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Never");
+    assert_eq!(
+        pod["automountServiceAccountToken"], false,
+        "the Job needs no API access"
+    );
+    let container = &pod["containers"][0];
+    assert_eq!(container["image"], "registry.example/mailshift:test");
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        args,
+        [
+            "--log-format",
+            "json",
+            "sync",
+            "--manifest-env",
+            "MAILSHIFT_MANIFEST",
+            "--state",
+            "/var/cache/mailshift",
+            "--output",
+            "json",
+            "--mailbox",
+            "a@example.com",
+            "--mailbox",
+            "b@example.com"
+        ]
+    );
+    // The manifest travels in the environment, its secretKeyRefs turned into env refs whose
+    // variables the kubelet fills from the same Secret keys.
+    let env = container["env"].as_array().unwrap();
+    let var = |name: &str| env.iter().find(|e| e["name"] == name).unwrap().clone();
+    let manifest = var("MAILSHIFT_MANIFEST")["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let m = mailshift::manifest::load_text("job", &manifest, Default::default())
+        .into_result()
+        .unwrap()
+        .remove(0);
+    assert_eq!(m.name(), NAME);
+    let inline: Vec<&str> = m
+        .spec
+        .mailboxes
+        .iter()
+        .map(|m| m.address.as_str())
+        .collect();
+    assert_eq!(
+        inline,
+        ["a@example.com", "b@example.com"],
+        "only the Job's mailboxes"
+    );
+    assert!(!manifest.contains("secretKeyRef"), "{manifest}");
+    for mb in &m.spec.mailboxes {
+        let local = mb.address.split('@').next().unwrap();
+        for (r, side) in [
+            (&mb.source_password, "src"),
+            (&mb.destination_password, "dst"),
+        ] {
+            let Some(mailshift::spec::SecretRef::Env(name)) = r else {
+                panic!("{r:?}")
+            };
+            assert!(name.starts_with("MAILSHIFT_SECRET_"), "{name}");
+            assert_eq!(
+                var(name)["valueFrom"]["secretKeyRef"],
+                json!({"name": "pw", "key": format!("{local}-{side}")})
+            );
+        }
+    }
+    assert_eq!(
+        env.len(),
+        1 + 4,
+        "the manifest and the Job's four passwords"
+    );
+
+    let created: Vec<Value> = fake
+        .events()
+        .into_iter()
+        .filter(|e| e["reason"] == "JobCreated")
+        .collect();
+    assert_eq!(created.len(), 2, "{created:?}");
+    let status = fake.object().status.unwrap();
+    assert!(
+        status
+            .next_step
+            .as_deref()
+            .is_some_and(|n| n.contains("job/")),
+        "the status says the copy is under way in a Job: {status:#?}"
+    );
+
+    // Again: the Jobs exist and run, nothing is created twice.
+    reconcile(Arc::new(fake.object()), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(fake.count(Method::POST, JOBS), 2);
+    assert_eq!(fake.job_names().len(), 2);
+}
+
+#[tokio::test]
+async fn finished_jobs_are_not_proof_their_mailboxes_are_verified_next() {
+    use mailshift::controller::jobs::CopyKind::InitialSync;
+    let dir = tempfile::tempdir().unwrap();
+    let (client, fake) = Fake::start(fanned(&ABC, PARALLEL), vec![passwords(&ABC)]);
+    let engines = Models::default();
+    let ctx = context(client, engines.clone(), dir.path());
+    reconcile(Arc::new(fake.object()), ctx.clone())
+        .await
+        .unwrap();
+    let ab = job_name(InitialSync, &["a", "b"]);
+    let c = job_name(InitialSync, &["c"]);
+    fake.finish_job(&ab, true);
+    let action = reconcile(Arc::new(fake.object()), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(1)));
+    assert_eq!(
+        fake.job_names(),
+        std::slice::from_ref(&c),
+        "the consumed Job is deleted"
+    );
+    let actions: Vec<(String, String)> = fake
+        .events()
+        .iter()
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap().to_owned(),
+                e["action"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions[2..],
+        [
+            ("StepApplied".into(), "InitialSync".into()),
+            ("StepApplied".into(), "Verify".into())
+        ],
+        "{actions:?}"
+    );
+    let note = fake.events()[2]["note"].as_str().unwrap().to_owned();
+    assert!(note.contains(&ab) && note.contains("verifying"), "{note}");
+
+    // To the end: c's Job finishes, every mailbox is verified, the migration completes.
+    fake.finish_job(&c, true);
+    for _ in 0..10 {
+        let action = reconcile(Arc::new(fake.object()), ctx.clone())
+            .await
+            .unwrap();
+        if action != Action::requeue(Duration::from_secs(1)) {
+            break;
+        }
+    }
+    let status = fake.object().status.unwrap();
+    assert!(status.completed_at.is_some(), "{status:#?}");
+    assert_eq!(status.mailboxes.unwrap().verified, 3);
+    assert_eq!(engines.syncs.load(Ordering::SeqCst), 0);
+    assert!(fake.job_names().is_empty());
+    assert_eq!(fake.count(Method::POST, JOBS), 2);
+}
+
+static STALL_CLOCK: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+fn stall_clock() -> DateTime<Utc> {
+    t0() + chrono::Duration::seconds(STALL_CLOCK.load(Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn a_failed_job_is_a_warning_backs_off_and_stalls_instead_of_looping() {
+    use mailshift::controller::jobs::CopyKind::InitialSync;
+    let dir = tempfile::tempdir().unwrap();
+    let (client, fake) = Fake::start(fanned(&["a"], PARALLEL), vec![passwords(&["a"])]);
+    let ctx = Arc::new(
+        Context::new(
+            client,
+            Models::default(),
+            dir.path(),
+            Arc::new(Metrics::default()),
+        )
+        .with_clock(stall_clock),
+    );
+    let a = job_name(InitialSync, &["a"]);
+    reconcile(Arc::new(fake.object()), ctx.clone())
+        .await
+        .unwrap();
+    for attempt in 1..=5u32 {
+        assert_eq!(
+            fake.job_names(),
+            std::slice::from_ref(&a),
+            "attempt {attempt}"
+        );
+        fake.finish_job(&a, false);
+        let action = reconcile(Arc::new(fake.object()), ctx.clone())
+            .await
+            .unwrap();
+        // Each Job its own Event (a Job created again is a new object).
+        let warnings: Vec<Value> = fake
+            .events()
+            .into_iter()
+            .filter(|e| e["type"] == "Warning")
+            .collect();
+        let last = warnings.last().unwrap();
+        let note = last["note"].as_str().unwrap();
+        assert!(
+            note.contains(&a) && note.contains("BackoffLimitExceeded"),
+            "{note}"
+        );
+        if attempt < 5 {
+            assert_eq!(warnings.len(), attempt as usize);
+            assert_eq!(last["reason"], "CopyJobFailed");
+            assert!(note.contains(&format!("attempt {attempt}")), "{note}");
+            assert!(
+                fake.job_names().is_empty(),
+                "deleted, and no new Job before the backoff"
+            );
+            assert_eq!(
+                action,
+                Action::requeue(Reconciler::<Model>::backoff(attempt))
+            );
+            // A wake-up before the backoff ends (a watch event) creates nothing.
+            reconcile(Arc::new(fake.object()), ctx.clone())
+                .await
+                .unwrap();
+            assert!(fake.job_names().is_empty());
+            STALL_CLOCK.fetch_add(600, Ordering::SeqCst);
+            reconcile(Arc::new(fake.object()), ctx.clone())
+                .await
+                .unwrap();
+        } else {
+            assert_eq!(warnings.len(), 5);
+            assert_eq!(last["reason"], "Stalled");
+            assert!(note.contains("delete the Job to retry"), "{note}");
+        }
+    }
+    // Stalled: the failed Job is kept for its logs, and nothing new is started.
+    let posts = fake.count(Method::POST, JOBS);
+    STALL_CLOCK.fetch_add(3600, Ordering::SeqCst);
+    let action = reconcile(Arc::new(fake.object()), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(3600)));
+    assert_eq!(fake.job_names(), std::slice::from_ref(&a));
+    assert_eq!(fake.count(Method::POST, JOBS), posts);
+    let status = fake.object().status.unwrap();
+    let stalled = condition(&status, "Stalled").unwrap();
+    assert_eq!(stalled.status, mailshift::spec::ConditionStatus::True);
+    assert!(stalled.message.contains("5 times"), "{}", stalled.message);
+    let writes = fake.count(Method::POST, "/apis/events.k8s.io/")
+        + fake.count(Method::PATCH, "/apis/events.k8s.io/");
+    assert_eq!(writes, 5 + 5, "five creations, five failures");
+
+    // Deleting the failed Job asks for one more attempt.
+    fake.jobs.lock().unwrap().clear();
+    reconcile(Arc::new(fake.object()), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(fake.job_names(), [a]);
+}
+
+#[tokio::test]
+async fn jobs_of_an_older_generation_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, fake) = Fake::start(fanned(&["a"], PARALLEL), vec![passwords(&["a"])]);
+    let old = json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "model-g2-0123456789", "namespace": NS, "uid": "old",
+            "labels": {"mailshift.io/migration-uid": UID, "mailshift.io/generation": "2",
+                       "mailshift.io/step": "InitialSync"},
+            "annotations": {"mailshift.io/mailboxes": "a@example.com"},
+            "ownerReferences": [{"apiVersion": "mailshift.io/v1alpha1", "kind": "MailMigration",
+                                 "name": NAME, "uid": UID, "controller": true}]},
+        "spec": {"template": {"spec": {"containers": []}}}});
+    fake.jobs.lock().unwrap().push(old);
+    let ctx = context(client, Models::default(), dir.path());
+    reconcile(Arc::new(fake.object()), ctx).await.unwrap();
+    assert_eq!(
+        fake.count(Method::DELETE, &format!("{JOBS}/model-g2-0123456789")),
+        1
+    );
+    assert_eq!(
+        fake.job_names(),
+        [job_name(
+            mailshift::controller::jobs::CopyKind::InitialSync,
+            &["a"]
+        )]
+    );
+}
+
+#[tokio::test]
+async fn parallelism_one_copies_in_process_and_creates_no_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, fake) = Fake::start(fanned(&ABC, ""), vec![passwords(&ABC)]);
+    let engines = Models::default();
+    let ctx = context(client, engines.clone(), dir.path());
+    reconcile(Arc::new(fake.object()), ctx).await.unwrap();
+    assert_eq!(engines.syncs.load(Ordering::SeqCst), 1);
+    assert!(
+        !fake.seen().iter().any(|s| s.path.contains("/jobs")),
+        "no Job API call at all"
+    );
+}
+
+#[test]
+fn mailshift_sync_reads_its_manifest_from_the_environment() {
+    // Invalid on purpose: the error shows that the variable, not a file, was read.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailshift"))
+        .args(["sync", "--manifest-env", "MAILSHIFT_MANIFEST"])
+        .env("MAILSHIFT_MANIFEST", "apiVersion: mailshift.io/v1alpha1\nkind: MailMigration\nmetadata: { name: x }\nspec: {}\n")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("$MAILSHIFT_MANIFEST"), "{stderr}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailshift"))
+        .args(["sync", "--manifest-env", "MAILSHIFT_TEST_SURELY_UNSET"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("MAILSHIFT_TEST_SURELY_UNSET"), "{stderr}");
+}
+
+#[test]
+fn rbac_allows_the_job_verbs_the_controller_uses_and_no_more() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let rbac = std::fs::read_to_string(format!("{root}/deploy/rbac.yaml")).unwrap();
+    let rule = rbac
+        .lines()
+        .skip_while(|l| !l.contains("apiGroups: [\"batch\"]"))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(rule.contains("resources: [\"jobs\"]"), "{rule}");
+    assert!(
+        rule.contains("verbs: [\"list\", \"watch\", \"create\", \"delete\"]"),
+        "{rule}"
+    );
+    assert!(rbac.contains("mailmigrations/finalizers"));
+}
+
+#[test]
+fn deploy_runs_two_replicas_under_leader_election_on_one_lease() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let deployment = std::fs::read_to_string(format!("{root}/deploy/deployment.yaml")).unwrap();
+    assert!(deployment.contains("replicas: 2"));
+    assert!(deployment.contains("\"--leader-election\""));
+    assert!(deployment.contains("fieldPath: metadata.namespace"));
+    let rbac = std::fs::read_to_string(format!("{root}/deploy/rbac.yaml")).unwrap();
+    let leases: Vec<&str> = rbac
+        .lines()
+        .skip_while(|l| !l.contains("kind: Role"))
+        .take_while(|l| !l.starts_with("---"))
+        .collect();
+    let leases = leases.join("\n");
+    assert!(
+        leases.contains("resourceNames: [\"mailshift-controller\"]")
+            && leases.contains("verbs: [\"get\", \"update\"]")
+            && leases.contains("verbs: [\"create\"]"),
+        "{leases}"
+    );
 }

@@ -18,7 +18,7 @@ use super::Output;
 use super::logging::LogFormat;
 use crate::imap::engine::{self, Observer, Options, Prepared};
 use crate::imap::report::{Report, ReportKind};
-use crate::manifest::{LoadOptions, Severity, load_path};
+use crate::manifest::{LoadOptions, Loaded, Severity, load_path, load_text};
 use crate::spec::Policy;
 
 #[derive(Debug, clap::Args)]
@@ -27,10 +27,15 @@ pub struct Args {
     #[arg(
         short = 'f',
         long = "filename",
-        required = true,
+        required_unless_present = "manifest_env",
         value_name = "MANIFEST"
     )]
     pub(super) files: Vec<String>,
+    /// Read the manifest from this environment variable instead of a file. The controller's
+    /// copy Jobs get theirs this way: a Job has no stdin and no API access to read the
+    /// resource.
+    #[arg(long, value_name = "VAR", conflicts_with = "files")]
+    pub(super) manifest_env: Option<String>,
     /// Only this mailbox (by address; repeat for several).
     #[arg(long = "mailbox", value_name = "ADDR")]
     pub(super) mailboxes: Vec<String>,
@@ -124,8 +129,21 @@ pub(super) fn prepare_all(
 ) -> Result<Vec<Prepared>> {
     let mut prepared = Vec::new();
     let mut names_seen = vec![false; args.names.len()];
+    let mut sources: Vec<Vec<Loaded>> = Vec::new();
+    if let Some(var) = &args.manifest_env {
+        let text = std::env::var(var)
+            .with_context(|| format!("reading the manifest from environment variable {var}"))?;
+        sources.push(vec![load_text(
+            &format!("${var}"),
+            &text,
+            LoadOptions::default(),
+        )]);
+    }
     for file in &args.files {
-        for loaded in load_path(file, LoadOptions::default()) {
+        sources.push(load_path(file, LoadOptions::default()));
+    }
+    for loaded_files in sources {
+        for loaded in loaded_files {
             for f in loaded
                 .findings
                 .iter()

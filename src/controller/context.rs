@@ -22,6 +22,10 @@ pub struct Context<F> {
     pub cache_dir: PathBuf,
     pub metrics: Arc<Metrics>,
     clock: fn() -> DateTime<Utc>,
+    /// The image copy Jobs run (`--job-image`).
+    pub job_image: String,
+    /// Each migration's copy Jobs: backoff and failures already counted.
+    pub(super) jobs: super::jobs::Book,
     /// The last failed step of each migration (`namespace/name`), for the generation it
     /// failed in: a new generation starts counting again.
     failures: Mutex<HashMap<String, (i64, Step, Failure)>>,
@@ -40,6 +44,8 @@ impl<F: EngineFactory> Context<F> {
             cache_dir: cache_dir.to_path_buf(),
             metrics,
             clock: Utc::now,
+            job_image: super::jobs::DEFAULT_IMAGE.to_owned(),
+            jobs: Default::default(),
             failures: Mutex::default(),
         }
     }
@@ -47,6 +53,12 @@ impl<F: EngineFactory> Context<F> {
     /// Read time from `clock` (tests fix it).
     pub fn with_clock(mut self, clock: fn() -> DateTime<Utc>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Copy Jobs run `image`.
+    pub fn with_job_image(mut self, image: impl Into<String>) -> Self {
+        self.job_image = image.into();
         self
     }
 

@@ -12,6 +12,8 @@ mod cleanup;
 mod context;
 mod engines;
 mod http;
+pub mod jobs;
+pub mod leader;
 mod metrics;
 mod reconcile;
 mod run;
@@ -22,7 +24,7 @@ pub use context::Context;
 pub use engines::{EngineFactory, Imap};
 pub use metrics::Metrics;
 pub use reconcile::{Error, error_policy, reconcile, requeue_for};
-pub use run::{Options, run};
+pub use run::{LeaderElection, Options, run};
 pub use secrets::referenced_secrets;
 
 /// The finalizer that holds a deleted MailMigration until the servers are left safe.

@@ -5,12 +5,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 
+use super::jobs::{self, FanOut, Fanned};
 use super::{Context, EngineFactory, FINALIZER, secrets, status};
 use crate::plan::{Progress, Step};
 use crate::reconcile::Reconciler;
@@ -60,16 +62,18 @@ impl Error {
 
 /// When to reconcile again, as of `now`, for a plan whose progress is `progress`.
 pub fn requeue_for(progress: &Progress, now: DateTime<Utc>) -> Action {
+    Action::requeue(requeue_after(progress, now))
+}
+
+pub(super) fn requeue_after(progress: &Progress, now: DateTime<Utc>) -> Duration {
     match progress {
-        Progress::Ready => Action::requeue(NEXT_STEP),
-        Progress::Recheck => Action::requeue(RECHECK),
+        Progress::Ready => NEXT_STEP,
+        Progress::Recheck => RECHECK,
         Progress::WaitUntil { at } => {
             let wait = (*at - now).to_std().unwrap_or(Duration::ZERO);
-            Action::requeue(wait.clamp(NEXT_STEP, REOBSERVE))
+            wait.clamp(NEXT_STEP, REOBSERVE)
         }
-        Progress::Converged | Progress::ObserveOnly | Progress::Blocked { .. } => {
-            Action::requeue(REOBSERVE)
-        }
+        Progress::Converged | Progress::ObserveOnly | Progress::Blocked { .. } => REOBSERVE,
     }
 }
 
@@ -107,7 +111,7 @@ pub fn error_policy<F: EngineFactory>(
     Action::requeue(API_RETRY)
 }
 
-fn key(obj: &MailMigration) -> String {
+pub(super) fn key(obj: &MailMigration) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
@@ -120,7 +124,7 @@ fn state_of<F>(obj: &MailMigration, ctx: &Context<F>) -> StateDir {
 }
 
 /// The variant name of a step: the Event's action and the metrics' label.
-fn kind(step: &Step) -> String {
+pub(super) fn kind(step: &Step) -> String {
     format!("{step:?}")
         .split(|c: char| !c.is_ascii_alphanumeric())
         .next()
@@ -129,13 +133,27 @@ fn kind(step: &Step) -> String {
 }
 
 /// Publish an Event about `obj`; a failure to publish is logged, not fatal.
-async fn publish<F>(
+pub(super) async fn publish<F>(
     ctx: &Context<F>,
     obj: &MailMigration,
     type_: EventType,
     reason: &str,
     action: &str,
     note: String,
+) {
+    publish_related(ctx, obj, type_, reason, action, note, None).await
+}
+
+/// [`publish`], naming a `related` object (a copy Job): Events about different Jobs stay
+/// separate instead of being folded into one series.
+pub(super) async fn publish_related<F>(
+    ctx: &Context<F>,
+    obj: &MailMigration,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+    related: Option<ObjectReference>,
 ) {
     let mut note = note;
     if note.len() > 1000 {
@@ -151,7 +169,7 @@ async fn publish<F>(
         reason: reason.into(),
         note: Some(note),
         action: action.into(),
-        secondary: None,
+        secondary: related,
     };
     if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
         tracing::warn!(error = %e, reason, "cannot publish event");
@@ -200,24 +218,44 @@ async fn apply<F: EngineFactory>(
             return Ok(Action::requeue(UNRUNNABLE));
         }
     };
+    // Copy Jobs (spec.sync.parallelism > 1): what they carry out is planned as running.
+    let mut fan = FanOut::start(obj, ctx, &key, generation).await?;
     let memory = Arc::new(MemoryStatus::new(previous));
-    let mut r = Reconciler::new(obj.clone(), accounts, state, engine)
+    let failure = ctx
+        .failure(&key, generation)
+        .or_else(|| fan.as_ref().and_then(FanOut::stalled));
+    let mut r = Reconciler::new(obj.clone(), accounts, state, Fanned::new(engine))
         .map_err(Error::Loop)?
         .with_resolver(resolver)
         .with_status_store(memory.clone())
         .with_generation(generation)
-        .with_failure(ctx.failure(&key, generation));
+        .with_failure(failure);
 
-    let pass = r.pass(now, true).await.map_err(Error::Loop)?;
+    if let Some(f) = &fan {
+        r.set_in_flight(f.in_flight());
+    }
+    let mut pass = r.pass(now, true).await.map_err(Error::Loop)?;
+    let mut launched = 0;
+    if let Some(f) = &mut fan {
+        if f.settle(obj, ctx, &mut r, &pass.plan, now).await? {
+            pass = r.pass(now, true).await.map_err(Error::Loop)?;
+        }
+        launched = f.launch(obj, ctx, &pass.plan, now).await?;
+        r.set_in_flight(f.in_flight());
+    }
     let progress = pass.plan.progress();
-    let mut action = requeue_for(&progress, now);
-    if progress == Progress::Ready {
-        let step = pass
-            .plan
-            .next()
-            .expect("a Ready plan has a next step")
-            .step
-            .clone();
+    let after_plan = |plan: &crate::plan::Plan, at| match &fan {
+        Some(f) => f.action(plan, at),
+        None => requeue_for(&plan.progress(), at),
+    };
+    let mut action = after_plan(&pass.plan, now);
+    let next = match (&fan, progress == Progress::Ready) {
+        (_, false) => None,
+        (Some(_), true) => jobs::in_process(&pass.plan),
+        (None, true) => pass.plan.next(),
+    }
+    .map(|s| s.step.clone());
+    if let Some(step) = next {
         let kind = kind(&step);
         tracing::info!(namespace, name, step = %step, "applying");
         let started = Instant::now();
@@ -258,9 +296,13 @@ async fn apply<F: EngineFactory>(
         let after = ctx.now();
         let pass = r.pass(after, true).await.map_err(Error::Loop)?;
         action = match r.failure() {
-            Some(f) => Action::requeue(Reconciler::<F::Engine>::backoff(f.count)),
-            None => requeue_for(&pass.plan.progress(), after),
+            Some(f) => Action::requeue(Reconciler::<Fanned<F::Engine>>::backoff(f.count)),
+            None => after_plan(&pass.plan, after),
         };
+    } else if launched > 0 {
+        // The status should show the new Jobs' steps as under way.
+        let pass = r.pass(now, true).await.map_err(Error::Loop)?;
+        action = after_plan(&pass.plan, now);
     }
     ctx.set_failure(&key, generation, r.failed_step().cloned());
     status::apply(api, &name, &memory.get()).await?;
@@ -333,6 +375,7 @@ async fn cleanup<F: EngineFactory>(obj: &MailMigration, ctx: &Context<F>) -> Res
     }
     publish(ctx, obj, type_, "Deleted", "Cleanup", note).await;
     ctx.set_failure(&key(obj), 0, None);
+    ctx.jobs.forget(&key(obj));
     let state = state_of(obj, ctx);
     if let Err(e) = std::fs::remove_dir_all(state.root())
         && e.kind() != std::io::ErrorKind::NotFound

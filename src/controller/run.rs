@@ -9,12 +9,15 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
 use kube::runtime::{Controller, controller, watcher};
 use kube::{Client, Config};
 use tokio::sync::watch;
 
-use super::{Context, Imap, Metrics, error_policy, http, reconcile};
+use super::jobs::LABEL_MANAGED_BY;
+use super::leader::{Elector, LeaseTimes};
+use super::{Context, Imap, MANAGER, Metrics, error_policy, http, reconcile};
 use crate::spec::MailMigration;
 
 /// How long to wait for the API server at start.
@@ -33,6 +36,20 @@ pub struct Options {
     pub metrics_addr: Option<SocketAddr>,
     /// MailMigrations reconciled at once.
     pub concurrency: u16,
+    /// The image of copy Jobs (`spec.sync.parallelism` > 1).
+    pub job_image: String,
+    /// Act only while holding this Lease; `None`: act at once, alone.
+    pub leader_election: Option<LeaderElection>,
+}
+
+/// Which Lease the replicas of one controller compete for.
+#[derive(Clone, Debug)]
+pub struct LeaderElection {
+    pub lease_name: String,
+    /// Default: the client's namespace (in a Pod, its service account's).
+    pub lease_namespace: Option<String>,
+    /// Who this replica is in the Lease: the Pod's name, else host and process id.
+    pub identity: String,
 }
 
 /// Run until SIGTERM or Ctrl-C.
@@ -96,20 +113,67 @@ pub async fn run(options: Options) -> Result<()> {
         ))
     });
 
-    let ctx = Arc::new(Context::new(client, Imap, &cache_dir, metrics));
+    let mut elector = options.leader_election.as_ref().map(|le| {
+        let namespace = le
+            .lease_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_owned());
+        tracing::info!(
+            lease = le.lease_name,
+            namespace,
+            identity = le.identity,
+            "leader election"
+        );
+        Elector::new(
+            client.clone(),
+            &namespace,
+            &le.lease_name,
+            &le.identity,
+            LeaseTimes::default(),
+        )
+    });
+
+    let jobs: Api<Job> = match &options.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let ctx = Arc::new(
+        Context::new(client, Imap, &cache_dir, metrics).with_job_image(&options.job_image),
+    );
     let mut wc = watcher::Config::default();
     if let Some(sel) = &options.selector {
         wc = wc.labels(sel);
     }
     let mut stop = stop_rx.clone();
+    // A replica standing by is healthy and ready: a rolling update must be able to start
+    // the new replicas while the old leader still holds the Lease.
+    ready.store(true, Ordering::Relaxed);
+    if let Some(e) = &mut elector {
+        let mut stop = stop_rx.clone();
+        tokio::select! {
+            _ = e.acquire() => {}
+            _ = stop.wait_for(|s| *s) => {
+                ready.store(false, Ordering::Relaxed);
+                if let Some(server) = server {
+                    let _ = server.await;
+                }
+                tracing::info!("stopped before leading");
+                return Ok(());
+            }
+        }
+    }
     tracing::info!(
         namespace = options.namespace.as_deref().unwrap_or("(all)"),
         selector = options.selector.as_deref().unwrap_or(""),
         cache_dir = %cache_dir.display(),
         "controller started"
     );
-    ready.store(true, Ordering::Relaxed);
-    Controller::new(api, wc)
+    let controller = Controller::new(api, wc)
+        // A copy Job finishing brings its MailMigration back at once.
+        .owns(
+            jobs,
+            watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}")),
+        )
         .with_config(controller::Config::default().concurrency(options.concurrency))
         .graceful_shutdown_on(async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -123,9 +187,32 @@ pub async fn run(options: Options) -> Result<()> {
                 }
                 Err(e) => tracing::warn!(error = %e, "controller"),
             }
-        })
-        .await;
+        });
+    let lost = async {
+        match &mut elector {
+            Some(e) => e.keep().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = controller => {}
+        lost = lost => {
+            // Another replica may act from now on: stop at once rather than finish the
+            // reconciles under way (every step is safe to interrupt), and let Kubernetes
+            // restart this one as a follower.
+            bail!("{lost}; stopping so that this replica restarts as a follower");
+        }
+    }
     ready.store(false, Ordering::Relaxed);
+    if let Some(e) = &mut elector {
+        // Stopped on SIGTERM, reconciles finished: hand over at once.
+        match e.release().await {
+            Ok(()) => tracing::info!("released the leader Lease"),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot release the leader Lease; it expires by itself")
+            }
+        }
+    }
     if let Some(server) = server {
         let _ = server.await;
     }

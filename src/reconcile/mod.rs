@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 
 use crate::accounts::Account;
 use crate::dns::DnsError;
-use crate::plan::{self, Adapter, Failure, Milestones, Plan, Step, World};
+use crate::plan::{self, Adapter, Failure, InFlight, Milestones, Plan, Step, World};
 use crate::secrets::Resolver;
 use crate::spec::{MailMigration, MailMigrationStatus};
 use crate::store::{StateDir, StatusStore};
@@ -89,6 +89,9 @@ pub struct Reconciler<E> {
     failure: Option<(Step, Failure)>,
     /// Messages and bytes copied by the steps this value carried out.
     copied: (u64, u64),
+    /// Steps carried out elsewhere right now (the controller's copy Jobs): planned with a
+    /// `Running` gate so they are not started twice.
+    in_flight: Vec<InFlight>,
 }
 
 /// The outcome of observing and planning once.
@@ -118,6 +121,7 @@ impl<E: MailEngine> Reconciler<E> {
             records,
             failure: None,
             copied: (0, 0),
+            in_flight: Vec::new(),
         })
     }
 
@@ -145,6 +149,12 @@ impl<E: MailEngine> Reconciler<E> {
     pub fn with_failure(mut self, failure: Option<(Step, Failure)>) -> Self {
         self.failure = failure;
         self
+    }
+
+    /// Tell the planner which steps are under way elsewhere (replacing what it was told
+    /// before); they stay in the plan, gated, until a pass no longer lists them.
+    pub fn set_in_flight(&mut self, in_flight: Vec<InFlight>) {
+        self.in_flight = in_flight;
     }
 
     /// The step that failed last, with its failure.
@@ -177,6 +187,7 @@ impl<E: MailEngine> Reconciler<E> {
         .await;
         world.milestones = Milestones::from_status(&previous);
         world.failure = self.failure.as_ref().map(|(_, f)| f.clone());
+        world.in_flight = self.in_flight.clone();
         let plan = plan::plan(self.spec(), &world, now);
         let status = plan::derive_status(
             self.spec(),
