@@ -11,7 +11,10 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
-use kube::runtime::{Controller, controller, watcher};
+use kube::runtime::{
+    Controller, Predicate, PredicateConfig, WatchStreamExt, controller, predicates, reflector,
+    watcher,
+};
 use kube::{Client, Config};
 use tokio::sync::watch;
 
@@ -168,7 +171,13 @@ pub async fn run(options: Options) -> Result<()> {
         cache_dir = %cache_dir.display(),
         "controller started"
     );
-    let controller = Controller::new(api, wc)
+    let (reader, writer) = reflector::store();
+    let migrations = watcher(api, wc)
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(trigger(), PredicateConfig::default());
+    let controller = Controller::for_stream(migrations, reader)
         // A copy Job finishing brings its MailMigration back at once.
         .owns(
             jobs,
@@ -262,5 +271,57 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// What brings a MailMigration back before its requeue time: a spec change or deletion
+/// (both change `metadata.generation`) and its finalizers (adding ours is followed by the
+/// first real reconcile). Not the status: every reconcile writes it, and reacting to our own
+/// write would run the next reconcile at once, ignoring the requeue time of a time gate and
+/// the backoff after a failed step.
+fn trigger() -> impl Predicate<MailMigration> + Clone + 'static {
+    predicates::generation.combine(predicates::finalizers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn migration(generation: i64, finalizers: &[&str], status: Option<&str>) -> MailMigration {
+        let mut m: MailMigration = serde_yaml::from_str(
+            "apiVersion: mailshift.io/v1alpha1
+kind: MailMigration
+metadata: { name: m, namespace: mail }
+spec:
+  source: { imap: { host: old.example.net } }
+  destination: { imap: { host: new.example.net } }
+  mailboxes: [{ address: a@example.com }]
+",
+        )
+        .unwrap();
+        m.metadata.generation = Some(generation);
+        m.metadata.finalizers = Some(finalizers.iter().map(|f| f.to_string()).collect());
+        m.status = status.map(|s| crate::spec::MailMigrationStatus {
+            next_step: Some(s.into()),
+            ..Default::default()
+        });
+        m
+    }
+
+    #[test]
+    fn only_spec_deletion_and_finalizer_changes_trigger_a_reconcile() {
+        let t = trigger();
+        let base = t.hash_property(&migration(3, &[], None));
+        assert_eq!(
+            t.hash_property(&migration(3, &[], Some("copy a@example.com"))),
+            base,
+            "our own status write must not bring the object back"
+        );
+        assert_ne!(t.hash_property(&migration(4, &[], None)), base, "spec edit");
+        assert_ne!(
+            t.hash_property(&migration(3, &[super::super::FINALIZER], None)),
+            base,
+            "finalizer added"
+        );
     }
 }
