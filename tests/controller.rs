@@ -393,6 +393,51 @@ async fn reconciles_drive_a_migration_to_completion_then_requeue_for_drift() {
 }
 
 #[tokio::test]
+async fn a_restarted_controller_resumes_from_the_status_not_from_scratch() {
+    // The first controller drives the migration to completion; its cache directory is then
+    // lost (a pod restart, a failover to the other replica).
+    let first = tempfile::tempdir().unwrap();
+    let (client, fake) = Fake::start(resource("", true, None), vec![secret()]);
+    let engines = Models::default();
+    let ctx = context(client.clone(), engines.clone(), first.path());
+    for _ in 0..10 {
+        let action = reconcile(Arc::new(fake.object()), ctx.clone())
+            .await
+            .unwrap();
+        if action != Action::requeue(Duration::from_secs(1)) {
+            break;
+        }
+    }
+    let status = fake.object().status.unwrap();
+    assert!(status.completed_at.is_some(), "{status:?}");
+    let records = status.records.clone().expect("records kept in the status");
+    assert!(
+        records["mailboxes"]["a@example.com"]["verification"].is_object(),
+        "{records}"
+    );
+    assert_eq!(engines.syncs.load(Ordering::SeqCst), 1);
+    let events_before = fake.events().len();
+    drop(ctx);
+    drop(first);
+
+    let second = tempfile::tempdir().unwrap();
+    let ctx = context(client, engines.clone(), second.path());
+    let action = reconcile(Arc::new(fake.object()), ctx).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(3600)));
+    assert_eq!(
+        engines.syncs.load(Ordering::SeqCst),
+        1,
+        "nothing copied again after the restart"
+    );
+    assert_eq!(fake.events().len(), events_before, "no step taken again");
+    let status = fake.object().status.unwrap();
+    assert_eq!(
+        condition(&status, "Ready").unwrap().status,
+        mailshift::spec::ConditionStatus::True
+    );
+}
+
+#[tokio::test]
 async fn the_requeue_is_the_instant_the_gate_opens() {
     // A gateway cutover 10 minutes ago, a delta sync due 30 minutes after it: the loop must
     // come back in exactly 20 minutes.

@@ -16,8 +16,10 @@ use super::jobs::{self, FanOut, Fanned};
 use super::{Context, EngineFactory, FINALIZER, secrets, status};
 use crate::plan::{Progress, Step};
 use crate::reconcile::Reconciler;
+use crate::reconcile::records::{MemoryRecords, Records};
 use crate::secrets::Resolver;
 use crate::spec::MailMigration;
+use crate::spec::MailMigrationStatus;
 use crate::store::{MemoryStatus, StateDir};
 
 /// Right after a step, the next one is taken up this soon.
@@ -220,11 +222,14 @@ async fn apply<F: EngineFactory>(
     };
     // Copy Jobs (spec.sync.parallelism > 1): what they carry out is planned as running.
     let mut fan = FanOut::start(obj, ctx, &key, generation).await?;
+    let records = Arc::new(MemoryRecords::new(seed_records(&previous, &state)));
     let memory = Arc::new(MemoryStatus::new(previous));
     let failure = ctx
         .failure(&key, generation)
         .or_else(|| fan.as_ref().and_then(FanOut::stalled));
     let mut r = Reconciler::new(obj.clone(), accounts, state, Fanned::new(engine))
+        .map_err(Error::Loop)?
+        .with_records_store(records.clone())
         .map_err(Error::Loop)?
         .with_resolver(resolver)
         .with_status_store(memory.clone())
@@ -305,8 +310,26 @@ async fn apply<F: EngineFactory>(
         action = after_plan(&pass.plan, now);
     }
     ctx.set_failure(&key, generation, r.failed_step().cloned());
-    status::apply(api, &name, &memory.get()).await?;
+    let mut status = memory.get();
+    status.records = Some(serde_json::to_value(records.get()).map_err(|e| Error::Loop(e.into()))?);
+    status::apply(api, &name, &status).await?;
     Ok(action)
+}
+
+/// The loop's records as the status holds them; from the cache directory when the status
+/// has none yet (written by a controller from before records moved into the status).
+fn seed_records(previous: &MailMigrationStatus, state: &StateDir) -> Records {
+    previous
+        .records
+        .as_ref()
+        .and_then(|v| match serde_json::from_value(v.clone()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "status.records unreadable; starting from the cache directory's");
+                None
+            }
+        })
+        .unwrap_or_else(|| Records::load(state).unwrap_or_default())
 }
 
 /// On deletion: nothing mailshift set up is undone behind the admin's back, except what

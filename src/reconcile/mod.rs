@@ -20,7 +20,7 @@ use crate::plan::{self, Adapter, Failure, InFlight, Milestones, Plan, Step, Worl
 use crate::secrets::Resolver;
 use crate::spec::{MailMigration, MailMigrationStatus};
 use crate::store::{StateDir, StatusStore};
-use records::Records;
+use records::{Records, RecordsStore};
 
 /// After this many failures of the same step in a row, the migration is Stalled.
 pub const STALL_AFTER: u32 = 5;
@@ -86,6 +86,8 @@ pub struct Reconciler<E> {
     /// Reads secrets that adapters other than IMAP need (the TSIG key).
     resolver: Resolver,
     records: Records,
+    /// Where `records` are kept: the state directory unless set otherwise.
+    records_store: Arc<dyn RecordsStore>,
     failure: Option<(Step, Failure)>,
     /// Messages and bytes copied by the steps this value carried out.
     copied: (u64, u64),
@@ -110,6 +112,7 @@ impl<E: MailEngine> Reconciler<E> {
         engine: E,
     ) -> Result<Self> {
         let records = Records::load(&state)?;
+        let records_dir = state.clone();
         Ok(Reconciler {
             migration,
             accounts,
@@ -119,6 +122,7 @@ impl<E: MailEngine> Reconciler<E> {
             generation: None,
             resolver: Resolver::default(),
             records,
+            records_store: Arc::new(records_dir),
             failure: None,
             copied: (0, 0),
             in_flight: Vec::new(),
@@ -136,6 +140,14 @@ impl<E: MailEngine> Reconciler<E> {
     pub fn with_status_store(mut self, store: Arc<dyn StatusStore>) -> Self {
         self.status = store;
         self
+    }
+
+    /// Keep the executor's records in `store` instead of the state directory (the controller
+    /// keeps them in the resource's status).
+    pub fn with_records_store(mut self, store: Arc<dyn RecordsStore>) -> Result<Self> {
+        self.records = store.load_records()?;
+        self.records_store = store;
+        Ok(self)
     }
 
     /// Report `generation` (a resource's `metadata.generation`) as the observed generation.
@@ -198,7 +210,7 @@ impl<E: MailEngine> Reconciler<E> {
             now,
         );
         if persist {
-            records.save(&self.state)?;
+            self.records_store.save_records(&records)?;
             self.records = records;
             self.status.save_status(&status)?;
         }
@@ -220,7 +232,7 @@ impl<E: MailEngine> Reconciler<E> {
                 milestones.record(step, now);
                 milestones.write_to(&mut status);
                 self.status.save_status(&status)?;
-                self.records.save(&self.state)?;
+                self.records_store.save_records(&self.records)?;
                 Ok(())
             }
             Err(e) => {
@@ -246,7 +258,7 @@ impl<E: MailEngine> Reconciler<E> {
                     stalled: count >= STALL_AFTER,
                 };
                 self.failure = Some((step.clone(), failure));
-                self.records.save(&self.state)?;
+                self.records_store.save_records(&self.records)?;
                 Err(e)
             }
         }

@@ -81,6 +81,49 @@ impl Records {
     }
 }
 
+/// Where the records are kept: the state directory (`records.json`) for the CLI; for the
+/// controller, the resource's status, so that a restarted or failed-over controller does not
+/// copy and verify every mailbox again.
+pub trait RecordsStore: Send + Sync {
+    fn load_records(&self) -> Result<Records>;
+    fn save_records(&self, records: &Records) -> Result<()>;
+}
+
+impl RecordsStore for StateDir {
+    fn load_records(&self) -> Result<Records> {
+        Records::load(self)
+    }
+
+    fn save_records(&self, records: &Records) -> Result<()> {
+        records.save(self)
+    }
+}
+
+/// Records held in memory by a host that persists them itself (the controller, in status).
+#[derive(Debug, Default)]
+pub struct MemoryRecords(std::sync::Mutex<Records>);
+
+impl MemoryRecords {
+    pub fn new(records: Records) -> Self {
+        MemoryRecords(std::sync::Mutex::new(records))
+    }
+
+    pub fn get(&self) -> Records {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl RecordsStore for MemoryRecords {
+    fn load_records(&self) -> Result<Records> {
+        Ok(self.get())
+    }
+
+    fn save_records(&self, records: &Records) -> Result<()> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = records.clone();
+        Ok(())
+    }
+}
+
 fn spec_hash(spec: &MailMigrationSpec) -> String {
     let json = serde_json::to_vec(spec).unwrap_or_default();
     let digest = Sha256::digest(&json);

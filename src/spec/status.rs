@@ -51,6 +51,20 @@ pub struct MailMigrationStatus {
     /// When the migration completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<DateTime<Utc>>,
+    /// The controller's own bookkeeping: each mailbox's last copy and verification and the
+    /// last probe. Kept with the resource so that a restarted or failed-over controller does
+    /// not redo them (the CLI keeps the same records in its state directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "opaque_object")]
+    pub records: Option<serde_json::Value>,
+}
+
+/// An object the API server stores as it is given.
+fn opaque_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
 }
 
 /// Summary phase for `kubectl get`.
