@@ -24,6 +24,8 @@ type Body = BoxBody<Bytes, Infallible>;
 struct FakeApi {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<String>>>,
+    /// The one Lease it holds, as last written (coordination.k8s.io/v1).
+    lease: Arc<Mutex<Option<serde_json::Value>>>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -36,16 +38,23 @@ impl FakeApi {
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let addr = listener.local_addr()?;
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
+        let lease = Arc::new(Mutex::new(None));
+        let (log, held) = (seen.clone(), lease.clone());
         runtime.spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let log = log.clone();
+                let (log, held) = (log.clone(), held.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         log.lock()
                             .unwrap()
                             .push(format!("{} {}", req.method(), req.uri()));
-                        async move { Ok::<_, Infallible>(answer(&req)) }
+                        let held = held.clone();
+                        async move {
+                            if req.uri().path().contains("/leases") {
+                                return Ok::<_, Infallible>(lease_answer(req, &held).await);
+                            }
+                            Ok::<_, Infallible>(answer(&req))
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -56,8 +65,13 @@ impl FakeApi {
         Ok(FakeApi {
             addr,
             seen,
+            lease,
             _runtime: runtime,
         })
+    }
+
+    fn lease(&self) -> Option<serde_json::Value> {
+        self.lease.lock().unwrap().clone()
     }
 
     fn seen(&self) -> Vec<String> {
@@ -82,6 +96,49 @@ fn json(body: &str) -> Response<Body> {
     r.headers_mut()
         .insert("content-type", "application/json".parse().unwrap());
     r
+}
+
+/// The Lease API: 404 until created, then what was last written, with a resourceVersion
+/// that changes on every write (a stale one is a 409 Conflict, as on a real API server).
+async fn lease_answer(
+    req: Request<Incoming>,
+    held: &Mutex<Option<serde_json::Value>>,
+) -> Response<Body> {
+    let method = req.method().clone();
+    let body = req.into_body().collect().await.unwrap().to_bytes();
+    let mut lease = held.lock().unwrap();
+    let status = |code: u16, body: String| {
+        let mut r = json(&body);
+        *r.status_mut() = hyper::StatusCode::from_u16(code).unwrap();
+        r
+    };
+    let not_found = r#"{"apiVersion":"v1","kind":"Status","status":"Failure","reason":"NotFound","code":404,"message":"not found"}"#;
+    match method.as_str() {
+        "GET" => match lease.as_ref() {
+            Some(l) => json(&l.to_string()),
+            None => status(404, not_found.into()),
+        },
+        "POST" | "PUT" => {
+            let mut new: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let current = lease
+                .as_ref()
+                .map(|l| l["metadata"]["resourceVersion"].clone());
+            if method == "PUT" && current != Some(new["metadata"]["resourceVersion"].clone()) {
+                return status(
+                    409,
+                    r#"{"apiVersion":"v1","kind":"Status","status":"Failure","reason":"Conflict","code":409,"message":"conflict"}"#.into(),
+                );
+            }
+            let version = current
+                .and_then(|v| v.as_str().and_then(|s| s.parse::<u64>().ok()))
+                .unwrap_or(0)
+                + 1;
+            new["metadata"]["resourceVersion"] = version.to_string().into();
+            *lease = Some(new.clone());
+            status(if method == "POST" { 201 } else { 200 }, new.to_string())
+        }
+        _ => status(404, not_found.into()),
+    }
 }
 
 fn answer(req: &Request<Incoming>) -> Response<Body> {
@@ -200,6 +257,10 @@ fn serves_health_readiness_and_metrics_then_stops_on_sigterm() -> Result<()> {
             "{family} missing:\n{metrics}"
         );
     }
+    assert!(
+        metrics.contains("# TYPE mailshift_leader gauge\nmailshift_leader 1\n"),
+        "without leader election this replica reconciles:\n{metrics}"
+    );
     assert_eq!(get(http, "/nothing").map(|(c, _)| c), Some(404));
     // It asked the API server who it is and listed (then watched) MailMigrations.
     let seen = api.seen();
@@ -233,5 +294,126 @@ fn serves_health_readiness_and_metrics_then_stops_on_sigterm() -> Result<()> {
     );
     // Once stopped, nothing listens any more.
     assert_eq!(get(http, "/healthz"), None);
+    Ok(())
+}
+
+fn replica(api: &FakeApi, dir: &std::path::Path, name: &str, http: SocketAddr) -> Result<Child> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_mailshift"))
+        .args([
+            "controller",
+            "--leader-election",
+            "--lease-namespace",
+            "mailshift-system",
+            "--metrics-addr",
+            &http.to_string(),
+            "--cache-dir",
+        ])
+        .arg(dir.join(name))
+        .env("KUBECONFIG", api.kubeconfig(dir)?)
+        .env("POD_NAME", name)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?)
+}
+
+fn leader_metric(http: SocketAddr) -> Option<bool> {
+    let (_, m) = get(http, "/metrics")?;
+    if m.contains("mailshift_leader 1\n") {
+        Some(true)
+    } else if m.contains("mailshift_leader 0\n") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+fn stop(child: &mut Child) -> Result<String> {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    let status = wait_exit(child, Duration::from_secs(20))?;
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut stderr)?;
+    }
+    if !status.success() {
+        bail!("{status}\n{stderr}");
+    }
+    Ok(stderr)
+}
+
+/// Two replicas: only the one holding the Lease reconciles; the other stands by, ready,
+/// and takes over at once when the leader hands the Lease back on SIGTERM.
+#[test]
+fn with_leader_election_one_replica_leads_and_hands_over_on_sigterm() -> Result<()> {
+    let api = FakeApi::start()?;
+    let dir = tempfile::tempdir()?;
+    let (http_a, http_b) = (free_addr()?, free_addr()?);
+    let mut a = replica(&api, dir.path(), "replica-a", http_a)?;
+    if wait_for(Duration::from_secs(30), || {
+        leader_metric(http_a).filter(|l| *l)
+    })
+    .is_none()
+    {
+        let _ = a.kill();
+        let out = a.wait_with_output()?;
+        bail!(
+            "never led; API saw {:?}\n{}",
+            api.seen(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let lease = api.lease().expect("a Lease was created");
+    assert_eq!(lease["spec"]["holderIdentity"], "replica-a", "{lease}");
+    // The Lease was taken in the namespace asked for, before MailMigrations were watched.
+    let seen = api.seen();
+    assert!(
+        seen.iter().any(|r| r
+            .starts_with("POST /apis/coordination.k8s.io/v1/namespaces/mailshift-system/leases")),
+        "{seen:?}"
+    );
+    let first_lease = seen.iter().position(|r| r.contains("/leases"));
+    let first_watch = seen
+        .iter()
+        .position(|r| r.contains("/mailmigrations") && r.contains("watch="));
+    assert!(first_lease.is_some() && (first_watch.is_none() || first_lease < first_watch));
+
+    // The second replica is ready but does not lead while the first renews.
+    let mut b = replica(&api, dir.path(), "replica-b", http_b)?;
+    let lease_reads = || {
+        api.seen()
+            .iter()
+            .filter(|r| r.starts_with("GET") && r.contains("/leases/"))
+            .count()
+    };
+    let before = lease_reads();
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            (get(http_b, "/readyz").map(|(c, _)| c) == Some(200) && lease_reads() >= before + 6)
+                .then_some(())
+        })
+        .is_some(),
+        "replica-b never became ready"
+    );
+    assert_eq!(leader_metric(http_b), Some(false), "two leaders at once");
+    assert_eq!(leader_metric(http_a), Some(true));
+    assert_eq!(api.lease().unwrap()["spec"]["holderIdentity"], "replica-a");
+
+    // SIGTERM: the first hands the Lease back and the second takes over.
+    stop(&mut a)?;
+    assert!(
+        wait_for(Duration::from_secs(30), || leader_metric(http_b)
+            .filter(|l| *l))
+        .is_some(),
+        "replica-b did not take over"
+    );
+    assert_eq!(api.lease().unwrap()["spec"]["holderIdentity"], "replica-b");
+    stop(&mut b)?;
+    let lease = api.lease().unwrap();
+    assert!(
+        lease["spec"]["holderIdentity"].is_null() || lease["spec"]["holderIdentity"] == "",
+        "released on SIGTERM: {lease}"
+    );
     Ok(())
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Steps by (kind, outcome): (count, seconds).
@@ -18,6 +18,8 @@ pub struct Metrics {
     steps: Mutex<StepCounters>,
     copied_messages: AtomicU64,
     copied_bytes: AtomicU64,
+    /// Whether this replica reconciles (holds the Lease, or runs without leader election).
+    leader: AtomicBool,
 }
 
 impl Metrics {
@@ -42,6 +44,10 @@ impl Metrics {
     pub fn copied(&self, messages: u64, bytes: u64) {
         self.copied_messages.fetch_add(messages, Ordering::Relaxed);
         self.copied_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.store(leader, Ordering::Relaxed);
     }
 
     pub fn reconciles(&self) -> u64 {
@@ -102,6 +108,11 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
+            "# HELP mailshift_leader 1 on the replica that reconciles, 0 on one standing by.\n# TYPE mailshift_leader gauge\nmailshift_leader {}",
+            u8::from(self.leader.load(Ordering::Relaxed))
+        );
+        let _ = writeln!(
+            out,
             "# HELP mailshift_messages_copied_total Messages appended to destinations.\n# TYPE mailshift_messages_copied_total counter\nmailshift_messages_copied_total {}",
             self.copied_messages.load(Ordering::Relaxed)
         );
@@ -134,7 +145,10 @@ mod tests {
         m.step("InitialSync", true, Duration::from_millis(1500));
         m.copied(3, 3000);
         m.copied(2, 500);
+        assert!(m.render().contains("mailshift_leader 0\n"));
+        m.set_leader(true);
         let text = m.render();
+        assert!(text.contains("mailshift_leader 1\n"), "{text}");
         assert!(
             text.contains("mailshift_messages_copied_total 5\n"),
             "{text}"

@@ -141,7 +141,7 @@ pub async fn run(options: Options) -> Result<()> {
         None => Api::all(client.clone()),
     };
     let ctx = Arc::new(
-        Context::new(client, Imap, &cache_dir, metrics).with_job_image(&options.job_image),
+        Context::new(client, Imap, &cache_dir, metrics.clone()).with_job_image(&options.job_image),
     );
     let mut wc = watcher::Config::default();
     if let Some(sel) = &options.selector {
@@ -165,6 +165,7 @@ pub async fn run(options: Options) -> Result<()> {
             }
         }
     }
+    metrics.set_leader(true);
     tracing::info!(
         namespace = options.namespace.as_deref().unwrap_or("(all)"),
         selector = options.selector.as_deref().unwrap_or(""),
@@ -213,6 +214,7 @@ pub async fn run(options: Options) -> Result<()> {
         }
     }
     ready.store(false, Ordering::Relaxed);
+    metrics.set_leader(false);
     if let Some(e) = &mut elector {
         // Stopped on SIGTERM, reconciles finished: hand over at once.
         match e.release().await {
