@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::Output;
 use super::logging::{self, LogFormat};
-use super::sync::{Args, prepare_all};
+use super::sync::{Args, prepare_to_run};
 use crate::imap::engine::Silent;
 use crate::imap::folder_names::Lang;
 use crate::imap::folders::{FolderPlan, FolderTable, LanguageChoice, Reason};
@@ -84,22 +84,9 @@ struct FolderView {
 
 pub fn run(args: &Args, log_format: LogFormat) -> ExitCode {
     logging::init(log_format, None);
-    let prepared = match prepare_all(args, ReportKind::Verify, Arc::new(Silent)) {
+    let (prepared, runtime) = match prepare_to_run(args, ReportKind::Verify, Arc::new(Silent)) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("mailshift: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("mailshift: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let mut all = Vec::new();
     let mut text = String::new();

@@ -53,22 +53,9 @@ pub struct Args {
 pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> ExitCode {
     let (bars, observer) = super::progress::setup(log_format);
     let started = Instant::now();
-    let prepared = match prepare_all(args, kind, observer) {
+    let (prepared, runtime) = match prepare_to_run(args, kind, observer) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("mailshift: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("mailshift: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let mailboxes = runtime.block_on(async {
         let mut all = Vec::new();
@@ -122,7 +109,28 @@ fn print(report: &Report, output: Output) -> std::io::Result<()> {
 }
 
 /// Loads every manifest, keeps the migrations and mailboxes asked for, and prepares them.
-pub(super) fn prepare_all(
+/// The manifests' engines and a runtime to drive them; when either cannot be had, the
+/// reason is printed and the exit status is 2 (nothing could be run).
+pub(super) fn prepare_to_run(
+    args: &Args,
+    kind: ReportKind,
+    observer: Arc<dyn Observer>,
+) -> Result<(Vec<Prepared>, tokio::runtime::Runtime), ExitCode> {
+    let prepared = prepare_all(args, kind, observer).map_err(|e| {
+        eprintln!("mailshift: {e:#}");
+        ExitCode::from(2)
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("mailshift: cannot start the runtime: {e}");
+            ExitCode::from(2)
+        })?;
+    Ok((prepared, runtime))
+}
+
+fn prepare_all(
     args: &Args,
     kind: ReportKind,
     observer: Arc<dyn Observer>,
