@@ -16,6 +16,7 @@ PACKAGES=(
     isync
     openssl ca-certificates procps
     time            # GNU time: peak RSS of each tool in scripts/bench.sh
+    openssh-server openssh-client  # a real sshd for the Postfix adapter's ssh runner
     lua5.1          # the Argo CD health check (deploy/argocd/health.lua) under Lua 5.1, as gopher-lua runs it
 )
 

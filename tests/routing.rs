@@ -609,3 +609,91 @@ fn postfix_provider_over_the_ssh_runner() -> Result<()> {
     assert_eq!(postfix.postconf(&["-h", "transport_maps"])?, maps_before);
     Ok(())
 }
+
+/// The Postfix provider through the real OpenSSH client and a real sshd: key login, host key
+/// checked against `knownHosts`, the remote commands quoted for the remote shell. A wrong
+/// host key or an unauthorized client key is refused by ssh, and said so.
+#[test]
+fn postfix_provider_over_real_ssh() -> Result<()> {
+    use mailshift::routing::{PostfixProvider, Role, RoutingProvider, SshRunner};
+    use mailshift::spec::{SecretRef, Ssh};
+
+    let sshd = mailshift_harness::Sshd::start()?;
+    let postfix = Postfix::builder()
+        .name("real-ssh-mta")
+        .transport("other.test", "discard:")
+        .start()?;
+    let ssh = |identity: String, known_hosts: String| Ssh {
+        host: "127.0.0.1".into(),
+        port: Some(sshd.port()),
+        user: "root".into(),
+        identity: Some(SecretRef::Value(identity)),
+        known_hosts: Some(SecretRef::Value(known_hosts)),
+    };
+    let good = ssh(sshd.client_private_key()?, sshd.known_hosts_line());
+    let runner = SshRunner::new(&good, &Resolver::default())?;
+    let config_dir = postfix.config_dir().display().to_string();
+    let provider = PostfixProvider::new(&runner, &config_dir, Role::Gateway);
+    assert_eq!(provider.observe()?, RelayState::Off);
+    let entries = BTreeSet::from(["example.com".to_owned(), "example.net".to_owned()]);
+    provider.apply("[127.0.0.1]:2526", &entries)?;
+    assert_eq!(
+        provider.observe()?,
+        RelayState::On {
+            relay_to: "[127.0.0.1]:2526".into(),
+            entries
+        }
+    );
+    provider.remove()?;
+    assert_eq!(provider.observe()?, RelayState::Off);
+    assert!(
+        sshd.log().contains("Accepted publickey for root"),
+        "{}",
+        sshd.log()
+    );
+
+    // Someone else's host key at that address: ssh refuses before logging in.
+    let other = tempfile::tempdir()?;
+    let other_key = other.path().join("k");
+    let keygen = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other_key)
+        .status()?;
+    assert!(keygen.success());
+    let other_pub = std::fs::read_to_string(other_key.with_extension("pub"))?;
+    let mut parts = other_pub.split_whitespace();
+    let forged = format!(
+        "[127.0.0.1]:{} {} {}",
+        sshd.port(),
+        parts.next().unwrap(),
+        parts.next().unwrap()
+    );
+    let runner = SshRunner::new(
+        &ssh(sshd.client_private_key()?, forged),
+        &Resolver::default(),
+    )?;
+    let err = PostfixProvider::new(&runner, &config_dir, Role::Gateway)
+        .observe()
+        .unwrap_err()
+        .to_string();
+    assert!(err.to_lowercase().contains("host key"), "{err}");
+
+    // A key sshd does not know: refused.
+    let runner = SshRunner::new(
+        &ssh(
+            std::fs::read_to_string(&other_key)?,
+            sshd.known_hosts_line(),
+        ),
+        &Resolver::default(),
+    )?;
+    let err = PostfixProvider::new(&runner, &config_dir, Role::Gateway)
+        .observe()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Permission denied"), "{err}");
+    assert!(
+        !err.contains("PRIVATE KEY"),
+        "the key must never be in an error: {err}"
+    );
+    Ok(())
+}

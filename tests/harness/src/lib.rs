@@ -18,6 +18,7 @@
 //! | Dovecot 2.3 | [`Dovecot`] | IMAP (+STARTTLS), IMAPS, LMTP, ManageSieve, passwd-file users, master user, OAuth2 bearer tokens (JWT, XOAUTH2/OAUTHBEARER) |
 //! | Postfix | [`Postfix`] | SMTP listener, transport map routing to LMTP or another SMTP server |
 //! | BIND 9 | [`Bind`] | authoritative zones, TSIG-signed dynamic updates, secondaries via AXFR |
+//! | OpenSSH | [`Sshd`] | key-only root login on loopback, its host key for known_hosts |
 //!
 //! The servers must be installed (`scripts/install-deps.sh`) and the tests must run as root
 //! (the daemons switch to their own system users: `dovecot`/`dovenull`, `postfix`, `bind`).
@@ -36,6 +37,7 @@ pub mod ports;
 pub mod postfix;
 mod process;
 pub mod proxy;
+pub mod sshd;
 pub mod tls;
 pub mod wait;
 
@@ -44,6 +46,7 @@ pub use dovecot::{Dovecot, DovecotBuilder, DovecotPorts};
 pub use postfix::{Postfix, PostfixBuilder};
 pub use process::CmdOutput;
 pub use proxy::Proxy;
+pub use sshd::Sshd;
 pub use tls::Certificates;
 
 /// The loopback address every harness server listens on.
