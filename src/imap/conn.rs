@@ -112,7 +112,7 @@ impl ConnectError {
 /// client sends (tests use it to prove which commands reached the source).
 pub struct ImapStream {
     inner: Inner,
-    recorder: Option<Recorder>,
+    recorder: Option<Transcript>,
 }
 
 enum Inner {
@@ -175,9 +175,11 @@ impl AsyncWrite for ImapStream {
 }
 
 /// Everything a client sent on the connections it is attached to, for tests that must prove
-/// what reached a server. Kept in memory only; never logged.
+/// what reached a server. Kept in memory only; never logged. Each connection has its own
+/// transcript: a mailbox may use several connections at once, and one shared buffer would
+/// interleave their commands mid-line.
 #[derive(Clone, Default)]
-pub struct Recorder(Arc<Mutex<Vec<u8>>>);
+pub struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
 
 impl fmt::Debug for Recorder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -186,18 +188,51 @@ impl fmt::Debug for Recorder {
 }
 
 impl Recorder {
-    fn record(&self, bytes: &[u8]) {
-        if let Ok(mut v) = self.0.lock() {
-            v.extend_from_slice(bytes);
+    /// A new, empty transcript for one connection.
+    fn transcript(&self) -> Transcript {
+        let index = self
+            .0
+            .lock()
+            .map(|mut v| {
+                v.push(Vec::new());
+                v.len() - 1
+            })
+            .unwrap_or(0);
+        Transcript {
+            recorder: self.clone(),
+            index,
         }
     }
 
-    /// The command lines sent so far (literal data included as it was sent).
+    /// How many connections were opened under this recorder.
+    pub fn connections(&self) -> usize {
+        self.0.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    /// The command lines sent so far (literal data included as it was sent), one
+    /// connection's after the other's, in the order the connections were opened.
     pub fn sent(&self) -> String {
         self.0
             .lock()
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .map(|v| String::from_utf8_lossy(&v.concat()).into_owned())
             .unwrap_or_default()
+    }
+}
+
+/// One connection's part of a [`Recorder`].
+#[derive(Clone)]
+struct Transcript {
+    recorder: Recorder,
+    index: usize,
+}
+
+impl Transcript {
+    fn record(&self, bytes: &[u8]) {
+        if let Ok(mut v) = self.recorder.0.lock()
+            && let Some(t) = v.get_mut(self.index)
+        {
+            t.extend_from_slice(bytes);
+        }
     }
 }
 
@@ -228,6 +263,10 @@ impl Connection {
         self.capabilities.contains(&cap.to_ascii_uppercase())
     }
 }
+
+/// One of a server's `maxConnections` slots, held by a connection for its lifetime.
+#[derive(Debug)]
+pub struct Slot(OwnedSemaphorePermit);
 
 /// Opens connections to one server, at most `maxConnections` at a time.
 #[derive(Clone)]
@@ -296,12 +335,34 @@ impl Connector {
 
     /// Connect, secure and log in. Waits for a free slot under the server's connection limit.
     pub async fn connect(&self, login: &Login) -> Result<Connection, ConnectError> {
-        let permit = self
-            .limit
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the connection semaphore is never closed");
+        let slot = self.slot().await;
+        self.connect_in(slot, login).await
+    }
+
+    /// Waits for a free slot under the server's connection limit. Taking the slots of both
+    /// servers first, always in the same order, and only then logging in to both at once
+    /// keeps the logins concurrent without letting two mailboxes each hold one side's last
+    /// slot while waiting for the other's.
+    pub async fn slot(&self) -> Slot {
+        Slot(
+            self.limit
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the connection semaphore is never closed"),
+        )
+    }
+
+    /// A free slot if there is one now, without waiting: for optional extra connections,
+    /// which must never hold up (or deadlock with) a mailbox waiting for its first ones.
+    pub fn try_slot(&self) -> Option<Slot> {
+        self.limit.clone().try_acquire_owned().ok().map(Slot)
+    }
+
+    /// Connect, secure and log in within `slot` (from [`Connector::slot`] or
+    /// [`Connector::try_slot`] of this connector), which the connection keeps until dropped.
+    pub async fn connect_in(&self, slot: Slot, login: &Login) -> Result<Connection, ConnectError> {
+        let permit = slot.0;
         let addr = self.addr();
         let timeout = |during| ConnectError::Timeout {
             side: self.side,
@@ -389,7 +450,7 @@ impl Connector {
     fn wrap(&self, inner: Inner) -> ImapStream {
         ImapStream {
             inner,
-            recorder: self.recorder.clone(),
+            recorder: self.recorder.as_ref().map(Recorder::transcript),
         }
     }
 
