@@ -11,7 +11,7 @@ use std::time::Duration;
 use std::collections::BTreeSet;
 
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsConnector;
@@ -110,10 +110,21 @@ impl ConnectError {
 
 /// The byte stream under an IMAP session: plain TCP or TLS, optionally recording what the
 /// client sends (tests use it to prove which commands reached the source).
+///
+/// Writes are buffered ([`WRITE_BUFFER`]) until a flush: async-imap writes every command as
+/// four pieces (tag, space, command, CRLF) and a MULTIAPPEND adds two per message, each of
+/// which would otherwise be a `sendto` of its own on a `TCP_NODELAY` socket (and a read
+/// on the server's side). Every path that waits for an answer flushes first: async-imap's
+/// commands do, and so do ours (`proto::flush`, the pre-login CAPABILITY, NAMESPACE).
 pub struct ImapStream {
-    inner: Inner,
+    io: BufWriter<Inner>,
     recorder: Option<Transcript>,
 }
+
+/// Bytes collected before they are written. Large enough for a command line plus typical
+/// small messages of a MULTIAPPEND; a larger write (a big message) goes out directly after
+/// what is buffered, so memory does not grow with the messages.
+const WRITE_BUFFER: usize = 64 * 1024;
 
 enum Inner {
     Plain(TcpStream),
@@ -122,10 +133,18 @@ enum Inner {
 
 impl fmt::Debug for ImapStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.inner {
+        f.write_str(match self.io.get_ref() {
             Inner::Plain(_) => "ImapStream(plain)",
             Inner::Tls(_) => "ImapStream(tls)",
         })
+    }
+}
+
+impl ImapStream {
+    /// The connection under the buffer. Only for STARTTLS, right after a command (which
+    /// flushed), so nothing buffered is lost.
+    fn into_inner(self) -> Inner {
+        self.io.into_inner()
     }
 }
 
@@ -135,10 +154,7 @@ impl AsyncRead for ImapStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        match &mut self.get_mut().inner {
-            Inner::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Inner::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
     }
 }
 
@@ -149,10 +165,7 @@ impl AsyncWrite for ImapStream {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        let res = match &mut this.inner {
-            Inner::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Inner::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        };
+        let res = Pin::new(&mut this.io).poll_write(cx, buf);
         if let (Poll::Ready(Ok(n)), Some(rec)) = (&res, &this.recorder) {
             rec.record(&buf[..*n]);
         }
@@ -160,14 +173,48 @@ impl AsyncWrite for ImapStream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match &mut self.get_mut().inner {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+impl AsyncRead for Inner {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Inner::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Inner::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Inner {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Inner::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Inner::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
             Inner::Plain(s) => Pin::new(s).poll_flush(cx),
             Inner::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match &mut self.get_mut().inner {
+        match self.get_mut() {
             Inner::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Inner::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
@@ -405,7 +452,7 @@ impl Connector {
                     }
                     e => self.protocol(format!("STARTTLS: {e}")),
                 })?;
-            let tcp = match client.into_inner().inner {
+            let tcp = match client.into_inner().into_inner() {
                 Inner::Plain(tcp) => tcp,
                 Inner::Tls(_) => unreachable!("STARTTLS starts on a plain connection"),
             };
@@ -449,7 +496,7 @@ impl Connector {
 
     fn wrap(&self, inner: Inner) -> ImapStream {
         ImapStream {
-            inner,
+            io: BufWriter::with_capacity(WRITE_BUFFER, inner),
             recorder: self.recorder.as_ref().map(Recorder::transcript),
         }
     }
