@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use common::*;
-use mailshift::imap::conn::Recorder;
+use mailshift::imap::conn::{Connector, Recorder, Side};
+use mailshift::imap::engine::{Engine, Options};
 use mailshift::imap::mutf7;
+use mailshift::spec::{Endpoint, Folders};
 use mailshift::store::StateDir;
 use mailshift_harness::Dovecot;
 use mailshift_harness::client::Imap;
@@ -1032,5 +1034,134 @@ fn verify_lists_every_difference() -> Result<()> {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(v["totals"]["messagesTransferred"], 1);
     assert_eq!(messages(&dst, "INBOX")?.len(), 4);
+    Ok(())
+}
+
+/// Several folders of one mailbox are copied at once over extra connection pairs; the
+/// copy is as exact as one folder at a time, folders merged into one destination folder
+/// (`Gesendete Elemente` and `Sent`, sharing a message) still get each message once, the
+/// source sees only reading commands on every connection, and with `maxConnections: 1`
+/// on a server the engine stays on one connection per server and gives the same copy.
+#[test]
+fn folders_copied_at_once_are_exact_and_respect_max_connections() -> Result<()> {
+    let src = dovecot("conc-src").start()?;
+    let folders_src = ["Sent", "Gesendete Elemente", "Drafts", "A", "B", "C"];
+    for f in folders_src {
+        src.create_mailbox(USER, f)?;
+    }
+    let date = "02-Feb-2022 10:00:00 +0100";
+    type Loaded = Vec<(&'static str, &'static str, Vec<u8>)>;
+    let mut by_folder: Vec<(&str, Loaded)> = Vec::new();
+    for (n, f) in ["INBOX", "Drafts", "A", "B", "C"].into_iter().enumerate() {
+        let msgs = (0..30 + n * 7)
+            .map(|i| {
+                let body = format!("{f} {i}\r\n{}", "text\r\n".repeat(i * 40));
+                let flags = if i % 3 == 0 { "\\Seen $Label1" } else { "" };
+                (
+                    flags,
+                    date,
+                    message(&format!("{f}-{i}"), &format!("{f} {i}"), &body),
+                )
+            })
+            .collect();
+        by_folder.push((f, msgs));
+    }
+    let shared = || {
+        (
+            "\\Seen",
+            date,
+            message("shared", "shared", "in both Sent folders"),
+        )
+    };
+    by_folder.push((
+        "Sent",
+        vec![("\\Seen", date, message("s1", "s1", "x")), shared()],
+    ));
+    by_folder.push((
+        "Gesendete Elemente",
+        vec![("\\Seen", date, message("g1", "g1", "y")), shared()],
+    ));
+    for (f, msgs) in &by_folder {
+        load(&src, f, msgs)?;
+    }
+    let before = store_flags(&src)?;
+    let sent_subjects = BTreeSet::from(["s1".to_owned(), "g1".to_owned(), "shared".to_owned()]);
+
+    for max_connections in [None, Some(1)] {
+        let name = format!("conc-dst-{}", max_connections.unwrap_or(0));
+        let dst = dovecot(&name).start()?;
+        let state = tempfile::tempdir()?;
+        let recorder = Recorder::default();
+        let limited = |port| Endpoint {
+            max_connections,
+            ..endpoint(port)
+        };
+        let source = Connector::new(Side::Source, &limited(src.imap_port()), None)?
+            .with_recorder(recorder.clone());
+        let dest = Connector::new(Side::Destination, &limited(dst.imap_port()), None)?;
+        let options = Options {
+            folder_concurrency: 3,
+            ..test_options()
+        };
+        let engine = Arc::new(
+            Engine::new(
+                source,
+                dest,
+                // German defaults: "Gesendete Elemente" merges into Sent with "Sent".
+                Some(Folders {
+                    exclude: Vec::new(),
+                    rename: Vec::new(),
+                    source_language: "de".into(),
+                }),
+                Arc::new(StateDir::at(state.path())),
+            )
+            .with_options(options),
+        );
+        let rt = runtime();
+        let report = rt.block_on(engine.sync_mailbox(&account()));
+        assert!(report.is_perfect(), "{max_connections:?}: {report:#?}");
+        // Reports stay in table order whatever finished first.
+        let order: Vec<&str> = report.folders.iter().map(|f| f.source.as_str()).collect();
+        assert_eq!(order.len(), folders_src.len() + 1, "{order:?}");
+        let copied: u64 = report.folders.iter().map(|f| f.copied).sum();
+        let total: usize = by_folder.iter().map(|(_, m)| m.len()).sum();
+        assert_eq!(
+            copied as usize,
+            total - 1,
+            "the shared Sent message once: {report:#?}"
+        );
+        for f in ["INBOX", "Drafts", "A", "B", "C"] {
+            assert_eq!(messages(&src, f)?, messages(&dst, f)?, "{f} differs");
+        }
+        let sent: BTreeSet<String> = messages(&dst, "Sent")?.iter().map(Msg::subject).collect();
+        assert_eq!(sent, sent_subjects);
+        assert_eq!(messages(&dst, "Sent")?.len(), 3);
+        assert!(
+            !folders(&dst)?.iter().any(|(n, _)| n.contains("Gesendete")),
+            "merged into Sent"
+        );
+        match max_connections {
+            // One pair to list and start, up to two more as folders turn out to need work.
+            None => assert!(
+                (2..=3).contains(&recorder.connections()),
+                "{} source connections",
+                recorder.connections()
+            ),
+            Some(_) => assert_eq!(recorder.connections(), 1),
+        }
+        assert_read_only(&recorder.sent());
+        assert_eq!(store_flags(&src)?, before);
+
+        // A re-sync copies nothing, and verify finds nothing missing, surplus or extra
+        // (the merged folders included).
+        let again = rt.block_on(engine.sync_mailbox(&account()));
+        assert!(again.is_perfect(), "{again:#?}");
+        assert_eq!(again.folders.iter().map(|f| f.copied).sum::<u64>(), 0);
+        let verified = rt.block_on(engine.verify_mailbox(&account()));
+        assert!(verified.is_perfect(), "{verified:#?}");
+        let order_again: Vec<&str> = verified.folders.iter().map(|f| f.source.as_str()).collect();
+        assert_eq!(order_again, order, "deterministic report order");
+        assert_read_only(&recorder.sent());
+    }
     Ok(())
 }

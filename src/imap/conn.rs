@@ -11,7 +11,7 @@ use std::time::Duration;
 use std::collections::BTreeSet;
 
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsConnector;
@@ -110,10 +110,21 @@ impl ConnectError {
 
 /// The byte stream under an IMAP session: plain TCP or TLS, optionally recording what the
 /// client sends (tests use it to prove which commands reached the source).
+///
+/// Writes are buffered ([`WRITE_BUFFER`]) until a flush: async-imap writes every command as
+/// four pieces (tag, space, command, CRLF) and a MULTIAPPEND adds two per message, each of
+/// which would otherwise be a `sendto` of its own on a `TCP_NODELAY` socket (and a read
+/// on the server's side). Every path that waits for an answer flushes first: async-imap's
+/// commands do, and so do ours (`proto::flush`, the pre-login CAPABILITY, NAMESPACE).
 pub struct ImapStream {
-    inner: Inner,
-    recorder: Option<Recorder>,
+    io: BufWriter<Inner>,
+    recorder: Option<Transcript>,
 }
+
+/// Bytes collected before they are written. Large enough for a command line plus typical
+/// small messages of a MULTIAPPEND; a larger write (a big message) goes out directly after
+/// what is buffered, so memory does not grow with the messages.
+const WRITE_BUFFER: usize = 64 * 1024;
 
 enum Inner {
     Plain(TcpStream),
@@ -122,10 +133,18 @@ enum Inner {
 
 impl fmt::Debug for ImapStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.inner {
+        f.write_str(match self.io.get_ref() {
             Inner::Plain(_) => "ImapStream(plain)",
             Inner::Tls(_) => "ImapStream(tls)",
         })
+    }
+}
+
+impl ImapStream {
+    /// The connection under the buffer. Only for STARTTLS, right after a command (which
+    /// flushed), so nothing buffered is lost.
+    fn into_inner(self) -> Inner {
+        self.io.into_inner()
     }
 }
 
@@ -135,10 +154,7 @@ impl AsyncRead for ImapStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        match &mut self.get_mut().inner {
-            Inner::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Inner::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
     }
 }
 
@@ -149,10 +165,7 @@ impl AsyncWrite for ImapStream {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        let res = match &mut this.inner {
-            Inner::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Inner::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        };
+        let res = Pin::new(&mut this.io).poll_write(cx, buf);
         if let (Poll::Ready(Ok(n)), Some(rec)) = (&res, &this.recorder) {
             rec.record(&buf[..*n]);
         }
@@ -160,14 +173,48 @@ impl AsyncWrite for ImapStream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match &mut self.get_mut().inner {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+impl AsyncRead for Inner {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Inner::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Inner::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Inner {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Inner::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Inner::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
             Inner::Plain(s) => Pin::new(s).poll_flush(cx),
             Inner::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match &mut self.get_mut().inner {
+        match self.get_mut() {
             Inner::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Inner::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
@@ -175,9 +222,11 @@ impl AsyncWrite for ImapStream {
 }
 
 /// Everything a client sent on the connections it is attached to, for tests that must prove
-/// what reached a server. Kept in memory only; never logged.
+/// what reached a server. Kept in memory only; never logged. Each connection has its own
+/// transcript: a mailbox may use several connections at once, and one shared buffer would
+/// interleave their commands mid-line.
 #[derive(Clone, Default)]
-pub struct Recorder(Arc<Mutex<Vec<u8>>>);
+pub struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
 
 impl fmt::Debug for Recorder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -186,18 +235,51 @@ impl fmt::Debug for Recorder {
 }
 
 impl Recorder {
-    fn record(&self, bytes: &[u8]) {
-        if let Ok(mut v) = self.0.lock() {
-            v.extend_from_slice(bytes);
+    /// A new, empty transcript for one connection.
+    fn transcript(&self) -> Transcript {
+        let index = self
+            .0
+            .lock()
+            .map(|mut v| {
+                v.push(Vec::new());
+                v.len() - 1
+            })
+            .unwrap_or(0);
+        Transcript {
+            recorder: self.clone(),
+            index,
         }
     }
 
-    /// The command lines sent so far (literal data included as it was sent).
+    /// How many connections were opened under this recorder.
+    pub fn connections(&self) -> usize {
+        self.0.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    /// The command lines sent so far (literal data included as it was sent), one
+    /// connection's after the other's, in the order the connections were opened.
     pub fn sent(&self) -> String {
         self.0
             .lock()
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .map(|v| String::from_utf8_lossy(&v.concat()).into_owned())
             .unwrap_or_default()
+    }
+}
+
+/// One connection's part of a [`Recorder`].
+#[derive(Clone)]
+struct Transcript {
+    recorder: Recorder,
+    index: usize,
+}
+
+impl Transcript {
+    fn record(&self, bytes: &[u8]) {
+        if let Ok(mut v) = self.recorder.0.lock()
+            && let Some(t) = v.get_mut(self.index)
+        {
+            t.extend_from_slice(bytes);
+        }
     }
 }
 
@@ -228,6 +310,10 @@ impl Connection {
         self.capabilities.contains(&cap.to_ascii_uppercase())
     }
 }
+
+/// One of a server's `maxConnections` slots, held by a connection for its lifetime.
+#[derive(Debug)]
+pub struct Slot(OwnedSemaphorePermit);
 
 /// Opens connections to one server, at most `maxConnections` at a time.
 #[derive(Clone)]
@@ -296,12 +382,34 @@ impl Connector {
 
     /// Connect, secure and log in. Waits for a free slot under the server's connection limit.
     pub async fn connect(&self, login: &Login) -> Result<Connection, ConnectError> {
-        let permit = self
-            .limit
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the connection semaphore is never closed");
+        let slot = self.slot().await;
+        self.connect_in(slot, login).await
+    }
+
+    /// Waits for a free slot under the server's connection limit. Taking the slots of both
+    /// servers first, always in the same order, and only then logging in to both at once
+    /// keeps the logins concurrent without letting two mailboxes each hold one side's last
+    /// slot while waiting for the other's.
+    pub async fn slot(&self) -> Slot {
+        Slot(
+            self.limit
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the connection semaphore is never closed"),
+        )
+    }
+
+    /// A free slot if there is one now, without waiting: for optional extra connections,
+    /// which must never hold up (or deadlock with) a mailbox waiting for its first ones.
+    pub fn try_slot(&self) -> Option<Slot> {
+        self.limit.clone().try_acquire_owned().ok().map(Slot)
+    }
+
+    /// Connect, secure and log in within `slot` (from [`Connector::slot`] or
+    /// [`Connector::try_slot`] of this connector), which the connection keeps until dropped.
+    pub async fn connect_in(&self, slot: Slot, login: &Login) -> Result<Connection, ConnectError> {
+        let permit = slot.0;
         let addr = self.addr();
         let timeout = |during| ConnectError::Timeout {
             side: self.side,
@@ -344,7 +452,7 @@ impl Connector {
                     }
                     e => self.protocol(format!("STARTTLS: {e}")),
                 })?;
-            let tcp = match client.into_inner().inner {
+            let tcp = match client.into_inner().into_inner() {
                 Inner::Plain(tcp) => tcp,
                 Inner::Tls(_) => unreachable!("STARTTLS starts on a plain connection"),
             };
@@ -388,8 +496,8 @@ impl Connector {
 
     fn wrap(&self, inner: Inner) -> ImapStream {
         ImapStream {
-            inner,
-            recorder: self.recorder.clone(),
+            io: BufWriter::with_capacity(WRITE_BUFFER, inner),
+            recorder: self.recorder.as_ref().map(Recorder::transcript),
         }
     }
 

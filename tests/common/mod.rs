@@ -170,6 +170,8 @@ pub fn test_options() -> Options {
     Options {
         batch_bytes: 64 * 1024,
         batch_messages: 25,
+        // Two folders at once, as by default: the crash and retry tests run through it.
+        folder_concurrency: 2,
         retry: RetryPolicy {
             initial: std::time::Duration::from_millis(100),
             max: std::time::Duration::from_secs(2),

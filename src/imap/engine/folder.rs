@@ -26,6 +26,9 @@ pub(super) struct Target<'a> {
     /// Destination folder, decoded.
     pub dest: &'a str,
     pub dest_wire: String,
+    /// Told when this pass turns out to be real work (a full comparison, messages to copy),
+    /// so that the mailbox's other folders may start on a connection pair of their own.
+    pub wake: &'a super::Wake,
 }
 
 /// What the copy loop did.
@@ -50,9 +53,11 @@ pub(super) async fn sync_folder(
     st: &mut FolderState,
 ) -> Result<(), ImapError> {
     let key = FolderCacheKey::new(t.address, t.source);
-    // The snapshots come first: anything that happens after them shows up next time.
-    let src_status = src.status(&t.source_wire).await?;
-    let dst_status = dst.status(&t.dest_wire).await?;
+    // The snapshots come first: anything that happens after them shows up next time. Both
+    // at once: they are independent, and on a re-sync with nothing to do they are the pass.
+    let (src_status, dst_status) =
+        tokio::join!(src.status(&t.source_wire), dst.status(&t.dest_wire));
+    let (src_status, dst_status) = (src_status?, dst_status?);
     let cache = match engine.store.load(&key) {
         Ok(c) => c,
         Err(e) => {
@@ -66,6 +71,9 @@ pub(super) async fn sync_folder(
         None => ResyncNeed::Full(FullReason::NoCache),
     };
     tracing::debug!(mailbox = %t.address, folder = %t.source, pass = %need, "folder pass");
+    if matches!(need, ResyncNeed::Full(_)) {
+        t.wake.work();
+    }
     st.full = false;
     st.report.error = None;
     if st.refused_validity != src_status.uid_validity {
@@ -523,6 +531,7 @@ async fn copy_messages(
     if entries.is_empty() {
         return Ok(());
     }
+    t.wake.work();
     engine.observer.progress(Progress::Planned {
         address: t.address,
         folder: t.source,

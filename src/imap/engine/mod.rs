@@ -1,13 +1,17 @@
 //! The copy engine: sync and verify whole mailboxes between two real servers.
 //!
 //! A mailbox pass connects to both servers (one connection each, under each server's
-//! connection limit), lists both, maps the folders ([`folder_table`]), creates the missing
-//! destination folders in plan order (with their special use) and subscribes them, then
-//! passes over each source folder in turn (`folder.rs`): STATUS on both sides decides with
-//! the cache whether nothing, the new messages only, or a full comparison is needed; what
-//! is missing is fetched from the source in batches bounded by bytes and appended to the
-//! destination while the next batch is being fetched; flag changes are applied; the cache
-//! is written once the folder's pass is complete.
+//! connection limit, both logins at once), lists both, maps the folders ([`folder_table`]),
+//! creates the missing destination folders in plan order (with their special use) and
+//! subscribes them, then passes over the source folders (`folder.rs`), up to
+//! [`Options::folder_concurrency`] at once, each on its own connection pair (the extra
+//! pairs only when a folder turns out to be real work and both servers have a free slot;
+//! source folders merged into one destination folder always go one after the other on the
+//! same pair; the report keeps the table's order). In a folder pass, STATUS on both sides
+//! decides with the cache whether nothing, the new messages only, or a full comparison is
+//! needed; what is missing is fetched from the source in batches bounded by bytes and
+//! appended to the destination while the next batch is being fetched; flag changes are
+//! applied; the cache is written once the folder's pass is complete.
 //!
 //! # What makes it safe
 //!
@@ -24,17 +28,18 @@
 //!   is not retried. A message the destination refuses is reported (folder, date, size,
 //!   reason), skipped, remembered in the cache and not retried on later runs.
 //!
-//! Memory is bounded by the in-flight window (two batches of [`Options::batch_bytes`], one
-//! being appended and one being fetched, plus one message larger than that), not by the
-//! size or number of messages in a mailbox.
+//! Memory is bounded by the in-flight window (per folder being copied, two batches of
+//! [`Options::batch_bytes`], one being appended and one being fetched, plus one message
+//! larger than that), not by the size or number of messages in a mailbox.
 
 mod folder;
 pub mod retry;
 mod setup;
 mod verify;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -43,7 +48,7 @@ pub use retry::RetryPolicy;
 pub use setup::{Prepared, connector, prepare, prepare_with};
 
 use self::retry::{AttemptError, Jitter};
-use super::conn::Connector;
+use super::conn::{Connector, Slot};
 use super::folders::{FolderTable, Note, folder_table};
 use super::identity::MessageKey;
 use super::report::{FolderReport, MailboxReport, MessageRef, RefusedMessage};
@@ -60,16 +65,26 @@ pub struct Options {
     pub batch_bytes: u64,
     /// ... and at most this many messages.
     pub batch_messages: usize,
+    /// Folders of one mailbox copied (or compared) at once, each over its own source and
+    /// destination connection. The first pair is always opened; each further pair only when
+    /// both servers have a free slot under their `maxConnections` at that moment, so a
+    /// limit of 1 (or other mailboxes using the slots) simply means one folder at a time.
+    pub folder_concurrency: usize,
     pub retry: RetryPolicy,
 }
 
 impl Default for Options {
     /// 4 MB or 200 messages per batch: two batches in flight keep memory near 10 MB per
-    /// mailbox, and a batch is large enough that each round trip carries plenty.
+    /// folder being copied, and a batch is large enough that each round trip carries plenty.
+    /// Two folders at once: one connection pair keeps one (single-threaded) server process
+    /// busy on each side, and the two wait for each other at every batch boundary and for
+    /// each folder's fixed cost (STATUS, EXAMINE, SELECT, the cache); a second pair fills
+    /// those gaps (measured in bench/RESULTS.md).
     fn default() -> Self {
         Options {
             batch_bytes: 4_000_000,
             batch_messages: 200,
+            folder_concurrency: 2,
             retry: RetryPolicy::default(),
         }
     }
@@ -291,8 +306,8 @@ impl Engine {
     /// would map them. What `mailshift folders` prints.
     pub async fn folder_mapping(&self, account: &Account) -> Result<FolderTable, AttemptError> {
         let (mut src, mut dst) = self.connect(account).await?;
-        let src_list = src.list().await?;
-        let dst_list = dst.list().await?;
+        let (src_list, dst_list) = tokio::join!(src.list(), dst.list());
+        let (src_list, dst_list) = (src_list?, dst_list?);
         src.logout().await;
         dst.logout().await;
         Ok(folder_table(
@@ -306,18 +321,52 @@ impl Engine {
         &self,
         account: &Account,
     ) -> Result<(SourceSession, DestinationSession), AttemptError> {
-        // Always source first, then destination: with per-server limits, every mailbox
-        // taking its slots in the same order cannot deadlock.
-        let src = SourceSession::new(self.source.connect(&account.source).await?);
-        let dst = DestinationSession::new(self.destination.connect(&account.destination).await?);
-        Ok((src, dst))
+        // The slots are always taken source first, then destination: with per-server
+        // limits, every mailbox taking its slots in the same order cannot deadlock. Only
+        // then are both logins made at once (each is a few round trips, mostly the
+        // servers' login and auth processes).
+        let src_slot = self.source.slot().await;
+        let dst_slot = self.destination.slot().await;
+        self.connect_in(account, src_slot, dst_slot).await
+    }
+
+    async fn connect_in(
+        &self,
+        account: &Account,
+        src_slot: Slot,
+        dst_slot: Slot,
+    ) -> Result<(SourceSession, DestinationSession), AttemptError> {
+        let (src, dst) = tokio::join!(
+            self.source.connect_in(src_slot, &account.source),
+            self.destination.connect_in(dst_slot, &account.destination),
+        );
+        // The source's error first, as when the logins were made one after the other.
+        let src = src?;
+        let dst = dst?;
+        Ok((SourceSession::new(src), DestinationSession::new(dst)))
+    }
+
+    /// One more connection pair for folders at once, if both servers have a free slot now
+    /// (never waiting for one: that could deadlock with mailboxes waiting for their first
+    /// pair). A failure here is not the mailbox's: the first pair carries on alone.
+    async fn extra_pair(&self, account: &Account) -> Option<(SourceSession, DestinationSession)> {
+        let src_slot = self.source.try_slot()?;
+        let dst_slot = self.destination.try_slot()?;
+        match self.connect_in(account, src_slot, dst_slot).await {
+            Ok(pair) => Some(pair),
+            Err(e) => {
+                tracing::debug!(mailbox = %account.address, error = %e, "no extra connection pair; folders go one at a time");
+                None
+            }
+        }
     }
 
     async fn sync_attempt(&self, account: &Account, run: &mut Run) -> Result<(), AttemptError> {
         let address = account.address.as_str();
         let (mut src, mut dst) = self.connect(account).await?;
-        let src_list = src.list().await?;
-        let mut dst_list = dst.list().await?;
+        // Both listings at once: independent connections, one round trip's wait instead of two.
+        let (src_list, dst_list) = tokio::join!(src.list(), dst.list());
+        let (src_list, mut dst_list) = (src_list?, dst_list?);
         let table = folder_table(
             &src_list.folder_list(),
             &dst_list.folder_list(),
@@ -364,75 +413,255 @@ impl Engine {
             }
         }
 
-        for plan in &table.plans {
-            let Some(dest) = &plan.dest else { continue };
-            let state = run.folder(&plan.source, dest);
-            if state.done {
-                continue;
-            }
-            if let Some(e) = failed.get(dest) {
-                state.report.error = Some(e.clone());
-                state.done = true;
-                continue;
-            }
-            let target = folder::Target {
-                address,
-                source: &plan.source,
-                source_wire: src_list.wire_name(&plan.source),
-                dest,
-                dest_wire: dst_list.wire_name(dest),
-            };
-            match folder::sync_folder(self, &mut src, &mut dst, &target, state).await {
-                Ok(()) => state.done = true,
-                Err(e) if e.is_connection_lost() => return Err(e.into()),
-                Err(e) => {
-                    tracing::error!(mailbox = %address, folder = %plan.source, error = %e, "folder failed");
-                    state.report.error = Some(e.to_string());
-                    state.done = true;
-                }
-            }
-        }
-        src.logout().await;
-        dst.logout().await;
-        Ok(())
+        let jobs = run.jobs(&table, |dest| failed.get(dest).cloned());
+        let lists = Lists {
+            source: &src_list,
+            destination: &dst_list,
+        };
+        self.folders_at_once(account, Kind::Sync, (src, dst), &lists, jobs, run)
+            .await
     }
 
     async fn verify_attempt(&self, account: &Account, run: &mut Run) -> Result<(), AttemptError> {
         let (mut src, mut dst) = self.connect(account).await?;
-        let src_list = src.list().await?;
-        let dst_list = dst.list().await?;
+        let (src_list, dst_list) = tokio::join!(src.list(), dst.list());
+        let (src_list, dst_list) = (src_list?, dst_list?);
         let table = folder_table(
             &src_list.folder_list(),
             &dst_list.folder_list(),
             self.folders.as_ref(),
         )?;
         run.set_table(&table);
-        for plan in &table.plans {
-            let Some(dest) = &plan.dest else { continue };
-            let state = run.folder(&plan.source, dest);
-            if state.done {
-                continue;
+        let jobs = run.jobs(&table, |_| None);
+        let lists = Lists {
+            source: &src_list,
+            destination: &dst_list,
+        };
+        self.folders_at_once(account, Kind::Verify, (src, dst), &lists, jobs, run)
+            .await
+    }
+
+    /// Passes over the folders of `jobs`: on `pair`, and on up to
+    /// `options.folder_concurrency - 1` more pairs when the servers have free slots. Each
+    /// worker takes the next job (all the source folders of one destination folder, in
+    /// table order) when done with its last. The folders' states come back to `run` however
+    /// the workers end; a lost connection stops every worker after its current job and
+    /// fails the attempt, which the retry loop resumes at the unfinished folders.
+    async fn folders_at_once(
+        &self,
+        account: &Account,
+        kind: Kind,
+        pair: (SourceSession, DestinationSession),
+        lists: &Lists<'_>,
+        jobs: VecDeque<Job>,
+        run: &mut Run,
+    ) -> Result<(), AttemptError> {
+        let extra = self
+            .options
+            .folder_concurrency
+            .max(1)
+            .saturating_sub(1)
+            .min(jobs.len().saturating_sub(1));
+        let queue = JobQueue {
+            jobs: Mutex::new(jobs),
+            stop: AtomicBool::new(false),
+            wake: Wake::default(),
+        };
+        if matches!(kind, Kind::Verify) {
+            // Verifying compares every folder in full: always worth more pairs.
+            queue.wake.work();
+        }
+        let first = self.folder_worker(account, kind, Some(pair), lists, &queue);
+        let others = (0..extra).map(|_| self.folder_worker(account, kind, None, lists, &queue));
+        let (first, others) = tokio::join!(first, futures::future::join_all(others));
+        let mut result = Ok(());
+        for (states, r) in std::iter::once(first).chain(others) {
+            for (source, state) in states {
+                run.folders.insert(source, state);
             }
-            let target = folder::Target {
-                address: &account.address,
-                source: &plan.source,
-                source_wire: src_list.wire_name(&plan.source),
-                dest,
-                dest_wire: dst_list.wire_name(dest),
-            };
-            let exists = dest_exists(&dst_list, dest);
-            match verify::verify_folder(self, &mut src, &mut dst, &target, exists, state).await {
-                Ok(()) => state.done = true,
-                Err(e) if e.is_connection_lost() => return Err(e.into()),
-                Err(e) => {
-                    state.report.error = Some(e.to_string());
-                    state.done = true;
-                }
+            if result.is_ok() {
+                result = r;
             }
         }
-        src.logout().await;
-        dst.logout().await;
-        Ok(())
+        for job in queue.jobs.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            for (source, state) in job.folders {
+                run.folders.insert(source, state);
+            }
+        }
+        result
+    }
+
+    /// One worker of [`Engine::folders_at_once`]: on `pair`, or on a pair of its own when
+    /// there is work left and both servers have a free slot. Returns the states of the
+    /// folders it took, and the lost connection that stopped it, if any.
+    async fn folder_worker(
+        &self,
+        account: &Account,
+        kind: Kind,
+        pair: Option<(SourceSession, DestinationSession)>,
+        lists: &Lists<'_>,
+        queue: &JobQueue,
+    ) -> (Vec<(String, FolderState)>, Result<(), AttemptError>) {
+        let mut states = Vec::new();
+        let (mut src, mut dst) = match pair {
+            Some(pair) => pair,
+            None => {
+                // A no-change re-sync is one STATUS per folder: two more logins would cost
+                // more than they save. So an extra pair waits until a folder turns out to be
+                // real work, and is not opened at all once the jobs are all taken.
+                queue.wake.wait().await;
+                if queue.is_empty() {
+                    return (states, Ok(()));
+                }
+                match self.extra_pair(account).await {
+                    Some(pair) => pair,
+                    None => return (states, Ok(())),
+                }
+            }
+        };
+        let address = account.address.as_str();
+        let mut lost = None;
+        while lost.is_none() {
+            let Some(job) = queue.next() else { break };
+            for (source, mut state) in job.folders {
+                if lost.is_some() {
+                    states.push((source, state));
+                    continue;
+                }
+                let dest = state.report.destination.clone();
+                let target = folder::Target {
+                    address,
+                    source: &source,
+                    source_wire: lists.source.wire_name(&source),
+                    dest: &dest,
+                    dest_wire: lists.destination.wire_name(&dest),
+                    wake: &queue.wake,
+                };
+                let result = match kind {
+                    Kind::Sync => {
+                        folder::sync_folder(self, &mut src, &mut dst, &target, &mut state).await
+                    }
+                    Kind::Verify => {
+                        let exists = dest_exists(lists.destination, &dest);
+                        verify::verify_folder(self, &mut src, &mut dst, &target, exists, &mut state)
+                            .await
+                    }
+                };
+                match result {
+                    Ok(()) => state.done = true,
+                    Err(e) if e.is_connection_lost() => {
+                        queue.stop.store(true, Ordering::Relaxed);
+                        lost = Some(e);
+                    }
+                    Err(e) => {
+                        if matches!(kind, Kind::Sync) {
+                            tracing::error!(mailbox = %address, folder = %source, error = %e, "folder failed");
+                        }
+                        state.report.error = Some(e.to_string());
+                        state.done = true;
+                    }
+                }
+                states.push((source, state));
+            }
+        }
+        // No job left for anyone (or a connection lost): waiting workers need not connect.
+        queue.wake.finished();
+        match lost {
+            Some(e) => (states, Err(e.into())),
+            None => {
+                src.logout().await;
+                dst.logout().await;
+                (states, Ok(()))
+            }
+        }
+    }
+}
+
+/// Both servers' listings in an attempt.
+struct Lists<'a> {
+    source: &'a Listing,
+    destination: &'a Listing,
+}
+
+/// The source folders that go into one destination folder (usually one), with their states
+/// taken out of the [`Run`] while a worker has them. Merged folders stay in one job so that
+/// they are never appended to their common destination folder at the same time: each pass
+/// compares its source folder with the whole destination folder, and must not see the
+/// other's copies arrive midway.
+#[derive(Debug)]
+struct Job {
+    folders: Vec<(String, FolderState)>,
+}
+
+/// The jobs not yet taken, in table order.
+struct JobQueue {
+    jobs: Mutex<VecDeque<Job>>,
+    /// Set when a worker lost a connection: the others finish their current job and stop.
+    stop: AtomicBool,
+    wake: Wake,
+}
+
+/// When the extra workers of a mailbox should connect (see [`Engine::folder_worker`]).
+#[derive(Debug)]
+pub(super) struct Wake(tokio::sync::watch::Sender<WakeState>);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WakeState {
+    Waiting,
+    Work,
+    Finished,
+}
+
+impl Default for Wake {
+    fn default() -> Self {
+        Wake(tokio::sync::watch::Sender::new(WakeState::Waiting))
+    }
+}
+
+impl Wake {
+    /// A folder pass is real work: the waiting workers may connect.
+    pub(super) fn work(&self) {
+        self.set(WakeState::Work);
+    }
+
+    fn finished(&self) {
+        self.set(WakeState::Finished);
+    }
+
+    fn set(&self, to: WakeState) {
+        self.0.send_if_modified(|s| {
+            let change = *s == WakeState::Waiting;
+            if change {
+                *s = to;
+            }
+            change
+        });
+    }
+
+    /// Until [`Wake::work`] or [`Wake::finished`].
+    async fn wait(&self) {
+        let mut rx = self.0.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        let _ = rx.wait_for(|s| *s != WakeState::Waiting).await;
+    }
+}
+
+impl JobQueue {
+    fn next(&self) -> Option<Job> {
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
     }
 }
 
@@ -485,6 +714,44 @@ impl Run {
                     .push(plan.source.clone());
             }
         }
+    }
+
+    /// The folders of `table` still to do, as jobs in table order (one per destination
+    /// folder; see [`Job`]), their states taken out of the run. A folder whose destination
+    /// could not be created (`failed` gives why) is done here with that error.
+    fn jobs(
+        &mut self,
+        table: &FolderTable,
+        failed: impl Fn(&str) -> Option<String>,
+    ) -> VecDeque<Job> {
+        let mut jobs: VecDeque<Job> = VecDeque::new();
+        let mut by_dest: HashMap<String, usize> = HashMap::new();
+        for plan in &table.plans {
+            let Some(dest) = &plan.dest else { continue };
+            let state = self.folder(&plan.source, dest);
+            if state.done {
+                continue;
+            }
+            if let Some(e) = failed(dest) {
+                state.report.error = Some(e);
+                state.done = true;
+                continue;
+            }
+            let Some(state) = self.folders.remove(&plan.source) else {
+                continue;
+            };
+            let folder = (plan.source.clone(), state);
+            match by_dest.get(dest.as_str()) {
+                Some(&i) => jobs[i].folders.push(folder),
+                None => {
+                    by_dest.insert(dest.clone(), jobs.len());
+                    jobs.push_back(Job {
+                        folders: vec![folder],
+                    });
+                }
+            }
+        }
+        jobs
     }
 
     fn folder(&mut self, source: &str, dest: &str) -> &mut FolderState {
