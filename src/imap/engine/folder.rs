@@ -29,6 +29,8 @@ pub(super) struct Target<'a> {
     /// Told when this pass turns out to be real work (a full comparison, messages to copy),
     /// so that the mailbox's other folders may start on a connection pair of their own.
     pub wake: &'a super::Wake,
+    /// This pass's share of the mailbox's batch budget ([`super::Options::batch_bytes`]).
+    pub batch_bytes: u64,
 }
 
 /// What the copy loop did.
@@ -539,7 +541,7 @@ async fn copy_messages(
         bytes: entries.iter().map(|e| e.size).sum(),
     });
     let opts = &engine.options;
-    let batches = batches(entries, opts.batch_bytes, opts.batch_messages);
+    let batches = batches(entries, t.batch_bytes, opts.batch_messages);
     let uids = |b: &[Entry]| b.iter().map(|e| e.uid).collect::<Vec<u32>>();
     let size = |b: &[Entry]| b.iter().map(|e| e.size).sum::<u64>();
     let mut current = src.fetch_bodies(&uids(batches[0])).await?;
@@ -549,7 +551,7 @@ async fn copy_messages(
         // is appended before the next is fetched, so memory stays near twice the largest
         // message rather than growing with it.
         let in_flight: u64 = current.iter().map(|m| m.body.len() as u64).sum();
-        let overlap = next_batch.is_some_and(|n| in_flight + size(n) <= 2 * opts.batch_bytes);
+        let overlap = next_batch.is_some_and(|n| in_flight + size(n) <= 2 * t.batch_bytes);
         let (appended, prefetched) = match next_batch {
             Some(n) if overlap => {
                 let next_uids = uids(n);

@@ -28,9 +28,10 @@
 //!   is not retried. A message the destination refuses is reported (folder, date, size,
 //!   reason), skipped, remembered in the cache and not retried on later runs.
 //!
-//! Memory is bounded by the in-flight window (per folder being copied, two batches of
-//! [`Options::batch_bytes`], one being appended and one being fetched, plus one message
-//! larger than that), not by the size or number of messages in a mailbox.
+//! Memory is bounded by the in-flight window (two batches of [`Options::batch_bytes`], one
+//! being appended and one being fetched, shared by the folders copied at once, plus one
+//! message larger than that per folder), not by the size or number of messages in a
+//! mailbox.
 
 mod folder;
 pub mod retry;
@@ -38,7 +39,7 @@ mod setup;
 mod verify;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -61,7 +62,8 @@ use crate::store::CacheStore;
 #[derive(Clone, Debug)]
 pub struct Options {
     /// A batch of messages fetched from the source (and appended to the destination) holds
-    /// at most this many bytes, or one message when a single message is larger.
+    /// at most this many bytes, or one message when a single message is larger. It is the
+    /// mailbox's budget: with several folders copied at once, each gets an equal share.
     pub batch_bytes: u64,
     /// ... and at most this many messages.
     pub batch_messages: usize,
@@ -74,9 +76,11 @@ pub struct Options {
 }
 
 impl Default for Options {
-    /// 4 MB or 200 messages per batch: two batches in flight keep memory near 10 MB per
-    /// folder being copied, and a batch is large enough that each round trip carries plenty.
-    /// Two folders at once: one connection pair keeps one (single-threaded) server process
+    /// 4 MB or 200 messages per batch, shared by the folders copied at once: two batches in
+    /// flight keep memory near 10 MB per mailbox whether one or two folders are being copied
+    /// (a 5000-message mailbox of nine folders peaked at 63 MB when each of two folders had
+    /// 4 MB batches, 64 MB being the target), and a batch is large enough that each round
+    /// trip carries plenty. Two folders at once: one connection pair keeps one (single-threaded) server process
     /// busy on each side, and the two wait for each other at every batch boundary and for
     /// each folder's fixed cost (STATUS, EXAMINE, SELECT, the cache); a second pair fills
     /// those gaps (measured in bench/RESULTS.md).
@@ -466,6 +470,7 @@ impl Engine {
             jobs: Mutex::new(jobs),
             stop: AtomicBool::new(false),
             wake: Wake::default(),
+            pairs: AtomicUsize::new(1),
         };
         if matches!(kind, Kind::Verify) {
             // Verifying compares every folder in full: always worth more pairs.
@@ -514,7 +519,10 @@ impl Engine {
                     return (states, Ok(()));
                 }
                 match self.extra_pair(account).await {
-                    Some(pair) => pair,
+                    Some(pair) => {
+                        queue.pairs.fetch_add(1, Ordering::Relaxed);
+                        pair
+                    }
                     None => return (states, Ok(())),
                 }
             }
@@ -529,7 +537,9 @@ impl Engine {
                     continue;
                 }
                 let dest = state.report.destination.clone();
+                let share = queue.pairs.load(Ordering::Relaxed).max(1) as u64;
                 let target = folder::Target {
+                    batch_bytes: (self.options.batch_bytes / share).max(1),
                     address,
                     source: &source,
                     source_wire: lists.source.wire_name(&source),
@@ -564,8 +574,10 @@ impl Engine {
                 states.push((source, state));
             }
         }
-        // No job left for anyone (or a connection lost): waiting workers need not connect.
+        // No job left for anyone (or a connection lost): waiting workers need not connect,
+        // and the folders still being copied may use this pair's share of the budget.
         queue.wake.finished();
+        queue.pairs.fetch_sub(1, Ordering::Relaxed);
         match lost {
             Some(e) => (states, Err(e.into())),
             None => {
@@ -596,6 +608,8 @@ struct Job {
 /// The jobs not yet taken, in table order.
 struct JobQueue {
     jobs: Mutex<VecDeque<Job>>,
+    /// Connection pairs copying folders now: they share the mailbox's batch budget.
+    pairs: AtomicUsize,
     /// Set when a worker lost a connection: the others finish their current job and stop.
     stop: AtomicBool,
     wake: Wake,
