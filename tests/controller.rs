@@ -264,6 +264,23 @@ fn not_found() -> (StatusCode, Value) {
     )
 }
 
+/// Reconciles until the controller would not come straight back (at most 10 times); the
+/// actions, in order.
+async fn until_at_rest(fake: &Fake, ctx: &Arc<Context<Models>>) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for _ in 0..10 {
+        let action = reconcile(Arc::new(fake.object()), ctx.clone())
+            .await
+            .unwrap();
+        let done = action != Action::requeue(Duration::from_secs(1));
+        actions.push(action);
+        if done {
+            break;
+        }
+    }
+    actions
+}
+
 fn context(client: Client, engines: Models, dir: &std::path::Path) -> Arc<Context<Models>> {
     Arc::new(Context::new(client, engines, dir, Arc::new(Metrics::default())).with_clock(t0))
 }
@@ -359,17 +376,7 @@ async fn reconciles_drive_a_migration_to_completion_then_requeue_for_drift() {
     let dir = tempfile::tempdir().unwrap();
     let (client, fake) = Fake::start(resource("", true, None), vec![secret()]);
     let ctx = context(client, Models::default(), dir.path());
-    let mut actions = Vec::new();
-    for _ in 0..10 {
-        let action = reconcile(Arc::new(fake.object()), ctx.clone())
-            .await
-            .unwrap();
-        let done = action != Action::requeue(Duration::from_secs(1));
-        actions.push(action);
-        if done {
-            break;
-        }
-    }
+    let actions = until_at_rest(&fake, &ctx).await;
     let status = fake.object().status.unwrap();
     assert!(status.completed_at.is_some(), "{status:?}");
     assert_eq!(
@@ -400,14 +407,7 @@ async fn a_restarted_controller_resumes_from_the_status_not_from_scratch() {
     let (client, fake) = Fake::start(resource("", true, None), vec![secret()]);
     let engines = Models::default();
     let ctx = context(client.clone(), engines.clone(), first.path());
-    for _ in 0..10 {
-        let action = reconcile(Arc::new(fake.object()), ctx.clone())
-            .await
-            .unwrap();
-        if action != Action::requeue(Duration::from_secs(1)) {
-            break;
-        }
-    }
+    until_at_rest(&fake, &ctx).await;
     let status = fake.object().status.unwrap();
     assert!(status.completed_at.is_some(), "{status:?}");
     let records = status.records.clone().expect("records kept in the status");
@@ -466,15 +466,7 @@ async fn the_requeue_is_the_instant_the_gate_opens() {
     let dir = tempfile::tempdir().unwrap();
     let (client, fake) = Fake::start(obj, vec![secret()]);
     let ctx = context(client, Models::default(), dir.path());
-    let mut action = Action::await_change();
-    for _ in 0..10 {
-        action = reconcile(Arc::new(fake.object()), ctx.clone())
-            .await
-            .unwrap();
-        if action != Action::requeue(Duration::from_secs(1)) {
-            break;
-        }
-    }
+    let action = until_at_rest(&fake, &ctx).await.pop().unwrap();
     let status = fake.object().status.unwrap();
     assert_eq!(
         status.waiting_until,
@@ -1100,14 +1092,7 @@ async fn finished_jobs_are_not_proof_their_mailboxes_are_verified_next() {
 
     // To the end: c's Job finishes, every mailbox is verified, the migration completes.
     fake.finish_job(&c, true);
-    for _ in 0..10 {
-        let action = reconcile(Arc::new(fake.object()), ctx.clone())
-            .await
-            .unwrap();
-        if action != Action::requeue(Duration::from_secs(1)) {
-            break;
-        }
-    }
+    until_at_rest(&fake, &ctx).await;
     let status = fake.object().status.unwrap();
     assert!(status.completed_at.is_some(), "{status:#?}");
     assert_eq!(status.mailboxes.unwrap().verified, 3);
