@@ -34,14 +34,19 @@ fn token(key: &[u8], user: &str, expires: u64) -> String {
     )
 }
 
-/// Runs `mailshift sync` on `manifest` with every log event on; returns the exit code, the
-/// JSON report and everything printed.
-fn sync(dir: &std::path::Path, manifest: &str) -> Result<(Option<i32>, serde_json::Value, String)> {
+/// Runs `mailshift sync` on `manifest` with every log event on and `env` set; returns the
+/// exit code, the JSON report and everything printed.
+fn sync(
+    dir: &std::path::Path,
+    manifest: &str,
+    env: &[(&str, &str)],
+) -> Result<(Option<i32>, serde_json::Value, String)> {
     std::fs::write(dir.join("m.yaml"), manifest)?;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailshift"))
         .args(["sync", "-f", "m.yaml", "-o", "json"])
         .current_dir(dir)
         .env("RUST_LOG", "trace")
+        .envs(env.iter().copied())
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -84,37 +89,21 @@ fn a_master_user_logs_in_on_behalf_of_each_mailbox() -> Result<()> {
         manifest.contains("method: master") && !manifest.contains("sourcePassword"),
         "{manifest}"
     );
-    std::fs::write(dir.path().join("m.yaml"), &manifest)?;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailshift"))
-        .args(["sync", "-f", "m.yaml", "-o", "json"])
-        .current_dir(dir.path())
-        .env("MS_MASTER", MASTER_PASSWORD)
-        .env("RUST_LOG", "trace")
-        .output()?;
-    let printed = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(0), "{printed}");
+    let (code, _, printed) = sync(dir.path(), &manifest, &[("MS_MASTER", MASTER_PASSWORD)])?;
+    assert_eq!(code, Some(0), "{printed}");
     assert!(!printed.contains(MASTER_PASSWORD), "master password leaked");
     assert_eq!(messages(&src, "INBOX")?, messages(&dst, "INBOX")?);
     assert_eq!(messages(&dst, "INBOX")?.len(), 1);
 
     // A wrong master password: refused at once, not retried, not printed.
     let started = Instant::now();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailshift"))
-        .args(["sync", "-f", "m.yaml", "-o", "json"])
-        .current_dir(dir.path())
-        .env("MS_MASTER", "Wrong-master-pw")
-        .env("RUST_LOG", "trace")
-        .output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let (code, report, printed) = sync(dir.path(), &manifest, &[("MS_MASTER", "Wrong-master-pw")])?;
+    assert_eq!(code, Some(1), "{printed}");
     assert!(started.elapsed() < Duration::from_secs(20), "retried");
-    assert!(!stdout.contains("Wrong-master-pw") && !stderr.contains("Wrong-master-pw"));
-    let report: serde_json::Value = serde_json::from_str(&stdout)?;
+    assert!(
+        !printed.contains("Wrong-master-pw"),
+        "master password leaked"
+    );
     let error = mailbox_error(&report);
     assert!(
         error.contains("source") && error.contains("refused"),
@@ -142,7 +131,7 @@ fn xoauth2_tokens_are_accepted_and_bad_ones_refused_without_retry() -> Result<()
         );
     assert!(manifest.contains("method: xoauth2") && manifest.contains("file: token"));
 
-    let (code, report, printed) = sync(dir.path(), &manifest)?;
+    let (code, report, printed) = sync(dir.path(), &manifest, &[])?;
     assert_eq!(code, Some(0), "{printed}");
     assert_eq!(report["perfect"], true);
     assert!(!printed.contains(&good), "token leaked");
@@ -158,7 +147,7 @@ fn xoauth2_tokens_are_accepted_and_bad_ones_refused_without_retry() -> Result<()
     ] {
         std::fs::write(dir.path().join("token"), &bad)?;
         let started = Instant::now();
-        let (code, report, printed) = sync(dir.path(), &manifest)?;
+        let (code, report, printed) = sync(dir.path(), &manifest, &[])?;
         assert_eq!(code, Some(1), "{what}: {printed}");
         assert!(
             started.elapsed() < Duration::from_secs(20),
