@@ -94,8 +94,23 @@ fn t0() -> DateTime<Utc> {
     "2026-03-07T12:00:00Z".parse().unwrap()
 }
 
-/// The resource as the API server would hold it: namespaced, generation 3.
+/// The resource as the API server would hold it: namespaced, generation 3, mailbox
+/// a@example.com.
 fn resource(extra: &str, finalizer: bool, status: Option<Value>) -> Value {
+    migration(&["a"], extra, finalizer, status)
+}
+
+/// A migration of `mailboxes` (local parts at example.com, passwords in Secret `pw`) with
+/// `extra` appended to the spec, as the API server would hold it: namespaced, generation 3.
+fn migration(mailboxes: &[&str], extra: &str, finalizer: bool, status: Option<Value>) -> Value {
+    let list: String = mailboxes
+        .iter()
+        .map(|m| {
+            format!(
+                "    - {{ address: {m}@example.com, sourcePassword: {{ secretKeyRef: {{ name: pw, key: {m}-src }} }}, destinationPassword: {{ secretKeyRef: {{ name: pw, key: {m}-dst }} }} }}\n"
+            )
+        })
+        .collect();
     let text = format!(
         "apiVersion: mailshift.io/v1alpha1
 kind: MailMigration
@@ -104,8 +119,7 @@ spec:
   source: {{ imap: {{ host: 127.0.0.1, tls: none }} }}
   destination: {{ imap: {{ host: 127.0.0.1, tls: none }} }}
   mailboxes:
-    - {{ address: a@example.com, sourcePassword: {{ secretKeyRef: {{ name: pw, key: a-src }} }}, destinationPassword: {{ secretKeyRef: {{ name: pw, key: a-dst }} }} }}
-{extra}"
+{list}{extra}"
     );
     let m = mailshift::manifest::load_text("model.yaml", &text, Default::default())
         .into_result()
@@ -114,7 +128,7 @@ spec:
     let mut v = serde_json::to_value(&m).unwrap();
     v["metadata"]["namespace"] = json!(NS);
     v["metadata"]["generation"] = json!(3);
-    v["metadata"]["uid"] = json!("0b3c5f6e-0000-4000-8000-000000000001");
+    v["metadata"]["uid"] = json!(UID);
     v["metadata"]["resourceVersion"] = json!("1");
     if finalizer {
         v["metadata"]["finalizers"] = json!([FINALIZER]);
@@ -832,38 +846,9 @@ impl Fake {
     }
 }
 
-/// A migration of `mailboxes` (local parts at example.com, passwords in Secret `pw`) with
-/// `extra` appended to the spec.
+/// A migration of `mailboxes` with `extra`, the finalizer already added.
 fn fanned(mailboxes: &[&str], extra: &str) -> Value {
-    let list: String = mailboxes
-        .iter()
-        .map(|m| {
-            format!(
-                "    - {{ address: {m}@example.com, sourcePassword: {{ secretKeyRef: {{ name: pw, key: {m}-src }} }}, destinationPassword: {{ secretKeyRef: {{ name: pw, key: {m}-dst }} }} }}\n"
-            )
-        })
-        .collect();
-    let text = format!(
-        "apiVersion: mailshift.io/v1alpha1
-kind: MailMigration
-metadata: {{ name: {NAME} }}
-spec:
-  source: {{ imap: {{ host: 127.0.0.1, tls: none }} }}
-  destination: {{ imap: {{ host: 127.0.0.1, tls: none }} }}
-  mailboxes:
-{list}{extra}"
-    );
-    let m = mailshift::manifest::load_text("fanned.yaml", &text, Default::default())
-        .into_result()
-        .unwrap()
-        .remove(0);
-    let mut v = serde_json::to_value(&m).unwrap();
-    v["metadata"]["namespace"] = json!(NS);
-    v["metadata"]["generation"] = json!(3);
-    v["metadata"]["uid"] = json!(UID);
-    v["metadata"]["resourceVersion"] = json!("1");
-    v["metadata"]["finalizers"] = json!([FINALIZER]);
-    v
+    migration(mailboxes, extra, true, None)
 }
 
 fn passwords(mailboxes: &[&str]) -> Value {
