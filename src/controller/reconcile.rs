@@ -356,7 +356,8 @@ async fn cleanup<F: EngineFactory>(obj: &MailMigration, ctx: &Context<F>) -> Res
         let store =
             secrets::fetch(&ctx.client, &namespace, &secrets::referenced_secrets(spec)).await?;
         let resolver = Resolver::cluster_only(store);
-        match ctx.engines.prepare(obj, &resolver, state_of(obj, ctx)) {
+        // Only the mailboxes' logins are needed, not a mail engine.
+        match crate::accounts::resolve(spec, &resolver) {
             Err(e) => {
                 type_ = EventType::Warning;
                 note.push_str(&format!(
@@ -365,7 +366,7 @@ async fn cleanup<F: EngineFactory>(obj: &MailMigration, ctx: &Context<F>) -> Res
                     crate::routing::forwarding::SCRIPT_NAME
                 ));
             }
-            Ok((_, accounts)) => {
+            Ok(accounts) => {
                 match super::cleanup::remove_forwarding(spec, &accounts, &resolver).await {
                     super::cleanup::Forwarding::Removed { mailboxes, servers } => {
                         note.push_str(&format!(
