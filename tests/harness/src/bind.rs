@@ -573,7 +573,7 @@ logging {{
     /// Freezes `named` (SIGSTOP): queries queue up unanswered until [`resume`](Self::resume).
     pub fn pause(&self) -> Result<()> {
         match self.daemon().as_ref() {
-            Some(d) => process::signal(d.pid(), "STOP"),
+            Some(d) => process::freeze(d.pid()),
             None => bail!("named is not running"),
         }
     }

@@ -105,6 +105,29 @@ pub(crate) fn signal(pid: u32, signal: &str) -> Result<()> {
     .map(drop)
 }
 
+/// Sends SIGSTOP to `pid` and waits until every one of its threads is stopped: `kill`
+/// returns once the signal is queued, and a thread running on another core may still answer
+/// a request or two before the stop takes hold.
+pub(crate) fn freeze(pid: u32) -> Result<()> {
+    signal(pid, "STOP")?;
+    wait::until_true(Duration::from_secs(10), "the process to stop", || {
+        let tasks = fs::read_dir(format!("/proc/{pid}/task"))
+            .with_context(|| format!("listing the threads of {pid}"))?;
+        for task in tasks {
+            let stat = fs::read_to_string(task?.path().join("stat")).unwrap_or_default();
+            // `pid (comm) S ...`: the state follows the last `)` (comm may contain one); a thread
+            // that is exiting (Z, X) answers nothing either.
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next());
+            if !matches!(state, Some("T" | "t" | "Z" | "X") | None) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+}
+
 /// Whether `pid` names a live (not zombie) process.
 pub(crate) fn pid_alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
