@@ -427,6 +427,7 @@ fn build_world(
             verification,
             last_error: None,
             forwarding,
+            observed_at: None,
         });
     }
     if let Some(dns) = &spec.dns
@@ -549,13 +550,19 @@ fn build_world(
         delta_synced_at: at(4),
         completed_at: at(5),
     };
-    world.failure = w.failure.map(|stalled| Failure {
-        step: "copy user0@example.com to the new server".into(),
-        count: if stalled { 8 } else { 2 },
-        reason: "ConnectionRefused".into(),
-        message: "127.0.0.1:14312: connection refused".into(),
-        stalled,
-    });
+    world.failures = w
+        .failure
+        .map(|stalled| Failure {
+            work: "InitialSync user0@example.com".into(),
+            step: "copy user0@example.com to the new server".into(),
+            count: if stalled { 8 } else { 2 },
+            reason: "ConnectionRefused".into(),
+            message: "127.0.0.1:14312: connection refused".into(),
+            stalled,
+            retry_at: None,
+        })
+        .into_iter()
+        .collect();
     (world, now)
 }
 
@@ -576,7 +583,7 @@ fn needs_nobody(spec: &MailMigrationSpec, world: &World) -> bool {
         && !matches!(world.mailboxes_from, Some(MailboxList::Failed { .. }));
     let approved = spec.cutover.as_ref().is_some_and(|c| c.approved)
         || (spec.dns.is_none() && spec.gateway.is_none());
-    let stalled = world.failure.as_ref().is_some_and(|f| f.stalled);
+    let stalled = world.failure().is_some_and(|f| f.stalled);
     every_adapter && logins && readable && approved && !stalled && spec.policy != Policy::Observe
 }
 

@@ -837,22 +837,32 @@ fn transition_times_are_kept_while_status_does_not_change() {
 fn the_executor_reports_failures_as_retrying_then_stalled() {
     let spec = example("imap-import-localized.yaml");
     let mut world = fresh_world(&spec, &[], [Adapter::Imap]);
+    let now = t(NOW);
     let mut failure = Failure {
+        work: "InitialSync minh@example.vn".into(),
         step: "copy minh@example.vn to the new server".into(),
         count: 2,
         reason: "ConnectionRefused".into(),
         message: "mail.internal.example:993: connection refused".into(),
         stalled: false,
+        retry_at: Some(now + TimeDelta::seconds(4)),
     };
-    world.failure = Some(failure.clone());
-    let now = t(NOW);
+    world.failures = vec![failure.clone()];
     let p = plan(&spec, &world, now);
     let s = derive_status(&spec, &world, &p, &Default::default(), 1, now);
     assert!(is(&s, "Reconciling", ConditionStatus::True, "Retrying"));
     assert!(condition(&s, "Stalled").is_none());
+    assert_eq!(
+        p.progress(),
+        Progress::WaitUntil {
+            at: now + TimeDelta::seconds(4)
+        },
+        "the failed copy waits for its backoff:\n{p}"
+    );
     failure.stalled = true;
     failure.count = 6;
-    world.failure = Some(failure);
+    world.failures = vec![failure];
+    let p = plan(&spec, &world, now);
     let s = derive_status(&spec, &world, &p, &Default::default(), 1, now);
     let stalled = condition(&s, "Stalled").unwrap();
     assert_eq!(
@@ -866,6 +876,52 @@ fn the_executor_reports_failures_as_retrying_then_stalled() {
     );
     assert!(condition(&s, "Reconciling").is_none());
     assert_eq!(s.phase, Some(Phase::Stalled));
+    assert!(matches!(p.progress(), Progress::Blocked { .. }), "{p}");
+}
+
+#[test]
+fn a_failing_mailbox_backs_off_alone_while_the_others_go_on() {
+    let mut spec = example("imap-import-localized.yaml");
+    spec.domains = vec!["example.com".into()];
+    let first = spec.mailboxes[0].clone();
+    spec.mailboxes = ["a@example.com", "b@example.com", "c@example.com"]
+        .iter()
+        .map(|a| {
+            let mut m = first.clone();
+            m.address = (*a).into();
+            m
+        })
+        .collect();
+    let mut world = fresh_world(&spec, &[], [Adapter::Imap]);
+    let now = t(NOW);
+    world.failures = vec![Failure {
+        work: "InitialSync b@example.com".into(),
+        step: "copy b@example.com to the new server".into(),
+        count: 1,
+        reason: "StepFailed".into(),
+        message: "refused".into(),
+        stalled: false,
+        retry_at: Some(now + TimeDelta::seconds(2)),
+    }];
+    let p = plan(&spec, &world, now);
+    let batch: Vec<String> = p
+        .batch(4, |_| true)
+        .iter()
+        .map(|s| s.step.to_string())
+        .collect();
+    assert_eq!(
+        batch,
+        [
+            "copy a@example.com to the new server",
+            "copy c@example.com to the new server"
+        ],
+        "{p}"
+    );
+    // At most `limit` mailboxes at once, one step each.
+    assert_eq!(p.batch(1, |_| true).len(), 1);
+    // Once its backoff is over, b is copied too.
+    let later = plan(&spec, &world, now + TimeDelta::seconds(2));
+    assert_eq!(later.batch(4, |_| true).len(), 3, "{later}");
 }
 
 // ---- output -------------------------------------------------------------------------

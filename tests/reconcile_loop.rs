@@ -1,9 +1,9 @@
 //! The reconcile loop's own logic with a modelled mail engine: records, generations,
-//! repeated failures becoming Stalled. (The loop against real Dovecot servers is in
-//! tests/apply.rs.)
+//! repeated failures backing off and becoming Stalled, observation proportional to change,
+//! mailboxes side by side. (The loop against real Dovecot servers is in tests/apply.rs.)
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 
 use anyhow::{Result, bail};
 use chrono::Utc;
@@ -14,23 +14,37 @@ use mailshift::spec::{ConditionStatus, MailMigration, Secret};
 use mailshift::store::StateDir;
 
 /// A mail engine modelled in memory: logins succeed, syncs copy `messages`, verification
-/// finds what `differences` says; syncs can be made to fail.
+/// finds what `differences` says (the first `differences_times` times); syncs can be made
+/// to fail, for every mailbox or for one; `together` makes each sync wait until that many
+/// run at once.
 #[derive(Default)]
 struct Model {
     fail_sync: bool,
+    fail_for: Option<String>,
     differences: u64,
+    differences_times: AtomicU32,
     syncs: AtomicU32,
+    logins: AtomicU32,
     synced: Mutex<Vec<String>>,
+    together: Option<tokio::sync::Barrier>,
 }
 
 impl MailEngine for Model {
     async fn check_logins(&self, _: &Account) -> LoginCheck {
+        self.logins.fetch_add(1, Ordering::SeqCst);
         (plan::Login::Ok, plan::Login::Ok)
     }
 
     async fn sync(&self, accounts: &[Account]) -> Result<Vec<(String, Synced)>> {
         self.syncs.fetch_add(1, Ordering::SeqCst);
-        if self.fail_sync {
+        if let Some(b) = &self.together {
+            b.wait().await;
+        }
+        if self.fail_sync
+            || accounts
+                .iter()
+                .any(|a| Some(&a.address) == self.fail_for.as_ref())
+        {
             bail!("destination unreachable");
         }
         let mut synced = self.synced.lock().unwrap();
@@ -60,14 +74,30 @@ impl MailEngine for Model {
     }
 
     async fn verify(&self, _: &Account) -> Result<Verified> {
+        let left = self.differences_times.load(Ordering::SeqCst);
+        let differences = if left > 0 {
+            self.differences_times.fetch_sub(1, Ordering::SeqCst);
+            self.differences
+        } else {
+            0
+        };
         Ok(Verified {
             messages: 10,
-            differences: self.differences,
+            differences,
         })
     }
 }
 
 fn migration(extra: &str) -> MailMigration {
+    migration_of(&["a", "b"], extra)
+}
+
+/// A mailbox-only migration of `locals`@example.com.
+fn migration_of(locals: &[&str], extra: &str) -> MailMigration {
+    let mailboxes: String = locals
+        .iter()
+        .map(|l| format!("    - {{ address: {l}@example.com, sourcePassword: {{ env: X }}, destinationPassword: {{ env: Y }} }}\n"))
+        .collect();
     let text = format!(
         "apiVersion: mailshift.io/v1alpha1
 kind: MailMigration
@@ -76,9 +106,7 @@ spec:
   source: {{ imap: {{ host: 127.0.0.1, tls: none }} }}
   destination: {{ imap: {{ host: 127.0.0.1, tls: none }} }}
   mailboxes:
-    - {{ address: a@example.com, sourcePassword: {{ env: X }}, destinationPassword: {{ env: Y }} }}
-    - {{ address: b@example.com, sourcePassword: {{ env: X }}, destinationPassword: {{ env: Y }} }}
-{extra}"
+{mailboxes}{extra}"
     );
     let loaded = mailshift::manifest::load_text("model.yaml", &text, Default::default());
     loaded.into_result().unwrap().remove(0)
@@ -107,20 +135,28 @@ fn reconciler(dir: &std::path::Path, m: MailMigration, engine: Model) -> Reconci
     Reconciler::new(m, accounts, StateDir::at(dir), engine).unwrap()
 }
 
+/// Turns until nothing can run now; the last turn.
+async fn until_at_rest(r: &mut Reconciler<Model>) -> mailshift::reconcile::Turn {
+    for _ in 0..1000 {
+        let turn = r.turn(|_| true).await.unwrap();
+        if turn.done.is_empty() {
+            return turn;
+        }
+    }
+    panic!("the loop does not come to rest");
+}
+
 #[tokio::test]
 async fn a_mailbox_only_migration_converges_and_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let mut r = reconciler(dir.path(), migration(""), Model::default());
     let mut steps = Vec::new();
     for _ in 0..20 {
-        let pass = r.pass(Utc::now(), true).await.unwrap();
-        match pass.plan.progress() {
+        let turn = r.turn(|_| true).await.unwrap();
+        steps.extend(turn.done.iter().map(|d| d.step.clone()));
+        match turn.pass.plan.progress() {
             Progress::Converged => break,
-            Progress::Ready => {
-                let step = pass.plan.next().unwrap().step.clone();
-                r.execute(&step, Utc::now()).await.unwrap();
-                steps.push(step);
-            }
+            Progress::Ready => {}
             other => panic!("unexpected progress {other:?}"),
         }
     }
@@ -150,24 +186,117 @@ async fn a_mailbox_only_migration_converges_and_is_recorded() {
 }
 
 #[tokio::test]
-async fn a_step_failing_repeatedly_stalls_with_its_reason() {
+async fn logins_are_checked_once_per_mailbox_whatever_the_number_of_mailboxes() {
+    for n in [10usize, 40] {
+        let locals: Vec<String> = (0..n).map(|i| format!("user{i}")).collect();
+        let locals: Vec<&str> = locals.iter().map(String::as_str).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = reconciler(
+            dir.path(),
+            migration_of(&locals, "  sync: { concurrency: 4 }\n"),
+            Model::default(),
+        );
+        let mut turns = 0;
+        loop {
+            let turn = r.turn(|_| true).await.unwrap();
+            turns += 1;
+            if turn.pass.plan.progress() == Progress::Converged {
+                break;
+            }
+            assert!(turns < 10 * n, "no convergence");
+        }
+        // Copies and verifications prove the logins; only the first look checks them.
+        assert_eq!(
+            r.engine.logins.load(Ordering::SeqCst) as usize,
+            n,
+            "n = {n}"
+        );
+        assert_eq!(r.engine.syncs.load(Ordering::SeqCst) as usize, n);
+        // Four mailboxes at a time: a copy turn and a verify turn per four, then completion.
+        assert_eq!(turns, 2 * n.div_ceil(4) + 1, "n = {n}");
+    }
+}
+
+#[tokio::test]
+async fn mailboxes_are_copied_side_by_side_up_to_the_concurrency() {
     let dir = tempfile::tempdir().unwrap();
+    // Each sync waits until three run at once: carried out one after the other, they would
+    // wait forever.
     let engine = Model {
-        fail_sync: true,
+        together: Some(tokio::sync::Barrier::new(3)),
         ..Model::default()
     };
-    let mut r = reconciler(dir.path(), migration(""), engine);
-    for attempt in 1..=STALL_AFTER {
-        let pass = r.pass(Utc::now(), true).await.unwrap();
-        let step = pass.plan.next().expect("a step to try").step.clone();
-        assert!(r.execute(&step, Utc::now()).await.is_err());
-        let f = r.failure().unwrap();
-        assert_eq!(f.count, attempt);
-        assert_eq!(f.stalled, attempt >= STALL_AFTER);
+    let mut r = reconciler(
+        dir.path(),
+        migration_of(&["a", "b", "c", "d"], "  sync: { concurrency: 3 }\n"),
+        engine,
+    );
+    let turn = tokio::time::timeout(std::time::Duration::from_secs(30), r.turn(|_| true))
+        .await
+        .expect("three copies run at once")
+        .unwrap();
+    let copied: Vec<String> = turn.done.iter().map(|d| d.step.to_string()).collect();
+    assert_eq!(
+        copied,
+        [
+            "copy a@example.com to the new server",
+            "copy b@example.com to the new server",
+            "copy c@example.com to the new server"
+        ]
+    );
+}
+
+static CLOCK: AtomicI64 = AtomicI64::new(0);
+
+fn clock() -> chrono::DateTime<Utc> {
+    "2026-06-01T12:00:00Z"
+        .parse::<chrono::DateTime<Utc>>()
+        .unwrap()
+        + chrono::Duration::seconds(CLOCK.load(Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn a_failing_mailbox_backs_off_and_stalls_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Model {
+        fail_for: Some("b@example.com".into()),
+        ..Model::default()
+    };
+    let mut r =
+        reconciler(dir.path(), migration_of(&["a", "b", "c"], ""), engine).with_clock(clock);
+    let mut attempts = 0;
+    for _ in 0..50 {
+        let turn = r.turn(|_| true).await.unwrap();
+        for d in &turn.done {
+            if let Err(f) = &d.result {
+                attempts += 1;
+                assert_eq!(f.count, attempts);
+                assert_eq!(f.stalled, attempts >= STALL_AFTER);
+            }
+        }
+        match turn.pass.plan.progress() {
+            Progress::Ready => {}
+            // Backing off: the clock moves to the retry.
+            Progress::WaitUntil { at } => {
+                CLOCK.fetch_add((at - clock()).num_seconds(), Ordering::SeqCst);
+            }
+            Progress::Blocked { reasons } => {
+                assert!(
+                    reasons
+                        .iter()
+                        .any(|r| r.contains("destination unreachable")),
+                    "{reasons:?}"
+                );
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
-    let pass = r.pass(Utc::now(), true).await.unwrap();
-    let stalled = pass
-        .status
+    assert_eq!(attempts, STALL_AFTER);
+    let status = r.state.load_status().unwrap();
+    let counts = status.mailboxes.unwrap();
+    assert_eq!((counts.verified, counts.total), (2, 3), "a and c went on");
+    let stalled = status
         .conditions
         .iter()
         .find(|c| c.type_ == "Stalled")
@@ -178,21 +307,54 @@ async fn a_step_failing_repeatedly_stalls_with_its_reason() {
         "{}",
         stalled.message
     );
-    // The stored status says so too (the CLI's `status` reads it).
-    let stored = r.state.load_status().unwrap();
-    assert!(stored.conditions.iter().any(|c| c.type_ == "Stalled"));
+    // The failures are records: a new loop over the same state knows them ...
+    let mut again = reconciler(
+        dir.path(),
+        migration_of(&["a", "b", "c"], ""),
+        Model::default(),
+    );
+    assert!(again.failure().is_some_and(|f| f.stalled));
+    // ... and a person running the loop again gives the step its attempts back.
+    again.retry_stalled().unwrap();
+    let turn = until_at_rest(&mut again).await;
+    assert_eq!(turn.pass.plan.progress(), Progress::Converged);
+}
+
+#[tokio::test]
+async fn a_verification_that_finds_messages_missing_copies_them_and_verifies_again() {
+    // The records say copied; the destination was re-created meanwhile.
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Model {
+        differences: 7,
+        differences_times: AtomicU32::new(1),
+        ..Model::default()
+    };
+    let mut r = reconciler(dir.path(), migration_of(&["a"], ""), engine);
+    let mut steps = Vec::new();
+    for _ in 0..10 {
+        let turn = r.turn(|_| true).await.unwrap();
+        steps.extend(turn.done.iter().map(|d| d.step.to_string()));
+        if turn.pass.plan.progress() == Progress::Converged {
+            break;
+        }
+    }
+    assert_eq!(
+        steps,
+        [
+            "copy a@example.com to the new server",
+            "verify a@example.com on both servers",
+            "copy again what is missing of a@example.com (7 differences found)",
+            "verify a@example.com on both servers",
+            "mark the migration complete"
+        ]
+    );
 }
 
 #[tokio::test]
 async fn editing_the_spec_is_a_new_generation_that_verifies_again() {
     let dir = tempfile::tempdir().unwrap();
     let mut r = reconciler(dir.path(), migration(""), Model::default());
-    loop {
-        let pass = r.pass(Utc::now(), true).await.unwrap();
-        let Some(next) = pass.plan.next() else { break };
-        let step = next.step.clone();
-        r.execute(&step, Utc::now()).await.unwrap();
-    }
+    until_at_rest(&mut r).await;
     let first = r.state.load_status().unwrap().observed_generation;
     let edited = migration("  folders: { exclude: [Junk] }\n");
     let mut r = reconciler(dir.path(), edited, Model::default());

@@ -1,7 +1,7 @@
 //! `mailshift apply -f FILE`: run the loop until the servers match the manifest.
 //!
-//! Each turn observes, plans and carries out the first actionable step, then observes
-//! again. Time gates are waited out with a visible countdown (or, with `--no-wait`, the
+//! Each turn of the loop ([`Reconciler::turn`]) observes what is due, plans, and carries
+//! out what may run now (different mailboxes side by side, up to `sync.concurrency`). Time gates are waited out with a visible countdown (or, with `--no-wait`, the
 //! command exits 3 so a scheduler can come back later). Ctrl-C stops cleanly: every step is
 //! idempotent and the state is written crash-safely, so a re-run resumes.
 
@@ -22,7 +22,7 @@ const EXIT_GATE: u8 = 3;
 /// While waiting for a time gate, observe again this often: the world may change.
 const REOBSERVE: Duration = Duration::from_secs(300);
 /// How long to wait before re-checking something outside mailshift's hands (propagation,
-/// a copy running elsewhere).
+/// a copy running elsewhere); the facts a gate waits on are observed again then.
 const RECHECK: Duration = Duration::from_secs(15);
 
 #[derive(Debug, clap::Args)]
@@ -75,57 +75,48 @@ async fn drive<E: MailEngine>(
     no_wait: bool,
     bars: Option<&MultiProgress>,
 ) -> Result<Stop> {
+    // Running apply again is how a person says "try again": stalled steps get their
+    // attempts back.
+    r.retry_stalled()?;
+    let mut turn = r.turn(|_| false).await?;
     loop {
-        let now = Utc::now();
-        let pass = r.pass(now, true).await?;
-        match pass.plan.progress() {
+        let plan = &turn.pass.plan;
+        match plan.progress() {
             Progress::Converged => return Ok(Stop::Converged),
             Progress::ObserveOnly => {
-                println!("{}", pass.plan);
+                println!("{plan}");
                 return Ok(Stop::Gate(
                     "policy is observe: the plan above is shown, nothing is applied".into(),
                 ));
             }
             Progress::Ready => {
-                let step = pass
-                    .plan
-                    .next()
-                    .expect("Ready has a next step")
-                    .step
-                    .clone();
-                let spinner = spinner(bars, &format!("{step}"));
-                tracing::info!(step = %step, "applying");
-                let result = r.execute(&step, Utc::now()).await;
+                let spinner = spinner(bars, &running(plan, r));
+                turn = r.turn(|_| true).await?;
                 spinner.finish_and_clear();
-                match result {
-                    Ok(()) => tracing::info!(step = %step, "done"),
-                    Err(e) => {
-                        let failure = r.failure().cloned().expect("a failed step is recorded");
-                        tracing::warn!(step = %step, attempt = failure.count, error = %format!("{e:#}"), "step failed");
-                        if failure.stalled {
-                            // Store the Stalled condition before giving up.
-                            r.pass(Utc::now(), true).await?;
-                            return Ok(Stop::Stalled(format!(
-                                "`{step}` failed {} times: {}",
-                                failure.count, failure.message
-                            )));
+                for done in &turn.done {
+                    if let Err(f) = &done.result {
+                        let step = &done.step;
+                        if f.stalled {
+                            eprintln!(
+                                "`{step}` failed {} times: {}; not tried again",
+                                f.count, f.message
+                            );
+                        } else {
+                            let wait = Reconciler::<E>::backoff(f.count);
+                            eprintln!(
+                                "`{step}` failed (attempt {}): {}; retrying in {}s",
+                                f.count,
+                                f.message,
+                                wait.as_secs()
+                            );
                         }
-                        let wait = Reconciler::<E>::backoff(failure.count);
-                        eprintln!(
-                            "failed (attempt {}): {e:#}; retrying in {}s",
-                            failure.count,
-                            wait.as_secs()
-                        );
-                        countdown(bars, Utc::now() + wait, "retry").await;
                     }
                 }
+                continue;
             }
-            Progress::Recheck => {
-                tokio::time::sleep(RECHECK).await;
-            }
+            Progress::Recheck => tokio::time::sleep(RECHECK).await,
             Progress::WaitUntil { at } => {
-                let why = pass
-                    .plan
+                let why = plan
                     .steps
                     .iter()
                     .flat_map(|s| &s.gates)
@@ -137,8 +128,26 @@ async fn drive<E: MailEngine>(
                 let until = at.min(Utc::now() + REOBSERVE);
                 countdown(bars, until, &why).await;
             }
-            Progress::Blocked { reasons } => return Ok(Stop::Gate(reasons.join("; "))),
+            Progress::Blocked { reasons } => {
+                if let Some(f) = r.failure().filter(|f| f.stalled) {
+                    return Ok(Stop::Stalled(format!(
+                        "`{}` failed {} times: {}",
+                        f.step, f.count, f.message
+                    )));
+                }
+                return Ok(Stop::Gate(reasons.join("; ")));
+            }
         }
+        turn = r.turn(|_| false).await?;
+    }
+}
+
+/// What the next turn carries out, for the spinner.
+fn running<E: MailEngine>(plan: &crate::plan::Plan, r: &Reconciler<E>) -> String {
+    let batch = plan.batch(r.concurrency(), |_| true);
+    match batch.as_slice() {
+        [one] => one.step.to_string(),
+        many => format!("{} steps of {} mailboxes", many.len(), many.len()),
     }
 }
 

@@ -1,5 +1,5 @@
 //! What every reconcile shares: the client, the event recorder, the engine factory, the
-//! cache directory, metrics, the clock, and each migration's failures in a row.
+//! cache directory, metrics, the clock, and what each migration's loop has observed.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
 use super::{EngineFactory, MANAGER, Metrics};
-use crate::plan::{Failure, Step};
+use crate::reconcile::facts::Facts;
 
 /// Shared state of the controller's reconciles.
 pub struct Context<F> {
@@ -26,9 +26,10 @@ pub struct Context<F> {
     pub job_image: String,
     /// Each migration's copy Jobs: backoff and failures already counted.
     pub(super) jobs: super::jobs::Book,
-    /// The last failed step of each migration (`namespace/name`), for the generation it
-    /// failed in: a new generation starts counting again.
-    failures: Mutex<HashMap<String, (i64, Step, Failure)>>,
+    /// What each migration's loop (`namespace/name`) has observed on the servers, so that a
+    /// reconcile looks again only at what may have changed. Lost on a restart, which then
+    /// observes everything once.
+    facts: Mutex<HashMap<String, Facts>>,
 }
 
 impl<F: EngineFactory> Context<F> {
@@ -46,7 +47,7 @@ impl<F: EngineFactory> Context<F> {
             clock: Utc::now,
             job_image: super::jobs::DEFAULT_IMAGE.to_owned(),
             jobs: Default::default(),
-            failures: Mutex::default(),
+            facts: Mutex::default(),
         }
     }
 
@@ -66,22 +67,24 @@ impl<F: EngineFactory> Context<F> {
         (self.clock)()
     }
 
-    pub(super) fn failure(&self, key: &str, generation: i64) -> Option<(Step, Failure)> {
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures
-            .get(key)
-            .filter(|(g, _, _)| *g == generation)
-            .map(|(_, s, f)| (s.clone(), f.clone()))
+    /// The clock itself, for the reconcile loop.
+    pub fn clock(&self) -> fn() -> DateTime<Utc> {
+        self.clock
     }
 
-    pub(super) fn set_failure(&self, key: &str, generation: i64, failure: Option<(Step, Failure)>) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        match failure {
-            Some((s, f)) => {
-                failures.insert(key.to_owned(), (generation, s, f));
+    pub(super) fn facts(&self, key: &str) -> Facts {
+        let facts = self.facts.lock().unwrap_or_else(|e| e.into_inner());
+        facts.get(key).cloned().unwrap_or_default()
+    }
+
+    pub(super) fn set_facts(&self, key: &str, value: Option<Facts>) {
+        let mut facts = self.facts.lock().unwrap_or_else(|e| e.into_inner());
+        match value {
+            Some(f) => {
+                facts.insert(key.to_owned(), f);
             }
             None => {
-                failures.remove(key);
+                facts.remove(key);
             }
         }
     }

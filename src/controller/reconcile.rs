@@ -2,7 +2,7 @@
 //! step, status, events, and when to come back.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -12,11 +12,11 @@ use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 
-use super::jobs::{self, FanOut, Fanned};
+use super::jobs::{CopyKind, FanOut, Fanned};
 use super::{Context, EngineFactory, FINALIZER, secrets, status};
-use crate::plan::{Progress, Step};
-use crate::reconcile::Reconciler;
+use crate::plan::Progress;
 use crate::reconcile::records::{MemoryRecords, Records};
+use crate::reconcile::{Done, Reconciler};
 use crate::secrets::Resolver;
 use crate::spec::MailMigration;
 use crate::spec::MailMigrationStatus;
@@ -125,15 +125,6 @@ fn state_of<F>(obj: &MailMigration, ctx: &Context<F>) -> StateDir {
     )
 }
 
-/// The variant name of a step: the Event's action and the metrics' label.
-pub(super) fn kind(step: &Step) -> String {
-    format!("{step:?}")
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .next()
-        .unwrap_or("Step")
-        .to_owned()
-}
-
 /// Publish an Event about `obj`; a failure to publish is logged, not fatal.
 pub(super) async fn publish<F>(
     ctx: &Context<F>,
@@ -224,9 +215,6 @@ async fn apply<F: EngineFactory>(
     let mut fan = FanOut::start(obj, ctx, &key, generation).await?;
     let records = Arc::new(MemoryRecords::new(seed_records(&previous, &state)));
     let memory = Arc::new(MemoryStatus::new(previous));
-    let failure = ctx
-        .failure(&key, generation)
-        .or_else(|| fan.as_ref().and_then(FanOut::stalled));
     let mut r = Reconciler::new(obj.clone(), accounts, state, Fanned::new(engine))
         .map_err(Error::Loop)?
         .with_records_store(records.clone())
@@ -234,86 +222,79 @@ async fn apply<F: EngineFactory>(
         .with_resolver(resolver)
         .with_status_store(memory.clone())
         .with_generation(generation)
-        .with_failure(failure);
+        .with_facts(ctx.facts(&key))
+        .with_clock(ctx.clock());
 
-    if let Some(f) = &fan {
-        r.set_in_flight(f.in_flight());
-    }
-    let mut pass = r.pass(now, true).await.map_err(Error::Loop)?;
     let mut launched = 0;
     if let Some(f) = &mut fan {
-        if f.settle(obj, ctx, &mut r, &pass.plan, now).await? {
-            pass = r.pass(now, true).await.map_err(Error::Loop)?;
-        }
-        launched = f.launch(obj, ctx, &pass.plan, now).await?;
+        f.release(&mut r)?;
+        r.set_in_flight(f.in_flight());
+        let pass = r.pass(now, true).await.map_err(Error::Loop)?;
+        let plan = if f.settle(obj, ctx, &mut r, &pass.plan, now).await? {
+            r.pass(now, true).await.map_err(Error::Loop)?.plan
+        } else {
+            pass.plan
+        };
+        launched = f.launch(obj, ctx, &plan, now).await?;
         r.set_in_flight(f.in_flight());
     }
-    let progress = pass.plan.progress();
-    let after_plan = |plan: &crate::plan::Plan, at| match &fan {
-        Some(f) => f.action(plan, at),
-        None => requeue_for(&plan.progress(), at),
+    // With Jobs, copying is theirs and every other step is the controller's; without,
+    // the loop carries out every step, those of different mailboxes side by side.
+    let turn = r
+        .turn(|step| fan.is_none() || CopyKind::of(step).is_none())
+        .await
+        .map_err(Error::Loop)?;
+    for done in &turn.done {
+        report(ctx, obj, done).await;
+    }
+    let (messages, bytes) = r.copied();
+    ctx.metrics.copied(messages, bytes);
+    let after = ctx.now();
+    let action = match &fan {
+        Some(f) => f.action(&turn.pass.plan, after),
+        None => requeue_for(&turn.pass.plan.progress(), after),
     };
-    let mut action = after_plan(&pass.plan, now);
-    let next = match (&fan, progress == Progress::Ready) {
-        (_, false) => None,
-        (Some(_), true) => jobs::in_process(&pass.plan),
-        (None, true) => pass.plan.next(),
+    if turn.done.is_empty() && launched > 0 {
+        tracing::debug!(namespace, name, launched, "copy Jobs created");
     }
-    .map(|s| s.step.clone());
-    if let Some(step) = next {
-        let kind = kind(&step);
-        tracing::info!(namespace, name, step = %step, "applying");
-        let started = Instant::now();
-        let result = r.execute(&step, now).await;
-        ctx.metrics.step(&kind, result.is_ok(), started.elapsed());
-        let (messages, bytes) = r.copied();
-        ctx.metrics.copied(messages, bytes);
-        match result {
-            Ok(()) => {
-                tracing::info!(namespace, name, step = %step, "done");
-                publish(
-                    ctx,
-                    obj,
-                    EventType::Normal,
-                    "StepApplied",
-                    &kind,
-                    step.to_string(),
-                )
-                .await;
-            }
-            Err(e) => {
-                let failure = r.failure().cloned().expect("a failed step is recorded");
-                tracing::warn!(namespace, name, step = %step, attempt = failure.count, error = %format!("{e:#}"), "step failed");
-                ctx.metrics.failed(&failure.reason);
-                let reason = if failure.stalled {
-                    "Stalled"
-                } else {
-                    failure.reason.as_str()
-                };
-                let note = format!(
-                    "`{step}` failed (attempt {}): {}",
-                    failure.count, failure.message
-                );
-                publish(ctx, obj, EventType::Warning, reason, &kind, note).await;
-            }
-        }
-        // Observe again, so that the status tells what the step changed.
-        let after = ctx.now();
-        let pass = r.pass(after, true).await.map_err(Error::Loop)?;
-        action = match r.failure() {
-            Some(f) => Action::requeue(Reconciler::<Fanned<F::Engine>>::backoff(f.count)),
-            None => after_plan(&pass.plan, after),
-        };
-    } else if launched > 0 {
-        // The status should show the new Jobs' steps as under way.
-        let pass = r.pass(now, true).await.map_err(Error::Loop)?;
-        action = after_plan(&pass.plan, now);
-    }
-    ctx.set_failure(&key, generation, r.failed_step().cloned());
+    ctx.set_facts(&key, Some(r.facts().clone()));
     let mut status = memory.get();
-    status.records = Some(serde_json::to_value(records.get()).map_err(|e| Error::Loop(e.into()))?);
+    status.records = Some(records.get());
     status::apply(api, &name, &status).await?;
     Ok(action)
+}
+
+/// Metrics, logs and an Event for a step the loop carried out.
+async fn report<F>(ctx: &Context<F>, obj: &MailMigration, done: &Done) {
+    let kind = done.step.kind();
+    let step = &done.step;
+    ctx.metrics.step(kind, done.result.is_ok(), done.took);
+    match &done.result {
+        Ok(()) => {
+            publish(
+                ctx,
+                obj,
+                EventType::Normal,
+                "StepApplied",
+                kind,
+                step.to_string(),
+            )
+            .await;
+        }
+        Err(failure) => {
+            ctx.metrics.failed(&failure.reason);
+            let reason = if failure.stalled {
+                "Stalled"
+            } else {
+                failure.reason.as_str()
+            };
+            let note = format!(
+                "`{step}` failed (attempt {}): {}",
+                failure.count, failure.message
+            );
+            publish(ctx, obj, EventType::Warning, reason, kind, note).await;
+        }
+    }
 }
 
 /// The loop's records as the status holds them; from the cache directory when the status
@@ -321,14 +302,7 @@ async fn apply<F: EngineFactory>(
 fn seed_records(previous: &MailMigrationStatus, state: &StateDir) -> Records {
     previous
         .records
-        .as_ref()
-        .and_then(|v| match serde_json::from_value(v.clone()) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                tracing::warn!(error = %e, "status.records unreadable; starting from the cache directory's");
-                None
-            }
-        })
+        .clone()
         .unwrap_or_else(|| Records::load(state).unwrap_or_default())
 }
 
@@ -398,7 +372,7 @@ async fn cleanup<F: EngineFactory>(obj: &MailMigration, ctx: &Context<F>) -> Res
         }
     }
     publish(ctx, obj, type_, "Deleted", "Cleanup", note).await;
-    ctx.set_failure(&key(obj), 0, None);
+    ctx.set_facts(&key(obj), None);
     ctx.jobs.forget(&key(obj));
     let state = state_of(obj, ctx);
     if let Err(e) = std::fs::remove_dir_all(state.root())

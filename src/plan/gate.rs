@@ -66,6 +66,8 @@ pub enum TimeReason {
         cutover_at: DateTime<Utc>,
         keep: String,
     },
+    /// The step failed `attempt` times in a row and backs off until then.
+    Retry { attempt: u32, error: String },
 }
 
 /// A fact a step waits on.
@@ -163,6 +165,13 @@ pub enum Waiting {
         by: String,
         since: DateTime<Utc>,
     },
+    /// The step failed too often in a row: it is not tried again until a person acts (a
+    /// new `apply`, a changed spec).
+    StepStalled {
+        step: String,
+        count: u32,
+        message: String,
+    },
 }
 
 impl Waiting {
@@ -178,6 +187,7 @@ impl Waiting {
                 | Waiting::DnsUnreadable { .. }
                 | Waiting::RelayUnreadable { .. }
                 | Waiting::ForwardingUnreadable { .. }
+                | Waiting::StepStalled { .. }
         )
     }
 
@@ -207,6 +217,7 @@ impl Waiting {
             Waiting::DeltaSyncPending => "WaitingForDeltaSync",
             Waiting::EarlierSteps { .. } => "WaitingForEarlierSteps",
             Waiting::Running { .. } => "Running",
+            Waiting::StepStalled { .. } => "Stalled",
         }
     }
 }
@@ -244,6 +255,9 @@ impl fmt::Display for TimeReason {
                 "the old server is kept for keepSourceFor ({keep}) after the cutover at {}",
                 instant(*cutover_at)
             ),
+            TimeReason::Retry { attempt, error } => {
+                write!(f, "backing off after failure {attempt} in a row ({error})")
+            }
         }
     }
 }
@@ -331,6 +345,11 @@ impl fmt::Display for Waiting {
             Running { by, since } => {
                 write!(f, "already under way by {by} since {}", instant(*since))
             }
+            StepStalled {
+                step,
+                count,
+                message,
+            } => write!(f, "`{step}` failed {count} times in a row: {message}"),
             EarlierSteps { count } => {
                 write!(f, "{} before it", plural(*count, "step is left", "steps are left"))
             }

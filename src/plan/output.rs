@@ -136,6 +136,30 @@ impl Plan {
         self.steps.iter().filter(|s| s.is_actionable())
     }
 
+    /// The steps to carry out now, side by side: the first actionable step alone when it
+    /// is about no single mailbox (DNS, relays, the final sync: the order of those
+    /// matters), else the actionable steps of different mailboxes in plan order, one per
+    /// mailbox, at most `limit`. Steps `allowed` refuses (carried out elsewhere, as the
+    /// controller's copy Jobs) are passed over.
+    pub fn batch(&self, limit: usize, allowed: impl Fn(&Step) -> bool) -> Vec<&PlannedStep> {
+        let mut out: Vec<&PlannedStep> = Vec::new();
+        let mut mailboxes = std::collections::BTreeSet::new();
+        for s in self.actionable().filter(|s| allowed(&s.step)) {
+            match s.step.address() {
+                None if out.is_empty() => return vec![s],
+                None => {}
+                Some(a) if mailboxes.insert(a.to_lowercase()) => {
+                    out.push(s);
+                    if out.len() >= limit.max(1) {
+                        break;
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        out
+    }
+
     /// Steps that count towards convergence.
     pub fn pending(&self) -> impl Iterator<Item = &PlannedStep> {
         self.steps.iter().filter(|s| s.is_pending())

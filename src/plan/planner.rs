@@ -851,6 +851,25 @@ impl<'a> Planner<'_, 'a> {
             .out
             .into_iter()
             .map(|(step, mut gates)| {
+                // A step that failed waits for its backoff or, stalled, for a person;
+                // the others go on meanwhile.
+                if let Some(f) = v.world.failure_of(&step) {
+                    if f.stalled {
+                        gates.push(Gate::fact(Waiting::StepStalled {
+                            step: f.step.clone(),
+                            count: f.count,
+                            message: f.message.clone(),
+                        }));
+                    } else if let Some(at) = f.retry_at.filter(|at| *at > v.now) {
+                        gates.push(Gate::Time {
+                            at,
+                            reason: TimeReason::Retry {
+                                attempt: f.count,
+                                error: f.message.clone(),
+                            },
+                        });
+                    }
+                }
                 // Work under way elsewhere is not started twice.
                 gates.extend(
                     v.world

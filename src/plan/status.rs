@@ -53,6 +53,13 @@ pub fn derive_status(
     };
     v.milestones.write_to(&mut status);
     status.mailboxes = Some(counts(&v));
+    let observed = crate::spec::Freshness {
+        oldest_login: world.oldest_login(),
+        dns: world.observed.dns,
+        gateway: world.observed.gateway,
+        fallback: world.observed.fallback,
+    };
+    status.observed = (observed != crate::spec::Freshness::default()).then_some(observed);
 
     let progress = plan.progress();
     let focus = plan.next().or_else(|| plan.pending().next());
@@ -155,7 +162,7 @@ fn health(
 ) -> bool {
     use ConditionStatus::{False, True};
     use condition::{READY, RECONCILING, STALLED};
-    if let Some(f) = v.world.failure.as_ref().filter(|f| f.stalled) {
+    if let Some(f) = v.world.failure().filter(|f| f.stalled) {
         let msg = format!(
             "{} failed {} times in a row: {}",
             f.step, f.count, f.message
@@ -213,7 +220,7 @@ fn health(
             }
         }
         Progress::Ready | Progress::Recheck | Progress::WaitUntil { .. } => {
-            let (reason, message) = match &v.world.failure {
+            let (reason, message) = match v.world.failure() {
                 Some(f) => (
                     "Retrying".to_owned(),
                     format!(

@@ -268,6 +268,42 @@ impl Step {
             && self.domain() == other.domain()
     }
 
+    /// A stable name for [`same_work`](Self::same_work): the step's kind and the mailbox
+    /// or domain it is about, e.g. `InitialSync alice@example.com`.
+    pub fn work_key(&self) -> String {
+        let kind = self.kind();
+        match (self.address(), self.domain()) {
+            (Some(a), _) => format!("{kind} {}", a.to_lowercase()),
+            (None, Some(d)) => format!("{kind} {}", d.to_lowercase()),
+            (None, None) => kind.to_owned(),
+        }
+    }
+
+    /// The step's kind, as Events and metrics name it.
+    pub fn kind(&self) -> &'static str {
+        use Step::*;
+        match self {
+            LowerTtl { .. } => "LowerTtl",
+            SpfAuthorize { .. } => "SpfAuthorize",
+            ForwardingOn { .. } => "ForwardingOn",
+            InitialSync { .. } => "InitialSync",
+            Resync { .. } => "Resync",
+            Verify { .. } => "Verify",
+            FallbackRelay { .. } => "FallbackRelay",
+            FinalSync { .. } => "FinalSync",
+            GatewayOn { .. } => "GatewayOn",
+            Probe { .. } => "Probe",
+            SwitchMx { .. } => "SwitchMx",
+            PublishSrv { .. } => "PublishSrv",
+            DeltaSync { .. } => "DeltaSync",
+            ForwardingOff { .. } => "ForwardingOff",
+            FallbackOff { .. } => "FallbackOff",
+            SpfRevoke { .. } => "SpfRevoke",
+            RestoreTtl { .. } => "RestoreTtl",
+            MarkComplete => "MarkComplete",
+        }
+    }
+
     /// The domain a DNS step is about.
     pub fn domain(&self) -> Option<&str> {
         match self {

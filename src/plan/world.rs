@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 use super::milestones::Milestones;
 use super::step::{Adapter, Step};
 use crate::spec::MxRecord;
+// The parts of the world that the loop also records live with the status types (the
+// resource's status holds them); the planner sees them here.
+pub use crate::spec::{Failure, ProbeState, SyncState, Verification};
 
 /// What is, as observed (or recorded) at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -49,9 +52,25 @@ pub struct World {
     /// executor task): planned again, but behind a gate, so they are not started twice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub in_flight: Vec<InFlight>,
-    /// The executor's report of a step that keeps failing (input for `Stalled`).
+    /// The executor's reports of steps whose last attempts failed: each such step waits
+    /// for its backoff, or stays stalled, without holding the others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<Failure>,
+    /// When the relays and DNS were last observed.
+    #[serde(default)]
+    pub observed: Observed,
+}
+
+/// When parts of the world were observed (`None`: not observed, or nothing to observe).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Observed {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure: Option<Failure>,
+    pub dns: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<DateTime<Utc>>,
 }
 
 impl World {
@@ -81,6 +100,23 @@ impl World {
     /// Whether this build can act through `adapter`.
     pub fn has(&self, adapter: Adapter) -> bool {
         self.available.contains(&adapter)
+    }
+
+    /// The failure the status leads with: a stalled step first, else the one that failed
+    /// most often in a row.
+    pub fn failure(&self) -> Option<&Failure> {
+        self.failures.iter().max_by_key(|f| (f.stalled, f.count))
+    }
+
+    /// The failure recorded for `step`'s piece of work.
+    pub fn failure_of(&self, step: &Step) -> Option<&Failure> {
+        let key = step.work_key();
+        self.failures.iter().find(|f| f.work == key)
+    }
+
+    /// The oldest login check of any mailbox.
+    pub fn oldest_login(&self) -> Option<DateTime<Utc>> {
+        self.mailboxes.values().filter_map(|m| m.observed_at).min()
     }
 }
 
@@ -117,6 +153,9 @@ pub struct MailboxState {
     /// Temporary forwarding (ManageSieve) for this mailbox on each server.
     #[serde(default)]
     pub forwarding: ForwardingSides,
+    /// When the logins were last checked (or proven by a copy or a verification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<DateTime<Utc>>,
 }
 
 impl MailboxState {
@@ -131,6 +170,7 @@ impl MailboxState {
             verification: Verification::NotVerified,
             last_error: None,
             forwarding: ForwardingSides::default(),
+            observed_at: None,
         }
     }
 
@@ -172,41 +212,6 @@ pub enum Account {
     /// Not told apart (e.g. a failed password login); the login result speaks instead.
     #[default]
     Unknown,
-}
-
-/// What has been copied.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "state")]
-pub enum SyncState {
-    #[default]
-    Never,
-    /// The last copy pass finished at `at`, leaving this much on the destination.
-    Synced {
-        at: DateTime<Utc>,
-        messages: u64,
-        bytes: u64,
-    },
-}
-
-impl SyncState {
-    pub fn at(&self) -> Option<DateTime<Utc>> {
-        match self {
-            SyncState::Never => None,
-            SyncState::Synced { at, .. } => Some(*at),
-        }
-    }
-}
-
-/// The last comparison of source and destination (message identities per folder).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "state")]
-pub enum Verification {
-    #[default]
-    NotVerified,
-    /// Every source message was found on the destination.
-    Equal { at: DateTime<Utc>, messages: u64 },
-    /// This many source messages were missing or different on the destination.
-    Differs { at: DateTime<Utc>, differences: u64 },
 }
 
 /// Forwarding on the source's and the destination's ManageSieve.
@@ -261,21 +266,6 @@ impl RelayState {
             _ => None,
         }
     }
-}
-
-/// The last mail-flow probe.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "state")]
-pub enum ProbeState {
-    #[default]
-    NotRun,
-    Passed {
-        at: DateTime<Utc>,
-    },
-    Failed {
-        at: DateTime<Utc>,
-        reason: String,
-    },
 }
 
 /// The domains' DNS: what the primary (the RFC 2136 server) holds and what each
@@ -378,23 +368,6 @@ pub struct InFlight {
     /// Who carries it out, e.g. `job/mailshift-sync-example-com-3`.
     pub by: String,
     pub since: DateTime<Utc>,
-}
-
-/// The executor's report of a step that keeps failing. The executor decides when repeated
-/// failures mean the migration is stalled (after its backoff gives up); the status shows
-/// `Stalled` with this reason and message then, `Reconciling` (retrying) before.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Failure {
-    /// The failing step, in plain words.
-    pub step: String,
-    /// Failures in a row.
-    pub count: u32,
-    /// CamelCase reason, e.g. `LoginRefused`, `TsigRejected`.
-    pub reason: String,
-    pub message: String,
-    /// The executor gave up retrying on its own.
-    pub stalled: bool,
 }
 
 /// A domain name as DNS compares it: lower case, no trailing dot.

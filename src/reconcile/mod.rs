@@ -1,28 +1,34 @@
-//! The reconcile loop around the pure planner: observe the servers into a [`World`], plan,
-//! carry out the first actionable step through the adapters, record, and observe again.
+//! The reconcile loop around the pure planner: observe what is due into a [`World`], plan,
+//! carry out the steps that may run now (those of different mailboxes side by side),
+//! record, and plan again.
 //!
-//! The CLI (`plan`, `apply`) and the Kubernetes controller drive the same [`Reconciler`];
-//! they differ only in where status and secrets live (a [`StatusStore`], a [`Resolver`]).
+//! [`Reconciler::turn`] is the one driver: the CLI (`apply`), the Kubernetes controller and
+//! the tests call it; they differ only in where status and secrets live (a
+//! [`StatusStore`], a [`Resolver`]) and in how long they wait between turns. What is
+//! observed, and when again, is [`facts`]' business.
 
+pub mod facts;
 pub mod imap;
 mod observe;
 pub mod records;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, Utc};
 
 use crate::accounts::Account;
 use crate::dns::DnsError;
-use crate::plan::{self, Adapter, Failure, InFlight, Milestones, Plan, Step, World};
+use crate::plan::{self, Adapter, Failure, Gate, InFlight, Milestones, Plan, Step, Waiting, World};
 use crate::secrets::Resolver;
 use crate::spec::{MailMigration, MailMigrationStatus};
 use crate::store::{StateDir, StatusStore};
+use facts::{Ages, Due, Facts, Sections};
 use records::{Records, RecordsStore};
 
-/// After this many failures of the same step in a row, the migration is Stalled.
+/// After this many failures of the same step in a row, that step is stalled: not tried
+/// again until a person acts (a new `apply`, a changed spec).
 pub const STALL_AFTER: u32 = 5;
 
 /// What a login check found, per side.
@@ -88,7 +94,12 @@ pub struct Reconciler<E> {
     records: Records,
     /// Where `records` are kept: the state directory unless set otherwise.
     records_store: Arc<dyn RecordsStore>,
-    failure: Option<(Step, Failure)>,
+    /// What has been observed on the servers, and when.
+    facts: Facts,
+    ages: Ages,
+    /// The facts the last plan's gates waited on: they are observed again first.
+    waiting: Vec<Waiting>,
+    clock: fn() -> DateTime<Utc>,
     /// Messages and bytes copied by the steps this value carried out.
     copied: (u64, u64),
     /// Steps carried out elsewhere right now (the controller's copy Jobs): planned with a
@@ -102,6 +113,38 @@ pub struct Pass {
     pub world: World,
     pub plan: Plan,
     pub status: MailMigrationStatus,
+    /// What this pass observed on the servers (the rest came from the facts already seen).
+    pub observed: Due,
+}
+
+/// One step a turn carried out.
+#[derive(Debug)]
+pub struct Done {
+    pub step: Step,
+    /// `Err` with the failure as recorded (count, backoff, stalled).
+    pub result: Result<(), Failure>,
+    pub took: Duration,
+}
+
+/// What one turn did, and the plan after it.
+#[derive(Debug)]
+pub struct Turn {
+    /// The steps carried out, in plan order; empty when nothing could run.
+    pub done: Vec<Done>,
+    /// The pass after the steps (or the only one, when none ran).
+    pub pass: Pass,
+}
+
+/// What a step's adapter reported, before it is recorded.
+enum Outcome {
+    Synced {
+        reports: Vec<(String, Synced)>,
+        /// A mailbox's own copy: its verification is due again.
+        reset_verification: bool,
+    },
+    Verified(Verified),
+    Probed(plan::ProbeState),
+    Done,
 }
 
 impl<E: MailEngine> Reconciler<E> {
@@ -123,7 +166,10 @@ impl<E: MailEngine> Reconciler<E> {
             resolver: Resolver::default(),
             records,
             records_store: Arc::new(records_dir),
-            failure: None,
+            facts: Facts::default(),
+            ages: Ages::default(),
+            waiting: Vec::new(),
+            clock: Utc::now,
             copied: (0, 0),
             in_flight: Vec::new(),
         })
@@ -156,11 +202,28 @@ impl<E: MailEngine> Reconciler<E> {
         self
     }
 
-    /// Continue from a failure of an earlier loop over the same migration (a host that builds
-    /// a loop per pass keeps the count of failures in a row this way).
-    pub fn with_failure(mut self, failure: Option<(Step, Failure)>) -> Self {
-        self.failure = failure;
+    /// Start from facts an earlier loop over the same migration observed (a host that
+    /// builds a loop per reconcile keeps them between reconciles this way).
+    pub fn with_facts(mut self, facts: Facts) -> Self {
+        self.facts = facts;
         self
+    }
+
+    /// Observe again after these ages instead of the defaults.
+    pub fn with_ages(mut self, ages: Ages) -> Self {
+        self.ages = ages;
+        self
+    }
+
+    /// Read time from `clock` (the controller's tests fix it).
+    pub fn with_clock(mut self, clock: fn() -> DateTime<Utc>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// What has been observed so far.
+    pub fn facts(&self) -> &Facts {
+        &self.facts
     }
 
     /// Tell the planner which steps are under way elsewhere (replacing what it was told
@@ -169,9 +232,37 @@ impl<E: MailEngine> Reconciler<E> {
         self.in_flight = in_flight;
     }
 
-    /// The step that failed last, with its failure.
-    pub fn failed_step(&self) -> Option<&(Step, Failure)> {
-        self.failure.as_ref()
+    /// The steps whose last attempts failed.
+    pub fn failures(&self) -> &[Failure] {
+        &self.records.failures
+    }
+
+    /// The failure recorded for `step`'s piece of work.
+    pub fn failure_of(&self, step: &Step) -> Option<&Failure> {
+        let key = step.work_key();
+        self.records.failures.iter().find(|f| f.work == key)
+    }
+
+    /// Forget the failures in a row of `step`'s piece of work.
+    pub fn forget_failure(&mut self, step: &Step) -> Result<()> {
+        let key = step.work_key();
+        let before = self.records.failures.len();
+        self.records.failures.retain(|f| f.work != key);
+        if self.records.failures.len() != before {
+            self.records_store.save_records(&self.records)?;
+        }
+        Ok(())
+    }
+
+    /// Give stalled steps their attempts again: a person ran `apply` once more, maybe
+    /// after fixing the cause.
+    pub fn retry_stalled(&mut self) -> Result<()> {
+        let before = self.records.failures.len();
+        self.records.failures.retain(|f| !f.stalled);
+        if self.records.failures.len() != before {
+            self.records_store.save_records(&self.records)?;
+        }
+        Ok(())
     }
 
     fn spec(&self) -> &crate::spec::MailMigrationSpec {
@@ -183,32 +274,63 @@ impl<E: MailEngine> Reconciler<E> {
         self.generation.unwrap_or(self.records.generation.max(1))
     }
 
-    /// Observe and plan; with `persist`, adopt a changed spec and store the derived status
-    /// (`plan` runs without it and writes nothing).
+    /// Mailboxes worked on at once (`sync.concurrency`).
+    pub fn concurrency(&self) -> usize {
+        self.spec()
+            .sync
+            .as_ref()
+            .map_or(4, |s| usize::from(s.concurrency))
+    }
+
+    fn sections(&self) -> Sections {
+        let spec = self.spec();
+        Sections {
+            forwarding: spec.forwarding.is_some(),
+            gateway: spec.gateway.is_some(),
+            fallback: spec.fallback.is_some(),
+            dns: spec.dns.is_some(),
+        }
+    }
+
+    /// Observe what is due and plan; with `persist`, adopt a changed spec and store the
+    /// derived status (`plan` runs without it and writes nothing).
     pub async fn pass(&mut self, now: DateTime<Utc>, persist: bool) -> Result<Pass> {
         let mut records = self.records.clone();
         records.adopt(&self.migration.spec);
+        let generation = self.generation.unwrap_or(records.generation.max(1));
+        self.facts.adopt(generation);
         let previous = self.status.load_status()?;
-        let mut world = observe::observe(
-            self.spec(),
-            &self.accounts,
-            &self.engine,
-            &records,
-            &self.resolver,
-        )
-        .await;
+        let addresses: Vec<String> = self.accounts.iter().map(|a| a.address.clone()).collect();
+        let due = self
+            .facts
+            .due(&addresses, self.sections(), &self.waiting, &self.ages, now);
+        if !due.is_empty() {
+            observe::refresh(
+                &mut self.facts,
+                &due,
+                &self.migration.spec,
+                &self.accounts,
+                &self.engine,
+                &self.resolver,
+                now,
+            )
+            .await;
+        }
+        let mut world = observe::world(self.spec(), &self.accounts, &self.facts, &records);
         world.milestones = Milestones::from_status(&previous);
-        world.failure = self.failure.as_ref().map(|(_, f)| f.clone());
         world.in_flight = self.in_flight.clone();
         let plan = plan::plan(self.spec(), &world, now);
-        let status = plan::derive_status(
-            self.spec(),
-            &world,
-            &plan,
-            &previous,
-            self.generation.unwrap_or(records.generation.max(1)),
-            now,
-        );
+        self.waiting = plan
+            .steps
+            .iter()
+            .flat_map(|s| &s.gates)
+            .filter_map(|g| match g {
+                Gate::Fact { waiting } => Some(waiting.clone()),
+                Gate::Time { .. } => None,
+            })
+            .collect();
+        self.waiting.dedup();
+        let status = plan::derive_status(self.spec(), &world, &plan, &previous, generation, now);
         if persist {
             self.records_store.save_records(&records)?;
             self.records = records;
@@ -218,28 +340,90 @@ impl<E: MailEngine> Reconciler<E> {
             world,
             plan,
             status,
+            observed: due,
         })
     }
 
-    /// Carry out `step`, record what it changed, and store the status. A failure is
-    /// counted against the step: after [`STALL_AFTER`] in a row the migration is Stalled.
+    /// One turn of the loop: observe what is due and plan; carry out the steps that may
+    /// run now and that `allowed` lets this host run (the steps of different mailboxes side
+    /// by side, up to `sync.concurrency`; any other step alone), record each, and plan
+    /// again. A failed step is counted against itself and waits for its backoff in the
+    /// plan; the other mailboxes go on.
+    pub async fn turn(&mut self, allowed: impl Fn(&Step) -> bool) -> Result<Turn> {
+        let pass = self.pass((self.clock)(), true).await?;
+        let batch: Vec<Step> = pass
+            .plan
+            .batch(self.concurrency(), allowed)
+            .into_iter()
+            .map(|s| s.step.clone())
+            .collect();
+        if batch.is_empty() {
+            return Ok(Turn {
+                done: Vec::new(),
+                pass,
+            });
+        }
+        let started = (self.clock)();
+        let this = &*self;
+        let outcomes = futures::future::join_all(batch.iter().map(|step| async move {
+            tracing::info!(step = %step, "applying");
+            let t = Instant::now();
+            let outcome = this.perform(step, started).await;
+            (outcome, t.elapsed())
+        }))
+        .await;
+        let mut done = Vec::with_capacity(batch.len());
+        for (step, (outcome, took)) in batch.into_iter().zip(outcomes) {
+            let result = self.record(&step, outcome, (self.clock)())?;
+            match &result {
+                Ok(()) => tracing::info!(step = %step, "done"),
+                Err(f) => {
+                    tracing::warn!(step = %step, attempt = f.count, stalled = f.stalled, error = %f.message, "step failed")
+                }
+            }
+            done.push(Done { step, result, took });
+        }
+        let pass = self.pass((self.clock)(), true).await?;
+        Ok(Turn { done, pass })
+    }
+
+    /// Carry out `step` now and record it (a host that learnt a step's outcome elsewhere,
+    /// like the controller's copy Jobs, records it through here). A failure is counted
+    /// against the step: after [`STALL_AFTER`] in a row it is stalled.
     pub async fn execute(&mut self, step: &Step, now: DateTime<Utc>) -> Result<()> {
-        match self.run_step(step, now).await {
+        let outcome = self.perform(step, now).await;
+        match self.record(step, outcome, now)? {
+            Ok(()) => Ok(()),
+            Err(f) => Err(anyhow!("{}", f.message)),
+        }
+    }
+
+    /// Record `step`'s outcome: records, milestones, facts it touched, failures in a row.
+    /// The outer error is one of the store; the inner one the step's recorded failure.
+    fn record(
+        &mut self,
+        step: &Step,
+        outcome: Result<Outcome>,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), Failure>> {
+        let result = outcome.and_then(|o| self.take(step, o, now));
+        self.facts.touched(step, result.is_ok(), now);
+        let key = step.work_key();
+        let previous = self.records.failures.iter().position(|f| f.work == key);
+        let recorded = match result {
             Ok(()) => {
-                self.failure = None;
+                if let Some(i) = previous {
+                    self.records.failures.remove(i);
+                }
                 let mut status = self.status.load_status()?;
                 let mut milestones = Milestones::from_status(&status);
                 milestones.record(step, now);
                 milestones.write_to(&mut status);
                 self.status.save_status(&status)?;
-                self.records_store.save_records(&self.records)?;
                 Ok(())
             }
             Err(e) => {
-                let count = match &self.failure {
-                    Some((s, f)) if s.same_work(step) => f.count + 1,
-                    _ => 1,
-                };
+                let count = previous.map_or(0, |i| self.records.failures[i].count) + 1;
                 // Adapters with typed errors give the condition a precise reason.
                 let reason = if let Some(d) = e.downcast_ref::<DnsError>() {
                     d.reason()
@@ -250,28 +434,39 @@ impl<E: MailEngine> Reconciler<E> {
                 } else {
                     "StepFailed"
                 };
+                let wait = chrono::Duration::from_std(Self::backoff(count)).unwrap_or_default();
                 let failure = Failure {
+                    work: key,
                     step: step.to_string(),
                     count,
                     reason: reason.into(),
                     message: format!("{e:#}"),
                     stalled: count >= STALL_AFTER,
+                    retry_at: Some(now + wait),
                 };
-                self.failure = Some((step.clone(), failure));
-                self.records_store.save_records(&self.records)?;
-                Err(e)
+                match previous {
+                    Some(i) => self.records.failures[i] = failure.clone(),
+                    None => self.records.failures.push(failure.clone()),
+                }
+                Err(failure)
             }
-        }
+        };
+        self.records_store.save_records(&self.records)?;
+        Ok(recorded)
     }
 
-    /// The current failure, if the last attempt of a step failed.
     /// Messages and bytes copied by the steps carried out so far.
     pub fn copied(&self) -> (u64, u64) {
         self.copied
     }
 
+    /// The failure the status leads with: a stalled step first, else the one that failed
+    /// most often in a row.
     pub fn failure(&self) -> Option<&Failure> {
-        self.failure.as_ref().map(|(_, f)| f)
+        self.records
+            .failures
+            .iter()
+            .max_by_key(|f| (f.stalled, f.count))
     }
 
     /// How long to wait before retrying a step that failed `count` times in a row:
@@ -287,20 +482,29 @@ impl<E: MailEngine> Reconciler<E> {
             .ok_or_else(|| anyhow!("{address} is not a mailbox of this migration"))
     }
 
-    async fn run_step(&mut self, step: &Step, now: DateTime<Utc>) -> Result<()> {
+    /// Carry out `step` through its adapter. Only reads `self`, so that steps of different
+    /// mailboxes run side by side; [`record`](Self::record) takes the outcome in.
+    async fn perform(&self, step: &Step, now: DateTime<Utc>) -> Result<Outcome> {
+        let _ = now;
         match step {
             Step::InitialSync { address } | Step::Resync { address, .. } => {
                 let account = self.account(address)?.clone();
-                let outcome = self.engine.sync(std::slice::from_ref(&account)).await?;
-                self.record_sync(&outcome, now, true)
+                let reports = self.engine.sync(std::slice::from_ref(&account)).await?;
+                Ok(Outcome::Synced {
+                    reports,
+                    reset_verification: true,
+                })
             }
             Step::FinalSync { addresses } | Step::DeltaSync { addresses } => {
                 let accounts: Vec<Account> = addresses
                     .iter()
                     .map(|a| self.account(a).cloned())
                     .collect::<Result<_>>()?;
-                let outcome = self.engine.sync(&accounts).await?;
-                self.record_sync(&outcome, now, false)
+                let reports = self.engine.sync(&accounts).await?;
+                Ok(Outcome::Synced {
+                    reports,
+                    reset_verification: false,
+                })
             }
             Step::Verify { address } => {
                 let account = self.account(address)?.clone();
@@ -309,6 +513,62 @@ impl<E: MailEngine> Reconciler<E> {
                     .verify(&account)
                     .await
                     .with_context(|| format!("verifying {address}"))?;
+                Ok(Outcome::Verified(v))
+            }
+            Step::MarkComplete => Ok(Outcome::Done),
+            dns_step if dns_step.adapter() == Some(Adapter::Dns) => {
+                let dns = self
+                    .migration
+                    .spec
+                    .dns
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("`{dns_step}` needs spec.dns"))?;
+                let applied = crate::dns::apply(dns_step, dns, &self.resolver).await?;
+                tracing::info!(step = %dns_step, outcome = ?applied, "DNS");
+                Ok(Outcome::Done)
+            }
+            Step::GatewayOn { .. } | Step::FallbackRelay { .. } | Step::FallbackOff { .. } => {
+                crate::routing::apply(step, &self.migration.spec, &self.resolver).await?;
+                Ok(Outcome::Done)
+            }
+            Step::ForwardingOn { .. } | Step::ForwardingOff { .. } => {
+                crate::routing::forwarding::apply(
+                    step,
+                    &self.migration.spec,
+                    &self.accounts,
+                    &self.resolver,
+                )
+                .await?;
+                Ok(Outcome::Done)
+            }
+            Step::Probe { mailbox } => {
+                let probe = self
+                    .migration
+                    .spec
+                    .probe
+                    .clone()
+                    .ok_or_else(|| anyhow!("`{step}` needs spec.probe"))?;
+                let account = self.account(mailbox)?.clone();
+                Ok(Outcome::Probed(
+                    self.engine.probe(&probe, &account, &self.resolver).await,
+                ))
+            }
+            other => Err(anyhow!(
+                "`{other}` needs the {} adapter, which this build does not have yet",
+                other.adapter().map_or("?", |a| a.describe())
+            )),
+        }
+    }
+
+    /// Take an adapter's outcome into the records.
+    fn take(&mut self, step: &Step, outcome: Outcome, now: DateTime<Utc>) -> Result<()> {
+        match outcome {
+            Outcome::Synced {
+                reports,
+                reset_verification,
+            } => self.record_sync(&reports, now, reset_verification),
+            Outcome::Verified(v) => {
+                let address = step.address().unwrap_or_default();
                 let record = self.records.mailbox_mut(address);
                 record.verification = if v.differences == 0 {
                     plan::Verification::Equal {
@@ -323,53 +583,17 @@ impl<E: MailEngine> Reconciler<E> {
                 };
                 Ok(())
             }
-            Step::MarkComplete => Ok(()),
-            dns_step if dns_step.adapter() == Some(Adapter::Dns) => {
-                let dns = self
-                    .migration
-                    .spec
-                    .dns
-                    .as_ref()
-                    .ok_or_else(|| anyhow!("`{dns_step}` needs spec.dns"))?;
-                let applied = crate::dns::apply(dns_step, dns, &self.resolver).await?;
-                tracing::info!(step = %dns_step, outcome = ?applied, "DNS");
-                Ok(())
-            }
-            Step::GatewayOn { .. } | Step::FallbackRelay { .. } | Step::FallbackOff { .. } => {
-                crate::routing::apply(step, &self.migration.spec, &self.resolver).await?;
-                Ok(())
-            }
-            Step::ForwardingOn { .. } | Step::ForwardingOff { .. } => {
-                crate::routing::forwarding::apply(
-                    step,
-                    &self.migration.spec,
-                    &self.accounts,
-                    &self.resolver,
-                )
-                .await?;
-                Ok(())
-            }
-            Step::Probe { mailbox } => {
-                let probe = self
-                    .migration
-                    .spec
-                    .probe
-                    .clone()
-                    .ok_or_else(|| anyhow!("`{step}` needs spec.probe"))?;
-                let account = self.account(mailbox)?.clone();
-                let result = self.engine.probe(&probe, &account, &self.resolver).await;
+            Outcome::Probed(result) => {
                 self.records.probe = result.clone();
                 match result {
-                    plan::ProbeState::Failed { reason, .. } => {
-                        Err(anyhow!("mail-flow probe to {mailbox} failed: {reason}"))
-                    }
+                    plan::ProbeState::Failed { reason, .. } => Err(anyhow!(
+                        "mail-flow probe to {} failed: {reason}",
+                        step.address().unwrap_or_default()
+                    )),
                     _ => Ok(()),
                 }
             }
-            other => Err(anyhow!(
-                "`{other}` needs the {} adapter, which this build does not have yet",
-                other.adapter().map_or("?", |a| a.describe())
-            )),
+            Outcome::Done => Ok(()),
         }
     }
 

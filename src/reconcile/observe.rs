@@ -1,10 +1,15 @@
-//! Filling a [`World`] from the servers (logins, read-only) and from the executor's records.
+//! Filling a [`World`]: observe on the servers what is due ([`Due`], read-only), keep it in
+//! the [`Facts`], and complete it with the executor's records.
 
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
+use super::facts::{Due, Facts, Seen};
 use super::{MailEngine, records::Records};
 use crate::accounts::Account;
-use crate::plan::{self, Adapter, ForwardingSides, MailboxList, MailboxState, Side, World};
+use crate::plan::{
+    self, Adapter, ForwardingSides, MailboxList, MailboxState, Observed, Side, World,
+};
 use crate::routing::{self, forwarding};
 use crate::secrets::Resolver;
 use crate::spec::MailMigrationSpec;
@@ -18,16 +23,90 @@ pub const AVAILABLE: [Adapter; 5] = [
     Adapter::Probe,
 ];
 
-/// Observe every mailbox (logins on both sides and its temporary forwarding, at most
-/// `sync.concurrency` at once, and what the executor recorded of its syncs and
-/// verifications); the gateway and fallback relays as Postfix routes them; and, when the
-/// spec has a `dns` section, the domains' records on every authoritative server.
-pub async fn observe<E: MailEngine>(
+/// Observe what `due` names, at most `sync.concurrency` mailboxes at once: logins on both
+/// sides and the temporary forwarding of those mailboxes; the gateway and fallback relays
+/// as Postfix routes them; the domains' records on every authoritative server. What was
+/// seen goes into `facts`, dated `now`.
+pub async fn refresh<E: MailEngine>(
+    facts: &mut Facts,
+    due: &Due,
     spec: &MailMigrationSpec,
     accounts: &[Account],
     engine: &E,
-    records: &Records,
     resolver: &Resolver,
+    now: DateTime<Utc>,
+) {
+    let concurrency = spec.sync.as_ref().map_or(4, |s| usize::from(s.concurrency));
+    let forwarding = spec.forwarding.as_ref();
+    let wanted =
+        |list: &[String], a: &Account| list.iter().any(|d| d.eq_ignore_ascii_case(&a.address));
+    // Owned accounts: a closure over references would make this future's `Send` depend on
+    // a higher-ranked lifetime the compiler cannot prove (the controller needs it `Send`).
+    let work: Vec<(Account, bool, bool)> = accounts
+        .iter()
+        .map(|a| {
+            (
+                a.clone(),
+                wanted(&due.logins, a),
+                wanted(&due.forwarding, a),
+            )
+        })
+        .filter(|(_, login, fwd)| *login || *fwd)
+        .collect();
+    let checks: Vec<(String, Option<super::LoginCheck>, Option<ForwardingSides>)> =
+        futures::stream::iter(work)
+            .map(|(a, login, fwd)| async move {
+                let logins = if login {
+                    Some(engine.check_logins(&a).await)
+                } else {
+                    None
+                };
+                let mut sides = None;
+                if let Some(f) = forwarding.filter(|_| fwd) {
+                    let mut s = ForwardingSides {
+                        source: forwarding::observe(&a, Side::Source, f, resolver).await,
+                        ..ForwardingSides::default()
+                    };
+                    if f.destination_managesieve.is_some() {
+                        s.destination =
+                            forwarding::observe(&a, Side::Destination, f, resolver).await;
+                    }
+                    sides = Some(s);
+                }
+                (a.address.to_lowercase(), logins, sides)
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+    for (key, logins, sides) in checks {
+        if let Some(value) = logins {
+            facts.logins.insert(key.clone(), Seen { value, at: now });
+        }
+        if let Some(value) = sides {
+            facts.forwarding.insert(key, Seen { value, at: now });
+        }
+    }
+    if let Some(g) = spec.gateway.as_ref().filter(|_| due.gateway) {
+        let value = routing::observe_gateway(g, resolver).await;
+        facts.gateway = Some(Seen { value, at: now });
+    }
+    if let Some(f) = spec.fallback.as_ref().filter(|_| due.fallback) {
+        let value = routing::observe_fallback(f, resolver).await;
+        facts.fallback = Some(Seen { value, at: now });
+    }
+    if let Some(dns) = spec.dns.as_ref().filter(|_| due.dns) {
+        let value = crate::dns::observe(dns, &spec.domains).await;
+        facts.dns = Some(Seen { value, at: now });
+    }
+}
+
+/// The world as the facts and the records tell it (no I/O): a mailbox whose logins were
+/// never checked is left out, and the planner waits for it.
+pub fn world(
+    spec: &MailMigrationSpec,
+    accounts: &[Account],
+    facts: &Facts,
+    records: &Records,
 ) -> World {
     let mut world = World::new(AVAILABLE);
     if spec.mailboxes_from.is_some() {
@@ -44,29 +123,13 @@ pub async fn observe<E: MailEngine>(
                 .collect(),
         });
     }
-    let concurrency = spec.sync.as_ref().map_or(4, |s| usize::from(s.concurrency));
-    // Owned accounts: a closure over references would make this future's `Send` depend on
-    // a higher-ranked lifetime the compiler cannot prove (the controller needs it `Send`).
-    let forwarding = spec.forwarding.as_ref();
-    let checks: Vec<(String, super::LoginCheck, ForwardingSides)> =
-        futures::stream::iter(accounts.to_vec())
-            .map(|a| async move {
-                let logins = engine.check_logins(&a).await;
-                let mut sides = ForwardingSides::default();
-                if let Some(fwd) = forwarding {
-                    sides.source = forwarding::observe(&a, Side::Source, fwd, resolver).await;
-                    if fwd.destination_managesieve.is_some() {
-                        sides.destination =
-                            forwarding::observe(&a, Side::Destination, fwd, resolver).await;
-                    }
-                }
-                (a.address.clone(), logins, sides)
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
-    for (address, (source_login, destination_login), forwarding) in checks {
-        let record = records.mailbox(&address);
+    for a in accounts {
+        let key = a.address.to_lowercase();
+        let Some(logins) = facts.logins.get(&key) else {
+            continue;
+        };
+        let (source_login, destination_login) = logins.value.clone();
+        let record = records.mailbox(&a.address);
         // A successful login is the proof that the destination account exists; a refused
         // one cannot tell a missing account from a wrong password.
         let destination_account = match destination_login {
@@ -74,25 +137,40 @@ pub async fn observe<E: MailEngine>(
             plan::Login::Failed { .. } => plan::Account::Unknown,
         };
         world.insert_mailbox(MailboxState {
-            address,
+            address: a.address.clone(),
             source_login,
             destination_login,
             destination_account,
             sync: record.sync,
             verification: record.verification,
             last_error: record.last_error,
-            forwarding,
+            forwarding: facts
+                .forwarding
+                .get(&key)
+                .map(|s| s.value.clone())
+                .unwrap_or_default(),
+            observed_at: Some(logins.at),
         });
     }
-    if let Some(g) = &spec.gateway {
-        world.gateway = routing::observe_gateway(g, resolver).await;
+    if spec.gateway.is_some()
+        && let Some(g) = &facts.gateway
+    {
+        world.gateway = g.value.clone();
     }
-    if let Some(f) = &spec.fallback {
-        world.fallback = routing::observe_fallback(f, resolver).await;
+    if spec.fallback.is_some()
+        && let Some(f) = &facts.fallback
+    {
+        world.fallback = f.value.clone();
     }
+    if spec.dns.is_some() {
+        world.dns = facts.dns.as_ref().map(|d| d.value.clone());
+    }
+    world.observed = Observed {
+        dns: facts.dns.as_ref().map(|d| d.at),
+        gateway: facts.gateway.as_ref().map(|g| g.at),
+        fallback: facts.fallback.as_ref().map(|f| f.at),
+    };
     world.probe = records.probe.clone();
-    if let Some(dns) = &spec.dns {
-        world.dns = Some(crate::dns::observe(dns, &spec.domains).await);
-    }
+    world.failures = records.failures.clone();
     world
 }

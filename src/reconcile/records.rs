@@ -1,48 +1,18 @@
-//! What the executor records between passes, next to the status in the state directory:
-//! each mailbox's last sync and verification, and the generation of the spec.
+//! What the executor records between passes, next to the status in the state directory (or
+//! in the resource's status): each mailbox's last sync and verification, the steps failing
+//! in a row, and the generation of the spec. The type is the status's [`Records`].
 //!
 //! These are records of what mailshift did and saw, used to fill the parts of the `World`
 //! that would be too costly to observe on every pass (a full verification). They never
 //! decide what to copy: the engine compares the servers for that.
 
-use std::collections::BTreeMap;
-
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::plan::{ProbeState, SyncState, Verification};
+use crate::plan::Verification;
 use crate::spec::MailMigrationSpec;
+pub use crate::spec::{LoopRecords as Records, MailboxRecord};
 use crate::store::StateDir;
-
-/// One mailbox's record.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MailboxRecord {
-    #[serde(default)]
-    pub sync: SyncState,
-    #[serde(default)]
-    pub verification: Verification,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-}
-
-/// All records of one migration.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Records {
-    /// Hash of the spec the records were made for.
-    #[serde(default)]
-    pub spec_hash: String,
-    /// Counts spec changes, standing in for `metadata.generation` outside a cluster.
-    #[serde(default)]
-    pub generation: i64,
-    #[serde(default)]
-    pub mailboxes: BTreeMap<String, MailboxRecord>,
-    /// The last mail-flow probe: an action's result, not something that can be observed.
-    #[serde(default)]
-    pub probe: ProbeState,
-}
 
 impl Records {
     pub fn load(state: &StateDir) -> Result<Self> {
@@ -66,6 +36,8 @@ impl Records {
         for r in self.mailboxes.values_mut() {
             r.verification = Verification::NotVerified;
         }
+        // A new spec may have fixed what failed: every step gets its attempts again.
+        self.failures.clear();
         true
     }
 

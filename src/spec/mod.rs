@@ -9,7 +9,10 @@ mod types;
 
 pub use duration::{DURATION_PATTERN, DurationError, ManifestDuration};
 pub use secret::{Secret, SecretKeySelector, SecretRef};
-pub use status::{Condition, ConditionStatus, MailMigrationStatus, MailboxCounts, Phase};
+pub use status::{
+    Condition, ConditionStatus, Failure, Freshness, LoopRecords, MailMigrationStatus,
+    MailboxCounts, MailboxRecord, Phase, ProbeState, SyncState, Verification,
+};
 pub use types::*;
 
 impl MailMigration {

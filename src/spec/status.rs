@@ -51,20 +51,76 @@ pub struct MailMigrationStatus {
     /// When the migration completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<DateTime<Utc>>,
-    /// The controller's own bookkeeping: each mailbox's last copy and verification and the
-    /// last probe. Kept with the resource so that a restarted or failed-over controller does
-    /// not redo them (the CLI keeps the same records in its state directory).
+    /// The loop's own bookkeeping: each mailbox's last copy and verification, the last
+    /// probe, the steps failing in a row. Kept with the resource so that a restarted or
+    /// failed-over controller neither redoes them nor forgets a backoff (the CLI keeps the
+    /// same records in its state directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "opaque_object")]
-    pub records: Option<serde_json::Value>,
+    pub records: Option<LoopRecords>,
+    /// When the facts the last plan stood on were observed on the servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<Freshness>,
 }
 
-/// An object the API server stores as it is given.
+/// An object the API server stores as it is given: the loop's own records, read only by
+/// mailshift (their tagged unions have no structural schema).
 fn opaque_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": true
     })
+}
+
+/// What the reconcile loop remembers between passes: records of what mailshift did and
+/// saw, for what would be too costly to observe on every pass (a full verification) and
+/// what no server can tell (failures in a row). They never decide what to copy: the engine
+/// compares the servers for that.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoopRecords {
+    /// Hash of the spec the records were made for.
+    #[serde(default)]
+    pub spec_hash: String,
+    /// Counts spec changes, standing in for `metadata.generation` outside a cluster.
+    #[serde(default)]
+    pub generation: i64,
+    /// Per mailbox, keyed by the lower-cased address.
+    #[serde(default)]
+    pub mailboxes: std::collections::BTreeMap<String, MailboxRecord>,
+    /// The last mail-flow probe: an action's result, not something that can be observed.
+    #[serde(default)]
+    pub probe: ProbeState,
+    /// Steps whose last attempts failed, one entry per piece of work.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<Failure>,
+}
+
+/// One mailbox's record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MailboxRecord {
+    #[serde(default)]
+    pub sync: SyncState,
+    #[serde(default)]
+    pub verification: Verification,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// When the facts a plan stood on were observed: the oldest mailbox login check, and the
+/// relays and DNS, each as last seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Freshness {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_login: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<DateTime<Utc>>,
 }
 
 /// Summary phase for `kubectl get`.
@@ -119,4 +175,78 @@ pub struct MailboxCounts {
     pub synced: u32,
     pub verified: u32,
     pub failed: u32,
+}
+
+/// What has been copied.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum SyncState {
+    #[default]
+    Never,
+    /// The last copy pass finished at `at`, leaving this much on the destination.
+    Synced {
+        at: DateTime<Utc>,
+        messages: u64,
+        bytes: u64,
+    },
+}
+
+impl SyncState {
+    pub fn at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            SyncState::Never => None,
+            SyncState::Synced { at, .. } => Some(*at),
+        }
+    }
+}
+
+/// The last comparison of source and destination (message identities per folder).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum Verification {
+    #[default]
+    NotVerified,
+    /// Every source message was found on the destination.
+    Equal { at: DateTime<Utc>, messages: u64 },
+    /// This many source messages were missing or different on the destination.
+    Differs { at: DateTime<Utc>, differences: u64 },
+}
+
+/// The last mail-flow probe.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum ProbeState {
+    #[default]
+    NotRun,
+    Passed {
+        at: DateTime<Utc>,
+    },
+    Failed {
+        at: DateTime<Utc>,
+        reason: String,
+    },
+}
+
+/// The executor's report of a step that keeps failing. The executor decides when repeated
+/// failures mean the step is stalled (after its backoff gives up); until then the step
+/// waits for `retryAt`, and other work (other mailboxes) goes on meanwhile.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    /// Which piece of work failed (`Step::work_key`): the same kind of step on the same
+    /// mailbox or domain, whatever its changing details.
+    #[serde(default)]
+    pub work: String,
+    /// The failing step, in plain words.
+    pub step: String,
+    /// Failures in a row.
+    pub count: u32,
+    /// CamelCase reason, e.g. `LoginRefused`, `TsigRejected`.
+    pub reason: String,
+    pub message: String,
+    /// The executor gave up retrying on its own.
+    pub stalled: bool,
+    /// Not tried again before this instant (backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
 }

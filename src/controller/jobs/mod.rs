@@ -36,11 +36,9 @@ pub use build::{
 };
 pub use engine::Fanned;
 
-use super::reconcile::{
-    Error, NEXT_STEP, RECHECK, REOBSERVE, kind as step_kind, publish_related, requeue_after,
-};
+use super::reconcile::{Error, NEXT_STEP, RECHECK, REOBSERVE, publish_related, requeue_after};
 use super::{Context, EngineFactory};
-use crate::plan::{Execution, Failure, Gate, InFlight, Plan, PlannedStep, Progress, Step, Waiting};
+use crate::plan::{Execution, Gate, InFlight, Plan, PlannedStep, Progress, Step, Waiting};
 use crate::reconcile::{MailEngine, Reconciler};
 use crate::spec::{MailMigration, Policy};
 
@@ -67,8 +65,9 @@ struct Entry {
     retry_at: Option<DateTime<Utc>>,
     /// Failed Jobs already counted, by uid; `true` when kept because the step stalled.
     counted: HashMap<String, bool>,
-    /// The stalled step's failure, shown as long as a kept failed Job exists.
-    stalled: Option<(Step, Failure)>,
+    /// The step that stalled with its kept failed Job: once that Job is deleted (by a
+    /// person, to retry), the step gets its attempts again.
+    stalled: Option<Step>,
 }
 
 impl Book {
@@ -331,16 +330,16 @@ impl FanOut {
             .collect()
     }
 
-    /// The failure of a step that stalled, while its failed Job is kept.
-    pub fn stalled(&self) -> Option<(Step, Failure)> {
+    /// A step that stalled whose kept failed Job is gone (deleted by a person to retry):
+    /// its failures in a row are forgotten, so that Jobs are created for it again.
+    pub fn release<E: MailEngine>(&mut self, r: &mut Reconciler<Fanned<E>>) -> Result<(), Error> {
         let kept = self.jobs.iter().any(|j| {
             matches!(j.state, State::Failed(_)) && self.entry.counted.get(&j.uid) == Some(&true)
         });
-        if kept {
-            self.entry.stalled.clone()
-        } else {
-            None
+        if !kept && let Some(step) = self.entry.stalled.take() {
+            r.forget_failure(&step).map_err(Error::Loop)?;
         }
+        Ok(())
     }
 
     /// Take in the Jobs that finished: record the steps whose Jobs all succeeded, count
@@ -401,8 +400,8 @@ impl FanOut {
         for (name, done) in &recorded {
             let job = self.jobs.iter().find(|j| &j.name == name);
             let took = job.and_then(|j| j.took).unwrap_or_default();
-            let kind = step_kind(&done[0]);
-            ctx.metrics.step(&kind, true, took);
+            let kind = done[0].kind();
+            ctx.metrics.step(kind, true, took);
             let next = match CopyKind::of(&done[0]) {
                 Some(k) if k.per_mailbox() => "; verifying against the servers next",
                 _ => "",
@@ -418,7 +417,7 @@ impl FanOut {
                 obj,
                 EventType::Normal,
                 "StepApplied",
-                &kind,
+                kind,
                 format!("{what}: copied by Job {name}{next}"),
                 self.reference(name),
             )
@@ -469,14 +468,14 @@ impl FanOut {
                 r.engine.outcome = Some(Err(why.clone()));
                 let _ = r.execute(step, now).await;
                 r.engine.outcome = None;
-                if let Some((_, failure)) = r.failed_step().cloned() {
-                    let kind = step_kind(step);
-                    ctx.metrics.step(&kind, false, Duration::ZERO);
+                if let Some(failure) = r.failure_of(step).cloned() {
+                    let kind = step.kind();
+                    ctx.metrics.step(kind, false, Duration::ZERO);
                     ctx.metrics.failed("CopyJobFailed");
                     let note;
                     if failure.stalled {
                         kept = true;
-                        self.entry.stalled = r.failed_step().cloned();
+                        self.entry.stalled = Some(step.clone());
                         note = format!(
                             "{why}; `{step}` failed {} times in a row: no more Jobs for it. Read the Job's logs (kubectl logs job/{}), then delete the Job to retry, or change the spec",
                             failure.count, fresh[0].name
@@ -494,7 +493,7 @@ impl FanOut {
                     tracing::warn!(step = %step, attempt = failure.count, stalled = failure.stalled, "{why}");
                     let reason = if kept { "Stalled" } else { "CopyJobFailed" };
                     let related = self.reference(&fresh[0].name);
-                    publish_related(ctx, obj, EventType::Warning, reason, &kind, note, related)
+                    publish_related(ctx, obj, EventType::Warning, reason, kind, note, related)
                         .await;
                     changed = true;
                 }

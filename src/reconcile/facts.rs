@@ -1,0 +1,448 @@
+//! What the loop has seen on the servers, each fact with the instant it was seen, and which
+//! facts are due to be looked at again.
+//!
+//! Observing everything before every step made a migration of N mailboxes cost about 2N²
+//! logins per server. Here a fact is observed when it may have changed:
+//! - when it was never seen (a new loop, a new generation of the spec: everything once);
+//! - after a step that touched it (a forwarding switched, a relay or a zone written);
+//! - when a gate of the last plan waits on it (propagation, an unreadable relay or zone),
+//!   at most every [`Ages::recheck`];
+//! - when it is older than its age in [`Ages`] (a successful login, a relay, the zone may
+//!   change behind mailshift's back; a refused login is looked at again soon, because a
+//!   person is expected to fix it, but not so often that a server locks the account).
+//!
+//! A copy or a verification logs in on both servers, so its success is itself a fresh
+//! login check, and its failure makes the next pass check the logins again.
+//!
+//! The facts are a cache: a restart starts with none and observes everything once, so
+//! the servers stay the truth.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::LoginCheck;
+use crate::plan::{DnsState, ForwardingSides, Login, RelayState, Step, Waiting};
+
+/// How old each kind of fact may grow before it is observed again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ages {
+    /// Logins that worked.
+    pub login_ok: Duration,
+    /// Logins that were refused: a person may have fixed the password meanwhile.
+    pub login_failed: Duration,
+    /// Temporary forwarding scripts.
+    pub forwarding: Duration,
+    /// Gateway and fallback relays.
+    pub relay: Duration,
+    /// The zone on every authoritative nameserver.
+    pub dns: Duration,
+    /// A fact a gate waits on (propagation, an unreadable relay or zone).
+    pub recheck: Duration,
+}
+
+impl Default for Ages {
+    fn default() -> Self {
+        Ages {
+            login_ok: Duration::from_secs(3600),
+            login_failed: Duration::from_secs(60),
+            forwarding: Duration::from_secs(600),
+            relay: Duration::from_secs(300),
+            dns: Duration::from_secs(300),
+            recheck: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Never seen, or seen at least `age` ago.
+fn stale<T>(seen: Option<&Seen<T>>, age: Duration, now: DateTime<Utc>) -> bool {
+    seen.is_none_or(|s| s.older_than(age, now))
+}
+
+/// A fact and the instant it was observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen<T> {
+    pub value: T,
+    pub at: DateTime<Utc>,
+}
+
+impl<T> Seen<T> {
+    fn older_than(&self, age: Duration, now: DateTime<Utc>) -> bool {
+        now - self.at >= TimeDelta::from_std(age).unwrap_or(TimeDelta::MAX)
+    }
+}
+
+/// Everything observed so far, for one generation of one migration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// The generation the facts were observed for; another one starts from nothing.
+    pub generation: i64,
+    /// Per lower-cased address.
+    pub logins: BTreeMap<String, Seen<LoginCheck>>,
+    pub forwarding: BTreeMap<String, Seen<ForwardingSides>>,
+    pub gateway: Option<Seen<RelayState>>,
+    pub fallback: Option<Seen<RelayState>>,
+    pub dns: Option<Seen<DnsState>>,
+}
+
+/// What the next pass must observe.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Due {
+    /// Mailboxes whose logins are checked (as given, not lower-cased).
+    pub logins: Vec<String>,
+    /// Mailboxes whose forwarding scripts are read.
+    pub forwarding: Vec<String>,
+    pub gateway: bool,
+    pub fallback: bool,
+    pub dns: bool,
+}
+
+impl Due {
+    pub fn is_empty(&self) -> bool {
+        self.logins.is_empty()
+            && self.forwarding.is_empty()
+            && !self.gateway
+            && !self.fallback
+            && !self.dns
+    }
+}
+
+/// Which parts of the spec exist, and so can be observed at all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sections {
+    pub forwarding: bool,
+    pub gateway: bool,
+    pub fallback: bool,
+    pub dns: bool,
+}
+
+impl Facts {
+    /// Forget everything if `generation` is not the one the facts were seen for.
+    pub fn adopt(&mut self, generation: i64) {
+        if self.generation != generation {
+            *self = Facts {
+                generation,
+                ..Facts::default()
+            };
+        }
+    }
+
+    /// The facts to observe before planning at `now`, for these mailboxes and sections,
+    /// given the gates the last plan waited on.
+    pub fn due(
+        &self,
+        addresses: &[String],
+        sections: Sections,
+        waiting: &[Waiting],
+        ages: &Ages,
+        now: DateTime<Utc>,
+    ) -> Due {
+        let mut recheck_forwarding = BTreeSet::new();
+        let (mut gateway, mut fallback, mut dns) = (false, false, false);
+        for w in waiting {
+            match w {
+                Waiting::Propagation { .. } | Waiting::DnsUnreadable { .. } => {
+                    dns |= stale(self.dns.as_ref(), ages.recheck, now);
+                }
+                Waiting::RelayUnreadable { relay, .. } if relay == "gateway" => {
+                    gateway |= stale(self.gateway.as_ref(), ages.recheck, now);
+                }
+                Waiting::RelayUnreadable { .. } => {
+                    fallback |= stale(self.fallback.as_ref(), ages.recheck, now);
+                }
+                Waiting::ForwardingUnreadable { address, .. } => {
+                    let key = address.to_lowercase();
+                    if stale(self.forwarding.get(&key), ages.recheck, now) {
+                        recheck_forwarding.insert(key);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let logins = addresses
+            .iter()
+            .filter(|a| match self.logins.get(&a.to_lowercase()) {
+                None => true,
+                Some(s) => {
+                    let ok = s.value.0 == Login::Ok && s.value.1 == Login::Ok;
+                    s.older_than(if ok { ages.login_ok } else { ages.login_failed }, now)
+                }
+            })
+            .cloned()
+            .collect();
+        let forwarding = if sections.forwarding {
+            addresses
+                .iter()
+                .filter(|a| {
+                    let key = a.to_lowercase();
+                    recheck_forwarding.contains(&key)
+                        || stale(self.forwarding.get(&key), ages.forwarding, now)
+                })
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Due {
+            logins,
+            forwarding,
+            gateway: sections.gateway && (gateway || stale(self.gateway.as_ref(), ages.relay, now)),
+            fallback: sections.fallback
+                && (fallback || stale(self.fallback.as_ref(), ages.relay, now)),
+            dns: sections.dns && (dns || stale(self.dns.as_ref(), ages.dns, now)),
+        }
+    }
+
+    /// A copy or verification of `address` logged in on both servers at `at`.
+    pub fn logins_proven(&mut self, address: &str, at: DateTime<Utc>) {
+        self.logins.insert(
+            address.to_lowercase(),
+            Seen {
+                value: (Login::Ok, Login::Ok),
+                at,
+            },
+        );
+    }
+
+    /// `step` was carried out (`ok`) or failed at `at`: what it touched is observed again.
+    pub fn touched(&mut self, step: &Step, ok: bool, at: DateTime<Utc>) {
+        let addresses: Vec<&str> = match step {
+            Step::FinalSync { addresses } | Step::DeltaSync { addresses } => {
+                addresses.iter().map(String::as_str).collect()
+            }
+            Step::InitialSync { address }
+            | Step::Resync { address, .. }
+            | Step::Verify { address } => vec![address.as_str()],
+            Step::ForwardingOn { address, .. } | Step::ForwardingOff { address, .. } => {
+                self.forwarding.remove(&address.to_lowercase());
+                Vec::new()
+            }
+            Step::GatewayOn { .. } => {
+                self.gateway = None;
+                Vec::new()
+            }
+            Step::FallbackRelay { .. } | Step::FallbackOff { .. } => {
+                self.fallback = None;
+                Vec::new()
+            }
+            Step::LowerTtl { .. }
+            | Step::SpfAuthorize { .. }
+            | Step::SwitchMx { .. }
+            | Step::PublishSrv { .. }
+            | Step::SpfRevoke { .. }
+            | Step::RestoreTtl { .. } => {
+                self.dns = None;
+                Vec::new()
+            }
+            Step::Probe { .. } | Step::MarkComplete => Vec::new(),
+        };
+        for a in addresses {
+            if ok {
+                self.logins_proven(a, at);
+            } else {
+                // The failure may be a refused login: check before trying again.
+                self.logins.remove(&a.to_lowercase());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    const NOW: &str = "2026-06-01T12:00:00Z";
+
+    fn addresses() -> Vec<String> {
+        vec!["a@example.com".into(), "B@example.com".into()]
+    }
+
+    fn all() -> Sections {
+        Sections {
+            forwarding: true,
+            gateway: true,
+            fallback: true,
+            dns: true,
+        }
+    }
+
+    fn seen_everything(at: DateTime<Utc>) -> Facts {
+        let mut f = Facts::default();
+        for a in addresses() {
+            f.logins_proven(&a, at);
+            f.forwarding.insert(
+                a.to_lowercase(),
+                Seen {
+                    value: ForwardingSides::default(),
+                    at,
+                },
+            );
+        }
+        f.gateway = Some(Seen {
+            value: RelayState::Off,
+            at,
+        });
+        f.fallback = Some(Seen {
+            value: RelayState::Off,
+            at,
+        });
+        f.dns = Some(Seen {
+            value: DnsState::default(),
+            at,
+        });
+        f
+    }
+
+    #[test]
+    fn nothing_seen_means_everything_due_but_absent_sections() {
+        let due = Facts::default().due(
+            &addresses(),
+            Sections::default(),
+            &[],
+            &Ages::default(),
+            t(NOW),
+        );
+        assert_eq!(due.logins, addresses());
+        assert!(due.forwarding.is_empty() && !due.gateway && !due.fallback && !due.dns);
+    }
+
+    #[test]
+    fn fresh_facts_are_not_observed_again() {
+        let f = seen_everything(t(NOW) - TimeDelta::seconds(30));
+        let due = f.due(&addresses(), all(), &[], &Ages::default(), t(NOW));
+        assert!(due.is_empty(), "{due:?}");
+    }
+
+    #[test]
+    fn old_facts_are_observed_again_each_after_its_age() {
+        let f = seen_everything(t(NOW) - TimeDelta::seconds(301));
+        let due = f.due(&addresses(), all(), &[], &Ages::default(), t(NOW));
+        assert!(due.logins.is_empty() && due.forwarding.is_empty());
+        assert!(due.gateway && due.fallback && due.dns);
+        let f = seen_everything(t(NOW) - TimeDelta::seconds(3601));
+        let due = f.due(&addresses(), all(), &[], &Ages::default(), t(NOW));
+        assert_eq!(due.logins, addresses());
+        assert_eq!(due.forwarding, addresses());
+    }
+
+    #[test]
+    fn a_refused_login_is_checked_again_after_a_minute_not_every_pass() {
+        let mut f = seen_everything(t(NOW) - TimeDelta::seconds(10));
+        f.logins.insert(
+            "a@example.com".into(),
+            Seen {
+                value: (
+                    Login::Failed {
+                        reason: "no".into(),
+                    },
+                    Login::Ok,
+                ),
+                at: t(NOW) - TimeDelta::seconds(10),
+            },
+        );
+        let ages = Ages::default();
+        assert!(f.due(&addresses(), all(), &[], &ages, t(NOW)).is_empty());
+        let later = t(NOW) + TimeDelta::seconds(55);
+        assert_eq!(
+            f.due(&addresses(), all(), &[], &ages, later).logins,
+            vec!["a@example.com".to_owned()]
+        );
+    }
+
+    #[test]
+    fn a_gate_rechecks_only_the_fact_it_waits_on() {
+        let f = seen_everything(t(NOW) - TimeDelta::seconds(20));
+        let waiting = [
+            Waiting::Propagation {
+                name: "example.com".into(),
+                nameservers: vec!["ns1".into()],
+            },
+            Waiting::ForwardingUnreadable {
+                address: "b@example.com".into(),
+                side: crate::plan::Side::Source,
+                reason: "refused".into(),
+            },
+        ];
+        let due = f.due(&addresses(), all(), &waiting, &Ages::default(), t(NOW));
+        assert!(due.dns && !due.gateway && !due.fallback);
+        assert!(due.logins.is_empty());
+        assert_eq!(due.forwarding, vec!["B@example.com".to_owned()]);
+        // Not sooner than the recheck interval.
+        let f = seen_everything(t(NOW) - TimeDelta::seconds(5));
+        assert!(
+            f.due(&addresses(), all(), &waiting, &Ages::default(), t(NOW))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_step_makes_what_it_touched_due() {
+        let now = t(NOW);
+        let mut f = seen_everything(now - TimeDelta::seconds(10));
+        f.touched(
+            &Step::GatewayOn {
+                relay_to: "x".into(),
+                domains: vec![],
+            },
+            true,
+            now,
+        );
+        f.touched(
+            &Step::ForwardingOn {
+                address: "A@example.com".into(),
+                side: crate::plan::Side::Source,
+                to: "x@y".into(),
+            },
+            true,
+            now,
+        );
+        f.touched(
+            &Step::InitialSync {
+                address: "b@example.com".into(),
+            },
+            false,
+            now,
+        );
+        let due = f.due(&addresses(), all(), &[], &Ages::default(), now);
+        assert!(due.gateway && !due.fallback && !due.dns);
+        assert_eq!(due.forwarding, vec!["a@example.com".to_owned()]);
+        assert_eq!(
+            due.logins,
+            vec!["B@example.com".to_owned()],
+            "a failed copy checks the logins"
+        );
+        // A successful copy is a login check.
+        f.touched(
+            &Step::InitialSync {
+                address: "b@example.com".into(),
+            },
+            true,
+            now,
+        );
+        assert!(
+            f.due(&addresses(), all(), &[], &Ages::default(), now)
+                .logins
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_new_generation_forgets_everything() {
+        let mut f = seen_everything(t(NOW));
+        f.adopt(0);
+        assert!(!f.logins.is_empty());
+        f.adopt(2);
+        assert_eq!(
+            f,
+            Facts {
+                generation: 2,
+                ..Facts::default()
+            }
+        );
+    }
+}
