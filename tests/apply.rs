@@ -473,3 +473,126 @@ fn apply_turns_the_gateway_on_and_proves_mail_flows_to_the_new_server() {
     );
     assert_eq!(code(&run(dir, &["plan", "-f", "m.yaml"])), 0);
 }
+
+/// Logins the Dovecot at `d` has accepted so far, from its log.
+fn logins(d: &Dovecot) -> usize {
+    std::fs::read_to_string(d.log_path())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("imap-login: ") && l.contains(" Login: user=<"))
+        .count()
+}
+
+/// A message count of `user`'s `folder` (0 when it does not exist).
+fn count(d: &Dovecot, user: &str, pw: &str, folder: &str) -> usize {
+    let mut imap = Imap::login(d.imap_port(), user, pw).unwrap();
+    let (untagged, status) = imap
+        .command_status(&format!("STATUS {} (MESSAGES)", quote(folder)))
+        .unwrap();
+    imap.logout();
+    if !status.starts_with("OK") {
+        return 0;
+    }
+    untagged
+        .iter()
+        .find_map(|u| u.text.split("MESSAGES ").nth(1))
+        .and_then(|n| n.trim_end_matches(')').trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `apply` of a mailbox-only migration of `n` mailboxes (3 messages each) between two
+/// fresh Dovecots; the logins each server saw.
+fn logins_of_an_apply(n: usize) -> (usize, usize) {
+    let users: Vec<(String, String)> = (0..n)
+        .map(|i| (format!("user{i}@example.com"), format!("pw{i}")))
+        .collect();
+    let start = |name: &str| {
+        let mut b = dovecot(name);
+        for (u, p) in &users {
+            b = b.user(u, p);
+        }
+        b.start().expect("dovecot starts")
+    };
+    let (src, dst) = (start("old"), start("new"));
+    for (u, p) in &users {
+        fill(&src, u, p, "INBOX", 0, 3);
+    }
+    let before = (logins(&src), logins(&dst));
+    let work = tempfile::tempdir().unwrap();
+    let list: Vec<(&str, &str)> = users
+        .iter()
+        .map(|(u, p)| (u.as_str(), p.as_str()))
+        .collect();
+    std::fs::write(
+        work.path().join("m.yaml"),
+        manifest_for(&src, &dst, &list, ""),
+    )
+    .unwrap();
+    let apply = run(work.path(), &["apply", "-f", "m.yaml"]);
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    for (u, p) in &users {
+        assert_eq!(count(&dst, u, p, "INBOX"), 3, "{u}");
+    }
+    (logins(&src) - before.0, logins(&dst) - before.1)
+}
+
+#[test]
+fn apply_logs_in_a_bounded_number_of_times_per_mailbox_whatever_their_number() {
+    let (small, large) = (6, 24);
+    let (src_small, dst_small) = logins_of_an_apply(small);
+    let (src_large, dst_large) = logins_of_an_apply(large);
+    for (n, src, dst) in [(small, src_small, dst_small), (large, src_large, dst_large)] {
+        assert!(
+            src <= 8 * n && dst <= 8 * n,
+            "{n} mailboxes: {src} logins on the source, {dst} on the destination"
+        );
+    }
+    // Four times the mailboxes may cost four times the logins, not sixteen.
+    let ratio = |a: usize, b: usize| b as f64 / a as f64;
+    assert!(
+        ratio(src_small, src_large) <= 4.5 && ratio(dst_small, dst_large) <= 4.5,
+        "logins grow faster than the mailboxes: source {src_small} -> {src_large}, destination {dst_small} -> {dst_large}"
+    );
+}
+
+#[test]
+fn a_destination_emptied_behind_the_records_is_copied_again_and_converges() {
+    let (src, dst) = pair();
+    fill(&src, BOB, BOB_PW, "INBOX", 0, 12);
+    fill(&src, BOB, BOB_PW, "Projects", 0, 5);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    std::fs::write(
+        dir.join("m.yaml"),
+        manifest_for(&src, &dst, &[(BOB, BOB_PW)], ""),
+    )
+    .unwrap();
+    let apply = run(dir, &["apply", "-f", "m.yaml"]);
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    assert_eq!(count(&dst, BOB, BOB_PW, "Projects"), 5);
+
+    // Behind mailshift's back: a folder deleted on the destination, the inbox emptied.
+    dst.doveadm(&["mailbox", "delete", "-u", BOB, "-s", "Projects"])
+        .unwrap();
+    dst.doveadm(&["expunge", "-u", BOB, "mailbox", "INBOX", "all"])
+        .unwrap();
+    assert_eq!(count(&dst, BOB, BOB_PW, "INBOX"), 0);
+    // An edit of the manifest makes the records' verification void: verifying again must
+    // find the messages missing and copy them, not fail and stall.
+    std::fs::write(
+        dir.join("m.yaml"),
+        manifest_for(
+            &src,
+            &dst,
+            &[(BOB, BOB_PW)],
+            "  folders: { exclude: [Junk] }\n",
+        ),
+    )
+    .unwrap();
+    let apply = run(dir, &["apply", "-f", "m.yaml"]);
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    assert_eq!(count(&dst, BOB, BOB_PW, "INBOX"), 12);
+    assert_eq!(count(&dst, BOB, BOB_PW, "Projects"), 5);
+    let verify = run(dir, &["verify", "-f", "m.yaml"]);
+    assert_eq!(code(&verify), 0, "{}", text(&verify));
+}

@@ -86,6 +86,10 @@ pub struct FolderReport {
     /// What stopped this folder, if something did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Verification found no such folder on the destination: its source messages are all
+    /// `missing`, to be copied, not a failure of the comparison.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub destination_missing: bool,
 }
 
 impl FolderReport {

@@ -146,7 +146,12 @@ impl MailEngine for ImapEngine {
     }
 
     async fn verify(&self, account: &Account) -> Result<Verified> {
-        let r = self.engine.verify_mailbox(account).await;
+        let mut r = self.engine.verify_mailbox(account).await;
+        // A folder missing on the destination (re-created, deleted by hand) is a difference
+        // the loop copies again, as the servers say, whatever the records thought.
+        for f in r.folders.iter_mut().filter(|f| f.destination_missing) {
+            f.error = None;
+        }
         let (_, errors) = problems(&r);
         if !errors.is_empty() {
             bail!("{}", errors.join("; "));

@@ -63,6 +63,7 @@ pub(super) async fn verify_folder(
     );
     if !dest_exists {
         st.report.error = Some(format!("destination folder {} does not exist", t.dest));
+        st.report.destination_missing = true;
     }
     st.full = true;
     tracing::info!(
