@@ -32,6 +32,11 @@
 # The defaults take a few minutes on a 2-core machine. For a longer, steadier run:
 #   scripts/bench.sh --messages 10000 --scale 1000,5000,20000 --repeat 5
 # and a quick look: scripts/bench.sh --messages 1000 --scale "" --repeat 1
+#
+# The reconcile loop at scale (mailbox-only `apply` against `sync` + `verify`, logins per
+# mailbox from the servers' logs, peak RSS):
+#   scripts/bench.sh loop --mailboxes 10,100,1000 [--messages-per 3] [--concurrency 4]
+# The pure planner alone: cargo bench --bench planner
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,4 +58,9 @@ echo "bench: git $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff
 # The servers keep their data on tmpfs by default: the benchmark measures the tools and
 # Dovecot, not a disk shared with other work. BENCH_TMPDIR=/var/tmp (say) puts it on disk.
 export TMPDIR="${BENCH_TMPDIR:-/dev/shm}"
+if [ "${1:-}" = loop ]; then
+    # The reconcile loop at scale: `scripts/bench.sh loop [--mailboxes 10,100,1000]`.
+    shift
+    exec "$target/release/mailshift-bench" loop --mailshift "$target/release/mailshift" "$@"
+fi
 exec "$target/release/mailshift-bench" run --mailshift "$target/release/mailshift" "$@"

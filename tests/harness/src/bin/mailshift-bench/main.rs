@@ -17,6 +17,7 @@
 //! until stdin closes: for profiling a tool by hand against the benchmark's servers.
 
 mod measure;
+mod reconcile;
 mod snapshot;
 mod tools;
 
@@ -42,8 +43,9 @@ fn main() {
         Some("corpus") => corpus_cmd(&Opts::parse(&args[1..])),
         Some("run") => run_cmd(&Opts::parse(&args[1..])),
         Some("serve") => serve_cmd(&Opts::parse(&args[1..])),
+        Some("loop") => reconcile::loop_cmd(&Opts::parse(&args[1..])),
         _ => {
-            eprintln!("usage: mailshift-bench corpus|run [options]  (see scripts/bench.sh)");
+            eprintln!("usage: mailshift-bench corpus|run|loop [options]  (see scripts/bench.sh)");
             std::process::exit(2);
         }
     };
