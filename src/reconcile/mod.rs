@@ -332,8 +332,10 @@ impl<E: MailEngine> Reconciler<E> {
         self.waiting.dedup();
         let status = plan::derive_status(self.spec(), &world, &plan, &previous, generation, now);
         if persist {
-            self.records_store.save_records(&records)?;
-            self.records = records;
+            if records != self.records {
+                self.records_store.save_records(&records)?;
+                self.records = records;
+            }
             self.status.save_status(&status)?;
         }
         Ok(Pass {
@@ -383,6 +385,7 @@ impl<E: MailEngine> Reconciler<E> {
             }
             done.push(Done { step, result, took });
         }
+        self.records_store.save_records(&self.records)?;
         let pass = self.pass((self.clock)(), true).await?;
         Ok(Turn { done, pass })
     }
@@ -392,14 +395,18 @@ impl<E: MailEngine> Reconciler<E> {
     /// against the step: after [`STALL_AFTER`] in a row it is stalled.
     pub async fn execute(&mut self, step: &Step, now: DateTime<Utc>) -> Result<()> {
         let outcome = self.perform(step, now).await;
-        match self.record(step, outcome, now)? {
+        let recorded = self.record(step, outcome, now)?;
+        self.records_store.save_records(&self.records)?;
+        match recorded {
             Ok(()) => Ok(()),
             Err(f) => Err(anyhow!("{}", f.message)),
         }
     }
 
     /// Record `step`'s outcome: records, milestones, facts it touched, failures in a row.
-    /// The outer error is one of the store; the inner one the step's recorded failure.
+    /// The records are stored by the caller, once for all the steps it recorded (a crash
+    /// before that only makes the steps run again, which finds nothing left to do). The outer
+    /// error is one of the store; the inner one the step's recorded failure.
     fn record(
         &mut self,
         step: &Step,
@@ -415,11 +422,15 @@ impl<E: MailEngine> Reconciler<E> {
                 if let Some(i) = previous {
                     self.records.failures.remove(i);
                 }
+                // Most steps record no milestone: the status is written only when one does.
                 let mut status = self.status.load_status()?;
-                let mut milestones = Milestones::from_status(&status);
+                let before = Milestones::from_status(&status);
+                let mut milestones = before.clone();
                 milestones.record(step, now);
-                milestones.write_to(&mut status);
-                self.status.save_status(&status)?;
+                if milestones != before {
+                    milestones.write_to(&mut status);
+                    self.status.save_status(&status)?;
+                }
                 Ok(())
             }
             Err(e) => {
@@ -451,7 +462,6 @@ impl<E: MailEngine> Reconciler<E> {
                 Err(failure)
             }
         };
-        self.records_store.save_records(&self.records)?;
         Ok(recorded)
     }
 
