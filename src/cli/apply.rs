@@ -147,7 +147,7 @@ fn running<E: MailEngine>(plan: &crate::plan::Plan, r: &Reconciler<E>) -> String
     let batch = plan.batch(r.concurrency(), |_| true);
     match batch.as_slice() {
         [one] => one.step.to_string(),
-        many => format!("{} steps of {} mailboxes", many.len(), many.len()),
+        many => format!("{} mailboxes at once", many.len()),
     }
 }
 

@@ -33,6 +33,6 @@ pub use step::{Access, Adapter, Resource, Side, Step, Touch};
 pub use window::CutoverWindow;
 pub use world::{
     Account, Answer, DnsState, Failure, ForwardingSides, InFlight, Login, MailboxList,
-    MailboxState, NameState, NameserverAnswer, Observed, ProbeState, Records, RelayState,
-    SwitchState, SyncState, Verification, World,
+    MailboxState, NameState, NameserverAnswer, ProbeState, Records, RelayState, SwitchState,
+    SyncState, Verification, World,
 };

@@ -55,9 +55,7 @@ pub fn derive_status(
     status.mailboxes = Some(counts(&v));
     let observed = crate::spec::Freshness {
         oldest_login: world.oldest_login(),
-        dns: world.observed.dns,
-        gateway: world.observed.gateway,
-        fallback: world.observed.fallback,
+        ..world.observed.clone()
     };
     status.observed = (observed != crate::spec::Freshness::default()).then_some(observed);
 

@@ -18,6 +18,7 @@ use super::step::{Adapter, Step};
 use crate::spec::MxRecord;
 // The parts of the world that the loop also records live with the status types (the
 // resource's status holds them); the planner sees them here.
+use crate::spec::Freshness;
 pub use crate::spec::{Failure, ProbeState, SyncState, Verification};
 
 /// What is, as observed (or recorded) at one instant.
@@ -56,21 +57,10 @@ pub struct World {
     /// for its backoff, or stays stalled, without holding the others.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<Failure>,
-    /// When the relays and DNS were last observed.
+    /// When the relays and DNS were last observed (the mailboxes' logins carry their own
+    /// instants; `oldest_login` is left to [`World::oldest_login`]).
     #[serde(default)]
-    pub observed: Observed,
-}
-
-/// When parts of the world were observed (`None`: not observed, or nothing to observe).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Observed {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dns: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gateway: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fallback: Option<DateTime<Utc>>,
+    pub observed: Freshness,
 }
 
 impl World {

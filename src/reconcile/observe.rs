@@ -7,9 +7,7 @@ use futures::StreamExt;
 use super::facts::{Due, Facts, Seen};
 use super::{MailEngine, records::Records};
 use crate::accounts::Account;
-use crate::plan::{
-    self, Adapter, ForwardingSides, MailboxList, MailboxState, Observed, Side, World,
-};
+use crate::plan::{self, Adapter, ForwardingSides, MailboxList, MailboxState, Side, World};
 use crate::routing::{self, forwarding};
 use crate::secrets::Resolver;
 use crate::spec::MailMigrationSpec;
@@ -165,7 +163,8 @@ pub fn world(
     if spec.dns.is_some() {
         world.dns = facts.dns.as_ref().map(|d| d.value.clone());
     }
-    world.observed = Observed {
+    world.observed = crate::spec::Freshness {
+        oldest_login: None,
         dns: facts.dns.as_ref().map(|d| d.at),
         gateway: facts.gateway.as_ref().map(|g| g.at),
         fallback: facts.fallback.as_ref().map(|f| f.at),
