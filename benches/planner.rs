@@ -1,7 +1,7 @@
 //! How long the pure planner takes for one migration of many mailboxes: `plan` and
 //! `derive_status` for 10, 1,000 and 10,000 mailboxes, half of them copied and a quarter
-//! verified, in the whole-domain example (DNS, gateway, forwarding). Run with
-//! `cargo bench --bench planner`; prints the median of repeated runs.
+//! verified, in the whole-domain example (DNS, gateway, forwarding) and in the mailbox-only
+//! one. Run with `cargo bench --bench planner`; prints the median of repeated runs.
 
 use std::time::Instant;
 
@@ -12,12 +12,9 @@ use mailshift::plan::{
 };
 use mailshift::spec::{MailMigrationSpec, Mailbox};
 
-fn spec(n: usize) -> MailMigrationSpec {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/whole-domain-gateway.yaml"
-    ))
-    .expect("the example exists");
+fn spec(example: &str, n: usize) -> MailMigrationSpec {
+    let path = format!("{}/examples/{example}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).expect("the example exists");
     let loaded = mailshift::manifest::load_text("example.yaml", &text, Default::default());
     let mut spec = loaded
         .into_result()
@@ -25,7 +22,12 @@ fn spec(n: usize) -> MailMigrationSpec {
         .remove(0)
         .spec;
     let first: Mailbox = spec.mailboxes[0].clone();
-    let domain = spec.domains[0].clone();
+    let domain = first
+        .address
+        .split('@')
+        .nth(1)
+        .unwrap_or("example.com")
+        .to_owned();
     spec.mailboxes = (0..n)
         .map(|i| {
             let mut m = first.clone();
@@ -87,10 +89,14 @@ fn world(spec: &MailMigrationSpec, now: DateTime<Utc>) -> World {
 
 fn main() {
     let now = Utc::now();
-    println!("| mailboxes | plan (median) | plan + status (median) | steps |");
-    println!("|--:|--:|--:|--:|");
-    for n in [10usize, 1_000, 10_000] {
-        let spec = spec(n);
+    println!("| example | mailboxes | plan (median) | plan + status (median) | steps |");
+    println!("|---|--:|--:|--:|--:|");
+    let examples = ["whole-domain-gateway.yaml", "imap-import-localized.yaml"];
+    for (example, n) in examples
+        .iter()
+        .flat_map(|e| [10usize, 1_000, 10_000].map(|n| (*e, n)))
+    {
+        let spec = spec(example, n);
         let w = world(&spec, now);
         let runs = if n >= 10_000 { 15 } else { 51 };
         let mut plan_ms = Vec::new();
@@ -110,7 +116,7 @@ fn main() {
             v[v.len() / 2]
         };
         println!(
-            "| {n} | {:.2} ms | {:.2} ms | {steps} |",
+            "| {example} | {n} | {:.2} ms | {:.2} ms | {steps} |",
             median(&mut plan_ms),
             median(&mut both_ms)
         );

@@ -37,6 +37,9 @@ pub(crate) struct View<'a> {
     pub window: Option<Result<CutoverWindow, String>>,
     /// Per domain, when `dns` is declared.
     pub names: Vec<NameView<'a>>,
+    /// The preflight over every mailbox, computed once: most steps wait for it, and asking
+    /// each mailbox again for each step made planning quadratic in the mailboxes.
+    preflight: Vec<Waiting>,
 }
 
 /// One domain's DNS, as far as it is known.
@@ -79,8 +82,10 @@ impl<'a> View<'a> {
             milestones: world.milestones.clone(),
             window,
             names,
+            preflight: Vec::new(),
         };
         view.milestones = view.fill_milestones();
+        view.preflight = view.compute_preflight();
         // Names not observed follow the (filled) record of what mailshift did.
         let (lowered, switched) = (
             view.milestones.ttl_lowered_at.is_some(),
@@ -167,6 +172,10 @@ impl<'a> View<'a> {
 
     /// The preflight over every mailbox, and the mailbox list itself.
     pub fn preflight(&self) -> Vec<Waiting> {
+        self.preflight.clone()
+    }
+
+    fn compute_preflight(&self) -> Vec<Waiting> {
         let mut out = Vec::new();
         if self.spec.mailboxes_from.is_some() {
             match &self.world.mailboxes_from {

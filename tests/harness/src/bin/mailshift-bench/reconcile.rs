@@ -92,7 +92,10 @@ fn manifest(src: &Dovecot, dst: &Dovecot, users: &[(String, String)], concurrenc
 
 fn run(bin: &Path, dir: &Path, args: &[&str], log: &str, timeout: u64) -> Result<Measured> {
     let mut cmd = Command::new(bin);
-    cmd.args(args).current_dir(dir).env("RUST_LOG", "warn");
+    cmd.args(args).current_dir(dir).env(
+        "RUST_LOG",
+        std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+    );
     let m = measure::run(cmd, &dir.join(log), timeout)?;
     if !m.success {
         bail!(
