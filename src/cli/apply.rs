@@ -147,7 +147,10 @@ fn running<E: MailEngine>(plan: &crate::plan::Plan, r: &Reconciler<E>) -> String
     let batch = plan.batch(r.concurrency(), |_| true);
     match batch.as_slice() {
         [one] => one.step.to_string(),
-        many => format!("{} mailboxes at once", many.len()),
+        _ => format!(
+            "copying and verifying mailboxes, up to {} at once",
+            r.concurrency()
+        ),
     }
 }
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 
 use crate::accounts::Account;
 use crate::dns::DnsError;
@@ -85,12 +86,35 @@ pub struct Reconciler<E> {
     /// The executor's records (and, for the IMAP engine, its caches).
     pub state: StateDir,
     pub engine: E,
+    /// Reads secrets that adapters other than IMAP need (the TSIG key).
+    resolver: Resolver,
+    /// What the loop keeps and changes; apart from the rest so that steps under way (which
+    /// only read the engine, the accounts and the spec) and recording go on side by side.
+    book: Book,
+}
+
+/// What a step needs to be carried out: read-only, shared by the steps under way.
+struct Core<'a, E> {
+    migration: &'a MailMigration,
+    accounts: &'a [Account],
+    engine: &'a E,
+    resolver: &'a Resolver,
+}
+
+impl<E> Clone for Core<'_, E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<E> Copy for Core<'_, E> {}
+
+/// The loop's own state: records, facts, stores, clock.
+struct Book {
     /// Where status is read and written: the state directory unless set otherwise.
     status: Arc<dyn StatusStore>,
     /// `metadata.generation`, when a host knows it; else the records count spec changes.
     generation: Option<i64>,
-    /// Reads secrets that adapters other than IMAP need (the TSIG key).
-    resolver: Resolver,
     records: Records,
     /// Where `records` are kept: the state directory unless set otherwise.
     records_store: Arc<dyn RecordsStore>,
@@ -155,23 +179,25 @@ impl<E: MailEngine> Reconciler<E> {
         engine: E,
     ) -> Result<Self> {
         let records = Records::load(&state)?;
-        let records_dir = state.clone();
-        Ok(Reconciler {
-            migration,
-            accounts,
+        let book = Book {
             status: Arc::new(state.clone()),
-            state,
-            engine,
             generation: None,
-            resolver: Resolver::default(),
             records,
-            records_store: Arc::new(records_dir),
+            records_store: Arc::new(state.clone()),
             facts: Facts::default(),
             ages: Ages::default(),
             waiting: Vec::new(),
             clock: Utc::now,
             copied: (0, 0),
             in_flight: Vec::new(),
+        };
+        Ok(Reconciler {
+            migration,
+            accounts,
+            state,
+            engine,
+            resolver: Resolver::default(),
+            book,
         })
     }
 
@@ -184,102 +210,248 @@ impl<E: MailEngine> Reconciler<E> {
     /// Keep status in `store` instead of the state directory (the controller's is the
     /// resource's status subresource).
     pub fn with_status_store(mut self, store: Arc<dyn StatusStore>) -> Self {
-        self.status = store;
+        self.book.status = store;
         self
     }
 
     /// Keep the executor's records in `store` instead of the state directory (the controller
     /// keeps them in the resource's status).
     pub fn with_records_store(mut self, store: Arc<dyn RecordsStore>) -> Result<Self> {
-        self.records = store.load_records()?;
-        self.records_store = store;
+        self.book.records = store.load_records()?;
+        self.book.records_store = store;
         Ok(self)
     }
 
     /// Report `generation` (a resource's `metadata.generation`) as the observed generation.
     pub fn with_generation(mut self, generation: i64) -> Self {
-        self.generation = Some(generation);
+        self.book.generation = Some(generation);
         self
     }
 
     /// Start from facts an earlier loop over the same migration observed (a host that
     /// builds a loop per reconcile keeps them between reconciles this way).
     pub fn with_facts(mut self, facts: Facts) -> Self {
-        self.facts = facts;
+        self.book.facts = facts;
         self
     }
 
     /// Observe again after these ages instead of the defaults.
     pub fn with_ages(mut self, ages: Ages) -> Self {
-        self.ages = ages;
+        self.book.ages = ages;
         self
     }
 
     /// Read time from `clock` (the controller's tests fix it).
     pub fn with_clock(mut self, clock: fn() -> DateTime<Utc>) -> Self {
-        self.clock = clock;
+        self.book.clock = clock;
         self
     }
 
     /// What has been observed so far.
     pub fn facts(&self) -> &Facts {
-        &self.facts
+        &self.book.facts
     }
 
     /// Tell the planner which steps are under way elsewhere (replacing what it was told
     /// before); they stay in the plan, gated, until a pass no longer lists them.
     pub fn set_in_flight(&mut self, in_flight: Vec<InFlight>) {
-        self.in_flight = in_flight;
+        self.book.in_flight = in_flight;
     }
 
     /// The steps whose last attempts failed.
     pub fn failures(&self) -> &[Failure] {
-        &self.records.failures
+        &self.book.records.failures
     }
 
     /// The failure recorded for `step`'s piece of work.
     pub fn failure_of(&self, step: &Step) -> Option<&Failure> {
         let key = step.work_key();
-        self.records.failures.iter().find(|f| f.work == key)
+        self.book.records.failures.iter().find(|f| f.work == key)
+    }
+
+    /// The failure the status leads with: a stalled step first, else the one that failed
+    /// most often in a row.
+    pub fn failure(&self) -> Option<&Failure> {
+        self.book
+            .records
+            .failures
+            .iter()
+            .max_by_key(|f| (f.stalled, f.count))
     }
 
     /// Forget the failures in a row of `step`'s piece of work.
     pub fn forget_failure(&mut self, step: &Step) -> Result<()> {
         let key = step.work_key();
-        let before = self.records.failures.len();
-        self.records.failures.retain(|f| f.work != key);
-        if self.records.failures.len() != before {
-            self.records_store.save_records(&self.records)?;
-        }
-        Ok(())
+        self.forget_failures(|f| f.work == key)
     }
 
     /// Give stalled steps their attempts again: a person ran `apply` once more, maybe
     /// after fixing the cause.
     pub fn retry_stalled(&mut self) -> Result<()> {
-        let before = self.records.failures.len();
-        self.records.failures.retain(|f| !f.stalled);
-        if self.records.failures.len() != before {
-            self.records_store.save_records(&self.records)?;
+        self.forget_failures(|f| f.stalled)
+    }
+
+    fn forget_failures(&mut self, which: impl Fn(&Failure) -> bool) -> Result<()> {
+        let records = &mut self.book.records;
+        let before = records.failures.len();
+        records.failures.retain(|f| !which(f));
+        if records.failures.len() != before {
+            self.book.records_store.save_records(records)?;
         }
         Ok(())
     }
 
-    fn spec(&self) -> &crate::spec::MailMigrationSpec {
-        &self.migration.spec
-    }
-
     /// The generation of the spec (a count of its changes in this state directory).
     pub fn generation(&self) -> i64 {
-        self.generation.unwrap_or(self.records.generation.max(1))
+        self.book
+            .generation
+            .unwrap_or(self.book.records.generation.max(1))
     }
 
     /// Mailboxes worked on at once (`sync.concurrency`).
     pub fn concurrency(&self) -> usize {
-        self.spec()
+        self.migration
+            .spec
             .sync
             .as_ref()
             .map_or(4, |s| usize::from(s.concurrency))
+    }
+
+    /// Messages and bytes copied by the steps carried out so far.
+    pub fn copied(&self) -> (u64, u64) {
+        self.book.copied
+    }
+
+    /// How long to wait before retrying a step that failed `count` times in a row:
+    /// exponential from 2 s, capped at 5 minutes.
+    pub fn backoff(count: u32) -> Duration {
+        backoff(count)
+    }
+
+    fn core(&self) -> Core<'_, E> {
+        Core {
+            migration: &self.migration,
+            accounts: &self.accounts,
+            engine: &self.engine,
+            resolver: &self.resolver,
+        }
+    }
+
+    /// Observe what is due and plan; with `persist`, adopt a changed spec and store the
+    /// derived status (`plan` runs without it and writes nothing).
+    pub async fn pass(&mut self, now: DateTime<Utc>, persist: bool) -> Result<Pass> {
+        let core = Core {
+            migration: &self.migration,
+            accounts: &self.accounts,
+            engine: &self.engine,
+            resolver: &self.resolver,
+        };
+        self.book.pass(core, now, persist, &[]).await
+    }
+
+    /// One turn of the loop: observe what is due and plan; carry out the steps that may
+    /// run now and that `allowed` lets this host run, and plan again after each. Up to
+    /// `sync.concurrency` steps of different mailboxes are under way at once, a new one
+    /// starting as soon as one ends; any other step (DNS, relays, the final sync: their
+    /// order matters) runs alone. New steps start for [`TURN`] at most, so that a host sees
+    /// the status between turns; the turn ends when the steps under way have ended. A
+    /// failed step is counted against itself and waits for its backoff in the plan; the
+    /// other mailboxes go on.
+    pub async fn turn(&mut self, allowed: impl Fn(&Step) -> bool) -> Result<Turn> {
+        let limit = self.concurrency().max(1);
+        let core = Core {
+            migration: &self.migration,
+            accounts: &self.accounts,
+            engine: &self.engine,
+            resolver: &self.resolver,
+        };
+        let book = &mut self.book;
+        let started = Instant::now();
+        let mut saved = Instant::now();
+        let mut running = futures::stream::FuturesUnordered::new();
+        let mut busy: Vec<Step> = Vec::new();
+        let mut done = Vec::new();
+        let mut pass = book.pass(core, (book.clock)(), true, &busy).await?;
+        loop {
+            let exclusive = busy.iter().any(|s| s.address().is_none());
+            if started.elapsed() < TURN && busy.len() < limit && !exclusive {
+                let batch: Vec<Step> = pass
+                    .plan
+                    .batch(limit - busy.len(), &allowed)
+                    .into_iter()
+                    .map(|s| s.step.clone())
+                    .filter(|s| s.address().is_some() || running.is_empty())
+                    .collect();
+                for step in batch {
+                    tracing::info!(step = %step, "applying");
+                    busy.push(step.clone());
+                    running.push(async move {
+                        let t = Instant::now();
+                        let outcome = core.perform(&step).await;
+                        (step, outcome, t.elapsed())
+                    });
+                }
+            }
+            let Some((step, outcome, took)) = running.next().await else {
+                break;
+            };
+            busy.retain(|s| *s != step);
+            let result = book.record(&step, outcome, (book.clock)())?;
+            match &result {
+                Ok(()) => tracing::info!(step = %step, "done"),
+                Err(f) => {
+                    tracing::warn!(step = %step, attempt = f.count, stalled = f.stalled, error = %f.message, "step failed")
+                }
+            }
+            done.push(Done { step, result, took });
+            // What was done is kept every few seconds: a crash loses at most that, and
+            // redoing a step finds nothing left to do.
+            if saved.elapsed() >= SAVE_EVERY {
+                book.records_store.save_records(&book.records)?;
+                saved = Instant::now();
+            }
+            pass = book.pass(core, (book.clock)(), true, &busy).await?;
+        }
+        if !done.is_empty() {
+            book.records_store.save_records(&book.records)?;
+        }
+        Ok(Turn { done, pass })
+    }
+
+    /// Carry out `step` now and record it (a host that learnt a step's outcome elsewhere,
+    /// like the controller's copy Jobs, records it through here). A failure is counted
+    /// against the step: after [`STALL_AFTER`] in a row it is stalled.
+    pub async fn execute(&mut self, step: &Step, now: DateTime<Utc>) -> Result<()> {
+        let outcome = self.core().perform(step).await;
+        let recorded = self.book.record(step, outcome, now)?;
+        self.book.records_store.save_records(&self.book.records)?;
+        match recorded {
+            Ok(()) => Ok(()),
+            Err(f) => Err(anyhow!("{}", f.message)),
+        }
+    }
+}
+
+/// How long a step that failed `count` times in a row waits before it is tried again.
+fn backoff(count: u32) -> Duration {
+    Duration::from_secs(2u64.saturating_pow(count.min(9)).min(300))
+}
+
+/// New steps start for this long in one turn.
+pub const TURN: Duration = Duration::from_secs(30);
+/// Within a turn, the records are stored this often.
+const SAVE_EVERY: Duration = Duration::from_secs(2);
+
+impl<E: MailEngine> Core<'_, E> {
+    fn spec(&self) -> &crate::spec::MailMigrationSpec {
+        &self.migration.spec
+    }
+
+    fn account(&self, address: &str) -> Result<&Account> {
+        self.accounts
+            .iter()
+            .find(|a| a.address.eq_ignore_ascii_case(address))
+            .ok_or_else(|| anyhow!("{address} is not a mailbox of this migration"))
     }
 
     fn sections(&self) -> Sections {
@@ -292,34 +464,125 @@ impl<E: MailEngine> Reconciler<E> {
         }
     }
 
-    /// Observe what is due and plan; with `persist`, adopt a changed spec and store the
-    /// derived status (`plan` runs without it and writes nothing).
-    pub async fn pass(&mut self, now: DateTime<Utc>, persist: bool) -> Result<Pass> {
+    /// Carry out `step` through its adapter. Only reads, so that steps of different
+    /// mailboxes run side by side; [`Book::record`] takes the outcome in.
+    async fn perform(self, step: &Step) -> Result<Outcome> {
+        match step {
+            Step::InitialSync { address } | Step::Resync { address, .. } => {
+                let account = self.account(address)?.clone();
+                let reports = self.engine.sync(std::slice::from_ref(&account)).await?;
+                Ok(Outcome::Synced {
+                    reports,
+                    reset_verification: true,
+                })
+            }
+            Step::FinalSync { addresses } | Step::DeltaSync { addresses } => {
+                let accounts: Vec<Account> = addresses
+                    .iter()
+                    .map(|a| self.account(a).cloned())
+                    .collect::<Result<_>>()?;
+                let reports = self.engine.sync(&accounts).await?;
+                Ok(Outcome::Synced {
+                    reports,
+                    reset_verification: false,
+                })
+            }
+            Step::Verify { address } => {
+                let account = self.account(address)?.clone();
+                let v = self
+                    .engine
+                    .verify(&account)
+                    .await
+                    .with_context(|| format!("verifying {address}"))?;
+                Ok(Outcome::Verified(v))
+            }
+            Step::MarkComplete => Ok(Outcome::Done),
+            dns_step if dns_step.adapter() == Some(Adapter::Dns) => {
+                let dns = self
+                    .migration
+                    .spec
+                    .dns
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("`{dns_step}` needs spec.dns"))?;
+                let applied = crate::dns::apply(dns_step, dns, self.resolver).await?;
+                tracing::info!(step = %dns_step, outcome = ?applied, "DNS");
+                Ok(Outcome::Done)
+            }
+            Step::GatewayOn { .. } | Step::FallbackRelay { .. } | Step::FallbackOff { .. } => {
+                crate::routing::apply(step, &self.migration.spec, self.resolver).await?;
+                Ok(Outcome::Done)
+            }
+            Step::ForwardingOn { .. } | Step::ForwardingOff { .. } => {
+                crate::routing::forwarding::apply(
+                    step,
+                    &self.migration.spec,
+                    self.accounts,
+                    self.resolver,
+                )
+                .await?;
+                Ok(Outcome::Done)
+            }
+            Step::Probe { mailbox } => {
+                let probe = self
+                    .migration
+                    .spec
+                    .probe
+                    .clone()
+                    .ok_or_else(|| anyhow!("`{step}` needs spec.probe"))?;
+                let account = self.account(mailbox)?.clone();
+                Ok(Outcome::Probed(
+                    self.engine.probe(&probe, &account, self.resolver).await,
+                ))
+            }
+            other => Err(anyhow!(
+                "`{other}` needs the {} adapter, which this build does not have yet",
+                other.adapter().map_or("?", |a| a.describe())
+            )),
+        }
+    }
+}
+
+impl Book {
+    /// Observe what is due and plan, with `busy` (steps this loop has under way) planned as
+    /// running.
+    async fn pass<E: MailEngine>(
+        &mut self,
+        core: Core<'_, E>,
+        now: DateTime<Utc>,
+        persist: bool,
+        busy: &[Step],
+    ) -> Result<Pass> {
+        let spec = core.spec();
         let mut records = self.records.clone();
-        records.adopt(&self.migration.spec);
+        records.adopt(spec);
         let generation = self.generation.unwrap_or(records.generation.max(1));
         self.facts.adopt(generation);
         let previous = self.status.load_status()?;
-        let addresses: Vec<String> = self.accounts.iter().map(|a| a.address.clone()).collect();
+        let addresses: Vec<String> = core.accounts.iter().map(|a| a.address.clone()).collect();
         let due = self
             .facts
-            .due(&addresses, self.sections(), &self.waiting, &self.ages, now);
+            .due(&addresses, core.sections(), &self.waiting, &self.ages, now);
         if !due.is_empty() {
             observe::refresh(
                 &mut self.facts,
                 &due,
-                &self.migration.spec,
-                &self.accounts,
-                &self.engine,
-                &self.resolver,
+                spec,
+                core.accounts,
+                core.engine,
+                core.resolver,
                 now,
             )
             .await;
         }
-        let mut world = observe::world(self.spec(), &self.accounts, &self.facts, &records);
+        let mut world = observe::world(spec, core.accounts, &self.facts, &records);
         world.milestones = Milestones::from_status(&previous);
         world.in_flight = self.in_flight.clone();
-        let plan = plan::plan(self.spec(), &world, now);
+        world.in_flight.extend(busy.iter().map(|step| InFlight {
+            step: step.clone(),
+            by: "this loop".into(),
+            since: now,
+        }));
+        let plan = plan::plan(spec, &world, now);
         self.waiting = plan
             .steps
             .iter()
@@ -330,7 +593,7 @@ impl<E: MailEngine> Reconciler<E> {
             })
             .collect();
         self.waiting.dedup();
-        let status = plan::derive_status(self.spec(), &world, &plan, &previous, generation, now);
+        let status = plan::derive_status(spec, &world, &plan, &previous, generation, now);
         if persist {
             if records != self.records {
                 self.records_store.save_records(&records)?;
@@ -344,63 +607,6 @@ impl<E: MailEngine> Reconciler<E> {
             status,
             observed: due,
         })
-    }
-
-    /// One turn of the loop: observe what is due and plan; carry out the steps that may
-    /// run now and that `allowed` lets this host run (the steps of different mailboxes side
-    /// by side, up to `sync.concurrency`; any other step alone), record each, and plan
-    /// again. A failed step is counted against itself and waits for its backoff in the
-    /// plan; the other mailboxes go on.
-    pub async fn turn(&mut self, allowed: impl Fn(&Step) -> bool) -> Result<Turn> {
-        let pass = self.pass((self.clock)(), true).await?;
-        let batch: Vec<Step> = pass
-            .plan
-            .batch(self.concurrency(), allowed)
-            .into_iter()
-            .map(|s| s.step.clone())
-            .collect();
-        if batch.is_empty() {
-            return Ok(Turn {
-                done: Vec::new(),
-                pass,
-            });
-        }
-        let started = (self.clock)();
-        let this = &*self;
-        let outcomes = futures::future::join_all(batch.iter().map(|step| async move {
-            tracing::info!(step = %step, "applying");
-            let t = Instant::now();
-            let outcome = this.perform(step, started).await;
-            (outcome, t.elapsed())
-        }))
-        .await;
-        let mut done = Vec::with_capacity(batch.len());
-        for (step, (outcome, took)) in batch.into_iter().zip(outcomes) {
-            let result = self.record(&step, outcome, (self.clock)())?;
-            match &result {
-                Ok(()) => tracing::info!(step = %step, "done"),
-                Err(f) => {
-                    tracing::warn!(step = %step, attempt = f.count, stalled = f.stalled, error = %f.message, "step failed")
-                }
-            }
-            done.push(Done { step, result, took });
-        }
-        self.records_store.save_records(&self.records)?;
-        let pass = self.pass((self.clock)(), true).await?;
-        Ok(Turn { done, pass })
-    }
-
-    /// Carry out `step` now and record it (a host that learnt a step's outcome elsewhere,
-    /// like the controller's copy Jobs, records it through here). A failure is counted
-    /// against the step: after [`STALL_AFTER`] in a row it is stalled.
-    pub async fn execute(&mut self, step: &Step, now: DateTime<Utc>) -> Result<()> {
-        let outcome = self.perform(step, now).await;
-        let recorded = self.record(step, outcome, now)?;
-        self.records_store.save_records(&self.records)?;
-        match recorded {
-            Ok(()) => Ok(()),
-            Err(f) => Err(anyhow!("{}", f.message)),
-        }
     }
 
     /// Record `step`'s outcome: records, milestones, facts it touched, failures in a row.
@@ -445,7 +651,7 @@ impl<E: MailEngine> Reconciler<E> {
                 } else {
                     "StepFailed"
                 };
-                let wait = chrono::Duration::from_std(Self::backoff(count)).unwrap_or_default();
+                let wait = chrono::Duration::from_std(backoff(count)).unwrap_or_default();
                 let failure = Failure {
                     work: key,
                     step: step.to_string(),
@@ -463,111 +669,6 @@ impl<E: MailEngine> Reconciler<E> {
             }
         };
         Ok(recorded)
-    }
-
-    /// Messages and bytes copied by the steps carried out so far.
-    pub fn copied(&self) -> (u64, u64) {
-        self.copied
-    }
-
-    /// The failure the status leads with: a stalled step first, else the one that failed
-    /// most often in a row.
-    pub fn failure(&self) -> Option<&Failure> {
-        self.records
-            .failures
-            .iter()
-            .max_by_key(|f| (f.stalled, f.count))
-    }
-
-    /// How long to wait before retrying a step that failed `count` times in a row:
-    /// exponential from 2 s, capped at 5 minutes.
-    pub fn backoff(count: u32) -> Duration {
-        Duration::from_secs(2u64.saturating_pow(count.min(9)).min(300))
-    }
-
-    fn account(&self, address: &str) -> Result<&Account> {
-        self.accounts
-            .iter()
-            .find(|a| a.address.eq_ignore_ascii_case(address))
-            .ok_or_else(|| anyhow!("{address} is not a mailbox of this migration"))
-    }
-
-    /// Carry out `step` through its adapter. Only reads `self`, so that steps of different
-    /// mailboxes run side by side; [`record`](Self::record) takes the outcome in.
-    async fn perform(&self, step: &Step, now: DateTime<Utc>) -> Result<Outcome> {
-        let _ = now;
-        match step {
-            Step::InitialSync { address } | Step::Resync { address, .. } => {
-                let account = self.account(address)?.clone();
-                let reports = self.engine.sync(std::slice::from_ref(&account)).await?;
-                Ok(Outcome::Synced {
-                    reports,
-                    reset_verification: true,
-                })
-            }
-            Step::FinalSync { addresses } | Step::DeltaSync { addresses } => {
-                let accounts: Vec<Account> = addresses
-                    .iter()
-                    .map(|a| self.account(a).cloned())
-                    .collect::<Result<_>>()?;
-                let reports = self.engine.sync(&accounts).await?;
-                Ok(Outcome::Synced {
-                    reports,
-                    reset_verification: false,
-                })
-            }
-            Step::Verify { address } => {
-                let account = self.account(address)?.clone();
-                let v = self
-                    .engine
-                    .verify(&account)
-                    .await
-                    .with_context(|| format!("verifying {address}"))?;
-                Ok(Outcome::Verified(v))
-            }
-            Step::MarkComplete => Ok(Outcome::Done),
-            dns_step if dns_step.adapter() == Some(Adapter::Dns) => {
-                let dns = self
-                    .migration
-                    .spec
-                    .dns
-                    .as_ref()
-                    .ok_or_else(|| anyhow!("`{dns_step}` needs spec.dns"))?;
-                let applied = crate::dns::apply(dns_step, dns, &self.resolver).await?;
-                tracing::info!(step = %dns_step, outcome = ?applied, "DNS");
-                Ok(Outcome::Done)
-            }
-            Step::GatewayOn { .. } | Step::FallbackRelay { .. } | Step::FallbackOff { .. } => {
-                crate::routing::apply(step, &self.migration.spec, &self.resolver).await?;
-                Ok(Outcome::Done)
-            }
-            Step::ForwardingOn { .. } | Step::ForwardingOff { .. } => {
-                crate::routing::forwarding::apply(
-                    step,
-                    &self.migration.spec,
-                    &self.accounts,
-                    &self.resolver,
-                )
-                .await?;
-                Ok(Outcome::Done)
-            }
-            Step::Probe { mailbox } => {
-                let probe = self
-                    .migration
-                    .spec
-                    .probe
-                    .clone()
-                    .ok_or_else(|| anyhow!("`{step}` needs spec.probe"))?;
-                let account = self.account(mailbox)?.clone();
-                Ok(Outcome::Probed(
-                    self.engine.probe(&probe, &account, &self.resolver).await,
-                ))
-            }
-            other => Err(anyhow!(
-                "`{other}` needs the {} adapter, which this build does not have yet",
-                other.adapter().map_or("?", |a| a.describe())
-            )),
-        }
     }
 
     /// Take an adapter's outcome into the records.
