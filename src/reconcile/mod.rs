@@ -12,6 +12,7 @@ pub mod imap;
 mod observe;
 pub mod records;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -350,7 +351,7 @@ impl<E: MailEngine> Reconciler<E> {
     }
 
     /// One turn of the loop: observe what is due and plan; carry out the steps that may
-    /// run now and that `allowed` lets this host run, and plan again after each. Up to
+    /// run now and that `allowed` lets this host run, planning again as they end. Up to
     /// `sync.concurrency` steps of different mailboxes are under way at once, a new one
     /// starting as soon as one ends; any other step (DNS, relays, the final sync: their
     /// order matters) runs alone. New steps start for [`TURN`] at most, so that a host sees
@@ -367,30 +368,34 @@ impl<E: MailEngine> Reconciler<E> {
         };
         let book = &mut self.book;
         let started = Instant::now();
-        let mut saved = Instant::now();
         let mut running = futures::stream::FuturesUnordered::new();
         let mut busy: Vec<Step> = Vec::new();
         let mut done = Vec::new();
         let mut pass = book.pass(core, (book.clock)(), true, &busy).await?;
+        let mut planned = Instant::now();
+        // The steps that may run, in plan order. Steps of different mailboxes do not open
+        // or close each other's gates, so the queue of one plan stays good while they run;
+        // it is planned again when it runs dry (the mailboxes' next steps) and every few
+        // seconds (the status shows progress, a changed world is seen).
+        let mut queue: VecDeque<Step> = startable(&pass.plan, &allowed);
         loop {
-            let exclusive = busy.iter().any(|s| s.address().is_none());
-            if started.elapsed() < TURN && busy.len() < limit && !exclusive {
-                let batch: Vec<Step> = pass
-                    .plan
-                    .batch(limit - busy.len(), &allowed)
-                    .into_iter()
-                    .map(|s| s.step.clone())
-                    .filter(|s| s.address().is_some() || running.is_empty())
-                    .collect();
-                for step in batch {
-                    tracing::info!(step = %step, "applying");
-                    busy.push(step.clone());
-                    running.push(async move {
-                        let t = Instant::now();
-                        let outcome = core.perform(&step).await;
-                        (step, outcome, t.elapsed())
-                    });
+            while busy.len() < limit
+                && started.elapsed() < TURN
+                && !busy.iter().any(|s| s.address().is_none())
+            {
+                let Some(step) = queue.pop_front() else { break };
+                if step.address().is_none() && !busy.is_empty() {
+                    // Its order matters: it waits until the steps under way have ended.
+                    queue.push_front(step);
+                    break;
                 }
+                tracing::info!(step = %step, "applying");
+                busy.push(step.clone());
+                running.push(async move {
+                    let t = Instant::now();
+                    let outcome = core.perform(&step).await;
+                    (step, outcome, t.elapsed())
+                });
             }
             let Some((step, outcome, took)) = running.next().await else {
                 break;
@@ -404,16 +409,18 @@ impl<E: MailEngine> Reconciler<E> {
                 }
             }
             done.push(Done { step, result, took });
-            // What was done is kept every few seconds: a crash loses at most that, and
-            // redoing a step finds nothing left to do.
-            if saved.elapsed() >= SAVE_EVERY {
+            if queue.is_empty() || planned.elapsed() >= REPLAN {
+                // What was done is kept too: a crash loses at most this much, and redoing
+                // a step finds nothing left to do.
                 book.records_store.save_records(&book.records)?;
-                saved = Instant::now();
+                pass = book.pass(core, (book.clock)(), true, &busy).await?;
+                planned = Instant::now();
+                queue = startable(&pass.plan, &allowed);
             }
-            pass = book.pass(core, (book.clock)(), true, &busy).await?;
         }
         if !done.is_empty() {
             book.records_store.save_records(&book.records)?;
+            pass = book.pass(core, (book.clock)(), true, &[]).await?;
         }
         Ok(Turn { done, pass })
     }
@@ -439,8 +446,18 @@ fn backoff(count: u32) -> Duration {
 
 /// New steps start for this long in one turn.
 pub const TURN: Duration = Duration::from_secs(30);
-/// Within a turn, the records are stored this often.
-const SAVE_EVERY: Duration = Duration::from_secs(2);
+/// Within a turn, the plan is made again (and the status and records stored) at least
+/// this often.
+const REPLAN: Duration = Duration::from_secs(2);
+
+/// The steps of `plan` that may start now, in the order they may start (see
+/// [`Plan::batch`]).
+fn startable(plan: &Plan, allowed: &impl Fn(&Step) -> bool) -> VecDeque<Step> {
+    plan.batch(usize::MAX, allowed)
+        .into_iter()
+        .map(|s| s.step.clone())
+        .collect()
+}
 
 impl<E: MailEngine> Core<'_, E> {
     fn spec(&self) -> &crate::spec::MailMigrationSpec {
