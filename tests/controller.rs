@@ -29,12 +29,14 @@ const NAME: &str = "model";
 struct Models {
     fail_sync: bool,
     syncs: Arc<AtomicU32>,
+    logins: Arc<AtomicU32>,
 }
 
 struct Model(Models);
 
 impl MailEngine for Model {
     async fn check_logins(&self, _: &Account) -> LoginCheck {
+        self.0.logins.fetch_add(1, Ordering::SeqCst);
         (plan::Login::Ok, plan::Login::Ok)
     }
 
@@ -1311,5 +1313,42 @@ fn deploy_runs_two_replicas_under_leader_election_on_one_lease() {
             && leases.contains("verbs: [\"get\", \"update\"]")
             && leases.contains("verbs: [\"create\"]"),
         "{leases}"
+    );
+}
+
+#[tokio::test]
+async fn reconciles_check_each_login_once_not_once_per_reconcile() {
+    // A modelled engine counts login checks (the login bound on real servers is measured
+    // for `apply` in tests/apply.rs; the controller runs the same loop).
+    let locals: Vec<String> = (0..100).map(|i| format!("u{i}")).collect();
+    let locals: Vec<&str> = locals.iter().map(String::as_str).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (client, fake) = Fake::start(fanned(&locals, ""), vec![passwords(&locals)]);
+    let engines = Models::default();
+    let ctx = context(client.clone(), engines.clone(), dir.path());
+    until_at_rest(&fake, &ctx).await;
+    let status = fake.object().status.unwrap();
+    assert!(status.completed_at.is_some(), "{status:#?}");
+    assert_eq!(status.mailboxes.unwrap().verified, 100);
+    assert_eq!(engines.syncs.load(Ordering::SeqCst), 100);
+    // Requeued for drift: the facts the controller holds are fresh, nothing is logged into.
+    for _ in 0..3 {
+        reconcile(Arc::new(fake.object()), ctx.clone())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        engines.logins.load(Ordering::SeqCst),
+        100,
+        "one check per mailbox"
+    );
+    // A restarted controller observes everything once, from the servers.
+    let restarted = context(client, engines.clone(), dir.path());
+    reconcile(Arc::new(fake.object()), restarted).await.unwrap();
+    assert_eq!(engines.logins.load(Ordering::SeqCst), 200);
+    assert_eq!(
+        engines.syncs.load(Ordering::SeqCst),
+        100,
+        "nothing copied again"
     );
 }
