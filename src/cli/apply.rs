@@ -1,8 +1,9 @@
 //! `mailshift apply -f FILE`: run the loop until the servers match the manifest.
 //!
 //! Each turn of the loop ([`Reconciler::turn`]) observes what is due, plans, and carries
-//! out what may run now (different mailboxes side by side, up to `sync.concurrency`). Time gates are waited out with a visible countdown (or, with `--no-wait`, the
-//! command exits 3 so a scheduler can come back later). Ctrl-C stops cleanly: every step is
+//! out what may run now (different mailboxes side by side, up to `sync.concurrency`). Time
+//! gates are waited out with a visible countdown (or, with `--no-wait`, the command exits 3
+//! so a scheduler can come back later). Ctrl-C stops cleanly: every step is
 //! idempotent and the state is written crash-safely, so a re-run resumes.
 
 use std::process::ExitCode;
@@ -78,6 +79,7 @@ async fn drive<E: MailEngine>(
     // Running apply again is how a person says "try again": stalled steps get their
     // attempts back.
     r.retry_stalled()?;
+    // A turn that may carry out nothing only observes and plans.
     let mut turn = r.turn(|_| false).await?;
     loop {
         let plan = &turn.pass.plan;

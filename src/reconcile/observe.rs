@@ -36,19 +36,18 @@ pub async fn refresh<E: MailEngine>(
 ) {
     let concurrency = spec.sync.as_ref().map_or(4, |s| usize::from(s.concurrency));
     let forwarding = spec.forwarding.as_ref();
-    let wanted =
-        |list: &[String], a: &Account| list.iter().any(|d| d.eq_ignore_ascii_case(&a.address));
+    let lower = |list: &[String]| -> std::collections::HashSet<String> {
+        list.iter().map(|a| a.to_lowercase()).collect()
+    };
+    let (logins, forwardings) = (lower(&due.logins), lower(&due.forwarding));
+    let wanted = |set: &std::collections::HashSet<String>, a: &Account| {
+        set.contains(&a.address.to_lowercase())
+    };
     // Owned accounts: a closure over references would make this future's `Send` depend on
     // a higher-ranked lifetime the compiler cannot prove (the controller needs it `Send`).
     let work: Vec<(Account, bool, bool)> = accounts
         .iter()
-        .map(|a| {
-            (
-                a.clone(),
-                wanted(&due.logins, a),
-                wanted(&due.forwarding, a),
-            )
-        })
+        .map(|a| (a.clone(), wanted(&logins, a), wanted(&forwardings, a)))
         .filter(|(_, login, fwd)| *login || *fwd)
         .collect();
     let checks: Vec<(String, Option<super::LoginCheck>, Option<ForwardingSides>)> =
