@@ -1165,3 +1165,76 @@ fn folders_copied_at_once_are_exact_and_respect_max_connections() -> Result<()> 
     }
     Ok(())
 }
+
+#[test]
+fn shared_folders_the_user_can_see_are_never_copied_into_the_mailbox() -> Result<()> {
+    // A public namespace (NAMESPACE's shared namespaces) that every user of the old server
+    // sees and may write to: an announcement folder that is nobody's own mail.
+    let public = tempfile::tempdir()?;
+    std::process::Command::new("chown")
+        .args(["-R", "dovecot:dovecot"])
+        .arg(public.path())
+        .status()?;
+    let src = dovecot("pub-src")
+        .extra_config(&format!(
+            "namespace public {{\n  type = public\n  separator = .\n  prefix = Public.\n  location = maildir:{}\n  subscriptions = no\n  list = yes\n}}",
+            public.path().display()
+        ))
+        .start()?;
+    let dst = dovecot("pub-dst").start()?;
+    on(&src, &["CREATE Projects", "CREATE Public.announce"])?;
+    let date = "01-Feb-2022 10:00:00 +0100";
+    load(
+        &src,
+        "INBOX",
+        &[("", date, message("own1", "mine", "text"))],
+    )?;
+    load(
+        &src,
+        "Projects",
+        &[("", date, message("own2", "mine", "text"))],
+    )?;
+    load(
+        &src,
+        "Public.announce",
+        &[("", date, message("pub1", "for everyone", "text"))],
+    )?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        manifest("pub", src.imap_port(), dst.imap_port(), ""),
+    )?;
+
+    let out = mailshift(dir.path(), &["folders", "-f", "m.yaml", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let listed = json.to_string();
+    let announce = json[0]["folders"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["source"] == "Public.announce"))
+        .unwrap_or_else(|| panic!("the shared folder is listed: {listed}"));
+    assert_eq!(announce["rule"], "not-personal", "{announce}");
+    assert!(announce["destination"].is_null(), "{announce}");
+
+    let out = mailshift(dir.path(), &["sync", "-f", "m.yaml"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names: Vec<String> = folders(&dst)?.into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["INBOX", "Projects"], "only the user's own folders");
+    assert_eq!(messages(&dst, "Projects")?, messages(&src, "Projects")?);
+    let out = mailshift(dir.path(), &["verify", "-f", "m.yaml"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    Ok(())
+}

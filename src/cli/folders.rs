@@ -204,6 +204,7 @@ fn folder_view(p: &FolderPlan) -> FolderView {
         Reason::Excluded { .. } => "excluded",
         Reason::ExcludedRole { .. } => "excluded-role",
         Reason::NotSelectable { .. } => "not-selectable",
+        Reason::NotPersonal { .. } => "not-personal",
         Reason::Kept => "kept",
     };
     FolderView {
@@ -232,6 +233,7 @@ mod tests {
                 .iter()
                 .map(|(n, a)| ListedFolder::new(n, a, true))
                 .collect(),
+            foreign: Vec::new(),
         }
     }
 

@@ -290,6 +290,8 @@ pub struct Connection {
     pub capabilities: BTreeSet<String>,
     /// The personal namespace (RFC 2342), when the server offers NAMESPACE and named one.
     pub personal_namespace: Option<super::namespace::Personal>,
+    /// The other users' and shared namespaces NAMESPACE named: never the user's own mail.
+    pub foreign_namespaces: Vec<super::folders::ForeignNamespace>,
     pub side: Side,
     pub addr: String,
     _permit: OwnedSemaphorePermit,
@@ -463,6 +465,7 @@ impl Connector {
             session,
             capabilities: BTreeSet::new(),
             personal_namespace: None,
+            foreign_namespaces: Vec::new(),
             side: self.side,
             addr,
             _permit: permit,
@@ -487,9 +490,8 @@ impl Connector {
             let answer = super::namespace::query(conn.session.get_mut(), CONNECT_TIMEOUT)
                 .await
                 .map_err(|e| self.protocol(format!("NAMESPACE: {e}")))?;
-            if let super::namespace::Answer::Personal(p) = answer {
-                conn.personal_namespace = Some(p);
-            }
+            conn.personal_namespace = answer.personal;
+            conn.foreign_namespaces = answer.foreign;
         }
         Ok(conn)
     }

@@ -112,6 +112,48 @@ pub struct FolderList {
     /// The personal namespace prefix (NAMESPACE), e.g. `INBOX.` on Courier, `` on Dovecot.
     pub prefix: String,
     pub folders: Vec<ListedFolder>,
+    /// The namespaces that are not the user's own (NAMESPACE's other users' and shared
+    /// ones): their folders are never part of the user's migration.
+    pub foreign: Vec<ForeignNamespace>,
+}
+
+/// A namespace of folders that are not the user's own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForeignNamespace {
+    /// Names start with it, e.g. `Other Users/`, `shared/`, `user.` (decoded).
+    pub prefix: String,
+    pub kind: NamespaceKind,
+}
+
+/// NAMESPACE's two kinds of folders that are not the user's own (RFC 2342).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NamespaceKind {
+    OtherUsers,
+    Shared,
+}
+
+impl fmt::Display for NamespaceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NamespaceKind::OtherUsers => "other users'",
+            NamespaceKind::Shared => "shared",
+        })
+    }
+}
+
+impl ForeignNamespace {
+    /// Whether `name` is in this namespace: under its prefix, or the prefix itself without
+    /// its trailing delimiter (`Other Users` for `Other Users/`).
+    pub fn holds(&self, name: &str, delimiter: Option<char>) -> bool {
+        if self.prefix.is_empty() {
+            return false;
+        }
+        let bare = match delimiter {
+            Some(d) => self.prefix.strip_suffix(d).unwrap_or(&self.prefix),
+            None => &self.prefix,
+        };
+        name.starts_with(&self.prefix) || name == bare
+    }
 }
 
 /// A guess at the personal namespace prefix for a server without NAMESPACE (RFC 2342):
@@ -186,6 +228,11 @@ pub enum Reason {
     ExcludedRole { selector: String, role: Role },
     /// `\Noselect` or `\NonExistent`: holds no messages.
     NotSelectable { attribute: String },
+    /// In another user's or a shared namespace: not this user's mail.
+    NotPersonal {
+        namespace: String,
+        kind: NamespaceKind,
+    },
     /// Nothing applies: same place on the destination.
     Kept,
 }
@@ -711,7 +758,20 @@ pub fn folder_table(
                     )
                 }),
             });
-        let (dest_pair, reason) = if let Some((i, why)) = excluded {
+        let foreign = source
+            .foreign
+            .iter()
+            .find(|n| n.holds(&folder.name, source.delimiter));
+        let (dest_pair, reason) = if let Some(n) = foreign {
+            // Before anything else: no rule brings another user's mail into this mailbox.
+            (
+                None,
+                Reason::NotPersonal {
+                    namespace: n.prefix.clone(),
+                    kind: n.kind,
+                },
+            )
+        } else if let Some((i, why)) = excluded {
             used_excludes.insert(i);
             (None, why)
         } else if !folder.selectable() {
@@ -897,6 +957,10 @@ impl fmt::Display for Reason {
             Reason::NotSelectable { attribute } => {
                 write!(f, "not selectable ({attribute}): holds no messages")
             }
+            Reason::NotPersonal { namespace, kind } => write!(
+                f,
+                "in the {kind} namespace `{namespace}`: not this user's own mail, never copied"
+            ),
             Reason::Kept => f.write_str("kept as is"),
         }
     }
@@ -1021,6 +1085,7 @@ mod tests {
             delimiter: Some(delim),
             prefix: prefix.into(),
             folders,
+            foreign: Vec::new(),
         }
     }
 
@@ -1695,6 +1760,74 @@ mod tests {
     }
 
     #[test]
+    fn other_users_and_shared_folders_are_never_mapped() {
+        // Cyrus with altnamespace: `Other Users/bob/...` and `Shared Folders/...`; Cyrus
+        // without it: `user.carol.Sent` next to the user's own `INBOX.x`.
+        let mut src = list(
+            '/',
+            "",
+            vec![
+                f("INBOX", &[]),
+                f("Projects", &[]),
+                f("Other Users", &["\\Noselect"]),
+                f("Other Users/bob/Sent", &[]),
+                f("Shared Folders/announce", &[]),
+                f("Shared Folders", &["\\Noselect"]),
+            ],
+        );
+        src.foreign = vec![
+            ForeignNamespace {
+                prefix: "Other Users/".into(),
+                kind: NamespaceKind::OtherUsers,
+            },
+            ForeignNamespace {
+                prefix: "Shared Folders/".into(),
+                kind: NamespaceKind::Shared,
+            },
+        ];
+        // A rename rule naming it does not bring it along either.
+        let r = rules(&[], &[("Shared Folders/announce", "Announce")], "en");
+        let t = folder_table(&src, &dovecot(), Some(&r)).unwrap();
+        assert_eq!(dest_of(&t, "Projects").as_deref(), Some("Projects"));
+        for name in [
+            "Other Users",
+            "Other Users/bob/Sent",
+            "Shared Folders/announce",
+            "Shared Folders",
+        ] {
+            assert_eq!(dest_of(&t, name), None, "{name}");
+            let p = t.plans.iter().find(|p| p.source == name).unwrap();
+            assert!(
+                matches!(p.reason, Reason::NotPersonal { .. }),
+                "{name}: {:?}",
+                p.reason
+            );
+        }
+        let shown = t.to_string();
+        assert!(
+            shown
+                .contains("in the other users' namespace `Other Users/`: not this user's own mail"),
+            "{shown}"
+        );
+        let mut cyrus = list(
+            '.',
+            "INBOX.",
+            vec![
+                f("INBOX", &[]),
+                f("INBOX.Sent", &[]),
+                f("user.carol.Sent", &[]),
+            ],
+        );
+        cyrus.foreign = vec![ForeignNamespace {
+            prefix: "user.".into(),
+            kind: NamespaceKind::OtherUsers,
+        }];
+        let t = folder_table(&cyrus, &dovecot(), None).unwrap();
+        assert_eq!(dest_of(&t, "INBOX.Sent").as_deref(), Some("Sent"));
+        assert_eq!(dest_of(&t, "user.carol.Sent"), None);
+    }
+
+    #[test]
     fn namespace_prefix_guess() {
         let courier = [f("INBOX", &[]), f("INBOX.Sent", &[]), f("inbox.Trash", &[])];
         assert_eq!(guess_prefix(&courier, Some('.')), "INBOX.");
@@ -1719,6 +1852,7 @@ mod tests {
             delimiter: None,
             prefix: String::new(),
             folders: vec![f("INBOX", &[]), f("a/b", &[]), f("Sent", &[])],
+            foreign: Vec::new(),
         };
         let t = folder_table(&src, &dovecot(), None).unwrap();
         assert_eq!(dest_of(&t, "a/b").as_deref(), Some("a_b"));
@@ -1727,6 +1861,7 @@ mod tests {
             delimiter: None,
             prefix: String::new(),
             folders: vec![f("INBOX", &[])],
+            foreign: Vec::new(),
         };
         let src = list('.', "", vec![f("INBOX", &[]), f("a.b", &[])]);
         let t = folder_table(&src, &dst, None).unwrap();

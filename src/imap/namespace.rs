@@ -18,6 +18,7 @@ use imap_codec::imap_types::extensions::namespace::Namespace;
 use imap_codec::imap_types::response::{Data, Response, Status, StatusKind};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::folders::{ForeignNamespace, NamespaceKind};
 use super::mutf7;
 
 /// Our own tag: async-imap numbers its tags, so this one cannot collide.
@@ -35,15 +36,15 @@ pub struct Personal {
     pub delimiter: Option<char>,
 }
 
-/// What came back from a NAMESPACE command.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Answer {
-    /// The server named its personal namespace (the first one, as RFC 2342 asks clients to
-    /// use by default).
-    Personal(Personal),
-    /// The command completed but said nothing usable (NIL personal namespace, NO, or an
-    /// answer imap-codec could not decode): fall back to guessing from LIST.
-    Unknown,
+/// What came back from a NAMESPACE command. Empty when the command completed but said
+/// nothing usable (NIL namespaces, NO, or an answer imap-codec could not decode): the
+/// personal prefix is then guessed from LIST.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// The personal namespace (the first one, as RFC 2342 asks clients to use by default).
+    pub personal: Option<Personal>,
+    /// Every other users' and shared namespace: folders there are not the user's own.
+    pub foreign: Vec<ForeignNamespace>,
 }
 
 /// Sends NAMESPACE on `stream` and reads up to and including its tagged completion.
@@ -91,13 +92,30 @@ async fn read_answer<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<An
             continue;
         }
         match fragments.decode_message(&ResponseCodec::default()) {
-            Ok(Response::Data(Data::Namespace { personal, .. })) => {
-                found = Some(first_personal(&personal));
+            Ok(Response::Data(Data::Namespace {
+                personal,
+                other,
+                shared,
+            })) => {
+                let foreign = other
+                    .iter()
+                    .map(|n| (n, NamespaceKind::OtherUsers))
+                    .chain(shared.iter().map(|n| (n, NamespaceKind::Shared)))
+                    .map(|(n, kind)| ForeignNamespace {
+                        prefix: prefix(n),
+                        kind,
+                    })
+                    .filter(|n| !n.prefix.is_empty())
+                    .collect();
+                found = Some(Answer {
+                    personal: first_personal(&personal),
+                    foreign,
+                });
             }
             Ok(Response::Status(Status::Tagged(t))) if t.tag.inner() == TAG => {
                 return Ok(match (t.body.kind, found) {
-                    (StatusKind::Ok, Some(Some(p))) => Answer::Personal(p),
-                    _ => Answer::Unknown,
+                    (StatusKind::Ok, Some(a)) => a,
+                    _ => Answer::default(),
                 });
             }
             Ok(Response::Status(Status::Bye(_))) => {
@@ -113,10 +131,7 @@ async fn read_answer<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<An
             // command it carried out, so what it sent stands.
             Err(_) => {
                 if fragments.decode_tag().is_some_and(|t| t.inner() == TAG) {
-                    return Ok(match found {
-                        Some(Some(p)) => Answer::Personal(p),
-                        _ => Answer::Unknown,
-                    });
+                    return Ok(found.unwrap_or_default());
                 }
             }
         }
@@ -125,16 +140,19 @@ async fn read_answer<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<An
 
 fn first_personal(list: &[Namespace<'_>]) -> Option<Personal> {
     let first = list.first()?;
-    let raw = match &first.prefix {
+    Some(Personal {
+        prefix: prefix(first),
+        delimiter: first.delimiter.as_ref().map(|d| d.inner()),
+    })
+}
+
+fn prefix(n: &Namespace<'_>) -> String {
+    let raw = match &n.prefix {
         IString::Literal(l) => String::from_utf8_lossy(l.data()).into_owned(),
         IString::Quoted(q) => q.inner().to_owned(),
     };
     // A prefix that is not valid modified UTF-7 is kept as spelled, like folder names.
-    let prefix = mutf7::decode(&raw).unwrap_or(raw);
-    Some(Personal {
-        prefix,
-        delimiter: first.delimiter.as_ref().map(|d| d.inner()),
-    })
+    mutf7::decode(&raw).unwrap_or(raw)
 }
 
 #[cfg(test)]
@@ -167,10 +185,16 @@ mod tests {
         assert_eq!(sent, b"msns NAMESPACE\r\n");
         assert_eq!(
             answer.unwrap(),
-            Answer::Personal(Personal {
-                prefix: "INBOX.".into(),
-                delimiter: Some('.'),
-            })
+            Answer {
+                personal: Some(Personal {
+                    prefix: "INBOX.".into(),
+                    delimiter: Some('.'),
+                }),
+                foreign: vec![ForeignNamespace {
+                    prefix: "#shared.".into(),
+                    kind: NamespaceKind::Shared,
+                }],
+            }
         );
         assert_eq!(rest, b"NEXT\r\n", "nothing past the completion is read");
     }
@@ -179,8 +203,8 @@ mod tests {
     async fn dovecot_default_has_an_empty_prefix() {
         let (answer, ..) = ask("* NAMESPACE ((\"\" \"/\")) NIL NIL\r\nmsns OK Namespace completed (0.001 + 0.000 secs).\r\n").await;
         assert_eq!(
-            answer.unwrap(),
-            Answer::Personal(Personal {
+            answer.unwrap().personal,
+            Some(Personal {
                 prefix: String::new(),
                 delimiter: Some('/'),
             })
@@ -196,8 +220,8 @@ mod tests {
         )
         .await;
         assert_eq!(
-            answer.unwrap(),
-            Answer::Personal(Personal {
+            answer.unwrap().personal,
+            Some(Personal {
                 prefix: "Boîte".into(),
                 delimiter: Some('.'),
             })
@@ -214,9 +238,31 @@ mod tests {
             "* NAMESPACE ((\"INBOX.\" \".\") garbage\r\nmsns OK\r\n",
         ] {
             let (answer, _, rest) = ask(reply).await;
-            assert_eq!(answer.unwrap(), Answer::Unknown, "{reply:?}");
+            assert_eq!(answer.unwrap(), Answer::default(), "{reply:?}");
             assert_eq!(rest, b"NEXT\r\n", "{reply:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn other_users_and_shared_namespaces_are_kept() {
+        let (answer, ..) = ask(
+            "* NAMESPACE ((\"\" \"/\")) ((\"Other Users/\" \"/\")) ((\"Shared Folders/\" \"/\")(\"public/\" \"/\"))\r\nmsns OK\r\n",
+        )
+        .await;
+        let foreign: Vec<(String, NamespaceKind)> = answer
+            .unwrap()
+            .foreign
+            .into_iter()
+            .map(|n| (n.prefix, n.kind))
+            .collect();
+        assert_eq!(
+            foreign,
+            [
+                ("Other Users/".to_owned(), NamespaceKind::OtherUsers),
+                ("Shared Folders/".to_owned(), NamespaceKind::Shared),
+                ("public/".to_owned(), NamespaceKind::Shared),
+            ]
+        );
     }
 
     #[tokio::test]

@@ -41,6 +41,8 @@ pub struct Listing {
     pub delimiter: Option<char>,
     /// The personal namespace prefix the server named (NAMESPACE), if it did.
     pub prefix: Option<String>,
+    /// The other users' and shared namespaces the server named.
+    pub foreign: Vec<super::folders::ForeignNamespace>,
     wire: HashMap<String, String>,
 }
 
@@ -55,6 +57,7 @@ impl Listing {
                 .clone()
                 .unwrap_or_else(|| guess_prefix(&self.folders, self.delimiter)),
             folders: self.folders.clone(),
+            foreign: self.foreign.clone(),
         }
     }
 
@@ -181,6 +184,7 @@ async fn list(conn: &mut Connection) -> Result<Listing, ImapError> {
     };
     let mut listing = Listing {
         prefix: conn.personal_namespace.as_ref().map(|n| n.prefix.clone()),
+        foreign: conn.foreign_namespaces.clone(),
         ..Listing::default()
     };
     for (wire, attributes, delimiter) in raw {
