@@ -240,15 +240,29 @@ fn parse_csv(text: &str, origin: &str) -> Result<Vec<Row>, AccountError> {
         .trim(csv::Trim::All)
         .comment(Some(b'#'))
         .from_reader(text.as_bytes());
+    // No message quotes a field that may hold a secret: with a quote left open, one field
+    // runs over the rows after it, passwords included. Only the header's names, when they
+    // look like names, are shown.
     let headers = reader
         .headers()
-        .map_err(|e| err(format!("header row: {e}")))?
+        .map_err(|_| err("header row: malformed (is a quote not closed?)".into()))?
         .clone();
     let mut index = HashMap::new();
     for (i, h) in headers.iter().enumerate() {
         if !COLUMNS.contains(&h) {
+            let shown = if h.len() <= 40
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                format!("`{h}`")
+            } else {
+                format!(
+                    "number {} (not shown: a column name runs over several fields or lines; is a quote not closed?)",
+                    i + 1
+                )
+            };
             return Err(err(format!(
-                "unknown column `{h}` (expected {})",
+                "unknown column {shown} (expected {})",
                 COLUMNS.join(", ")
             )));
         }
@@ -262,9 +276,18 @@ fn parse_csv(text: &str, origin: &str) -> Result<Vec<Row>, AccountError> {
         let record = record.map_err(|e| {
             let line = e.position().map_or(0, |p| p.line());
             // csv's own message may quote the field; say only where.
-            err(format!("line {line}: malformed row"))
+            err(format!(
+                "line {line}: malformed row (not as many fields as the header: is a quote not closed?)"
+            ))
         })?;
         let line = record.position().map_or(0, |p| p.line());
+        // No address, login or password holds a line break: a field that does swallowed the
+        // rows after it (a quote not closed), and those mailboxes would vanish unseen.
+        if record.iter().any(|f| f.contains(['\n', '\r'])) {
+            return Err(err(format!(
+                "line {line}: a field runs over several lines (is a quote not closed?)"
+            )));
+        }
         let get = |col: &str| {
             index
                 .get(col)
@@ -274,8 +297,13 @@ fn parse_csv(text: &str, origin: &str) -> Result<Vec<Row>, AccountError> {
         };
         let address = get("address").ok_or_else(|| err(format!("line {line}: empty address")))?;
         if semantic::split_address(&address).is_none() {
+            let hint = if address.contains(['\n', '\r', ',', '"']) {
+                " (it runs over several fields or lines: is a quote not closed?)"
+            } else {
+                ""
+            };
             return Err(err(format!(
-                "line {line}: `{address}` is not an email address"
+                "line {line}: the `address` field is not an email address{hint}"
             )));
         }
         rows.push(Row {
@@ -350,6 +378,19 @@ destination:
         assert!(!msg.contains("topsecret"), "{msg}");
         let e = parse_csv("mail,password\n", "file x.csv").err().unwrap();
         assert!(e.to_string().contains("unknown column `mail`"));
+        // A quote left open swallows the rows after it, passwords included.
+        for text in [
+            "address,sourcePassword,destinationPassword\n\"alice@example.com,pw-a1,pw-a2\nbob@example.com,pw-b1,pw-b2\n",
+            "address,sourcePassword\nalice@example.com,\"pw-a1\nbob@example.com,pw-b1\n",
+            "address,\"sourcePassword\nalice@example.com,pw-a1\n",
+        ] {
+            let msg = match parse_csv(text, "file x.csv") {
+                Err(e) => e.to_string(),
+                Ok(rows) => panic!("{} rows from {text:?}", rows.len()),
+            };
+            assert!(!msg.contains("pw-"), "{msg}");
+            assert!(msg.contains("quote"), "{msg}");
+        }
     }
 
     #[test]
