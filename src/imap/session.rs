@@ -465,7 +465,9 @@ impl SourceSession {
         }
         let set = uid_set(uids);
         let what = format!("FETCH bodies {set} in {}", self.folder());
-        let mut out: BTreeMap<u32, Outgoing> = BTreeMap::new();
+        // Everything the server sent, as sent: whether it is what was asked for is checked
+        // by the caller, which knows the listing.
+        let mut out: Vec<Outgoing> = Vec::with_capacity(uids.len());
         proto::run(
             &mut self.conn,
             &format!("UID FETCH {set} {BODY_ITEMS}"),
@@ -474,21 +476,18 @@ impl SourceSession {
                 if let Response::Fetch(_, attrs) = r {
                     let f = fetched(attrs);
                     if let (Some(uid), Some(body)) = (f.uid, f.section) {
-                        out.insert(
+                        out.push(Outgoing {
                             uid,
-                            Outgoing {
-                                uid,
-                                flags: f.flags.unwrap_or_default(),
-                                internal_date: f.internal_date,
-                                body: body.to_vec(),
-                            },
-                        );
+                            flags: f.flags.unwrap_or_default(),
+                            internal_date: f.internal_date,
+                            body: body.to_vec(),
+                        });
                     }
                 }
             },
         )
         .await?;
-        Ok(out.into_values().collect())
+        Ok(out)
     }
 
     pub async fn logout(mut self) {

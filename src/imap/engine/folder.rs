@@ -546,6 +546,10 @@ async fn copy_messages(
     let size = |b: &[Entry]| b.iter().map(|e| e.size).sum::<u64>();
     let mut current = src.fetch_bodies(&uids(batches[0])).await?;
     for (i, batch) in batches.iter().enumerate() {
+        // Nothing is appended that is not what was asked for.
+        let (good, faults) = super::answers::check(batch, std::mem::take(&mut current));
+        current = good;
+        let faulted = source_faults(t, batch, faults, out);
         let next_batch = batches.get(i + 1);
         // Overlap while two batches fit the window; a batch of one message larger than that
         // is appended before the next is fetched, so memory stays near twice the largest
@@ -572,6 +576,7 @@ async fn copy_messages(
             &current,
             &outcomes,
             dest_validity,
+            &faulted,
             st,
             out,
         );
@@ -586,6 +591,29 @@ async fn copy_messages(
     Ok(())
 }
 
+/// Reports the messages the source answered wrongly (see [`super::answers`]) as refused,
+/// with the source's fault as the reason; returns their UIDs.
+fn source_faults(
+    t: &Target<'_>,
+    batch: &[Entry],
+    faults: Vec<super::answers::Fault>,
+    out: &mut CopyResult,
+) -> BTreeSet<u32> {
+    let mut faulted = BTreeSet::new();
+    for f in faults {
+        tracing::warn!(mailbox = %t.address, folder = %t.source, uid = f.uid, reason = %f.reason, "the source answered wrongly; message not copied");
+        let Some(e) = batch.iter().find(|e| e.uid == f.uid).filter(|_| f.listed) else {
+            continue;
+        };
+        faulted.insert(f.uid);
+        out.refused.push(RefusedMessage {
+            message: MessageRef::from(e),
+            reason: format!("source fault: {}", f.reason),
+        });
+    }
+    faulted
+}
+
 #[allow(clippy::too_many_arguments)]
 fn record_batch(
     engine: &Engine,
@@ -594,13 +622,14 @@ fn record_batch(
     fetched: &[Outgoing],
     outcomes: &[AppendOutcome],
     dest_validity: Option<u32>,
+    faulted: &BTreeSet<u32>,
     st: &mut FolderState,
     out: &mut CopyResult,
 ) {
     let listed: HashMap<u32, &Entry> = batch.iter().map(|e| (e.uid, e)).collect();
     let got: BTreeSet<u32> = fetched.iter().map(|m| m.uid).collect();
     for e in batch {
-        if !got.contains(&e.uid) {
+        if !got.contains(&e.uid) && !faulted.contains(&e.uid) {
             tracing::info!(mailbox = %t.address, folder = %t.source, uid = e.uid, "message gone from the source before it was copied");
             out.vanished.insert(e.uid);
         }

@@ -33,6 +33,7 @@
 //! message larger than that per folder), not by the size or number of messages in a
 //! mailbox.
 
+mod answers;
 mod folder;
 pub mod retry;
 mod setup;
