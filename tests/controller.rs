@@ -161,7 +161,8 @@ struct Seen {
 /// controller makes and records them.
 #[derive(Clone)]
 struct Fake {
-    object: Arc<Mutex<Value>>,
+    /// The MailMigrations it holds, the first one being the tests' usual `NAME`.
+    objects: Arc<Mutex<Vec<Value>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
     /// batch/v1 Jobs in the namespace.
     jobs: Arc<Mutex<Vec<Value>>>,
@@ -169,9 +170,14 @@ struct Fake {
 
 impl Fake {
     fn start(object: Value, secrets: Vec<Value>) -> (Client, Fake) {
+        Fake::start_many(vec![object], secrets)
+    }
+
+    /// A stand-in holding several MailMigrations (distinct names) in the namespace.
+    fn start_many(objects: Vec<Value>, secrets: Vec<Value>) -> (Client, Fake) {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let fake = Fake {
-            object: Arc::new(Mutex::new(object)),
+            objects: Arc::new(Mutex::new(objects)),
             seen: Arc::default(),
             jobs: Arc::default(),
         };
@@ -203,10 +209,22 @@ impl Fake {
         if s.path.starts_with("/apis/batch/v1/") {
             return self.answer_jobs(s);
         }
-        let object_path =
-            format!("/apis/mailshift.io/v1alpha1/namespaces/{NS}/mailmigrations/{NAME}");
+        let collection = format!("/apis/mailshift.io/v1alpha1/namespaces/{NS}/mailmigrations/");
         let events = format!("/apis/events.k8s.io/v1/namespaces/{NS}/events");
-        let mut obj = self.object.lock().unwrap();
+        let mut objects = self.objects.lock().unwrap();
+        let named = s
+            .path
+            .strip_prefix(&collection)
+            .map(|rest| rest.trim_end_matches("/status"))
+            .unwrap_or(NAME);
+        let object_path = format!("{collection}{named}");
+        let mut none = Value::Null;
+        let obj = match objects.iter_mut().find(|o| o["metadata"]["name"] == named) {
+            Some(o) => o,
+            None if s.path.starts_with(&collection) => return not_found(),
+            // Not about a MailMigration (a Secret, an Event).
+            None => &mut none,
+        };
         match (&s.method, s.path.as_str()) {
             (&Method::PATCH, p) if p == format!("{object_path}/status") => {
                 obj["status"] = s.body["status"].clone();
@@ -249,7 +267,13 @@ impl Fake {
     }
 
     fn object(&self) -> MailMigration {
-        serde_json::from_value(self.object.lock().unwrap().clone()).unwrap()
+        self.object_named(NAME)
+    }
+
+    fn object_named(&self, name: &str) -> MailMigration {
+        let objects = self.objects.lock().unwrap();
+        let o = objects.iter().find(|o| o["metadata"]["name"] == name);
+        serde_json::from_value(o.expect("an object of that name").clone()).unwrap()
     }
 
     fn seen(&self) -> Vec<Seen> {
@@ -1350,5 +1374,46 @@ async fn reconciles_check_each_login_once_not_once_per_reconcile() {
         engines.syncs.load(Ordering::SeqCst),
         100,
         "nothing copied again"
+    );
+}
+
+#[tokio::test]
+async fn a_hundred_resources_cost_one_login_check_per_mailbox_each() {
+    // The same loop per resource, its facts kept apart by namespace and name.
+    let locals = ["a", "b", "c"];
+    let objects: Vec<Value> = (0..100)
+        .map(|i| {
+            let mut o = migration(&locals, "", true, None);
+            o["metadata"]["name"] = json!(format!("m{i}"));
+            o["metadata"]["uid"] = json!(format!("uid-{i}"));
+            o
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (client, fake) = Fake::start_many(objects, vec![passwords(&locals)]);
+    let engines = Models::default();
+    let ctx = context(client, engines.clone(), dir.path());
+    let started = std::time::Instant::now();
+    for round in 0..3 {
+        for i in 0..100 {
+            let obj = fake.object_named(&format!("m{i}"));
+            reconcile(Arc::new(obj), ctx.clone()).await.unwrap();
+        }
+        if round == 0 {
+            eprintln!(
+                "100 resources of 3 mailboxes reconciled to completion in {:?}",
+                started.elapsed()
+            );
+        }
+    }
+    for i in 0..100 {
+        let status = fake.object_named(&format!("m{i}")).status.unwrap();
+        assert!(status.completed_at.is_some(), "m{i}: {status:#?}");
+    }
+    assert_eq!(engines.syncs.load(Ordering::SeqCst), 300);
+    assert_eq!(
+        engines.logins.load(Ordering::SeqCst),
+        300,
+        "one check per mailbox over three rounds of reconciles"
     );
 }
