@@ -343,6 +343,19 @@ fn resyncs_incrementally_and_idempotently() -> Result<()> {
     );
     same("INBOX")?;
     same("Archive")?;
+    // The destination's counts and sizes are what it holds: the first pass's copies, above
+    // the UIDNEXT it saw before copying, are not counted a second time.
+    let sizes_match = |r: &mailshift::imap::report::MailboxReport| {
+        for f in &r.folders {
+            assert_eq!(
+                (f.destination_messages, f.destination_bytes),
+                (f.source_messages, f.source_bytes),
+                "{} in {r:#?}",
+                f.source
+            );
+        }
+    };
+    sizes_match(&third);
 
     // A flag removed on the source is removed from the copy; a flag the destination's user
     // set meanwhile stays (three-way merge).
@@ -351,6 +364,7 @@ fn resyncs_incrementally_and_idempotently() -> Result<()> {
     let (fourth, _) = run()?;
     assert!(fourth.is_perfect(), "{fourth:#?}");
     assert_eq!(copied(&fourth), 0);
+    sizes_match(&fourth);
     assert!(
         pass(&fourth, "INBOX").starts_with("incremental"),
         "{fourth:#?}"

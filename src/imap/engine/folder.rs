@@ -385,11 +385,14 @@ async fn incremental(
             .map(|e| e.size)
             .sum()
     });
+    // Copies an earlier pass made are above the UIDNEXT it saw before copying, but already
+    // in its tally: only the destination's own new messages count here.
+    let paired: BTreeSet<u32> = c.pairs.values().map(|p| p.dest_uid).collect();
     let new_dest = Tally {
         messages: 0,
         bytes: dest_new
             .iter()
-            .filter(|e| e.uid >= c.dest.uidnext)
+            .filter(|e| e.uid >= c.dest.uidnext && !paired.contains(&e.uid))
             .map(|e| e.size)
             .sum(),
     };
