@@ -52,8 +52,9 @@ fn whole_domain_fresh_plan_shows_the_whole_road() {
             "verify",
             "initialSync",
             "verify",
-            "finalSync",
+            // The gateway first: from the final sync on, nothing lands in the old mailboxes.
             "gatewayOn",
+            "finalSync",
             "probe",
             "switchMx",
             "deltaSync",
@@ -122,8 +123,8 @@ fn whole_domain_waits_for_approval_then_runs_to_completion() {
     assert_eq!(
         kinds(&second.steps),
         [
-            "finalSync",
             "gatewayOn",
+            "finalSync",
             "probe",
             "switchMx",
             "deltaSync",
@@ -433,13 +434,13 @@ fn the_switch_waits_for_the_old_ttl_then_the_next_window() {
     verified(&mut world, now);
     let at = t("2026-11-21T02:00:00Z");
     let p = plan(&spec, &world, at);
-    let final_sync = p
+    let gateway = p
         .steps
         .iter()
-        .find(|s| kind(&s.step) == "finalSync")
+        .find(|s| kind(&s.step) == "gatewayOn")
         .unwrap();
     assert_eq!(
-        final_sync.gates,
+        gateway.gates,
         [
             Gate::Time {
                 at: t("2026-11-21T12:00:00Z"),
@@ -470,11 +471,17 @@ fn the_switch_waits_for_the_old_ttl_then_the_next_window() {
         status
             .next_step
             .unwrap()
-            .starts_with("final sync of 2 mailboxes")
+            .starts_with("relay mail for example.com from the old server")
     );
-    // At the opening, the final sync may run.
+    // At the opening, the gateway goes on, and the final sync follows it.
     let p = plan(&spec, &world, t("2026-11-22T00:00:00Z"));
-    assert_eq!(kind(&p.next().unwrap().step), "finalSync");
+    assert_eq!(kind(&p.next().unwrap().step), "gatewayOn");
+    let final_sync = p
+        .steps
+        .iter()
+        .find(|s| kind(&s.step) == "finalSync")
+        .unwrap();
+    assert_eq!(final_sync.gates, [Gate::fact(Waiting::GatewayNotOn)]);
 }
 
 #[test]
@@ -491,7 +498,7 @@ fn a_window_across_midnight_opens_on_its_day() {
     verified(&mut world, t(NOW));
     // Saturday 01:00 is inside Friday's window; Saturday 03:00 waits for next Friday.
     let inside = plan(&spec, &world, t("2026-11-21T01:00:00Z"));
-    assert_eq!(kind(&inside.next().unwrap().step), "finalSync");
+    assert_eq!(kind(&inside.next().unwrap().step), "gatewayOn");
     let after = plan(&spec, &world, t("2026-11-21T03:00:00Z"));
     assert_eq!(after.waiting_until(), Some(t("2026-11-27T22:00:00Z")));
 }
@@ -1047,4 +1054,38 @@ fn observe_still_tells_which_adapters_are_missing() {
     assert!(p.to_string().contains(
         "not carried out: policy observe (and this build has no DNS (RFC 2136) adapter)"
     ));
+}
+
+#[test]
+fn the_final_sync_follows_the_gateway_once_also_without_dns() {
+    for with_dns in [true, false] {
+        let mut spec = approved(example("whole-domain-gateway.yaml"));
+        if !with_dns {
+            spec.dns = None;
+        }
+        let world = fresh_world(&spec, &[], Adapter::ALL);
+        let run = simulate(&spec, world, t(NOW), 100, false);
+        assert!(
+            matches!(run.ending, Ending::Converged),
+            "dns {with_dns}: {:?}",
+            run.ending
+        );
+        let k = kinds(&run.steps);
+        let at = |x: &str| k.iter().position(|s| *s == x).unwrap();
+        assert!(
+            at("gatewayOn") < at("finalSync") && at("finalSync") < at("deltaSync"),
+            "dns {with_dns}: {k:?}"
+        );
+        assert_eq!(
+            run.steps
+                .iter()
+                .filter(|(_, s)| matches!(s, Step::FinalSync { .. }))
+                .count(),
+            1,
+            "dns {with_dns}: {k:?}"
+        );
+        if with_dns {
+            assert!(at("finalSync") < at("switchMx"), "{k:?}");
+        }
+    }
 }

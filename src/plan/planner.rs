@@ -4,8 +4,10 @@
 //! preflight (every mailbox logs in on both sides, destination accounts exist) → lower the
 //! MX TTL (and authorize both servers in SPF) → temporary forwarding on → copy → verify →
 //! wait until the old TTL has passed since it was lowered, the cutover is approved and its
-//! window is open → final sync → gateway relay on (and probed) → switch MX → propagation
-//! confirmed → publish SRV → delta sync once `deltaSyncAfter` has passed → forwarding off →
+//! window is open → gateway relay on → final sync (from here on nothing lands in the old
+//! mailboxes: the gateway relays it to the new server) → probe → switch MX → propagation
+//! confirmed → publish SRV → delta sync once `deltaSyncAfter` has passed (what senders with
+//! stale DNS still handed to the old server) → forwarding off →
 //! once `keepSourceFor` has passed: SPF without the old server, TTL restored → complete.
 //!
 //! Every remaining step is planned, not only the next one, so that `plan` shows the whole
@@ -79,11 +81,13 @@ pub fn plan(spec: &MailMigrationSpec, world: &World, now: DateTime<Utc>) -> Plan
         p.final_sync();
         p.switch_mx();
         p.mailboxes();
-        p.gateway_and_probe();
+        p.gateway_on();
+        p.probe();
     } else {
         p.mailboxes();
+        p.gateway_on();
         p.final_sync();
-        p.gateway_and_probe();
+        p.probe();
         p.switch_mx();
     }
     p.publish_srv();
@@ -257,14 +261,38 @@ impl<'a> Planner<'_, 'a> {
         }
     }
 
-    /// A final sync is still due before the cutover. One from an earlier opening of the
-    /// window (the switch did not happen in it) no longer counts.
+    /// The final sync follows the gateway: from the moment it is on, new mail goes to the
+    /// new server, so the final sync is the last copy anything needs (the delta sync only
+    /// carries what senders with stale DNS still hand to the old server). With MX first
+    /// there is no such order: the gateway comes on after the fallback relays nothing.
+    fn gateway_first(&self) -> bool {
+        self.spec().gateway.is_some() && !self.v.mx_first()
+    }
+
+    /// A final sync is still due. With `dns`, before the switch, and one from an earlier
+    /// opening of the window (the switch did not happen in it) no longer counts; without,
+    /// the gateway is the cutover and the final sync is due once after it. A final sync from
+    /// before the gateway went on never counts.
     fn final_sync_pending(&self) -> bool {
         let v = self.v;
-        if !v.has_cutover() || v.cutover_done() || self.final_sync_set().is_empty() {
+        if !v.has_cutover() || self.final_sync_set().is_empty() {
             return false;
         }
-        match v.milestones.final_synced_at {
+        let done = v.milestones.final_synced_at;
+        if self.gateway_first()
+            && let (Some(done), Some(on)) = (done, v.milestones.gateway_on_at)
+            && done < on
+        {
+            return !(self.spec().dns.is_some() && v.cutover_done());
+        }
+        if self.spec().dns.is_none() {
+            // The gateway alone: the final sync is the first after it.
+            return done.is_none();
+        }
+        if v.cutover_done() {
+            return false;
+        }
+        match done {
             None => true,
             Some(done) => match &v.window {
                 Some(Ok(w)) => w.opening_containing(v.now).is_none_or(|open| done < open),
@@ -446,9 +474,20 @@ impl<'a> Planner<'_, 'a> {
         if !self.final_sync_pending() {
             return;
         }
-        let mut gates = self.cutover_gates();
-        if !self.v.mx_first() {
+        let v = self.v;
+        // Without `dns` the gateway was the cutover: once it is on, nothing else is waited
+        // for. Otherwise the switch's own gates (approval, old TTL, window) hold it too, so
+        // that it runs right before the switch.
+        let mut gates = if self.gateway_first() && self.spec().dns.is_none() && v.gateway_on() {
+            facts(v.preflight())
+        } else {
+            self.cutover_gates()
+        };
+        if !v.mx_first() {
             gates.extend(self.not_verified());
+        }
+        if self.gateway_first() && !v.gateway_on() {
+            gates.push(Gate::fact(Waiting::GatewayNotOn));
         }
         self.push(
             Step::FinalSync {
@@ -458,7 +497,7 @@ impl<'a> Planner<'_, 'a> {
         );
     }
 
-    fn gateway_and_probe(&mut self) {
+    fn gateway_on(&mut self) {
         let v = self.v;
         let Some(gw) = &self.spec().gateway else {
             return;
@@ -469,7 +508,7 @@ impl<'a> Planner<'_, 'a> {
             if !v.cutover_done() && !v.mx_first() {
                 gates.extend(self.not_verified());
             }
-            if self.final_sync_pending() {
+            if !self.gateway_first() && self.final_sync_pending() {
                 gates.push(Gate::fact(Waiting::FinalSyncPending));
             }
             let busy = v.fallback_busy();
@@ -492,6 +531,15 @@ impl<'a> Planner<'_, 'a> {
                 gates,
             );
         }
+    }
+
+    /// The mail-flow probe through the gateway, once it is on.
+    fn probe(&mut self) {
+        let v = self.v;
+        if self.spec().gateway.is_none() {
+            return;
+        }
+        let need_gateway = !v.gateway_on();
         if let Some(probe) = &self.spec().probe
             && !v.probe_passed()
         {
@@ -604,6 +652,9 @@ impl<'a> Planner<'_, 'a> {
             return;
         }
         let mut gates = facts(v.preflight());
+        if self.final_sync_pending() {
+            gates.push(Gate::fact(Waiting::FinalSyncPending));
+        }
         let not_switched: Vec<String> = v
             .names
             .iter()

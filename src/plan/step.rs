@@ -340,7 +340,9 @@ impl Step {
             FallbackRelay { .. } => {
                 "mail reaching the new server for mailboxes not yet verified goes back to the old server, so nothing bounces or lands in a half-copied mailbox"
             }
-            FinalSync { .. } => "copy the last messages that arrived before mail moves",
+            FinalSync { .. } => {
+                "copy the last messages that reached the old mailboxes: the gateway now relays new mail to the new server"
+            }
             GatewayOn { .. } => {
                 "senders whose DNS still points at the old server reach the new mailboxes"
             }
@@ -350,7 +352,7 @@ impl Step {
             SwitchMx { .. } => "new mail goes to the new server",
             PublishSrv { .. } => "mail clients find the new server by themselves",
             DeltaSync { .. } => {
-                "senders with stale DNS may have delivered to the old server after the switch"
+                "the safety net: senders with stale DNS, or mail delivered locally on the old server, may have reached the old mailboxes since the final sync"
             }
             ForwardingOff { .. } => "the move is over; the temporary copy is no longer wanted",
             FallbackOff { .. } => "every mailbox is verified; nothing needs to go back",
