@@ -53,17 +53,17 @@ pub async fn run(args: &Args, log_format: LogFormat) -> Result<ExitCode> {
             _ = tokio::signal::ctrl_c() => Stop::Interrupted,
         };
         match stop {
-            Stop::Converged => eprintln!("{name}: converged: the servers match the manifest"),
+            Stop::Converged => outln!("{name}: converged: the servers match the manifest"),
             Stop::Gate(why) => {
-                eprintln!("{name}: stopped at a gate: {why}");
+                outln!("{name}: stopped at a gate: {why}");
                 worst = ExitCode::from(EXIT_GATE);
             }
             Stop::Stalled(why) => {
-                eprintln!("{name}: stalled: {why}");
+                outln!("{name}: stalled: {why}");
                 return Ok(ExitCode::FAILURE);
             }
             Stop::Interrupted => {
-                eprintln!("{name}: interrupted; run apply again to resume");
+                outln!("{name}: interrupted; run apply again to resume");
                 return Ok(ExitCode::from(130));
             }
         }
@@ -86,7 +86,7 @@ async fn drive<E: MailEngine>(
         match plan.progress() {
             Progress::Converged => return Ok(Stop::Converged),
             Progress::ObserveOnly => {
-                println!("{plan}");
+                outln!("{plan}");
                 return Ok(Stop::Gate(
                     "policy is observe: the plan above is shown, nothing is applied".into(),
                 ));

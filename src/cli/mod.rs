@@ -1,5 +1,24 @@
 //! The `mailshift` command line.
 
+/// `println!` for standard output that ends the program quietly when the reader went away
+/// (`mailshift crd | head -1`), as a program killed by SIGPIPE would (exit 141), instead of
+/// panicking.
+macro_rules! outln {
+    () => {
+        $crate::cli::out(format_args!("\n"))
+    };
+    ($($t:tt)*) => {
+        $crate::cli::out(format_args!("{}\n", format_args!($($t)*)))
+    };
+}
+
+/// `print!` with [`outln!`]'s handling of a closed standard output.
+macro_rules! out {
+    ($($t:tt)*) => {
+        $crate::cli::out(format_args!($($t)*))
+    };
+}
+
 mod apply;
 mod controller;
 mod folders;
@@ -98,7 +117,7 @@ pub fn run() -> ExitCode {
         Command::Verify(args) => sync::run(&args, ReportKind::Verify, cli.log_format),
         Command::Folders(args) => folders::run(&args, cli.log_format),
         Command::Crd => {
-            print!("{}", crate::crd::crd_yaml());
+            out!("{}", crate::crd::crd_yaml());
             ExitCode::SUCCESS
         }
         Command::Plan(args) => {
@@ -137,6 +156,19 @@ fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
     }
 }
 
+/// Write to standard output; a closed pipe ends the program quietly (see [`outln!`]).
+pub(crate) fn out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("mailshift: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// Print `value` as JSON or YAML (text output is printed by each command).
 pub(crate) fn print_structured<T: serde::Serialize>(
     output: Output,
@@ -144,8 +176,8 @@ pub(crate) fn print_structured<T: serde::Serialize>(
 ) -> anyhow::Result<()> {
     match output {
         Output::Text => {}
-        Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
-        Output::Yaml => print!("{}", serde_yaml::to_string(value)?),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(value)?),
+        Output::Yaml => out!("{}", serde_yaml::to_string(value)?),
     }
     Ok(())
 }

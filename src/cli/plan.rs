@@ -36,7 +36,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let pass = r.pass(chrono::Utc::now(), false).await?;
         pending |= !pass.plan.is_empty();
         match args.output {
-            Output::Text => println!("MailMigration {name}:\n{}", pass.plan),
+            Output::Text => outln!("MailMigration {name}:\n{}", pass.plan),
             _ => entries.push(Entry {
                 name,
                 plan: pass.plan.document(),

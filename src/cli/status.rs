@@ -50,12 +50,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 fn print_text(e: &Entry, spec: &crate::spec::MailMigrationSpec) {
     let s = &e.status;
     let phase = s.phase.map_or("never run".to_owned(), |p| format!("{p:?}"));
-    println!("MailMigration {}: {phase}", e.name);
+    outln!("MailMigration {}: {phase}", e.name);
     if let Some(n) = &s.next_step {
-        println!("  next step:      {n}");
+        outln!("  next step:      {n}");
     }
     if let Some(w) = s.waiting_until {
-        println!("  waiting until:  {}", w.to_rfc3339());
+        outln!("  waiting until:  {}", w.to_rfc3339());
     }
     for (label, t) in [
         ("TTL lowered", s.ttl_lowered_at),
@@ -66,13 +66,13 @@ fn print_text(e: &Entry, spec: &crate::spec::MailMigrationSpec) {
         ("completed", s.completed_at),
     ] {
         if let Some(t) = t {
-            println!("  {label:<15} {}", t.to_rfc3339());
+            outln!("  {label:<15} {}", t.to_rfc3339());
         }
     }
     if !s.conditions.is_empty() {
-        println!("  conditions:");
+        outln!("  conditions:");
         for c in &s.conditions {
-            println!(
+            outln!(
                 "    {:<12} {:<7} {:<22} {}",
                 c.type_,
                 format!("{:?}", c.status),
@@ -82,9 +82,12 @@ fn print_text(e: &Entry, spec: &crate::spec::MailMigrationSpec) {
         }
     }
     if let Some(m) = &s.mailboxes {
-        println!(
+        outln!(
             "  mailboxes: {} total, {} synced, {} verified, {} failed",
-            m.total, m.synced, m.verified, m.failed
+            m.total,
+            m.synced,
+            m.verified,
+            m.failed
         );
     }
     let addresses = spec.mailboxes.iter().map(|m| m.address.to_lowercase());
@@ -111,10 +114,10 @@ fn print_text(e: &Entry, spec: &crate::spec::MailMigrationSpec) {
                 format!("{differences} difference(s)")
             }
         };
-        print!("    {a}: {sync}; {verified}");
+        out!("    {a}: {sync}; {verified}");
         match r.last_error {
-            Some(e) => println!("; last error: {e}"),
-            None => println!(),
+            Some(e) => outln!("; last error: {e}"),
+            None => outln!(),
         }
     }
 }
