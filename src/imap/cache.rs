@@ -160,6 +160,9 @@ pub enum FullReason {
     DestinationInconsistent,
     /// A pass stopped while sending flag updates: their bases are unknown.
     FlagUpdatesInterrupted,
+    /// Messages were refused before: each run tries them again, their cause (a quota, a
+    /// size limit, a transient NO) may be gone.
+    RetryRefused,
 }
 
 impl fmt::Display for FullReason {
@@ -175,6 +178,7 @@ impl fmt::Display for FullReason {
             FullReason::SourceInconsistent => "source status inconsistent with the cache",
             FullReason::DestinationInconsistent => "destination status inconsistent with the cache",
             FullReason::FlagUpdatesInterrupted => "flag updates were interrupted",
+            FullReason::RetryRefused => "messages refused before are tried again",
         })
     }
 }
@@ -272,6 +276,9 @@ pub fn resync_need(
     }
     if dst.uidvalidity != c.dest.uidvalidity {
         return ResyncNeed::Full(DestinationUidValidityChanged);
+    }
+    if !c.refused.is_empty() {
+        return ResyncNeed::Full(RetryRefused);
     }
     let new = match growth(&c.source, src) {
         Ok(n) => n,

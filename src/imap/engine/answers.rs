@@ -1,9 +1,8 @@
 //! What a source sent for a batch of bodies, checked against what was asked: the UIDs
 //! requested, each once, each as long as its RFC822.SIZE and with the Message-ID its listing
 //! showed. A message failing a check is a fault of the source: reported with its folder and
-//! UID among the refused messages, never appended, never recorded as copied. (Like a
-//! message the destination refuses, it is not asked for again until the folder's cache is
-//! reset: trying refusals again is issue #22's third point.)
+//! UID among the refused messages, never appended, never recorded as copied; like a
+//! message the destination refuses, it is asked for again by the next run.
 
 use std::collections::{BTreeMap, HashMap};
 

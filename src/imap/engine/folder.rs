@@ -181,12 +181,9 @@ async fn full(
         .unwrap_or_default();
     let d = diff(&source_entries, &dest_entries, &known, &storable);
 
-    // Refused before (by an earlier run, or an earlier attempt of this one): not retried.
-    let mut refused: BTreeMap<u32, RefusedMessage> = BTreeMap::new();
-    if let Some(c) = &valid {
-        refused.extend(c.refused.iter().map(|(u, r)| (*u, r.clone())));
-    }
-    refused.extend(st.refused.iter().map(|(u, r)| (*u, r.clone())));
+    // Refused by an earlier attempt of this run: not tried again within it (it would be
+    // refused again). Refused by an earlier run: tried again, its cause may be gone.
+    let mut refused: BTreeMap<u32, RefusedMessage> = st.refused.clone();
     let wanted: BTreeSet<u32> = d.to_copy.iter().copied().collect();
     refused.retain(|u, _| wanted.contains(u));
     let by_uid: HashMap<u32, &Entry> = source_entries.iter().map(|e| (e.uid, e)).collect();
