@@ -16,3 +16,4 @@ pub mod routing;
 pub mod secrets;
 pub mod spec;
 pub mod store;
+pub mod text;

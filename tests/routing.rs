@@ -25,6 +25,7 @@ fn endpoint(port: u16) -> Endpoint {
         tls: TlsMode::None,
         ca_certificate: None,
         max_connections: None,
+        timeout: None,
     }
 }
 

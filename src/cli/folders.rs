@@ -103,7 +103,10 @@ pub fn run(args: &Args, log_format: LogFormat) -> ExitCode {
                 ));
                 match &result {
                     Ok(table) => text.push_str(&table.to_string()),
-                    Err(e) => text.push_str(&format!("  error: {e}\n")),
+                    Err(e) => text.push_str(&format!(
+                        "  error: {}\n",
+                        crate::text::printable(&e.to_string())
+                    )),
                 }
             }
             all.push(view(&p.name, &account.address, result));

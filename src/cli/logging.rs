@@ -89,9 +89,13 @@ impl Drop for EventWriter {
         if self.buf.is_empty() {
             return;
         }
+        // Fields carry what servers named (folder names, error texts): a CR, LF or ESC in
+        // them must not forge a line or drive the terminal.
+        let text = String::from_utf8_lossy(&self.buf);
+        let line = crate::text::log_line(&text);
         let write = || {
             let mut err = std::io::stderr().lock();
-            let _ = err.write_all(&self.buf);
+            let _ = err.write_all(line.as_bytes());
             let _ = err.flush();
         };
         match &self.progress {

@@ -20,8 +20,41 @@ use tokio_rustls::client::TlsStream;
 use crate::accounts::Login;
 use crate::spec::{Endpoint, TlsMode};
 
-/// How long a TCP connect, TLS handshake or greeting may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one phase of a connection (TCP connect, TLS handshake, greeting, STARTTLS,
+/// capabilities, login, NAMESPACE) may take at most.
+const PHASE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a server may stay silent by default (`timeout` of the endpoint).
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(180);
+/// A command's whole exchange may take this many times the response timeout: a server that
+/// keeps sending untagged responses without ever completing is given up too.
+const EXCHANGE_FACTOR: u32 = 20;
+
+/// The bounds on waiting for one server, from its endpoint's `timeout`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Silence between two responses.
+    pub response: Duration,
+    /// One phase of connecting and logging in.
+    pub phase: Duration,
+    /// One command, from sending it to its tagged completion.
+    pub exchange: Duration,
+}
+
+impl Timeouts {
+    pub fn from_response(response: Duration) -> Self {
+        Timeouts {
+            response,
+            phase: PHASE_TIMEOUT.min(response),
+            exchange: response.saturating_mul(EXCHANGE_FACTOR),
+        }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts::from_response(RESPONSE_TIMEOUT)
+    }
+}
 /// Connections per server when the manifest sets no limit.
 const DEFAULT_MAX_CONNECTIONS: usize = 16;
 
@@ -51,11 +84,22 @@ pub enum ConnectError {
         addr: String,
         error: std::io::Error,
     },
-    #[error("{side} {addr}: timed out after {:?} while {during}", CONNECT_TIMEOUT)]
+    #[error("{side} {addr}: timed out after {after:?} while {during}{hint}")]
     Timeout {
         side: Side,
         addr: String,
         during: &'static str,
+        after: Duration,
+        /// What may be wrong, when the phase suggests it (empty or starting with "; ").
+        hint: &'static str,
+    },
+    /// The server closed the connection right after it was sent the credentials. Retried,
+    /// but not often: a server that counts such logins as failures may lock the account.
+    #[error("{side} {addr}: the server closed the connection during login as {user}")]
+    LoginCut {
+        side: Side,
+        addr: String,
+        user: String,
     },
     #[error("{side} {addr}: TLS: {reason}")]
     Tls {
@@ -97,15 +141,47 @@ pub enum ConnectError {
 impl ConnectError {
     /// Worth retrying later (the network or the server may come back, e.g. a greeting cut
     /// short by a restarting server); a refused login or a TLS verification failure is not.
+    /// A server that answers what cannot be parsed or breaks the limits would answer the
+    /// same again: not transient.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
             ConnectError::Network { .. }
                 | ConnectError::Timeout { .. }
-                | ConnectError::Protocol { .. }
+                | ConnectError::LoginCut { .. }
                 | ConnectError::Unavailable { .. }
         )
     }
+
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, ConnectError::Timeout { .. })
+    }
+}
+
+/// An I/O error while talking to a server: the connection's (lost, reset) or the server's
+/// answer's ([`super::guard::Violation`], or what the parser could not read). The parser's
+/// error holds its whole buffer in Debug form, mail content included: only the start of it
+/// is kept, escaped.
+pub(crate) enum IoFault {
+    Network(std::io::Error),
+    Violation(String),
+}
+
+pub(crate) fn io_fault(e: std::io::Error) -> IoFault {
+    if let Some(v) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<super::guard::Violation>())
+    {
+        return IoFault::Violation(v.0.clone());
+    }
+    let text = e.to_string();
+    if let Some((_, input)) = text.split_once(" during parsing of ") {
+        return IoFault::Violation(format!(
+            "the server sent a response that cannot be parsed: {}",
+            crate::text::excerpt(input, 160)
+        ));
+    }
+    IoFault::Network(e)
 }
 
 /// The byte stream under an IMAP session: plain TCP or TLS, optionally recording what the
@@ -119,6 +195,7 @@ impl ConnectError {
 pub struct ImapStream {
     io: BufWriter<Inner>,
     recorder: Option<Transcript>,
+    guard: super::guard::Guard,
 }
 
 /// Bytes collected before they are written. Large enough for a command line plus typical
@@ -141,6 +218,15 @@ impl fmt::Debug for ImapStream {
 }
 
 impl ImapStream {
+    /// The largest literal the server may send from now on (see [`super::guard`]).
+    pub fn set_literal_limit(&mut self, limit: u64) {
+        self.guard.set_literal_limit(limit);
+    }
+
+    pub fn literal_limit(&self) -> u64 {
+        self.guard.literal_limit()
+    }
+
     /// The connection under the buffer. Only for STARTTLS, right after a command (which
     /// flushed), so nothing buffered is lost.
     fn into_inner(self) -> Inner {
@@ -154,7 +240,15 @@ impl AsyncRead for ImapStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        let this = self.get_mut();
+        let start = buf.filled().len();
+        let res = Pin::new(&mut this.io).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = res
+            && let Err(v) = this.guard.scan(&buf.filled()[start..])
+        {
+            return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, v)));
+        }
+        res
     }
 }
 
@@ -294,6 +388,7 @@ pub struct Connection {
     pub foreign_namespaces: Vec<super::folders::ForeignNamespace>,
     pub side: Side,
     pub addr: String,
+    pub timeouts: Timeouts,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -327,6 +422,7 @@ pub struct Connector {
     tls: Option<TlsConnector>,
     limit: Arc<Semaphore>,
     recorder: Option<Recorder>,
+    timeouts: Timeouts,
 }
 
 impl fmt::Debug for Connector {
@@ -365,6 +461,9 @@ impl Connector {
             tls,
             limit: Arc::new(Semaphore::new(max)),
             recorder: None,
+            timeouts: endpoint
+                .timeout
+                .map_or_else(Timeouts::default, |t| Timeouts::from_response(t.0)),
         })
     }
 
@@ -413,47 +512,43 @@ impl Connector {
     pub async fn connect_in(&self, slot: Slot, login: &Login) -> Result<Connection, ConnectError> {
         let permit = slot.0;
         let addr = self.addr();
-        let timeout = |during| ConnectError::Timeout {
-            side: self.side,
-            addr: addr.clone(),
-            during,
-        };
-        let tcp = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            TcpStream::connect((self.host.as_str(), self.port)),
-        )
-        .await
-        .map_err(|_| timeout("connecting"))?
-        .map_err(|error| ConnectError::Network {
-            side: self.side,
-            addr: addr.clone(),
-            error,
-        })?;
+        let tcp = self
+            .phase(
+                "connecting",
+                TcpStream::connect((self.host.as_str(), self.port)),
+            )
+            .await?
+            .map_err(|error| ConnectError::Network {
+                side: self.side,
+                addr: addr.clone(),
+                error,
+            })?;
         let _ = tcp.set_nodelay(true);
         let stream = match self.mode {
             TlsMode::Tls => self.handshake(tcp).await?,
             TlsMode::Starttls | TlsMode::None => self.wrap(Inner::Plain(tcp)),
         };
         let mut client = async_imap::Client::new(stream);
-        tokio::time::timeout(CONNECT_TIMEOUT, client.read_response())
-            .await
-            .map_err(|_| timeout("waiting for the greeting"))?
-            .map_err(|e| self.protocol(format!("reading the greeting: {e}")))?
-            .ok_or_else(|| self.protocol("closed the connection before greeting".into()))?;
+        self.phase("waiting for the greeting", client.read_response())
+            .await?
+            .map_err(|e| self.io_error("reading the greeting", e))?
+            .ok_or_else(|| self.cut("the server closed the connection before its greeting"))?;
         if self.mode == TlsMode::Starttls {
-            client
-                .run_command_and_check_ok("STARTTLS", None)
-                .await
-                .map_err(|e| match e {
-                    async_imap::error::Error::No(r) | async_imap::error::Error::Bad(r) => {
-                        ConnectError::Unsupported {
-                            side: self.side,
-                            addr: self.addr(),
-                            reason: format!("STARTTLS refused: {r}"),
-                        }
+            self.phase(
+                "waiting for the answer to STARTTLS",
+                client.run_command_and_check_ok("STARTTLS", None),
+            )
+            .await?
+            .map_err(|e| match e {
+                async_imap::error::Error::No(r) | async_imap::error::Error::Bad(r) => {
+                    ConnectError::Unsupported {
+                        side: self.side,
+                        addr: self.addr(),
+                        reason: format!("STARTTLS refused: {}", crate::text::excerpt(&r, 200)),
                     }
-                    e => self.protocol(format!("STARTTLS: {e}")),
-                })?;
+                }
+                e => self.imap_error("STARTTLS", e),
+            })?;
             let tcp = match client.into_inner().into_inner() {
                 Inner::Plain(tcp) => tcp,
                 Inner::Tls(_) => unreachable!("STARTTLS starts on a plain connection"),
@@ -468,13 +563,16 @@ impl Connector {
             foreign_namespaces: Vec::new(),
             side: self.side,
             addr,
+            timeouts: self.timeouts,
             _permit: permit,
         };
-        conn.capabilities = conn
-            .session
-            .capabilities()
-            .await
-            .map_err(|e| self.protocol(format!("CAPABILITY: {e}")))?
+        conn.capabilities = self
+            .phase(
+                "waiting for the capabilities after login",
+                conn.session.capabilities(),
+            )
+            .await?
+            .map_err(|e| self.imap_error("CAPABILITY", e))?
             .iter()
             .map(|c| match c {
                 async_imap::types::Capability::Imap4rev1 => "IMAP4REV1".to_owned(),
@@ -487,19 +585,79 @@ impl Connector {
         if conn.has("NAMESPACE") {
             // Right after CAPABILITY's completion nothing is in flight, so the raw stream
             // is where async-imap left off.
-            let answer = super::namespace::query(conn.session.get_mut(), CONNECT_TIMEOUT)
-                .await
-                .map_err(|e| self.protocol(format!("NAMESPACE: {e}")))?;
+            let answer = self
+                .phase(
+                    "waiting for the answer to NAMESPACE",
+                    super::namespace::query(conn.session.get_mut(), self.timeouts.phase),
+                )
+                .await?
+                .map_err(|e| self.io_error("NAMESPACE", e))?;
             conn.personal_namespace = answer.personal;
             conn.foreign_namespaces = answer.foreign;
         }
         Ok(conn)
     }
 
+    /// `fut` within the phase timeout, or [`ConnectError::Timeout`] naming the phase.
+    async fn phase<T>(
+        &self,
+        during: &'static str,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Result<T, ConnectError> {
+        tokio::time::timeout(self.timeouts.phase, fut)
+            .await
+            .map_err(|_| ConnectError::Timeout {
+                side: self.side,
+                addr: self.addr(),
+                during,
+                after: self.timeouts.phase,
+                hint: match (during, self.mode) {
+                    ("waiting for the greeting", TlsMode::None | TlsMode::Starttls) => {
+                        "; a server that expects TLS from the first byte (as on port 993) waits silently like this: if that is the case, set `tls: tls`"
+                    }
+                    _ => "",
+                },
+            })
+    }
+
+    /// The connection ended where the protocol promised more.
+    fn cut(&self, what: &str) -> ConnectError {
+        ConnectError::Network {
+            side: self.side,
+            addr: self.addr(),
+            error: std::io::Error::new(std::io::ErrorKind::ConnectionAborted, what.to_owned()),
+        }
+    }
+
+    fn io_error(&self, what: &str, e: std::io::Error) -> ConnectError {
+        match io_fault(e) {
+            IoFault::Violation(reason) => self.protocol(format!("{what}: {reason}")),
+            IoFault::Network(error) => ConnectError::Network {
+                side: self.side,
+                addr: self.addr(),
+                error,
+            },
+        }
+    }
+
+    fn imap_error(&self, what: &str, e: async_imap::error::Error) -> ConnectError {
+        match e {
+            async_imap::error::Error::Io(e) => self.io_error(what, e),
+            async_imap::error::Error::ConnectionLost => {
+                self.cut(&format!("the server closed the connection during {what}"))
+            }
+            other => self.protocol(format!(
+                "{what}: {}",
+                crate::text::excerpt(&other.to_string(), 200)
+            )),
+        }
+    }
+
     fn wrap(&self, inner: Inner) -> ImapStream {
         ImapStream {
             io: BufWriter::with_capacity(WRITE_BUFFER, inner),
             recorder: self.recorder.as_ref().map(Recorder::transcript),
+            guard: Default::default(),
         }
     }
 
@@ -518,13 +676,9 @@ impl Connector {
             addr: self.addr(),
             reason: format!("invalid server name: {e}"),
         })?;
-        let s = tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(name, tcp))
-            .await
-            .map_err(|_| ConnectError::Timeout {
-                side: self.side,
-                addr: self.addr(),
-                during: "TLS handshake",
-            })?
+        let s = self
+            .phase("in the TLS handshake", tls.connect(name, tcp))
+            .await?
             .map_err(|e| ConnectError::Tls {
                 side: self.side,
                 addr: self.addr(),
@@ -550,18 +704,25 @@ impl Connector {
             // single attempt on a wrong password, which matters where failures lock accounts.
             Login::Password { user, password } => {
                 let mut client = client;
-                let caps = self.pre_auth_capabilities(&mut client).await?;
+                let caps = self
+                    .phase(
+                        "waiting for the capabilities before login",
+                        self.pre_auth_capabilities(&mut client),
+                    )
+                    .await??;
                 if caps.iter().any(|c| c == "AUTH=PLAIN") {
-                    client
-                        .authenticate(
+                    self.phase(
+                        LOGGING_IN,
+                        client.authenticate(
                             "PLAIN",
                             Plain {
                                 authzid: String::new(),
                                 authcid: user.clone(),
                                 password: password.expose().to_owned(),
                             },
-                        )
-                        .await
+                        ),
+                    )
+                    .await?
                 } else if caps.iter().any(|c| c == "LOGINDISABLED") {
                     return Err(ConnectError::Unsupported {
                         side: self.side,
@@ -569,7 +730,8 @@ impl Connector {
                         reason: "the server refuses passwords on this connection (LOGINDISABLED): use tls or starttls".into(),
                     });
                 } else {
-                    client.login(user, password.expose()).await
+                    self.phase(LOGGING_IN, client.login(user, password.expose()))
+                        .await?
                 }
             }
             Login::Master {
@@ -577,58 +739,88 @@ impl Connector {
                 master_user,
                 master_password,
             } => {
-                client
-                    .authenticate(
+                self.phase(
+                    LOGGING_IN,
+                    client.authenticate(
                         "PLAIN",
                         Plain {
                             authzid: user.clone(),
                             authcid: master_user.clone(),
                             password: master_password.expose().to_owned(),
                         },
-                    )
-                    .await
+                    ),
+                )
+                .await?
             }
             Login::Xoauth2 { user, token } => {
-                client
-                    .authenticate(
+                self.phase(
+                    LOGGING_IN,
+                    client.authenticate(
                         "XOAUTH2",
                         Xoauth2 {
                             user: user.clone(),
                             token: token.expose().to_owned(),
                         },
-                    )
-                    .await
+                    ),
+                )
+                .await?
             }
+        };
+        let cut = || ConnectError::LoginCut {
+            side: self.side,
+            addr: self.addr(),
+            user: login.user().to_owned(),
         };
         result.map_err(|(e, _)| match e {
             async_imap::error::Error::No(text) if text.contains("UNAVAILABLE") => {
                 ConnectError::Unavailable {
                     side: self.side,
                     addr: self.addr(),
-                    reason: text,
+                    reason: server_text(&text),
                 }
             }
             async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text) => {
-                refused(text)
+                refused(server_text(&text))
             }
-            async_imap::error::Error::Io(error) => ConnectError::Network {
-                side: self.side,
-                addr: self.addr(),
-                error,
+            // A connection cut during login says nothing about the credentials: retried, a
+            // few times (see [`ConnectError::LoginCut`]).
+            async_imap::error::Error::Io(error) => match io_fault(error) {
+                IoFault::Violation(reason) => self.protocol(format!("login: {reason}")),
+                IoFault::Network(_) => cut(),
             },
-            // A connection cut during login says nothing about the credentials: retry.
-            async_imap::error::Error::ConnectionLost => ConnectError::Network {
-                side: self.side,
-                addr: self.addr(),
-                error: std::io::Error::new(
-                    std::io::ErrorKind::ConnectionAborted,
-                    "the server closed the connection during login",
-                ),
-            },
-
-            other => refused(other.to_string()),
+            async_imap::error::Error::ConnectionLost => cut(),
+            other => self.protocol(format!(
+                "login: {}",
+                crate::text::excerpt(&other.to_string(), 200)
+            )),
         })
     }
+}
+
+/// The phase of sending credentials and waiting for the verdict.
+const LOGGING_IN: &str = "logging in";
+
+/// The text of a NO or BAD as async-imap hands it over (`code: Some(X), info: Some("...")`),
+/// as a person reads it: `[X] ...`; capped and escaped.
+fn server_text(raw: &str) -> String {
+    let parsed = raw.strip_prefix("code: ").and_then(|rest| {
+        let (code, info) = rest.split_once(", info: ")?;
+        let code = code
+            .strip_prefix("Some(")
+            .and_then(|c| c.strip_suffix(')'))
+            .map(|c| c.split(['(', ' ']).next().unwrap_or(c).to_ascii_uppercase());
+        let info = info
+            .strip_prefix("Some(\"")
+            .and_then(|i| i.strip_suffix("\")"))
+            .map(|i| i.replace("\\\"", "\"").replace("\\\\", "\\"));
+        Some(match (code, info) {
+            (Some(c), Some(i)) => format!("[{c}] {i}"),
+            (Some(c), None) => format!("[{c}]"),
+            (None, Some(i)) => i,
+            (None, None) => String::new(),
+        })
+    });
+    crate::text::excerpt(parsed.as_deref().unwrap_or(raw).trim(), 300)
 }
 
 impl Connector {
@@ -647,14 +839,14 @@ impl Connector {
             .write_all(format!("{TAG} CAPABILITY\r\n").as_bytes())
             .await
             .and(stream.flush().await)
-            .map_err(|e| self.protocol(format!("CAPABILITY: {e}")))?;
+            .map_err(|e| self.io_error("CAPABILITY", e))?;
         let mut caps = Vec::new();
         loop {
             let resp = client
                 .read_response()
                 .await
-                .map_err(|e| self.protocol(format!("CAPABILITY: {e}")))?
-                .ok_or_else(|| self.protocol("closed the connection during CAPABILITY".into()))?;
+                .map_err(|e| self.io_error("CAPABILITY", e))?
+                .ok_or_else(|| self.cut("the server closed the connection during CAPABILITY"))?;
             match resp.parsed() {
                 Response::Capabilities(list) => caps.extend(list.iter().map(|c| match c {
                     Capability::Imap4rev1 => "IMAP4REV1".to_owned(),

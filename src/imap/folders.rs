@@ -995,11 +995,22 @@ impl fmt::Display for Note {
 }
 
 impl fmt::Display for FolderPlan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// One line whatever the names hold: control characters a server put in a name are
+    /// shown as escapes.
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut line = String::new();
+        self.write_line(&mut line)?;
+        out.write_str(&crate::text::printable(&line))
+    }
+}
+
+impl FolderPlan {
+    fn write_line(&self, f: &mut String) -> fmt::Result {
+        use std::fmt::Write as _;
         write!(f, "{} → ", self.source)?;
         match &self.dest {
-            Some(d) => f.write_str(d)?,
-            None => f.write_str("(not copied)")?,
+            Some(d) => f.push_str(d),
+            None => f.push_str("(not copied)"),
         }
         let mut tags = Vec::new();
         if self.create {

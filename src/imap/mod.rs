@@ -11,6 +11,7 @@ pub mod diff;
 pub mod engine;
 pub mod folder_names;
 pub mod folders;
+pub mod guard;
 pub mod identity;
 pub mod mutf7;
 pub mod namespace;

@@ -4,7 +4,7 @@
 //! HIGHESTMODSEQ) and extensions (CONDSTORE) are ours to use. Nothing here parses IMAP by
 //! hand; it only formats commands (quoted strings, UID sets, dates).
 
-use std::time::Duration;
+use tokio::time::Instant;
 
 use chrono::{DateTime, FixedOffset};
 use imap_proto::rfc4315::UidSetMember;
@@ -13,10 +13,10 @@ use tokio::io::AsyncWriteExt;
 
 use super::conn::Connection;
 
-/// How long one response may take to arrive before the connection counts as lost. Generous:
-/// a server may take long to answer a FETCH of a large folder, but a dead peer behind a
-/// firewall that drops packets must not hang a migration forever.
-pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(180);
+/// Untagged responses that carry no answer to the command (EXISTS, RECENT, EXPUNGE, a
+/// status without a code) one command may bring before the server counts as flooding. Far
+/// more than a folder emptied by someone else during a pass would cause.
+const MAX_UNSOLICITED: u32 = 1_000_000;
 
 /// An IMAP operation failed. `Refused` is the server's NO or BAD for one command or item
 /// (report it and go on); `Io`/`Protocol` mean the connection is gone or unusable
@@ -38,28 +38,41 @@ impl ImapError {
             async_imap::error::Error::No(reason) | async_imap::error::Error::Bad(reason) => {
                 ImapError::Refused { what, reason }
             }
-            async_imap::error::Error::Io(error) => ImapError::Io { what, error },
             async_imap::error::Error::ConnectionLost => ImapError::Io {
                 what,
                 error: std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "closed"),
             },
+            async_imap::error::Error::Io(error) => ImapError::io(what, error),
             other => ImapError::Protocol {
                 what,
-                reason: other.to_string(),
+                reason: crate::text::excerpt(&other.to_string(), 200),
             },
         }
     }
 
+    /// An I/O error, or the protocol violation it carries (see [`super::conn::io_fault`]).
     pub(crate) fn io(what: impl Into<String>, error: std::io::Error) -> Self {
-        ImapError::Io {
-            what: what.into(),
-            error,
+        let what = what.into();
+        match super::conn::io_fault(error) {
+            super::conn::IoFault::Network(error) => ImapError::Io { what, error },
+            super::conn::IoFault::Violation(reason) => ImapError::Protocol { what, reason },
         }
     }
 
-    /// The connection cannot be used any more: reconnect.
+    /// The connection cannot be used any more: reconnect (or give up, for a violation).
     pub fn is_connection_lost(&self) -> bool {
         matches!(self, ImapError::Io { .. } | ImapError::Protocol { .. })
+    }
+
+    /// Lost to the network or the server going away, so worth another attempt; a server
+    /// that answered what cannot be parsed or broke the limits would do it again.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ImapError::Io { .. })
+    }
+
+    /// The server stopped answering (or never completed a command).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, ImapError::Io { error, .. } if error.kind() == std::io::ErrorKind::TimedOut)
     }
 }
 
@@ -125,8 +138,10 @@ pub async fn finish(
     what: &str,
     mut on: impl FnMut(Event<'_, '_>),
 ) -> Result<Completion, ImapError> {
+    let deadline = deadline(conn);
+    let mut unsolicited = 0u32;
     loop {
-        let step = next(conn, what, |resp| match resp {
+        let step = next(conn, what, deadline, |resp| match resp {
             Response::Done {
                 tag: t,
                 status,
@@ -147,6 +162,17 @@ pub async fn finish(
                 outcome,
             } => Err(bye(what, outcome.information.as_deref())),
             other => {
+                if is_unsolicited(other) {
+                    unsolicited += 1;
+                    if unsolicited > MAX_UNSOLICITED {
+                        return Err(ImapError::Protocol {
+                            what: what.to_owned(),
+                            reason: format!(
+                                "the server sent more than {MAX_UNSOLICITED} untagged responses without completing the command"
+                            ),
+                        });
+                    }
+                }
                 on(Event::Untagged(other));
                 Ok(None)
             }
@@ -201,18 +227,45 @@ pub async fn run(
     .await
 }
 
-/// Reads the next response (within [`RESPONSE_TIMEOUT`]) and hands it to `f`.
+/// When an exchange starting now must be complete (see [`super::conn::Timeouts`]).
+pub fn deadline(conn: &Connection) -> Instant {
+    Instant::now() + conn.timeouts.exchange
+}
+
+/// Responses that answer nothing: state the server reports on its own.
+fn is_unsolicited(r: &Response<'_>) -> bool {
+    use imap_proto::MailboxDatum;
+    match r {
+        Response::MailboxData(MailboxDatum::Exists(_) | MailboxDatum::Recent(_)) => true,
+        Response::Expunge(_) => true,
+        Response::Data { outcome, .. } => outcome.code.is_none(),
+        _ => false,
+    }
+}
+
+/// Reads the next response (within the response timeout, and before `deadline`, the end of
+/// the whole exchange) and hands it to `f`.
 pub async fn next<T>(
     conn: &mut Connection,
     what: &str,
+    deadline: Instant,
     f: impl FnOnce(&Response<'_>) -> T,
 ) -> Result<T, ImapError> {
-    match tokio::time::timeout(RESPONSE_TIMEOUT, conn.session.read_response()).await {
+    let silence = conn.timeouts.response;
+    let wait = silence.min(deadline.saturating_duration_since(Instant::now()));
+    match tokio::time::timeout(wait, conn.session.read_response()).await {
         Err(_) => Err(ImapError::io(
             what,
             std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
-                format!("no response within {RESPONSE_TIMEOUT:?}"),
+                if wait < silence {
+                    format!(
+                        "no completion within {:?} (the bound on one command)",
+                        conn.timeouts.exchange
+                    )
+                } else {
+                    format!("no response within {silence:?}")
+                },
             ),
         )),
         Ok(Err(e)) => Err(ImapError::io(what, e)),

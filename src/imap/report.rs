@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::diff::{Entry, FolderDiff};
 use super::identity::MessageKey;
+use crate::text::Printable;
 
 /// One message, as a report names it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -277,7 +278,7 @@ fn write_message(f: &mut fmt::Formatter<'_>, label: &str, m: &MessageRef) -> fmt
     write!(
         f,
         "      {label:<8} {}  {date}  {}  uid {}",
-        m.key,
+        Printable(&m.key.to_string()),
         human_bytes(m.size),
         m.uid
     )
@@ -288,8 +289,8 @@ impl fmt::Display for FolderReport {
         write!(
             f,
             "    {} → {}: source {} ({}), destination {} ({})",
-            self.source,
-            self.destination,
+            Printable(&self.source),
+            Printable(&self.destination),
             self.source_messages,
             human_bytes(self.source_bytes),
             self.destination_messages,
@@ -313,7 +314,7 @@ impl fmt::Display for FolderReport {
             write!(f, " [{pass}]")?;
         }
         if let Some(e) = &self.error {
-            write!(f, "\n      error: {e}")?;
+            write!(f, "\n      error: {}", Printable(e))?;
         }
         for m in &self.missing {
             f.write_str("\n")?;
@@ -326,7 +327,7 @@ impl fmt::Display for FolderReport {
         for r in &self.refused {
             f.write_str("\n")?;
             write_message(f, "refused", &r.message)?;
-            write!(f, "  {}", r.reason)?;
+            write!(f, "  {}", Printable(&r.reason))?;
         }
         for m in self.extra.iter().take(EXTRA_SHOWN) {
             f.write_str("\n")?;
@@ -374,11 +375,11 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "  {}{}",
-                m.address,
+                Printable(&m.address),
                 if m.is_perfect() { "" } else { " (not perfect)" }
             )?;
             if let Some(e) = &m.error {
-                writeln!(f, "    error: {e}")?;
+                writeln!(f, "    error: {}", Printable(e))?;
             }
             for folder in &m.folders {
                 writeln!(f, "{folder}")?;

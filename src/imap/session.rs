@@ -7,7 +7,7 @@
 //! codes the engine needs (APPENDUID, PERMANENTFLAGS, HIGHESTMODSEQ) are read from the
 //! server's answers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use chrono::{DateTime, FixedOffset};
@@ -459,16 +459,29 @@ impl SourceSession {
 
     /// The exact bytes of the messages with `uids` (ascending), with flags and INTERNALDATE,
     /// in UID order. A message expunged meanwhile is simply not in the answer.
-    pub async fn fetch_bodies(&mut self, uids: &[u32]) -> Result<Vec<Outgoing>, ImapError> {
+    /// The bodies of `uids`, none of which was listed larger than `largest` bytes: a
+    /// literal announced larger than that (with some slack) ends the connection before it
+    /// is read (see [`super::guard`]).
+    pub async fn fetch_bodies(
+        &mut self,
+        uids: &[u32],
+        largest: u64,
+    ) -> Result<Vec<Outgoing>, ImapError> {
         if uids.is_empty() {
             return Ok(Vec::new());
         }
         let set = uid_set(uids);
         let what = format!("FETCH bodies {set} in {}", self.folder());
+        let asked: HashSet<u32> = uids.iter().copied().collect();
         // Everything the server sent, as sent: whether it is what was asked for is checked
-        // by the caller, which knows the listing.
+        // by the caller, which knows the listing. Memory stays bounded whatever it sends: a
+        // UID not asked for is kept without its body, and no UID with more than two.
+        let mut kept: HashMap<u32, u8> = HashMap::with_capacity(uids.len());
         let mut out: Vec<Outgoing> = Vec::with_capacity(uids.len());
-        proto::run(
+        let stream = self.conn.session.get_mut();
+        let before = stream.literal_limit();
+        stream.set_literal_limit(super::guard::literal_limit_for(largest));
+        let result = proto::run(
             &mut self.conn,
             &format!("UID FETCH {set} {BODY_ITEMS}"),
             &what,
@@ -476,17 +489,28 @@ impl SourceSession {
                 if let Response::Fetch(_, attrs) = r {
                     let f = fetched(attrs);
                     if let (Some(uid), Some(body)) = (f.uid, f.section) {
+                        let copies = kept.entry(uid).or_default();
+                        if *copies >= 2 {
+                            return;
+                        }
+                        *copies += 1;
                         out.push(Outgoing {
                             uid,
                             flags: f.flags.unwrap_or_default(),
                             internal_date: f.internal_date,
-                            body: body.to_vec(),
+                            body: if asked.contains(&uid) {
+                                body.to_vec()
+                            } else {
+                                Vec::new()
+                            },
                         });
                     }
                 }
             },
         )
-        .await?;
+        .await;
+        self.conn.session.get_mut().set_literal_limit(before);
+        result?;
         Ok(out)
     }
 
@@ -799,8 +823,9 @@ impl DestinationSession {
     ) -> Result<AppendOutcome, ImapError> {
         let command = append_command(mailbox, m, false);
         let tag = proto::send(&mut self.conn, &command, what).await?;
+        let deadline = proto::deadline(&self.conn);
         loop {
-            let step = proto::next(&mut self.conn, what, |resp| match resp {
+            let step = proto::next(&mut self.conn, what, deadline, |resp| match resp {
                 Response::Continue(_) => Ok(Some(None)),
                 Response::Done {
                     tag: t,

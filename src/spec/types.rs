@@ -143,6 +143,12 @@ pub struct Endpoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 256))]
     pub max_connections: Option<u16>,
+    /// How long the server may stay silent before the connection counts as lost (default
+    /// `3m`). Each phase of a connection (TCP, TLS, greeting, login) may take at most the
+    /// shorter of this and 30 s, and one command's whole exchange at most 20 times this,
+    /// however much the server keeps talking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<ManifestDuration>,
 }
 
 /// Transport security of a connection.

@@ -162,6 +162,7 @@ pub fn endpoint(port: u16) -> Endpoint {
         tls: TlsMode::None,
         ca_certificate: None,
         max_connections: None,
+        timeout: None,
     }
 }
 

@@ -4,7 +4,7 @@
 //! UID among the refused messages, never appended, never recorded as copied; like a
 //! message the destination refuses, it is asked for again by the next run.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::imap::diff::Entry;
 use crate::imap::identity::MessageKey;
@@ -81,6 +81,35 @@ pub fn check(batch: &[Entry], fetched: Vec<Outgoing>) -> (Vec<Outgoing>, Vec<Fau
         }
         good.push(m);
     }
+    // A message asked for and not sent was usually expunged meanwhile (the next pass sees it
+    // gone). Not when the server sent UIDs nobody asked for: then it answered the wrong
+    // question, and what it left out is its fault too.
+    let unasked: Vec<String> = faults
+        .iter()
+        .filter(|f| !f.listed)
+        .map(|f| f.uid.to_string())
+        .collect();
+    if !unasked.is_empty() {
+        let shown = match unasked.len() {
+            n if n <= 5 => unasked.join(", "),
+            n => format!("{} and {} more", unasked[..5].join(", "), n - 5),
+        };
+        let sent: HashSet<u32> = good
+            .iter()
+            .map(|m| m.uid)
+            .chain(faults.iter().map(|f| f.uid))
+            .collect();
+        for e in batch.iter().filter(|e| !sent.contains(&e.uid)) {
+            faults.push(Fault {
+                uid: e.uid,
+                listed: true,
+                reason: format!(
+                    "the source did not send UID {}, and sent UID {shown}, which was not asked for",
+                    e.uid
+                ),
+            });
+        }
+    }
     (good, faults)
 }
 
@@ -126,6 +155,24 @@ mod tests {
             vec![out(1, body("a@x", "one")), out(1, body("a@x", "one"))],
         );
         assert_eq!((good.len(), faults.len()), (1, 0));
+    }
+
+    #[test]
+    fn what_is_left_out_is_a_fault_only_when_something_unasked_came_instead() {
+        let batch = [entry(1, "a@x", "one"), entry(2, "b@x", "two")];
+        // UID 2 expunged meanwhile: not a fault, the next pass sees it gone.
+        let (good, faults) = check(&batch, vec![out(1, body("a@x", "one"))]);
+        assert_eq!((good.len(), faults.len()), (1, 0));
+        // The server answered other UIDs: what it left out is its fault.
+        let (good, faults) = check(&batch, vec![out(101, body("a@x", "one"))]);
+        assert!(good.is_empty());
+        let missing: Vec<u32> = faults.iter().filter(|f| f.listed).map(|f| f.uid).collect();
+        assert_eq!(missing, [1, 2]);
+        assert!(
+            faults[1]
+                .reason
+                .contains("sent UID 101, which was not asked for")
+        );
     }
 
     #[test]

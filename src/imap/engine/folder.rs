@@ -544,7 +544,10 @@ async fn copy_messages(
     let batches = batches(entries, t.batch_bytes, opts.batch_messages);
     let uids = |b: &[Entry]| b.iter().map(|e| e.uid).collect::<Vec<u32>>();
     let size = |b: &[Entry]| b.iter().map(|e| e.size).sum::<u64>();
-    let mut current = src.fetch_bodies(&uids(batches[0])).await?;
+    let largest = |b: &[Entry]| b.iter().map(|e| e.size).max().unwrap_or(0);
+    let mut current = src
+        .fetch_bodies(&uids(batches[0]), largest(batches[0]))
+        .await?;
     for (i, batch) in batches.iter().enumerate() {
         // Nothing is appended that is not what was asked for.
         let (good, faults) = super::answers::check(batch, std::mem::take(&mut current));
@@ -561,7 +564,7 @@ async fn copy_messages(
                 let next_uids = uids(n);
                 let (a, f) = tokio::join!(
                     dst.append(&t.dest_wire, &current),
-                    src.fetch_bodies(&next_uids)
+                    src.fetch_bodies(&next_uids, largest(n))
                 );
                 (a, Some(f))
             }
@@ -584,7 +587,7 @@ async fn copy_messages(
         drop(std::mem::take(&mut current));
         current = match (prefetched, next_batch) {
             (Some(f), _) => f?,
-            (None, Some(n)) => src.fetch_bodies(&uids(n)).await?,
+            (None, Some(n)) => src.fetch_bodies(&uids(n), largest(n)).await?,
             (None, None) => Vec::new(),
         };
     }

@@ -265,6 +265,8 @@ impl Engine {
         let policy = &self.options.retry;
         let mut jitter = Jitter::new(address);
         let mut failures = 0u32;
+        let mut timeouts = 0u32;
+        let mut login_cuts = 0u32;
         let mut run = Run::default();
         let error = loop {
             self.observer.progress(Progress::MailboxStarted { address });
@@ -275,12 +277,26 @@ impl Engine {
             };
             let Err(e) = result else { break None };
             if run.progress() > before {
-                failures = 0;
+                (failures, timeouts, login_cuts) = (0, 0, 0);
             }
             failures += 1;
+            timeouts = if e.is_timeout() { timeouts + 1 } else { 0 };
+            login_cuts = if e.is_login_cut() { login_cuts + 1 } else { 0 };
             if !e.is_transient() {
                 tracing::error!(mailbox = %address, error = %e, "mailbox failed");
                 break Some(e.to_string());
+            }
+            if login_cuts >= retry::LOGIN_CUT_ATTEMPTS {
+                tracing::error!(mailbox = %address, error = %e, attempts = login_cuts, "mailbox failed: login cut off repeatedly");
+                break Some(format!(
+                    "{e}, {login_cuts} times in a row: not sending the password again (a server that counts these as failed logins may lock the account)"
+                ));
+            }
+            if timeouts >= retry::TIMEOUT_ATTEMPTS {
+                tracing::error!(mailbox = %address, error = %e, attempts = timeouts, "mailbox failed: the server stopped answering");
+                break Some(format!(
+                    "{e} (gave up after {timeouts} attempts that timed out)"
+                ));
             }
             if failures > policy.attempts {
                 tracing::error!(mailbox = %address, error = %e, attempts = failures, "mailbox failed: giving up after repeated failures");

@@ -91,11 +91,36 @@ impl AttemptError {
     pub fn is_transient(&self) -> bool {
         match self {
             AttemptError::Connect(e) => e.is_transient(),
-            AttemptError::Imap(e) => e.is_connection_lost(),
+            AttemptError::Imap(e) => e.is_transient(),
             AttemptError::Mapping(_) => false,
         }
     }
+
+    /// The server stopped answering. Each such attempt costs a whole timeout, so fewer of
+    /// them are made than after a quick failure ([`TIMEOUT_ATTEMPTS`]).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            AttemptError::Connect(e) => e.is_timeout(),
+            AttemptError::Imap(e) => e.is_timeout(),
+            AttemptError::Mapping(_) => false,
+        }
+    }
+
+    /// The server closed the connection after it was sent the credentials
+    /// ([`LOGIN_CUT_ATTEMPTS`]).
+    pub fn is_login_cut(&self) -> bool {
+        matches!(self, AttemptError::Connect(ConnectError::LoginCut { .. }))
+    }
 }
+
+/// Attempts in a row that end in a timeout, without progress, before a mailbox is given up:
+/// a server silent for three whole timeouts is not coming back soon, and each costs minutes.
+pub const TIMEOUT_ATTEMPTS: u32 = 3;
+
+/// Logins in a row the server cuts off after the credentials were sent: a server that
+/// counts those as failed logins may lock the account, so the password is not sent again
+/// after the second.
+pub const LOGIN_CUT_ATTEMPTS: u32 = 2;
 
 #[cfg(test)]
 mod tests {

@@ -23,6 +23,9 @@
 //! The servers must be installed (`scripts/install-deps.sh`) and the tests must run as root
 //! (the daemons switch to their own system users: `dovecot`/`dovenull`, `postfix`, `bind`).
 //!
+//! [`Hostile`] is the one stand-in: a scripted IMAP server that misbehaves in one chosen way
+//! (stalls, floods, huge literals, wrong answers), since no real server does so on demand.
+//!
 //! [`Proxy`] forwards loopback connections and drops them on demand, for tests of lost
 //! connections.
 //!
@@ -33,6 +36,7 @@ pub mod bind;
 pub mod client;
 pub mod corpus;
 pub mod dovecot;
+pub mod hostile;
 pub mod ports;
 pub mod postfix;
 mod process;
@@ -43,6 +47,7 @@ pub mod wait;
 
 pub use bind::{Bind, BindBuilder, Record, TsigKey, Zone};
 pub use dovecot::{Dovecot, DovecotBuilder, DovecotPorts};
+pub use hostile::{Hostile, Misbehaviour};
 pub use postfix::{Postfix, PostfixBuilder};
 pub use process::CmdOutput;
 pub use proxy::Proxy;

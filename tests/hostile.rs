@@ -1,0 +1,263 @@
+//! A source that misbehaves, one way at a time (the harness's scripted [`Hostile`] server,
+//! the one stand-in among the test servers: no real server misbehaves on demand), copied to
+//! a real Dovecot. Every wait ends within its bound, memory stays flat whatever a literal
+//! announces, a protocol violation is reported once rather than retried like a lost
+//! connection, a wrong answer is never written to the destination, and nothing a server
+//! names reaches the output unescaped.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use common::*;
+use mailshift::imap::conn::{Connector, Side};
+use mailshift::imap::engine::Engine;
+use mailshift::imap::report::MailboxReport;
+use mailshift::spec::ManifestDuration;
+use mailshift::store::StateDir;
+use mailshift_harness::hostile::Message;
+use mailshift_harness::{Dovecot, Hostile, Misbehaviour};
+
+/// How long the source may stay silent in these tests.
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+fn corpus() -> Vec<Message> {
+    (1..=3)
+        .map(|uid| Message {
+            uid,
+            body: message(&format!("m{uid}"), &format!("message {uid}"), "hello\r\n"),
+        })
+        .collect()
+}
+
+struct Case {
+    source: Hostile,
+    dst: Dovecot,
+    _state: tempfile::TempDir,
+    engine: Arc<Engine>,
+}
+
+fn case(name: &str, m: Misbehaviour) -> Result<Case> {
+    let source = Hostile::start(m, USER, PASSWORD, corpus())?;
+    let dst = dovecot(name).start()?;
+    let state = tempfile::tempdir()?;
+    let mut src_endpoint = endpoint(source.port());
+    src_endpoint.timeout = Some(ManifestDuration(TIMEOUT));
+    let src = Connector::new(Side::Source, &src_endpoint, None)?;
+    let dest = Connector::new(Side::Destination, &endpoint(dst.imap_port()), None)?;
+    let store = Arc::new(StateDir::at(state.path()));
+    let engine = Arc::new(Engine::new(src, dest, None, store).with_options(test_options()));
+    Ok(Case {
+        source,
+        dst,
+        _state: state,
+        engine,
+    })
+}
+
+impl Case {
+    /// A sync, and how long it took.
+    fn sync(&self) -> (MailboxReport, Duration) {
+        let start = Instant::now();
+        let report = runtime().block_on(self.engine.sync_mailbox(&account()));
+        (report, start.elapsed())
+    }
+
+    /// Every message on the destination, all folders.
+    fn destination(&self) -> Result<Vec<Msg>> {
+        let mut all = Vec::new();
+        for (name, _) in folders(&self.dst)? {
+            all.extend(messages(&self.dst, &name)?);
+        }
+        Ok(all)
+    }
+}
+
+/// Peak resident memory of this test process, from /proc.
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[test]
+fn the_control_case_copies_everything() -> Result<()> {
+    let c = case("hostile-none", Misbehaviour::None)?;
+    let (report, _) = c.sync();
+    assert!(report.is_perfect(), "{report:#?}");
+    let mut subjects: Vec<String> = c.destination()?.iter().map(Msg::subject).collect();
+    subjects.sort();
+    assert_eq!(subjects, ["message 1", "message 2", "message 3"]);
+    Ok(())
+}
+
+#[test]
+fn a_server_silent_in_any_phase_is_given_up_within_its_bounds() -> Result<()> {
+    for (m, phase) in [
+        (Misbehaviour::SilentGreeting, "waiting for the greeting"),
+        (
+            Misbehaviour::SilentPreLoginCapability,
+            "capabilities before login",
+        ),
+        (Misbehaviour::SilentLogin, "logging in"),
+        (
+            Misbehaviour::SilentPostLoginCapability,
+            "capabilities after login",
+        ),
+        (Misbehaviour::SilentList, "no response within 1s"),
+    ] {
+        let c = case("hostile-silent", m.clone())?;
+        let (report, took) = c.sync();
+        let error = report.error.clone().unwrap_or_default();
+        assert!(error.contains(phase), "{m:?}: {error}");
+        assert!(
+            error.contains("gave up after 3 attempts that timed out"),
+            "{m:?}: {error}"
+        );
+        // Three attempts of one second each, and the backoff between them.
+        assert!(took < Duration::from_secs(12), "{m:?}: {took:?}");
+        assert!(c.destination()?.is_empty(), "{m:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn an_endless_flood_of_untagged_responses_ends_the_command() -> Result<()> {
+    let c = case("hostile-flood", Misbehaviour::FloodAfterExamine)?;
+    let (report, took) = c.sync();
+    let text = format!("{report:?}");
+    assert!(
+        text.contains("untagged responses without completing")
+            || text.contains("the bound on one command"),
+        "{text}"
+    );
+    assert!(took < Duration::from_secs(60), "{took:?}");
+    assert!(c.destination()?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_huge_literal_is_refused_before_it_is_allocated() -> Result<()> {
+    let c = case("hostile-literal", Misbehaviour::HugeLiteral(400_000_000))?;
+    let (report, took) = c.sync();
+    let text = format!("{report:?}");
+    assert!(
+        text.contains("announced a literal of 400000000 bytes"),
+        "{text}"
+    );
+    // Not retried: the same answer would come again.
+    assert!(!text.contains("gave up after"), "{text}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let peak = peak_rss_bytes();
+    assert!(peak < 200 << 20, "peak RSS {peak} bytes");
+    assert!(c.destination()?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_line_without_end_is_refused_at_its_cap() -> Result<()> {
+    let c = case("hostile-line", Misbehaviour::EndlessLine)?;
+    let (report, took) = c.sync();
+    let error = report.error.clone().unwrap_or_default();
+    assert!(error.contains("line longer than 1024 KiB"), "{error}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    Ok(())
+}
+
+#[test]
+fn an_unparsable_answer_is_reported_once_in_a_short_excerpt() -> Result<()> {
+    let c = case("hostile-garbage", Misbehaviour::Garbage)?;
+    let (report, _) = c.sync();
+    let error = report.error.clone().unwrap_or_default();
+    assert!(error.contains("cannot be parsed"), "{error}");
+    assert!(error.len() < 600, "{} bytes: {error}", error.len());
+    assert!(
+        !error.chars().any(|c| c.is_control()),
+        "control characters in {error:?}"
+    );
+    // One attempt: a parser error is not a lost connection.
+    assert_eq!(c.source.logins(), 1, "{error}");
+    Ok(())
+}
+
+#[test]
+fn answers_that_do_not_match_the_question_never_reach_the_destination() -> Result<()> {
+    for (m, reason) in [
+        (Misbehaviour::WrongUids, "which was not asked for"),
+        (Misbehaviour::DuplicateUid, "different bodies"),
+        (Misbehaviour::ShortBodies, "whose RFC822.SIZE is"),
+        (Misbehaviour::WrongMessageIds, "is not the one listed"),
+    ] {
+        let c = case("hostile-answers", m.clone())?;
+        let (report, _) = c.sync();
+        assert!(!report.is_perfect(), "{m:?}");
+        let inbox = report
+            .folders
+            .iter()
+            .find(|f| f.source == "INBOX")
+            .expect("INBOX reported");
+        let text = format!("{report:?}");
+        assert!(text.contains(reason), "{m:?}: {text}");
+        // Every listed message is accounted for as refused (asked for again next run).
+        assert_eq!(inbox.refused.len(), 3, "{m:?}: {text}");
+        assert!(c.destination()?.is_empty(), "{m:?}");
+    }
+
+    // One message too many: the three asked for are copied, the extra is not (a warning in
+    // the log; nothing of the mailbox's is lost).
+    let c = case("hostile-extra", Misbehaviour::ExtraUid)?;
+    let (report, _) = c.sync();
+    assert!(report.is_perfect(), "{report:#?}");
+    let mut subjects: Vec<String> = c.destination()?.iter().map(Msg::subject).collect();
+    subjects.sort();
+    assert_eq!(subjects, ["message 1", "message 2", "message 3"]);
+    Ok(())
+}
+
+#[test]
+fn a_login_cut_off_twice_is_not_tried_a_third_time() -> Result<()> {
+    let c = case("hostile-drop", Misbehaviour::DropAtLogin)?;
+    let (report, _) = c.sync();
+    let error = report.error.clone().unwrap_or_default();
+    assert!(error.contains("not sending the password again"), "{error}");
+    assert_eq!(c.source.logins(), 2, "{error}");
+    Ok(())
+}
+
+#[test]
+fn folder_names_with_control_characters_are_printed_escaped() -> Result<()> {
+    let source = Hostile::start(Misbehaviour::ControlCharacterName, USER, PASSWORD, corpus())?;
+    let dst = dovecot("hostile-names").start()?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        manifest("hostile", source.port(), dst.imap_port(), ""),
+    )?;
+    for args in [
+        &["sync", "-f", "m.yaml"][..],
+        &["folders", "-f", "m.yaml"][..],
+    ] {
+        let out = mailshift(dir.path(), args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for (what, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+            assert!(!text.contains('\u{1b}'), "{args:?} {what}: ESC printed raw");
+            assert!(
+                !text
+                    .lines()
+                    .any(|l| l.trim_start().starts_with("sync: perfect")),
+                "{args:?} {what}: a forged line:\n{text}"
+            );
+        }
+        assert!(
+            stdout.contains("evil\\r\\nsync: perfect\\u{1b}[2J"),
+            "{args:?}:\n{stdout}\n{stderr}"
+        );
+    }
+    Ok(())
+}
