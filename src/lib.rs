@@ -8,6 +8,7 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod dns;
+pub mod files;
 pub mod imap;
 pub mod manifest;
 pub mod plan;

@@ -62,6 +62,9 @@ pub struct Resolver {
     cluster_only: bool,
 }
 
+/// The largest file read as a secret or a `mailboxesFrom` list.
+pub const MAX_SECRET_FILE: u64 = 64 << 20;
+
 impl Resolver {
     /// For a manifest read from `manifest_path`: relative `file` references are resolved
     /// against its directory.
@@ -94,6 +97,8 @@ impl Resolver {
         self
     }
 
+    /// The value `r` refers to. A file is read only if it is a regular file of at most
+    /// [`MAX_SECRET_FILE`] bytes (a `mailboxesFrom` list of many thousand mailboxes fits).
     pub fn resolve(&self, r: &SecretRef) -> Result<Secret, SecretError> {
         if self.cluster_only && matches!(r, SecretRef::Env(_) | SecretRef::File(_)) {
             return Err(SecretError::ClusterOnly(r.to_string()));
@@ -111,9 +116,11 @@ impl Resolver {
             SecretRef::File(path) => {
                 let full = self.base_dir.join(path);
                 let mut text =
-                    std::fs::read_to_string(&full).map_err(|error| SecretError::File {
-                        path: full.display().to_string(),
-                        error,
+                    crate::files::read_text(&full, MAX_SECRET_FILE).map_err(|error| {
+                        SecretError::File {
+                            path: full.display().to_string(),
+                            error,
+                        }
                     })?;
                 // Files written by editors and `echo` end with a newline that is not part of
                 // the secret.

@@ -186,10 +186,28 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     }
 }
 
+/// Creates `dir` (and missing parents) readable by its owner only: state files name every
+/// mailbox and folder of a migration. A directory left open by an earlier version is
+/// closed too.
+fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let meta = fs::metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("closing {} to other users", dir.display()))?;
+    }
+    Ok(())
+}
+
 /// Write-to-temporary, fsync, rename, fsync the directory.
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let dir = path.parent().context("a state file has a directory")?;
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    private_dir(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     // One write: serde_json writes token by token, and an unbuffered file turns that into
@@ -208,6 +226,25 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_directories_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateDir::at(dir.path().join("base").join("m"));
+        s.save_status(&MailMigrationStatus::default()).unwrap();
+        for d in [dir.path().join("base"), dir.path().join("base/m")] {
+            let mode = fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", d.display());
+        }
+        // One an older version left open is closed at the next write.
+        fs::set_permissions(s.root(), fs::Permissions::from_mode(0o755)).unwrap();
+        s.save_status(&MailMigrationStatus::default()).unwrap();
+        let mode = fs::metadata(s.root()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let file = fs::metadata(s.root().join("status.json")).unwrap();
+        assert_eq!(file.permissions().mode() & 0o077, 0);
+    }
 
     #[test]
     fn names_map_to_distinct_safe_file_names() {

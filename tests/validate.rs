@@ -176,13 +176,15 @@ fn validate_stdin(args: &[&str], input: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.as_bytes().to_vec();
+    // A reader that stops at its limit closes the pipe early: that is not a failure here.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
 }
 
 #[test]
@@ -219,4 +221,127 @@ fn yaml_output_and_missing_files() {
     let empty = tempfile::tempdir().unwrap();
     let out = mailshift(&["validate", empty.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// A minimal valid manifest, with `extra` appended to its spec.
+fn minimal(kind: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: mailshift.io/v1alpha1
+kind: {kind}
+metadata:
+  name: m
+spec:
+  source:
+    imap: {{ host: old.example.com }}
+  destination:
+    imap: {{ host: new.example.com }}
+{extra}"
+    )
+}
+
+#[test]
+fn a_byte_order_mark_is_accepted_and_a_misspelled_kind_is_an_error() {
+    let with_bom = format!(
+        "\u{feff}{}",
+        minimal(
+            "MailMigration",
+            "  mailboxes:\n    - address: a@example.com\n      sourcePassword: { env: A }\n      destinationPassword: { env: B }\n"
+        )
+    );
+    let out = validate_stdin(&["validate", "-"], &with_bom);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let out = validate_stdin(&["validate", "-"], &minimal("MailMigratoin", ""));
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(
+            "<stdin>:2:7: kind: unknown kind `MailMigratoin`: did you mean `MailMigration`?"
+        ),
+        "{text}"
+    );
+    // Another tool's document in the same file is still skipped with a note.
+    let other = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n";
+    let out = validate_stdin(&["validate", "-"], other);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("note: skipped: a ConfigMap"), "{text}");
+}
+
+#[test]
+fn oversized_or_deeply_nested_manifests_are_refused_quickly_with_a_line() {
+    let deep = format!(
+        "{}x: {}{}\n",
+        minimal("MailMigration", ""),
+        "[".repeat(5_000_000),
+        "]".repeat(5_000_000)
+    );
+    let wide_line = format!(
+        "# {}\n{}",
+        "x".repeat(300_000),
+        minimal("MailMigration", "")
+    );
+    let nested = format!(
+        "{}  x: {}1{}\n",
+        minimal("MailMigration", ""),
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    for (name, input, message) in [
+        ("10 MB", deep, "larger than 4096 KiB"),
+        (
+            "a long line",
+            wide_line,
+            "1:1: (file): line 1 is longer than 256 KiB",
+        ),
+        (
+            "100 levels",
+            nested,
+            "10:1: (file): collections nested deeper than 64 levels at line 10",
+        ),
+    ] {
+        let start = std::time::Instant::now();
+        let out = validate_stdin(&["validate", "-"], &input);
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{name}: {text}");
+        assert!(text.contains(message), "{name}: {text}");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_device_or_fifo_named_as_a_file_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for file in ["/dev/zero", fifo.to_str().unwrap()] {
+        let manifest = minimal(
+            "MailMigration",
+            &format!("  mailboxesFrom: {{ file: {file} }}\n"),
+        );
+        let path = dir.path().join("m.yaml");
+        std::fs::write(&path, manifest).unwrap();
+        let start = std::time::Instant::now();
+        let out = mailshift(&["validate", path.to_str().unwrap()]);
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{file}: {text}");
+        assert!(text.contains("not a regular file"), "{file}: {text}");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{file}"
+        );
+    }
 }

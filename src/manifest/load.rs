@@ -43,13 +43,14 @@ impl Loaded {
 /// in name order) or `-` for standard input.
 pub fn load_path(path: &str, opts: LoadOptions) -> Vec<Loaded> {
     if path == "-" {
-        let mut text = String::new();
-        return vec![
-            match std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
-                Ok(_) => load_text("<stdin>", &text, opts),
-                Err(e) => unreadable("<stdin>", &e),
-            },
-        ];
+        return vec![match crate::files::read_limited(
+            std::io::stdin(),
+            MAX_MANIFEST_BYTES,
+            "<stdin>",
+        ) {
+            Ok(text) => load_text("<stdin>", &text, opts),
+            Err(e) => unreadable("<stdin>", &e),
+        }];
     }
     let p = FsPath::new(path);
     if p.is_dir() {
@@ -91,11 +92,22 @@ fn collect_yaml(dir: &FsPath, out: &mut Vec<PathBuf>) {
 
 /// Load one manifest file.
 pub fn load_file(path: &str, opts: LoadOptions) -> Loaded {
-    match std::fs::read_to_string(path) {
+    match crate::files::read_text(FsPath::new(path), MAX_MANIFEST_BYTES) {
         Ok(text) => load_text(path, &text, opts),
         Err(e) => unreadable(path, &e),
     }
 }
+
+/// The largest manifest file read. A migration of thousands of mailboxes lists them in a
+/// `mailboxesFrom` file, not inline; the limit keeps a stray huge file from costing
+/// gigabytes in the parser and the position index.
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+/// The deepest nesting of collections a manifest may have (its schema needs 6).
+const MAX_DEPTH: usize = 64;
+/// The longest line of a manifest.
+const MAX_LINE: usize = 256 << 10;
+/// Findings reported for one file; more are summarized in one.
+const MAX_FINDINGS: usize = 200;
 
 fn unreadable(file: &str, e: &std::io::Error) -> Loaded {
     Loaded {
@@ -122,6 +134,12 @@ pub fn load_text(file: &str, text: &str, opts: LoadOptions) -> Loaded {
         file: file.to_owned(),
         ..Loaded::default()
     };
+    // Editors on Windows write a byte order mark; it is not part of the YAML.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Some(finding) = shape_limits(file, text) {
+        out.findings.push(finding);
+        return out;
+    }
     let (indexes, syntax) = index_documents(text);
     let mut seen_any = false;
     for (n, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
@@ -176,7 +194,70 @@ pub fn load_text(file: &str, text: &str, opts: LoadOptions) -> Loaded {
         out.findings
             .push(at_file(file, Severity::Error, "no YAML document in file"));
     }
+    if out.findings.len() > MAX_FINDINGS {
+        let more = out.findings.len() - MAX_FINDINGS;
+        out.findings.truncate(MAX_FINDINGS);
+        let last = out.findings.last().map_or(1, |f| f.line);
+        out.findings.push(Finding {
+            line: last,
+            ..at_file(
+                file,
+                Severity::Error,
+                &format!("{more} more findings not shown: fix these first"),
+            )
+        });
+    }
     out
+}
+
+/// A line too long or collections nested too deep, found before the YAML parser and the
+/// position index (whose cost grows with both) see the text. Nesting is counted from flow
+/// brackets outside quotes and from block indentation.
+fn shape_limits(file: &str, text: &str) -> Option<Finding> {
+    let at = |line: usize, message: String| Finding {
+        line,
+        ..at_file(file, Severity::Error, &message)
+    };
+    let mut flow = 0usize;
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        if line.len() > MAX_LINE {
+            return Some(at(
+                n,
+                format!("line {n} is longer than {} KiB", MAX_LINE >> 10),
+            ));
+        }
+        let indent = line.len() - line.trim_start_matches([' ', '-']).len();
+        let mut quote: Option<char> = None;
+        for c in line.chars() {
+            match (quote, c) {
+                (None, '#') => break,
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (None, '[' | '{') => {
+                    flow += 1;
+                    if flow > MAX_DEPTH {
+                        return Some(at(
+                            n,
+                            format!(
+                                "collections nested deeper than {MAX_DEPTH} levels at line {n}"
+                            ),
+                        ));
+                    }
+                }
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+        }
+        // Two columns per level is the narrowest indentation that nests.
+        if indent / 2 > MAX_DEPTH {
+            return Some(at(
+                n,
+                format!("collections nested deeper than {MAX_DEPTH} levels at line {n}"),
+            ));
+        }
+    }
+    None
 }
 
 /// serde_yaml appends " at line L column C" to its messages; the finding has its own.
@@ -217,6 +298,27 @@ fn check_document(
             issues.push(Issue::error(
                 root.key("kind"),
                 format!("missing `kind`: expected {}", spec::KIND),
+            ));
+            return None;
+        }
+        // Another kind of this API group, or one spelled nearly like ours: a typo, not a
+        // document for another tool to skip.
+        Some(k)
+            if k != spec::KIND
+                && (doc
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| {
+                        v.split('/').next() == spec::API_VERSION.split('/').next()
+                    })
+                    || strsim::damerau_levenshtein(
+                        &k.to_lowercase(),
+                        &spec::KIND.to_lowercase(),
+                    ) <= 3) =>
+        {
+            issues.push(Issue::error(
+                root.key("kind"),
+                format!("unknown kind `{k}`: did you mean `{}`?", spec::KIND),
             ));
             return None;
         }
