@@ -1329,3 +1329,119 @@ fn a_message_refused_over_quota_is_copied_once_the_quota_is_raised() -> Result<(
     );
     Ok(())
 }
+
+/// The certificate most self-hosted servers have: `openssl req -x509` (CA:TRUE under
+/// OpenSSL 3), given as caCertificate, is trusted as exactly that server's certificate; a
+/// different self-signed certificate is still refused, with advice; and TLS spoken to a
+/// plain-text port is told apart from a certificate problem.
+#[test]
+fn a_self_signed_certificate_given_as_ca_certificate_is_pinned() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let self_signed = |name: &str| -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+        let (cert, key) = (
+            dir.path().join(format!("{name}.pem")),
+            dir.path().join(format!("{name}.key")),
+        );
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-days", "2", "-subj", "/CN=mail.example.org"])
+            // What OpenSSL 3's default configuration adds (`v3_ca`), written out so that no
+            // machine's openssl.cnf changes it.
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "subjectKeyIdentifier=hash"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .env("OPENSSL_CONF", "/dev/null")
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok((cert, key))
+    };
+    let (cert, key) = self_signed("server")?;
+    let (other, _) = self_signed("other")?;
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    let src = dovecot("pin-src")
+        .extra_config(&format!(
+            "ssl_cert = <{}\nssl_key = <{}",
+            cert.display(),
+            key.display()
+        ))
+        .start()?;
+    let dst = dovecot("pin-dst").start()?;
+    load(&src, "INBOX", &[("", "", message("pin", "pinned", "x"))])?;
+    std::fs::copy(&cert, dir.path().join("pin.pem"))?;
+    assert_eq!(other, dir.path().join("other.pem"));
+    let base = manifest("pin", src.imap_port(), dst.imap_port(), "");
+    let with = |port: u16, tls: &str, file: &str| {
+        base.replace(
+            &format!(
+                "{{ host: 127.0.0.1, port: {}, tls: none }}",
+                src.imap_port()
+            ),
+            &format!(
+                "{{ host: 127.0.0.1, port: {port}, tls: {tls}, caCertificate: {{ file: {file} }} }}"
+            ),
+        )
+    };
+    for (name, text) in [
+        ("pinned.yaml", with(src.imaps_port(), "tls", "pin.pem")),
+        (
+            "starttls.yaml",
+            with(src.imap_port(), "starttls", "pin.pem"),
+        ),
+        ("other.yaml", with(src.imaps_port(), "tls", "other.pem")),
+        ("plain-port.yaml", with(src.imap_port(), "tls", "pin.pem")),
+    ] {
+        std::fs::write(dir.path().join(name), text)?;
+    }
+    for pinned in ["pinned.yaml", "starttls.yaml"] {
+        let out = mailshift(dir.path(), &["sync", "-f", pinned]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{pinned}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(messages(&dst, "INBOX")?.len(), 1);
+
+    let error = |file: &str| -> Result<String> {
+        let out = mailshift(dir.path(), &["verify", "-f", file, "-o", "json"]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{file}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        Ok(v["mailboxes"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    };
+    let e = error("other.yaml")?;
+    assert!(
+        e.contains("CaUsedAsEndEntity") && e.contains("give exactly that certificate"),
+        "{e}"
+    );
+    let e = error("plain-port.yaml")?;
+    assert!(
+        e.contains("did not answer in TLS") && e.contains("starttls"),
+        "{e}"
+    );
+    Ok(())
+}

@@ -679,10 +679,18 @@ impl Connector {
         let s = self
             .phase("in the TLS handshake", tls.connect(name, tcp))
             .await?
-            .map_err(|e| ConnectError::Tls {
-                side: self.side,
-                addr: self.addr(),
-                reason: e.to_string(),
+            .map_err(|e| {
+                let text = e.to_string();
+                let advice = super::pinned::advice(&text);
+                ConnectError::Tls {
+                    side: self.side,
+                    addr: self.addr(),
+                    reason: if advice.is_empty() {
+                        text
+                    } else {
+                        format!("{text}: {advice}")
+                    },
+                }
             })?;
         Ok(self.wrap(Inner::Tls(Box::new(s))))
     }
@@ -916,6 +924,7 @@ pub(crate) fn tls_connector(
         // One unparsable system certificate must not make every server unreachable.
         let _ = roots.add(cert);
     }
+    let mut pinned = Vec::new();
     if let Some(pem) = ca_pem {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
             .collect::<Result<_, _>>()
@@ -927,16 +936,18 @@ pub(crate) fn tls_connector(
             ));
         }
         for c in certs {
-            roots
-                .add(c)
-                .map_err(|e| ConnectError::Ca(e.to_string(), side))?;
+            // A certificate that cannot anchor a chain may still be the server's own.
+            let _ = roots.add(c.clone());
+            pinned.push(c);
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = super::pinned::Verifier::new(roots, pinned, provider.clone());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ConnectError::Ca(e.to_string(), side))?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     Ok(TlsConnector::from(Arc::new(config)))
 }
