@@ -261,3 +261,61 @@ fn folder_names_with_control_characters_are_printed_escaped() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn two_folders_whose_names_read_the_same_both_appear() -> Result<()> {
+    let c = case("hostile-collide", Misbehaviour::CollidingNames)?;
+    let (report, _) = c.sync();
+    let names: Vec<&str> = report.folders.iter().map(|f| f.source.as_str()).collect();
+    assert!(
+        names.contains(&"été") && names.contains(&"été (2)"),
+        "{report:#?}"
+    );
+    // The one spelled in modified UTF-7 is copied; the raw UTF-8 one cannot be named in a
+    // quoted string and says so, with its messages counted, not lost without a word.
+    let first = report.folders.iter().find(|f| f.source == "été").unwrap();
+    assert_eq!(first.copied, 3, "{first:#?}");
+    let second = report
+        .folders
+        .iter()
+        .find(|f| f.source == "été (2)")
+        .unwrap();
+    assert!(second.copied == 3 || second.error.is_some(), "{second:#?}");
+    assert!(!report.is_perfect() || second.copied == 3);
+
+    let out = runtime().block_on(c.engine.folder_mapping(&account()))?;
+    let text = out.to_string();
+    assert!(
+        text.contains("the source lists `été` and `&AOk-t&AOk-`, whose names read the same"),
+        "{text}"
+    );
+    Ok(())
+}
+
+#[test]
+fn apply_ends_at_its_timeout_whatever_the_server_does() -> Result<()> {
+    // Silent on LIST, with the default 3-minute response timeout: only --timeout ends it.
+    let source = Hostile::start(Misbehaviour::SilentList, USER, PASSWORD, corpus())?;
+    let dst = dovecot("hostile-apply").start()?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        manifest("hostile", source.port(), dst.imap_port(), ""),
+    )?;
+    for args in [
+        &["apply", "-f", "m.yaml", "--timeout", "2s"][..],
+        &["apply", "-f", "m.yaml", "--no-wait", "--timeout", "2s"][..],
+    ] {
+        let start = Instant::now();
+        let out = mailshift(dir.path(), args);
+        let took = start.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stdout}");
+        assert!(
+            stdout.contains("hostile: stopped after 2s (--timeout); run apply again to resume"),
+            "{args:?}: {stdout}"
+        );
+        assert!(took < Duration::from_secs(10), "{args:?}: {took:?}");
+    }
+    Ok(())
+}

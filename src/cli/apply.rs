@@ -33,24 +33,50 @@ pub struct Args {
     /// Do not wait at time gates: exit 3 with the instant the next gate opens.
     #[arg(long)]
     no_wait: bool,
+    /// Stop after this long (e.g. `10m`, `2h`), wherever the migration is, with exit 3;
+    /// running apply again resumes. With `--no-wait` the default is 1h, so that a scheduled
+    /// run always ends; otherwise apply runs until the migration converges or stops.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    timeout: Option<Duration>,
 }
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    s.parse::<crate::spec::ManifestDuration>()
+        .map(|d| d.0)
+        .map_err(|e| e.to_string())
+}
+
+/// The bound on one `apply --no-wait` when no `--timeout` is given.
+const NO_WAIT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 enum Stop {
     Converged,
     Gate(String),
     Stalled(String),
     Interrupted,
+    TimedOut(Duration),
 }
 
 pub async fn run(args: &Args, log_format: LogFormat) -> Result<ExitCode> {
     let (bars, observer) = super::progress::setup(log_format);
     let mut worst = ExitCode::SUCCESS;
+    let bound = args.timeout.or(args.no_wait.then_some(NO_WAIT_TIMEOUT));
+    // One bound for the whole run, however many migrations it has.
+    let deadline = bound.map(|b| tokio::time::Instant::now() + b);
+    let expired = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expired);
     for m in args.target.migrations()? {
         let name = name_of(&m);
         let mut r = args.target.reconciler(m, observer.clone())?;
         let stop = tokio::select! {
             s = drive(&mut r, args.no_wait, bars.as_ref()) => s?,
             _ = tokio::signal::ctrl_c() => Stop::Interrupted,
+            _ = &mut expired => Stop::TimedOut(bound.unwrap_or_default()),
         };
         match stop {
             Stop::Converged => outln!("{name}: converged: the servers match the manifest"),
@@ -65,6 +91,13 @@ pub async fn run(args: &Args, log_format: LogFormat) -> Result<ExitCode> {
             Stop::Interrupted => {
                 outln!("{name}: interrupted; run apply again to resume");
                 return Ok(ExitCode::from(130));
+            }
+            Stop::TimedOut(after) => {
+                outln!(
+                    "{name}: stopped after {} (--timeout); run apply again to resume",
+                    crate::spec::ManifestDuration(after)
+                );
+                return Ok(ExitCode::from(EXIT_GATE));
             }
         }
     }

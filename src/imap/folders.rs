@@ -76,6 +76,9 @@ pub struct ListedFolder {
     pub attributes: Vec<String>,
     /// Whether LSUB (or LIST-EXTENDED `\Subscribed`) lists it.
     pub subscribed: bool,
+    /// The server listed another folder whose name decodes to the same text: (this one's
+    /// spelling on the wire, the other's). `name` was then made distinct.
+    pub same_text_as: Option<(String, String)>,
 }
 
 impl ListedFolder {
@@ -84,6 +87,7 @@ impl ListedFolder {
             name: name.to_owned(),
             attributes: attributes.iter().map(|a| (*a).to_owned()).collect(),
             subscribed,
+            same_text_as: None,
         }
     }
 
@@ -251,6 +255,9 @@ pub enum Note {
     /// A view of messages kept in other folders (Gmail's All Mail, Starred, Important):
     /// copying it puts those messages on the destination a second time.
     View { attribute: String },
+    /// The source lists two folders whose names read the same (`&AOk-` and a raw `é`):
+    /// this one was given a distinct name.
+    SameTextAs { wire: String, other: String },
 }
 
 /// Where one source folder goes.
@@ -788,6 +795,12 @@ pub fn folder_table(
             (Some(mapped), reason)
         };
 
+        if let Some((wire, other)) = &folder.same_text_as {
+            notes.push(Note::SameTextAs {
+                wire: wire.clone(),
+                other: other.clone(),
+            });
+        }
         for attr in ["\\All", "\\Flagged", "\\Important"] {
             if dest_pair.is_some() && folder.has(attr) {
                 notes.push(Note::View {
@@ -804,7 +817,7 @@ pub fn folder_table(
                 (Some(name), Some(key))
             }
             None => {
-                notes.retain(|n| matches!(n, Note::View { .. }));
+                notes.retain(|n| matches!(n, Note::View { .. } | Note::SameTextAs { .. }));
                 (None, None)
             }
         };
@@ -985,6 +998,10 @@ impl fmt::Display for Note {
             } => write!(
                 f,
                 "`{level}` contains the destination's separator `{delimiter}`: written with `{replacement}`"
+            ),
+            Note::SameTextAs { wire, other } => write!(
+                f,
+                "the source lists `{wire}` and `{other}`, whose names read the same: this one is named apart"
             ),
             Note::View { attribute } => write!(
                 f,

@@ -187,6 +187,7 @@ async fn list(conn: &mut Connection) -> Result<Listing, ImapError> {
         foreign: conn.foreign_namespaces.clone(),
         ..Listing::default()
     };
+    let subscribed: Option<HashSet<String>> = subscribed.map(|v| v.into_iter().collect());
     for (wire, attributes, delimiter) in raw {
         if listing.delimiter.is_none() {
             listing.delimiter = delimiter;
@@ -199,15 +200,28 @@ async fn list(conn: &mut Connection) -> Result<Listing, ImapError> {
         };
         // A name that is not valid modified UTF-7 is kept as the server spells it: it can
         // still be opened, and re-encoding it would name a different folder.
-        let name = mutf7::decode(&wire).unwrap_or_else(|_| wire.clone());
-        if listing.wire.contains_key(&name) {
-            continue;
+        let decoded = mutf7::decode(&wire).unwrap_or_else(|_| wire.clone());
+        let mut name = decoded.clone();
+        let mut same_text_as = None;
+        if let Some(first) = listing.wire.get(&decoded) {
+            if *first == wire {
+                // Listed twice, as some servers do: one folder.
+                continue;
+            }
+            // Two folders whose names read the same: the later one is named apart, so that
+            // both are copied and both appear in the report.
+            same_text_as = Some((wire.clone(), first.clone()));
+            name = (2..)
+                .map(|n| format!("{decoded} ({n})"))
+                .find(|n| !listing.wire.contains_key(n))
+                .expect("some number is free");
         }
         listing.wire.insert(name.clone(), wire);
         listing.folders.push(ListedFolder {
             name,
             attributes,
             subscribed: is_subscribed,
+            same_text_as,
         });
     }
     Ok(listing)
