@@ -472,8 +472,8 @@ impl SourceSession {
     }
 
     /// The exact bytes of the messages with `uids` (ascending), with flags and INTERNALDATE,
-    /// in UID order. A message expunged meanwhile is simply not in the answer.
-    /// The bodies of `uids`, none of which was listed larger than `largest` bytes: a
+    /// as sent (a message expunged meanwhile is simply not in the answer). None of them was
+    /// listed larger than `largest` bytes: a
     /// literal announced larger than that (with some slack) ends the connection before it
     /// is read (see [`super::guard`]).
     pub async fn fetch_bodies(

@@ -113,6 +113,30 @@ pub fn check(batch: &[Entry], fetched: Vec<Outgoing>) -> (Vec<Outgoing>, Vec<Fau
     (good, faults)
 }
 
+/// The UIDs of `batch` the source sent nothing for (neither a good answer nor a fault):
+/// expunged meanwhile, or left out by the server. Asking again tells which.
+pub fn unanswered(batch: &[Entry], good: &[Outgoing], faults: &[Fault]) -> Vec<u32> {
+    let answered: HashSet<u32> = good
+        .iter()
+        .map(|m| m.uid)
+        .chain(faults.iter().map(|f| f.uid))
+        .collect();
+    batch
+        .iter()
+        .map(|e| e.uid)
+        .filter(|u| !answered.contains(u))
+        .collect()
+}
+
+/// A message the source still lists after leaving it out of a body fetch.
+pub fn left_out(uid: u32) -> Fault {
+    Fault {
+        uid,
+        listed: true,
+        reason: format!("the source did not send UID {uid}, though it still lists it"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

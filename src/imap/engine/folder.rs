@@ -13,7 +13,7 @@ use crate::imap::cache::{
     ResyncNeed, resync_need,
 };
 use crate::imap::diff::{Entry, FlagUpdate, Tally, diff};
-use crate::imap::proto::ImapError;
+use crate::imap::proto::{ImapError, uid_set};
 use crate::imap::report::{MessageRef, RefusedMessage};
 use crate::imap::session::{AppendOutcome, DestinationSession, Outgoing, SourceSession};
 
@@ -550,7 +550,20 @@ async fn copy_messages(
         .await?;
     for (i, batch) in batches.iter().enumerate() {
         // Nothing is appended that is not what was asked for.
-        let (good, faults) = super::answers::check(batch, std::mem::take(&mut current));
+        let (good, mut faults) = super::answers::check(batch, std::mem::take(&mut current));
+        // A message not sent at all was usually expunged meanwhile; one the source still
+        // lists was left out, and is not a copy to count as done.
+        let unanswered = super::answers::unanswered(batch, &good, &faults);
+        if !unanswered.is_empty() {
+            let still = src.fetch_flags(&uid_set(&unanswered), None).await?;
+            faults.extend(
+                still
+                    .into_iter()
+                    .map(|(uid, _)| uid)
+                    .filter(|uid| unanswered.contains(uid))
+                    .map(super::answers::left_out),
+            );
+        }
         current = good;
         let faulted = source_faults(t, batch, faults, out);
         let next_batch = batches.get(i + 1);

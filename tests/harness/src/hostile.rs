@@ -59,6 +59,11 @@ pub enum Misbehaviour {
     CollidingNames,
     /// Lists a folder whose name holds CR, LF and ESC (sent as a literal).
     ControlCharacterName,
+    /// Answers each body fetch in a way drawn from this seed, message by message: right,
+    /// under another UID, twice with different bodies, short, with another Message-ID,
+    /// left out, or with an extra message after it. A quarter of the seeds answer
+    /// everything right, a quarter only ever leave messages out.
+    Random(u64),
 }
 
 /// One message of a folder.
@@ -462,6 +467,18 @@ impl Conn<'_> {
                 out.write_all(body)?;
                 out.write_all(b")\r\n")
             };
+            let drawn;
+            let m = match m {
+                Misbehaviour::Random(seed) => match draw(*seed, msg.uid) {
+                    Some(d) => {
+                        drawn = d;
+                        &drawn
+                    }
+                    // Left out of the answer.
+                    None => continue,
+                },
+                m => m,
+            };
             match m {
                 Misbehaviour::HugeLiteral(n) => {
                     write!(
@@ -502,6 +519,13 @@ impl Conn<'_> {
                     }
                     send(msg.uid, &body)?
                 }
+                Misbehaviour::ExtraUid => {
+                    send(msg.uid, &msg.body)?;
+                    send(
+                        msg.uid + 1000,
+                        b"Message-ID: <intruder@hostile>\r\n\r\nx\r\n",
+                    )?;
+                }
                 _ => send(msg.uid, &msg.body)?,
             }
         }
@@ -517,6 +541,30 @@ impl Conn<'_> {
         }
         write!(out, "{tag} OK done\r\n")
     }
+}
+
+/// How one message is answered under [`Misbehaviour::Random`] (`None`: left out).
+fn draw(seed: u64, uid: u32) -> Option<Misbehaviour> {
+    let mut x = seed ^ (u64::from(uid).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    // The seed's last two bits choose how bad the server is: always right, only ever
+    // leaving messages out, or anything.
+    match seed % 4 {
+        0 => return Some(Misbehaviour::None),
+        1 => return (x % 6 != 0).then_some(Misbehaviour::None),
+        _ => {}
+    }
+    Some(match x % 12 {
+        0 => Misbehaviour::WrongUids,
+        1 => Misbehaviour::DuplicateUid,
+        2 => Misbehaviour::ShortBodies,
+        3 => Misbehaviour::WrongMessageIds,
+        4 => return None,
+        5 => Misbehaviour::ExtraUid,
+        _ => Misbehaviour::None,
+    })
 }
 
 fn uid_next(msgs: &[Message]) -> u32 {
