@@ -103,3 +103,4 @@ log "versions: dovecot $(dovecot --version 2>/dev/null || echo '?'),"\
 " postfix $(postconf -d -h mail_version 2>/dev/null || echo '?'),"\
 " named $(named -v 2>/dev/null || echo '?')"
 log "done"
+bash "$(dirname "${BASH_SOURCE[0]}")/install-imap-servers.sh"  # Cyrus and Courier for tests/other_servers.rs

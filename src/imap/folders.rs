@@ -121,6 +121,28 @@ pub struct FolderList {
     pub foreign: Vec<ForeignNamespace>,
 }
 
+impl FolderList {
+    /// The other users' or shared namespace `name` is in, if it is not the user's own: the
+    /// namespace with the longest prefix holding it wins (Cyrus: personal `INBOX.`, others
+    /// `user.`, shared `""`), INBOX is always the user's.
+    pub fn foreign_namespace_of(&self, name: &str) -> Option<&ForeignNamespace> {
+        if is_inbox(name) {
+            return None;
+        }
+        let personal = (self.prefix.is_empty()
+            || name.starts_with(&self.prefix)
+            || self
+                .delimiter
+                .is_some_and(|d| self.prefix.strip_suffix(d) == Some(name)))
+        .then_some(self.prefix.len());
+        self.foreign
+            .iter()
+            .filter(|n| n.holds(name, self.delimiter))
+            .max_by_key(|n| n.prefix.len())
+            .filter(|n| personal.is_none_or(|p| n.prefix.len() > p))
+    }
+}
+
 /// A namespace of folders that are not the user's own.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ForeignNamespace {
@@ -148,9 +170,12 @@ impl fmt::Display for NamespaceKind {
 impl ForeignNamespace {
     /// Whether `name` is in this namespace: under its prefix, or the prefix itself without
     /// its trailing delimiter (`Other Users` for `Other Users/`).
+    /// An empty prefix (Cyrus's shared folders with altnamespace off) holds every name;
+    /// [`FolderList::foreign_namespace_of`] gives a name to the namespace with the longest
+    /// prefix that holds it.
     pub fn holds(&self, name: &str, delimiter: Option<char>) -> bool {
         if self.prefix.is_empty() {
-            return false;
+            return true;
         }
         let bare = match delimiter {
             Some(d) => self.prefix.strip_suffix(d).unwrap_or(&self.prefix),
@@ -765,10 +790,7 @@ pub fn folder_table(
                     )
                 }),
             });
-        let foreign = source
-            .foreign
-            .iter()
-            .find(|n| n.holds(&folder.name, source.delimiter));
+        let foreign = source.foreign_namespace_of(&folder.name);
         let (dest_pair, reason) = if let Some(n) = foreign {
             // Before anything else: no rule brings another user's mail into this mailbox.
             (
@@ -1853,6 +1875,32 @@ mod tests {
         let t = folder_table(&cyrus, &dovecot(), None).unwrap();
         assert_eq!(dest_of(&t, "INBOX.Sent").as_deref(), Some("Sent"));
         assert_eq!(dest_of(&t, "user.carol.Sent"), None);
+
+        // Cyrus with altnamespace off names its shared namespace with the empty prefix:
+        // everything outside `INBOX.` and `user.` is shared; the longest prefix decides.
+        cyrus.folders.push(f("announce", &[]));
+        cyrus.foreign.push(ForeignNamespace {
+            prefix: String::new(),
+            kind: NamespaceKind::Shared,
+        });
+        let t = folder_table(&cyrus, &dovecot(), None).unwrap();
+        assert_eq!(dest_of(&t, "INBOX").as_deref(), Some("INBOX"));
+        assert_eq!(dest_of(&t, "INBOX.Sent").as_deref(), Some("Sent"));
+        for name in ["user.carol.Sent", "announce"] {
+            let p = t.plans.iter().find(|p| p.source == name).unwrap();
+            assert!(
+                matches!(p.reason, Reason::NotPersonal { .. }),
+                "{name}: {p:?}"
+            );
+        }
+        // An empty shared prefix beside an empty personal one takes nothing from the user.
+        let mut flat = list('/', "", vec![f("INBOX", &[]), f("Work", &[])]);
+        flat.foreign = vec![ForeignNamespace {
+            prefix: String::new(),
+            kind: NamespaceKind::Shared,
+        }];
+        let t = folder_table(&flat, &dovecot(), None).unwrap();
+        assert_eq!(dest_of(&t, "Work").as_deref(), Some("Work"));
     }
 
     #[test]

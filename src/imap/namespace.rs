@@ -105,7 +105,6 @@ async fn read_answer<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<An
                         prefix: prefix(n),
                         kind,
                     })
-                    .filter(|n| !n.prefix.is_empty())
                     .collect();
                 found = Some(Answer {
                     personal: first_personal(&personal),

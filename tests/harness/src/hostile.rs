@@ -553,7 +553,7 @@ fn draw(seed: u64, uid: u32) -> Option<Misbehaviour> {
     // leaving messages out, or anything.
     match seed % 4 {
         0 => return Some(Misbehaviour::None),
-        1 => return (x % 6 != 0).then_some(Misbehaviour::None),
+        1 => return (!x.is_multiple_of(6)).then_some(Misbehaviour::None),
         _ => {}
     }
     Some(match x % 12 {

@@ -19,6 +19,8 @@
 //! | Postfix | [`Postfix`] | SMTP listener, transport map routing to LMTP or another SMTP server |
 //! | BIND 9 | [`Bind`] | authoritative zones, TSIG-signed dynamic updates, secondaries via AXFR |
 //! | OpenSSH | [`Sshd`] | key-only root login on loopback, its host key for known_hosts |
+//! | Cyrus IMAP 3.6 | [`Cyrus`] | IMAP, sasldb users, `altnamespace`/`unixhierarchysep`, ACLs (other users' and shared folders), quotas; logs via a private `/dev/log` |
+//! | Courier-IMAP 5.0 | [`Courier`] | IMAP (Maildir++, `INBOX.` namespace, no SPECIAL-USE/CONDSTORE/LITERAL+), userdb users; in a private mount namespace |
 //!
 //! The servers must be installed (`scripts/install-deps.sh`) and the tests must run as root
 //! (the daemons switch to their own system users: `dovecot`/`dovenull`, `postfix`, `bind`).
@@ -35,6 +37,8 @@
 pub mod bind;
 pub mod client;
 pub mod corpus;
+pub mod courier;
+pub mod cyrus;
 pub mod dovecot;
 pub mod hostile;
 pub mod ports;
@@ -46,6 +50,8 @@ pub mod tls;
 pub mod wait;
 
 pub use bind::{Bind, BindBuilder, Record, TsigKey, Zone};
+pub use courier::{Courier, CourierBuilder};
+pub use cyrus::{Cyrus, CyrusBuilder};
 pub use dovecot::{Dovecot, DovecotBuilder, DovecotPorts};
 pub use hostile::{Hostile, Misbehaviour};
 pub use postfix::{Postfix, PostfixBuilder};
@@ -99,6 +105,8 @@ mod tests {
         check::<super::Dovecot>();
         check::<super::Postfix>();
         check::<super::Bind>();
+        check::<super::Cyrus>();
+        check::<super::Courier>();
     }
 
     #[test]
