@@ -21,6 +21,16 @@ use crate::spec::MailMigrationStatus;
 pub trait CacheStore: Send + Sync {
     fn load(&self, key: &FolderCacheKey) -> Result<Option<FolderCache>>;
     fn save(&self, key: &FolderCacheKey, cache: &FolderCache) -> Result<()>;
+
+    /// The characters the destination refused in folder names (see
+    /// `imap::engine::names`); a store that keeps none learns them again each run.
+    fn load_refused_characters(&self) -> Result<Vec<char>> {
+        Ok(Vec::new())
+    }
+
+    fn save_refused_characters(&self, _: &[char]) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A store that remembers nothing: every pass is a full comparison.
@@ -82,6 +92,9 @@ impl StatusStore for MemoryStatus {
         Ok(())
     }
 }
+
+/// The characters the destination refused in folder names, as one JSON string.
+const REFUSED_CHARACTERS: &str = "destination-refuses.json";
 
 /// One migration's state directory.
 #[derive(Clone, Debug)]
@@ -156,6 +169,18 @@ impl CacheStore for StateDir {
 
     fn save(&self, key: &FolderCacheKey, cache: &FolderCache) -> Result<()> {
         write_json(&self.cache_path(key), cache)
+    }
+
+    fn load_refused_characters(&self) -> Result<Vec<char>> {
+        let text: Option<String> = read_json(&self.root.join(REFUSED_CHARACTERS))?;
+        Ok(text.map(|t| t.chars().collect()).unwrap_or_default())
+    }
+
+    fn save_refused_characters(&self, chars: &[char]) -> Result<()> {
+        write_json(
+            &self.root.join(REFUSED_CHARACTERS),
+            &chars.iter().collect::<String>(),
+        )
     }
 }
 

@@ -600,3 +600,81 @@ fn cyrus_over_quota_refuses_and_a_raised_quota_lets_the_rest_through() -> Result
     assert_eq!(snapshot(dovecot_login(&src))?, before, "the source changed");
     Ok(())
 }
+
+/// `Release v1.2` on Cyrus (`/` separator, where `.` is an ordinary character) into a
+/// Dovecot whose Maildir++ store refuses `.` in names under a `/` separator. The first
+/// refusal of CREATE teaches the mapping to write `.` as `_`: the folder is created as
+/// `Release v1_2` and copied, no folder fails, every folder is reported with its real
+/// count, and `folders` shows the escape from then on.
+#[test]
+fn a_character_the_destination_refuses_in_names_is_escaped() -> Result<()> {
+    let src = Cyrus::builder()
+        .name("dot-src")
+        .user(CYRUS_USER, PASSWORD)
+        .altnamespace(true)
+        .unixhierarchysep(true)
+        .start()?;
+    src.create_mailbox(CYRUS_USER, "Release v1.2")?;
+    src.create_mailbox(CYRUS_USER, "Projects")?;
+    src.create_mailbox(CYRUS_USER, "Projects/v2.0 plans")?;
+    src.append(CYRUS_USER, "Release v1.2", &refs(&corpus("rel", 3)))?;
+    src.append(CYRUS_USER, "Projects/v2.0 plans", &refs(&corpus("plan", 2)))?;
+    // Maildir++ (no LAYOUT=fs) under a `/` separator: `.` is the store's own separator.
+    let dst = common::dovecot("dot-dst")
+        .separator('/')
+        .extra_config("mail_location = maildir:~/Maildir")
+        .start()?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        manifest("dot", cyrus_login(&src), dovecot_login(&dst)),
+    )?;
+    let before = snapshot(cyrus_login(&src))?;
+
+    let (code, report, out) = sync(dir.path())?;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(report["totals"]["messagesTransferred"], 5, "{report:#}");
+    let folder = |name: &str| {
+        report["mailboxes"][0]["folders"]
+            .as_array()
+            .and_then(|f| f.iter().find(|f| f["source"] == name).cloned())
+            .unwrap_or_else(|| panic!("{name} reported: {report:#}"))
+    };
+    let release = folder("Release v1.2");
+    assert_eq!(release["destination"], "Release v1_2", "{release:#}");
+    assert_eq!(release["sourceMessages"], 3, "{release:#}");
+    assert_eq!(
+        folder("Projects/v2.0 plans")["destination"],
+        "Projects/v2_0 plans"
+    );
+    assert_eq!(
+        messages(dovecot_login(&dst), "Release v1_2")?,
+        messages(cyrus_login(&src), "Release v1.2")?
+    );
+
+    // Known from now on: `folders` says so before anything more is copied.
+    let plans = folder_plans(dir.path())?;
+    let plan = plans
+        .iter()
+        .find(|p| p["source"] == "Release v1.2")
+        .expect("planned");
+    assert_eq!(plan["destination"], "Release v1_2", "{plan:#}");
+    let out = mailshift(dir.path(), &["folders", "-f", "m.yaml"]);
+    assert!(
+        text(&out).contains(
+            "`Release v1.2` contains `.`, which the destination refuses in names: written with `_`"
+        ),
+        "{}",
+        text(&out)
+    );
+    let (code, report, out) = sync(dir.path())?;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(report["totals"]["messagesTransferred"], 0, "{report:#}");
+    verify(dir.path());
+    assert_eq!(
+        snapshot(cyrus_login(&src))?,
+        before,
+        "the source is unchanged"
+    );
+    Ok(())
+}

@@ -119,6 +119,10 @@ pub struct FolderList {
     /// The namespaces that are not the user's own (NAMESPACE's other users' and shared
     /// ones): their folders are never part of the user's migration.
     pub foreign: Vec<ForeignNamespace>,
+    /// Characters the server refuses in a folder name although they are not its delimiter
+    /// (Dovecot's Maildir++ refuses `.` under a `/` separator), as learned from its refusals
+    /// of CREATE: written as `_` in the names mailshift gives it.
+    pub refused: Vec<char>,
 }
 
 impl FolderList {
@@ -277,6 +281,12 @@ pub enum Note {
         delimiter: char,
         replacement: char,
     },
+    /// A level contained a character the destination refuses in names, replaced too.
+    CharacterRefused {
+        level: String,
+        character: char,
+        replacement: char,
+    },
     /// A view of messages kept in other folders (Gmail's All Mail, Starred, Important):
     /// copying it puts those messages on the destination a second time.
     View { attribute: String },
@@ -428,6 +438,23 @@ fn absolute(levels: &[String], list: &FolderList) -> (String, Vec<Note>) {
         // A flat server has no hierarchy: the levels become one name.
         None => ("/".into(), levels.to_vec()),
     };
+    let clean: Vec<String> = clean
+        .into_iter()
+        .map(|l| {
+            let mut out = l.clone();
+            for &c in list.refused.iter().filter(|&&c| c != DELIMITER_REPLACEMENT) {
+                if out.contains(c) && l != "INBOX" {
+                    notes.push(Note::CharacterRefused {
+                        level: l.clone(),
+                        character: c,
+                        replacement: DELIMITER_REPLACEMENT,
+                    });
+                    out = out.replace(c, &DELIMITER_REPLACEMENT.to_string());
+                }
+            }
+            out
+        })
+        .collect();
     let name = if clean.first().is_some_and(|l| l == "INBOX") {
         // INBOX and its children are outside any prefix (`INBOX.x` on Courier is `x`'s
         // place too: a collision, reported as such).
@@ -1021,6 +1048,14 @@ impl fmt::Display for Note {
                 f,
                 "`{level}` contains the destination's separator `{delimiter}`: written with `{replacement}`"
             ),
+            Note::CharacterRefused {
+                level,
+                character,
+                replacement,
+            } => write!(
+                f,
+                "`{level}` contains `{character}`, which the destination refuses in names: written with `{replacement}`"
+            ),
             Note::SameTextAs { wire, other } => write!(
                 f,
                 "the source lists `{wire}` and `{other}`, whose names read the same: this one is named apart"
@@ -1136,6 +1171,7 @@ mod tests {
             prefix: prefix.into(),
             folders,
             foreign: Vec::new(),
+            refused: Vec::new(),
         }
     }
 
@@ -1929,6 +1965,7 @@ mod tests {
             prefix: String::new(),
             folders: vec![f("INBOX", &[]), f("a/b", &[]), f("Sent", &[])],
             foreign: Vec::new(),
+            refused: Vec::new(),
         };
         let t = folder_table(&src, &dovecot(), None).unwrap();
         assert_eq!(dest_of(&t, "a/b").as_deref(), Some("a_b"));
@@ -1938,10 +1975,31 @@ mod tests {
             prefix: String::new(),
             folders: vec![f("INBOX", &[])],
             foreign: Vec::new(),
+            refused: Vec::new(),
         };
         let src = list('.', "", vec![f("INBOX", &[]), f("a.b", &[])]);
         let t = folder_table(&src, &dst, None).unwrap();
         assert_eq!(dest_of(&t, "a.b").as_deref(), Some("a/b"));
+    }
+
+    #[test]
+    fn characters_the_destination_refuses_are_written_as_underscores() {
+        let src = list(
+            '/',
+            "",
+            vec![f("INBOX", &[]), f("Release v1.2", &[]), f("INBOX/x.y", &[])],
+        );
+        let mut dst = list('/', "", vec![f("INBOX", &[])]);
+        dst.refused = vec!['.'];
+        let t = folder_table(&src, &dst, None).unwrap();
+        assert_eq!(dest_of(&t, "Release v1.2").as_deref(), Some("Release v1_2"));
+        assert_eq!(dest_of(&t, "INBOX/x.y").as_deref(), Some("INBOX/x_y"));
+        let p = t.plans.iter().find(|p| p.source == "Release v1.2").unwrap();
+        assert!(p.notes.contains(&Note::CharacterRefused {
+            level: "Release v1.2".into(),
+            character: '.',
+            replacement: '_',
+        }));
     }
 
     #[test]

@@ -58,6 +58,7 @@ impl Listing {
                 .unwrap_or_else(|| guess_prefix(&self.folders, self.delimiter)),
             folders: self.folders.clone(),
             foreign: self.foreign.clone(),
+            refused: Vec::new(),
         }
     }
 

@@ -35,6 +35,7 @@
 
 mod answers;
 mod folder;
+mod names;
 pub mod retry;
 mod setup;
 mod verify;
@@ -53,6 +54,7 @@ use self::retry::{AttemptError, Jitter};
 use super::conn::{Connector, Slot};
 use super::folders::{FolderTable, Note, folder_table};
 use super::identity::MessageKey;
+use super::proto::ImapError;
 use super::report::{FolderReport, MailboxReport, MessageRef, RefusedMessage};
 use super::session::{DestinationSession, Listing, SourceSession};
 use crate::accounts::Account;
@@ -152,6 +154,7 @@ pub struct Engine {
     store: Arc<dyn CacheStore>,
     options: Options,
     observer: Arc<dyn Observer>,
+    refused: names::Refused,
 }
 
 impl std::fmt::Debug for Engine {
@@ -179,7 +182,16 @@ impl Engine {
             store,
             options: Options::default(),
             observer: Arc::new(Silent),
+            refused: names::Refused::default(),
         }
+    }
+
+    /// The destination's folders as the mapping sees them, with the characters it is known
+    /// to refuse in names.
+    fn destination_folders(&self, list: &Listing) -> super::folders::FolderList {
+        let mut folders = list.folder_list();
+        folders.refused = self.refused.get(self.store.as_ref());
+        folders
     }
 
     pub fn with_options(mut self, options: Options) -> Engine {
@@ -333,7 +345,7 @@ impl Engine {
         dst.logout().await;
         Ok(folder_table(
             &src_list.folder_list(),
-            &dst_list.folder_list(),
+            &self.destination_folders(&dst_list),
             self.folders.as_ref(),
         )?)
     }
@@ -388,34 +400,52 @@ impl Engine {
         // Both listings at once: independent connections, one round trip's wait instead of two.
         let (src_list, dst_list) = tokio::join!(src.list(), dst.list());
         let (src_list, mut dst_list) = (src_list?, dst_list?);
-        let table = folder_table(
-            &src_list.folder_list(),
-            &dst_list.folder_list(),
-            self.folders.as_ref(),
-        )?;
-        run.set_table(&table);
-
-        // Create the missing destination folders, parents first (the plan's order).
+        // Create the missing destination folders, parents first (the plan's order). A
+        // refusal naming a character of the name teaches the mapping to write it as `_`:
+        // the table is made again and the folders still missing are created then.
         let mut created: BTreeSet<String> = BTreeSet::new();
-        let mut failed: HashMap<String, String> = HashMap::new();
-        for plan in &table.plans {
-            let Some(dest) = &plan.dest else { continue };
-            if !plan.create || created.contains(dest) || failed.contains_key(dest) {
-                continue;
-            }
-            let wire = dst_list.wire_name(dest);
-            match dst.create(&wire, plan.special_use).await {
-                Ok(()) => {
-                    tracing::info!(mailbox = %address, folder = %dest, special_use = ?plan.special_use.and_then(|r| r.special_use()), "created folder");
-                    created.insert(dest.clone());
+        let mut failed: HashMap<String, String>;
+        let table = loop {
+            let table = folder_table(
+                &src_list.folder_list(),
+                &self.destination_folders(&dst_list),
+                self.folders.as_ref(),
+            )?;
+            failed = HashMap::new();
+            let mut learned = false;
+            for plan in &table.plans {
+                let Some(dest) = &plan.dest else { continue };
+                if !plan.create || created.contains(dest) || failed.contains_key(dest) {
+                    continue;
                 }
-                Err(e) if e.is_connection_lost() => return Err(e.into()),
-                Err(e) => {
-                    tracing::error!(mailbox = %address, folder = %dest, error = %e, "cannot create folder");
-                    failed.insert(dest.clone(), e.to_string());
+                let wire = dst_list.wire_name(dest);
+                match dst.create(&wire, plan.special_use).await {
+                    Ok(()) => {
+                        tracing::info!(mailbox = %address, folder = %dest, special_use = ?plan.special_use.and_then(|r| r.special_use()), "created folder");
+                        created.insert(dest.clone());
+                    }
+                    Err(e) if e.is_connection_lost() => return Err(e.into()),
+                    Err(e) => {
+                        let taught = match &e {
+                            ImapError::Refused { reason, .. } => names::refused_character(reason)
+                                .filter(|&c| self.refused.learn(self.store.as_ref(), c)),
+                            _ => None,
+                        };
+                        if let Some(c) = taught {
+                            tracing::info!(mailbox = %address, folder = %dest, character = %c, "the destination refuses this character in names: writing it as _");
+                            learned = true;
+                        } else {
+                            tracing::error!(mailbox = %address, folder = %dest, error = %e, "cannot create folder");
+                        }
+                        failed.insert(dest.clone(), e.to_string());
+                    }
                 }
             }
-        }
+            if !learned {
+                break table;
+            }
+        };
+        run.set_table(&table);
         if !created.is_empty() {
             // Learn how the server spells what it created.
             dst_list = dst.list().await?;
@@ -435,6 +465,30 @@ impl Engine {
         }
 
         let jobs = run.jobs(&table, |dest| failed.get(dest).cloned());
+        // A folder that could not be created is still reported with what it holds, so the
+        // mailbox's totals are not short by its messages.
+        for plan in &table.plans {
+            if !plan.dest.as_ref().is_some_and(|d| failed.contains_key(d)) {
+                continue;
+            }
+            let Some(state) = run.folders.get_mut(&plan.source) else {
+                continue;
+            };
+            let counted = async {
+                src.examine(&src_list.wire_name(&plan.source)).await?;
+                src.fetch_meta("1:*").await
+            };
+            match counted.await {
+                Ok(entries) => {
+                    state.report.source_messages = entries.len() as u64;
+                    state.report.source_bytes = entries.iter().map(|e| e.size).sum();
+                }
+                Err(e) if e.is_connection_lost() => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!(mailbox = %address, folder = %plan.source, error = %e, "cannot count a folder that was not created")
+                }
+            }
+        }
         let lists = Lists {
             source: &src_list,
             destination: &dst_list,
@@ -449,7 +503,7 @@ impl Engine {
         let (src_list, dst_list) = (src_list?, dst_list?);
         let table = folder_table(
             &src_list.folder_list(),
-            &dst_list.folder_list(),
+            &self.destination_folders(&dst_list),
             self.folders.as_ref(),
         )?;
         run.set_table(&table);
