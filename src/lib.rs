@@ -4,6 +4,7 @@
 //! steps from what was observed; the [`imap`] engine copies and verifies mailboxes.
 
 pub mod accounts;
+pub mod address;
 pub mod cli;
 pub mod controller;
 pub mod crd;

@@ -279,6 +279,29 @@ fn mx_first_switches_before_the_copy_under_the_fallback() {
     assert!(steps[delta].0 >= steps[switched].0 + TimeDelta::hours(24));
 }
 
+/// `JÖRG@…` in the mailbox list: the fallback the relay is given and the one it reads back
+/// are the planner's own set, so the migration converges (the planner and the relay once
+/// lowered case differently, Unicode against ASCII).
+#[test]
+fn an_address_with_non_ascii_capitals_converges_through_the_fallback() {
+    let spec = example("mx-first-fallback.yaml");
+    let mut listed = csv_addresses("shop-mailboxes.csv");
+    listed[0] = "JÖRG.ÅSTRÖM@SHOP.EXAMPLE.ORG".into();
+    let world = fresh_world(&spec, &listed, Adapter::ALL);
+    let run = simulate_with(&spec, world, t(NOW), 100, false, |_| TimeDelta::minutes(1));
+    assert!(matches!(run.ending, Ending::Converged), "{:?}", run.ending);
+    let relayed = run
+        .steps
+        .iter()
+        .filter(|(_, s)| matches!(s, Step::FallbackRelay { .. }))
+        .count();
+    assert!(
+        relayed <= 3,
+        "the fallback is rewritten {relayed} times: {:?}",
+        kinds(&run.steps)
+    );
+}
+
 #[test]
 fn mx_first_does_not_switch_while_an_unverified_address_is_not_covered() {
     let spec = example("mx-first-fallback.yaml");

@@ -148,7 +148,7 @@ impl Plan {
             match s.step.address() {
                 None if out.is_empty() => return vec![s],
                 None => {}
-                Some(a) if mailboxes.insert(a.to_lowercase()) => {
+                Some(a) if mailboxes.insert(crate::address::key(a)) => {
                     out.push(s);
                     if out.len() >= limit.max(1) {
                         break;

@@ -458,7 +458,7 @@ impl<'a> Planner<'_, 'a> {
         let addresses = v
             .mailboxes
             .iter()
-            .filter(|a| wanted.contains(&a.to_lowercase()))
+            .filter(|a| wanted.contains(&crate::address::key(a)))
             .cloned()
             .collect();
         self.push(
@@ -566,7 +566,7 @@ impl<'a> Planner<'_, 'a> {
                 let uncovered: Vec<String> = v
                     .unverified()
                     .into_iter()
-                    .filter(|a| !covered.contains(&a.to_lowercase()))
+                    .filter(|a| !covered.contains(&crate::address::key(a)))
                     .collect();
                 if !uncovered.is_empty() {
                     gates.push(Gate::fact(Waiting::FallbackNotCovering {
@@ -764,7 +764,7 @@ impl<'a> Planner<'_, 'a> {
                 addresses: v
                     .mailboxes
                     .iter()
-                    .filter(|a| wanted.contains(&a.to_lowercase()))
+                    .filter(|a| wanted.contains(&crate::address::key(a)))
                     .cloned()
                     .collect(),
             }));

@@ -273,8 +273,8 @@ impl Step {
     pub fn work_key(&self) -> String {
         let kind = self.kind();
         match (self.address(), self.domain()) {
-            (Some(a), _) => format!("{kind} {}", a.to_lowercase()),
-            (None, Some(d)) => format!("{kind} {}", d.to_lowercase()),
+            (Some(a), _) => format!("{kind} {}", crate::address::key(a)),
+            (None, Some(d)) => format!("{kind} {}", crate::address::key(d)),
             (None, None) => kind.to_owned(),
         }
     }

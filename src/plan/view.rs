@@ -323,8 +323,11 @@ impl<'a> View<'a> {
     /// Addresses the fallback should relay: those not yet verified, but never one more
     /// while the gateway is on (old → new → old would loop).
     pub fn fallback_wanted(&self) -> BTreeSet<String> {
-        let unverified: BTreeSet<String> =
-            self.unverified().iter().map(|a| a.to_lowercase()).collect();
+        let unverified: BTreeSet<String> = self
+            .unverified()
+            .iter()
+            .map(|a| crate::address::key(a))
+            .collect();
         if self.gateway_relaying() {
             unverified
                 .intersection(&self.fallback_entries())
@@ -434,7 +437,7 @@ fn wanted_mailboxes(spec: &MailMigrationSpec, world: &World) -> Vec<String> {
         .iter()
         .map(|m| &m.address)
         .chain(listed)
-        .filter(|a| seen.insert(a.to_lowercase()))
+        .filter(|a| seen.insert(crate::address::key(a)))
         .cloned()
         .collect()
 }

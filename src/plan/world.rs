@@ -74,17 +74,18 @@ impl World {
 
     /// The mailbox with this address (compared case-insensitively).
     pub fn mailbox(&self, address: &str) -> Option<&MailboxState> {
-        self.mailboxes.get(&address.to_lowercase())
+        self.mailboxes.get(&crate::address::key(address))
     }
 
     /// Mutable access to the mailbox with this address.
     pub fn mailbox_mut(&mut self, address: &str) -> Option<&mut MailboxState> {
-        self.mailboxes.get_mut(&address.to_lowercase())
+        self.mailboxes.get_mut(&crate::address::key(address))
     }
 
     /// Adds or replaces a mailbox, keyed by its lower-cased address.
     pub fn insert_mailbox(&mut self, state: MailboxState) {
-        self.mailboxes.insert(state.address.to_lowercase(), state);
+        self.mailboxes
+            .insert(crate::address::key(&state.address), state);
     }
 
     /// Whether this build can act through `adapter`.

@@ -152,7 +152,7 @@ impl Facts {
                     fallback |= stale(self.fallback.as_ref(), ages.recheck, now);
                 }
                 Waiting::ForwardingUnreadable { address, .. } => {
-                    let key = address.to_lowercase();
+                    let key = crate::address::key(address);
                     if stale(self.forwarding.get(&key), ages.recheck, now) {
                         recheck_forwarding.insert(key);
                     }
@@ -162,7 +162,7 @@ impl Facts {
         }
         let logins = addresses
             .iter()
-            .filter(|a| match self.logins.get(&a.to_lowercase()) {
+            .filter(|a| match self.logins.get(&crate::address::key(a)) {
                 None => true,
                 Some(s) => {
                     let ok = s.value.0 == Login::Ok && s.value.1 == Login::Ok;
@@ -175,7 +175,7 @@ impl Facts {
             addresses
                 .iter()
                 .filter(|a| {
-                    let key = a.to_lowercase();
+                    let key = crate::address::key(a);
                     recheck_forwarding.contains(&key)
                         || stale(self.forwarding.get(&key), ages.forwarding, now)
                 })
@@ -197,7 +197,7 @@ impl Facts {
     /// A copy or verification of `address` logged in on both servers at `at`.
     pub fn logins_proven(&mut self, address: &str, at: DateTime<Utc>) {
         self.logins.insert(
-            address.to_lowercase(),
+            crate::address::key(address),
             Seen {
                 value: (Login::Ok, Login::Ok),
                 at,
@@ -215,7 +215,7 @@ impl Facts {
             | Step::Resync { address, .. }
             | Step::Verify { address } => vec![address.as_str()],
             Step::ForwardingOn { address, .. } | Step::ForwardingOff { address, .. } => {
-                self.forwarding.remove(&address.to_lowercase());
+                self.forwarding.remove(&crate::address::key(address));
                 Vec::new()
             }
             Step::GatewayOn { .. } => {
@@ -242,7 +242,7 @@ impl Facts {
                 self.logins_proven(a, at);
             } else {
                 // The failure may be a refused login: check before trying again.
-                self.logins.remove(&a.to_lowercase());
+                self.logins.remove(&crate::address::key(a));
             }
         }
     }
@@ -276,7 +276,7 @@ mod tests {
         for a in addresses() {
             f.logins_proven(&a, at);
             f.forwarding.insert(
-                a.to_lowercase(),
+                crate::address::key(&a),
                 Seen {
                     value: ForwardingSides::default(),
                     at,

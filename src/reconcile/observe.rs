@@ -37,11 +37,11 @@ pub async fn refresh<E: MailEngine>(
     let concurrency = spec.sync.as_ref().map_or(4, |s| usize::from(s.concurrency));
     let forwarding = spec.forwarding.as_ref();
     let lower = |list: &[String]| -> std::collections::HashSet<String> {
-        list.iter().map(|a| a.to_lowercase()).collect()
+        list.iter().map(|a| crate::address::key(a)).collect()
     };
     let (logins, forwardings) = (lower(&due.logins), lower(&due.forwarding));
     let wanted = |set: &std::collections::HashSet<String>, a: &Account| {
-        set.contains(&a.address.to_lowercase())
+        set.contains(&crate::address::key(&a.address))
     };
     // Owned accounts: a closure over references would make this future's `Send` depend on
     // a higher-ranked lifetime the compiler cannot prove (the controller needs it `Send`).
@@ -70,7 +70,7 @@ pub async fn refresh<E: MailEngine>(
                     }
                     sides = Some(s);
                 }
-                (a.address.to_lowercase(), logins, sides)
+                (crate::address::key(&a.address), logins, sides)
             })
             .buffer_unordered(concurrency.max(1))
             .collect()
@@ -110,18 +110,18 @@ pub fn world(
         let inline: Vec<String> = spec
             .mailboxes
             .iter()
-            .map(|m| m.address.to_lowercase())
+            .map(|m| crate::address::key(&m.address))
             .collect();
         world.mailboxes_from = Some(MailboxList::Loaded {
             addresses: accounts
                 .iter()
                 .map(|a| a.address.clone())
-                .filter(|a| !inline.contains(&a.to_lowercase()))
+                .filter(|a| !inline.contains(&crate::address::key(a)))
                 .collect(),
         });
     }
     for a in accounts {
-        let key = a.address.to_lowercase();
+        let key = crate::address::key(&a.address);
         let Some(logins) = facts.logins.get(&key) else {
             continue;
         };

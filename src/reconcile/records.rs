@@ -43,13 +43,15 @@ impl Records {
 
     pub fn mailbox(&self, address: &str) -> MailboxRecord {
         self.mailboxes
-            .get(&address.to_lowercase())
+            .get(&crate::address::key(address))
             .cloned()
             .unwrap_or_default()
     }
 
     pub fn mailbox_mut(&mut self, address: &str) -> &mut MailboxRecord {
-        self.mailboxes.entry(address.to_lowercase()).or_default()
+        self.mailboxes
+            .entry(crate::address::key(address))
+            .or_default()
     }
 }
 

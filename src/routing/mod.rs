@@ -151,7 +151,7 @@ pub async fn remove(relay: &Relay, resolver: &Resolver, role: Role) -> Result<()
     blocking(relay, resolver, role, |p| p.remove()).await
 }
 
-/// Lower-case, without a trailing dot: how the planner names domains and addresses.
+/// How the planner names domains and addresses.
 fn normalize(s: &str) -> String {
-    s.trim().trim_end_matches('.').to_ascii_lowercase()
+    crate::address::key(s)
 }

@@ -246,14 +246,14 @@ pub fn split_maps(value: &str) -> Vec<String> {
         .collect()
 }
 
-/// `key value` lines; comments and blank lines skipped; keys lower-cased.
+/// `key value` lines; comments and blank lines skipped; keys as [`crate::address::key`].
 pub fn parse_map(text: &str) -> Vec<(String, String)> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .filter_map(|l| {
             let (k, v) = l.split_once(char::is_whitespace)?;
-            Some((k.to_ascii_lowercase(), v.trim().to_owned()))
+            Some((crate::address::key(k), v.trim().to_owned()))
         })
         .collect()
 }
@@ -266,7 +266,7 @@ pub fn render_map(role: Role, relay_to: &str, entries: &BTreeSet<String>) -> Str
     };
     let mut text = format!("{MARKER} ({what}). Rewritten and removed by mailshift; do not edit.\n");
     for e in entries {
-        text.push_str(&format!("{} smtp:{relay_to}\n", e.to_ascii_lowercase()));
+        text.push_str(&format!("{} smtp:{relay_to}\n", crate::address::key(e)));
     }
     text
 }

@@ -265,9 +265,19 @@ pub fn apply(
             relay_to,
             addresses,
         } => {
+            // What the relay holds afterwards: the map as the Postfix adapter writes it,
+            // read back as it reads it.
+            let written = mailshift::routing::postfix::render_map(
+                mailshift::routing::postfix::Role::Fallback,
+                relay_to,
+                &addresses.iter().cloned().collect(),
+            );
             w.fallback = RelayState::On {
                 relay_to: relay_to.clone(),
-                entries: addresses.iter().map(|a| a.to_lowercase()).collect(),
+                entries: mailshift::routing::postfix::parse_map(&written)
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .collect(),
             };
         }
         Step::FallbackOff { .. } => w.fallback = RelayState::Off,
