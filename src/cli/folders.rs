@@ -237,6 +237,7 @@ mod tests {
                 .map(|(n, a)| ListedFolder::new(n, a, true))
                 .collect(),
             foreign: Vec::new(),
+            create_special_use: true,
             refused: Vec::new(),
         }
     }

@@ -119,6 +119,9 @@ pub struct FolderList {
     /// The namespaces that are not the user's own (NAMESPACE's other users' and shared
     /// ones): their folders are never part of the user's migration.
     pub foreign: Vec<ForeignNamespace>,
+    /// The server creates folders with a special use (RFC 6154 CREATE-SPECIAL-USE); without
+    /// it a created folder cannot be given one, and the plan does not promise it.
+    pub create_special_use: bool,
     /// Characters the server refuses in a folder name although they are not its delimiter
     /// (Dovecot's Maildir++ refuses `.` under a `/` separator), as learned from its refusals
     /// of CREATE: written as `_` in the names mailshift gives it.
@@ -878,7 +881,11 @@ pub fn folder_table(
             source: folder.name.clone(),
             role: own_role.map(|(r, _)| r),
             create: create && !dest_name.as_deref().is_some_and(is_inbox),
-            special_use: if create { special_use } else { None },
+            special_use: if create && dest.create_special_use {
+                special_use
+            } else {
+                None
+            },
             subscribe: dest_name.is_some()
                 && folder.subscribed
                 && !existing.is_some_and(|f| f.subscribed),
@@ -1014,6 +1021,16 @@ impl fmt::Display for Reason {
                 write!(
                     f,
                     "excluded by `{selector}` ({role} folders and their subfolders)"
+                )
+            }
+            // Dovecot lists a parent that exists only as part of its children's names as
+            // `\NonExistent` (RFC 5258); either way there is nothing in it to copy.
+            Reason::NotSelectable { attribute }
+                if attribute.eq_ignore_ascii_case("\\NonExistent") =>
+            {
+                write!(
+                    f,
+                    "a parent only in name (no folder of its own): holds no messages"
                 )
             }
             Reason::NotSelectable { attribute } => {
@@ -1171,6 +1188,7 @@ mod tests {
             prefix: prefix.into(),
             folders,
             foreign: Vec::new(),
+            create_special_use: true,
             refused: Vec::new(),
         }
     }
@@ -1965,6 +1983,7 @@ mod tests {
             prefix: String::new(),
             folders: vec![f("INBOX", &[]), f("a/b", &[]), f("Sent", &[])],
             foreign: Vec::new(),
+            create_special_use: true,
             refused: Vec::new(),
         };
         let t = folder_table(&src, &dovecot(), None).unwrap();
@@ -1975,11 +1994,42 @@ mod tests {
             prefix: String::new(),
             folders: vec![f("INBOX", &[])],
             foreign: Vec::new(),
+            create_special_use: true,
             refused: Vec::new(),
         };
         let src = list('.', "", vec![f("INBOX", &[]), f("a.b", &[])]);
         let t = folder_table(&src, &dst, None).unwrap();
         assert_eq!(dest_of(&t, "a.b").as_deref(), Some("a/b"));
+    }
+
+    #[test]
+    fn no_special_use_is_promised_where_it_cannot_be_set_and_name_only_parents_say_so() {
+        let src = list(
+            '/',
+            "",
+            vec![
+                f("INBOX", &[]),
+                f("Archives", &["\\Archive"]),
+                f("Lists", &["\\NonExistent", "\\HasChildren"]),
+                f("Lists/rust", &[]),
+            ],
+        );
+        let mut dst = list('/', "", vec![f("INBOX", &[])]);
+        let shown = folder_table(&src, &dst, None).unwrap().to_string();
+        assert!(shown.contains("[create \\Archive"), "{shown}");
+        dst.create_special_use = false;
+        let t = folder_table(&src, &dst, None).unwrap();
+        let archive = t.plans.iter().find(|p| p.source == "Archives").unwrap();
+        assert_eq!(archive.special_use, None);
+        let shown = t.to_string();
+        assert!(
+            !shown.contains("create \\Archive") && shown.contains("[create"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("Lists → (not copied): a parent only in name (no folder of its own)"),
+            "{shown}"
+        );
     }
 
     #[test]

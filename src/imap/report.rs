@@ -385,6 +385,35 @@ impl fmt::Display for Report {
                 writeln!(f, "{folder}")?;
             }
         }
+        if self.kind == ReportKind::Verify {
+            // Verify copies nothing: say what it compared and what it found.
+            let mut found = Vec::new();
+            for (n, label) in [
+                (t.missing, "missing on the destination"),
+                (t.surplus, "on the destination twice"),
+                (t.refused, "refused by the destination"),
+                (t.errors, "errors"),
+            ] {
+                if n > 0 {
+                    found.push(format!("{n} {label}"));
+                }
+            }
+            return write!(
+                f,
+                "verified {} messages ({}) in {} folders of {} mailboxes in {:.1} s: {}; extra on the destination {}",
+                t.source_messages,
+                human_bytes(t.source_bytes),
+                t.folders,
+                t.mailboxes,
+                t.elapsed_seconds,
+                if found.is_empty() {
+                    "equal".to_owned()
+                } else {
+                    found.join(", ")
+                },
+                t.extra
+            );
+        }
         write!(
             f,
             "source {} messages ({}); transferred {} messages ({}) in {:.1} s: {:.1} messages/s, {:.2} MB/s; skipped {}, flags updated {}, extra {}, refused {}, errors {}",
@@ -563,6 +592,40 @@ mod tests {
         assert!(text.contains("NOT PERFECT: 2 errors"), "{text}");
         assert!(text.contains("50.0 messages/s, 2.50 MB/s"), "{text}");
         assert!(text.contains("error: login refused"), "{text}");
+    }
+
+    #[test]
+    fn verify_says_what_it_compared_not_what_it_transferred() {
+        let src = [entry(1, "a@x", 100), entry(2, "b@x", 50)];
+        let equal = folder(&src, &src, vec![]);
+        let short = folder(&src, &src[..1], vec![]);
+        let report = |f: FolderReport| {
+            Report::new(
+                ReportKind::Verify,
+                vec![MailboxReport {
+                    address: "a@x".into(),
+                    folders: vec![f],
+                    error: None,
+                }],
+                Duration::from_secs(2),
+            )
+            .to_string()
+        };
+        let text = report(equal);
+        let last = text.lines().last().unwrap();
+        assert_eq!(
+            last,
+            "verified 2 messages (150 B) in 1 folders of 1 mailboxes in 2.0 s: equal; extra on the destination 0"
+        );
+        assert!(!text.contains("transferred"), "{text}");
+        let text = report(short);
+        assert!(
+            text.lines()
+                .last()
+                .unwrap()
+                .contains(": 1 missing on the destination;"),
+            "{text}"
+        );
     }
 
     #[test]

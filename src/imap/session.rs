@@ -43,6 +43,8 @@ pub struct Listing {
     pub prefix: Option<String>,
     /// The other users' and shared namespaces the server named.
     pub foreign: Vec<super::folders::ForeignNamespace>,
+    /// The server offers CREATE-SPECIAL-USE.
+    pub create_special_use: bool,
     wire: HashMap<String, String>,
 }
 
@@ -58,6 +60,7 @@ impl Listing {
                 .unwrap_or_else(|| guess_prefix(&self.folders, self.delimiter)),
             folders: self.folders.clone(),
             foreign: self.foreign.clone(),
+            create_special_use: self.create_special_use,
             refused: Vec::new(),
         }
     }
@@ -186,6 +189,7 @@ async fn list(conn: &mut Connection) -> Result<Listing, ImapError> {
     let mut listing = Listing {
         prefix: conn.personal_namespace.as_ref().map(|n| n.prefix.clone()),
         foreign: conn.foreign_namespaces.clone(),
+        create_special_use: conn.has("CREATE-SPECIAL-USE"),
         ..Listing::default()
     };
     let subscribed: Option<HashSet<String>> = subscribed.map(|v| v.into_iter().collect());
