@@ -11,7 +11,8 @@ use mailshift::plan::{ProbeState, RelayState, Side, Step, SwitchState};
 use mailshift::routing::{self, forwarding, managesieve::Client, probe};
 use mailshift::secrets::Resolver;
 use mailshift::spec::{
-    Endpoint, Forwarding, ManifestDuration, PostfixTarget, Probe, Relay, Secret, TlsMode,
+    Endpoint, Forwarding, ManifestDuration, PostfixTarget, Probe, Relay, Secret, SmtpEndpoint,
+    TlsMode,
 };
 use mailshift_harness::client::smtp_send;
 use mailshift_harness::{Dovecot, Postfix, ports, wait};
@@ -175,11 +176,25 @@ async fn gateway_relays_the_domain_and_the_probe_sees_it() -> Result<()> {
         None,
     )?;
     let alice = account("alice@example.com");
+    // Implicit TLS to a plain SMTP port: said at once, with what to set.
     let mut p = Probe {
-        smtp: endpoint(s.old.smtp_port()),
+        smtp: SmtpEndpoint {
+            host: "127.0.0.1".into(),
+            port: Some(s.old.smtp_port()),
+            tls: TlsMode::Tls,
+            ca_certificate: None,
+        },
         mailbox: "alice@example.com".into(),
         timeout: ManifestDuration(DELIVERY),
     };
+    match probe::run(&p, &alice, Some(&src), &dst, &resolver).await {
+        ProbeState::Failed { reason, .. } => assert!(
+            reason.contains("it looks like plain SMTP, so set probe.smtp.tls to starttls"),
+            "{reason}"
+        ),
+        other => panic!("expected a failed probe, got {other:?}"),
+    }
+    p.smtp.tls = TlsMode::None;
     let state = probe::run(&p, &alice, Some(&src), &dst, &resolver).await;
     match &state {
         ProbeState::Failed { reason, .. } => {
@@ -277,7 +292,7 @@ async fn gateway_relays_the_domain_and_the_probe_sees_it() -> Result<()> {
     }
 
     // SMTP refusing the probe.
-    p.smtp = endpoint(dead);
+    p.smtp.port = Some(dead);
     let state = probe::run(&p, &alice, Some(&src), &dst, &resolver).await;
     match &state {
         ProbeState::Failed { reason, .. } => assert!(reason.starts_with("refused"), "{reason}"),

@@ -429,7 +429,7 @@ impl Step {
                 let smtp = spec
                     .probe
                     .as_ref()
-                    .map_or("?".into(), |p| endpoint_label(&p.smtp, 25));
+                    .map_or("?".into(), |p| endpoint_label(&p.smtp.endpoint(), 25));
                 vec![
                     touch(Resource::OldSmtp, smtp, Access::Write),
                     touch(Resource::DestinationImap, dst(), Access::Write),

@@ -160,10 +160,21 @@ async fn send(
     resolver: &Resolver,
 ) -> Result<(), ProbeFailure> {
     let ep = &probe.smtp;
-    let server = format!("{}:{}", ep.host, ep.port.unwrap_or(default_port(ep.tls)));
-    let refused = |e: &dyn std::fmt::Display| ProbeFailure::Refused {
-        server: server.clone(),
-        error: e.to_string(),
+    let server = format!("{}:{}", ep.host, ep.port());
+    let refused = |e: &dyn std::fmt::Display| {
+        let error = e.to_string();
+        let advice = match ep.tls {
+            TlsMode::Tls
+                if error.contains("corrupt message") || error.contains("InvalidContentType") =>
+            {
+                "; the server did not answer TLS: it looks like plain SMTP, so set probe.smtp.tls to starttls (or none)"
+            }
+            _ => "",
+        };
+        ProbeFailure::Refused {
+            server: server.clone(),
+            error: format!("{error}{advice}"),
+        }
     };
     let domain = mailbox
         .rsplit_once('@')
@@ -208,19 +219,12 @@ async fn send(
         }
     };
     let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(ep.host.as_str())
-        .port(ep.port.unwrap_or(default_port(ep.tls)))
+        .port(ep.port())
         .tls(tls)
         .timeout(Some(Duration::from_secs(30)))
         .build();
     transport.send(message).await.map_err(|e| refused(&e))?;
     Ok(())
-}
-
-fn default_port(tls: TlsMode) -> u16 {
-    match tls {
-        TlsMode::Tls => 465,
-        TlsMode::Starttls | TlsMode::None => 25,
-    }
 }
 
 async fn search(conn: &mut Connection, query: &str) -> Result<Vec<u32>, async_imap::error::Error> {

@@ -380,7 +380,11 @@ impl Checker {
         }
         if let Some(p) = &spec.probe {
             let pp = base.key("probe");
-            self.endpoint(&p.smtp, &pp.key("smtp"), "the probe's SMTP server");
+            self.endpoint(
+                &p.smtp.endpoint(),
+                &pp.key("smtp"),
+                "the probe's SMTP server",
+            );
             let lower = p.mailbox.to_lowercase();
             let listed = spec
                 .mailboxes
@@ -524,7 +528,9 @@ pub fn secret_refs<'a>(spec: &'a MailMigrationSpec, base: &Path) -> Vec<(Path, &
         }
     }
     if let Some(p) = &spec.probe {
-        endpoint(&p.smtp, base.key("probe").key("smtp"), &mut out);
+        if let Some(ca) = &p.smtp.ca_certificate {
+            out.push((base.key("probe").key("smtp").key("caCertificate"), ca));
+        }
     }
     out
 }

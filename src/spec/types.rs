@@ -462,13 +462,59 @@ pub struct Forwarding {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Probe {
     /// SMTP service the probe message is sent to (the old server's).
-    pub smtp: Endpoint,
+    pub smtp: SmtpEndpoint,
     /// Mailbox (one of `mailboxes`) the probe must arrive in on the new server.
     #[schemars(length(min = 3, max = 320))]
     pub mailbox: String,
     /// How long to wait for the probe to arrive.
     #[serde(default = "default_probe_timeout")]
     pub timeout: ManifestDuration,
+}
+
+/// An SMTP server as a sending MTA reaches it: port 25 with STARTTLS unless told otherwise.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SmtpEndpoint {
+    /// Host name or IP address.
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    /// TCP port. Defaults to 25 for `starttls` and `none`, 465 for `tls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+    /// `starttls` (the default, as MTAs talk to port 25), `tls` (implicit TLS, port 465), or
+    /// `none` (plain text; only when written).
+    #[serde(default = "starttls")]
+    pub tls: TlsMode,
+    /// Extra CA certificate(s), PEM, trusted in addition to the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<SecretRef>,
+}
+
+fn starttls() -> TlsMode {
+    TlsMode::Starttls
+}
+
+impl SmtpEndpoint {
+    /// The port connected to.
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            TlsMode::Tls => 465,
+            TlsMode::Starttls | TlsMode::None => 25,
+        })
+    }
+
+    /// As a generic endpoint, for the checks and labels all endpoints share.
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            host: self.host.clone(),
+            port: Some(self.port()),
+            tls: self.tls,
+            ca_certificate: self.ca_certificate.clone(),
+            max_connections: None,
+            timeout: None,
+        }
+    }
 }
 
 fn default_probe_timeout() -> ManifestDuration {
@@ -559,5 +605,24 @@ impl Default for Finalize {
             keep_source_for: default_keep_source_for(),
             restore_ttl: default_restore_ttl(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_talks_to_port_25_with_starttls_unless_told_otherwise() {
+        let p: SmtpEndpoint = serde_yaml::from_str("host: mx.example.net").unwrap();
+        assert_eq!((p.tls, p.port()), (TlsMode::Starttls, 25));
+        let p: SmtpEndpoint = serde_yaml::from_str("{ host: mx.example.net, tls: tls }").unwrap();
+        assert_eq!(p.port(), 465);
+        let p: SmtpEndpoint =
+            serde_yaml::from_str("{ host: mx.example.net, tls: none, port: 2525 }").unwrap();
+        assert_eq!((p.tls, p.port()), (TlsMode::None, 2525));
+        // IMAP endpoints keep implicit TLS as their default.
+        let e: Endpoint = serde_yaml::from_str("host: imap.example.net").unwrap();
+        assert_eq!(e.tls, TlsMode::Tls);
     }
 }
