@@ -11,8 +11,10 @@
 use std::fmt;
 
 /// The longest line segment (text between two CRLFs or literals) a server may send. A real
-/// response line (a LIST entry, a FETCH of flags and sizes, CAPABILITY) stays far below it.
-pub const MAX_LINE: usize = 1 << 20;
+/// response line (a LIST entry, a FETCH of flags and sizes, CAPABILITY, the FLAGS of a
+/// folder with thousands of keywords) stays far below it; async-imap parses an unfinished
+/// line again after every read, so the cap also bounds that quadratic cost.
+pub const MAX_LINE: usize = 256 << 10;
 
 /// The literal limit while nothing larger is expected: folder names, header fields of the
 /// listing. Fetching bodies raises it to the largest listed message of the batch.

@@ -527,10 +527,12 @@ pub fn secret_refs<'a>(spec: &'a MailMigrationSpec, base: &Path) -> Vec<(Path, &
             );
         }
     }
-    if let Some(p) = &spec.probe {
-        if let Some(ca) = &p.smtp.ca_certificate {
-            out.push((base.key("probe").key("smtp").key("caCertificate"), ca));
-        }
+    if let Some(ca) = spec
+        .probe
+        .as_ref()
+        .and_then(|p| p.smtp.ca_certificate.as_ref())
+    {
+        out.push((base.key("probe").key("smtp").key("caCertificate"), ca));
     }
     out
 }
