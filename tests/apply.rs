@@ -259,6 +259,56 @@ fn observe_policy_plans_but_changes_nothing_anywhere() {
     assert_eq!(messages(&src, "INBOX").unwrap(), before, "source untouched");
 }
 
+#[test]
+fn a_suspended_migration_writes_nothing_until_the_suspension_is_lifted() {
+    let (src, dst) = pair();
+    fill(&src, USER, PASSWORD, "INBOX", 0, 12);
+    let before = messages(&src, "INBOX").unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let suspended = manifest_for(&src, &dst, &[(USER, PASSWORD)], "  suspend: true\n");
+    std::fs::write(dir.join("m.yaml"), &suspended).unwrap();
+
+    let plan = run(dir, &["plan", "-f", "m.yaml"]);
+    assert_eq!(code(&plan), 2, "plan still works: {}", text(&plan));
+    assert!(
+        text(&plan).contains("suspended (spec.suspend)"),
+        "{}",
+        text(&plan)
+    );
+    let apply = run(dir, &["apply", "-f", "m.yaml"]);
+    assert_eq!(code(&apply), 3, "{}", text(&apply));
+    assert!(
+        text(&apply).contains("spec.suspend is true"),
+        "{}",
+        text(&apply)
+    );
+    let sync = run(dir, &["sync", "-f", "m.yaml"]);
+    assert_eq!(code(&sync), 2, "{}", text(&sync));
+    assert!(
+        text(&sync).contains("spec.suspend is true"),
+        "{}",
+        text(&sync)
+    );
+    let status = run(dir, &["status", "-f", "m.yaml"]);
+    assert!(text(&status).contains("Suspended"), "{}", text(&status));
+    assert!(
+        messages(&dst, "INBOX").unwrap().is_empty(),
+        "nothing copied"
+    );
+    assert_eq!(messages(&src, "INBOX").unwrap(), before, "source untouched");
+
+    // Lifted: the same state directory, on to convergence.
+    std::fs::write(
+        dir.join("m.yaml"),
+        suspended.replace("  suspend: true\n", ""),
+    )
+    .unwrap();
+    let apply = run(dir, &["apply", "-f", "m.yaml"]);
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    assert_eq!(messages(&dst, "INBOX").unwrap().len(), 12);
+}
+
 /// What an outside observer sees of the zone's MX set: its TTL and targets.
 fn dig_mx(bind: &Bind) -> Option<(u32, String)> {
     let out = bind.dig(&["+noall", "+answer", "MX", "example.com"]).ok()?;

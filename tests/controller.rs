@@ -1280,6 +1280,37 @@ async fn parallelism_one_copies_in_process_and_creates_no_jobs() {
     );
 }
 
+#[tokio::test]
+async fn a_suspended_migration_is_planned_and_reported_but_nothing_is_run() {
+    let dir = tempfile::tempdir().unwrap();
+    for extra in [
+        "  suspend: true\n",
+        "  suspend: true\n  sync: { parallelism: 2 }\n",
+    ] {
+        let (client, fake) = Fake::start(fanned(&ABC, extra), vec![passwords(&ABC)]);
+        let engines = Models::default();
+        let ctx = context(client, engines.clone(), dir.path());
+        reconcile(Arc::new(fake.object()), ctx).await.unwrap();
+        assert_eq!(
+            engines.syncs.load(Ordering::SeqCst),
+            0,
+            "{extra}: nothing copied"
+        );
+        assert!(
+            !fake
+                .seen()
+                .iter()
+                .any(|s| s.path.contains("/jobs") && s.method == Method::POST),
+            "{extra}: no Job created"
+        );
+        assert!(fake.events().is_empty(), "{extra}: no step applied");
+        let status = fake.object().status.unwrap();
+        let ready = condition(&status, "Ready").unwrap();
+        assert_eq!(ready.status, mailshift::spec::ConditionStatus::False);
+        assert_eq!(ready.reason, "Suspended", "{extra}: {ready:?}");
+    }
+}
+
 #[test]
 fn mailshift_sync_reads_its_manifest_from_the_environment() {
     // Invalid on purpose: the error shows that the variable, not a file, was read.

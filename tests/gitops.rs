@@ -102,7 +102,7 @@ fn argocd_health_check_reads_every_sample_status_right() -> Result<()> {
     }
     assert_eq!(
         statuses.into_iter().collect::<Vec<_>>(),
-        ["Degraded", "Healthy", "Progressing"],
+        ["Degraded", "Healthy", "Progressing", "Suspended"],
         "every health Argo CD can show is covered"
     );
     Ok(())

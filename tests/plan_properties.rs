@@ -648,6 +648,7 @@ proptest! {
         match &run.ending {
             Ending::Converged => {}
             Ending::ObserveOnly => prop_assert_eq!(spec.policy, Policy::Observe),
+            Ending::Suspended => prop_assert!(spec.suspend),
             Ending::Blocked(reasons) => {
                 prop_assert!(!clean, "blocked though nothing needs a person: {:?}", reasons);
             }

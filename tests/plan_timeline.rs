@@ -355,6 +355,49 @@ fn gateway_waits_until_the_fallback_relays_nothing() {
     assert!(pos("gatewayOn") > pos("fallbackRelay"));
 }
 
+/// `spec.suspend`: the same road, every step shown as suspended and none carried out;
+/// status says so; lifting it resumes where the migration stood.
+#[test]
+fn a_suspended_migration_plans_but_carries_out_nothing_until_lifted() {
+    let mut spec = approved(example("whole-domain-gateway.yaml"));
+    let listed = csv_addresses("shop-mailboxes.csv");
+    let world = fresh_world(&spec, &listed, Adapter::ALL);
+    spec.suspend = true;
+    let p = plan(&spec, &world, t(NOW));
+    assert!(!p.steps.is_empty());
+    assert!(
+        p.steps.iter().all(|s| s.execution == Execution::Suspended),
+        "{p}"
+    );
+    assert_eq!(p.progress(), Progress::Suspended);
+    assert!(p.next().is_none());
+    assert!(p.to_string().contains("suspended (spec.suspend)"), "{p}");
+    let status = derive_status(
+        &spec,
+        &world,
+        &p,
+        &MailMigrationStatus::default(),
+        1,
+        t(NOW),
+    );
+    assert!(
+        is(&status, "Ready", ConditionStatus::False, "Suspended"),
+        "{status:#?}"
+    );
+    assert!(
+        condition(&status, "Reconciling").is_none(),
+        "nothing is reconciling while suspended: {status:#?}"
+    );
+    let run = simulate(&spec, world.clone(), t(NOW), 10, false);
+    assert!(matches!(run.ending, Ending::Suspended), "{:?}", run.ending);
+    assert!(run.steps.is_empty(), "{:?}", run.steps);
+
+    // Lifted: the same road, to the end.
+    spec.suspend = false;
+    let run = simulate(&spec, world, t(NOW), 200, false);
+    assert!(matches!(run.ending, Ending::Converged), "{:?}", run.ending);
+}
+
 // ---- imap-import-localized.yaml -----------------------------------------------------
 
 #[test]

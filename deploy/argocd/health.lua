@@ -1,6 +1,7 @@
 -- Argo CD health check for mailshift.io/MailMigration (resource.customizations.health.mailshift.io_MailMigration).
 -- kstatus: Stalled=True → Degraded; a status older than the spec or Reconciling=True → Progressing;
--- Ready=True → Healthy; otherwise Progressing with the next step (e.g. waiting for approval).
+-- Ready=True → Healthy; spec.suspend (Ready=False, reason Suspended) → Suspended; otherwise
+-- Progressing with the next step (e.g. waiting for approval).
 hs = { status = "Progressing", message = "Waiting for the controller" }
 if obj.status == nil then
   return hs
@@ -24,6 +25,11 @@ if stalled ~= nil and stalled.status == "True" then
 end
 if ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
+  hs.message = ready.message
+  return hs
+end
+if ready ~= nil and ready.reason == "Suspended" then
+  hs.status = "Suspended"
   hs.message = ready.message
   return hs
 end

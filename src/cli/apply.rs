@@ -118,6 +118,12 @@ async fn drive<E: MailEngine>(
         let plan = &turn.pass.plan;
         match plan.progress() {
             Progress::Converged => return Ok(Stop::Converged),
+            Progress::Suspended => {
+                outln!("{plan}");
+                return Ok(Stop::Gate(
+                    "spec.suspend is true: the plan above is shown, nothing is applied until it is lifted".into(),
+                ));
+            }
             Progress::ObserveOnly => {
                 outln!("{plan}");
                 return Ok(Stop::Gate(

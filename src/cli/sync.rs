@@ -169,6 +169,11 @@ fn prepare_all(
                         None => continue,
                     }
                 }
+                if kind == ReportKind::Sync && m.spec.suspend {
+                    bail!(
+                        "{name}: spec.suspend is true, so nothing is written; set it to false to resume, or use `mailshift verify` to compare"
+                    );
+                }
                 if kind == ReportKind::Sync && m.spec.policy == Policy::Observe {
                     bail!(
                         "{name}: policy is observe, which never writes; use `mailshift verify` to compare"

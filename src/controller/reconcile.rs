@@ -75,7 +75,10 @@ pub(super) fn requeue_after(progress: &Progress, now: DateTime<Utc>) -> Duration
             let wait = (*at - now).to_std().unwrap_or(Duration::ZERO);
             wait.clamp(NEXT_STEP, REOBSERVE)
         }
-        Progress::Converged | Progress::ObserveOnly | Progress::Blocked { .. } => REOBSERVE,
+        Progress::Converged
+        | Progress::ObserveOnly
+        | Progress::Suspended
+        | Progress::Blocked { .. } => REOBSERVE,
     }
 }
 

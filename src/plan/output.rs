@@ -21,6 +21,8 @@ pub struct Plan {
     /// The instant the plan was computed for (time gates are relative to it).
     pub computed_at: DateTime<Utc>,
     pub policy: Policy,
+    /// `spec.suspend`: nothing is carried out until it is lifted.
+    pub suspended: bool,
     /// In the order a careful admin takes them. A step may run when it has no gates and its
     /// execution is [`Execution::Execute`]; later steps may run before an earlier one that
     /// waits, when nothing ties them together (copying goes on while the TTL gate is shut).
@@ -51,6 +53,8 @@ pub enum Execution {
     NotAvailableYet { adapter: Adapter },
     /// Policy `observe`: shown, counted as pending, never run.
     ObserveOnly,
+    /// `spec.suspend`: shown, counted as pending, not run until the suspension is lifted.
+    Suspended,
     /// Policy `upsert-only` never removes or switches off: shown for information, not
     /// counted as pending (the migration is converged without it).
     HeldByPolicy,
@@ -75,6 +79,8 @@ pub enum Progress {
     WaitUntil { at: DateTime<Utc> },
     /// Policy `observe`: changes are pending but will not be made.
     ObserveOnly,
+    /// `spec.suspend`: changes are pending and wait for the suspension to be lifted.
+    Suspended,
     /// Nothing can run until a person acts: approve the cutover, fix a login, use a build
     /// with the missing adapter. `reasons` say what, in plain words.
     Blocked { reasons: Vec<String> },
@@ -184,6 +190,9 @@ impl Plan {
     pub fn progress(&self) -> Progress {
         if self.is_empty() {
             return Progress::Converged;
+        }
+        if self.suspended {
+            return Progress::Suspended;
         }
         if self.policy == Policy::Observe {
             return Progress::ObserveOnly;
@@ -333,6 +342,10 @@ impl fmt::Display for Plan {
                 Progress::ObserveOnly => {
                     writeln!(f, "; observe only: none of this will be carried out.")?
                 }
+                Progress::Suspended => writeln!(
+                    f,
+                    "; suspended (spec.suspend): none of this is carried out until it is lifted."
+                )?,
                 Progress::Blocked { reasons } => {
                     writeln!(f, "; blocked:")?;
                     for r in reasons {
@@ -412,6 +425,10 @@ fn write_step(f: &mut fmt::Formatter<'_>, i: usize, s: &PlannedStep) -> fmt::Res
             s.step.adapter().map_or("", Adapter::describe)
         )?,
         Execution::ObserveOnly => writeln!(f, "       not carried out: policy observe")?,
+        Execution::Suspended => writeln!(
+            f,
+            "       not carried out: suspended (spec.suspend); set it to false to resume"
+        )?,
         Execution::HeldByPolicy => writeln!(f, "       left in place: policy upsert-only")?,
     }
     for g in &s.gates {

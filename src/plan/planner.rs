@@ -886,7 +886,9 @@ impl<'a> Planner<'_, 'a> {
         let v = self.v;
         let spec = v.spec;
         let execution = |step: &Step| -> Execution {
-            if spec.policy == Policy::Observe {
+            if spec.suspend {
+                Execution::Suspended
+            } else if spec.policy == Policy::Observe {
                 Execution::ObserveOnly
             } else if spec.policy == Policy::UpsertOnly && step.removes() {
                 Execution::HeldByPolicy
@@ -972,6 +974,7 @@ impl<'a> Planner<'_, 'a> {
         Plan {
             computed_at: v.now,
             policy: spec.policy,
+            suspended: spec.suspend,
             steps,
         }
     }

@@ -139,6 +139,7 @@ fn describe_focus(s: &PlannedStep) -> String {
         ),
         (_, Some(g)) => format!("{} — waiting {}", s.step, waiting_words(g)),
         (Execution::ObserveOnly, None) => format!("{} (policy observe)", s.step),
+        (Execution::Suspended, None) => format!("{} (suspended)", s.step),
         _ => s.step.to_string(),
     }
 }
@@ -179,6 +180,16 @@ fn health(
                 None => "the servers match the manifest".to_owned(),
             };
             c.set(READY, True, "Completed", msg);
+            false
+        }
+        Progress::Suspended => {
+            let n = plan.pending().count();
+            c.set(
+                READY,
+                False,
+                "Suspended",
+                format!("{n} steps pending; spec.suspend is true, so nothing is written until it is lifted"),
+            );
             false
         }
         Progress::ObserveOnly => {

@@ -38,6 +38,12 @@ pub struct MailMigrationSpec {
     #[serde(default)]
     pub policy: Policy,
 
+    /// While true nothing is written anywhere (the convention of Flux, Velero and
+    /// cert-manager): the loop still observes and plans, every step is shown as suspended,
+    /// and status says so. Set it back to false (or remove it) to resume where it stopped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+
     /// The old server. It is only ever read: folders are opened read-only and messages are
     /// fetched without setting \Seen.
     pub source: Server,

@@ -346,6 +346,7 @@ pub fn observe_again(w: &mut World, spec: &MailMigrationSpec) {
 pub enum Ending {
     Converged,
     ObserveOnly,
+    Suspended,
     Blocked(Vec<String>),
 }
 
@@ -400,6 +401,7 @@ pub fn simulate_with(
         let ending = match p.progress() {
             Progress::Converged => Some(Ending::Converged),
             Progress::ObserveOnly => Some(Ending::ObserveOnly),
+            Progress::Suspended => Some(Ending::Suspended),
             Progress::Blocked { reasons } => {
                 assert!(
                     !reasons.is_empty(),

@@ -524,7 +524,7 @@ impl FanOut {
         plan: &Plan,
         now: DateTime<Utc>,
     ) -> Result<usize, Error> {
-        if obj.spec.policy == Policy::Observe {
+        if obj.spec.policy == Policy::Observe || obj.spec.suspend {
             return Ok(0);
         }
         if self.entry.retry_at.is_some_and(|at| at > now) {
