@@ -309,6 +309,63 @@ fn a_suspended_migration_writes_nothing_until_the_suspension_is_lifted() {
     assert_eq!(messages(&dst, "INBOX").unwrap().len(), 12);
 }
 
+/// A message the destination refuses keeps the migration from completing until a reviewed
+/// `acceptRefused` rule accepts its loss; then it converges, and status lists the loss.
+#[test]
+fn a_refused_message_blocks_until_its_loss_is_accepted_on_purpose() {
+    let src = dovecot("accept-old").user(BOB, BOB_PW).start().unwrap();
+    let dst = dovecot("accept-new")
+        .user(BOB, BOB_PW)
+        .max_message_size(6000)
+        .start()
+        .unwrap();
+    fill(&src, USER, PASSWORD, "INBOX", 0, 5);
+    let mut imap = Imap::login(src.imap_port(), USER, PASSWORD).unwrap();
+    let big = message("big-one", "too big for the new server", &"x".repeat(10_000));
+    imap.append("INBOX", "", &big).unwrap();
+    imap.logout();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let base = manifest_for(&src, &dst, &[(USER, PASSWORD)], "");
+    std::fs::write(dir.join("m.yaml"), &base).unwrap();
+
+    // Not accepted: the copy counts as incomplete, and the run does not converge.
+    let apply = run(dir, &["apply", "-f", "m.yaml", "--timeout", "6s"]);
+    assert_eq!(code(&apply), 3, "{}", text(&apply));
+    let status = text(&run(dir, &["status", "-f", "m.yaml"]));
+    assert!(
+        status.contains("1 message(s) refused by the destination"),
+        "{status}"
+    );
+    let phase = status.lines().next().unwrap_or_default();
+    assert!(!phase.ends_with("Completed"), "{status}");
+    assert!(
+        status.contains("1 difference(s)"),
+        "not equal with mail left behind: {status}"
+    );
+
+    // Accepted on purpose: on to completion, the loss on record.
+    let accepted = format!(
+        "{base}  acceptRefused:\n    - {{ largerThan: 6kB, mailbox: {USER}, reason: \"over the new server's 6 kB limit; the user has it\" }}\n"
+    );
+    std::fs::write(dir.join("m.yaml"), &accepted).unwrap();
+    assert_eq!(code(&run(dir, &["validate", "m.yaml"])), 0);
+    let apply = run(dir, &["apply", "-f", "m.yaml"]);
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    assert!(text(&apply).contains("converged"), "{}", text(&apply));
+    let status = text(&run(dir, &["status", "-f", "m.yaml"]));
+    assert!(
+        status.contains("accepted loss: <big-one@test> in INBOX")
+            && status.contains("accepted by over the new server's 6 kB limit; the user has it"),
+        "{status}"
+    );
+    assert_eq!(
+        messages(&dst, "INBOX").unwrap().len(),
+        5,
+        "the others are copied"
+    );
+}
+
 /// What an outside observer sees of the zone's MX set: its TTL and targets.
 fn dig_mx(bind: &Bind) -> Option<(u32, String)> {
     let out = bind.dig(&["+noall", "+answer", "MX", "example.com"]).ok()?;

@@ -73,6 +73,7 @@ impl MailEngine for Model {
         Ok(Verified {
             messages: 10,
             differences: 0,
+            ..Default::default()
         })
     }
 }

@@ -94,6 +94,7 @@ impl MailEngine for Model {
         Ok(Verified {
             messages: 10,
             differences,
+            ..Default::default()
         })
     }
 }

@@ -115,9 +115,19 @@ fn print_text(e: &Entry, spec: &crate::spec::MailMigrationSpec) {
             }
         };
         out!("    {a}: {sync}; {verified}");
-        match r.last_error {
+        match &r.last_error {
             Some(e) => outln!("; last error: {e}"),
             None => outln!(),
+        }
+        for loss in &r.accepted_losses {
+            outln!(
+                "      accepted loss: {} in {} ({} bytes), refused: {}; accepted by {}",
+                crate::text::printable(&loss.message),
+                crate::text::printable(&loss.folder),
+                loss.size,
+                crate::text::printable(&loss.refused),
+                crate::text::printable(&loss.accepted_by)
+            );
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct ImapEngine {
     destination: Connector,
     /// Mailboxes at once, for multi-mailbox steps.
     concurrency: usize,
+    /// `spec.acceptRefused`.
+    accept: Vec<crate::spec::AcceptRefused>,
 }
 
 impl std::fmt::Debug for ImapEngine {
@@ -67,6 +69,7 @@ impl ImapEngine {
             source: engine::connector(Side::Source, &spec.source.imap, &resolver)?,
             destination: engine::connector(Side::Destination, &spec.destination.imap, &resolver)?,
             concurrency: p.concurrency,
+            accept: spec.accept_refused.clone(),
         };
         Ok((this, p.accounts))
     }
@@ -79,6 +82,35 @@ fn login(r: Result<(), ConnectError>) -> Login {
             reason: e.to_string(),
         },
     }
+}
+
+/// The refused messages of a mailbox's report whose loss a rule accepts, and how many are
+/// left that no rule accepts.
+fn accepted(
+    r: &MailboxReport,
+    rules: &[crate::spec::AcceptRefused],
+) -> (Vec<crate::spec::AcceptedLoss>, u64) {
+    let mut accepted = Vec::new();
+    let mut left = 0;
+    for f in &r.folders {
+        for m in &f.refused {
+            let key = m.message.key.to_string();
+            match rules
+                .iter()
+                .find(|rule| rule.accepts(&r.address, &key, m.message.size))
+            {
+                Some(rule) => accepted.push(crate::spec::AcceptedLoss {
+                    folder: f.source.clone(),
+                    message: key,
+                    size: m.message.size,
+                    refused: m.reason.clone(),
+                    accepted_by: rule.describe(),
+                }),
+                None => left += 1,
+            }
+        }
+    }
+    (accepted, left)
 }
 
 /// Messages refused and errors of a mailbox's report, for the executor.
@@ -115,11 +147,13 @@ impl MailEngine for ImapEngine {
         Ok(reports
             .iter()
             .map(|r| {
-                let (refused, errors) = problems(r);
+                let (_, errors) = problems(r);
+                let (accepted, refused) = accepted(r, &self.accept);
                 let synced = Synced {
                     messages: r.folders.iter().map(|f| f.source_messages).sum(),
                     bytes: r.folders.iter().map(|f| f.source_bytes).sum(),
                     refused,
+                    accepted,
                     errors,
                     copied_messages: r.folders.iter().map(|f| f.copied).sum(),
                     copied_bytes: r.folders.iter().map(|f| f.copied_bytes).sum(),
@@ -157,14 +191,18 @@ impl MailEngine for ImapEngine {
             bail!("{}", errors.join("; "));
         }
         // Extra messages on the destination (its own new mail) are not differences; missing
-        // ones and surplus copies are.
+        // ones and surplus copies are, and so is every message the destination refused
+        // unless `spec.acceptRefused` accepts its loss: a mailbox is not equal with mail
+        // left behind by accident.
+        let (accepted, refused) = accepted(&r, &self.accept);
         Ok(Verified {
+            accepted,
             messages: r.folders.iter().map(|f| f.source_messages).sum(),
-            differences: r
-                .folders
-                .iter()
-                .map(|f| (f.missing.len() + f.surplus.len()) as u64)
-                .sum(),
+            differences: refused
+                + r.folders
+                    .iter()
+                    .map(|f| (f.missing.len() + f.surplus.len()) as u64)
+                    .sum::<u64>(),
         })
     }
 }

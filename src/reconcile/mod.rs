@@ -42,8 +42,11 @@ pub struct Synced {
     /// Messages and bytes now on the destination for the mapped folders.
     pub messages: u64,
     pub bytes: u64,
-    /// Messages the destination refused (reported by the engine, never retried forever).
+    /// Messages the destination refused (reported by the engine, never retried forever),
+    /// not counting those `spec.acceptRefused` accepts.
     pub refused: u64,
+    /// The refused messages `spec.acceptRefused` accepts the loss of.
+    pub accepted: Vec<crate::spec::AcceptedLoss>,
     /// Errors that left the mailbox incomplete.
     pub errors: Vec<String>,
     /// What this sync copied (for metrics): messages appended and their bytes.
@@ -57,6 +60,8 @@ pub struct Verified {
     pub messages: u64,
     /// Missing plus extra messages over all folders; 0 means equal.
     pub differences: u64,
+    /// The refused messages whose loss `spec.acceptRefused` accepts (not differences).
+    pub accepted: Vec<crate::spec::AcceptedLoss>,
 }
 
 /// What the executor needs from the mail engine. The real one talks IMAP; tests may model
@@ -698,6 +703,12 @@ impl Book {
             Outcome::Verified(v) => {
                 let address = step.address().unwrap_or_default();
                 let record = self.records.mailbox_mut(address);
+                record.accepted_losses = v.accepted.clone();
+                if v.differences == 0 {
+                    // Equal as the manifest defines it: what an earlier sync left (a refusal
+                    // accepted since) is no longer an error.
+                    record.last_error = None;
+                }
                 record.verification = if v.differences == 0 {
                     plan::Verification::Equal {
                         at: now,
@@ -755,6 +766,10 @@ impl Book {
                 ));
             }
             record.last_error = (!why.is_empty()).then(|| why.join("; "));
+            record.accepted_losses = s.accepted.clone();
+            for loss in &s.accepted {
+                tracing::warn!(mailbox = %address, folder = %loss.folder, message = %loss.message, size = loss.size, refused = %loss.refused, accepted_by = %loss.accepted_by, "refused message left behind (acceptRefused)");
+            }
             if !why.is_empty() {
                 problems.push(format!("{address}: {}", why.join("; ")));
             }

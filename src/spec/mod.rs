@@ -4,13 +4,15 @@
 mod duration;
 mod secret;
 pub mod semantic;
+mod size;
 mod status;
 mod types;
 
 pub use duration::{DURATION_PATTERN, DurationError, ManifestDuration};
 pub use secret::{Secret, SecretKeySelector, SecretRef};
+pub use size::{ManifestSize, SIZE_PATTERN, SizeError};
 pub use status::{
-    Condition, ConditionStatus, Failure, Freshness, LoopRecords, MailMigrationStatus,
+    AcceptedLoss, Condition, ConditionStatus, Failure, Freshness, LoopRecords, MailMigrationStatus,
     MailboxCounts, MailboxRecord, Phase, ProbeState, SyncState, Verification,
 };
 pub use types::*;

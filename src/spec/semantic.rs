@@ -25,6 +25,7 @@ pub fn check(spec: &MailMigrationSpec, base: &Path, strict: bool) -> Vec<Issue> 
     c.relays(spec, base);
     c.forwarding_and_probe(spec, base);
     c.cutover(spec, base);
+    c.accept_refused(spec, base);
     c.secrets(spec, base);
     c.out
 }
@@ -352,6 +353,30 @@ impl Checker {
                     base.key("domains"),
                     format!("`{name}` relays the mail of spec.domains, but none are listed"),
                 );
+            }
+        }
+    }
+
+    fn accept_refused(&mut self, spec: &MailMigrationSpec, base: &Path) {
+        for (i, rule) in spec.accept_refused.iter().enumerate() {
+            let p = base.key("acceptRefused").index(i);
+            if rule.message_id.is_none() && rule.larger_than.is_none() {
+                self.error(
+                    p.clone(),
+                    "a rule needs messageId or largerThan: accepting every refusal is not a rule",
+                );
+            }
+            if let Some(m) = &rule.mailbox {
+                let listed = spec
+                    .mailboxes
+                    .iter()
+                    .any(|x| crate::address::key(&x.address) == crate::address::key(m));
+                if !listed && spec.mailboxes_from.is_none() {
+                    self.error(
+                        p.key("mailbox"),
+                        format!("`{m}` is not one of spec.mailboxes"),
+                    );
+                }
             }
         }
     }

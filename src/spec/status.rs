@@ -106,6 +106,24 @@ pub struct MailboxRecord {
     pub verification: Verification,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Messages the destination refused whose loss `spec.acceptRefused` accepts, as the
+    /// last sync found them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accepted_losses: Vec<AcceptedLoss>,
+}
+
+/// A refused message the migration goes on without, and the rule that allows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceptedLoss {
+    pub folder: String,
+    /// Its identity (`<message-id>`, or a hash of its headers).
+    pub message: String,
+    pub size: u64,
+    /// What the server said.
+    pub refused: String,
+    /// The `acceptRefused` rule that accepts it (its reason when it gives one).
+    pub accepted_by: String,
 }
 
 /// When the facts a plan stood on were observed: the oldest mailbox login check, and the

@@ -5,7 +5,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{MailMigrationStatus, ManifestDuration, SecretRef};
+use super::{MailMigrationStatus, ManifestDuration, ManifestSize, SecretRef};
 
 /// Desired state of a mail migration: which mailboxes move from which server to which, and
 /// optionally how DNS, relays and forwarding follow them.
@@ -43,6 +43,13 @@ pub struct MailMigrationSpec {
     /// and status says so. Set it back to false (or remove it) to resume where it stopped.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
+
+    /// Messages the destination refuses that the migration may go on without, on purpose:
+    /// a reviewed list, not a default. Without it a refused message keeps the mailbox from
+    /// counting as copied and the cutover waits; with a rule matching it, the loss is
+    /// accepted, recorded in status and reported, and the cutover goes on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept_refused: Vec<AcceptRefused>,
 
     /// The old server. It is only ever read: folders are opened read-only and messages are
     /// fetched without setting \Seen.
@@ -477,6 +484,71 @@ pub struct Probe {
     pub timeout: ManifestDuration,
 }
 
+/// A rule accepting the loss of messages the destination refuses: one message by its
+/// Message-ID, or every message larger than a size (the destination's limit), optionally in
+/// one mailbox only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AcceptRefused {
+    /// The refused message's Message-ID, with or without its angle brackets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 998))]
+    pub message_id: Option<String>,
+    /// Any refused message larger than this (`25MB`, `10MiB`, or bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub larger_than: Option<ManifestSize>,
+    /// Only in this mailbox (one of `mailboxes`); every mailbox when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 3, max = 320))]
+    pub mailbox: Option<String>,
+    /// Why the loss is acceptable, for the record (shown in status and the report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 500))]
+    pub reason: Option<String>,
+}
+
+impl AcceptRefused {
+    /// The rule as status and reports name it: its reason, else its condition.
+    pub fn describe(&self) -> String {
+        if let Some(r) = &self.reason {
+            return r.clone();
+        }
+        let mut parts = Vec::new();
+        if let Some(id) = &self.message_id {
+            parts.push(format!("messageId {id}"));
+        }
+        if let Some(l) = self.larger_than {
+            parts.push(format!("larger than {l}"));
+        }
+        if let Some(m) = &self.mailbox {
+            parts.push(format!("in {m}"));
+        }
+        format!("acceptRefused: {}", parts.join(", "))
+    }
+
+    /// Whether this rule accepts the loss of a message of `mailbox` with identity `key`
+    /// (`<id>` for a Message-ID) and `size` bytes. A rule without a condition accepts
+    /// nothing (`validate` refuses it).
+    pub fn accepts(&self, mailbox: &str, key: &str, size: u64) -> bool {
+        if self
+            .mailbox
+            .as_ref()
+            .is_some_and(|m| crate::address::key(m) != crate::address::key(mailbox))
+        {
+            return false;
+        }
+        let by_id = self.message_id.as_ref().map(|id| {
+            let want = id.trim().trim_start_matches('<').trim_end_matches('>');
+            key.trim_start_matches('<').trim_end_matches('>') == want
+        });
+        let by_size = self.larger_than.map(|l| size > l.0);
+        match (by_id, by_size) {
+            (None, None) => false,
+            (a, b) => a.unwrap_or(true) && b.unwrap_or(true),
+        }
+    }
+}
+
 /// An SMTP server as a sending MTA reaches it: port 25 with STARTTLS unless told otherwise.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -617,6 +689,27 @@ impl Default for Finalize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accept_refused_rules_match_by_id_size_and_mailbox() {
+        let rule = |yaml: &str| -> AcceptRefused { serde_yaml::from_str(yaml).unwrap() };
+        let by_id = rule("messageId: <big@x>");
+        assert!(by_id.accepts("a@x", "<big@x>", 1));
+        assert!(rule("messageId: big@x").accepts("B@X", "<big@x>", 1));
+        assert!(!by_id.accepts("a@x", "<other@x>", 1));
+        let big = rule("{ largerThan: 25MB, mailbox: Alice@Example.com }");
+        assert!(big.accepts("alice@example.com", "<any@x>", 25_000_001));
+        assert!(!big.accepts("alice@example.com", "<any@x>", 25_000_000));
+        assert!(!big.accepts("bob@example.com", "<any@x>", 30_000_000));
+        // Both conditions: both must hold.
+        let both = rule("{ messageId: <big@x>, largerThan: 1kB }");
+        assert!(both.accepts("a@x", "<big@x>", 2000) && !both.accepts("a@x", "<big@x>", 10));
+        assert!(!rule("reason: nothing").accepts("a@x", "<big@x>", u64::MAX));
+        assert_eq!(
+            big.describe(),
+            "acceptRefused: larger than 25MB, in Alice@Example.com"
+        );
+    }
 
     #[test]
     fn a_probe_talks_to_port_25_with_starttls_unless_told_otherwise() {
