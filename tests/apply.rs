@@ -343,6 +343,18 @@ fn a_refused_message_blocks_until_its_loss_is_accepted_on_purpose() {
         status.contains("1 difference(s)"),
         "not equal with mail left behind: {status}"
     );
+    // The retry state: which step fails, how often in a row, why, and when it is tried next.
+    let failing = status
+        .lines()
+        .skip_while(|l| !l.starts_with("  failing steps:"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no failing steps in {status}"));
+    assert!(
+        failing.contains("time(s) in a row: sync incomplete")
+            && failing.contains("refused by the destination")
+            && (failing.contains("next try at ") || failing.contains("stalled")),
+        "{failing}"
+    );
 
     // Accepted on purpose: on to completion, the loss on record.
     let accepted = format!(

@@ -24,6 +24,8 @@ struct Entry {
     name: String,
     status: MailMigrationStatus,
     mailboxes: std::collections::BTreeMap<String, MailboxRecord>,
+    /// Steps failing now: attempts in a row, the last reason, the next try (or stalled).
+    failures: Vec<crate::spec::Failure>,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -36,6 +38,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             name: name_of(&m),
             status,
             mailboxes: records.mailboxes,
+            failures: records.failures,
         };
         if args.output == Output::Text {
             print_text(&entry, &m.spec);
@@ -116,7 +119,7 @@ fn print_text(e: &Entry, spec: &crate::spec::MailMigrationSpec) {
         };
         out!("    {a}: {sync}; {verified}");
         match &r.last_error {
-            Some(e) => outln!("; last error: {e}"),
+            Some(e) => outln!("; last error: {}", crate::text::printable(e)),
             None => outln!(),
         }
         for loss in &r.accepted_losses {
@@ -127,6 +130,25 @@ fn print_text(e: &Entry, spec: &crate::spec::MailMigrationSpec) {
                 loss.size,
                 crate::text::printable(&loss.refused),
                 crate::text::printable(&loss.accepted_by)
+            );
+        }
+    }
+    if !e.failures.is_empty() {
+        outln!("  failing steps:");
+        for f in &e.failures {
+            let next = match (f.stalled, f.retry_at) {
+                (true, _) => {
+                    "stalled: not tried again until `apply` is run again or the spec changes"
+                        .to_owned()
+                }
+                (false, Some(at)) => format!("next try at {}", at.to_rfc3339()),
+                (false, None) => "tried again at the next pass".to_owned(),
+            };
+            outln!(
+                "    {}: failed {} time(s) in a row: {}; {next}",
+                f.step,
+                f.count,
+                crate::text::printable(&f.message)
             );
         }
     }
