@@ -142,6 +142,14 @@ fn whole_domain_waits_for_approval_then_runs_to_completion() {
     let s = &second.status;
     assert_eq!(s.phase, Some(Phase::Completed));
     assert!(is(s, "Ready", ConditionStatus::True, "Completed"));
+    // What is left on purpose is said, and whose call removing it is.
+    let ready = condition(s, "Ready").unwrap();
+    assert!(
+        ready.message.contains("left in place: the source mailboxes (never modified) and the old server's gateway relay to")
+            && ready.message.ends_with("removing them is the admin's call"),
+        "{}",
+        ready.message
+    );
     assert!(is(s, "MXSwitched", ConditionStatus::True, "Switched"));
     assert!(is(s, "Gateway", ConditionStatus::True, "ProbePassed"));
     assert!(is(s, "DeltaSynced", ConditionStatus::True, "DeltaSynced"));

@@ -151,6 +151,24 @@ fn waiting_words(g: &Gate) -> String {
     }
 }
 
+/// What a complete migration leaves on the servers on purpose, for the admin to remove when
+/// they see fit (mailshift never deletes the source's mail, and the gateway keeps carrying
+/// mail from senders that still use the old MX).
+fn left_in_place(spec: &crate::spec::MailMigrationSpec) -> String {
+    let mut kept = vec!["the source mailboxes (never modified)".to_owned()];
+    if let Some(g) = &spec.gateway {
+        kept.push(format!(
+            "the old server's gateway relay to {} for {}",
+            g.relay_to,
+            spec.domains.join(", ")
+        ));
+    }
+    format!(
+        "; left in place: {}; removing them is the admin's call",
+        kept.join(" and ")
+    )
+}
+
 /// Ready, Reconciling, Stalled. Returns whether the migration is stalled.
 fn health(
     c: &mut Conditions<'_>,
@@ -174,8 +192,9 @@ fn health(
         Progress::Converged => {
             let msg = match v.milestones.completed_at {
                 Some(at) => format!(
-                    "the migration is complete (since {}); the servers match the manifest",
-                    instant(at)
+                    "the migration is complete (since {}); the servers match the manifest{}",
+                    instant(at),
+                    left_in_place(v.spec)
                 ),
                 None => "the servers match the manifest".to_owned(),
             };

@@ -305,6 +305,25 @@ impl Checker {
                 ),
             );
         }
+        // After the switch, resolvers may send mail to the old MX for as long as they
+        // cache it: the delta sync and the kept source must outlast that.
+        if let Some(f) = &spec.finalize {
+            let held = std::time::Duration::from_secs(u64::from(dns.cutover_ttl));
+            for (field, d) in [
+                ("deltaSyncAfter", f.delta_sync_after),
+                ("keepSourceFor", f.keep_source_for),
+            ] {
+                if d.0 < held {
+                    self.warning(
+                        base.key("finalize").key(field),
+                        format!(
+                            "{field} ({d}) is shorter than cutoverTTL ({}s): resolvers may still send mail to the old server after that",
+                            dns.cutover_ttl
+                        ),
+                    );
+                }
+            }
+        }
         if let Err(why) = host_port(&dns.provider.rfc2136.server) {
             self.error(
                 dp.key("provider").key("rfc2136").key("server"),
