@@ -330,8 +330,20 @@ fn a_refused_message_blocks_until_its_loss_is_accepted_on_purpose() {
     std::fs::write(dir.join("m.yaml"), &base).unwrap();
 
     // Not accepted: the copy counts as incomplete, and the run does not converge.
-    let apply = run(dir, &["apply", "-f", "m.yaml", "--timeout", "6s"]);
+    // With --no-wait it stops at the retry's time gate and says, on a line of its own,
+    // when to come back.
+    let apply = run(dir, &["apply", "-f", "m.yaml", "--no-wait", "-o", "json"]);
     assert_eq!(code(&apply), 3, "{}", text(&apply));
+    let stdout = String::from_utf8_lossy(&apply.stdout).into_owned();
+    let outcome: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(outcome["migration"], "several", "{stdout}");
+    assert_eq!(outcome["outcome"], "gate", "{stdout}");
+    let opens = outcome["opensAt"].as_str().expect("opensAt");
+    let opens = chrono::DateTime::parse_from_rfc3339(opens).expect("RFC 3339");
+    assert!(
+        opens > chrono::Utc::now() - chrono::TimeDelta::minutes(1),
+        "{stdout}"
+    );
     let status = text(&run(dir, &["status", "-f", "m.yaml"]));
     assert!(
         status.contains("1 message(s) refused by the destination"),

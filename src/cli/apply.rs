@@ -38,6 +38,23 @@ pub struct Args {
     /// run always ends; otherwise apply runs until the migration converges or stops.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     timeout: Option<Duration>,
+    /// How the outcome is printed: text, or one JSON object per migration on a line of its
+    /// own (`opensAt`: when to come back, RFC 3339), or YAML documents.
+    #[arg(short, long, value_enum, default_value_t)]
+    output: super::Output,
+}
+
+/// The outcome of one migration's run, for `-o json|yaml`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Outcome<'a> {
+    migration: &'a str,
+    /// `converged`, `gate`, `stalled`, `interrupted` or `timedOut`.
+    outcome: &'static str,
+    message: String,
+    /// When the gate it stopped at opens: the instant to come back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    opens_at: Option<DateTime<Utc>>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -51,7 +68,10 @@ const NO_WAIT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 enum Stop {
     Converged,
-    Gate(String),
+    Gate {
+        why: String,
+        opens_at: Option<DateTime<Utc>>,
+    },
     Stalled(String),
     Interrupted,
     TimedOut(Duration),
@@ -74,31 +94,59 @@ pub async fn run(args: &Args, log_format: LogFormat) -> Result<ExitCode> {
         let name = name_of(&m);
         let mut r = args.target.reconciler(m, observer.clone())?;
         let stop = tokio::select! {
-            s = drive(&mut r, args.no_wait, bars.as_ref()) => s?,
+            s = drive(&mut r, args.no_wait, args.output == super::Output::Text, bars.as_ref()) => s?,
             _ = tokio::signal::ctrl_c() => Stop::Interrupted,
             _ = &mut expired => Stop::TimedOut(bound.unwrap_or_default()),
         };
-        match stop {
-            Stop::Converged => outln!("{name}: converged: the servers match the manifest"),
-            Stop::Gate(why) => {
-                outln!("{name}: stopped at a gate: {why}");
-                worst = ExitCode::from(EXIT_GATE);
+        let (outcome, message, opens_at, code) = match stop {
+            Stop::Converged => (
+                "converged",
+                "converged: the servers match the manifest".to_owned(),
+                None,
+                None,
+            ),
+            Stop::Gate { why, opens_at } => {
+                ("gate", format!("stopped at a gate: {why}"), opens_at, None)
             }
-            Stop::Stalled(why) => {
-                outln!("{name}: stalled: {why}");
-                return Ok(ExitCode::FAILURE);
-            }
-            Stop::Interrupted => {
-                outln!("{name}: interrupted; run apply again to resume");
-                return Ok(ExitCode::from(130));
-            }
-            Stop::TimedOut(after) => {
-                outln!(
-                    "{name}: stopped after {} (--timeout); run apply again to resume",
+            Stop::Stalled(why) => (
+                "stalled",
+                format!("stalled: {why}"),
+                None,
+                Some(ExitCode::FAILURE),
+            ),
+            Stop::Interrupted => (
+                "interrupted",
+                "interrupted; run apply again to resume".to_owned(),
+                None,
+                Some(ExitCode::from(130)),
+            ),
+            Stop::TimedOut(after) => (
+                "timedOut",
+                format!(
+                    "stopped after {} (--timeout); run apply again to resume",
                     crate::spec::ManifestDuration(after)
-                );
-                return Ok(ExitCode::from(EXIT_GATE));
-            }
+                ),
+                None,
+                Some(ExitCode::from(EXIT_GATE)),
+            ),
+        };
+        let record = Outcome {
+            migration: &name,
+            outcome,
+            message,
+            opens_at,
+        };
+        match args.output {
+            super::Output::Text => outln!("{name}: {}", record.message),
+            // One line per migration, so that a scheduler reads it with one `jq`.
+            super::Output::Json => outln!("{}", serde_json::to_string(&record)?),
+            super::Output::Yaml => out!("---\n{}", serde_yaml::to_string(&record)?),
+        }
+        if outcome == "gate" {
+            worst = ExitCode::from(EXIT_GATE);
+        }
+        if let Some(code) = code {
+            return Ok(code);
         }
     }
     Ok(worst)
@@ -107,6 +155,7 @@ pub async fn run(args: &Args, log_format: LogFormat) -> Result<ExitCode> {
 async fn drive<E: MailEngine>(
     r: &mut Reconciler<E>,
     no_wait: bool,
+    show_plan: bool,
     bars: Option<&MultiProgress>,
 ) -> Result<Stop> {
     // Running apply again is how a person says "try again": stalled steps get their
@@ -119,16 +168,22 @@ async fn drive<E: MailEngine>(
         match plan.progress() {
             Progress::Converged => return Ok(Stop::Converged),
             Progress::Suspended => {
-                outln!("{plan}");
-                return Ok(Stop::Gate(
-                    "spec.suspend is true: the plan above is shown, nothing is applied until it is lifted".into(),
-                ));
+                if show_plan {
+                    outln!("{plan}");
+                }
+                return Ok(Stop::Gate {
+                    why: "spec.suspend is true: nothing is applied until it is lifted".into(),
+                    opens_at: None,
+                });
             }
             Progress::ObserveOnly => {
-                outln!("{plan}");
-                return Ok(Stop::Gate(
-                    "policy is observe: the plan above is shown, nothing is applied".into(),
-                ));
+                if show_plan {
+                    outln!("{plan}");
+                }
+                return Ok(Stop::Gate {
+                    why: "policy is observe: the plan is shown, nothing is applied".into(),
+                    opens_at: None,
+                });
             }
             Progress::Ready => {
                 let spinner = spinner(bars, &running(plan, r));
@@ -164,7 +219,10 @@ async fn drive<E: MailEngine>(
                     .find_map(|g| g.opens_at().filter(|t| *t == at).map(|_| g.to_string()))
                     .unwrap_or_else(|| "a time gate".into());
                 if no_wait {
-                    return Ok(Stop::Gate(format!("{why}; opens at {}", at.to_rfc3339())));
+                    return Ok(Stop::Gate {
+                        why: format!("{why}; opens at {}", at.to_rfc3339()),
+                        opens_at: Some(at),
+                    });
                 }
                 let until = at.min(Utc::now() + REOBSERVE);
                 countdown(bars, until, &why).await;
@@ -176,7 +234,10 @@ async fn drive<E: MailEngine>(
                         f.step, f.count, f.message
                     )));
                 }
-                return Ok(Stop::Gate(reasons.join("; ")));
+                return Ok(Stop::Gate {
+                    why: reasons.join("; "),
+                    opens_at: None,
+                });
             }
         }
         turn = r.turn(|_| false).await?;
