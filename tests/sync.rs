@@ -842,6 +842,21 @@ fn cli_refuses_bad_input_and_never_prints_passwords() -> Result<()> {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nobody@example.com"));
+    // One prefix for every command's error, whatever its exit status.
+    for (args, status) in [
+        (
+            &["sync", "-f", "m.yaml", "--mailbox", "nobody@example.com"][..],
+            2,
+        ),
+        (&["status", "-f", "missing.yaml"][..], 1),
+        (&["folders", "-f", "missing.yaml"][..], 2),
+    ] {
+        let out = mailshift(dir.path(), args);
+        assert_eq!(out.status.code(), Some(status), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with("mailshift: error: "), "{args:?}: {stderr}");
+    }
     let out = mailshift(dir.path(), &["sync", "-f", "m.yaml", "--name", "other"]);
     assert_eq!(out.status.code(), Some(2));
     let observe = good.replace("spec:\n", "spec:\n  policy: observe\n");

@@ -118,7 +118,7 @@ pub fn run(args: &Args, log_format: LogFormat) -> ExitCode {
         other => super::print_structured(other, &all),
     };
     if let Err(e) = printed {
-        eprintln!("mailshift: {e:#}");
+        super::print_error(&e);
         return ExitCode::from(2);
     }
     if failed {

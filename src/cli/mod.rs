@@ -150,10 +150,19 @@ fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            print_error(&e);
             ExitCode::FAILURE
         }
     }
+}
+
+/// The one way every command prints an error that ends it: `mailshift: error: ...` on
+/// standard error, the whole context chain, control characters from servers escaped.
+pub(crate) fn print_error(e: &anyhow::Error) {
+    eprintln!(
+        "mailshift: error: {}",
+        crate::text::printable(&format!("{e:#}"))
+    );
 }
 
 /// Write to standard output; a closed pipe ends the program quietly (see [`outln!`]).
@@ -164,7 +173,7 @@ pub(crate) fn out(args: std::fmt::Arguments<'_>) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(141);
         }
-        eprintln!("mailshift: cannot write to standard output: {e}");
+        eprintln!("mailshift: error: cannot write to standard output: {e}");
         std::process::exit(1);
     }
 }

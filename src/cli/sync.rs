@@ -117,14 +117,14 @@ pub(super) fn prepare_to_run(
     observer: Arc<dyn Observer>,
 ) -> Result<(Vec<Prepared>, tokio::runtime::Runtime), ExitCode> {
     let prepared = prepare_all(args, kind, observer).map_err(|e| {
-        eprintln!("mailshift: {e:#}");
+        super::print_error(&e);
         ExitCode::from(2)
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| {
-            eprintln!("mailshift: cannot start the runtime: {e}");
+            super::print_error(&anyhow::Error::from(e).context("cannot start the runtime"));
             ExitCode::from(2)
         })?;
     Ok((prepared, runtime))
