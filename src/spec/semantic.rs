@@ -123,6 +123,22 @@ impl Checker {
         if e.tls == TlsMode::None && e.ca_certificate.is_some() {
             self.warning(p.key("caCertificate"), "has no effect with `tls: none`");
         }
+        // The ports that speak TLS from the first byte: a plain client waits there for a
+        // greeting that never comes, until its timeout.
+        if let Some(port @ (993 | 995 | 465)) = e.port
+            && e.tls != TlsMode::Tls
+        {
+            self.warning(
+                p.key("port"),
+                format!(
+                    "port {port} expects TLS from the first byte; with `tls: {}` the connection waits for a greeting that never comes: use `tls: tls`",
+                    match e.tls {
+                        TlsMode::Starttls => "starttls",
+                        _ => "none",
+                    }
+                ),
+            );
+        }
     }
 
     /// Each mailbox needs the credentials its login method uses.
