@@ -17,6 +17,7 @@ PACKAGES=(
     openssl ca-certificates procps
     time            # GNU time: peak RSS of each tool in scripts/bench.sh
     openssh-server openssh-client  # a real sshd for the Postfix adapter's ssh runner
+    chromium        # tests/report.rs renders the HTML report headless, to PNG
     lua5.1          # the Argo CD health check (deploy/argocd/health.lua) under Lua 5.1, as gopher-lua runs it
 )
 

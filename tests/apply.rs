@@ -390,6 +390,136 @@ fn a_refused_message_blocks_until_its_loss_is_accepted_on_purpose() {
     );
 }
 
+/// Headless Chromium from Debian's package, started as the tool library's probe found it
+/// works here (no sandbox as root, no background networking on a closed network), with a
+/// profile of its own.
+fn chromium(profile: &Path, args: &[&str]) -> Output {
+    Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .expect("chromium runs (scripts/install-deps.sh installs it)")
+}
+
+/// Width, height and size of a PNG file.
+fn png_facts(path: &Path) -> (u32, u32, usize) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(
+        &bytes[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{} is a PNG",
+        path.display()
+    );
+    let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
+    (be(16), be(20), bytes.len())
+}
+
+/// The HTML report of a real migration, opened in a real browser: what it shows (the
+/// mailbox, its counts and verification, the accepted loss, the timeline) and that it
+/// renders as a page with content.
+#[test]
+fn the_html_report_shows_each_mailbox_and_the_timeline_in_a_browser() {
+    let src = dovecot("report-old").user(BOB, BOB_PW).start().unwrap();
+    let dst = dovecot("report-new")
+        .user(BOB, BOB_PW)
+        .max_message_size(6000)
+        .start()
+        .unwrap();
+    fill(&src, USER, PASSWORD, "INBOX", 0, 7);
+    fill(&src, BOB, BOB_PW, "INBOX", 0, 3);
+    let mut imap = Imap::login(src.imap_port(), USER, PASSWORD).unwrap();
+    let big = message("too-big", "over the limit", &"x".repeat(10_000));
+    imap.append("INBOX", "", &big).unwrap();
+    imap.logout();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let manifest = format!(
+        "{}  acceptRefused:\n    - {{ largerThan: 6kB, reason: \"over the new server's limit\" }}\n",
+        manifest_for(&src, &dst, &[(USER, PASSWORD), (BOB, BOB_PW)], "")
+    );
+    std::fs::write(dir.join("m.yaml"), manifest).unwrap();
+    let apply = run(dir, &["apply", "-f", "m.yaml"]);
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+
+    let report = run(dir, &["report", "-f", "m.yaml", "-o", "json"]);
+    assert_eq!(code(&report), 0, "{}", text(&report));
+    let doc: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(doc[0]["totals"]["mailboxes"], 2);
+    assert_eq!(doc[0]["totals"]["verified"], 2);
+    assert_eq!(doc[0]["totals"]["acceptedLosses"], 1);
+
+    let html = run(dir, &["report", "-f", "m.yaml", "-o", "html"]);
+    assert_eq!(code(&html), 0, "{}", text(&html));
+    let page = dir.join("report.html");
+    std::fs::write(&page, &html.stdout).unwrap();
+    let url = format!("file://{}", page.display());
+    let profile = tempfile::tempdir().unwrap();
+
+    // What the browser made of it: the DOM after parsing and layout.
+    let dom = chromium(profile.path(), &["--dump-dom", &url]);
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for shown in [
+        "MailMigration several",
+        "phase <b>Completed</b>",
+        USER,
+        BOB,
+        "accepted loss: &lt;too-big@test&gt; in INBOX",
+        "over the new server's limit",
+        "migration complete",
+    ] {
+        assert!(dom.contains(shown), "the page shows {shown:?}:\n{dom}");
+    }
+    let rows = dom.matches("<td class=\"ok t\">equal").count();
+    assert_eq!(rows, 2, "both mailboxes verified equal:\n{dom}");
+
+    // Drawn: a screenshot of the size asked for, holding far more than an empty page's.
+    let shot = dir.join("report.png");
+    let blank = dir.join("blank.html");
+    std::fs::write(&blank, "<!DOCTYPE html><html><body></body></html>").unwrap();
+    let blank_shot = dir.join("blank.png");
+    for (url, png) in [
+        (&url, &shot),
+        (&format!("file://{}", blank.display()), &blank_shot),
+    ] {
+        let out = chromium(
+            profile.path(),
+            &[
+                "--window-size=1000,700",
+                &format!("--screenshot={}", png.display()),
+                url,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (w, h, size) = png_facts(&shot);
+    let (_, _, blank_size) = png_facts(&blank_shot);
+    assert_eq!((w, h), (1000, 700));
+    assert!(
+        size > 4 * blank_size,
+        "the report draws content: {size} vs {blank_size} bytes"
+    );
+}
+
 /// What an outside observer sees of the zone's MX set: its TTL and targets.
 fn dig_mx(bind: &Bind) -> Option<(u32, String)> {
     let out = bind.dig(&["+noall", "+answer", "MX", "example.com"]).ok()?;

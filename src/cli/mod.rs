@@ -25,6 +25,7 @@ mod folders;
 mod logging;
 mod plan;
 mod progress;
+mod report;
 mod status;
 mod sync;
 mod target;
@@ -77,6 +78,11 @@ enum Command {
     Apply(apply::Args),
     /// Show the stored status: conditions, timestamps, per-mailbox progress (no network).
     Status(status::Args),
+    /// What a migration did, for a person or a program: each mailbox (counts, sizes, last
+    /// sync and verification, errors, accepted losses) and the cutover's timeline, as text,
+    /// one self-contained HTML page (-o html), JSON or YAML. Read from the stored state; no
+    /// server is contacted.
+    Report(report::Args),
     /// Print the MailMigration CustomResourceDefinition (YAML), as checked in at
     /// crds/mailmigration.yaml.
     Crd,
@@ -126,6 +132,7 @@ pub fn run() -> ExitCode {
         }
         Command::Apply(args) => block_on(apply::run(&args, cli.log_format)),
         Command::Status(args) => report(status::run(&args)),
+        Command::Report(args) => report(report::run(&args)),
         Command::Controller(args) => {
             logging::init(cli.log_format, None);
             block_on(controller::run(&args))
