@@ -11,11 +11,13 @@
 mod cleanup;
 mod context;
 mod engines;
+mod events;
 mod http;
 pub mod jobs;
 pub mod leader;
 mod metrics;
 mod reconcile;
+mod requeue;
 mod run;
 mod secrets;
 mod status;
@@ -23,7 +25,8 @@ mod status;
 pub use context::Context;
 pub use engines::{EngineFactory, Imap};
 pub use metrics::Metrics;
-pub use reconcile::{Error, error_policy, reconcile, requeue_for};
+pub use reconcile::{error_policy, reconcile};
+pub use requeue::{Error, requeue_for};
 pub use run::{LeaderElection, Options, run};
 pub use secrets::referenced_secrets;
 

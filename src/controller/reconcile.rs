@@ -2,85 +2,23 @@
 //! step, status, events, and when to come back.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::ObjectReference;
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::{Resource, ResourceExt};
 
+use super::events::publish_related;
 use super::jobs::{CopyKind, FanOut, Fanned};
+use super::requeue::{API_RETRY, Error, UNRUNNABLE, requeue_for};
 use super::{Context, EngineFactory, FINALIZER, secrets, status};
-use crate::plan::Progress;
 use crate::reconcile::records::{MemoryRecords, Records};
 use crate::reconcile::{Done, Reconciler};
 use crate::secrets::Resolver;
 use crate::spec::MailMigration;
 use crate::spec::MailMigrationStatus;
 use crate::store::{MemoryStatus, StateDir};
-
-/// Right after a step, the next one is taken up this soon.
-pub const NEXT_STEP: Duration = Duration::from_secs(1);
-/// Something outside mailshift's hands (propagation, a copy elsewhere) is re-checked this
-/// often.
-pub const RECHECK: Duration = Duration::from_secs(15);
-/// A migration that is converged, blocked or only observed is observed again this often;
-/// a time gate further away than this is re-observed meanwhile (the world may change).
-pub const REOBSERVE: Duration = Duration::from_secs(3600);
-/// A migration whose secrets or mailboxes cannot be resolved is tried again this often
-/// (Secrets are not watched).
-pub const UNRUNNABLE: Duration = Duration::from_secs(60);
-/// After an error talking to the API server.
-pub const API_RETRY: Duration = Duration::from_secs(30);
-
-/// Why a reconcile failed (step failures are not errors: they are counted, reported and
-/// retried with backoff).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    #[error("{0:#}")]
-    Loop(anyhow::Error),
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-    #[error("a MailMigration must be namespaced")]
-    NoNamespace,
-}
-
-impl Error {
-    /// CamelCase reason for metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Error::Kube(_) => "KubernetesApi",
-            Error::Loop(_) => "ReconcileLoop",
-            Error::Finalizer(_) => "Finalizer",
-            Error::NoNamespace => "NoNamespace",
-        }
-    }
-}
-
-/// When to reconcile again, as of `now`, for a plan whose progress is `progress`.
-pub fn requeue_for(progress: &Progress, now: DateTime<Utc>) -> Action {
-    Action::requeue(requeue_after(progress, now))
-}
-
-pub(super) fn requeue_after(progress: &Progress, now: DateTime<Utc>) -> Duration {
-    match progress {
-        Progress::Ready => NEXT_STEP,
-        Progress::Recheck => RECHECK,
-        Progress::WaitUntil { at } => {
-            let wait = (*at - now).to_std().unwrap_or(Duration::ZERO);
-            wait.clamp(NEXT_STEP, REOBSERVE)
-        }
-        Progress::Converged
-        | Progress::ObserveOnly
-        | Progress::Suspended
-        | Progress::Blocked { .. } => REOBSERVE,
-    }
-}
 
 /// The controller's reconcile function.
 pub async fn reconcile<F: EngineFactory>(
@@ -138,38 +76,6 @@ pub(super) async fn publish<F>(
     note: String,
 ) {
     publish_related(ctx, obj, type_, reason, action, note, None).await
-}
-
-/// [`publish`], naming a `related` object (a copy Job): Events about different Jobs stay
-/// separate instead of being folded into one series.
-pub(super) async fn publish_related<F>(
-    ctx: &Context<F>,
-    obj: &MailMigration,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-    related: Option<ObjectReference>,
-) {
-    let mut note = note;
-    if note.len() > 1000 {
-        let mut cut = 1000;
-        while !note.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        note.truncate(cut);
-        note.push('…');
-    }
-    let event = KubeEvent {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: action.into(),
-        secondary: related,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
-        tracing::warn!(error = %e, reason, "cannot publish event");
-    }
 }
 
 async fn apply<F: EngineFactory>(

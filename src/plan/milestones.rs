@@ -7,8 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::step::Step;
-use super::world::World;
-use crate::spec::{MailMigrationSpec, MailMigrationStatus};
+use crate::spec::MailMigrationStatus;
 
 /// When each stage of the migration happened.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,14 +63,6 @@ impl Milestones {
             at.checked_add_signed(ttl)
                 .unwrap_or(DateTime::<Utc>::MAX_UTC),
         )
-    }
-
-    /// The milestones as the planner and the status use them: the recorded ones, with
-    /// changes that the world shows but nobody recorded (lost state, a change by hand)
-    /// dated `now`. What `derive_status` stores; observe may use it to keep the store
-    /// current between plans.
-    pub fn reconciled(spec: &MailMigrationSpec, world: &World, now: DateTime<Utc>) -> Self {
-        super::view::View::new(spec, world, now).milestones
     }
 
     /// Records what `step`, which has just succeeded at `now`, changed. The executor calls

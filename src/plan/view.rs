@@ -450,3 +450,14 @@ pub(crate) fn after(t: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
         .and_then(|d| t.checked_add_signed(d))
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
+
+impl Milestones {
+    /// The milestones as the planner and the status use them: the recorded ones, with
+    /// changes that the world shows but nobody recorded (lost state, a change by hand)
+    /// dated `now`. What `derive_status` stores; observe may use it to keep the store
+    /// current between plans. (Here, beside the view that works them out, so that the
+    /// milestones themselves need nothing of the planner's.)
+    pub fn reconciled(spec: &MailMigrationSpec, world: &World, now: DateTime<Utc>) -> Self {
+        View::new(spec, world, now).milestones
+    }
+}

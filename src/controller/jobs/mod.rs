@@ -36,7 +36,8 @@ pub use build::{
 };
 pub use engine::Fanned;
 
-use super::reconcile::{Error, NEXT_STEP, RECHECK, REOBSERVE, publish_related, requeue_after};
+use super::events::publish_related;
+use super::requeue::{Error, NEXT_STEP, RECHECK, REOBSERVE, requeue_after};
 use super::{Context, EngineFactory};
 use crate::plan::{Execution, Gate, InFlight, Plan, PlannedStep, Progress, Step, Waiting};
 use crate::reconcile::{MailEngine, Reconciler};
