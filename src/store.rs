@@ -13,39 +13,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Serialize, de::DeserializeOwned};
 
+pub use crate::imap::cache::{CacheStore, NoCache};
 use crate::imap::cache::{FolderCache, FolderCacheKey};
 use crate::spec::MailMigrationStatus;
-
-/// Where the copy engine keeps its per-folder caches. The CLI keeps them in files; a
-/// controller may keep them elsewhere.
-pub trait CacheStore: Send + Sync {
-    fn load(&self, key: &FolderCacheKey) -> Result<Option<FolderCache>>;
-    fn save(&self, key: &FolderCacheKey, cache: &FolderCache) -> Result<()>;
-
-    /// The characters the destination refused in folder names (see
-    /// `imap::engine::names`); a store that keeps none learns them again each run.
-    fn load_refused_characters(&self) -> Result<Vec<char>> {
-        Ok(Vec::new())
-    }
-
-    fn save_refused_characters(&self, _: &[char]) -> Result<()> {
-        Ok(())
-    }
-}
-
-/// A store that remembers nothing: every pass is a full comparison.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoCache;
-
-impl CacheStore for NoCache {
-    fn load(&self, _: &FolderCacheKey) -> Result<Option<FolderCache>> {
-        Ok(None)
-    }
-
-    fn save(&self, _: &FolderCacheKey, _: &FolderCache) -> Result<()> {
-        Ok(())
-    }
-}
 
 /// Where a migration's status lives between passes: a file in the state directory for the
 /// CLI, the resource's status subresource for the controller (which reads it from the object

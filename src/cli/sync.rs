@@ -6,6 +6,8 @@
 //! verify: every mailbox equal), 1 when not, 2 when nothing could be run (an invalid
 //! manifest, an unknown `--mailbox`, a secret that cannot be read).
 
+use crate::secrets::Resolver;
+use crate::store::StateDir;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -179,10 +181,12 @@ fn prepare_all(
                         "{name}: policy is observe, which never writes; use `mailshift verify` to compare"
                     );
                 }
-                let p = engine::prepare(
+                let manifest = manifest_path(&path);
+                let store = StateDir::for_migration(manifest, args.state.as_deref(), m.name());
+                let p = engine::prepare_with(
                     &m,
-                    manifest_path(&path),
-                    args.state.as_deref(),
+                    &Resolver::for_manifest(manifest),
+                    Arc::new(store),
                     Options::default(),
                     observer.clone(),
                 )

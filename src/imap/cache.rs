@@ -538,6 +538,37 @@ fn add_copies(pairs: &mut KnownPairs, copied: &[Copied]) {
     }
 }
 
+/// Where the copy engine keeps its per-folder caches. The CLI keeps them in files; a
+/// controller may keep them elsewhere.
+pub trait CacheStore: Send + Sync {
+    fn load(&self, key: &FolderCacheKey) -> anyhow::Result<Option<FolderCache>>;
+    fn save(&self, key: &FolderCacheKey, cache: &FolderCache) -> anyhow::Result<()>;
+
+    /// The characters the destination refused in folder names (see
+    /// `imap::engine::names`); a store that keeps none learns them again each run.
+    fn load_refused_characters(&self) -> anyhow::Result<Vec<char>> {
+        Ok(Vec::new())
+    }
+
+    fn save_refused_characters(&self, _: &[char]) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// A store that remembers nothing: every pass is a full comparison.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoCache;
+
+impl CacheStore for NoCache {
+    fn load(&self, _: &FolderCacheKey) -> anyhow::Result<Option<FolderCache>> {
+        Ok(None)
+    }
+
+    fn save(&self, _: &FolderCacheKey, _: &FolderCache) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::diff::Flag;

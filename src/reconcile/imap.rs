@@ -61,7 +61,13 @@ impl ImapEngine {
         store: StateDir,
         observer: Arc<dyn Observer>,
     ) -> Result<(Self, Vec<Account>)> {
-        let p = engine::prepare_with(migration, resolver, store, Options::default(), observer)?;
+        let p = engine::prepare_with(
+            migration,
+            resolver,
+            Arc::new(store),
+            Options::default(),
+            observer,
+        )?;
         let resolver = resolver.clone();
         let spec = &migration.spec;
         let this = ImapEngine {

@@ -48,9 +48,10 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 pub use retry::RetryPolicy;
-pub use setup::{Prepared, connector, prepare, prepare_with};
+pub use setup::{Prepared, connector, prepare_with};
 
 use self::retry::{AttemptError, Jitter};
+use super::cache::CacheStore;
 use super::conn::{Connector, Slot};
 use super::folders::{FolderTable, Note, folder_table};
 use super::identity::MessageKey;
@@ -59,7 +60,6 @@ use super::report::{FolderReport, MailboxReport, MessageRef, RefusedMessage};
 use super::session::{DestinationSession, Listing, SourceSession};
 use crate::accounts::Account;
 use crate::spec::Folders;
-use crate::store::CacheStore;
 
 /// Tuning of the copy engine.
 #[derive(Clone, Debug)]

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-use crate::store::CacheStore;
+use crate::imap::cache::CacheStore;
 
 /// The character a refusal of CREATE names as not allowed, if it names one.
 pub fn refused_character(reason: &str) -> Option<char> {

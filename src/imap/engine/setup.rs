@@ -1,17 +1,16 @@
 //! From a loaded manifest to a ready [`Engine`]: mailboxes with their logins resolved,
 //! connectors (TLS, CA, connection limits) and the migration's cache store.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
 use super::{Engine, Observer, Options};
 use crate::accounts::{self, Account};
+use crate::imap::cache::CacheStore;
 use crate::imap::conn::{Connector, Side};
 use crate::secrets::Resolver;
 use crate::spec::{Endpoint, MailMigration};
-use crate::store::StateDir;
 
 /// One migration ready to run.
 #[derive(Debug)]
@@ -24,31 +23,13 @@ pub struct Prepared {
     pub concurrency: usize,
 }
 
-/// Resolves `migration` (read from `manifest`): secrets, mailboxes, CA certificates,
-/// connectors; caches live in its state directory (`state`, else next to the manifest).
-pub fn prepare(
-    migration: &MailMigration,
-    manifest: &Path,
-    state: Option<&Path>,
-    options: Options,
-    observer: Arc<dyn Observer>,
-) -> Result<Prepared> {
-    let store = StateDir::for_migration(manifest, state, migration.name());
-    prepare_with(
-        migration,
-        &Resolver::for_manifest(manifest),
-        store,
-        options,
-        observer,
-    )
-}
-
-/// Like [`prepare`], with secrets read through `resolver` (in a cluster: the namespace's
-/// Secrets) and caches kept in `store`.
+/// Resolves `migration`: secrets (through `resolver`: next to the manifest, or in a
+/// cluster the namespace's Secrets), mailboxes, CA certificates, connectors; caches are
+/// kept in `store` (the CLI's state directory).
 pub fn prepare_with(
     migration: &MailMigration,
     resolver: &Resolver,
-    store: StateDir,
+    store: Arc<dyn CacheStore>,
     options: Options,
     observer: Arc<dyn Observer>,
 ) -> Result<Prepared> {
@@ -61,7 +42,7 @@ pub fn prepare_with(
         .with_context(|| format!("{name}: source"))?;
     let destination = connector(Side::Destination, &spec.destination.imap, &resolver)
         .with_context(|| format!("{name}: destination"))?;
-    let engine = Engine::new(source, destination, spec.folders.clone(), Arc::new(store))
+    let engine = Engine::new(source, destination, spec.folders.clone(), store)
         .with_options(options)
         .with_observer(observer);
     Ok(Prepared {
