@@ -307,6 +307,17 @@ fn a_suspended_migration_writes_nothing_until_the_suspension_is_lifted() {
     let apply = run(dir, &["apply", "-f", "m.yaml"]);
     assert_eq!(code(&apply), 0, "{}", text(&apply));
     assert_eq!(messages(&dst, "INBOX").unwrap().len(), 12);
+    // The copy's progress, as status keeps it: all of what was planned.
+    let status = run(dir, &["status", "-f", "m.yaml", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let t = &v[0]["status"]["transfer"];
+    assert_eq!(t["messages"], 12, "{v:#}");
+    assert_eq!(t["ofMessages"], 12, "{v:#}");
+    assert_eq!(t["percent"], 100, "{t:#}");
+    assert_eq!(t["bytes"], t["ofBytes"], "{t:#}");
+    assert_eq!(t["mailboxes"][0]["address"], USER, "{t:#}");
+    let text = text(&run(dir, &["status", "-f", "m.yaml"]));
+    assert!(text.contains("copied:         12 of 12 messages"), "{text}");
 }
 
 /// A message the destination refuses keeps the migration from completing until a reviewed

@@ -30,7 +30,7 @@ fn crd_has_the_promised_shape() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(cols, ["Phase", "Synced", "Total", "Next", "Age"]);
+    assert_eq!(cols, ["Phase", "Synced", "Total", "Copied%", "Next", "Age"]);
     let spec = &v["schema"]["openAPIV3Schema"]["properties"]["spec"];
     let required: Vec<&str> = spec["required"]
         .as_array()

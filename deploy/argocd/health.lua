@@ -1,7 +1,7 @@
 -- Argo CD health check for mailshift.io/MailMigration (resource.customizations.health.mailshift.io_MailMigration).
 -- kstatus: Stalled=True → Degraded; a status older than the spec or Reconciling=True → Progressing;
 -- Ready=True → Healthy; spec.suspend (Ready=False, reason Suspended) → Suspended; otherwise
--- Progressing with the next step (e.g. waiting for approval).
+-- Progressing with the next step (e.g. waiting for approval), and how much of the copy is done.
 hs = { status = "Progressing", message = "Waiting for the controller" }
 if obj.status == nil then
   return hs
@@ -40,5 +40,9 @@ elseif obj.status.nextStep ~= nil then
   hs.message = obj.status.nextStep
 elseif ready ~= nil then
   hs.message = ready.message
+end
+local t = obj.status.transfer
+if t ~= nil and t.percent ~= nil and t.percent < 100 then
+  hs.message = hs.message .. " (" .. t.percent .. "% copied)"
 end
 return hs

@@ -84,6 +84,21 @@ fn print_text(e: &Entry, spec: &crate::spec::MailMigrationSpec) {
             );
         }
     }
+    if let Some(t) = &s.transfer {
+        let eta = t.eta.map_or(String::new(), |at| {
+            format!(", done about {}", at.to_rfc3339())
+        });
+        outln!(
+            "  copied:         {} of {} messages, {} of {} ({}%), {}/s since {}{eta}",
+            t.messages,
+            t.of_messages,
+            crate::imap::report::human_bytes(t.bytes),
+            crate::imap::report::human_bytes(t.of_bytes),
+            t.percent,
+            crate::imap::report::human_bytes(t.bytes_per_second),
+            t.since.to_rfc3339()
+        );
+    }
     if let Some(m) = &s.mailboxes {
         outln!(
             "  mailboxes: {} total, {} synced, {} verified, {} failed",

@@ -25,6 +25,8 @@ pub struct ImapEngine {
     concurrency: usize,
     /// `spec.acceptRefused`.
     accept: Vec<crate::spec::AcceptRefused>,
+    /// What the copies of this run planned and copied.
+    tally: Arc<super::progress::Tally>,
 }
 
 impl std::fmt::Debug for ImapEngine {
@@ -61,12 +63,13 @@ impl ImapEngine {
         store: StateDir,
         observer: Arc<dyn Observer>,
     ) -> Result<(Self, Vec<Account>)> {
+        let tally = Arc::new(super::progress::Tally::new(observer));
         let p = engine::prepare_with(
             migration,
             resolver,
             Arc::new(store),
             Options::default(),
-            observer,
+            tally.clone(),
         )?;
         let resolver = resolver.clone();
         let spec = &migration.spec;
@@ -76,6 +79,7 @@ impl ImapEngine {
             destination: engine::connector(Side::Destination, &spec.destination.imap, &resolver)?,
             concurrency: p.concurrency,
             accept: spec.accept_refused.clone(),
+            tally,
         };
         Ok((this, p.accounts))
     }
@@ -132,6 +136,10 @@ fn problems(r: &MailboxReport) -> (u64, Vec<String>) {
 }
 
 impl MailEngine for ImapEngine {
+    fn transfer(&self, now: chrono::DateTime<chrono::Utc>) -> Option<crate::spec::Transfer> {
+        self.tally.transfer(now)
+    }
+
     async fn check_logins(&self, account: &Account) -> LoginCheck {
         let (src, dst) = tokio::join!(
             async {

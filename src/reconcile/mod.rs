@@ -10,6 +10,7 @@
 pub mod facts;
 pub mod imap;
 mod observe;
+pub mod progress;
 pub mod records;
 
 use std::collections::VecDeque;
@@ -83,6 +84,10 @@ pub trait MailEngine: Send + Sync {
         account: &Account,
         resolver: &Resolver,
     ) -> impl Future<Output = plan::ProbeState> + Send;
+    /// How far the copies of this run have come, if the engine keeps count.
+    fn transfer(&self, _now: DateTime<Utc>) -> Option<crate::spec::Transfer> {
+        None
+    }
 }
 
 /// One migration's loop: its spec, its accounts, its state directory and the engine.
@@ -615,7 +620,11 @@ impl Book {
             })
             .collect();
         self.waiting.dedup();
-        let status = plan::derive_status(spec, &world, &plan, &previous, generation, now);
+        let mut status = plan::derive_status(spec, &world, &plan, &previous, generation, now);
+        status.transfer = core
+            .engine
+            .transfer(now)
+            .or_else(|| previous.transfer.clone());
         if persist {
             if records != self.records {
                 self.records_store.save_records(&records)?;

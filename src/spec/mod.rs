@@ -13,7 +13,8 @@ pub use secret::{Secret, SecretKeySelector, SecretRef};
 pub use size::{ManifestSize, SIZE_PATTERN, SizeError};
 pub use status::{
     AcceptedLoss, Condition, ConditionStatus, Failure, Freshness, LoopRecords, MailMigrationStatus,
-    MailboxCounts, MailboxRecord, Phase, ProbeState, SyncState, Verification,
+    MailboxCounts, MailboxRecord, MailboxTransfer, Phase, ProbeState, SyncState, Transfer,
+    Verification,
 };
 pub use types::*;
 

@@ -58,6 +58,10 @@ pub struct MailMigrationStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "opaque_object")]
     pub records: Option<LoopRecords>,
+    /// How far the copies of the current run have come (messages and bytes as the servers
+    /// listed them), with a rate and an ETA; kept after they end until the next run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<Transfer>,
     /// When the facts the last plan stood on were observed on the servers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed: Option<Freshness>,
@@ -110,6 +114,37 @@ pub struct MailboxRecord {
     /// last sync found them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accepted_losses: Vec<AcceptedLoss>,
+}
+
+/// Copies under way or last done: copied of planned, overall and per mailbox.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Transfer {
+    pub messages: u64,
+    pub of_messages: u64,
+    pub bytes: u64,
+    pub of_bytes: u64,
+    /// Bytes copied of bytes planned, 0 to 100.
+    pub percent: u8,
+    /// Since the first copy of this run began.
+    pub bytes_per_second: u64,
+    /// When the copies planned so far should be done at this rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<DateTime<Utc>>,
+    pub since: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mailboxes: Vec<MailboxTransfer>,
+}
+
+/// One mailbox's part of a [`Transfer`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MailboxTransfer {
+    pub address: String,
+    pub messages: u64,
+    pub of_messages: u64,
+    pub bytes: u64,
+    pub of_bytes: u64,
 }
 
 /// A refused message the migration goes on without, and the rule that allows it.

@@ -22,6 +22,7 @@ use super::{MailMigrationStatus, ManifestDuration, ManifestSize, SecretRef};
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Synced","type":"integer","jsonPath":".status.mailboxes.synced"}"#,
     printcolumn = r#"{"name":"Total","type":"integer","jsonPath":".status.mailboxes.total"}"#,
+    printcolumn = r#"{"name":"Copied%","type":"integer","jsonPath":".status.transfer.percent"}"#,
     printcolumn = r#"{"name":"Next","type":"string","jsonPath":".status.nextStep"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
