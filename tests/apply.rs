@@ -746,6 +746,103 @@ fn apply_turns_the_gateway_on_and_proves_mail_flows_to_the_new_server() {
     assert_eq!(code(&run(dir, &["plan", "-f", "m.yaml"])), 0);
 }
 
+/// Mail keeps arriving at the old server all through `apply`: when the run stops at the
+/// delta sync's time gate (long after the cutover), every message the old server accepted
+/// is on the new one, once: what arrived before the gateway went on was copied by the final
+/// sync (which runs after it, so nothing lands in the old mailboxes behind it), what came
+/// after was relayed. The delta sync is not needed for any of it.
+#[test]
+fn mail_arriving_during_the_cutover_is_on_the_new_server_before_the_delta_sync() {
+    use mailshift_harness::{Postfix, client::smtp_send, wait};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (src, dst) = pair();
+    fill(&src, USER, PASSWORD, "INBOX", 0, 10);
+    let old_mta = Postfix::builder()
+        .name("busy-old-mta")
+        .lmtp_to("example.com", src.lmtp_port())
+        .start()
+        .unwrap();
+    let new_mta = Postfix::builder()
+        .name("busy-new-mta")
+        .lmtp_to("example.com", dst.lmtp_port())
+        .start()
+        .unwrap();
+    let routing = format!(
+        "  gateway:
+    postfix: {{ configDir: {} }}
+    relayTo: \"[127.0.0.1]:{}\"
+  cutover: {{ approved: true }}
+  finalize: {{ deltaSyncAfter: 1h, keepSourceFor: 2h }}
+",
+        old_mta.config_dir().display(),
+        new_mta.smtp_port(),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    std::fs::write(
+        dir.join("m.yaml"),
+        manifest_for(&src, &dst, &[(USER, PASSWORD)], &routing),
+    )
+    .unwrap();
+
+    // A sender behind the old MX, ten messages a second, until apply has stopped.
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let port = old_mta.smtp_port();
+    let sender = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut sent = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let id = format!("flow-{}", sent.len());
+                let m = message(&id, "arriving during the cutover", "hello");
+                if smtp_send(port, "someone@example.org", &[USER], &m).is_ok() {
+                    sent.push(id);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            sent
+        })
+    };
+    let apply = run(
+        dir,
+        &["apply", "-f", "m.yaml", "--no-wait", "--timeout", "60s"],
+    );
+    stop.store(true, Ordering::Relaxed);
+    let sent = sender.join().unwrap();
+    assert_eq!(code(&apply), 3, "{}", text(&apply));
+    assert!(
+        text(&apply).contains("deltaSyncAfter (1h) must pass"),
+        "stopped at the delta sync's gate: {}",
+        text(&apply)
+    );
+    assert!(
+        sent.len() > 20,
+        "mail kept arriving: {} messages",
+        sent.len()
+    );
+
+    // What is still in the old server's queue is relayed; then every message is there once.
+    let count = |ids: &[String], id: &str| {
+        ids.iter()
+            .filter(|h| h.contains(&format!("<{id}@")))
+            .count()
+    };
+    wait::until_true(
+        Duration::from_secs(30),
+        "every message on the new server",
+        || {
+            let on_new = inbox_ids(&dst, USER, PASSWORD);
+            Ok(sent.iter().all(|id| count(&on_new, id) >= 1))
+        },
+    )
+    .unwrap();
+    let on_new = inbox_ids(&dst, USER, PASSWORD);
+    for id in &sent {
+        assert_eq!(count(&on_new, id), 1, "{id} on the new server once");
+    }
+    assert_eq!(on_new.len(), 10 + sent.len(), "nothing else, nothing twice");
+}
+
 /// Logins the Dovecot at `d` has accepted so far, from its log.
 fn logins(d: &Dovecot) -> usize {
     std::fs::read_to_string(d.log_path())
