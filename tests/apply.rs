@@ -666,34 +666,47 @@ fn inbox_ids(d: &Dovecot, user: &str, pw: &str) -> Vec<String> {
     out
 }
 
+/// An MTA in front of each server (delivering `example.com` to its Dovecot over LMTP) and
+/// the manifest's `gateway` section relaying from the old to the new one.
+fn mtas(
+    prefix: &str,
+    src: &Dovecot,
+    dst: &Dovecot,
+) -> (
+    mailshift_harness::Postfix,
+    mailshift_harness::Postfix,
+    String,
+) {
+    let mta = |name: &str, to: &Dovecot| {
+        mailshift_harness::Postfix::builder()
+            .name(&format!("{prefix}{name}"))
+            .lmtp_to("example.com", to.lmtp_port())
+            .start()
+            .unwrap()
+    };
+    let (old, new) = (mta("old-mta", src), mta("new-mta", dst));
+    let gateway = format!(
+        "  gateway:\n    postfix: {{ configDir: {} }}\n    relayTo: \"[127.0.0.1]:{}\"\n",
+        old.config_dir().display(),
+        new.smtp_port()
+    );
+    (old, new, gateway)
+}
+
 #[test]
 fn apply_turns_the_gateway_on_and_proves_mail_flows_to_the_new_server() {
-    use mailshift_harness::{Postfix, client::smtp_send, wait};
+    use mailshift_harness::{client::smtp_send, wait};
     let (src, dst) = pair();
     fill(&src, USER, PASSWORD, "INBOX", 0, 15);
-    let old_mta = Postfix::builder()
-        .name("old-mta")
-        .lmtp_to("example.com", src.lmtp_port())
-        .start()
-        .unwrap();
-    let new_mta = Postfix::builder()
-        .name("new-mta")
-        .lmtp_to("example.com", dst.lmtp_port())
-        .start()
-        .unwrap();
+    let (old_mta, _new_mta, gateway) = mtas("", &src, &dst);
     let routing = format!(
-        "  gateway:
-    postfix: {{ configDir: {} }}
-    relayTo: \"[127.0.0.1]:{}\"
-  probe:
+        "{gateway}  probe:
     smtp: {{ host: 127.0.0.1, port: {}, tls: none }}
     mailbox: {USER}
     timeout: 60s
   cutover: {{ approved: true }}
   finalize: {{ deltaSyncAfter: 1s, keepSourceFor: 1s }}
 ",
-        old_mta.config_dir().display(),
-        new_mta.smtp_port(),
         old_mta.smtp_port(),
     );
     let work = tempfile::tempdir().unwrap();
@@ -753,29 +766,15 @@ fn apply_turns_the_gateway_on_and_proves_mail_flows_to_the_new_server() {
 /// after was relayed. The delta sync is not needed for any of it.
 #[test]
 fn mail_arriving_during_the_cutover_is_on_the_new_server_before_the_delta_sync() {
-    use mailshift_harness::{Postfix, client::smtp_send, wait};
+    use mailshift_harness::{client::smtp_send, wait};
     use std::sync::atomic::{AtomicBool, Ordering};
     let (src, dst) = pair();
     fill(&src, USER, PASSWORD, "INBOX", 0, 10);
-    let old_mta = Postfix::builder()
-        .name("busy-old-mta")
-        .lmtp_to("example.com", src.lmtp_port())
-        .start()
-        .unwrap();
-    let new_mta = Postfix::builder()
-        .name("busy-new-mta")
-        .lmtp_to("example.com", dst.lmtp_port())
-        .start()
-        .unwrap();
+    let (old_mta, _new_mta, gateway) = mtas("busy-", &src, &dst);
     let routing = format!(
-        "  gateway:
-    postfix: {{ configDir: {} }}
-    relayTo: \"[127.0.0.1]:{}\"
-  cutover: {{ approved: true }}
+        "{gateway}  cutover: {{ approved: true }}
   finalize: {{ deltaSyncAfter: 1h, keepSourceFor: 2h }}
-",
-        old_mta.config_dir().display(),
-        new_mta.smtp_port(),
+"
     );
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();

@@ -80,6 +80,19 @@ impl Case {
     }
 }
 
+/// A case for the command line: the scripted source, a Dovecot destination, and a
+/// directory holding `m.yaml` (migration `hostile`) between them.
+fn cli_case(name: &str, m: Misbehaviour) -> Result<(Hostile, Dovecot, tempfile::TempDir)> {
+    let source = Hostile::start(m, USER, PASSWORD, corpus())?;
+    let dst = dovecot(name).start()?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        manifest("hostile", source.port(), dst.imap_port(), ""),
+    )?;
+    Ok((source, dst, dir))
+}
+
 /// Peak resident memory of this test process, from /proc.
 fn peak_rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -242,13 +255,7 @@ fn a_login_cut_off_twice_is_not_tried_a_third_time() -> Result<()> {
 
 #[test]
 fn folder_names_with_control_characters_are_printed_escaped() -> Result<()> {
-    let source = Hostile::start(Misbehaviour::ControlCharacterName, USER, PASSWORD, corpus())?;
-    let dst = dovecot("hostile-names").start()?;
-    let dir = tempfile::tempdir()?;
-    std::fs::write(
-        dir.path().join("m.yaml"),
-        manifest("hostile", source.port(), dst.imap_port(), ""),
-    )?;
+    let (_source, _dst, dir) = cli_case("hostile-names", Misbehaviour::ControlCharacterName)?;
     for args in [
         &["sync", "-f", "m.yaml"][..],
         &["folders", "-f", "m.yaml"][..],
@@ -306,13 +313,7 @@ fn two_folders_whose_names_read_the_same_both_appear() -> Result<()> {
 #[test]
 fn apply_ends_at_its_timeout_whatever_the_server_does() -> Result<()> {
     // Silent on LIST, with the default 3-minute response timeout: only --timeout ends it.
-    let source = Hostile::start(Misbehaviour::SilentList, USER, PASSWORD, corpus())?;
-    let dst = dovecot("hostile-apply").start()?;
-    let dir = tempfile::tempdir()?;
-    std::fs::write(
-        dir.path().join("m.yaml"),
-        manifest("hostile", source.port(), dst.imap_port(), ""),
-    )?;
+    let (_source, _dst, dir) = cli_case("hostile-apply", Misbehaviour::SilentList)?;
     for args in [
         &["apply", "-f", "m.yaml", "--timeout", "2s"][..],
         &["apply", "-f", "m.yaml", "--no-wait", "--timeout", "2s"][..],
