@@ -784,7 +784,8 @@ fn mail_arriving_during_the_cutover_is_on_the_new_server_before_the_delta_sync()
     )
     .unwrap();
 
-    // A sender behind the old MX, ten messages a second, until apply has stopped.
+    // A sender behind the old MX, a message every 20 ms (faster than a copy and its
+    // verification take), until apply has stopped.
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let port = old_mta.smtp_port();
     let sender = {
@@ -797,7 +798,7 @@ fn mail_arriving_during_the_cutover_is_on_the_new_server_before_the_delta_sync()
                 if smtp_send(port, "someone@example.org", &[USER], &m).is_ok() {
                     sent.push(id);
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(20));
             }
             sent
         })

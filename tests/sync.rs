@@ -1460,3 +1460,75 @@ fn a_self_signed_certificate_given_as_ca_certificate_is_pinned() -> Result<()> {
     );
     Ok(())
 }
+
+/// Mail that reaches the source after a sync is not a copy gone wrong: verify counts it
+/// apart (and stays perfect), the next sync copies it, and a message deleted from the
+/// destination by hand is still missing.
+#[test]
+fn verify_counts_mail_arrived_since_the_last_sync_apart() -> Result<()> {
+    let src = dovecot("arrived-src").start()?;
+    let dst = dovecot("arrived-dst").start()?;
+    load(&src, "INBOX", &[("", "", message("a1", "before", "x"))])?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        manifest("arrived", src.imap_port(), dst.imap_port(), ""),
+    )?;
+    assert_eq!(
+        mailshift(dir.path(), &["sync", "-f", "m.yaml"])
+            .status
+            .code(),
+        Some(0)
+    );
+    load(
+        &src,
+        "INBOX",
+        &[
+            ("", "", message("a2", "after", "y")),
+            ("", "", message("a3", "after", "z")),
+        ],
+    )?;
+    let out = mailshift(dir.path(), &["verify", "-f", "m.yaml", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+    let inbox = &v["mailboxes"][0]["folders"][0];
+    assert_eq!(inbox["arrived"], 2, "{inbox:#}");
+    assert_eq!(
+        inbox["missing"].as_array().map(Vec::len),
+        Some(0),
+        "{inbox:#}"
+    );
+    let text = String::from_utf8_lossy(&mailshift(dir.path(), &["verify", "-f", "m.yaml"]).stdout)
+        .into_owned();
+    assert!(
+        text.contains("2 arrived since the last sync (the next sync copies them)"),
+        "{text}"
+    );
+
+    // A copy lost on the destination is missing whatever arrived since.
+    on(
+        &dst,
+        &["SELECT INBOX", "STORE 1 +FLAGS (\\Deleted)", "EXPUNGE"],
+    )?;
+    let out = mailshift(dir.path(), &["verify", "-f", "m.yaml", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(out.status.code(), Some(1), "{v:#}");
+    assert_eq!(v["totals"]["missing"], 1, "{v:#}");
+
+    // The next sync copies both kinds; then equal, nothing arrived.
+    assert_eq!(
+        mailshift(dir.path(), &["sync", "-f", "m.yaml"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let out = mailshift(dir.path(), &["verify", "-f", "m.yaml", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+    assert!(
+        v["mailboxes"][0]["folders"][0]["arrived"].is_null(),
+        "{v:#}"
+    );
+    assert_eq!(messages(&dst, "INBOX")?.len(), 3);
+    Ok(())
+}

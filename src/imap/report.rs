@@ -91,6 +91,15 @@ pub struct FolderReport {
     /// `missing`, to be copied, not a failure of the comparison.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub destination_missing: bool,
+    /// Verification: source messages that arrived after the last sync listed the folder
+    /// (UIDs from its UIDNEXT on), not on the destination yet. Not missing: the next sync
+    /// copies them (in the loop, the final sync, once the gateway holds new mail back).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub arrived: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl FolderReport {
@@ -312,6 +321,13 @@ impl fmt::Display for FolderReport {
         }
         if let Some(pass) = &self.pass {
             write!(f, " [{pass}]")?;
+        }
+        if self.arrived > 0 {
+            write!(
+                f,
+                "; {} arrived since the last sync (the next sync copies them)",
+                self.arrived
+            )?;
         }
         if let Some(e) = &self.error {
             write!(f, "\n      error: {}", Printable(e))?;
