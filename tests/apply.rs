@@ -728,6 +728,20 @@ fn apply_turns_the_gateway_on_and_proves_mail_flows_to_the_new_server() {
     let st: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(st[0]["status"]["phase"], "Completed", "{st:#}");
     assert!(st[0]["status"]["gatewayOnAt"].is_string(), "{st:#}");
+    // Recorded when it took effect: after the relay's map was built (postmap, then reload),
+    // not when the step began.
+    let on_at =
+        chrono::DateTime::parse_from_rfc3339(st[0]["status"]["gatewayOnAt"].as_str().unwrap())
+            .unwrap();
+    let built: chrono::DateTime<chrono::Utc> =
+        std::fs::metadata(old_mta.config_dir().join("mailshift-gateway.db"))
+            .and_then(|m| m.modified())
+            .expect("the gateway's map was built")
+            .into();
+    assert!(
+        on_at >= built,
+        "gatewayOnAt {on_at} is before the map was built at {built}"
+    );
 
     // Late mail reaching the old server now lands on the new one, and only there.
     let late = message("late-mail", "Sent to the old MX after the cutover", "hello");
