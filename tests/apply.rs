@@ -798,21 +798,25 @@ fn mail_arriving_during_the_cutover_is_on_the_new_server_before_the_delta_sync()
     )
     .unwrap();
 
-    // A sender behind the old MX, a message every 20 ms (faster than a copy and its
-    // verification take), until apply has stopped.
+    // A sender behind the old MX, ten messages a second, from before apply to after it.
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let port = old_mta.smtp_port();
     let sender = {
         let stop = stop.clone();
         std::thread::spawn(move || {
             let mut sent = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
+            // Five more once apply has stopped: mail goes on arriving after the cutover.
+            let mut after = 0;
+            while after < 5 {
+                if stop.load(Ordering::Relaxed) {
+                    after += 1;
+                }
                 let id = format!("flow-{}", sent.len());
                 let m = message(&id, "arriving during the cutover", "hello");
                 if smtp_send(port, "someone@example.org", &[USER], &m).is_ok() {
                     sent.push(id);
                 }
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(100));
             }
             sent
         })

@@ -208,6 +208,8 @@ impl MailEngine for ImapEngine {
         // ones and surplus copies are, and so is every message the destination refused
         // unless `spec.acceptRefused` accepts its loss: a mailbox is not equal with mail
         // left behind by accident.
+        // Mail that arrived after the last sync is a difference here too: nothing says a
+        // later sync will come for it (a mailbox-only import, a completed migration).
         let (accepted, refused) = accepted(&r, &self.accept);
         Ok(Verified {
             accepted,
@@ -215,7 +217,7 @@ impl MailEngine for ImapEngine {
             differences: refused
                 + r.folders
                     .iter()
-                    .map(|f| (f.missing.len() + f.surplus.len()) as u64)
+                    .map(|f| (f.missing.len() + f.surplus.len()) as u64 + f.arrived)
                     .sum::<u64>(),
         })
     }
