@@ -594,6 +594,9 @@ search_engine: none
 delete_mode: immediate
 expunge_mode: immediate
 hashimapspool: no
+# Mailboxes stored by name, not by UNIQUEID: two mailboxes created in quick succession were
+# seen sharing one directory (a user's INBOX showing a shared folder's messages).
+mailbox_legacy_dirs: yes
 # Failed logins answer at once (default: after 3 s), so negative tests stay fast.
 failedloginpause: 0
 ",
