@@ -108,7 +108,7 @@ pub fn resolve(
     }
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, r) in rows.iter().enumerate() {
-        if let Some(first) = seen.insert(r.address.to_lowercase(), i) {
+        if let Some(first) = seen.insert(crate::address::key(&r.address), i) {
             return Err(AccountError::Csv(format!(
                 "{} is listed twice (entries {} and {})",
                 r.address,
@@ -165,10 +165,10 @@ pub fn check_list_file(
     let mut seen: HashMap<String, String> = spec
         .mailboxes
         .iter()
-        .map(|m| (m.address.to_lowercase(), "spec.mailboxes".to_owned()))
+        .map(|m| (crate::address::key(&m.address), "spec.mailboxes".to_owned()))
         .collect();
     for r in &rows {
-        if let Some(other) = seen.insert(r.address.to_lowercase(), from.to_string()) {
+        if let Some(other) = seen.insert(crate::address::key(&r.address), from.to_string()) {
             return Err(AccountError::Csv(format!(
                 "{}: {} is also listed in {other}",
                 from, r.address

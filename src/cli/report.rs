@@ -110,18 +110,8 @@ pub fn document(
     records: &Records,
     now: DateTime<Utc>,
 ) -> Document {
-    let mut listed: Vec<String> = spec
-        .mailboxes
-        .iter()
-        .map(|m| crate::address::key(&m.address))
-        .collect();
-    for a in records.mailboxes.keys() {
-        if !listed.contains(a) {
-            listed.push(a.clone());
-        }
-    }
     let mut totals = Totals::default();
-    let mailboxes: Vec<MailboxRow> = listed
+    let mailboxes: Vec<MailboxRow> = crate::reconcile::records::listed(spec, &records.mailboxes)
         .into_iter()
         .map(|address| {
             let r = records.mailboxes.get(&address).cloned().unwrap_or_default();

@@ -108,14 +108,7 @@ fn print_text(e: &Entry, spec: &crate::spec::MailMigrationSpec) {
             m.failed
         );
     }
-    let addresses = spec.mailboxes.iter().map(|m| m.address.to_lowercase());
-    let mut listed: Vec<String> = addresses.collect();
-    for a in e.mailboxes.keys() {
-        if !listed.contains(a) {
-            listed.push(a.clone());
-        }
-    }
-    for a in listed {
+    for a in crate::reconcile::records::listed(spec, &e.mailboxes) {
         let r = e.mailboxes.get(&a).cloned().unwrap_or_default();
         let sync = match r.sync {
             crate::plan::SyncState::Never => "never synced".to_owned(),

@@ -103,6 +103,12 @@ impl ServerCertVerifier for Verifier {
     }
 }
 
+/// The TLS error of a server that answered the handshake in plain text (a port that speaks
+/// IMAP or SMTP first).
+pub fn answered_in_plain_text(error: &str) -> bool {
+    error.contains("corrupt message") || error.contains("InvalidContentType")
+}
+
 /// What a TLS failure means for the person who has to fix it.
 pub fn advice(error: &str) -> &'static str {
     if error.contains("UnknownIssuer") {
@@ -115,7 +121,7 @@ pub fn advice(error: &str) -> &'static str {
         "the server's certificate has expired"
     } else if error.contains("NotValidYet") {
         "the server's certificate is not valid yet (check both clocks)"
-    } else if error.contains("corrupt message") || error.contains("InvalidContentType") {
+    } else if answered_in_plain_text(error) {
         "the server did not answer in TLS: if this port speaks plain IMAP first (usually 143), use `tls: starttls`"
     } else {
         ""

@@ -104,6 +104,25 @@ fn spec_hash(spec: &MailMigrationSpec) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Every mailbox to show: the manifest's inline ones in their order, then any other that
+/// `records` hold (from `mailboxesFrom`, or no longer listed), by their keys.
+pub fn listed(
+    spec: &MailMigrationSpec,
+    records: &std::collections::BTreeMap<String, crate::spec::MailboxRecord>,
+) -> Vec<String> {
+    let mut listed: Vec<String> = spec
+        .mailboxes
+        .iter()
+        .map(|m| crate::address::key(&m.address))
+        .collect();
+    for a in records.keys() {
+        if !listed.contains(a) {
+            listed.push(a.clone());
+        }
+    }
+    listed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

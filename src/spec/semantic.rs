@@ -79,7 +79,7 @@ impl Checker {
                 );
                 continue;
             };
-            if let Some(first) = seen.insert(m.address.to_lowercase(), i) {
+            if let Some(first) = seen.insert(crate::address::key(&m.address), i) {
                 self.error(
                     p.clone(),
                     format!(
@@ -422,11 +422,11 @@ impl Checker {
             if split_address(&f.to).is_none() {
                 self.error(fp.key("to"), format!("`{}` is not an email address", f.to));
             }
-            let lower = f.to.to_lowercase();
+            let lower = crate::address::key(&f.to);
             if spec
                 .mailboxes
                 .iter()
-                .any(|m| m.address.to_lowercase() == lower)
+                .any(|m| crate::address::key(&m.address) == lower)
             {
                 self.error(
                     fp.key("to"),
@@ -445,11 +445,11 @@ impl Checker {
                 &pp.key("smtp"),
                 "the probe's SMTP server",
             );
-            let lower = p.mailbox.to_lowercase();
+            let lower = crate::address::key(&p.mailbox);
             let listed = spec
                 .mailboxes
                 .iter()
-                .any(|m| m.address.to_lowercase() == lower);
+                .any(|m| crate::address::key(&m.address) == lower);
             if !listed && spec.mailboxes_from.is_none() {
                 self.error(
                     pp.key("mailbox"),
