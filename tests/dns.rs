@@ -339,8 +339,11 @@ async fn refused_unreachable_and_outside_the_zone_are_typed_errors() -> Result<(
     assert!(err.to_string().contains("MX example.org"), "{err}");
     assert!(err.to_string().contains("zone example.com"), "{err}");
 
-    // Nothing listening: unreachable, at once.
-    let closed = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?;
+    // Nothing listening: unreachable, at once. The port is held by a socket bound but not
+    // listening, so no parallel test can start listening there meanwhile.
+    let holder = tokio::net::TcpSocket::new_v4()?;
+    holder.bind("127.0.0.1:0".parse()?)?;
+    let closed = holder.local_addr()?;
     let mut nowhere = dns.clone();
     nowhere.provider.rfc2136.server = closed.to_string();
     let started = Instant::now();

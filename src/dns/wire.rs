@@ -169,13 +169,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_port_is_refused_not_waited_for() {
-        // Bind and drop a socket to find a port where nothing listens.
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let server: SocketAddr = ([127, 0, 0, 1], port).into();
+        // A port where nothing listens, and nothing can start to while the test runs: the
+        // socket holding it is connected to another peer, so the kernel does not deliver our
+        // datagrams to it and answers them with port unreachable. (A port bound and dropped
+        // could be taken by a parallel test in between, which then just stays silent.)
+        let holder = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        holder.connect("127.0.0.1:9").unwrap();
+        let server = holder.local_addr().unwrap();
         let started = std::time::Instant::now();
         let err = udp(server, &[0u8; 12], 0, Duration::from_secs(5), 1)
             .await
