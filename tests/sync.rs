@@ -1458,6 +1458,30 @@ fn a_self_signed_certificate_given_as_ca_certificate_is_pinned() -> Result<()> {
         e.contains("did not answer in TLS") && e.contains("starttls"),
         "{e}"
     );
+
+    // The other way round: plain text to the implicit-TLS port gets no greeting; that is
+    // recognised and said within seconds, not retried as a stalled server for minutes.
+    std::fs::write(
+        dir.path().join("implicit-port.yaml"),
+        base.replace(
+            &format!("port: {}, tls: none", src.imap_port()),
+            &format!("port: {}, tls: none", src.imaps_port()),
+        ),
+    )?;
+    let started = std::time::Instant::now();
+    let e = error("implicit-port.yaml")?;
+    assert!(
+        e.contains(&format!(
+            "port {} expects TLS from the first byte",
+            src.imaps_port()
+        )) && e.contains("set `tls: tls`"),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
     Ok(())
 }
 

@@ -529,9 +529,10 @@ impl Connector {
             TlsMode::Starttls | TlsMode::None => self.wrap(Inner::Plain(tcp)),
         };
         let mut client = async_imap::Client::new(stream);
-        self.phase("waiting for the greeting", client.read_response())
-            .await?
+        self.phase("waiting for the greeting", self.greeting(&mut client))
+            .await??
             .map_err(|e| self.io_error("reading the greeting", e))?
+            .then_some(())
             .ok_or_else(|| self.cut("the server closed the connection before its greeting"))?;
         if self.mode == TlsMode::Starttls {
             self.phase(
@@ -596,6 +597,35 @@ impl Connector {
             conn.foreign_namespaces = answer.foreign;
         }
         Ok(conn)
+    }
+
+    /// Whether the server greeted (false: it closed the connection). On a plain connection that has none after a moment, the port
+    /// is asked whether it expects TLS instead: if so, that is said at once (and not retried
+    /// as a timeout would be), since waiting longer cannot help.
+    async fn greeting(
+        &self,
+        client: &mut async_imap::Client<ImapStream>,
+    ) -> Result<std::io::Result<bool>, ConnectError> {
+        let read = async { client.read_response().await.map(|r| r.is_some()) };
+        if self.mode == TlsMode::Tls {
+            return Ok(read.await);
+        }
+        tokio::pin!(read);
+        tokio::select! {
+            greeted = &mut read => return Ok(greeted),
+            () = tokio::time::sleep(super::tls_sniff::SNIFF_AFTER) => {}
+        }
+        if super::tls_sniff::expects_tls(&self.host, self.port, self.timeouts.phase).await {
+            return Err(ConnectError::Tls {
+                side: self.side,
+                addr: self.addr(),
+                reason: format!(
+                    "port {} expects TLS from the first byte (it answered a TLS hello and sent no greeting in plain text): set `tls: tls` for it, or use the server's STARTTLS port (usually 143) with `tls: starttls`",
+                    self.port
+                ),
+            });
+        }
+        Ok(read.await)
     }
 
     /// `fut` within the phase timeout, or [`ConnectError::Timeout`] naming the phase.

@@ -19,3 +19,4 @@ pub mod pinned;
 pub mod proto;
 pub mod report;
 pub mod session;
+pub mod tls_sniff;
