@@ -1556,3 +1556,78 @@ fn verify_counts_mail_arrived_since_the_last_sync_apart() -> Result<()> {
     assert_eq!(messages(&dst, "INBOX")?.len(), 3);
     Ok(())
 }
+
+/// The stored bytes of every message of `folder`, as BINARY (RFC 3516) gives them.
+fn stored(d: &Dovecot, folder: &str) -> Result<Vec<Vec<u8>>> {
+    let mut imap = imap(d)?;
+    imap.command(&format!("EXAMINE {}", quote(folder)))?;
+    let mut out: Vec<Vec<u8>> = imap
+        .command("UID FETCH 1:* (BINARY.PEEK[])")?
+        .into_iter()
+        .filter_map(|r| r.literals.into_iter().next())
+        .collect();
+    imap.logout();
+    out.sort();
+    Ok(out)
+}
+
+/// A message holding NUL bytes (which `BODY[]` shows as 0x80 on Dovecot) reaches a
+/// destination with BINARY byte for byte; one without BINARY gets the 0x80 form, and the
+/// report says which message is not exact. UTF-8 text with 0x80 continuation bytes is
+/// copied as it is either way.
+#[test]
+fn messages_with_nul_bytes_are_copied_exactly_where_the_destination_takes_binary() -> Result<()> {
+    let src = dovecot("nul-src").start()?;
+    let dst = dovecot("nul-dst").start()?;
+    let plain = dovecot("nul-plain")
+        .extra_config("imap_capability = IMAP4rev1 LITERAL+ UIDPLUS MULTIAPPEND NAMESPACE CONDSTORE SPECIAL-USE")
+        .start()?;
+    let mut nul = message("nul", "with NULs", "a\0b");
+    nul.extend_from_slice(b"\0\0 end\r\n");
+    let utf8 = message("utf8", "wait", "wait\u{2026} \u{c0} \u{2019}");
+    src.save(USER, "INBOX", &nul)?;
+    src.save(USER, "INBOX", &utf8)?;
+    assert!(
+        messages(&src, "INBOX")?
+            .iter()
+            .any(|m| m.body.contains(&0x80) && !m.body.contains(&0)),
+        "the source's BODY[] shows the NULs as 0x80"
+    );
+
+    let dir = tempfile::tempdir()?;
+    for (name, d) in [("binary", &dst), ("plain", &plain)] {
+        std::fs::write(
+            dir.path().join(format!("{name}.yaml")),
+            manifest(name, src.imap_port(), d.imap_port(), ""),
+        )?;
+    }
+    let out = mailshift(dir.path(), &["sync", "-f", "binary.yaml", "-o", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let inbox = &report["mailboxes"][0]["folders"][0];
+    assert!(inbox.get("inexact").is_none(), "{inbox}");
+    assert_eq!(stored(&dst, "INBOX")?, stored(&src, "INBOX")?);
+    assert!(stored(&dst, "INBOX")?.contains(&nul));
+    assert_eq!(messages(&dst, "INBOX")?, messages(&src, "INBOX")?);
+
+    let out = mailshift(dir.path(), &["sync", "-f", "plain.yaml"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("inexact") && text.contains("<nul@test>") && !text.contains("<utf8@test>"),
+        "{text}"
+    );
+    // What BODY[] showed of the NULs, and the rest exact.
+    assert_eq!(messages(&plain, "INBOX")?, messages(&src, "INBOX")?);
+    Ok(())
+}

@@ -5,6 +5,7 @@
 //! reports ([`report`]). Names are encoded with [`mutf7`]; localized default folders come
 //! from [`folder_names`].
 
+pub mod binary;
 pub mod cache;
 pub mod conn;
 pub mod diff;

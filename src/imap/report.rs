@@ -96,6 +96,11 @@ pub struct FolderReport {
     /// copies them (in the loop, the final sync, once the gateway holds new mail back).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub arrived: u64,
+    /// Copied by this run, but not byte for byte: the message holds NUL bytes and the
+    /// destination does not offer BINARY (RFC 3516), so they were sent as 0x80, as
+    /// `BODY[]` shows them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inexact: Vec<MessageRef>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -344,6 +349,11 @@ impl fmt::Display for FolderReport {
             f.write_str("\n")?;
             write_message(f, "refused", &r.message)?;
             write!(f, "  {}", Printable(&r.reason))?;
+        }
+        for m in &self.inexact {
+            f.write_str("\n")?;
+            write_message(f, "inexact", m)?;
+            f.write_str("  NUL bytes sent as 0x80: the destination does not offer BINARY")?;
         }
         for m in self.extra.iter().take(EXTRA_SHOWN) {
             f.write_str("\n")?;

@@ -528,9 +528,39 @@ impl SourceSession {
             },
         )
         .await;
+        if result.is_ok() && self.conn.has("BINARY") {
+            self.restore_nuls(&mut out, &asked, largest, &what).await?;
+        }
         self.conn.session.get_mut().set_literal_limit(before);
         result?;
         Ok(out)
+    }
+
+    /// Takes the stored bytes (BINARY, RFC 3516) of the messages whose `BODY[]` may show NULs
+    /// as 0x80, where they are that message with its NULs (see [`super::binary`]).
+    async fn restore_nuls(
+        &mut self,
+        out: &mut [Outgoing],
+        asked: &HashSet<u32>,
+        largest: u64,
+        what: &str,
+    ) -> Result<(), ImapError> {
+        let limit = u32::try_from(super::guard::literal_limit_for(largest)).unwrap_or(u32::MAX);
+        for m in out.iter_mut() {
+            if !asked.contains(&m.uid) || !super::binary::may_hide_nuls(&m.body) {
+                continue;
+            }
+            let timeout = proto::deadline(&self.conn) - tokio::time::Instant::now();
+            let stream = self.conn.session.get_mut();
+            match super::binary::fetch(stream, m.uid, limit, timeout).await {
+                Ok(Some(stored)) if super::binary::restores_nuls(&m.body, &stored) => {
+                    m.body = stored;
+                }
+                Ok(_) => {}
+                Err(e) => return Err(ImapError::io(what, e)),
+            }
+        }
+        Ok(())
     }
 
     pub async fn logout(mut self) {
@@ -563,6 +593,11 @@ impl DestinationSession {
 
     pub async fn status(&mut self, wire: &str) -> Result<MailboxStatus, ImapError> {
         status(&mut self.conn, wire).await
+    }
+
+    /// Whether the server takes messages with NUL bytes (APPEND with a literal8, BINARY).
+    pub fn takes_binary(&self) -> bool {
+        self.conn.has("BINARY")
     }
 
     /// Largest message the server takes (APPENDLIMIT, RFC 7889), if it says.
@@ -718,6 +753,29 @@ impl DestinationSession {
         wire: &str,
         messages: &[Outgoing],
     ) -> Result<Vec<AppendOutcome>, ImapError> {
+        // A literal may not hold NUL: without BINARY, NULs go as 0x80 (what `BODY[]` shows
+        // on a server that stores them), and the caller reports those messages as inexact.
+        let replaced: Vec<Outgoing>;
+        let messages = if !self.takes_binary()
+            && messages
+                .iter()
+                .any(|m| super::binary::needs_literal8(&m.body))
+        {
+            replaced = messages
+                .iter()
+                .map(|m| Outgoing {
+                    body: m
+                        .body
+                        .iter()
+                        .map(|&b| if b == 0 { 0x80 } else { b })
+                        .collect(),
+                    ..m.clone()
+                })
+                .collect();
+            &replaced[..]
+        } else {
+            messages
+        };
         let limit = self.append_limit();
         let mut outcomes = vec![AppendOutcome::Appended(None); messages.len()];
         let mut to_send = Vec::new();
@@ -900,14 +958,21 @@ fn single(done: proto::Done, uidplus: bool) -> Option<(u32, u32)> {
 }
 
 /// `APPEND "mailbox" (flags) "date" {n+}` (without the literal).
+/// The APPEND command line for `m`; a message with NULs goes in a literal8 (`~{n}`,
+/// RFC 3516), which [`DestinationSession::append`] sends only to a server offering BINARY.
 fn append_command(mailbox: &str, m: &Outgoing, non_synchronizing: bool) -> String {
     let date = m
         .internal_date
         .map(|d| format!(" {}", proto::imap_date(d)))
         .unwrap_or_default();
     format!(
-        "APPEND {mailbox} {}{date} {{{}{}}}",
+        "APPEND {mailbox} {}{date} {}{{{}{}}}",
         flag_list(&m.flags),
+        if super::binary::needs_literal8(&m.body) {
+            "~"
+        } else {
+            ""
+        },
         m.body.len(),
         if non_synchronizing { "+" } else { "" }
     )

@@ -584,6 +584,9 @@ async fn copy_messages(
             _ => (dst.append(&t.dest_wire, &current).await, None),
         };
         let outcomes = appended?;
+        if !dst.takes_binary() {
+            note_inexact(t, &current, &outcomes, st);
+        }
         tracing::debug!(mailbox = %t.address, folder = %t.source, batch = i + 1, of = batches.len(), messages = current.len(), "batch appended");
         record_batch(
             engine,
@@ -605,6 +608,29 @@ async fn copy_messages(
         };
     }
     Ok(())
+}
+
+/// Lists the appended messages whose NULs the destination could not take (see
+/// [`crate::imap::binary`]).
+fn note_inexact(
+    t: &Target<'_>,
+    fetched: &[Outgoing],
+    outcomes: &[AppendOutcome],
+    st: &mut FolderState,
+) {
+    for (m, outcome) in fetched.iter().zip(outcomes) {
+        if matches!(outcome, AppendOutcome::Appended(_))
+            && crate::imap::binary::needs_literal8(&m.body)
+        {
+            tracing::warn!(mailbox = %t.address, folder = %t.source, uid = m.uid, "message with NUL bytes copied with 0x80 in their place: the destination does not offer BINARY");
+            st.report.inexact.push(MessageRef {
+                uid: m.uid,
+                key: crate::imap::identity::MessageKey::from_header(&m.body),
+                date: m.internal_date,
+                size: m.body.len() as u64,
+            });
+        }
+    }
 }
 
 /// Reports the messages the source answered wrongly (see [`super::answers`]) as refused,
