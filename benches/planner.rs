@@ -58,6 +58,7 @@ fn world(spec: &MailMigrationSpec, now: DateTime<Utc>) -> World {
             s.verification = Verification::Equal {
                 at: now,
                 messages: 100,
+                arrived: 0,
             };
         }
         w.insert_mailbox(s);

@@ -773,7 +773,9 @@ fn apply_turns_the_gateway_on_and_proves_mail_flows_to_the_new_server() {
     assert_eq!(code(&run(dir, &["plan", "-f", "m.yaml"])), 0);
 }
 
-/// Mail keeps arriving at the old server all through `apply`: when the run stops at the
+/// Mail keeps arriving at the old server all through `apply`, faster than verification can
+/// ever find the mailbox equal: verification counts that mail as arrived (for the final
+/// sync), not as missing, so the cutover goes on. When the run stops at the
 /// delta sync's time gate (long after the cutover), every message the old server accepted
 /// is on the new one, once: what arrived before the gateway went on was copied by the final
 /// sync (which runs after it, so nothing lands in the old mailboxes behind it), what came
@@ -798,7 +800,8 @@ fn mail_arriving_during_the_cutover_is_on_the_new_server_before_the_delta_sync()
     )
     .unwrap();
 
-    // A sender behind the old MX, ten messages a second, from before apply to after it.
+    // A sender behind the old MX, fifty messages a second (faster than a mailbox can be
+    // re-synced and verified), from before apply to after it.
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let port = old_mta.smtp_port();
     let sender = {
@@ -816,7 +819,7 @@ fn mail_arriving_during_the_cutover_is_on_the_new_server_before_the_delta_sync()
                 if smtp_send(port, "someone@example.org", &[USER], &m).is_ok() {
                     sent.push(id);
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(20));
             }
             sent
         })

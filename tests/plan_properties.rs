@@ -231,7 +231,7 @@ fn rarely() -> BoxedStrategy<bool> {
 fn mailbox_choice() -> impl Strategy<Value = MailboxChoice> {
     (
         0u8..3,
-        0u8..3,
+        0u8..4,
         prop_oneof![15 => Just(true), 1 => Just(false)],
         prop_oneof![15 => Just(true), 1 => Just(false)],
         rarely(),
@@ -386,6 +386,13 @@ fn build_world(
             (_, 1) => Verification::Equal {
                 at: past(60),
                 messages: 5,
+                arrived: 0,
+            },
+            // Equal but for mail that reached the source after the last sync.
+            (_, 3) => Verification::Equal {
+                at: past(60),
+                messages: 5,
+                arrived: 4,
             },
             // Found different either after the last copy (copy again) or before it.
             (1, _) => Verification::Differs {

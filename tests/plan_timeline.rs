@@ -466,6 +466,79 @@ fn a_failed_verification_copies_again_then_verifies() {
     ));
 }
 
+/// A mailbox receiving mail faster than it can be re-synced and verified is equal but for
+/// what arrived since its last sync. Before the cutover that holds nothing back (the final
+/// sync, after the gateway, copies it); where no sync of a cutover is ahead (a
+/// mailbox-only import, or after the delta sync) it is copied again and verified.
+#[test]
+fn mail_arrived_since_the_last_sync_waits_for_the_final_sync_only_where_one_is_ahead() {
+    let now = t(NOW);
+    let busy = |world: &mut World| {
+        for m in world.mailboxes.values_mut() {
+            m.sync = SyncState::Synced {
+                at: now - TimeDelta::hours(2),
+                messages: 100,
+                bytes: 1 << 20,
+            };
+            m.verification = Verification::Equal {
+                at: now - TimeDelta::hours(1),
+                messages: 100,
+                arrived: 7,
+            };
+        }
+    };
+
+    let spec = approved(example("whole-domain-gateway.yaml"));
+    let mut world = fresh_world(&spec, &[], Adapter::ALL);
+    lower_ttl(&mut world, &spec, now - TimeDelta::days(3));
+    busy(&mut world);
+    let p = plan(&spec, &world, now);
+    let kinds = step_kinds(&p);
+    assert!(
+        !kinds.contains(&"resync") && !kinds.contains(&"verify"),
+        "{kinds:?}"
+    );
+    assert!(
+        p.steps.iter().all(|s| s.gates.iter().all(|g| !matches!(
+            g,
+            Gate::Fact {
+                waiting: Waiting::MailboxesNotVerified { .. }
+            }
+        ))),
+        "{p}"
+    );
+    assert!(kinds.starts_with(&["gatewayOn", "finalSync"]), "{kinds:?}");
+    let status = derive_status(&spec, &world, &p, &Default::default(), 1, now);
+    assert!(is(
+        &status,
+        "Verified",
+        ConditionStatus::True,
+        "AllVerified"
+    ));
+    // Once the delta sync has run, nothing else would copy it.
+    let run = simulate(&spec, world.clone(), now, 100, false);
+    assert!(matches!(run.ending, Ending::Converged), "{:?}", run.ending);
+    let mut after = run.world.clone();
+    after.milestones.completed_at = None;
+    busy(&mut after);
+    let p = plan(&spec, &after, run.now);
+    let kinds = step_kinds(&p);
+    assert!(
+        kinds.contains(&"resync") && kinds.contains(&"verify"),
+        "{kinds:?}"
+    );
+
+    let spec = example("imap-import-localized.yaml");
+    let mut world = fresh_world(&spec, &[], [Adapter::Imap]);
+    busy(&mut world);
+    let p = plan(&spec, &world, now);
+    assert_eq!(step_kinds(&p), ["resync", "verify", "markComplete"]);
+    assert_eq!(
+        p.steps[0].step.to_string(),
+        "copy again what is missing of minh@example.vn (7 differences found)"
+    );
+}
+
 // ---- gates --------------------------------------------------------------------------
 
 /// The TTL was lowered at `at` (recorded, from 86400s) and SPF authorizes both servers, as
@@ -493,7 +566,11 @@ fn verified(world: &mut World, at: chrono::DateTime<chrono::Utc>) {
             messages: 1,
             bytes: 1,
         };
-        m.verification = Verification::Equal { at, messages: 1 };
+        m.verification = Verification::Equal {
+            at,
+            messages: 1,
+            arrived: 0,
+        };
     }
 }
 

@@ -118,9 +118,13 @@ fn print_text(e: &Entry, spec: &crate::spec::MailMigrationSpec) {
         };
         let verified = match r.verification {
             crate::plan::Verification::NotVerified => "not verified".to_owned(),
-            crate::plan::Verification::Equal { at, .. } => {
+            crate::plan::Verification::Equal { at, arrived: 0, .. } => {
                 format!("verified equal at {}", at.to_rfc3339())
             }
+            crate::plan::Verification::Equal { at, arrived, .. } => format!(
+                "verified equal at {} but for {arrived} message(s) that arrived since the last sync",
+                at.to_rfc3339()
+            ),
             crate::plan::Verification::Differs { differences, .. } => {
                 format!("{differences} difference(s)")
             }

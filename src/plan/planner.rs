@@ -401,20 +401,23 @@ impl<'a> Planner<'_, 'a> {
                 self.push(Step::Verify { address: a.clone() }, verify_after_copy);
                 continue;
             };
+            // Equal but for mail that arrived since: copied by the next sync of the cutover
+            // if one is ahead ([`View::verified`]), otherwise by a re-sync of its own.
+            let left = match m.verification {
+                Verification::Equal { at, arrived, .. } if !v.verified(a) => Some((at, arrived)),
+                Verification::Differs { at, differences } => Some((at, differences)),
+                _ => None,
+            };
             match (&m.sync, &m.verification) {
-                (_, Verification::Equal { .. }) => {}
+                (_, Verification::Equal { .. }) if left.is_none() => {}
                 (SyncState::Never, _) => {
                     self.push(Step::InitialSync { address }, copy_gates);
                     self.push(Step::Verify { address: a.clone() }, verify_after_copy);
                 }
-                (
-                    SyncState::Synced { at, .. },
-                    Verification::Differs {
-                        at: checked,
-                        differences,
-                    },
-                ) if at <= checked => {
-                    let differences = *differences;
+                (SyncState::Synced { at, .. }, _)
+                    if left.is_some_and(|(checked, _)| *at <= checked) =>
+                {
+                    let differences = left.map_or(0, |(_, n)| n);
                     self.push(
                         Step::Resync {
                             address,

@@ -19,7 +19,7 @@ use super::step::Side;
 use super::window::CutoverWindow;
 use super::world::{
     Login, MailboxList, MailboxState, NameState, ProbeState, Records, RelayState, SwitchState,
-    World, normalize_name,
+    Verification, World, normalize_name,
 };
 use crate::spec::{Dns, Finalize, MailMigrationSpec, MxRecord};
 
@@ -126,8 +126,18 @@ impl<'a> View<'a> {
         self.world.mailbox(address)
     }
 
+    /// Copied and found equal. Mail that reached the source after the last sync does not
+    /// hold a mailbox back while a sync of the cutover is still ahead to copy it (the final
+    /// sync, once the gateway keeps new mail off the old server, then the delta sync): a
+    /// mailbox receiving mail faster than it can be re-synced and verified would otherwise
+    /// never get there. Without a cutover, or after the delta sync, nothing else will copy
+    /// it, and only full equality counts.
     pub fn verified(&self, address: &str) -> bool {
-        self.state(address).is_some_and(MailboxState::is_verified)
+        match self.state(address).map(|m| &m.verification) {
+            Some(Verification::Equal { arrived: 0, .. }) => true,
+            Some(Verification::Equal { .. }) => self.has_cutover() && !self.delta_synced(),
+            _ => false,
+        }
     }
 
     pub fn unverified(&self) -> Vec<String> {

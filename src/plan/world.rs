@@ -165,7 +165,8 @@ impl MailboxState {
         }
     }
 
-    /// Copied and found equal: this mailbox may move.
+    /// Copied and found equal (perhaps but for mail that arrived since the last sync: see
+    /// [`super::view::View::verified`], which decides whether the mailbox may move).
     pub fn is_verified(&self) -> bool {
         matches!(self.verification, Verification::Equal { .. })
     }

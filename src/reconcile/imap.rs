@@ -208,8 +208,9 @@ impl MailEngine for ImapEngine {
         // ones and surplus copies are, and so is every message the destination refused
         // unless `spec.acceptRefused` accepts its loss: a mailbox is not equal with mail
         // left behind by accident.
-        // Mail that arrived after the last sync is a difference here too: nothing says a
-        // later sync will come for it (a mailbox-only import, a completed migration).
+        // Mail that arrived after the last sync is counted apart: whether a later sync will
+        // come for it is the planner's to judge (the final sync does before the cutover;
+        // nothing does in a mailbox-only import or after the delta sync).
         let (accepted, refused) = accepted(&r, &self.accept);
         Ok(Verified {
             accepted,
@@ -217,8 +218,9 @@ impl MailEngine for ImapEngine {
             differences: refused
                 + r.folders
                     .iter()
-                    .map(|f| (f.missing.len() + f.surplus.len()) as u64 + f.arrived)
+                    .map(|f| (f.missing.len() + f.surplus.len()) as u64)
                     .sum::<u64>(),
+            arrived: r.folders.iter().map(|f| f.arrived).sum(),
         })
     }
 }

@@ -59,8 +59,12 @@ pub struct Synced {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Verified {
     pub messages: u64,
-    /// Missing plus extra messages over all folders; 0 means equal.
+    /// Missing plus surplus messages over all folders, and refusals not accepted; 0 means
+    /// equal.
     pub differences: u64,
+    /// Source messages that arrived after the last sync listed their folder (not on the
+    /// destination yet, not counted in `differences`).
+    pub arrived: u64,
     /// The refused messages whose loss `spec.acceptRefused` accepts (not differences).
     pub accepted: Vec<crate::spec::AcceptedLoss>,
 }
@@ -722,6 +726,7 @@ impl Book {
                     plan::Verification::Equal {
                         at: now,
                         messages: v.messages,
+                        arrived: v.arrived,
                     }
                 } else {
                     plan::Verification::Differs {

@@ -143,6 +143,7 @@ mod tests {
         r.mailbox_mut("A@b.c").verification = Verification::Equal {
             at: chrono::Utc::now(),
             messages: 3,
+            arrived: 0,
         };
         assert!(!r.adopt(&spec("")), "same spec, same generation");
         assert!(matches!(

@@ -259,8 +259,16 @@ impl SyncState {
 pub enum Verification {
     #[default]
     NotVerified,
-    /// Every source message was found on the destination.
-    Equal { at: DateTime<Utc>, messages: u64 },
+    /// Every source message was found on the destination, but for `arrived` messages that
+    /// reached the source after the last sync listed their folder: those are for the next
+    /// sync. Before the cutover the final sync copies them, after the delta sync nothing
+    /// will, and the mailbox counts as verified only with none (see `View::verified`).
+    Equal {
+        at: DateTime<Utc>,
+        messages: u64,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        arrived: u64,
+    },
     /// This many source messages were missing or different on the destination.
     Differs { at: DateTime<Utc>, differences: u64 },
 }
@@ -302,4 +310,8 @@ pub struct Failure {
     /// Not tried again before this instant (backoff).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<DateTime<Utc>>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -131,6 +131,7 @@ pub fn converged_world(spec: &MailMigrationSpec, listed: &[String], now: DateTim
         m.verification = Verification::Equal {
             at: long_ago,
             messages: 10,
+            arrived: 0,
         };
     }
     let restore = spec.finalize.clone().unwrap_or_default().restore_ttl;
@@ -259,6 +260,7 @@ pub fn apply(
             w.mailbox_mut(address).unwrap().verification = Verification::Equal {
                 at: now,
                 messages: 10,
+                arrived: 0,
             };
         }
         Step::FallbackRelay {
@@ -474,6 +476,17 @@ pub fn check_plan(spec: &MailMigrationSpec, world: &World, p: &Plan, now: DateTi
     for s in p.actionable() {
         match &s.step {
             Step::SwitchMx { .. } => check_switch(spec, world, now),
+            // Nothing copies mail that arrived after the last sync once the migration is
+            // complete: completion needs every mailbox fully equal.
+            Step::MarkComplete => {
+                for m in world.mailboxes.values() {
+                    assert!(
+                        !matches!(m.verification, Verification::Equal { arrived: 1.., .. }),
+                        "complete with mail arrived at {} since its last sync",
+                        m.address
+                    );
+                }
+            }
             Step::GatewayOn { .. } => {
                 let relayed_back = world.fallback.entries().cloned().unwrap_or_default();
                 assert!(
