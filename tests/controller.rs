@@ -167,6 +167,9 @@ struct Fake {
     seen: Arc<Mutex<Vec<Seen>>>,
     /// batch/v1 Jobs in the namespace.
     jobs: Arc<Mutex<Vec<Value>>>,
+    /// The log of each Job's one Pod (named `<job>-pod`), by Job name: a Job without one
+    /// has no Pod yet.
+    logs: Arc<Mutex<std::collections::HashMap<String, String>>>,
 }
 
 impl Fake {
@@ -181,6 +184,7 @@ impl Fake {
             objects: Arc::new(Mutex::new(objects)),
             seen: Arc::default(),
             jobs: Arc::default(),
+            logs: Arc::default(),
         };
         let f = fake.clone();
         tokio::spawn(async move {
@@ -196,9 +200,14 @@ impl Fake {
                 };
                 f.seen.lock().unwrap().push(seen.clone());
                 let (code, reply) = f.answer(&seen, &secrets);
+                // A Pod's log is plain text, everything else JSON.
+                let bytes = match reply {
+                    Value::String(text) if seen.path.ends_with("/log") => text.into_bytes(),
+                    reply => serde_json::to_vec(&reply).unwrap(),
+                };
                 let response = Response::builder()
                     .status(code)
-                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                    .body(Body::from(bytes))
                     .unwrap();
                 send.send_response(response);
             }
@@ -209,6 +218,9 @@ impl Fake {
     fn answer(&self, s: &Seen, secrets: &[Value]) -> (StatusCode, Value) {
         if s.path.starts_with("/apis/batch/v1/") {
             return self.answer_jobs(s);
+        }
+        if s.path.starts_with(&format!("/api/v1/namespaces/{NS}/pods")) {
+            return self.answer_pods(s);
         }
         let collection = format!("/apis/mailshift.io/v1alpha1/namespaces/{NS}/mailmigrations/");
         let events = format!("/apis/events.k8s.io/v1/namespaces/{NS}/events");
@@ -847,6 +859,69 @@ impl Fake {
         }
     }
 
+    /// The Pods part: list by `job-name` label, and a Pod's log.
+    fn answer_pods(&self, s: &Seen) -> (StatusCode, Value) {
+        let logs = self.logs.lock().unwrap();
+        let pods = format!("/api/v1/namespaces/{NS}/pods");
+        if s.path == pods {
+            let query = s.query.replace("%3D", "=");
+            let items: Vec<Value> = logs
+                .keys()
+                .filter(|job| query.contains(&format!("labelSelector=job-name={job}")))
+                .map(|job| {
+                    json!({"metadata": {"name": format!("{job}-pod"), "namespace": NS,
+                                        "labels": {"job-name": job},
+                                        "creationTimestamp": "2026-03-07T12:00:01Z"}})
+                })
+                .collect();
+            return (
+                StatusCode::OK,
+                json!({"apiVersion": "v1", "kind": "PodList",
+                       "metadata": {"resourceVersion": "1"}, "items": items}),
+            );
+        }
+        let pod = s
+            .path
+            .strip_prefix(&format!("{pods}/"))
+            .and_then(|p| p.strip_suffix("/log"))
+            .and_then(|p| p.strip_suffix("-pod"));
+        match pod.and_then(|job| logs.get(job)) {
+            Some(log) if s.query.contains("container=sync") => {
+                (StatusCode::OK, Value::String(log.clone()))
+            }
+            _ => not_found(),
+        }
+    }
+
+    /// Gives the Job `name` a Pod whose log has a progress event for `mailboxes`
+    /// (address, bytes copied, bytes planned), as `sync --log-format json` writes it.
+    fn log_progress(&self, name: &str, rate: u64, mailboxes: &[(&str, u64, u64)]) {
+        let transfer = mailshift::spec::Transfer {
+            since: t0(),
+            bytes_per_second: rate,
+            mailboxes: mailboxes
+                .iter()
+                .map(|(a, bytes, of)| mailshift::spec::MailboxTransfer {
+                    address: format!("{a}@example.com"),
+                    messages: bytes / 100,
+                    of_messages: of / 100,
+                    bytes: *bytes,
+                    of_bytes: *of,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let event = json!({
+            "timestamp": "2026-03-07T12:00:10Z", "level": "INFO",
+            "fields": {"message": "progress", "transfer": serde_json::to_string(&transfer).unwrap()},
+            "target": mailshift::reconcile::progress::LOG_TARGET,
+        });
+        let other = r#"{"level":"INFO","fields":{"message":"folder synced"},"target":"mailshift::imap::engine"}"#;
+        let mut logs = self.logs.lock().unwrap();
+        let log = logs.entry(name.to_owned()).or_default();
+        log.push_str(&format!("{event}\n{other}\n"));
+    }
+
     fn job_names(&self) -> Vec<String> {
         let jobs = self.jobs.lock().unwrap();
         jobs.iter()
@@ -1135,6 +1210,55 @@ async fn finished_jobs_are_not_proof_their_mailboxes_are_verified_next() {
     assert_eq!(engines.syncs.load(Ordering::SeqCst), 0);
     assert!(fake.job_names().is_empty());
     assert_eq!(fake.count(Method::POST, JOBS), 2);
+}
+
+/// The copy Jobs' progress reaches the status from their Pods' logs (the Jobs have no API
+/// access): Jobs side by side add up, and a mailbox whose Job is gone stays counted.
+#[tokio::test]
+async fn the_progress_of_copy_jobs_is_read_from_their_logs_into_status() {
+    use mailshift::controller::jobs::CopyKind::InitialSync;
+    let dir = tempfile::tempdir().unwrap();
+    let (client, fake) = Fake::start(fanned(&ABC, PARALLEL), vec![passwords(&ABC)]);
+    let ctx = context(client, Models::default(), dir.path());
+    reconcile(Arc::new(fake.object()), ctx.clone())
+        .await
+        .unwrap();
+    let ab = job_name(InitialSync, &["a", "b"]);
+    let c = job_name(InitialSync, &["c"]);
+    let transfer = |fake: &Fake| fake.object().status.unwrap().transfer.unwrap();
+
+    fake.log_progress(&ab, 100, &[("a", 500, 1000), ("b", 0, 1000)]);
+    fake.log_progress(&c, 50, &[("c", 1500, 3000)]);
+    reconcile(Arc::new(fake.object()), ctx.clone())
+        .await
+        .unwrap();
+    let t = transfer(&fake);
+    assert_eq!((t.bytes, t.of_bytes, t.percent), (2000, 5000, 40), "{t:#?}");
+    assert_eq!(t.bytes_per_second, 150, "two Jobs side by side");
+    assert_eq!(t.mailboxes.len(), 3);
+    assert!(t.eta.is_some());
+
+    // The later event of a log counts; a finished Job's last one says where it ended.
+    fake.log_progress(&ab, 100, &[("a", 1000, 1000), ("b", 1000, 1000)]);
+    fake.finish_job(&ab, true);
+    reconcile(Arc::new(fake.object()), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(fake.job_names(), std::slice::from_ref(&c), "ab consumed");
+    let t = transfer(&fake);
+    assert_eq!((t.bytes, t.of_bytes), (3500, 5000), "{t:#?}");
+    // Gone with its Job, a and b stay counted from the status.
+    fake.log_progress(&c, 50, &[("c", 3000, 3000)]);
+    reconcile(Arc::new(fake.object()), ctx.clone())
+        .await
+        .unwrap();
+    let t = transfer(&fake);
+    assert_eq!(
+        (t.bytes, t.of_bytes, t.percent),
+        (5000, 5000, 100),
+        "{t:#?}"
+    );
+    assert_eq!(t.bytes_per_second, 50);
 }
 
 static STALL_CLOCK: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);

@@ -1631,3 +1631,41 @@ fn messages_with_nul_bytes_are_copied_exactly_where_the_destination_takes_binary
     assert_eq!(messages(&plain, "INBOX")?, messages(&src, "INBOX")?);
     Ok(())
 }
+
+/// With JSON logs (a copy Job's), `sync` logs its progress in the event the controller
+/// reads back from the Job's log: the last one says every message was copied.
+#[test]
+fn json_logs_carry_progress_events_the_controller_reads() -> Result<()> {
+    let src = dovecot("progress-src").start()?;
+    let dst = dovecot("progress-dst").start()?;
+    load(
+        &src,
+        "INBOX",
+        &[
+            ("", "", message("p1", "one", "x")),
+            ("", "", message("p2", "two", "y")),
+        ],
+    )?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        manifest("jsonlog", src.imap_port(), dst.imap_port(), ""),
+    )?;
+    let out = mailshift(
+        dir.path(),
+        &["--log-format", "json", "sync", "-f", "m.yaml"],
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let t = mailshift::reconcile::progress::from_log(&log).expect("a progress event");
+    assert_eq!(
+        (t.messages, t.of_messages, t.percent),
+        (2, 2, 100),
+        "{t:#?}"
+    );
+    assert_eq!(t.mailboxes.len(), 1);
+    // Text logs stay as they were: no progress events for people reading them.
+    let out = mailshift(dir.path(), &["sync", "-f", "m.yaml"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("progress"));
+    Ok(())
+}

@@ -55,10 +55,30 @@ pub struct Args {
 pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> ExitCode {
     let (bars, observer) = super::progress::setup(log_format);
     let started = Instant::now();
+    // JSON logs are for machines (a copy Job's, read by the controller): they carry the
+    // copy's progress every few seconds.
+    let tally = (kind == ReportKind::Sync && log_format == LogFormat::Json)
+        .then(|| Arc::new(crate::reconcile::progress::Tally::new(observer.clone())));
+    let observer = match &tally {
+        Some(t) => t.clone() as Arc<dyn Observer>,
+        None => observer,
+    };
     let (prepared, runtime) = match prepare_to_run(args, kind, observer) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    let progress_log = tally.clone().map(|t| {
+        runtime.spawn(async move {
+            let mut every = tokio::time::interval(crate::reconcile::progress::LOG_EVERY);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if let Some(p) = t.transfer(chrono::Utc::now()) {
+                    crate::reconcile::progress::log(&p);
+                }
+            }
+        })
+    });
     let mailboxes = runtime.block_on(async {
         let mut all = Vec::new();
         for p in &prepared {
@@ -73,6 +93,12 @@ pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> ExitCode {
     });
     if let Some(b) = &bars {
         let _ = b.clear();
+    }
+    if let Some(task) = progress_log {
+        task.abort();
+    }
+    if let Some(p) = tally.and_then(|t| t.transfer(chrono::Utc::now())) {
+        crate::reconcile::progress::log(&p);
     }
     let report = Report::new(kind, mailboxes, started.elapsed());
     let t = &report.totals;

@@ -137,6 +137,7 @@ async fn apply<F: EngineFactory>(
     let mut launched = 0;
     if let Some(f) = &mut fan {
         f.release(&mut r)?;
+        f.follow(ctx, &mut r).await;
         r.set_in_flight(f.in_flight());
         let pass = r.pass(now, true).await.map_err(Error::Loop)?;
         let plan = if f.settle(obj, ctx, &mut r, &pass.plan, now).await? {

@@ -625,10 +625,9 @@ impl Book {
             .collect();
         self.waiting.dedup();
         let mut status = plan::derive_status(spec, &world, &plan, &previous, generation, now);
-        status.transfer = core
-            .engine
-            .transfer(now)
-            .or_else(|| previous.transfer.clone());
+        // Mailboxes copied earlier stay counted (a copy Job's are gone with the Job).
+        let current: Vec<_> = core.engine.transfer(now).into_iter().collect();
+        status.transfer = progress::combine(previous.transfer.as_ref(), &current, now);
         if persist {
             if records != self.records {
                 self.records_store.save_records(&records)?;

@@ -84,6 +84,32 @@ impl Observer for Tally {
     }
 }
 
+/// The target of the `progress` log event: with `--log-format json`, `sync` logs one every
+/// [`LOG_EVERY`] and one at the end, which is how the controller follows copy Jobs (it reads
+/// their Pods' logs: the Jobs themselves have no access to the Kubernetes API).
+pub const LOG_TARGET: &str = "mailshift::progress";
+/// How often `sync` logs its progress.
+pub const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Logs `transfer` as a `progress` event (its JSON in the field `transfer`).
+pub fn log(transfer: &Transfer) {
+    if let Ok(json) = serde_json::to_string(transfer) {
+        tracing::info!(target: LOG_TARGET, percent = transfer.percent, transfer = %json, "progress");
+    }
+}
+
+/// The last `progress` event in `log`, JSON log lines as `tracing`'s JSON format writes
+/// them; lines that are not such events are skipped.
+pub fn from_log(log: &str) -> Option<Transfer> {
+    log.lines().rev().find_map(|line| {
+        let v: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
+        if v.get("target")?.as_str()? != LOG_TARGET {
+            return None;
+        }
+        serde_json::from_str(v.get("fields")?.get("transfer")?.as_str()?).ok()
+    })
+}
+
 fn summarize(s: &State, now: DateTime<Utc>) -> Option<Transfer> {
     let started = s.started?;
     let mut per: BTreeMap<&str, [u64; 4]> = BTreeMap::new();
@@ -93,41 +119,75 @@ fn summarize(s: &State, now: DateTime<Utc>) -> Option<Transfer> {
             m[i] += f[i];
         }
     }
-    let mut total = [0u64; 4];
-    let mailboxes = per
+    let mailboxes: Vec<MailboxTransfer> = per
         .iter()
-        .map(|(address, m)| {
-            for i in 0..4 {
-                total[i] += m[i];
-            }
-            MailboxTransfer {
-                address: (*address).to_owned(),
-                messages: m[2],
-                of_messages: m[0],
-                bytes: m[3],
-                of_bytes: m[1],
-            }
+        .map(|(address, m)| MailboxTransfer {
+            address: (*address).to_owned(),
+            messages: m[2],
+            of_messages: m[0],
+            bytes: m[3],
+            of_bytes: m[1],
         })
         .collect();
+    let copied: u64 = mailboxes.iter().map(|m| m.bytes).sum();
     let elapsed = (now - started).num_milliseconds().max(1) as f64 / 1000.0;
-    let rate = total[3] as f64 / elapsed;
-    let left = total[1].saturating_sub(total[3]);
-    let eta = (left > 0 && rate > 0.0)
-        .then(|| now + TimeDelta::milliseconds((left as f64 / rate * 1000.0) as i64));
-    Some(Transfer {
-        messages: total[2],
-        of_messages: total[0],
-        bytes: total[3],
-        of_bytes: total[1],
-        percent: total[3]
-            .saturating_mul(100)
-            .checked_div(total[1])
-            .map_or(100, |p| p.min(100) as u8),
-        bytes_per_second: rate as u64,
-        eta,
-        since: started,
+    Some(totals(
         mailboxes,
-    })
+        (copied as f64 / elapsed) as u64,
+        started,
+        now,
+    ))
+}
+
+/// One transfer from several: the copies of `current` runs (copy Jobs side by side, or the
+/// controller's own), each mailbox as its newest report has it, and the mailboxes only
+/// `earlier` (the last status) still knows, as they were. Rates of the current runs add up;
+/// the ETA is what is left at that rate.
+pub fn combine(
+    earlier: Option<&Transfer>,
+    current: &[Transfer],
+    now: DateTime<Utc>,
+) -> Option<Transfer> {
+    if current.is_empty() {
+        return earlier.cloned();
+    }
+    let mut per: BTreeMap<String, MailboxTransfer> = BTreeMap::new();
+    let reports = earlier.into_iter().chain(current);
+    for m in reports.flat_map(|t| &t.mailboxes) {
+        per.insert(crate::address::key(&m.address), m.clone());
+    }
+    let rate = current.iter().map(|t| t.bytes_per_second).sum();
+    let since = current.iter().map(|t| t.since).min().unwrap_or(now);
+    Some(totals(per.into_values().collect(), rate, since, now))
+}
+
+fn totals(
+    mailboxes: Vec<MailboxTransfer>,
+    bytes_per_second: u64,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Transfer {
+    let sum = |f: fn(&MailboxTransfer) -> u64| mailboxes.iter().map(f).sum::<u64>();
+    let (messages, of_messages) = (sum(|m| m.messages), sum(|m| m.of_messages));
+    let (bytes, of_bytes) = (sum(|m| m.bytes), sum(|m| m.of_bytes));
+    let left = of_bytes.saturating_sub(bytes);
+    let eta = (left > 0 && bytes_per_second > 0).then(|| {
+        now + TimeDelta::milliseconds((left as f64 / bytes_per_second as f64 * 1000.0) as i64)
+    });
+    Transfer {
+        messages,
+        of_messages,
+        bytes,
+        of_bytes,
+        percent: bytes
+            .saturating_mul(100)
+            .checked_div(of_bytes)
+            .map_or(100, |p| p.min(100) as u8),
+        bytes_per_second,
+        eta,
+        since,
+        mailboxes,
+    }
 }
 
 #[cfg(test)]
@@ -185,5 +245,79 @@ mod tests {
         tally.progress(copied("b@x", "INBOX", 5, 2500));
         let p = tally.transfer(t("2026-12-01T10:00:20Z")).unwrap();
         assert_eq!((p.percent, p.eta), (100, None));
+    }
+
+    #[test]
+    fn the_last_progress_event_of_a_log_is_read_back() {
+        let transfer = Transfer {
+            messages: 3,
+            of_messages: 9,
+            since: t("2026-12-01T10:00:00Z"),
+            ..Transfer::default()
+        };
+        let event = |t: &Transfer| {
+            serde_json::json!({
+                "timestamp": "2026-12-01T10:00:10Z",
+                "level": "INFO",
+                "fields": { "message": "progress", "percent": 33, "transfer": serde_json::to_string(t).unwrap() },
+                "target": LOG_TARGET,
+            })
+            .to_string()
+        };
+        let later = Transfer {
+            messages: 6,
+            ..transfer.clone()
+        };
+        let log = [
+            event(&transfer),
+            r#"{"level":"INFO","fields":{"message":"folder synced","transfer":"{}"},"target":"mailshift::imap"}"#.into(),
+            event(&later),
+            "not json".into(),
+            r#"{"level":"INFO","fields":{"message":"folder synced"},"target":"mailshift::imap"}"#.into(),
+        ]
+        .join("\n");
+        assert_eq!(from_log(&log), Some(later));
+        assert_eq!(from_log("plain text\n"), None);
+    }
+
+    #[test]
+    fn runs_side_by_side_add_up_and_finished_mailboxes_stay_counted() {
+        let now = t("2026-12-01T10:01:00Z");
+        let mailbox = |address: &str, bytes, of_bytes| MailboxTransfer {
+            address: address.into(),
+            messages: bytes / 100,
+            of_messages: of_bytes / 100,
+            bytes,
+            of_bytes,
+        };
+        let run = |since, rate, mailboxes| Transfer {
+            since: t(since),
+            bytes_per_second: rate,
+            mailboxes,
+            ..Transfer::default()
+        };
+        assert_eq!(combine(None, &[], now), None);
+        let earlier = run(
+            "2026-12-01T09:00:00Z",
+            7,
+            vec![mailbox("done@x", 5000, 5000), mailbox("A@x", 100, 1000)],
+        );
+        let jobs = [
+            run("2026-12-01T10:00:30Z", 100, vec![mailbox("a@x", 500, 1000)]),
+            run("2026-12-01T10:00:00Z", 50, vec![mailbox("c@x", 0, 1500)]),
+        ];
+        let p = combine(Some(&earlier), &jobs, now).unwrap();
+        let addresses: Vec<&str> = p.mailboxes.iter().map(|m| m.address.as_str()).collect();
+        assert_eq!(
+            addresses,
+            ["a@x", "c@x", "done@x"],
+            "newest report per mailbox"
+        );
+        assert_eq!((p.bytes, p.of_bytes, p.percent), (5500, 7500, 73));
+        assert_eq!(p.bytes_per_second, 150);
+        assert_eq!(p.since, t("2026-12-01T10:00:00Z"));
+        // 2000 bytes left at 150 B/s.
+        assert_eq!(p.eta, Some(now + TimeDelta::milliseconds(13_333)));
+        assert_eq!(combine(Some(&earlier), &[], now), Some(earlier));
     }
 }

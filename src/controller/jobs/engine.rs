@@ -4,12 +4,13 @@
 //! stall) without the controller copying anything itself.
 
 use anyhow::{Result, anyhow};
+use chrono::{DateTime, Utc};
 
 use crate::accounts::Account;
 use crate::plan::ProbeState;
 use crate::reconcile::{LoginCheck, MailEngine, Synced, Verified};
 use crate::secrets::Resolver;
-use crate::spec::Probe;
+use crate::spec::{Probe, Transfer};
 
 /// `inner`, with the outcome of finished copy Jobs standing in for `sync` while set.
 pub struct Fanned<E> {
@@ -17,6 +18,8 @@ pub struct Fanned<E> {
     /// `Some(Ok)`: the Jobs copying these mailboxes succeeded; `Some(Err)`: one failed,
     /// for this reason. Set just around `Reconciler::execute`.
     pub(super) outcome: Option<Result<(), String>>,
+    /// How far each copy Job has come, as its log last said (see [`super::progress`]).
+    pub(super) jobs_progress: Vec<Transfer>,
 }
 
 impl<E> Fanned<E> {
@@ -24,11 +27,18 @@ impl<E> Fanned<E> {
         Fanned {
             inner,
             outcome: None,
+            jobs_progress: Vec::new(),
         }
     }
 }
 
 impl<E: MailEngine> MailEngine for Fanned<E> {
+    fn transfer(&self, now: DateTime<Utc>) -> Option<Transfer> {
+        let own = self.inner.transfer(now);
+        let all: Vec<Transfer> = own.into_iter().chain(self.jobs_progress.clone()).collect();
+        crate::reconcile::progress::combine(None, &all, now)
+    }
+
     fn check_logins(&self, account: &Account) -> impl Future<Output = LoginCheck> + Send {
         self.inner.check_logins(account)
     }

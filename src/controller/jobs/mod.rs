@@ -24,7 +24,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
@@ -43,9 +44,14 @@ use crate::plan::{Execution, Gate, InFlight, Plan, PlannedStep, Progress, Step, 
 use crate::reconcile::{MailEngine, Reconciler};
 use crate::spec::{MailMigration, Policy};
 
-/// While Jobs run, the migration is observed again this often; their completion (the
-/// controller watches the Jobs it owns) brings it back sooner.
-pub const JOB_RECHECK: Duration = Duration::from_secs(300);
+/// While Jobs run, the migration is observed again this often, which is also how often
+/// their progress in status is brought up to date; their completion (the controller watches
+/// the Jobs it owns) brings it back sooner.
+pub const JOB_RECHECK: Duration = Duration::from_secs(30);
+/// How much of a copy Job's log is read for its last `progress` event (logged every
+/// [`crate::reconcile::progress::LOG_EVERY`]).
+const LOG_TAIL_LINES: i64 = 2000;
+const LOG_LIMIT_BYTES: i64 = 4 << 20;
 
 /// The image copy Jobs run unless told otherwise: this very version of mailshift, so that
 /// the Job understands the manifest the controller hands it.
@@ -329,6 +335,40 @@ impl FanOut {
                 })
             })
             .collect()
+    }
+
+    /// How far the copy Jobs of this generation have come, for status: the last `progress`
+    /// event in the log of each Job's newest Pod (a finished or failed Job's last one says
+    /// how far it got). The Jobs have no API access of their own; their logs are the channel. A log
+    /// that cannot be read leaves that Job out: progress is for people, not for decisions.
+    pub async fn follow<F, E>(&self, ctx: &Context<F>, r: &mut Reconciler<Fanned<E>>) {
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &self.namespace);
+        let mut progress = Vec::new();
+        for j in &self.jobs {
+            let selector = format!("job-name={}", j.name);
+            let newest = match pods.list(&ListParams::default().labels(&selector)).await {
+                Ok(list) => list
+                    .items
+                    .into_iter()
+                    .max_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0)),
+                Err(e) => {
+                    tracing::debug!(job = j.name, error = %e, "cannot list the Job's Pods");
+                    None
+                }
+            };
+            let Some(pod) = newest else { continue };
+            let params = LogParams {
+                container: Some("sync".into()),
+                tail_lines: Some(LOG_TAIL_LINES),
+                limit_bytes: Some(LOG_LIMIT_BYTES),
+                ..LogParams::default()
+            };
+            match pods.logs(&pod.name_any(), &params).await {
+                Ok(log) => progress.extend(crate::reconcile::progress::from_log(&log)),
+                Err(e) => tracing::debug!(job = j.name, error = %e, "cannot read the Job's log"),
+            }
+        }
+        r.engine.jobs_progress = progress;
     }
 
     /// A step that stalled whose kept failed Job is gone (deleted by a person to retry):
