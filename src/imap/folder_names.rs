@@ -1057,10 +1057,15 @@ mod tests {
             detect_languages(&["Papirkurv", "Arkiv"]),
             vec![lang("da"), lang("nb")]
         );
-        // One more Danish-only name: Danish alone.
+        // One more Danish-only name: Danish alone. ("Kladder" no longer is one: SOGo's
+        // Norwegian labels call Drafts "Kladder" too.)
+        assert_eq!(
+            detect_languages(&["Papirkurv", "Arkiv", "Udbakke"]),
+            vec![lang("da")]
+        );
         assert_eq!(
             detect_languages(&["Papirkurv", "Arkiv", "Kladder"]),
-            vec![lang("da")]
+            vec![lang("da"), lang("nb")]
         );
         // Gmail's Spanish Drafts and Trash are also Asturian: Spanish first.
         assert_eq!(
