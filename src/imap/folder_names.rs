@@ -1559,8 +1559,9 @@ mod tests {
         (
             "zh-Hans",
             &[
-                // SOGo's and Zimbra's labels.
+                // SOGo's and Zimbra's labels, Sina Mail's Drafts.
                 ("回收站", Role::Trash),
+                ("草稿夹", Role::Drafts),
                 ("已发送邮件箱", Role::Sent),
                 ("草稿箱", Role::Drafts),
             ],
@@ -1656,6 +1657,8 @@ mod tests {
             ("Uønsket e-mail gammel", "da"),
             ("Gesendet alt", "de"),
             ("Gesendete Objekte alt", "de"),
+            // Horde's Spanish Inbox label, a generic word, is left out (Portuguese keeps it).
+            ("Entrada", "es"),
         ] {
             assert_eq!(role_for(name, Some(tag)), None, "{tag}: {name}");
         }
@@ -1748,6 +1751,7 @@ mod tests {
             "Iteerako ontzia",
             "Courrier indésirables",
             "ຂີ້ເຫຍື້ອ",
+            "Sarrera",
         ] {
             assert_eq!(lookup(name), vec![], "{name}");
         }
