@@ -1464,10 +1464,10 @@ mod tests {
     }
 
     /// Real-world names from the sources added for issue #18 (Exchange and Outlook versions as
-    /// exchangelib, Fix-MailboxFolders and imapsync know them; SOGo's, Zimbra's and Horde's
-    /// labels), per language: each maps to its role in that language, and a mailbox holding
+    /// exchangelib, Fix-MailboxFolders and imapsync know them; Kopano's stores; SOGo's, Zimbra's
+    /// and Horde's labels), per language: each maps to its role in that language, and a mailbox holding
     /// them is detected as that language (or one equivalent for it) and mapped entirely.
-    const HOLDOUT: [(&str, &[(&str, Role)]); 14] = [
+    const HOLDOUT: [(&str, &[(&str, Role)]); 16] = [
         (
             "de",
             &[
@@ -1492,11 +1492,34 @@ mod tests {
         (
             "sv",
             &[
-                // Outlook desktop's definite forms (exchangelib, Fix-MailboxFolders).
+                // Outlook desktop's definite forms (exchangelib, Fix-MailboxFolders), Kopano's
+                // "poster".
                 ("Inkorgen", Role::Inbox),
                 ("Skickat", Role::Sent),
                 ("Borttaget", Role::Trash),
+                ("Skickade poster", Role::Sent),
+                ("Borttagna poster", Role::Trash),
                 ("Utkorgen", Role::Outbox),
+            ],
+        ),
+        (
+            "sl",
+            &[
+                // Kopano's Slovenian store, Zimbra's Junk.
+                ("Poslani predmeti", Role::Sent),
+                ("Izbrisani predmeti", Role::Trash),
+                ("Nezaželjena pošta", Role::Junk),
+                ("Neželena pošta", Role::Junk),
+            ],
+        ),
+        (
+            "et",
+            &[
+                // Kopano's Estonian store, Horde's labels.
+                ("Saabunud", Role::Inbox),
+                ("Saadetud", Role::Sent),
+                ("Kustutatud", Role::Trash),
+                ("Saatmiseks", Role::Outbox),
             ],
         ),
         (
@@ -1669,7 +1692,8 @@ mod tests {
         // Each written form a source shows is listed (matching forgives case and Unicode forms,
         // not hyphens or spaces): Outlook's English Junk before and after 2013, German Junk as
         // Outlook and as Kopano write it (the latter is the English row, matched everywhere),
-        // Danish Junk before and after gromox's "Uønsket mail".
+        // Norwegian Junk as Outlook and as Kopano write it, Danish Junk before and after gromox's
+        // "Uønsket mail".
         for (name, tag, role) in [
             ("Junk E-mail", "en", Role::Junk),
             ("Junk Email", "en", Role::Junk),
@@ -1679,6 +1703,8 @@ mod tests {
             ("Junk-E-mail", "de", Role::Junk),
             ("Junk E-Mail", "de", Role::Junk),
             ("Junk-E\u{2011}Mail", "de", Role::Junk),
+            ("Søppelpost", "nb", Role::Junk),
+            ("Søppel E-post", "nb", Role::Junk),
             ("Uønsket e-mail", "da", Role::Junk),
             ("Uønsket mail", "da", Role::Junk),
             ("Uønsket", "da", Role::Junk),
@@ -1696,6 +1722,7 @@ mod tests {
             ("Junk_E-Mail", "de"),
             ("Junk-E-Mail ", "de"),
             ("Uønsketmail", "da"),
+            ("Søppel-E-post", "nb"),
         ] {
             assert_eq!(role_for(name, Some(tag)), None, "{tag}: {name}");
         }
@@ -1752,6 +1779,9 @@ mod tests {
             "Courrier indésirables",
             "ຂີ້ເຫຍື້ອ",
             "Sarrera",
+            "Šablony",
+            "Kabe",
+            "Odposlano",
         ] {
             assert_eq!(lookup(name), vec![], "{name}");
         }
