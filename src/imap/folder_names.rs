@@ -1464,10 +1464,10 @@ mod tests {
     }
 
     /// Real-world names from the sources added for issue #18 (Exchange and Outlook versions as
-    /// exchangelib, Fix-MailboxFolders and imapsync know them; Kopano's stores; SOGo's, Zimbra's
-    /// and Horde's labels), per language: each maps to its role in that language, and a mailbox holding
+    /// exchangelib, Fix-MailboxFolders and imapsync know them; Kopano's stores; Thunderbird for
+    /// Android's folder names; SOGo's, Zimbra's and Horde's labels), per language: each maps to its role in that language, and a mailbox holding
     /// them is detected as that language (or one equivalent for it) and mapped entirely.
-    const HOLDOUT: [(&str, &[(&str, Role)]); 16] = [
+    const HOLDOUT: [(&str, &[(&str, Role)]); 19] = [
         (
             "de",
             &[
@@ -1606,6 +1606,35 @@ mod tests {
                 ("Nedovršene", Role::Drafts),
                 ("Kanta", Role::Trash),
                 ("Nepoželjne", Role::Junk),
+            ],
+        ),
+        (
+            "hy",
+            &[
+                // Thunderbird for Android's Armenian folder names.
+                ("Մուտքային", Role::Inbox),
+                ("Ուղարկուած", Role::Sent),
+                ("Ելքային", Role::Outbox),
+            ],
+        ),
+        (
+            "lt",
+            &[
+                // Thunderbird for Android's and Horde's Lithuanian names.
+                ("Gauti laiškai", Role::Inbox),
+                ("Išsiųsti", Role::Sent),
+                ("Išsiųsta", Role::Sent),
+                ("Siunčiamieji", Role::Outbox),
+            ],
+        ),
+        (
+            "ro",
+            &[
+                // Thunderbird for Android's, SOGo's and Zimbra's Romanian names.
+                ("Mesaje primite", Role::Inbox),
+                ("Trimis", Role::Sent),
+                ("Mesaje spam", Role::Junk),
+                ("De trimis", Role::Outbox),
             ],
         ),
         (
@@ -1782,6 +1811,17 @@ mod tests {
             "Šablony",
             "Kabe",
             "Odposlano",
+            "Thư gửi",
+            "Kuti Poste",
+            "Απορρίμματα",
+            "Bruscar",
+            "Sgudal",
+            "A-steach",
+            "A-mach",
+            "Сандуче",
+            "कचरा",
+            "ნაგავი",
+            "الصادر",
         ] {
             assert_eq!(lookup(name), vec![], "{name}");
         }
