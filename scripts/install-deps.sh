@@ -4,7 +4,7 @@
 # Idempotent: packages are checked with dpkg-query and apt-get only runs when
 # something is missing. Postfix is installed non-interactively with
 # "No configuration" so it does not ask questions nor write /etc/postfix/main.cf.
-# System-wide dovecot/postfix/named daemons started by package scripts are
+# System-wide dovecot/postfix/named/pdns daemons started by package scripts are
 # stopped afterwards: the test harness runs private instances on random
 # loopback ports and must not share ports, pid files or sockets with them.
 set -euo pipefail
@@ -19,7 +19,15 @@ PACKAGES=(
     openssh-server openssh-client  # a real sshd for the Postfix adapter's ssh runner
     chromium        # tests/report.rs renders the HTML report headless, to PNG
     lua5.1          # the Argo CD health check (deploy/argocd/health.lua) under Lua 5.1, as gopher-lua runs it
+    pdns-server pdns-backend-sqlite3 sqlite3  # PowerDNS 4.7 + SQLite backend: the harness's PowerDns (HTTP API provider tests)
+    pkg-config libssl-dev  # dns-update's HTTP client (reqwest with native-tls) builds against OpenSSL
 )
+
+# Python packages (for the harness's Moto, a Route 53 emulation driven by boto3),
+# installed with the python3 found on PATH (pyenv's on the test machines), and
+# the modules that prove each is there.
+PIP_PACKAGES=('moto[server]')
+PIP_MODULES=(moto boto3 flask flask_cors)
 
 log() { printf 'install-deps: %s\n' "$*"; }
 
@@ -75,16 +83,48 @@ stop_system_daemons() {
             "${SUDO[@]}" rndc stop 2>/dev/null || "${SUDO[@]}" kill "$(cat "$pidfile")" || true
         fi
     done
+    # Debian's pdns-server enables a pdns.service on port 53. Under systemd, stop and
+    # disable it; elsewhere (containers) it is normally not started, but stop one
+    # that runs by its pid file in /run/pdns.
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        if systemctl is-active --quiet pdns 2>/dev/null || systemctl is-enabled --quiet pdns 2>/dev/null; then
+            log "stopping and disabling system-wide pdns (systemd)"
+            "${SUDO[@]}" systemctl disable --now pdns >/dev/null 2>&1 || true
+        fi
+    elif [ -x /etc/init.d/pdns ]; then
+        "${SUDO[@]}" service pdns stop >/dev/null 2>&1 || true
+    fi
+    for pidfile in /run/pdns/pdns.pid /var/run/pdns/pdns.pid; do
+        if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+            log "stopping system-wide pdns_server (pid $(cat "$pidfile"))"
+            "${SUDO[@]}" pdns_control --socket-dir="$(dirname "$pidfile")" quit 2>/dev/null \
+                || "${SUDO[@]}" kill "$(cat "$pidfile")" || true
+        fi
+    done
 }
 stop_system_daemons
 
 # Keep them from being started again by a later package upgrade (sysvinit
 # scripts honour update-rc.d disable; harmless if absent).
-for svc in dovecot postfix named; do
+for svc in dovecot postfix named pdns; do
     if [ -x "/etc/init.d/$svc" ] && command -v update-rc.d >/dev/null 2>&1; then
         "${SUDO[@]}" update-rc.d "$svc" disable >/dev/null 2>&1 || true
     fi
 done
+
+# Python packages: checked by importing their modules, installed only if one is
+# missing. Not with sudo: pyenv's python3 belongs to the invoking user.
+if command -v python3 >/dev/null 2>&1; then
+    if python3 -c "import $(IFS=,; echo "${PIP_MODULES[*]}")" 2>/dev/null; then
+        log "python packages already installed: ${PIP_PACKAGES[*]} ($(python3 -c 'import moto; print("moto", moto.__version__)'))"
+    else
+        log "running python3 -m pip install ${PIP_PACKAGES[*]}"
+        python3 -m pip install --quiet "${PIP_PACKAGES[@]}" \
+            || python3 -m pip install --quiet --user --break-system-packages "${PIP_PACKAGES[@]}"
+    fi
+else
+    log "python3 not found; skipping ${PIP_PACKAGES[*]} (the harness's Moto will not start)" >&2
+fi
 
 if command -v rustup >/dev/null 2>&1; then
     installed=$(rustup component list --installed 2>/dev/null || true)
@@ -102,6 +142,7 @@ fi
 
 log "versions: dovecot $(dovecot --version 2>/dev/null || echo '?'),"\
 " postfix $(postconf -d -h mail_version 2>/dev/null || echo '?'),"\
-" named $(named -v 2>/dev/null || echo '?')"
+" named $(named -v 2>/dev/null || echo '?'),"\
+" pdns $(dpkg-query -W -f='${Version}' pdns-server 2>/dev/null || echo '?')"
 log "done"
 bash "$(dirname "${BASH_SOURCE[0]}")/install-imap-servers.sh"  # Cyrus and Courier for tests/other_servers.rs

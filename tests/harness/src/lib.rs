@@ -21,6 +21,8 @@
 //! | OpenSSH | [`Sshd`] | key-only root login on loopback, its host key for known_hosts |
 //! | Cyrus IMAP 3.6 | [`Cyrus`] | IMAP, sasldb users, `altnamespace`/`unixhierarchysep`, ACLs (other users' and shared folders), quotas; logs via a private `/dev/log` |
 //! | Courier-IMAP 5.0 | [`Courier`] | IMAP (Maildir++, `INBOX.` namespace, no SPECIAL-USE/CONDSTORE/LITERAL+), userdb users; in a private mount namespace |
+//! | PowerDNS Authoritative 4.7 | [`PowerDns`] | zones in SQLite (gsqlite3) managed through its HTTP API (API key), served on a DNS port |
+//! | moto 5 | [`Moto`] | AWS API emulation for Route 53: hosted zones and record sets (fixtures via boto3) |
 //!
 //! The servers must be installed (`scripts/install-deps.sh`) and the tests must run as root
 //! (the daemons switch to their own system users: `dovecot`/`dovenull`, `postfix`, `bind`).
@@ -41,8 +43,10 @@ pub mod courier;
 pub mod cyrus;
 pub mod dovecot;
 pub mod hostile;
+pub mod moto;
 pub mod ports;
 pub mod postfix;
+pub mod powerdns;
 mod process;
 pub mod proxy;
 pub mod sshd;
@@ -54,7 +58,9 @@ pub use courier::{Courier, CourierBuilder};
 pub use cyrus::{Cyrus, CyrusBuilder};
 pub use dovecot::{Dovecot, DovecotBuilder, DovecotPorts};
 pub use hostile::{Hostile, Misbehaviour};
+pub use moto::Moto;
 pub use postfix::{Postfix, PostfixBuilder};
+pub use powerdns::PowerDns;
 pub use process::CmdOutput;
 pub use proxy::Proxy;
 pub use sshd::Sshd;
