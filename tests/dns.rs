@@ -49,20 +49,26 @@ fn algorithm(name: &str) -> TsigAlgorithm {
     serde_json::from_value(serde_json::Value::String(name.into())).unwrap()
 }
 
+/// The RFC 2136 section of `dns`.
+fn rfc2136(dns: &mut Dns) -> &mut Rfc2136 {
+    match &mut dns.provider {
+        DnsProvider::Rfc2136(r) => r,
+        other => panic!("not RFC 2136: {}", other.kind()),
+    }
+}
+
 /// `spec.dns` for a zone on `primary`, checking `nameservers`.
 fn dns_spec(primary: &Bind, key: &TsigKey, nameservers: &[&Bind]) -> Dns {
     Dns {
         zone: "example.com".into(),
-        provider: DnsProvider {
-            rfc2136: Rfc2136 {
-                server: primary.server(),
-                tsig: Tsig {
-                    name: key.name.clone(),
-                    algorithm: algorithm(&key.algorithm),
-                    secret: SecretRef::Value(key.secret.clone()),
-                },
+        provider: DnsProvider::Rfc2136(Rfc2136 {
+            server: primary.server(),
+            tsig: Tsig {
+                name: key.name.clone(),
+                algorithm: algorithm(&key.algorithm),
+                secret: SecretRef::Value(key.secret.clone()),
             },
-        },
+        }),
         mx: vec![mx(10, NEW_MX)],
         cutover_ttl: 300,
         check_nameservers: nameservers.iter().map(|b| b.server()).collect(),
@@ -274,10 +280,10 @@ async fn a_wrong_key_is_refused_with_the_zone_unchanged() -> Result<()> {
 
     // An unusable secret fails before anything is sent.
     let mut dns = dns_spec(&bind, bind.tsig(), &[&bind]);
-    dns.provider.rfc2136.tsig.secret = SecretRef::Value("not base64!".into());
+    rfc2136(&mut dns).tsig.secret = SecretRef::Value("not base64!".into());
     let err = apply(&lower(Some(3600)), &dns).await.unwrap_err();
     assert_eq!(err.reason(), "TsigKeyInvalid", "{err}");
-    dns.provider.rfc2136.tsig.secret = SecretRef::Env("MAILSHIFT_TEST_NO_SUCH_VARIABLE".into());
+    rfc2136(&mut dns).tsig.secret = SecretRef::Env("MAILSHIFT_TEST_NO_SUCH_VARIABLE".into());
     let err = apply(&lower(Some(3600)), &dns).await.unwrap_err();
     assert_eq!(err.reason(), "SecretUnavailable", "{err}");
     assert!(err.to_string().contains("MAILSHIFT_TEST_NO_SUCH_VARIABLE"));
@@ -345,7 +351,7 @@ async fn refused_unreachable_and_outside_the_zone_are_typed_errors() -> Result<(
     holder.bind("127.0.0.1:0".parse()?)?;
     let closed = holder.local_addr()?;
     let mut nowhere = dns.clone();
-    nowhere.provider.rfc2136.server = closed.to_string();
+    rfc2136(&mut nowhere).server = closed.to_string();
     let started = Instant::now();
     let err = apply(&lower(Some(3600)), &nowhere).await.unwrap_err();
     assert_eq!(err.reason(), "ServerUnreachable", "{err}");

@@ -19,6 +19,9 @@ pub enum DnsError {
         algorithm: String,
         code: String,
     },
+    /// The provider's API refused the credentials (HTTP 401): a person's to fix.
+    #[error("{server} refused the credentials while changing {record}")]
+    CredentialsRejected { server: String, record: String },
     /// The server answered the update with REFUSED (or another refusal): the key may not
     /// change this zone, or updates are not allowed at all.
     #[error("DNS server {server} refused the update of {record}: {detail}")]
@@ -111,6 +114,7 @@ impl DnsError {
         match self {
             DnsError::TsigRejected { .. } => "TsigRejected",
             DnsError::UpdateRefused { .. } => "UpdateRefused",
+            DnsError::CredentialsRejected { .. } => "CredentialsRejected",
             DnsError::ServerUnreachable { .. } => "ServerUnreachable",
             DnsError::NotInZone { .. } => "NotInZone",
             DnsError::NotAuthoritative { .. } => "NotAuthoritative",

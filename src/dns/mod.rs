@@ -15,6 +15,7 @@
 //! own, because every exchange is with one named server (no recursion, no cache, no server
 //! selection) and the raw answer is needed to verify its TSIG signature.
 
+mod api;
 mod error;
 mod observe;
 mod query;

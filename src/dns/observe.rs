@@ -45,7 +45,11 @@ pub async fn observe_with(dns: &Dns, domains: &[String], t: Timeouts) -> DnsStat
         imaps: dns.srv.as_ref().is_some_and(|s| s.imaps.is_some()),
         submission: dns.srv.as_ref().is_some_and(|s| s.submission.is_some()),
     };
-    let primary_label = dns.provider.rfc2136.server.clone();
+    // An API provider's zone is read where resolvers read it: at its first nameserver.
+    let primary_label = match dns.provider.rfc2136() {
+        Some(r) => r.server.clone(),
+        None => dns.check_nameservers.first().cloned().unwrap_or_default(),
+    };
     let primary = wire::resolve(&primary_label)
         .await
         .map(|addrs| addrs[0])

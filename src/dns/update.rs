@@ -18,6 +18,9 @@
 //! `LowerTtl`'s `from_ttl` instead (narrow window, not atomic; the TTL is what the step
 //! sets anyway).
 //!
+//! A provider reached over an HTTP API gets the same record sets, written through
+//! [`super::api`] (compare by a read right before the write; see there).
+//!
 //! ## What each step sends
 //! - `LowerTtl` / `RestoreTtl`: prerequisite MX set = read set; delete the MX set; add the
 //!   same records with the new TTL. Nothing is sent when there is no MX set, or it already
@@ -38,6 +41,7 @@ use hickory_proto::rr::rdata::{MX, SRV, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tracing::info;
 
+use super::api::{Api, Change};
 use super::error::DnsError;
 use super::observe::{fqdn, mx_records, txt_text};
 use super::query::{self, QueryError, RrSet, Timeouts};
@@ -59,7 +63,7 @@ pub enum Applied {
     AlreadyDone,
 }
 
-/// Carries out one DNS step through the RFC 2136 server of `dns`.
+/// Carries out one DNS step through the provider of `dns`.
 pub async fn apply_with(
     step: &Step,
     dns: &Dns,
@@ -75,7 +79,7 @@ pub async fn apply_with(
         | Step::PublishSrv { zone, name, .. } => (zone, name),
         other => return Err(DnsError::NotADnsStep(other.to_string())),
     };
-    let server = dns.provider.rfc2136.server.clone();
+    let server = dns.provider.label();
     let zone_name = fqdn(zone).map_err(|detail| DnsError::InvalidRecord {
         record: format!("zone {zone}"),
         detail,
@@ -91,21 +95,26 @@ pub async fn apply_with(
             record: format!("{} {}", step_rtype(step), show(&owner)),
         });
     }
-    let key = key(dns, resolver)?;
-    let addr = wire::resolve(&server)
-        .await
-        .map_err(|detail| DnsError::ServerUnreachable {
-            server: server.clone(),
-            record: format!("{} {}", step_rtype(step), show(&owner)),
-            doing: "resolving the server for",
-            detail,
-        })?
-        .remove(0);
+    let via = match dns.provider.rfc2136() {
+        Some(r) => {
+            let key = key(r, resolver)?;
+            let addr = wire::resolve(&r.server)
+                .await
+                .map_err(|detail| DnsError::ServerUnreachable {
+                    server: server.clone(),
+                    record: format!("{} {}", step_rtype(step), show(&owner)),
+                    doing: "resolving the server for",
+                    detail,
+                })?
+                .remove(0);
+            Via::Rfc2136 { addr, key }
+        }
+        None => Via::Api(Box::new(Api::new(dns, resolver, t).await?)),
+    };
     let ctx = Ctx {
         label: server,
-        addr,
+        via,
         zone: zone_name,
-        key,
         t,
     };
     match step {
@@ -147,8 +156,8 @@ fn step_rtype(step: &Step) -> RecordType {
     }
 }
 
-fn key(dns: &Dns, resolver: &Resolver) -> Result<TsigKey, DnsError> {
-    let t = &dns.provider.rfc2136.tsig;
+fn key(r: &crate::spec::Rfc2136, resolver: &Resolver) -> Result<TsigKey, DnsError> {
+    let t = &r.tsig;
     let secret = resolver
         .resolve(&t.secret)
         .map_err(|source| DnsError::SecretUnavailable {
@@ -161,20 +170,28 @@ fn key(dns: &Dns, resolver: &Resolver) -> Result<TsigKey, DnsError> {
     })
 }
 
-/// The update server and how to talk to it.
+/// The update server (or API) and how to talk to it.
 struct Ctx {
     label: String,
-    addr: SocketAddr,
+    via: Via,
     zone: Name,
-    key: TsigKey,
     t: Timeouts,
 }
 
+enum Via {
+    Rfc2136 { addr: SocketAddr, key: TsigKey },
+    Api(Box<Api>),
+}
+
 impl Ctx {
-    /// The record set as the update server holds it now.
+    /// The record set as the update server (or API) holds it now.
     async fn read(&self, name: &Name, rtype: RecordType) -> Result<RrSet, DnsError> {
+        let addr = match &self.via {
+            Via::Rfc2136 { addr, .. } => *addr,
+            Via::Api(api) => return api.read(&self.zone, name, rtype).await,
+        };
         let record = format!("{rtype} {}", show(name));
-        match query::rrset(self.addr, name, rtype, self.t).await {
+        match query::rrset(addr, name, rtype, self.t).await {
             Ok((set, _)) => Ok(set),
             Err(QueryError::Net(e)) => Err(DnsError::ServerUnreachable {
                 server: self.label.clone(),
@@ -196,32 +213,59 @@ impl Ctx {
         }
     }
 
+    /// Replaces the record sets of `changes`, each only if it still holds what it
+    /// expects: one UPDATE with prerequisites, or the API's read-then-write.
+    async fn commit(
+        &self,
+        changes: &[Change],
+        record: &str,
+        check: Option<(&Name, RecordType, &str)>,
+    ) -> Result<Applied, DnsError> {
+        let (addr, key) = match &self.via {
+            Via::Api(api) => {
+                api.commit(&self.zone, changes).await?;
+                return Ok(Applied::Updated);
+            }
+            Via::Rfc2136 { addr, key } => (*addr, key),
+        };
+        let mut u = Update::new(&self.zone);
+        for c in changes {
+            u.require_exactly(&c.owner, c.rtype, &c.expected);
+            u.delete_rrset(&c.owner, c.rtype);
+            for r in &c.records {
+                u.add(&c.owner, c.ttl, r.clone());
+            }
+        }
+        self.send(addr, key, u, record, check).await
+    }
+
     /// Signs and sends `update`, verifies the signed answer, maps its RCODE. A failed
     /// prerequisite becomes [`DnsError::ZoneChanged`] with the set found by a fresh read.
     async fn send(
         &self,
+        addr: SocketAddr,
+        key: &TsigKey,
         update: Update,
         record: &str,
         check: Option<(&Name, RecordType, &str)>,
     ) -> Result<Applied, DnsError> {
         let mut message = update.message();
         let id = message.metadata.id;
-        let request_mac = self
-            .key
+        let request_mac = key
             .sign(&mut message, unix_now())
             .map_err(|detail| self.failed(record, format!("cannot sign the update: {detail}")))?;
         let bytes = message
             .to_vec()
             .map_err(|e| self.failed(record, format!("cannot encode the update: {e}")))?;
         info!(server = %self.label, %record, "sending DNS UPDATE");
-        let raw = wire::tcp(self.addr, &bytes, self.t.update)
-            .await
-            .map_err(|e| DnsError::ServerUnreachable {
+        let raw = wire::tcp(addr, &bytes, self.t.update).await.map_err(|e| {
+            DnsError::ServerUnreachable {
                 server: self.label.clone(),
                 record: record.to_owned(),
                 doing: "updating",
                 detail: e.to_string(),
-            })?;
+            }
+        })?;
         let answer = Message::from_vec(&raw)
             .map_err(|e| self.failed(record, format!("malformed answer: {e}")))?;
         let m = &answer.metadata;
@@ -231,15 +275,15 @@ impl Ctx {
         let rcode = m.response_code;
         let verified = match answer.signature() {
             None => Err(Verification::Unverified("the answer is not signed".into())),
-            Some(_) => self.key.verify(&raw, &request_mac, unix_now()),
+            Some(_) => key.verify(&raw, &request_mac, unix_now()),
         };
         match &verified {
             Err(Verification::Rejected(code)) => {
                 return Err(DnsError::TsigRejected {
                     server: self.label.clone(),
                     record: record.to_owned(),
-                    key: self.key.name(),
-                    algorithm: tsig::algorithm_name(self.key.algorithm()).to_owned(),
+                    key: key.name(),
+                    algorithm: tsig::algorithm_name(key.algorithm()).to_owned(),
                     code: code.clone(),
                 });
             }
@@ -290,8 +334,8 @@ impl Ctx {
             ResponseCode::NotAuth if verified.is_err() => Err(DnsError::TsigRejected {
                 server: self.label.clone(),
                 record: record.to_owned(),
-                key: self.key.name(),
-                algorithm: tsig::algorithm_name(self.key.algorithm()).to_owned(),
+                key: key.name(),
+                algorithm: tsig::algorithm_name(key.algorithm()).to_owned(),
                 code: "NOTAUTH (the server does not accept this key)".into(),
             }),
             ResponseCode::NotAuth => Err(DnsError::NotAuthoritative {
@@ -305,7 +349,7 @@ impl Ctx {
                 record: record.to_owned(),
                 detail: format!(
                     "REFUSED (is it the zone's primary, and may key {} update zone {}?)",
-                    self.key.name(),
+                    key.name(),
                     show(&self.zone)
                 ),
             }),
@@ -348,14 +392,15 @@ async fn set_mx_ttl(
             found: format!("TTL {}", current.ttl),
         });
     }
-    let mut u = Update::new(&ctx.zone);
-    u.require_exactly(name, RecordType::MX, &current.rdata);
-    u.delete_rrset(name, RecordType::MX);
-    for r in &current.rdata {
-        u.add(name, ttl, r.clone());
-    }
+    let change = Change {
+        owner: name.clone(),
+        rtype: RecordType::MX,
+        expected: current.rdata.clone(),
+        ttl,
+        records: current.rdata.clone(),
+    };
     let expected = describe(&current);
-    ctx.send(u, &record, Some((name, RecordType::MX, &expected)))
+    ctx.commit(&[change], &record, Some((name, RecordType::MX, &expected)))
         .await
 }
 
@@ -380,17 +425,18 @@ async fn switch_mx(
         // Planned without an observation: compare against what is there now.
         None => ctx.read(name, RecordType::MX).await?.rdata,
     };
-    let mut u = Update::new(&ctx.zone);
-    u.require_exactly(name, RecordType::MX, &from);
-    u.delete_rrset(name, RecordType::MX);
-    for r in to {
-        u.add(name, ttl, r);
-    }
     let expected = describe(&RrSet {
         ttl: 0,
-        rdata: from,
+        rdata: from.clone(),
     });
-    ctx.send(u, &record, Some((name, RecordType::MX, &expected)))
+    let change = Change {
+        owner: name.clone(),
+        rtype: RecordType::MX,
+        expected: from,
+        ttl,
+        records: to,
+    };
+    ctx.commit(&[change], &record, Some((name, RecordType::MX, &expected)))
         .await
 }
 
@@ -423,14 +469,23 @@ async fn edit_spf(
     } else {
         current.ttl
     };
-    let mut u = Update::new(&ctx.zone);
-    u.require_exactly(name, RecordType::TXT, &current.rdata);
-    if let Some((rdata, _)) = old {
-        u.delete_rr(name, (*rdata).clone());
-    }
-    u.add(name, ttl, txt_rdata(&new));
+    // The TXT set as it is, but for the SPF record: the others stay as they are.
+    let mut records: Vec<RData> = current
+        .rdata
+        .iter()
+        .filter(|r| old.is_none_or(|(spf, _)| *r != *spf))
+        .cloned()
+        .collect();
+    records.push(txt_rdata(&new));
+    let change = Change {
+        owner: name.clone(),
+        rtype: RecordType::TXT,
+        expected: current.rdata.clone(),
+        ttl,
+        records,
+    };
     let expected = describe(&current);
-    ctx.send(u, &record, Some((name, RecordType::TXT, &expected)))
+    ctx.commit(&[change], &record, Some((name, RecordType::TXT, &expected)))
         .await
 }
 
@@ -439,7 +494,7 @@ async fn publish_srv(
     name: &Name,
     services: [(&str, &Option<String>, u16); 2],
 ) -> Result<Applied, DnsError> {
-    let mut u = Update::new(&ctx.zone);
+    let mut changes = Vec::new();
     let mut records = Vec::new();
     for (service, target, default_port) in services {
         let Some(target) = target else { continue };
@@ -464,15 +519,19 @@ async fn publish_srv(
         } else {
             current.ttl
         };
-        u.require_exactly(&owner, RecordType::SRV, &current.rdata);
-        u.delete_rrset(&owner, RecordType::SRV);
-        u.add(&owner, ttl, want);
+        changes.push(Change {
+            owner: owner.clone(),
+            rtype: RecordType::SRV,
+            expected: current.rdata.clone(),
+            ttl,
+            records: vec![want],
+        });
         records.push(record);
     }
     if records.is_empty() {
         return Ok(Applied::AlreadyDone);
     }
-    ctx.send(u, &records.join(" and "), None).await
+    ctx.commit(&changes, &records.join(" and "), None).await
 }
 
 /// One UPDATE message under construction (RFC 2136 section 2: zone, prerequisites,
@@ -515,13 +574,6 @@ impl Update {
         self.updates.push(r);
     }
 
-    /// Update: delete one record.
-    pub fn delete_rr(&mut self, name: &Name, rdata: RData) {
-        let mut r = Record::from_rdata(name.clone(), 0, rdata);
-        r.dns_class = DNSClass::NONE;
-        self.updates.push(r);
-    }
-
     /// Update: add one record.
     pub fn add(&mut self, name: &Name, ttl: u32, rdata: RData) {
         self.updates
@@ -559,6 +611,11 @@ fn srv_rdata(target: &str, default_port: u16) -> Result<RData, String> {
         None => (target, default_port),
     };
     Ok(RData::SRV(SRV::new(0, 1, port, fqdn(host)?)))
+}
+
+#[cfg(test)]
+pub(super) fn txt_rdata_for_tests(text: &str) -> RData {
+    txt_rdata(text)
 }
 
 /// TXT data for `text`, split into character-strings of at most 255 bytes (on character

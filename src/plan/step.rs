@@ -376,8 +376,7 @@ impl Step {
             let via = spec
                 .dns
                 .as_ref()
-                .map(|d| d.provider.rfc2136.server.as_str())
-                .unwrap_or("?");
+                .map_or_else(|| "?".to_owned(), |d| d.provider.label());
             vec![touch(
                 Resource::DnsZone,
                 format!("zone {zone} via {via}"),

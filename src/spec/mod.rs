@@ -1,6 +1,7 @@
 //! The `MailMigration` manifest: typed spec and status, defaults, and the semantic checks
 //! that a schema cannot express.
 
+mod dns_provider;
 mod duration;
 mod secret;
 pub mod semantic;
@@ -8,6 +9,10 @@ mod size;
 mod status;
 mod types;
 
+pub use dns_provider::{
+    AzureDns, Cloudflare, Cpanel, DnsProvider, GoogleCloudDns, KeyAndSecret, Ovh, OvhEndpoint,
+    Plesk, Powerdns, Route53, TokenOnly,
+};
 pub use duration::{DURATION_PATTERN, DurationError, ManifestDuration};
 pub use secret::{Secret, SecretKeySelector, SecretRef};
 pub use size::{ManifestSize, SIZE_PATTERN, SizeError};

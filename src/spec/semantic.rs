@@ -340,10 +340,30 @@ impl Checker {
                 }
             }
         }
-        if let Err(why) = host_port(&dns.provider.rfc2136.server) {
+        let pp = dp.key("provider").key(dns.provider.kind());
+        match &dns.provider {
+            crate::spec::DnsProvider::Rfc2136(r) => {
+                if let Err(why) = host_port(&r.server) {
+                    self.error(pp.key("server"), format!("`{}` {why}", r.server));
+                }
+            }
+            // An API changes records, but does not say what resolvers are served: the
+            // zone's nameservers are asked for that, and which they are must be written.
+            _ if dns.check_nameservers.is_empty() => self.error(
+                dp.key("checkNameservers"),
+                format!(
+                    "with the {} provider, list the zone's authoritative nameservers (`host:port`): they are read for the records and TTLs resolvers get",
+                    dns.provider.kind()
+                ),
+            ),
+            _ => {}
+        }
+        if let Some((field, url)) = dns.provider.url()
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
             self.error(
-                dp.key("provider").key("rfc2136").key("server"),
-                format!("`{}` {why}", dns.provider.rfc2136.server),
+                pp.key(field),
+                format!("`{url}` is not an http:// or https:// URL"),
             );
         }
         for (i, ns) in dns.check_nameservers.iter().enumerate() {
@@ -553,14 +573,14 @@ pub fn secret_refs<'a>(spec: &'a MailMigrationSpec, base: &Path) -> Vec<(Path, &
         out.push((base.key("mailboxesFrom"), s));
     }
     if let Some(dns) = &spec.dns {
-        out.push((
-            base.key("dns")
-                .key("provider")
-                .key("rfc2136")
-                .key("tsig")
-                .key("secret"),
-            &dns.provider.rfc2136.tsig.secret,
-        ));
+        let pp = base.key("dns").key("provider").key(dns.provider.kind());
+        for (field, secret) in dns.provider.secrets() {
+            let mut at = pp.clone();
+            for part in field.split('.') {
+                at = at.key(part);
+            }
+            out.push((at, secret));
+        }
     }
     for (name, relay) in [("gateway", &spec.gateway), ("fallback", &spec.fallback)] {
         if let Some(ssh) = relay.as_ref().and_then(|r| r.postfix.ssh.as_ref()) {

@@ -303,8 +303,8 @@ pub struct Dns {
     /// The DNS zone holding the domain's MX records, e.g. `example.com`.
     #[schemars(length(min = 1, max = 253))]
     pub zone: String,
-    /// How records are changed.
-    pub provider: DnsProvider,
+    /// How records are changed: an RFC 2136 server or a DNS host's API.
+    pub provider: super::DnsProvider,
     /// The MX record set the domain should end with (the new server).
     #[schemars(length(min = 1))]
     pub mx: Vec<MxRecord>,
@@ -327,14 +327,6 @@ pub struct Dns {
 
 fn default_cutover_ttl() -> u32 {
     300
-}
-
-/// Where DNS changes are sent.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DnsProvider {
-    /// Dynamic updates (RFC 2136) signed with TSIG, as BIND, Knot and PowerDNS accept them.
-    pub rfc2136: Rfc2136,
 }
 
 /// An RFC 2136 dynamic-update server.

@@ -1,0 +1,269 @@
+//! `dns.provider`: where the zone's records are changed. Exactly one provider: an RFC 2136
+//! server with a TSIG key, or the HTTP API of a DNS host (changed through the `dns-update`
+//! crate). Every credential is a [`SecretRef`]; the CRD and `validate` list the fields.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::SecretRef;
+use super::types::Rfc2136;
+
+/// Where DNS changes are sent: one of the providers below, as a section of its own
+/// (`provider: { cloudflare: { apiToken: { secretKeyRef: ... } } }`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum DnsProvider {
+    /// Dynamic updates (RFC 2136) signed with TSIG, as BIND, Knot and PowerDNS accept them.
+    Rfc2136(Rfc2136),
+    /// Cloudflare, with an API token allowed to edit the zone's DNS.
+    Cloudflare(Cloudflare),
+    /// Amazon Route 53.
+    Route53(Route53),
+    /// Google Cloud DNS, with a service account.
+    GoogleCloudDns(GoogleCloudDns),
+    /// Azure DNS, with a service principal (OAuth2 client credentials).
+    AzureDns(AzureDns),
+    /// DigitalOcean.
+    Digitalocean(TokenOnly),
+    /// Hetzner DNS.
+    Hetzner(TokenOnly),
+    /// OVHcloud (and Kimsufi, So you Start).
+    Ovh(Ovh),
+    /// The PowerDNS Authoritative Server's HTTP API.
+    Powerdns(Powerdns),
+    /// cPanel's UAPI (a hosting account's zone editor).
+    Cpanel(Cpanel),
+    /// Plesk.
+    Plesk(Plesk),
+    /// deSEC.
+    Desec(TokenOnly),
+    /// Gandi LiveDNS (a personal access token).
+    Gandi(TokenOnly),
+    /// GoDaddy.
+    Godaddy(KeyAndSecret),
+    /// Linode (Akamai).
+    Linode(TokenOnly),
+    /// Vultr.
+    Vultr(TokenOnly),
+    /// Porkbun.
+    Porkbun(KeyAndSecret),
+}
+
+/// A provider reached with one token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenOnly {
+    /// The API token.
+    pub api_token: SecretRef,
+}
+
+/// A provider reached with an API key and its secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyAndSecret {
+    pub api_key: SecretRef,
+    pub api_secret: SecretRef,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Cloudflare {
+    /// An API token with the permission Zone › DNS › Edit for the zone.
+    pub api_token: SecretRef,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Route53 {
+    /// The hosted zone's id (`Z0123456789ABC`); found from the zone's name when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosted_zone_id: Option<String>,
+    /// AWS region of the API (Route 53 is global; `us-east-1` by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    pub access_key_id: SecretRef,
+    pub secret_access_key: SecretRef,
+    /// For temporary credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<SecretRef>,
+    /// Another API endpoint (tests, private installations), e.g. `http://127.0.0.1:5000`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GoogleCloudDns {
+    /// The Google Cloud project holding the managed zone.
+    #[schemars(length(min = 1))]
+    pub project: String,
+    /// The managed zone's name; found from the zone's DNS name when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_zone: Option<String>,
+    /// The service account's JSON key.
+    pub service_account: SecretRef,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AzureDns {
+    #[schemars(length(min = 1))]
+    pub tenant_id: String,
+    #[schemars(length(min = 1))]
+    pub client_id: String,
+    pub client_secret: SecretRef,
+    #[schemars(length(min = 1))]
+    pub subscription_id: String,
+    /// The resource group holding the DNS zone.
+    #[schemars(length(min = 1))]
+    pub resource_group: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ovh {
+    /// Which OVH API (`ovh-eu` by default).
+    #[serde(default)]
+    pub endpoint: OvhEndpoint,
+    pub application_key: SecretRef,
+    pub application_secret: SecretRef,
+    pub consumer_key: SecretRef,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OvhEndpoint {
+    #[default]
+    OvhEu,
+    OvhUs,
+    OvhCa,
+    KimsufiEu,
+    KimsufiCa,
+    SoyoustartEu,
+    SoyoustartCa,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Powerdns {
+    /// The API's base URL, e.g. `http://ns1.example.net:8081`.
+    #[schemars(length(min = 1))]
+    pub url: String,
+    pub api_key: SecretRef,
+    /// The server id in the API's paths (`localhost` by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Cpanel {
+    /// The cPanel URL, e.g. `https://host.example.net:2083`.
+    #[schemars(length(min = 1))]
+    pub url: String,
+    #[schemars(length(min = 1))]
+    pub username: String,
+    pub api_token: SecretRef,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Plesk {
+    /// The Plesk URL, e.g. `https://host.example.net:8443`.
+    #[schemars(length(min = 1))]
+    pub url: String,
+    pub api_key: SecretRef,
+}
+
+impl DnsProvider {
+    /// The provider's key in the manifest (`rfc2136`, `cloudflare`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DnsProvider::Rfc2136(_) => "rfc2136",
+            DnsProvider::Cloudflare(_) => "cloudflare",
+            DnsProvider::Route53(_) => "route53",
+            DnsProvider::GoogleCloudDns(_) => "googleCloudDns",
+            DnsProvider::AzureDns(_) => "azureDns",
+            DnsProvider::Digitalocean(_) => "digitalocean",
+            DnsProvider::Hetzner(_) => "hetzner",
+            DnsProvider::Ovh(_) => "ovh",
+            DnsProvider::Powerdns(_) => "powerdns",
+            DnsProvider::Cpanel(_) => "cpanel",
+            DnsProvider::Plesk(_) => "plesk",
+            DnsProvider::Desec(_) => "desec",
+            DnsProvider::Gandi(_) => "gandi",
+            DnsProvider::Godaddy(_) => "godaddy",
+            DnsProvider::Linode(_) => "linode",
+            DnsProvider::Vultr(_) => "vultr",
+            DnsProvider::Porkbun(_) => "porkbun",
+        }
+    }
+
+    /// What changes go to, for plans and messages: the RFC 2136 server, or the API.
+    pub fn label(&self) -> String {
+        match self {
+            DnsProvider::Rfc2136(r) => r.server.clone(),
+            DnsProvider::Route53(Route53 {
+                endpoint: Some(e), ..
+            }) => format!("the Route 53 API at {e}"),
+            DnsProvider::Powerdns(p) => format!("the PowerDNS API at {}", p.url),
+            DnsProvider::Cpanel(p) => format!("the cPanel API at {}", p.url),
+            DnsProvider::Plesk(p) => format!("the Plesk API at {}", p.url),
+            other => format!("the {} API", other.kind()),
+        }
+    }
+
+    /// The RFC 2136 server, for a provider that is one.
+    pub fn rfc2136(&self) -> Option<&Rfc2136> {
+        match self {
+            DnsProvider::Rfc2136(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Every credential of the provider, with its field name (for validation).
+    pub fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
+        match self {
+            DnsProvider::Rfc2136(r) => vec![("tsig.secret", &r.tsig.secret)],
+            DnsProvider::Cloudflare(c) => vec![("apiToken", &c.api_token)],
+            DnsProvider::Route53(r) => {
+                let mut out = vec![
+                    ("accessKeyId", &r.access_key_id),
+                    ("secretAccessKey", &r.secret_access_key),
+                ];
+                out.extend(r.session_token.as_ref().map(|s| ("sessionToken", s)));
+                out
+            }
+            DnsProvider::GoogleCloudDns(g) => vec![("serviceAccount", &g.service_account)],
+            DnsProvider::AzureDns(a) => vec![("clientSecret", &a.client_secret)],
+            DnsProvider::Digitalocean(t)
+            | DnsProvider::Hetzner(t)
+            | DnsProvider::Desec(t)
+            | DnsProvider::Gandi(t)
+            | DnsProvider::Linode(t)
+            | DnsProvider::Vultr(t) => vec![("apiToken", &t.api_token)],
+            DnsProvider::Ovh(o) => vec![
+                ("applicationKey", &o.application_key),
+                ("applicationSecret", &o.application_secret),
+                ("consumerKey", &o.consumer_key),
+            ],
+            DnsProvider::Powerdns(p) => vec![("apiKey", &p.api_key)],
+            DnsProvider::Cpanel(c) => vec![("apiToken", &c.api_token)],
+            DnsProvider::Plesk(p) => vec![("apiKey", &p.api_key)],
+            DnsProvider::Godaddy(k) | DnsProvider::Porkbun(k) => {
+                vec![("apiKey", &k.api_key), ("apiSecret", &k.api_secret)]
+            }
+        }
+    }
+
+    /// The URL a provider is reached at when the manifest gives one.
+    pub fn url(&self) -> Option<(&'static str, &str)> {
+        match self {
+            DnsProvider::Route53(r) => r.endpoint.as_deref().map(|e| ("endpoint", e)),
+            DnsProvider::Powerdns(p) => Some(("url", &p.url)),
+            DnsProvider::Cpanel(p) => Some(("url", &p.url)),
+            DnsProvider::Plesk(p) => Some(("url", &p.url)),
+            _ => None,
+        }
+    }
+}
