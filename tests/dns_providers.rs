@@ -1,0 +1,217 @@
+//! The DNS adapter against DNS hosts' HTTP APIs, through real servers: PowerDNS 4.7's API
+//! (records served on its DNS port as well) and moto's Route 53 emulation (an API only, no
+//! DNS: moto stands in for AWS, which cannot run here).
+
+use std::time::Duration;
+
+use anyhow::Result;
+use mailshift::dns::{self, Applied, DnsError, Timeouts};
+use mailshift::plan::{Answer, Step};
+use mailshift::secrets::Resolver;
+use mailshift::spec::{Dns, DnsProvider, MxRecord, Powerdns, Route53, SecretRef, Spf};
+use mailshift_harness::{Moto, PowerDns};
+
+const OLD_MX: &str = "mail.old.example.net.";
+const NEW_MX: &str = "mail.new.example.net.";
+const FAST: Timeouts = Timeouts {
+    query: Duration::from_secs(1),
+    query_tries: 2,
+    update: Duration::from_secs(10),
+};
+
+fn mx(preference: u16, exchange: &str) -> MxRecord {
+    MxRecord {
+        preference,
+        exchange: exchange.into(),
+    }
+}
+
+fn spec(provider: DnsProvider, nameservers: Vec<String>) -> Dns {
+    Dns {
+        zone: "example.com".into(),
+        provider,
+        mx: vec![mx(10, NEW_MX)],
+        cutover_ttl: 300,
+        check_nameservers: nameservers,
+        spf: Some(Spf {
+            old: "ip4:192.0.2.1".into(),
+            new: "include:spf.new.example.net".into(),
+        }),
+        srv: None,
+    }
+}
+
+fn powerdns(pdns: &PowerDns, key: &str) -> Dns {
+    spec(
+        DnsProvider::Powerdns(Powerdns {
+            url: pdns.api_url(),
+            api_key: SecretRef::Value(key.into()),
+            server_id: None,
+        }),
+        vec![format!("127.0.0.1:{}", pdns.dns_port())],
+    )
+}
+
+async fn apply(step: &Step, dns: &Dns) -> Result<Applied, DnsError> {
+    dns::apply_with(step, dns, &Resolver::default(), FAST).await
+}
+
+fn lower() -> Step {
+    Step::LowerTtl {
+        zone: "example.com".into(),
+        name: "example.com".into(),
+        from_ttl: Some(3600),
+        to_ttl: 300,
+    }
+}
+
+fn switch(from: &str) -> Step {
+    Step::SwitchMx {
+        zone: "example.com".into(),
+        name: "example.com".into(),
+        from: Some(vec![mx(10, from)]),
+        to: vec![mx(10, NEW_MX)],
+        ttl: 300,
+    }
+}
+
+fn authorize() -> Step {
+    Step::SpfAuthorize {
+        zone: "example.com".into(),
+        name: "example.com".into(),
+        mechanisms: vec!["include:spf.new.example.net".into()],
+    }
+}
+
+#[tokio::test]
+async fn powerdns_api_lowers_switches_and_authorizes_with_checks() -> Result<()> {
+    let pdns = PowerDns::start("providers")?;
+    pdns.create_zone(
+        "example.com",
+        &[
+            ("example.com.", "MX", 3600, &["10 mail.old.example.net."]),
+            (
+                "example.com.",
+                "TXT",
+                3600,
+                &[
+                    "\"v=spf1 ip4:192.0.2.1 -all\"",
+                    "\"google-site-verification=x\"",
+                ],
+            ),
+        ],
+    )?;
+    let dns = powerdns(&pdns, pdns.api_key());
+
+    // Observed where resolvers read it: the nameserver, TTLs included.
+    let seen = dns::observe_with(&dns, &["example.com".into()], FAST).await;
+    let Answer::Records(r) = &seen.name("example.com").unwrap().primary else {
+        panic!("{seen:?}")
+    };
+    assert_eq!((r.ttl, r.mx.clone()), (3600, vec![mx(10, OLD_MX)]));
+
+    // A wrong API key is refused at once and changes nothing.
+    let wrong = powerdns(&pdns, "not-the-key");
+    let err = apply(&lower(), &wrong).await.unwrap_err();
+    assert_eq!(err.reason(), "CredentialsRejected", "{err}");
+    assert!(!err.to_string().contains("not-the-key"), "{err}");
+    assert_eq!(pdns.records("example.com", "example.com.", "MX")?.0, 3600);
+
+    // Lower the TTL (targets unchanged), then again: nothing to do.
+    assert_eq!(apply(&lower(), &dns).await?, Applied::Updated);
+    assert_eq!(
+        pdns.records("example.com", "example.com.", "MX")?,
+        (300, vec![format!("10 {OLD_MX}")])
+    );
+    assert_eq!(apply(&lower(), &dns).await?, Applied::AlreadyDone);
+
+    // SPF: the new server authorized, the other TXT record kept.
+    assert_eq!(apply(&authorize(), &dns).await?, Applied::Updated);
+    let (_, txt) = pdns.records("example.com", "example.com.", "TXT")?;
+    assert!(
+        txt.iter().any(|t| t.contains("google-site-verification")),
+        "{txt:?}"
+    );
+    assert!(
+        txt.iter()
+            .any(|t| t.contains("ip4:192.0.2.1") && t.contains("include:spf.new.example.net")),
+        "{txt:?}"
+    );
+
+    // Changed by someone else since it was planned: refused, nothing written.
+    pdns.set_records(
+        "example.com",
+        "example.com.",
+        "MX",
+        300,
+        &["20 mail.other.example.net."],
+    )?;
+    let err = apply(&switch(OLD_MX), &dns).await.unwrap_err();
+    assert_eq!(err.reason(), "ZoneChanged", "{err}");
+    assert!(err.to_string().contains("mail.other.example.net"), "{err}");
+    assert_eq!(
+        pdns.records("example.com", "example.com.", "MX")?.1,
+        ["20 mail.other.example.net."]
+    );
+
+    // Planned against what is there: switched, and served so on the DNS port.
+    pdns.set_records(
+        "example.com",
+        "example.com.",
+        "MX",
+        300,
+        &["10 mail.old.example.net."],
+    )?;
+    assert_eq!(apply(&switch(OLD_MX), &dns).await?, Applied::Updated);
+    assert_eq!(
+        pdns.records("example.com", "example.com.", "MX")?,
+        (300, vec![format!("10 {NEW_MX}")])
+    );
+    let seen = dns::observe_with(&dns, &["example.com".into()], FAST).await;
+    let Answer::Records(r) = &seen.name("example.com").unwrap().primary else {
+        panic!("{seen:?}")
+    };
+    assert_eq!(r.mx, [mx(10, NEW_MX)]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn route53_api_switches_mx_and_refuses_a_set_changed_meanwhile() -> Result<()> {
+    let moto = Moto::start()?;
+    let zone = moto.create_hosted_zone("example.com")?;
+    moto.set_records(
+        &zone,
+        "example.com.",
+        "MX",
+        3600,
+        &["10 mail.old.example.net."],
+    )?;
+    let dns = spec(
+        DnsProvider::Route53(Route53 {
+            hosted_zone_id: Some(zone.clone()),
+            region: Some(moto.region().into()),
+            access_key_id: SecretRef::Value(moto.access_key_id().into()),
+            secret_access_key: SecretRef::Value(moto.secret_access_key().into()),
+            session_token: None,
+            endpoint: Some(moto.endpoint()),
+        }),
+        Vec::new(),
+    );
+    let err = apply(&switch("mail.elsewhere.example.net."), &dns)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "ZoneChanged", "{err}");
+    assert_eq!(
+        moto.records(&zone, "example.com.", "MX")?,
+        (3600, vec![format!("10 {OLD_MX}")])
+    );
+    assert_eq!(apply(&switch(OLD_MX), &dns).await?, Applied::Updated);
+    assert_eq!(
+        moto.records(&zone, "example.com.", "MX")?,
+        (300, vec![format!("10 {NEW_MX}")])
+    );
+    // Without a nameserver there is no TTL to read: said, not guessed.
+    let err = apply(&lower(), &dns).await.unwrap_err();
+    assert!(err.to_string().contains("checkNameservers"), "{err}");
+    Ok(())
+}
