@@ -992,3 +992,80 @@ fn a_destination_emptied_behind_the_records_is_copied_again_and_converges() {
     let verify = run(dir, &["verify", "-f", "m.yaml"]);
     assert_eq!(code(&verify), 0, "{}", text(&verify));
 }
+
+/// A DNS host's API end to end (PowerDNS's, on loopback): a wrong API key stops `apply` at
+/// once as a person's problem (exit 3, the zone untouched, not five retries); with the right
+/// key the migration lowers the TTL, waits it out, switches and restores through the API.
+#[test]
+fn apply_moves_mx_through_a_dns_api_and_stops_at_once_on_refused_credentials() {
+    const OLD_TTL: u32 = 32;
+    let (src, dst) = pair();
+    fill(&src, USER, PASSWORD, "INBOX", 0, 5);
+    let pdns = mailshift_harness::PowerDns::start("apply-api").unwrap();
+    pdns.create_zone(
+        "example.com",
+        &[("example.com.", "MX", OLD_TTL, &["10 mail.old.example.net."])],
+    )
+    .unwrap();
+    let dns = |key: &str| {
+        format!(
+            "  dns:
+    zone: example.com
+    provider:
+      powerdns: {{ url: \"{url}\", apiKey: {{ value: \"{key}\" }} }}
+    mx: [{{ preference: 10, exchange: mail.new.example.net. }}]
+    cutoverTTL: 30
+    checkNameservers: [\"127.0.0.1:{port}\"]
+  cutover: {{ approved: true }}
+  finalize: {{ deltaSyncAfter: 1s, keepSourceFor: 2s, restoreTTL: 60 }}
+",
+            url = pdns.api_url(),
+            port = pdns.dns_port(),
+        )
+    };
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let write = |key: &str| {
+        std::fs::write(
+            dir.join("m.yaml"),
+            manifest_for(&src, &dst, &[(USER, PASSWORD)], &dns(key)),
+        )
+        .unwrap()
+    };
+
+    write("wrong-key");
+    let started = Instant::now();
+    let out = run(dir, &["apply", "-f", "m.yaml"]);
+    assert_eq!(code(&out), 3, "{}", text(&out));
+    assert!(
+        text(&out).contains("needs a person") && text(&out).contains("refused the credentials"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("wrong-key"), "{}", text(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        pdns.records("example.com", "example.com.", "MX").unwrap(),
+        (OLD_TTL, vec!["10 mail.old.example.net.".to_owned()])
+    );
+
+    write(pdns.api_key());
+    let out = run(dir, &["apply", "-f", "m.yaml"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(
+        pdns.records("example.com", "example.com.", "MX").unwrap(),
+        (60, vec!["10 mail.new.example.net.".to_owned()])
+    );
+    let status = run(dir, &["status", "-f", "m.yaml", "-o", "json"]);
+    let st: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let s = &st[0]["status"];
+    assert_eq!(s["phase"], "Completed", "{st:#}");
+    let at = |k: &str| chrono::DateTime::parse_from_rfc3339(s[k].as_str().unwrap()).unwrap();
+    assert!(
+        at("mxSwitchedAt") - at("ttlLoweredAt") >= chrono::TimeDelta::seconds(i64::from(OLD_TTL))
+    );
+}

@@ -192,7 +192,12 @@ async fn drive<E: MailEngine>(
                 for done in &turn.done {
                     if let Err(f) = &done.result {
                         let step = &done.step;
-                        if f.stalled {
+                        if f.stalled && crate::dns::PERSONS_REASONS.contains(&f.reason.as_str()) {
+                            eprintln!(
+                                "`{step}` failed: {}; not tried again until the credentials are fixed",
+                                f.message
+                            );
+                        } else if f.stalled {
                             eprintln!(
                                 "`{step}` failed {} times: {}; not tried again",
                                 f.count, f.message
@@ -228,6 +233,14 @@ async fn drive<E: MailEngine>(
                 countdown(bars, until, &why).await;
             }
             Progress::Blocked { reasons } => {
+                if let Some(f) = r.failure().filter(|f| {
+                    f.stalled && crate::dns::PERSONS_REASONS.contains(&f.reason.as_str())
+                }) {
+                    return Ok(Stop::Gate {
+                        why: format!("`{}` needs a person: {}", f.step, f.message),
+                        opens_at: None,
+                    });
+                }
                 if let Some(f) = r.failure().filter(|f| f.stalled) {
                     return Ok(Stop::Stalled(format!(
                         "`{}` failed {} times: {}",

@@ -108,7 +108,21 @@ pub enum DnsError {
     NotADnsStep(String),
 }
 
+/// Failure reasons only a person can fix (a key or a token refused or unreadable): the
+/// step is not retried, and `apply` stops as at a refused login.
+pub const PERSONS_REASONS: [&str; 4] = [
+    "TsigRejected",
+    "CredentialsRejected",
+    "TsigKeyInvalid",
+    "SecretUnavailable",
+];
+
 impl DnsError {
+    /// Retrying cannot help: the credentials are wrong or cannot be read.
+    pub fn needs_a_person(&self) -> bool {
+        PERSONS_REASONS.contains(&self.reason())
+    }
+
     /// The condition reason (CamelCase) for status.
     pub fn reason(&self) -> &'static str {
         match self {

@@ -24,7 +24,7 @@ mod tsig;
 pub mod update;
 mod wire;
 
-pub use error::DnsError;
+pub use error::{DnsError, PERSONS_REASONS};
 pub use observe::observe_with;
 pub use query::Timeouts;
 pub use update::{Applied, apply_with};

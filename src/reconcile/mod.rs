@@ -685,6 +685,11 @@ impl Book {
                 } else {
                     "StepFailed"
                 };
+                // A refused key or token is a person's to fix: retrying would only refuse it
+                // again (and may lock it).
+                let person = e
+                    .downcast_ref::<DnsError>()
+                    .is_some_and(DnsError::needs_a_person);
                 let wait = chrono::Duration::from_std(backoff(count)).unwrap_or_default();
                 let failure = Failure {
                     work: key,
@@ -692,7 +697,7 @@ impl Book {
                     count,
                     reason: reason.into(),
                     message: format!("{e:#}"),
-                    stalled: count >= STALL_AFTER,
+                    stalled: count >= STALL_AFTER || person,
                     retry_at: Some(now + wait),
                 };
                 match previous {
