@@ -198,10 +198,20 @@ impl<'a> Planner<'_, 'a> {
                     }
                 }
                 // Lowered as far as the records go, but not when (not observed, and not
-                // recorded either): never switch on a guess.
-                _ => g.push(Gate::fact(Waiting::TtlNotLowered {
-                    names: pending.iter().map(|n| n.name.clone()).collect(),
-                })),
+                // recorded either): never switch on a guess. The instant is recorded once
+                // every name is observed, so a name that cannot be read (even one already
+                // switched) is what is waited for, and said.
+                _ => {
+                    g.push(Gate::fact(Waiting::TtlNotLowered {
+                        names: pending.iter().map(|n| n.name.clone()).collect(),
+                    }));
+                    g.extend(
+                        v.names
+                            .iter()
+                            .filter(|n| n.switched)
+                            .filter_map(|n| Self::dns_error(n)),
+                    );
+                }
             }
             for n in &pending {
                 if !n.lagging.is_empty() {

@@ -373,10 +373,10 @@ impl Step {
             access,
         };
         let dns = |zone: &str| {
-            let via = spec
-                .dns
-                .as_ref()
-                .map_or_else(|| "?".to_owned(), |d| d.provider.label());
+            let via = spec.dns.as_ref().map_or_else(
+                || "?".to_owned(),
+                |d| format!("{}, {}", d.provider.label(), d.provider.guarantee()),
+            );
             vec![touch(
                 Resource::DnsZone,
                 format!("zone {zone} via {via}"),

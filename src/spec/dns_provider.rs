@@ -213,6 +213,16 @@ impl DnsProvider {
         }
     }
 
+    /// What a change through this provider promises, for `plan`.
+    pub fn guarantee(&self) -> &'static str {
+        match self {
+            DnsProvider::Rfc2136(_) => {
+                "compare-and-swap: the server applies a change only to the records it was planned from"
+            }
+            _ => "read and compared right before writing: a change made in between is overwritten",
+        }
+    }
+
     /// The RFC 2136 server, for a provider that is one.
     pub fn rfc2136(&self) -> Option<&Rfc2136> {
         match self {

@@ -479,11 +479,14 @@ pub fn check_plan(spec: &MailMigrationSpec, world: &World, p: &Plan, now: DateTi
             // Nothing copies mail that arrived after the last sync once the migration is
             // complete: completion needs every mailbox fully equal.
             Step::MarkComplete => {
-                for m in world.mailboxes.values() {
+                for a in wanted(spec, world) {
+                    let m = world.mailbox(a);
                     assert!(
-                        !matches!(m.verification, Verification::Equal { arrived: 1.., .. }),
-                        "complete with mail arrived at {} since its last sync",
-                        m.address
+                        !m.is_some_and(|m| matches!(
+                            m.verification,
+                            Verification::Equal { arrived: 1.., .. }
+                        )),
+                        "complete with mail arrived at {a} since its last sync"
                     );
                 }
             }
@@ -517,16 +520,20 @@ pub fn check_plan(spec: &MailMigrationSpec, world: &World, p: &Plan, now: DateTi
 /// MX moves only once every mailbox is verified (or, MX first, relayed back by the
 /// fallback), the old TTL has passed since it was lowered, the cutover is approved and its
 /// window is open.
-fn check_switch(spec: &MailMigrationSpec, world: &World, now: DateTime<Utc>) {
-    let wanted: Vec<&String> = spec
-        .mailboxes
+/// The mailboxes the spec asks for: its own and the loaded list's.
+fn wanted<'a>(spec: &'a MailMigrationSpec, world: &'a World) -> Vec<&'a String> {
+    spec.mailboxes
         .iter()
         .map(|m| &m.address)
         .chain(match &world.mailboxes_from {
             Some(MailboxList::Loaded { addresses }) => addresses.iter().collect::<Vec<_>>(),
             _ => Vec::new(),
         })
-        .collect();
+        .collect()
+}
+
+fn check_switch(spec: &MailMigrationSpec, world: &World, now: DateTime<Utc>) {
+    let wanted = wanted(spec, world);
     let covered: BTreeSet<String> = world.fallback.entries().cloned().unwrap_or_default();
     for a in wanted {
         let verified = world.mailbox(a).is_some_and(MailboxState::is_verified);
