@@ -86,3 +86,16 @@ proptest! {
         load(&text);
     }
 }
+
+/// Found by `cargo fuzz` (fuzz/): lone carriage returns end lines in YAML, and findings
+/// count them so (as editors do), never pointing past the text.
+#[test]
+fn lone_carriage_returns_count_as_line_breaks_in_findings() {
+    let text = "apiVersion: mailshift.io/v1alpha1\rkind: MailMigration\r\r\r\r- not a mapping\r";
+    let loaded = mailshift::manifest::load_text("cr.yaml", text, Default::default());
+    assert!(loaded.has_errors());
+    let yaml_lines = text.matches('\r').count() + 1;
+    for f in &loaded.findings {
+        assert!(f.line >= 1 && f.line <= yaml_lines, "{f}");
+    }
+}
