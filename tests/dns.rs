@@ -74,6 +74,7 @@ fn dns_spec(primary: &Bind, key: &TsigKey, nameservers: &[&Bind]) -> Dns {
         check_nameservers: nameservers.iter().map(|b| b.server()).collect(),
         spf: None,
         srv: None,
+        already_lowered: None,
     }
 }
 

@@ -38,6 +38,7 @@ fn spec(provider: DnsProvider, nameservers: Vec<String>) -> Dns {
             new: "include:spf.new.example.net".into(),
         }),
         srv: None,
+        already_lowered: None,
     }
 }
 

@@ -551,6 +551,7 @@ fn build_world(
     world.milestones = Milestones {
         ttl_lowered_at: at(0),
         old_ttl: at(0).map(|_| 3600),
+        ttl_found_lowered: false,
         final_synced_at: at(1),
         gateway_on_at: at(2),
         mx_switched_at: at(3),

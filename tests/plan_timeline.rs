@@ -597,7 +597,8 @@ fn the_switch_waits_for_the_old_ttl_then_the_next_window() {
                 at: t("2026-11-21T12:00:00Z"),
                 reason: TimeReason::OldTtl {
                     lowered_at: t("2026-11-20T12:00:00Z"),
-                    old_ttl: 86400
+                    old_ttl: 86400,
+                    found: false,
                 }
             },
             Gate::Time {
@@ -668,20 +669,56 @@ fn a_lowering_nobody_recorded_counts_from_now_with_the_usual_ttl() {
         .iter()
         .find(|s| kind(&s.step) == "switchMx")
         .unwrap();
-    assert!(switch.gates.contains(&Gate::Time {
+    let gate = Gate::Time {
         at: now + TimeDelta::seconds(3600),
         reason: TimeReason::OldTtl {
             lowered_at: now,
-            old_ttl: 3600
-        }
-    }));
+            old_ttl: 3600,
+            found: true,
+        },
+    };
+    assert!(switch.gates.contains(&gate));
+    // What is known is said: found low, the old TTL assumed, and how to say better.
+    let said = gate.to_string();
+    assert!(
+        said.contains("already low when first seen") && said.contains("dns.alreadyLowered"),
+        "{said}"
+    );
     let status = derive_status(&spec, &world, &p, &Default::default(), 1, now);
     assert_eq!(status.ttl_lowered_at, Some(now));
     assert_eq!(status.old_ttl, Some(3600));
+    assert!(status.ttl_found_lowered);
     assert_eq!(
         Milestones::reconciled(&spec, &world, now),
         Milestones::from_status(&status)
     );
+
+    // The person who lowered it says when and from what: the switch waits only that long.
+    let mut told = spec.clone();
+    told.dns.as_mut().unwrap().already_lowered = Some(mailshift::spec::AlreadyLowered {
+        at: Some(now - TimeDelta::hours(2)),
+        old_ttl: Some(600),
+    });
+    let p = plan(&told, &world, now);
+    let switch = p
+        .steps
+        .iter()
+        .find(|s| kind(&s.step) == "switchMx")
+        .unwrap();
+    assert!(
+        switch.gates.iter().all(|g| !matches!(
+            g,
+            Gate::Time {
+                reason: TimeReason::OldTtl { .. },
+                ..
+            }
+        )),
+        "600 s passed two hours ago: {:?}",
+        switch.gates
+    );
+    let status = derive_status(&told, &world, &p, &Default::default(), 1, now);
+    assert_eq!(status.ttl_lowered_at, Some(now - TimeDelta::hours(2)));
+    assert_eq!(status.old_ttl, Some(600));
 }
 
 #[test]

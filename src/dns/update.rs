@@ -329,20 +329,25 @@ impl Ctx {
                 zone: show(&self.zone),
                 record: record.to_owned(),
             }),
-            // RFC 8945: NOTAUTH also means "not authorized"; without a valid signature of
-            // our key on it, that is the server refusing the key.
-            ResponseCode::NotAuth if verified.is_err() => Err(DnsError::TsigRejected {
-                server: self.label.clone(),
-                record: record.to_owned(),
-                key: key.name(),
-                algorithm: tsig::algorithm_name(key.algorithm()).to_owned(),
-                code: "NOTAUTH (the server does not accept this key)".into(),
-            }),
+            // RFC 8945: NOTAUTH also means "not authorized"; carrying a TSIG record that
+            // our key does not verify, that is the server refusing the key. Without any
+            // TSIG record it is RFC 2136's NOTAUTH, "not authoritative for the zone" (Knot's
+            // answer for a zone it does not serve).
+            ResponseCode::NotAuth if verified.is_err() && answer.signature().is_some() => {
+                Err(DnsError::TsigRejected {
+                    server: self.label.clone(),
+                    record: record.to_owned(),
+                    key: key.name(),
+                    algorithm: tsig::algorithm_name(key.algorithm()).to_owned(),
+                    code: "NOTAUTH (the server does not accept this key)".into(),
+                })
+            }
             ResponseCode::NotAuth => Err(DnsError::NotAuthoritative {
                 server: self.label.clone(),
                 zone: show(&self.zone),
                 record: record.to_owned(),
-                detail: "answered NOTAUTH".into(),
+                detail: "answered NOTAUTH (does it serve this zone, and accept updates for it?)"
+                    .into(),
             }),
             ResponseCode::Refused => Err(DnsError::UpdateRefused {
                 server: self.label.clone(),

@@ -53,6 +53,8 @@ pub enum TimeReason {
     OldTtl {
         lowered_at: DateTime<Utc>,
         old_ttl: u32,
+        /// Found lowered, not lowered by mailshift (see `dns.alreadyLowered`).
+        found: bool,
     },
     /// The cutover window opens next then.
     Window { window: String },
@@ -237,9 +239,19 @@ impl fmt::Display for TimeReason {
             TimeReason::OldTtl {
                 lowered_at,
                 old_ttl,
+                found: false,
             } => write!(
                 f,
                 "the old MX TTL ({old_ttl}s) must pass since it was lowered at {}",
+                instant(*lowered_at)
+            ),
+            TimeReason::OldTtl {
+                lowered_at,
+                old_ttl,
+                found: true,
+            } => write!(
+                f,
+                "the MX TTL was already low when first seen (at {}); resolvers may hold an older answer for as long as the old TTL, taken as {old_ttl}s: it must pass (say when and from what it was lowered in dns.alreadyLowered to wait only as long as needed)",
                 instant(*lowered_at)
             ),
             TimeReason::Window { window } => {

@@ -18,6 +18,13 @@ pub struct Milestones {
     /// The MX TTL before lowering: resolvers may hold the old answer this long.
     #[serde(rename = "oldTTL", default, skip_serializing_if = "Option::is_none")]
     pub old_ttl: Option<u32>,
+    /// Found lowered rather than lowered by mailshift.
+    #[serde(
+        rename = "ttlFoundLowered",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub ttl_found_lowered: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_synced_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -36,6 +43,7 @@ impl Milestones {
         Milestones {
             ttl_lowered_at: status.ttl_lowered_at,
             old_ttl: status.old_ttl,
+            ttl_found_lowered: status.ttl_found_lowered,
             final_synced_at: status.final_synced_at,
             gateway_on_at: status.gateway_on_at,
             mx_switched_at: status.mx_switched_at,
@@ -48,6 +56,7 @@ impl Milestones {
     pub fn write_to(&self, status: &mut MailMigrationStatus) {
         status.ttl_lowered_at = self.ttl_lowered_at;
         status.old_ttl = self.old_ttl;
+        status.ttl_found_lowered = self.ttl_found_lowered;
         status.final_synced_at = self.final_synced_at;
         status.gateway_on_at = self.gateway_on_at;
         status.mx_switched_at = self.mx_switched_at;

@@ -193,6 +193,7 @@ impl<'a> Planner<'_, 'a> {
                             reason: TimeReason::OldTtl {
                                 lowered_at,
                                 old_ttl: v.milestones.old_ttl.unwrap_or(0),
+                                found: v.milestones.ttl_found_lowered,
                             },
                         });
                     }

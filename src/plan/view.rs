@@ -107,10 +107,21 @@ impl<'a> View<'a> {
             // Every domain still to switch has its TTL lowered.
             let lowered = self.names.iter().all(|n| n.switched || n.lowered);
             if m.ttl_lowered_at.is_none() && lowered && !all_switched {
-                // Lowered by hand or the record was lost: assume it just happened, and that
-                // the TTL before was the domain's usual one (`restoreTTL`).
-                m.ttl_lowered_at = Some(self.now);
-                m.old_ttl = m.old_ttl.or(Some(self.finalize.restore_ttl));
+                // Lowered by hand, by another tool, or the record was lost: when and from
+                // what, as `dns.alreadyLowered` says; otherwise it counts from first sight,
+                // from the domain's usual TTL (`restoreTTL`), and the gate says so.
+                let told = self
+                    .spec
+                    .dns
+                    .as_ref()
+                    .and_then(|d| d.already_lowered.clone())
+                    .unwrap_or_default();
+                m.ttl_lowered_at = Some(told.at.map_or(self.now, |at| at.min(self.now)));
+                m.old_ttl = m
+                    .old_ttl
+                    .or(told.old_ttl)
+                    .or(Some(self.finalize.restore_ttl));
+                m.ttl_found_lowered = true;
             }
             if m.mx_switched_at.is_none() && all_switched {
                 m.mx_switched_at = Some(self.now);

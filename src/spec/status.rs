@@ -35,6 +35,14 @@ pub struct MailMigrationStatus {
     /// The MX TTL before it was lowered: the switch waits this long after `ttlLoweredAt`.
     #[serde(rename = "oldTTL", default, skip_serializing_if = "Option::is_none")]
     pub old_ttl: Option<u32>,
+    /// The TTL was found already lowered, not lowered by mailshift: `ttlLoweredAt` and
+    /// `oldTTL` are then what `dns.alreadyLowered` says, or first sight and `restoreTTL`.
+    #[serde(
+        rename = "ttlFoundLowered",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub ttl_found_lowered: bool,
     /// When the final sync before the switch finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_synced_at: Option<DateTime<Utc>>,

@@ -323,6 +323,25 @@ pub struct Dns {
     /// Publish RFC 6186 SRV records so that mail clients find the new server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub srv: Option<SrvRecords>,
+    /// The MX TTL was lowered before mailshift saw the zone (by hand, or by an earlier
+    /// tool): when, and from what, so that the switch waits only as long as resolvers may
+    /// still hold the old answer. Without it, a TTL already at `cutoverTTL` when first
+    /// seen counts as lowered then, from `finalize.restoreTTL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub already_lowered: Option<AlreadyLowered>,
+}
+
+/// When and from what the MX TTL was lowered, as the person who did it knows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AlreadyLowered {
+    /// The instant it was lowered (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The TTL (seconds) before it was lowered.
+    #[serde(rename = "oldTTL", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 2147483647))]
+    pub old_ttl: Option<u32>,
 }
 
 fn default_cutover_ttl() -> u32 {
