@@ -4,7 +4,7 @@
 # Idempotent: packages are checked with dpkg-query and apt-get only runs when
 # something is missing. Postfix is installed non-interactively with
 # "No configuration" so it does not ask questions nor write /etc/postfix/main.cf.
-# System-wide dovecot/postfix/named/pdns daemons started by package scripts are
+# System-wide dovecot/postfix/named/pdns/knot daemons started by package scripts are
 # stopped afterwards: the test harness runs private instances on random
 # loopback ports and must not share ports, pid files or sockets with them.
 set -euo pipefail
@@ -20,6 +20,7 @@ PACKAGES=(
     chromium        # tests/report.rs renders the HTML report headless, to PNG
     lua5.1          # the Argo CD health check (deploy/argocd/health.lua) under Lua 5.1, as gopher-lua runs it
     pdns-server pdns-backend-sqlite3 sqlite3  # PowerDNS 4.7 + SQLite backend: the harness's PowerDns (HTTP API provider tests)
+    knot knot-dnsutils  # Knot DNS 3.2: the harness's Knot, a second RFC 2136 server beside BIND (tests/dns_knot.rs); kdig/knsupdate
     pkg-config libssl-dev  # dns-update's HTTP client (reqwest with native-tls) builds against OpenSSL
 )
 
@@ -101,12 +102,29 @@ stop_system_daemons() {
                 || "${SUDO[@]}" kill "$(cat "$pidfile")" || true
         fi
     done
+    # Debian's knot enables a knot.service (port 53, /etc/knot/knot.conf): the same for it,
+    # and stop a knotd running by its pid file in /run/knot through its control socket.
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        if systemctl is-active --quiet knot 2>/dev/null || systemctl is-enabled --quiet knot 2>/dev/null; then
+            log "stopping and disabling system-wide knot (systemd)"
+            "${SUDO[@]}" systemctl disable --now knot >/dev/null 2>&1 || true
+        fi
+    elif [ -x /etc/init.d/knot ]; then
+        "${SUDO[@]}" service knot stop >/dev/null 2>&1 || true
+    fi
+    for pidfile in /run/knot/knot.pid /var/run/knot/knot.pid; do
+        if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+            log "stopping system-wide knotd (pid $(cat "$pidfile"))"
+            "${SUDO[@]}" knotc -s "$(dirname "$pidfile")/knot.sock" stop 2>/dev/null \
+                || "${SUDO[@]}" kill "$(cat "$pidfile")" || true
+        fi
+    done
 }
 stop_system_daemons
 
 # Keep them from being started again by a later package upgrade (sysvinit
 # scripts honour update-rc.d disable; harmless if absent).
-for svc in dovecot postfix named pdns; do
+for svc in dovecot postfix named pdns knot; do
     if [ -x "/etc/init.d/$svc" ] && command -v update-rc.d >/dev/null 2>&1; then
         "${SUDO[@]}" update-rc.d "$svc" disable >/dev/null 2>&1 || true
     fi
@@ -143,6 +161,7 @@ fi
 log "versions: dovecot $(dovecot --version 2>/dev/null || echo '?'),"\
 " postfix $(postconf -d -h mail_version 2>/dev/null || echo '?'),"\
 " named $(named -v 2>/dev/null || echo '?'),"\
-" pdns $(dpkg-query -W -f='${Version}' pdns-server 2>/dev/null || echo '?')"
+" pdns $(dpkg-query -W -f='${Version}' pdns-server 2>/dev/null || echo '?'),"\
+" knot $(knotd -V 2>/dev/null | sed 's/.*version //' || echo '?')"
 log "done"
 bash "$(dirname "${BASH_SOURCE[0]}")/install-imap-servers.sh"  # Cyrus and Courier for tests/other_servers.rs

@@ -18,6 +18,7 @@
 //! | Dovecot 2.3 | [`Dovecot`] | IMAP (+STARTTLS), IMAPS, LMTP, ManageSieve, passwd-file users, master user, OAuth2 bearer tokens (JWT, XOAUTH2/OAUTHBEARER) |
 //! | Postfix | [`Postfix`] | SMTP listener, transport map routing to LMTP or another SMTP server |
 //! | BIND 9 | [`Bind`] | authoritative zones, TSIG-signed dynamic updates, secondaries via AXFR |
+//! | Knot DNS 3.2 | [`Knot`] | authoritative zones (from the same [`Zone`]), TSIG-signed dynamic updates kept in its journal |
 //! | OpenSSH | [`Sshd`] | key-only root login on loopback, its host key for known_hosts |
 //! | Cyrus IMAP 3.6 | [`Cyrus`] | IMAP, sasldb users, `altnamespace`/`unixhierarchysep`, ACLs (other users' and shared folders), quotas; logs via a private `/dev/log` |
 //! | Courier-IMAP 5.0 | [`Courier`] | IMAP (Maildir++, `INBOX.` namespace, no SPECIAL-USE/CONDSTORE/LITERAL+), userdb users; in a private mount namespace |
@@ -25,7 +26,7 @@
 //! | moto 5 | [`Moto`] | AWS API emulation for Route 53: hosted zones and record sets (fixtures via boto3) |
 //!
 //! The servers must be installed (`scripts/install-deps.sh`) and the tests must run as root
-//! (the daemons switch to their own system users: `dovecot`/`dovenull`, `postfix`, `bind`).
+//! (the daemons switch to their own system users: `dovecot`/`dovenull`, `postfix`, `bind`, `knot`).
 //!
 //! [`Hostile`] is the one stand-in: a scripted IMAP server that misbehaves in one chosen way
 //! (stalls, floods, huge literals, wrong answers), since no real server does so on demand.
@@ -43,6 +44,7 @@ pub mod courier;
 pub mod cyrus;
 pub mod dovecot;
 pub mod hostile;
+pub mod knot;
 pub mod moto;
 pub mod ports;
 pub mod postfix;
@@ -58,6 +60,7 @@ pub use courier::{Courier, CourierBuilder};
 pub use cyrus::{Cyrus, CyrusBuilder};
 pub use dovecot::{Dovecot, DovecotBuilder, DovecotPorts};
 pub use hostile::{Hostile, Misbehaviour};
+pub use knot::{Knot, KnotBuilder};
 pub use moto::Moto;
 pub use postfix::{Postfix, PostfixBuilder};
 pub use powerdns::PowerDns;
@@ -111,6 +114,7 @@ mod tests {
         check::<super::Dovecot>();
         check::<super::Postfix>();
         check::<super::Bind>();
+        check::<super::Knot>();
         check::<super::Cyrus>();
         check::<super::Courier>();
     }
