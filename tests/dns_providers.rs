@@ -173,6 +173,37 @@ async fn powerdns_api_lowers_switches_and_authorizes_with_checks() -> Result<()>
         panic!("{seen:?}")
     };
     assert_eq!(r.mx, [mx(10, NEW_MX)]);
+
+    // A zone the provider does not hold for these credentials, and a name outside the zone.
+    let mut elsewhere = powerdns(&pdns, pdns.api_key());
+    elsewhere.zone = "example.org".into();
+    let step = Step::SwitchMx {
+        zone: "example.org".into(),
+        name: "example.org".into(),
+        from: Some(vec![]),
+        to: vec![mx(10, NEW_MX)],
+        ttl: 300,
+    };
+    let err = apply(&step, &elsewhere).await.unwrap_err();
+    assert!(
+        matches!(err.reason(), "UpdateRefused" | "UpdateFailed"),
+        "{}: {err}",
+        err.reason()
+    );
+    assert!(err.to_string().contains("MX example.org"), "{err}");
+    let outside = Step::SwitchMx {
+        zone: "example.com".into(),
+        name: "example.org".into(),
+        from: Some(vec![]),
+        to: vec![mx(10, NEW_MX)],
+        ttl: 300,
+    };
+    let err = apply(&outside, &dns).await.unwrap_err();
+    assert_eq!(err.reason(), "NotInZone", "{err}");
+    assert_eq!(
+        pdns.records("example.com", "example.com.", "MX")?.1,
+        [format!("10 {NEW_MX}")]
+    );
     Ok(())
 }
 

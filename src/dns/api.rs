@@ -305,6 +305,13 @@ impl Api {
                 server: self.label.clone(),
                 record: record.to_owned(),
             },
+            // Forbidden: the credentials are known but may not do this.
+            dns_update::Error::Api(ref m) if m.starts_with("HTTP 403") => {
+                DnsError::CredentialsRejected {
+                    server: self.label.clone(),
+                    record: record.to_owned(),
+                }
+            }
             dns_update::Error::NotFound => DnsError::UpdateRefused {
                 server: self.label.clone(),
                 record: record.to_owned(),
