@@ -11,6 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use mailshift_harness::Nameserver as _;
 use mailshift_harness::{Bind, Dovecot, Zone, client::Imap};
 
 const BOB: &str = "bob@example.com";

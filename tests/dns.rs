@@ -6,129 +6,26 @@
 //! `dig` (the harness's, non-recursive, straight at the server) is the outside observer.
 //! Nothing sleeps for a fixed time: waits poll a condition under a deadline.
 
+mod dns_support;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use chrono::{DateTime, Utc};
-use mailshift::dns::{self, Applied, DnsError, Timeouts};
+use dns_support as cases;
+use dns_support::*;
+use mailshift::dns::{self, Applied};
 use mailshift::plan::{
-    self, Adapter, Answer, DnsState, Execution, Gate, Milestones, Records, Step, TimeReason,
-    Waiting, World,
+    self, Adapter, Answer, Execution, Gate, Milestones, Step, TimeReason, Waiting, World,
 };
 use mailshift::secrets::Resolver;
-use mailshift::spec::{
-    Dns, DnsProvider, MailMigrationSpec, MxRecord, Rfc2136, SecretRef, Tsig, TsigAlgorithm,
-};
-use mailshift_harness::{Bind, TsigKey, Zone};
+use mailshift::spec::MailMigrationSpec;
+use mailshift_harness::Bind;
+use mailshift_harness::Nameserver as _;
 
-const OLD_MX: &str = "mail.old.example.net.";
-const NEW_MX: &str = "mail.new.example.net.";
-/// Long enough for a loaded machine, short enough that the failure tests stay fast.
-const FAST: Timeouts = Timeouts {
-    query: Duration::from_secs(1),
-    query_tries: 2,
-    update: Duration::from_secs(3),
-};
+/// How long a condition polled by [`until`] may take.
 const DEADLINE: Duration = Duration::from_secs(20);
-
-fn zone() -> Zone {
-    Zone::new("example.com")
-        .mx(10, OLD_MX, 3600)
-        .a("www", "192.0.2.80")
-}
-
-fn mx(preference: u16, exchange: &str) -> MxRecord {
-    MxRecord {
-        preference,
-        exchange: exchange.into(),
-    }
-}
-
-fn algorithm(name: &str) -> TsigAlgorithm {
-    serde_json::from_value(serde_json::Value::String(name.into())).unwrap()
-}
-
-/// The RFC 2136 section of `dns`.
-fn rfc2136(dns: &mut Dns) -> &mut Rfc2136 {
-    match &mut dns.provider {
-        DnsProvider::Rfc2136(r) => r,
-        other => panic!("not RFC 2136: {}", other.kind()),
-    }
-}
-
-/// `spec.dns` for a zone on `primary`, checking `nameservers`.
-fn dns_spec(primary: &Bind, key: &TsigKey, nameservers: &[&Bind]) -> Dns {
-    Dns {
-        zone: "example.com".into(),
-        provider: DnsProvider::Rfc2136(Rfc2136 {
-            server: primary.server(),
-            tsig: Tsig {
-                name: key.name.clone(),
-                algorithm: algorithm(&key.algorithm),
-                secret: SecretRef::Value(key.secret.clone()),
-            },
-        }),
-        mx: vec![mx(10, NEW_MX)],
-        cutover_ttl: 300,
-        check_nameservers: nameservers.iter().map(|b| b.server()).collect(),
-        spf: None,
-        srv: None,
-        already_lowered: None,
-    }
-}
-
-fn domains() -> Vec<String> {
-    vec!["example.com".into()]
-}
-
-async fn observe(dns: &Dns) -> DnsState {
-    dns::observe_with(dns, &domains(), FAST).await
-}
-
-async fn apply(step: &Step, dns: &Dns) -> Result<Applied, DnsError> {
-    dns::apply_with(step, dns, &Resolver::default(), FAST).await
-}
-
-fn primary_records(state: &DnsState) -> Records {
-    match &state.name("example.com").expect("observed").primary {
-        Answer::Records(r) => r.clone(),
-        Answer::Error { reason } => panic!("primary not readable: {reason}"),
-    }
-}
-
-/// The MX answer as an outside observer sees it: `TTL PREF HOST` lines, sorted.
-fn dig_mx(bind: &Bind) -> Result<Vec<String>> {
-    let out = bind.dig(&["+noall", "+answer", "example.com", "MX"])?;
-    let mut lines: Vec<String> = out
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            format!("{} {} {}", f[1], f[4], f[5])
-        })
-        .collect();
-    lines.sort();
-    Ok(lines)
-}
-
-fn lower(from_ttl: Option<u32>) -> Step {
-    Step::LowerTtl {
-        zone: "example.com".into(),
-        name: "example.com".into(),
-        from_ttl,
-        to_ttl: 300,
-    }
-}
-
-fn switch(from: Option<Vec<MxRecord>>) -> Step {
-    Step::SwitchMx {
-        zone: "example.com".into(),
-        name: "example.com".into(),
-        from,
-        to: vec![mx(10, NEW_MX)],
-        ttl: 300,
-    }
-}
 
 /// Polls `check` until it yields a value or `DEADLINE` passes.
 async fn until<T, F: Future<Output = Result<Option<T>>>>(
@@ -152,171 +49,31 @@ async fn until<T, F: Future<Output = Result<Option<T>>>>(
 #[tokio::test]
 async fn ttl_lowered_targets_unchanged_then_switched_then_restored() -> Result<()> {
     let bind = Bind::builder().name("dns-steps").zone(zone()).start()?;
-    let dns = dns_spec(&bind, bind.tsig(), &[&bind]);
-
-    let before = observe(&dns).await;
-    let r = primary_records(&before);
-    assert_eq!((r.mx.clone(), r.ttl), (vec![mx(10, OLD_MX)], 3600));
-    assert!(before.name("example.com").unwrap().agree());
-    assert_eq!(dig_mx(&bind)?, ["3600 10 mail.old.example.net."]);
-    let serial = bind.serial("example.com")?;
-
-    // Lower: same targets, TTL 300; one UPDATE, one new serial.
-    assert_eq!(apply(&lower(Some(3600)), &dns).await?, Applied::Updated);
-    assert_eq!(dig_mx(&bind)?, ["300 10 mail.old.example.net."]);
-    assert_eq!(bind.serial("example.com")?, serial + 1);
-    let r = primary_records(&observe(&dns).await);
-    assert_eq!((r.mx.clone(), r.ttl), (vec![mx(10, OLD_MX)], 300));
-    // Again: nothing left to do, nothing sent.
-    assert_eq!(apply(&lower(Some(3600)), &dns).await?, Applied::AlreadyDone);
-    // Lowering never raises a TTL.
-    let raise = Step::LowerTtl {
-        zone: "example.com".into(),
-        name: "example.com".into(),
-        from_ttl: None,
-        to_ttl: 600,
-    };
-    assert_eq!(apply(&raise, &dns).await?, Applied::AlreadyDone);
-    assert_eq!(bind.serial("example.com")?, serial + 1);
-
-    // Switch against the set it was planned against.
-    assert_eq!(
-        apply(&switch(Some(r.mx.clone())), &dns).await?,
-        Applied::Updated
-    );
-    assert_eq!(dig_mx(&bind)?, ["300 10 mail.new.example.net."]);
-    let r = primary_records(&observe(&dns).await);
-    assert_eq!((r.mx.clone(), r.ttl), (vec![mx(10, NEW_MX)], 300));
-
-    // Restore the long TTL.
-    let restore = Step::RestoreTtl {
-        zone: "example.com".into(),
-        name: "example.com".into(),
-        ttl: 3600,
-    };
-    assert_eq!(apply(&restore, &dns).await?, Applied::Updated);
-    assert_eq!(dig_mx(&bind)?, ["3600 10 mail.new.example.net."]);
-    assert_eq!(bind.serial("example.com")?, serial + 3);
-    // Other records were never touched.
-    assert_eq!(
-        bind.dig(&["+short", "www.example.com", "A"])?.trim(),
-        "192.0.2.80"
-    );
-    Ok(())
+    cases::ttl_lowered_targets_unchanged_then_switched_then_restored(&bind).await
 }
 
 #[tokio::test]
 async fn compare_and_swap_refuses_to_overwrite_a_change_made_meanwhile() -> Result<()> {
     let bind = Bind::builder().name("dns-cas").zone(zone()).start()?;
-    let dns = dns_spec(&bind, bind.tsig(), &[&bind]);
-    let planned = primary_records(&observe(&dns).await);
-
-    // Someone else changes the MX set between plan and apply.
-    bind.nsupdate(
-        "zone example.com\nupdate delete example.com. MX\nupdate add example.com. 3600 MX 5 someone.example.org.\n",
-    )?;
-    let serial = bind.serial("example.com")?;
-
-    let err = apply(&switch(Some(planned.mx.clone())), &dns)
-        .await
-        .unwrap_err();
-    assert_eq!(err.reason(), "ZoneChanged", "{err}");
-    assert!(err.replan());
-    let msg = err.to_string();
-    for part in [
-        bind.server().as_str(),
-        "MX example.com",
-        "10 mail.old.example.net.",
-        "5 someone.example.org.",
-        "nothing was written",
-    ] {
-        assert!(msg.contains(part), "{part:?} missing in: {msg}");
-    }
-    assert_eq!(dig_mx(&bind)?, ["3600 5 someone.example.org."]);
-    assert_eq!(bind.serial("example.com")?, serial);
-
-    // A TTL changed meanwhile (same hosts) is caught against `from_ttl`.
-    bind.nsupdate(
-        "zone example.com\nupdate delete example.com. MX\nupdate add example.com. 7200 MX 5 someone.example.org.\n",
-    )?;
-    let err = apply(&lower(Some(3600)), &dns).await.unwrap_err();
-    assert_eq!(err.reason(), "ZoneChanged", "{err}");
-    assert!(err.to_string().contains("TTL 7200"), "{err}");
-    assert_eq!(dig_mx(&bind)?, ["7200 5 someone.example.org."]);
-
-    // Planned against "no MX at all": refused while one exists.
-    let err = apply(&switch(Some(vec![])), &dns).await.unwrap_err();
-    assert_eq!(err.reason(), "ZoneChanged", "{err}");
-    assert_eq!(dig_mx(&bind)?, ["7200 5 someone.example.org."]);
-    Ok(())
+    cases::compare_and_swap_refuses_to_overwrite_a_change_made_meanwhile(&bind).await
 }
 
 #[tokio::test]
 async fn a_wrong_key_is_refused_with_the_zone_unchanged() -> Result<()> {
     let bind = Bind::builder().name("dns-badkey").zone(zone()).start()?;
-    let serial = bind.serial("example.com")?;
-    let wrong_secret = TsigKey {
-        secret: mailshift_harness::base64(&[7u8; 32]),
-        ..bind.tsig().clone()
-    };
-    let unknown_name = TsigKey {
-        name: "nobody-key".into(),
-        ..bind.tsig().clone()
-    };
-    for (key, code) in [(&wrong_secret, "BADSIG"), (&unknown_name, "BADKEY")] {
-        let dns = dns_spec(&bind, key, &[&bind]);
-        let err = apply(&switch(Some(vec![mx(10, OLD_MX)])), &dns)
-            .await
-            .unwrap_err();
-        assert_eq!(err.reason(), "TsigRejected", "{err}");
-        let msg = err.to_string();
-        for part in [bind.server().as_str(), "MX example.com", &key.name, code] {
-            assert!(msg.contains(part), "{part:?} missing in: {msg}");
-        }
-        // The secret never shows.
-        assert!(!msg.contains(&key.secret), "{msg}");
-    }
-    assert_eq!(dig_mx(&bind)?, ["3600 10 mail.old.example.net."]);
-    assert_eq!(bind.serial("example.com")?, serial);
-
-    // An unusable secret fails before anything is sent.
-    let mut dns = dns_spec(&bind, bind.tsig(), &[&bind]);
-    rfc2136(&mut dns).tsig.secret = SecretRef::Value("not base64!".into());
-    let err = apply(&lower(Some(3600)), &dns).await.unwrap_err();
-    assert_eq!(err.reason(), "TsigKeyInvalid", "{err}");
-    rfc2136(&mut dns).tsig.secret = SecretRef::Env("MAILSHIFT_TEST_NO_SUCH_VARIABLE".into());
-    let err = apply(&lower(Some(3600)), &dns).await.unwrap_err();
-    assert_eq!(err.reason(), "SecretUnavailable", "{err}");
-    assert!(err.to_string().contains("MAILSHIFT_TEST_NO_SUCH_VARIABLE"));
-    assert_eq!(bind.serial("example.com")?, serial);
-    Ok(())
+    cases::a_wrong_key_is_refused_with_the_zone_unchanged(&bind).await
 }
 
 #[tokio::test]
 async fn every_tsig_algorithm_signs_updates_and_verifies_answers() -> Result<()> {
-    for name in [
-        "hmac-sha1",
-        "hmac-sha224",
-        "hmac-sha256",
-        "hmac-sha384",
-        "hmac-sha512",
-    ] {
-        let bind = Bind::builder()
+    cases::every_tsig_algorithm_signs_updates_and_verifies_answers(|name| {
+        Bind::builder()
             .name(&format!("dns-{name}"))
             .zone(zone())
             .tsig_algorithm(name)
-            .start()?;
-        let dns = dns_spec(&bind, bind.tsig(), &[&bind]);
-        assert_eq!(
-            apply(&lower(Some(3600)), &dns)
-                .await
-                .map_err(anyhow::Error::from)?,
-            Applied::Updated,
-            "{name}"
-        );
-        assert_eq!(dig_mx(&bind)?, ["300 10 mail.old.example.net."], "{name}");
-    }
-    Ok(())
+            .start()
+    })
+    .await
 }
 
 #[tokio::test]
@@ -376,7 +133,11 @@ async fn refused_unreachable_and_outside_the_zone_are_typed_errors() -> Result<(
 async fn propagation_a_late_secondary_lags_until_refreshed() -> Result<()> {
     let primary = Bind::builder().name("dns-prop").zone(zone()).start()?;
     let secondary = Bind::secondary_of(&primary).start()?;
-    let dns = dns_spec(&primary, primary.tsig(), &[&primary, &secondary]);
+    let dns = dns_spec(
+        &primary,
+        primary.tsig(),
+        &[primary.server(), secondary.server()],
+    );
 
     let state = observe(&dns).await;
     let name = state.name("example.com").unwrap();
@@ -440,7 +201,7 @@ async fn spf_authorizes_both_then_revokes_the_old_and_srv_is_published() -> Resu
                 .txt("@", "google-site-verification=abc123"),
         )
         .start()?;
-    let mut dns = dns_spec(&bind, bind.tsig(), &[&bind]);
+    let mut dns = dns_spec(&bind, bind.tsig(), &[bind.server()]);
     dns.spf = Some(mailshift::spec::Spf {
         old: "ip4:192.0.2.10".into(),
         new: "ip4:198.51.100.20".into(),

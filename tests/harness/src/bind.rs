@@ -13,17 +13,15 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use tempfile::TempDir;
 
 use crate::ports::free_port;
-use crate::process::{self, CmdOutput, Daemon, LaunchError, LogMark, run, run_ok};
+use crate::process::{self, Daemon, LaunchError, LogMark, run_ok};
 use crate::wait;
 
 const START_ATTEMPTS: usize = 5;
@@ -387,7 +385,9 @@ impl Bind {
                 if mark.port_in_use() {
                     bail!("a port is already in use");
                 }
-                Ok(zones.iter().all(|z| soa_is_authoritative(self.port, z)))
+                Ok(zones
+                    .iter()
+                    .all(|z| crate::nameserver::soa_is_authoritative(self.port, z)))
             },
         );
         match ready {
@@ -523,69 +523,6 @@ logging {{
         self.rndc(&["refresh", zone]).map(drop)
     }
 
-    /// Runs `dig @127.0.0.1 -p PORT +norec +time=2 +tries=2 args...` and returns stdout,
-    /// e.g. `dig(&["+short", "example.com", "MX"])`.
-    pub fn dig(&self, args: &[&str]) -> Result<String> {
-        run_ok(
-            Command::new("dig")
-                .arg("@127.0.0.1")
-                .arg("-p")
-                .arg(self.port.to_string())
-                .args(["+norec", "+time=2", "+tries=2"])
-                .args(args),
-        )
-    }
-
-    /// The SOA serial this server currently answers for `zone`.
-    pub fn serial(&self, zone: &str) -> Result<u32> {
-        let out = self.dig(&["+short", zone, "SOA"])?;
-        out.split_whitespace()
-            .nth(2)
-            .and_then(|s| s.parse().ok())
-            .with_context(|| format!("no SOA serial for {zone} in: {out:?}"))
-    }
-
-    /// Runs `nsupdate` signed with this server's TSIG key; fails if the update fails.
-    /// `commands` are nsupdate commands (`zone ...`, `update add ...`); the `server` line
-    /// is prepended and a final `send` appended if missing.
-    pub fn nsupdate(&self, commands: &str) -> Result<String> {
-        self.nsupdate_with_key(Some(&self.key), commands)?.ok()
-    }
-
-    /// Runs `nsupdate` signed with `key` (`None`: unsigned) and returns the whole outcome,
-    /// so tests can check that a wrong key is refused.
-    pub fn nsupdate_with_key(&self, key: Option<&TsigKey>, commands: &str) -> Result<CmdOutput> {
-        let mut script = format!("server 127.0.0.1 {}\n{}", self.port, commands);
-        if !script.ends_with('\n') {
-            script.push('\n');
-        }
-        if !script.lines().any(|l| l.trim() == "send") {
-            script.push_str("send\n");
-        }
-        let mut cmd = Command::new("nsupdate");
-        cmd.args(["-t", "10"]);
-        if let Some(key) = key {
-            cmd.arg("-y").arg(key.nsupdate_arg());
-        }
-        run(&mut cmd, Some(script.as_bytes()))
-    }
-
-    /// Freezes `named` (SIGSTOP): queries queue up unanswered until [`resume`](Self::resume).
-    pub fn pause(&self) -> Result<()> {
-        match self.daemon().as_ref() {
-            Some(d) => process::freeze(d.pid()),
-            None => bail!("named is not running"),
-        }
-    }
-
-    /// Lets a paused `named` continue (SIGCONT); queued queries are answered late.
-    pub fn resume(&self) -> Result<()> {
-        match self.daemon().as_ref() {
-            Some(d) => process::signal(d.pid(), "CONT"),
-            None => bail!("named is not running"),
-        }
-    }
-
     /// Stops `named`. Zone data and journals stay until drop.
     pub fn stop(&self) -> Result<()> {
         match self.daemon().take() {
@@ -604,21 +541,6 @@ logging {{
     /// Always `127.0.0.1`.
     pub fn host(&self) -> &'static str {
         crate::HOST
-    }
-
-    /// The DNS port (UDP and TCP).
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// `127.0.0.1:PORT`, as mailshift's `rfc2136.server` and `checkNameservers` take it.
-    pub fn server(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// The TSIG key allowed to update this server's zones.
-    pub fn tsig(&self) -> &TsigKey {
-        &self.key
     }
 
     /// Whether this is a secondary.
@@ -660,45 +582,6 @@ impl Drop for Bind {
     }
 }
 
-/// Sends a non-recursive SOA query for `zone` over UDP and checks for an authoritative
-/// NOERROR answer. Done in-process so readiness polling spawns no `dig`.
-fn soa_is_authoritative(port: u16, zone: &str) -> bool {
-    let Ok(sock) = UdpSocket::bind(("127.0.0.1", 0)) else {
-        return false;
-    };
-    if sock
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .is_err()
-        || sock.connect(("127.0.0.1", port)).is_err()
-    {
-        return false;
-    }
-    let id: u16 = 0x4d53;
-    let mut q = Vec::with_capacity(32 + zone.len());
-    q.extend_from_slice(&id.to_be_bytes());
-    q.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]); // flags 0 (no RD), QDCOUNT 1
-    for label in zone.trim_end_matches('.').split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, 0, 6, 0, 1]); // root, QTYPE SOA, QCLASS IN
-    if sock.send(&q).is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 1500];
-    let Ok(n) = sock.recv(&mut buf) else {
-        return false;
-    };
-    if n < 12 || buf[0..2] != id.to_be_bytes() {
-        return false;
-    }
-    let qr = buf[2] & 0x80 != 0;
-    let aa = buf[2] & 0x04 != 0;
-    let rcode = buf[3] & 0x0f;
-    let ancount = u16::from_be_bytes([buf[6], buf[7]]);
-    qr && aa && rcode == 0 && ancount > 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -726,5 +609,23 @@ mod tests {
         ));
         assert!(f.contains("@ 3600 IN MX 10 mail.example.com.\n"));
         assert!(f.contains("mail IN A 192.0.2.10\n"));
+    }
+}
+
+impl crate::Nameserver for Bind {
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn tsig(&self) -> &TsigKey {
+        &self.key
+    }
+
+    fn daemon_pid(&self) -> Option<u32> {
+        self.daemon().as_ref().map(|d| d.pid())
+    }
+
+    fn daemon_name(&self) -> &'static str {
+        "named"
     }
 }

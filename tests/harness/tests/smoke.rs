@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use mailshift_harness::Nameserver as _;
 use mailshift_harness::client::{Imap, LineConn, smtp_send};
 use mailshift_harness::{Bind, Certificates, Dovecot, Postfix, TsigKey, Zone, ports, wait};
 

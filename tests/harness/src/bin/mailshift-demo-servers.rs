@@ -13,6 +13,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use mailshift_harness::Nameserver as _;
 use mailshift_harness::{Bind, Dovecot, Postfix, Zone};
 
 /// The MX TTL before the migration: `apply` waits this long after lowering it.
