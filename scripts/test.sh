@@ -23,8 +23,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "test: cargo test"
 cargo test --workspace --locked
 
-# tests/cluster_e2e.rs needs a real cluster; say plainly whether it ran.
+# tests/cluster_e2e.rs needs a real cluster: ignored by `cargo test`, run here when there
+# is one; say plainly whether it ran.
 if [ -n "${KUBECONFIG:-}" ]; then
+    cargo test --locked --test cluster_e2e -- --ignored
     echo "test: cluster end-to-end test RAN against KUBECONFIG=${KUBECONFIG}"
 else
     echo "test: cluster end-to-end test NOT RUN (set KUBECONFIG to a disposable cluster to run it)"
