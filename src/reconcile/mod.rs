@@ -8,6 +8,7 @@
 //! observed, and when again, is [`facts`]' business.
 
 pub mod facts;
+mod failed;
 pub mod imap;
 mod observe;
 pub mod progress;
@@ -22,7 +23,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
 use crate::accounts::Account;
-use crate::dns::DnsError;
+pub use failed::Failed;
 use crate::plan::{self, Adapter, Failure, Gate, InFlight, Milestones, Plan, Step, Waiting, World};
 use crate::secrets::Resolver;
 use crate::spec::{MailMigration, MailMigrationStatus};
@@ -497,7 +498,7 @@ impl<E: MailEngine> Core<'_, E> {
 
     /// Carry out `step` through its adapter. Only reads, so that steps of different
     /// mailboxes run side by side; [`Book::record`] takes the outcome in.
-    async fn perform(self, step: &Step) -> Result<Outcome> {
+    async fn perform(self, step: &Step) -> Result<Outcome, Failed> {
         match step {
             Step::InitialSync { address } | Step::Resync { address, .. } => {
                 let account = self.account(address)?.clone();
@@ -535,12 +536,16 @@ impl<E: MailEngine> Core<'_, E> {
                     .dns
                     .as_ref()
                     .ok_or_else(|| anyhow!("`{dns_step}` needs spec.dns"))?;
-                let applied = crate::dns::apply(dns_step, dns, self.resolver).await?;
+                let applied = crate::dns::apply(dns_step, dns, self.resolver)
+                    .await
+                    .map_err(Failed::from)?;
                 tracing::info!(step = %dns_step, outcome = ?applied, "DNS");
                 Ok(Outcome::Done)
             }
             Step::GatewayOn { .. } | Step::FallbackRelay { .. } | Step::FallbackOff { .. } => {
-                crate::routing::apply(step, &self.migration.spec, self.resolver).await?;
+                crate::routing::apply(step, &self.migration.spec, self.resolver)
+                    .await
+                    .map_err(Failed::from)?;
                 Ok(Outcome::Done)
             }
             Step::ForwardingOn { .. } | Step::ForwardingOff { .. } => {
@@ -550,7 +555,8 @@ impl<E: MailEngine> Core<'_, E> {
                     self.accounts,
                     self.resolver,
                 )
-                .await?;
+                .await
+                .map_err(Failed::from)?;
                 Ok(Outcome::Done)
             }
             Step::Probe { mailbox } => {
@@ -565,10 +571,10 @@ impl<E: MailEngine> Core<'_, E> {
                     self.engine.probe(&probe, &account, self.resolver).await,
                 ))
             }
-            other => Err(anyhow!(
+            other => Err(Failed::from(anyhow!(
                 "`{other}` needs the {} adapter, which this build does not have yet",
                 other.adapter().map_or("?", |a| a.describe())
-            )),
+            ))),
         }
     }
 }
@@ -650,10 +656,15 @@ impl Book {
     fn record(
         &mut self,
         step: &Step,
-        outcome: Result<Outcome>,
+        outcome: Result<Outcome, Failed>,
         now: DateTime<Utc>,
     ) -> Result<Result<(), Failure>> {
-        let result = outcome.and_then(|o| self.take(step, o, now));
+        let result = outcome.and_then(|o| {
+            self.take(step, o, now).map_err(|e| match step {
+                Step::Probe { .. } => Failed::step("ProbeFailed", e),
+                _ => Failed::from(e),
+            })
+        });
         self.facts.touched(step, result.is_ok(), now);
         let key = step.work_key();
         let previous = self.records.failures.iter().position(|f| f.work == key);
@@ -675,28 +686,14 @@ impl Book {
             }
             Err(e) => {
                 let count = previous.map_or(0, |i| self.records.failures[i].count) + 1;
-                // Adapters with typed errors give the condition a precise reason.
-                let reason = if let Some(d) = e.downcast_ref::<DnsError>() {
-                    d.reason()
-                } else if e.downcast_ref::<crate::routing::RoutingError>().is_some() {
-                    "RoutingFailed"
-                } else if matches!(step, Step::Probe { .. }) {
-                    "ProbeFailed"
-                } else {
-                    "StepFailed"
-                };
-                // A refused key or token is a person's to fix: retrying would only refuse it
-                // again (and may lock it).
-                let person = e
-                    .downcast_ref::<DnsError>()
-                    .is_some_and(DnsError::needs_a_person);
+                let (reason, person) = (e.reason, e.needs_person);
                 let wait = chrono::Duration::from_std(backoff(count)).unwrap_or_default();
                 let failure = Failure {
                     work: key,
                     step: step.to_string(),
                     count,
                     reason: reason.into(),
-                    message: format!("{e:#}"),
+                    message: e.to_string(),
                     stalled: count >= STALL_AFTER || person,
                     retry_at: Some(now + wait),
                 };
