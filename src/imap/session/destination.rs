@@ -1,0 +1,453 @@
+//! The destination side: folders created, messages appended, flags stored.
+
+use super::*;
+
+/// The destination server: where folders are created and messages appended.
+#[derive(Debug)]
+pub struct DestinationSession {
+    conn: Connection,
+    selected: Option<String>,
+}
+
+impl DestinationSession {
+    pub fn new(conn: Connection) -> Self {
+        DestinationSession {
+            conn,
+            selected: None,
+        }
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub async fn list(&mut self) -> Result<Listing, ImapError> {
+        list(&mut self.conn).await
+    }
+
+    pub async fn status(&mut self, wire: &str) -> Result<MailboxStatus, ImapError> {
+        status(&mut self.conn, wire).await
+    }
+
+    /// Whether the server takes messages with NUL bytes (APPEND with a literal8, BINARY).
+    pub fn takes_binary(&self) -> bool {
+        self.conn.has("BINARY")
+    }
+
+    /// Largest message the server takes (APPENDLIMIT, RFC 7889), if it says.
+    pub fn append_limit(&self) -> Option<u64> {
+        self.conn
+            .capabilities
+            .iter()
+            .find_map(|c| c.strip_prefix("APPENDLIMIT=")?.parse().ok())
+    }
+
+    /// Whether APPEND answers carry the new message's UID (UIDPLUS, RFC 4315).
+    pub fn has_uidplus(&self) -> bool {
+        self.conn.has("UIDPLUS")
+    }
+
+    /// Creates `wire`, asking for its special use where the server offers
+    /// CREATE-SPECIAL-USE. A folder that already exists is not an error.
+    pub async fn create(&mut self, wire: &str, role: Option<Role>) -> Result<(), ImapError> {
+        let use_attr = role.and_then(Role::special_use);
+        let command = match use_attr {
+            Some(attr) if self.conn.has("CREATE-SPECIAL-USE") => {
+                format!("CREATE {} (USE ({attr}))", quote(wire)?)
+            }
+            _ => format!("CREATE {}", quote(wire)?),
+        };
+        let what = format!("CREATE {wire}");
+        let tag = proto::send(&mut self.conn, &command, &what).await?;
+        match proto::finish(&mut self.conn, &tag, &what, |_| {}).await? {
+            Completion::Ok(_) => Ok(()),
+            Completion::Refused(r) if r.to_ascii_uppercase().contains("ALREADYEXISTS") => Ok(()),
+            Completion::Refused(reason) => Err(ImapError::Refused { what, reason }),
+        }
+    }
+
+    pub async fn subscribe(&mut self, wire: &str) -> Result<(), ImapError> {
+        let what = format!("SUBSCRIBE {wire}");
+        proto::run(
+            &mut self.conn,
+            &format!("SUBSCRIBE {}", quote(wire)?),
+            &what,
+            |_| {},
+        )
+        .await
+        .map(drop)
+    }
+
+    /// SELECT `wire` (read-write, for STORE).
+    pub async fn select(&mut self, wire: &str) -> Result<Selected, ImapError> {
+        self.selected = None;
+        let sel = open(&mut self.conn, "SELECT", wire).await?;
+        self.selected = Some(wire.to_owned());
+        Ok(sel)
+    }
+
+    /// Opens `wire` read-only (EXAMINE), for verify.
+    pub async fn examine(&mut self, wire: &str) -> Result<Selected, ImapError> {
+        self.selected = None;
+        let sel = open(&mut self.conn, "EXAMINE", wire).await?;
+        self.selected = Some(wire.to_owned());
+        Ok(sel)
+    }
+
+    fn folder(&self) -> String {
+        self.selected.clone().unwrap_or_default()
+    }
+
+    pub async fn fetch_meta(&mut self, uids: &str) -> Result<Vec<Entry>, ImapError> {
+        let folder = self.folder();
+        fetch_meta(&mut self.conn, &folder, uids).await
+    }
+
+    /// Applies flag updates in the selected folder, pipelined: `UID STORE +FLAGS.SILENT` /
+    /// `-FLAGS.SILENT` (deltas, which applied twice do no more than once) or
+    /// `FLAGS.SILENT` (replacements). Returns the updates the server refused, with why.
+    pub async fn store(
+        &mut self,
+        updates: &[FlagUpdate],
+    ) -> Result<Vec<(FlagUpdate, String)>, ImapError> {
+        // Same change, one command for many UIDs.
+        let mut groups: BTreeMap<(u8, String), Vec<usize>> = BTreeMap::new();
+        for (i, u) in updates.iter().enumerate() {
+            let mut add = |op: u8, flags: &FlagSet| {
+                let list = flags
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                groups.entry((op, list)).or_default().push(i);
+            };
+            match &u.change {
+                FlagChange::Delta { add: a, remove: r } => {
+                    if !a.is_empty() {
+                        add(b'+', a);
+                    }
+                    if !r.is_empty() {
+                        add(b'-', r);
+                    }
+                }
+                FlagChange::Replace(set) => add(b'=', set),
+            }
+        }
+        let what = format!("STORE flags in {}", self.folder());
+        let mut sent: Vec<(String, Vec<usize>)> = Vec::new();
+        for ((op, list), idx) in &groups {
+            let mut idx = idx.clone();
+            idx.sort_by_key(|&i| updates[i].dest_uid);
+            for chunk in idx.chunks(UIDS_PER_COMMAND) {
+                let mut uids: Vec<u32> = chunk.iter().map(|&i| updates[i].dest_uid).collect();
+                uids.dedup();
+                let item = match op {
+                    b'+' => "+FLAGS.SILENT",
+                    b'-' => "-FLAGS.SILENT",
+                    _ => "FLAGS.SILENT",
+                };
+                let command = format!("UID STORE {} {item} ({list})", uid_set(&uids));
+                let tag = proto::send(&mut self.conn, &command, &what).await?;
+                sent.push((tag, chunk.to_vec()));
+            }
+        }
+        let Some((last, _)) = sent.last().cloned() else {
+            return Ok(Vec::new());
+        };
+        let mut refused_tags: HashMap<String, String> = HashMap::new();
+        let end = proto::finish(&mut self.conn, &last, &what, |ev| {
+            if let Event::Other {
+                tag,
+                completion: Completion::Refused(r),
+            } = ev
+            {
+                refused_tags.insert(tag.to_owned(), r);
+            }
+        })
+        .await?;
+        if let Completion::Refused(r) = end {
+            refused_tags.insert(last, r);
+        }
+        let mut failed = Vec::new();
+        for (tag, idx) in sent {
+            if let Some(reason) = refused_tags.get(&tag) {
+                failed.extend(idx.iter().map(|&i| (updates[i].clone(), reason.clone())));
+            }
+        }
+        Ok(failed)
+    }
+
+    /// Appends `messages` to `wire`, one outcome per message in order. With LITERAL+ the
+    /// APPENDs are pipelined: all sent, then all answers read, so a batch costs one round
+    /// trip instead of two per message; without it each message waits for the server's
+    /// go-ahead (a synchronizing literal). A message the server refuses does not stop the
+    /// rest. APPENDUID is read from each answer when the server offers UIDPLUS.
+    pub async fn append(
+        &mut self,
+        wire: &str,
+        messages: &[Outgoing],
+    ) -> Result<Vec<AppendOutcome>, ImapError> {
+        // A literal may not hold NUL: without BINARY, NULs go as 0x80 (what `BODY[]` shows
+        // on a server that stores them), and the caller reports those messages as inexact.
+        let replaced: Vec<Outgoing>;
+        let messages = if !self.takes_binary()
+            && messages
+                .iter()
+                .any(|m| crate::imap::binary::needs_literal8(&m.body))
+        {
+            replaced = messages
+                .iter()
+                .map(|m| Outgoing {
+                    body: m
+                        .body
+                        .iter()
+                        .map(|&b| if b == 0 { 0x80 } else { b })
+                        .collect(),
+                    ..m.clone()
+                })
+                .collect();
+            &replaced[..]
+        } else {
+            messages
+        };
+        let limit = self.append_limit();
+        let mut outcomes = vec![AppendOutcome::Appended(None); messages.len()];
+        let mut to_send = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            match limit {
+                Some(l) if m.body.len() as u64 > l => {
+                    outcomes[i] = AppendOutcome::Refused(format!(
+                        "{} bytes is larger than the destination's APPENDLIMIT of {l} bytes",
+                        m.body.len()
+                    ));
+                }
+                _ => to_send.push(i),
+            }
+        }
+        let mailbox = quote(wire)?;
+        let what = format!("APPEND to {wire}");
+        let uidplus = self.has_uidplus();
+        if self.conn.has("LITERAL+") {
+            // One MULTIAPPEND stores the batch in one transaction (far cheaper for the
+            // server than a transaction per message). It is all or nothing: when it is
+            // refused, the messages are appended one by one to find which one the server
+            // will not take.
+            if self.conn.has("MULTIAPPEND") && to_send.len() > 1 {
+                match self
+                    .multiappend(&mailbox, &what, messages, &to_send)
+                    .await?
+                {
+                    Completion::Ok(done) => {
+                        let uids = done
+                            .append_uid
+                            .filter(|(_, u)| uidplus && u.len() == to_send.len());
+                        for (k, &i) in to_send.iter().enumerate() {
+                            outcomes[i] =
+                                AppendOutcome::Appended(uids.as_ref().map(|(v, u)| (*v, u[k])));
+                        }
+                        return Ok(outcomes);
+                    }
+                    Completion::Refused(reason) => {
+                        tracing::debug!(folder = %wire, reason = %reason, "MULTIAPPEND refused; appending one by one");
+                    }
+                }
+            }
+            let mut tags: Vec<(String, usize)> = Vec::with_capacity(to_send.len());
+            for &i in &to_send {
+                let command = append_command(&mailbox, &messages[i], true);
+                let tag = proto::send(&mut self.conn, &command, &what).await?;
+                proto::write_raw(&mut self.conn, &messages[i].body, &what).await?;
+                proto::write_raw(&mut self.conn, b"\r\n", &what).await?;
+                tags.push((tag, i));
+            }
+            proto::flush(&mut self.conn, &what).await?;
+            let Some((last, _)) = tags.last().cloned() else {
+                return Ok(outcomes);
+            };
+            let mut done: HashMap<String, Completion> = HashMap::new();
+            let end = proto::finish(&mut self.conn, &last, &what, |ev| {
+                if let Event::Other { tag, completion } = ev {
+                    done.insert(tag.to_owned(), completion);
+                }
+            })
+            .await?;
+            done.insert(last, end);
+            for (tag, i) in tags {
+                outcomes[i] = match done.remove(&tag) {
+                    Some(Completion::Ok(d)) => AppendOutcome::Appended(single(d, uidplus)),
+                    Some(Completion::Refused(r)) => AppendOutcome::Refused(r),
+                    None => {
+                        return Err(ImapError::Protocol {
+                            what,
+                            reason: format!("no answer to the APPEND tagged {tag}"),
+                        });
+                    }
+                };
+            }
+        } else {
+            for &i in &to_send {
+                outcomes[i] = self
+                    .append_synchronizing(&mailbox, &what, &messages[i])
+                    .await?;
+                if let AppendOutcome::Appended(uid) = &mut outcomes[i]
+                    && !uidplus
+                {
+                    *uid = None;
+                }
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// `APPEND mailbox (flags) date {n+} ... (flags) date {n+} ...` (RFC 3502, with
+    /// LITERAL+): the messages at `which`, in one command.
+    async fn multiappend(
+        &mut self,
+        mailbox: &str,
+        what: &str,
+        messages: &[Outgoing],
+        which: &[usize],
+    ) -> Result<Completion, ImapError> {
+        let first = append_command(mailbox, &messages[which[0]], true);
+        let tag = proto::send(&mut self.conn, &first, what).await?;
+        proto::write_raw(&mut self.conn, &messages[which[0]].body, what).await?;
+        for &i in &which[1..] {
+            let m = &messages[i];
+            let part = append_command("", m, true);
+            // `APPEND  (flags) ...` → ` (flags) ...`: the same item without command and name.
+            let item = part.trim_start_matches("APPEND ").trim_start();
+            proto::write_raw(&mut self.conn, format!(" {item}\r\n").as_bytes(), what).await?;
+            proto::write_raw(&mut self.conn, &m.body, what).await?;
+        }
+        proto::write_raw(&mut self.conn, b"\r\n", what).await?;
+        proto::flush(&mut self.conn, what).await?;
+        proto::finish(&mut self.conn, &tag, what, |_| {}).await
+    }
+
+    /// One APPEND with a synchronizing literal: the command line, the server's `+`, the
+    /// message, the answer.
+    async fn append_synchronizing(
+        &mut self,
+        mailbox: &str,
+        what: &str,
+        m: &Outgoing,
+    ) -> Result<AppendOutcome, ImapError> {
+        let command = append_command(mailbox, m, false);
+        let tag = proto::send(&mut self.conn, &command, what).await?;
+        let deadline = proto::deadline(&self.conn);
+        loop {
+            let step = proto::next(&mut self.conn, what, deadline, |resp| match resp {
+                Response::Continue(_) => Ok(Some(None)),
+                Response::Done {
+                    tag: t,
+                    status,
+                    outcome,
+                } if t.0 == tag => {
+                    // Refused before the message was sent (too large, no such folder).
+                    let text = outcome.information.as_deref().unwrap_or("").to_owned();
+                    Ok(Some(Some(match status {
+                        Status::Ok => AppendOutcome::Appended(None),
+                        _ => AppendOutcome::Refused(if text.is_empty() {
+                            format!("{status:?}")
+                        } else {
+                            text
+                        }),
+                    })))
+                }
+                Response::Data {
+                    status: Status::Bye,
+                    outcome,
+                } => Err(proto::bye(what, outcome.information.as_deref())),
+                _ => Ok(None),
+            })
+            .await??;
+            match step {
+                Some(None) => break,
+                Some(Some(outcome)) => return Ok(outcome),
+                None => {}
+            }
+        }
+        proto::write_raw(&mut self.conn, &m.body, what).await?;
+        proto::write_raw(&mut self.conn, b"\r\n", what).await?;
+        proto::flush(&mut self.conn, what).await?;
+        Ok(
+            match proto::finish(&mut self.conn, &tag, what, |_| {}).await? {
+                Completion::Ok(d) => AppendOutcome::Appended(single(d, true)),
+                Completion::Refused(r) => AppendOutcome::Refused(r),
+            },
+        )
+    }
+
+    pub async fn logout(mut self) {
+        logout(&mut self.conn).await;
+    }
+}
+
+/// The UID of a single appended message, when the server said and is trusted to.
+fn single(done: proto::Done, uidplus: bool) -> Option<(u32, u32)> {
+    match done.append_uid {
+        Some((validity, uids)) if uidplus && uids.len() == 1 => Some((validity, uids[0])),
+        _ => None,
+    }
+}
+
+/// `APPEND "mailbox" (flags) "date" {n+}`, the command line for `m` (without the literal); a
+/// message with NULs goes in a literal8 (`~{n}`,
+/// RFC 3516), which [`DestinationSession::append`] sends only to a server offering BINARY.
+fn append_command(mailbox: &str, m: &Outgoing, non_synchronizing: bool) -> String {
+    let date = m
+        .internal_date
+        .map(|d| format!(" {}", proto::imap_date(d)))
+        .unwrap_or_default();
+    format!(
+        "APPEND {mailbox} {}{date} {}{{{}{}}}",
+        flag_list(&m.flags),
+        if crate::imap::binary::needs_literal8(&m.body) {
+            "~"
+        } else {
+            ""
+        },
+        m.body.len(),
+        if non_synchronizing { "+" } else { "" }
+    )
+}
+
+/// `(\Seen kw)`: flags as an APPEND or STORE list.
+fn flag_list(flags: &FlagSet) -> String {
+    format!(
+        "({})",
+        flags
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_commands() {
+        let m = Outgoing {
+            uid: 1,
+            flags: Flag::parse_all(["\\Seen", "$Label1", "\\Recent"]),
+            internal_date: DateTime::parse_from_rfc3339("2019-03-07T08:09:10+05:30").ok(),
+            body: b"Subject: x\r\n\r\nhi\r\n".to_vec(),
+        };
+        assert_eq!(
+            append_command("\"INBOX\"", &m, true),
+            "APPEND \"INBOX\" (\\Seen $Label1) \"07-Mar-2019 08:09:10 +0530\" {18+}"
+        );
+        let bare = Outgoing {
+            flags: FlagSet::new(),
+            internal_date: None,
+            ..m
+        };
+        assert_eq!(
+            append_command("\"a\"", &bare, false),
+            "APPEND \"a\" () {18}"
+        );
+    }
+}

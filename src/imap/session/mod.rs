@@ -1,0 +1,428 @@
+//! What mailshift does over an authenticated connection, split by side: the source can
+//! only be read ([`SourceSession`] has no method that writes: folders are opened with
+//! EXAMINE and bodies fetched with BODY.PEEK), the destination is written.
+//!
+//! Everything goes through the raw command layer ([`super::proto`]): commands are
+//! pipelined where that saves round trips (APPEND with LITERAL+, STORE), and the response
+//! codes the engine needs (APPENDUID, PERMANENTFLAGS, HIGHESTMODSEQ) are read from the
+//! server's answers.
+//!
+//! [`source`] holds the read-only side, [`destination`] the written one; what both use
+//! (LIST, STATUS, opening a folder, listing its messages) is here.
+
+mod destination;
+mod source;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+use chrono::{DateTime, FixedOffset};
+use imap_proto::{AttributeValue, MailboxDatum, NameAttribute, Response, ResponseCode, Status};
+
+use super::cache;
+use super::conn::Connection;
+use super::diff::{Entry, Flag, FlagChange, FlagSet, FlagUpdate, Storable};
+use super::folder_names::Role;
+use super::folders::{FolderList, ListedFolder, guess_prefix};
+use super::identity::MessageKey;
+use super::mutf7;
+use super::proto::{self, Completion, Event, quote, uid_set};
+
+pub use super::proto::ImapError;
+
+pub use destination::DestinationSession;
+pub use source::SourceSession;
+
+/// The fetch items that identify a message, without its body.
+const META_ITEMS: &str = "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO SUBJECT)])";
+/// The fetch items of a message to copy: exact bytes, flags, INTERNALDATE. PEEK keeps
+/// `\Seen` as it is.
+const BODY_ITEMS: &str = "(UID FLAGS INTERNALDATE BODY.PEEK[])";
+/// UIDs per STORE command line.
+const UIDS_PER_COMMAND: usize = 500;
+
+/// A server's folders as LIST shows them, names decoded, with the spelling each has on the
+/// wire.
+#[derive(Clone, Debug, Default)]
+pub struct Listing {
+    pub folders: Vec<ListedFolder>,
+    /// The hierarchy delimiter (the first one LIST reports), `None` for a flat server.
+    pub delimiter: Option<char>,
+    /// The personal namespace prefix the server named (NAMESPACE), if it did.
+    pub prefix: Option<String>,
+    /// The other users' and shared namespaces the server named.
+    pub foreign: Vec<super::folders::ForeignNamespace>,
+    /// The server offers CREATE-SPECIAL-USE.
+    pub create_special_use: bool,
+    wire: HashMap<String, String>,
+}
+
+impl Listing {
+    /// The folder list [`super::folders::folder_table`] takes: the personal namespace
+    /// prefix as NAMESPACE gave it, else guessed from the names.
+    pub fn folder_list(&self) -> FolderList {
+        FolderList {
+            delimiter: self.delimiter,
+            prefix: self
+                .prefix
+                .clone()
+                .unwrap_or_else(|| guess_prefix(&self.folders, self.delimiter)),
+            folders: self.folders.clone(),
+            foreign: self.foreign.clone(),
+            create_special_use: self.create_special_use,
+            refused: Vec::new(),
+        }
+    }
+
+    /// The name of decoded folder `name` on the wire: as the server spelled it when it
+    /// listed it, else modified UTF-7.
+    pub fn wire_name(&self, name: &str) -> String {
+        self.wire
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| mutf7::encode(name))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ListedFolder> {
+        self.folders.iter().find(|f| f.name == name)
+    }
+}
+
+/// STATUS of a folder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MailboxStatus {
+    pub messages: u32,
+    pub uid_next: Option<u32>,
+    pub uid_validity: Option<u32>,
+    pub highest_modseq: Option<u64>,
+}
+
+impl MailboxStatus {
+    /// The snapshot a cache records, when the server gave UIDVALIDITY and UIDNEXT.
+    pub fn snapshot(&self) -> Option<cache::FolderStatus> {
+        Some(cache::FolderStatus {
+            uidvalidity: self.uid_validity?,
+            uidnext: self.uid_next?,
+            messages: self.messages,
+            highestmodseq: self.highest_modseq,
+        })
+    }
+}
+
+/// What SELECT or EXAMINE reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selected {
+    pub exists: u32,
+    pub uid_validity: Option<u32>,
+    pub uid_next: Option<u32>,
+    pub highest_modseq: Option<u64>,
+    /// PERMANENTFLAGS, when the server sent them.
+    pub permanent_flags: Option<Vec<String>>,
+}
+
+impl Selected {
+    /// Which flags the folder keeps.
+    pub fn storable(&self) -> Storable {
+        match &self.permanent_flags {
+            Some(list) => Storable::from_permanent_flags(list.iter().map(String::as_str)),
+            None => Storable::Any,
+        }
+    }
+}
+
+/// A message fetched for copying: the exact bytes, flags and INTERNALDATE of the source's
+/// copy.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub uid: u32,
+    pub flags: FlagSet,
+    pub internal_date: Option<DateTime<FixedOffset>>,
+    pub body: Vec<u8>,
+}
+
+impl fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outgoing")
+            .field("uid", &self.uid)
+            .field("flags", &self.flags)
+            .field("internal_date", &self.internal_date)
+            .field("size", &self.body.len())
+            .finish()
+    }
+}
+
+/// The outcome of appending one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Stored; with `(UIDVALIDITY, UID)` when the server said (APPENDUID, RFC 4315).
+    Appended(Option<(u32, u32)>),
+    /// The server refused this message (too big, invalid, over quota): reported, skipped.
+    Refused(String),
+}
+
+// ---------------------------------------------------------------------------------------
+// Operations both sides share. Each reads only.
+
+async fn list(conn: &mut Connection) -> Result<Listing, ImapError> {
+    let extended = conn.has("LIST-EXTENDED");
+    let command = match (extended, conn.has("SPECIAL-USE")) {
+        // RFC 6154 lets servers leave special-use attributes out of a plain LIST; RFC 5258
+        // gives subscription state in the same answer, saving an LSUB.
+        (true, true) => "LIST \"\" \"*\" RETURN (SUBSCRIBED SPECIAL-USE)",
+        (true, false) => "LIST \"\" \"*\" RETURN (SUBSCRIBED)",
+        _ => "LIST \"\" \"*\"",
+    };
+    let mut raw: Vec<(String, Vec<String>, Option<char>)> = Vec::new();
+    proto::run(conn, command, "LIST", |r| {
+        if let Response::MailboxData(MailboxDatum::List(l)) = r {
+            raw.push((
+                l.name.to_string(),
+                l.name_attributes.iter().map(attribute_name).collect(),
+                l.delimiter.as_deref().and_then(|d| d.chars().next()),
+            ));
+        }
+    })
+    .await?;
+    let subscribed: Option<Vec<String>> = if extended {
+        None
+    } else {
+        let mut names = Vec::new();
+        proto::run(conn, "LSUB \"\" \"*\"", "LSUB", |r| {
+            if let Response::MailboxData(MailboxDatum::List(l)) = r {
+                names.push(l.name.to_string());
+            }
+        })
+        .await?;
+        Some(names)
+    };
+    let mut listing = Listing {
+        prefix: conn.personal_namespace.as_ref().map(|n| n.prefix.clone()),
+        foreign: conn.foreign_namespaces.clone(),
+        create_special_use: conn.has("CREATE-SPECIAL-USE"),
+        ..Listing::default()
+    };
+    let subscribed: Option<HashSet<String>> = subscribed.map(|v| v.into_iter().collect());
+    for (wire, attributes, delimiter) in raw {
+        if listing.delimiter.is_none() {
+            listing.delimiter = delimiter;
+        }
+        let is_subscribed = match &subscribed {
+            Some(names) => names.contains(&wire),
+            None => attributes
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case("\\Subscribed")),
+        };
+        // A name that is not valid modified UTF-7 is kept as the server spells it: it can
+        // still be opened, and re-encoding it would name a different folder.
+        let decoded = mutf7::decode(&wire).unwrap_or_else(|_| wire.clone());
+        let mut name = decoded.clone();
+        let mut same_text_as = None;
+        if let Some(first) = listing.wire.get(&decoded) {
+            if *first == wire {
+                // Listed twice, as some servers do: one folder.
+                continue;
+            }
+            // Two folders whose names read the same: the later one is named apart, so that
+            // both are copied and both appear in the report.
+            same_text_as = Some((wire.clone(), first.clone()));
+            name = (2..)
+                .map(|n| format!("{decoded} ({n})"))
+                .find(|n| !listing.wire.contains_key(n))
+                .expect("some number is free");
+        }
+        listing.wire.insert(name.clone(), wire);
+        listing.folders.push(ListedFolder {
+            name,
+            attributes,
+            subscribed: is_subscribed,
+            same_text_as,
+        });
+    }
+    Ok(listing)
+}
+
+fn attribute_name(a: &NameAttribute<'_>) -> String {
+    match a {
+        NameAttribute::NoInferiors => "\\Noinferiors".into(),
+        NameAttribute::NoSelect => "\\Noselect".into(),
+        NameAttribute::Marked => "\\Marked".into(),
+        NameAttribute::Unmarked => "\\Unmarked".into(),
+        NameAttribute::All => "\\All".into(),
+        NameAttribute::Archive => "\\Archive".into(),
+        NameAttribute::Drafts => "\\Drafts".into(),
+        NameAttribute::Flagged => "\\Flagged".into(),
+        NameAttribute::Junk => "\\Junk".into(),
+        NameAttribute::Sent => "\\Sent".into(),
+        NameAttribute::Trash => "\\Trash".into(),
+        NameAttribute::Extension(e) => e.to_string(),
+        #[allow(unreachable_patterns)]
+        _ => String::new(),
+    }
+}
+
+async fn status(conn: &mut Connection, wire: &str) -> Result<MailboxStatus, ImapError> {
+    let items = if conn.has("CONDSTORE") {
+        "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
+    } else {
+        "(MESSAGES UIDNEXT UIDVALIDITY)"
+    };
+    let what = format!("STATUS {wire}");
+    let mut st = MailboxStatus::default();
+    proto::run(
+        conn,
+        &format!("STATUS {} {items}", quote(wire)?),
+        &what,
+        |r| {
+            if let Response::MailboxData(MailboxDatum::Status { status, .. }) = r {
+                for a in status {
+                    match a {
+                        imap_proto::StatusAttribute::Messages(n) => st.messages = *n,
+                        imap_proto::StatusAttribute::UidNext(n) => st.uid_next = Some(*n),
+                        imap_proto::StatusAttribute::UidValidity(n) => st.uid_validity = Some(*n),
+                        imap_proto::StatusAttribute::HighestModSeq(n) => {
+                            st.highest_modseq = Some(*n)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        },
+    )
+    .await?;
+    Ok(st)
+}
+
+/// SELECT or EXAMINE.
+async fn open(conn: &mut Connection, verb: &str, wire: &str) -> Result<Selected, ImapError> {
+    let what = format!("{verb} {wire}");
+    let mut sel = Selected::default();
+    proto::run(
+        conn,
+        &format!("{verb} {}", quote(wire)?),
+        &what,
+        |r| match r {
+            Response::MailboxData(MailboxDatum::Exists(n)) => sel.exists = *n,
+            Response::Data {
+                status: Status::Ok,
+                outcome,
+            } => match &outcome.code {
+                Some(ResponseCode::UidValidity(n)) => sel.uid_validity = Some(*n),
+                Some(ResponseCode::UidNext(n)) => sel.uid_next = Some(*n),
+                Some(ResponseCode::HighestModSeq(n)) => sel.highest_modseq = Some(*n),
+                Some(ResponseCode::PermanentFlags(list)) => {
+                    sel.permanent_flags = Some(list.iter().map(|f| f.to_string()).collect());
+                }
+                _ => {}
+            },
+            _ => {}
+        },
+    )
+    .await?;
+    Ok(sel)
+}
+
+/// The attributes of one FETCH response that mailshift reads.
+#[derive(Default)]
+struct Fetched<'a> {
+    uid: Option<u32>,
+    flags: Option<FlagSet>,
+    internal_date: Option<DateTime<FixedOffset>>,
+    size: Option<u32>,
+    section: Option<&'a [u8]>,
+    has_section: bool,
+}
+
+fn fetched<'a>(attrs: &'a [AttributeValue<'_>]) -> Fetched<'a> {
+    let mut f = Fetched::default();
+    for a in attrs {
+        match a {
+            AttributeValue::Uid(u) => f.uid = Some(*u),
+            AttributeValue::Flags(list) => {
+                f.flags = Some(Flag::parse_all(list.iter().map(|s| s.as_ref())));
+            }
+            AttributeValue::InternalDate(d) => f.internal_date = proto::parse_imap_date(d),
+            AttributeValue::Rfc822Size(n) => f.size = Some(*n),
+            AttributeValue::BodySection { data, .. } => {
+                f.has_section = true;
+                f.section = data.as_deref();
+            }
+            AttributeValue::Rfc822(data) => {
+                f.has_section = true;
+                f.section = data.as_deref();
+            }
+            _ => {}
+        }
+    }
+    f
+}
+
+/// Identity, flags, date and size of the messages in `uids` (a UID set) of the open
+/// folder.
+async fn fetch_meta(
+    conn: &mut Connection,
+    folder: &str,
+    uids: &str,
+) -> Result<Vec<Entry>, ImapError> {
+    let what = format!("FETCH {uids} in {folder}");
+    let mut out: BTreeMap<u32, Entry> = BTreeMap::new();
+    proto::run(
+        conn,
+        &format!("UID FETCH {uids} {META_ITEMS}"),
+        &what,
+        |r| {
+            if let Response::Fetch(_, attrs) = r {
+                let f = fetched(attrs);
+                // Unsolicited FETCH responses (flag changes by other sessions) carry only
+                // some items: only complete answers count.
+                if let (Some(uid), Some(size), true) = (f.uid, f.size, f.has_section) {
+                    out.insert(
+                        uid,
+                        Entry {
+                            uid,
+                            key: MessageKey::from_header(f.section.unwrap_or_default()),
+                            flags: f.flags.unwrap_or_default(),
+                            internal_date: f.internal_date,
+                            size: u64::from(size),
+                        },
+                    );
+                }
+            }
+        },
+    )
+    .await?;
+    Ok(out.into_values().collect())
+}
+
+/// Current flags of the messages in `uids`; with `changed_since`, only of those whose
+/// flags changed after that MODSEQ (CONDSTORE, RFC 7162).
+async fn fetch_flags(
+    conn: &mut Connection,
+    folder: &str,
+    uids: &str,
+    changed_since: Option<u64>,
+) -> Result<Vec<(u32, FlagSet)>, ImapError> {
+    let what = format!("FETCH flags {uids} in {folder}");
+    let command = match changed_since {
+        Some(m) => format!("UID FETCH {uids} (UID FLAGS) (CHANGEDSINCE {m})"),
+        None => format!("UID FETCH {uids} (UID FLAGS)"),
+    };
+    let mut out: BTreeMap<u32, FlagSet> = BTreeMap::new();
+    proto::run(conn, &command, &what, |r| {
+        if let Response::Fetch(_, attrs) = r {
+            let f = fetched(attrs);
+            if let (Some(uid), Some(flags)) = (f.uid, f.flags) {
+                out.insert(uid, flags);
+            }
+        }
+    })
+    .await?;
+    Ok(out.into_iter().collect())
+}
+
+async fn logout(conn: &mut Connection) {
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        proto::run(conn, "LOGOUT", "LOGOUT", |_| {}),
+    )
+    .await;
+}
