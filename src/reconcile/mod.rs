@@ -23,12 +23,12 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
 use crate::accounts::Account;
-pub use failed::Failed;
 use crate::plan::{self, Adapter, Failure, Gate, InFlight, Milestones, Plan, Step, Waiting, World};
 use crate::secrets::Resolver;
 use crate::spec::{MailMigration, MailMigrationStatus};
 use crate::store::{StateDir, StatusStore};
 use facts::{Ages, Due, Facts, Sections};
+pub use failed::Failed;
 use records::{Records, RecordsStore};
 
 /// After this many failures of the same step in a row, that step is stalled: not tried

@@ -33,6 +33,23 @@ pub(super) struct Target<'a> {
     pub batch_bytes: u64,
 }
 
+/// What every step of one folder's pass reads: the engine, the folder and its cache key.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    engine: &'a Engine,
+    t: &'a Target<'a>,
+    key: &'a FolderCacheKey,
+}
+
+/// A batch as appended: what was listed, what the source sent, what the destination said,
+/// and which UIDs the source answered wrongly.
+struct Appended<'a> {
+    batch: &'a [Entry],
+    fetched: &'a [Outgoing],
+    outcomes: &'a [AppendOutcome],
+    faulted: &'a BTreeSet<u32>,
+}
+
 /// What the copy loop did.
 #[derive(Debug, Default)]
 struct CopyResult {
@@ -82,6 +99,11 @@ pub(super) async fn sync_folder(
         st.refused.clear();
         st.refused_validity = src_status.uid_validity;
     }
+    let pass = Pass {
+        engine,
+        t,
+        key: &key,
+    };
     let result = match (need.clone(), cache, snaps) {
         (ResyncNeed::Nothing, Some(c), Some((s, d))) => {
             nothing(st, &c, &s, &d);
@@ -94,22 +116,8 @@ pub(super) async fn sync_folder(
             },
             Some(c),
             Some((s, d)),
-        ) => {
-            incremental(
-                engine,
-                src,
-                dst,
-                t,
-                st,
-                &key,
-                c,
-                (s, d),
-                new_since_uid,
-                flags,
-            )
-            .await
-        }
-        (_, cache, snaps) => full(engine, src, dst, t, st, &key, cache, snaps).await,
+        ) => incremental(pass, src, dst, st, c, (s, d), (new_since_uid, flags)).await,
+        (_, cache, snaps) => full(pass, src, dst, st, cache, snaps).await,
     };
     st.report.pass = Some(need.to_string());
     result?;
@@ -142,17 +150,15 @@ fn nothing(st: &mut FolderState, c: &FolderCache, s: &FolderStatus, d: &FolderSt
     r.refused = merged_refusals(c.refused.values(), st.refused.values());
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn full(
-    engine: &Engine,
+    p: Pass<'_>,
     src: &mut SourceSession,
     dst: &mut DestinationSession,
-    t: &Target<'_>,
     st: &mut FolderState,
-    key: &FolderCacheKey,
     cache: Option<FolderCache>,
     snaps: Option<(FolderStatus, FolderStatus)>,
 ) -> Result<(), ImapError> {
+    let Pass { engine, t, key } = p;
     let src_sel = src.examine(&t.source_wire).await?;
     let source_entries = if src_sel.exists > 0 {
         src.fetch_meta("1:*").await?
@@ -205,10 +211,9 @@ async fn full(
 
     let mut copy = CopyResult::default();
     let copied = copy_messages(
-        engine,
+        p,
         src,
         dst,
-        t,
         &to_copy,
         snaps.map(|(_, d)| d.uidvalidity),
         st,
@@ -302,19 +307,17 @@ async fn full(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// `(new_since_uid, flags)`: what [`resync_need`] found to do.
 async fn incremental(
-    engine: &Engine,
+    p: Pass<'_>,
     src: &mut SourceSession,
     dst: &mut DestinationSession,
-    t: &Target<'_>,
     st: &mut FolderState,
-    key: &FolderCacheKey,
     c: FolderCache,
     (s, d): (FolderStatus, FolderStatus),
-    new_since_uid: Option<u32>,
-    flags: FlagCheck,
+    (new_since_uid, flags): (Option<u32>, FlagCheck),
 ) -> Result<(), ImapError> {
+    let Pass { engine, t, key } = p;
     let src_sel = src.examine(&t.source_wire).await?;
     let dst_sel = dst.select(&t.dest_wire).await?;
     let storable = dst_sel.storable();
@@ -361,17 +364,7 @@ async fn incremental(
         None => Vec::new(),
     };
     let mut copy = CopyResult::default();
-    let copied = copy_messages(
-        engine,
-        src,
-        dst,
-        t,
-        &to_copy,
-        Some(d.uidvalidity),
-        st,
-        &mut copy,
-    )
-    .await;
+    let copied = copy_messages(p, src, dst, &to_copy, Some(d.uidvalidity), st, &mut copy).await;
     record_refusals(st, &mut refused, &copy);
     copied?;
 
@@ -519,12 +512,10 @@ fn batches(entries: &[Entry], max_bytes: u64, max_messages: usize) -> Vec<&[Entr
 /// Copies `entries` (source messages, ascending UIDs): batch `n+1` is fetched from the
 /// source while batch `n` is appended to the destination. Whatever completes is recorded
 /// in `out` (and in the folder's report) even when a connection is lost midway.
-#[allow(clippy::too_many_arguments)]
 async fn copy_messages(
-    engine: &Engine,
+    p: Pass<'_>,
     src: &mut SourceSession,
     dst: &mut DestinationSession,
-    t: &Target<'_>,
     entries: &[Entry],
     dest_validity: Option<u32>,
     st: &mut FolderState,
@@ -533,6 +524,7 @@ async fn copy_messages(
     if entries.is_empty() {
         return Ok(());
     }
+    let Pass { engine, t, .. } = p;
     t.wake.work();
     engine.observer.progress(Progress::Planned {
         address: t.address,
@@ -589,13 +581,14 @@ async fn copy_messages(
         }
         tracing::debug!(mailbox = %t.address, folder = %t.source, batch = i + 1, of = batches.len(), messages = current.len(), "batch appended");
         record_batch(
-            engine,
-            t,
-            batch,
-            &current,
-            &outcomes,
+            p,
+            Appended {
+                batch,
+                fetched: &current,
+                outcomes: &outcomes,
+                faulted: &faulted,
+            },
             dest_validity,
-            &faulted,
             st,
             out,
         );
@@ -656,18 +649,20 @@ fn source_faults(
     faulted
 }
 
-#[allow(clippy::too_many_arguments)]
 fn record_batch(
-    engine: &Engine,
-    t: &Target<'_>,
-    batch: &[Entry],
-    fetched: &[Outgoing],
-    outcomes: &[AppendOutcome],
+    p: Pass<'_>,
+    a: Appended<'_>,
     dest_validity: Option<u32>,
-    faulted: &BTreeSet<u32>,
     st: &mut FolderState,
     out: &mut CopyResult,
 ) {
+    let Pass { engine, t, .. } = p;
+    let Appended {
+        batch,
+        fetched,
+        outcomes,
+        faulted,
+    } = a;
     let listed: HashMap<u32, &Entry> = batch.iter().map(|e| (e.uid, e)).collect();
     let got: BTreeSet<u32> = fetched.iter().map(|m| m.uid).collect();
     for e in batch {
