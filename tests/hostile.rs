@@ -453,3 +453,35 @@ fn message_id(body: &[u8]) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+/// A provider that throttles (Office 365's answer, with its suggested wait) is waited out
+/// as it asks, more times than failures would be tolerated, and the copy ends exact.
+#[test]
+fn a_throttling_source_is_waited_out_as_it_asks_not_counted_as_failing() -> Result<()> {
+    let times = 15;
+    assert!(times > test_options().retry.attempts as usize);
+    let c = case(
+        "hostile-throttled",
+        Misbehaviour::Throttled {
+            times,
+            backoff_ms: 40,
+        },
+    )?;
+    let (report, took) = c.sync();
+    assert!(report.is_perfect(), "{report:#?}");
+    let mut subjects: Vec<String> = c.destination()?.iter().map(Msg::subject).collect();
+    subjects.sort();
+    assert_eq!(subjects, ["message 1", "message 2", "message 3"]);
+    assert!(
+        took >= Duration::from_millis(40 * times as u64),
+        "the suggested waits were kept: {took:?}"
+    );
+    let fetches = c
+        .source
+        .commands()
+        .iter()
+        .filter(|l| l.contains("BODY.PEEK[]"))
+        .count();
+    assert!(fetches > times, "{fetches} body fetches");
+    Ok(())
+}

@@ -810,7 +810,10 @@ impl Connector {
             user: login.user().to_owned(),
         };
         result.map_err(|(e, _)| match e {
-            async_imap::error::Error::No(text) if text.contains("UNAVAILABLE") => {
+            // Also a connection limit or a throttled login: the password was right.
+            async_imap::error::Error::No(text)
+                if text.contains("UNAVAILABLE") || super::proto::throttle_hint(&text).is_some() =>
+            {
                 ConnectError::Unavailable {
                     side: self.side,
                     addr: self.addr(),

@@ -29,6 +29,60 @@ pub enum ImapError {
     Io { what: String, error: std::io::Error },
     #[error("{what}: {reason}")]
     Protocol { what: String, reason: String },
+    /// The server asks to slow down (`[THROTTLED]`, `[LIMIT]`, `[UNAVAILABLE]`, Office 365's
+    /// "Request is throttled"): not a failure, the command is tried again after `wait` (as
+    /// the server suggested, when it did).
+    #[error("{what}: throttled by the server: {reason}")]
+    Throttled {
+        what: String,
+        reason: String,
+        wait: Option<std::time::Duration>,
+    },
+}
+
+/// Whether a refusal asks to slow down, and for how long when the server says (Office
+/// 365: `Suggested Backoff Time: 1234 milliseconds`). `None`: not a throttling answer.
+pub fn throttle_hint(reason: &str) -> Option<Option<std::time::Duration>> {
+    let upper = reason.to_ascii_uppercase();
+    let throttled = [
+        "[THROTTLED]",
+        "[LIMIT]",
+        "[UNAVAILABLE]",
+        "REQUEST IS THROTTLED",
+    ]
+    .iter()
+    .any(|s| upper.contains(s))
+        || upper.contains("TOO MANY SIMULTANEOUS CONNECTIONS");
+    if !throttled {
+        return None;
+    }
+    let wait = upper
+        .split_once("SUGGESTED BACKOFF TIME:")
+        .and_then(|(_, rest)| {
+            let n: String = rest
+                .trim_start()
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            n.parse::<u64>().ok()
+        })
+        .map(std::time::Duration::from_millis);
+    Some(wait)
+}
+
+/// A refusal of `what` as an error: [`ImapError::Throttled`] when it asks to slow down.
+pub fn refused(what: &str, reason: String) -> ImapError {
+    match throttle_hint(&reason) {
+        Some(wait) => ImapError::Throttled {
+            what: what.to_owned(),
+            reason,
+            wait,
+        },
+        None => ImapError::Refused {
+            what: what.to_owned(),
+            reason,
+        },
+    }
 }
 
 impl ImapError {
@@ -59,15 +113,27 @@ impl ImapError {
         }
     }
 
-    /// The connection cannot be used any more: reconnect (or give up, for a violation).
+    /// The attempt ends here: the connection cannot be used any more (reconnect, or give
+    /// up for a violation), or the server asked to slow down (reconnect after the wait).
     pub fn is_connection_lost(&self) -> bool {
-        matches!(self, ImapError::Io { .. } | ImapError::Protocol { .. })
+        matches!(
+            self,
+            ImapError::Io { .. } | ImapError::Protocol { .. } | ImapError::Throttled { .. }
+        )
     }
 
     /// Lost to the network or the server going away, so worth another attempt; a server
     /// that answered what cannot be parsed or broke the limits would do it again.
     pub fn is_transient(&self) -> bool {
-        matches!(self, ImapError::Io { .. })
+        matches!(self, ImapError::Io { .. } | ImapError::Throttled { .. })
+    }
+
+    /// The server asked to slow down: `Some(wait)` (as it suggested, if it did).
+    pub fn throttled(&self) -> Option<Option<std::time::Duration>> {
+        match self {
+            ImapError::Throttled { wait, .. } => Some(*wait),
+            _ => None,
+        }
     }
 
     /// The server stopped answering (or never completed a command).
@@ -204,10 +270,7 @@ pub async fn finish_ok(
 ) -> Result<Done, ImapError> {
     match finish(conn, tag, what, on).await? {
         Completion::Ok(done) => Ok(done),
-        Completion::Refused(reason) => Err(ImapError::Refused {
-            what: what.to_owned(),
-            reason,
-        }),
+        Completion::Refused(reason) => Err(refused(what, reason)),
     }
 }
 
@@ -389,6 +452,31 @@ pub fn parse_imap_date(s: &str) -> Option<DateTime<FixedOffset>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttling_answers_are_told_apart_with_their_suggested_wait() {
+        use std::time::Duration;
+        assert_eq!(
+            throttle_hint("Request is throttled. Suggested Backoff Time: 1234 milliseconds"),
+            Some(Some(Duration::from_millis(1234)))
+        );
+        assert_eq!(throttle_hint("[THROTTLED] slow down"), Some(None));
+        assert_eq!(throttle_hint("[LIMIT] too many connections"), Some(None));
+        assert_eq!(
+            throttle_hint("Too many simultaneous connections. (Failure)"),
+            Some(None)
+        );
+        assert_eq!(throttle_hint("[OVERQUOTA] mailbox full"), None);
+        assert_eq!(throttle_hint("Message too large"), None);
+        assert!(matches!(
+            refused("FETCH", "[THROTTLED] wait".into()),
+            ImapError::Throttled { wait: None, .. }
+        ));
+        assert!(matches!(
+            refused("FETCH", "no such message".into()),
+            ImapError::Refused { .. }
+        ));
+    }
 
     #[test]
     fn dates_and_quotes_follow_rfc_3501() {

@@ -279,6 +279,7 @@ impl Engine {
         let mut failures = 0u32;
         let mut timeouts = 0u32;
         let mut login_cuts = 0u32;
+        let mut throttles = 0u32;
         let mut run = Run::default();
         let error = loop {
             self.observer.progress(Progress::MailboxStarted { address });
@@ -289,7 +290,26 @@ impl Engine {
             };
             let Err(e) = result else { break None };
             if run.progress() > before {
-                (failures, timeouts, login_cuts) = (0, 0, 0);
+                (failures, timeouts, login_cuts, throttles) = (0, 0, 0, 0);
+            }
+            // Asked to slow down: wait as told and go on, without counting a failure.
+            if let Some(told) = e.throttled()
+                && throttles < retry::THROTTLE_ATTEMPTS
+            {
+                throttles += 1;
+                let wait = told
+                    .unwrap_or_else(|| policy.delay(throttles, &mut jitter))
+                    .min(retry::MAX_THROTTLE_WAIT);
+                let text = e.to_string();
+                tracing::warn!(mailbox = %address, error = %text, wait_ms = wait.as_millis() as u64, "throttled by the server; waiting as it asks");
+                self.observer.progress(Progress::Retrying {
+                    address,
+                    attempt: throttles,
+                    delay: wait,
+                    error: &text,
+                });
+                tokio::time::sleep(wait).await;
+                continue;
             }
             failures += 1;
             timeouts = if e.is_timeout() { timeouts + 1 } else { 0 };

@@ -106,12 +106,26 @@ impl AttemptError {
         }
     }
 
+    /// The server asked to slow down: `Some(wait)`, the wait it suggested if it did.
+    pub fn throttled(&self) -> Option<Option<Duration>> {
+        match self {
+            AttemptError::Imap(e) => e.throttled(),
+            _ => None,
+        }
+    }
+
     /// The server closed the connection after it was sent the credentials
     /// ([`LOGIN_CUT_ATTEMPTS`]).
     pub fn is_login_cut(&self) -> bool {
         matches!(self, AttemptError::Connect(ConnectError::LoginCut { .. }))
     }
 }
+
+/// Throttling answers in a row, without progress, that are waited out before they count as
+/// failures: a provider that keeps refusing for longer is treated like one that fails.
+pub const THROTTLE_ATTEMPTS: u32 = 20;
+/// No wait for a throttling server is longer than this, whatever it suggests.
+pub const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(15 * 60);
 
 /// Attempts in a row that end in a timeout, without progress, before a mailbox is given up:
 /// a server silent for three whole timeouts is not coming back soon, and each costs minutes.

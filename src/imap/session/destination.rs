@@ -181,8 +181,27 @@ impl DestinationSession {
     /// APPENDs are pipelined: all sent, then all answers read, so a batch costs one round
     /// trip instead of two per message; without it each message waits for the server's
     /// go-ahead (a synchronizing literal). A message the server refuses does not stop the
-    /// rest. APPENDUID is read from each answer when the server offers UIDPLUS.
+    /// rest. APPENDUID is read from each answer when the server offers UIDPLUS. A refusal
+    /// that asks to slow down (a hosted provider's upload limit) is not the message's fault:
+    /// the whole batch ends as [`ImapError::Throttled`], to be tried again after the wait
+    /// (what was stored meanwhile is found on the destination then, not copied twice).
     pub async fn append(
+        &mut self,
+        wire: &str,
+        messages: &[Outgoing],
+    ) -> Result<Vec<AppendOutcome>, ImapError> {
+        let outcomes = self.append_all(wire, messages).await?;
+        for o in &outcomes {
+            if let AppendOutcome::Refused(reason) = o
+                && proto::throttle_hint(reason).is_some()
+            {
+                return Err(proto::refused(&format!("APPEND to {wire}"), reason.clone()));
+            }
+        }
+        Ok(outcomes)
+    }
+
+    async fn append_all(
         &mut self,
         wire: &str,
         messages: &[Outgoing],

@@ -64,6 +64,9 @@ pub enum Misbehaviour {
     /// left out, or with an extra message after it. A quarter of the seeds answer
     /// everything right, a quarter only ever leave messages out.
     Random(u64),
+    /// Answers the first `times` body fetches (over all connections) with Office 365's
+    /// throttling refusal, suggesting `backoff_ms`; then serves them.
+    Throttled { times: usize, backoff_ms: u64 },
 }
 
 /// One message of a folder.
@@ -112,6 +115,7 @@ impl Hostile {
             user: user.to_owned(),
             password: password.to_owned(),
             folders,
+            body_fetches: AtomicUsize::new(0),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let commands = Arc::new(Mutex::new(Vec::new()));
@@ -208,6 +212,8 @@ struct Server {
     user: String,
     password: String,
     folders: Folders,
+    /// Body fetches answered so far (for [`Misbehaviour::Throttled`]).
+    body_fetches: AtomicUsize,
 }
 
 struct Conn<'a> {
@@ -439,6 +445,15 @@ impl Conn<'_> {
         let bodies = items.contains("BODY.PEEK[]");
         let headers = items.contains("HEADER.FIELDS");
         let m = &self.server.misbehaviour;
+        if let Misbehaviour::Throttled { times, backoff_ms } = m
+            && bodies
+            && self.server.body_fetches.fetch_add(1, Ordering::SeqCst) < *times
+        {
+            return write!(
+                out,
+                "{tag} NO Request is throttled. Suggested Backoff Time: {backoff_ms} milliseconds\r\n"
+            );
+        }
         for (seq, msg) in &wanted {
             let seq = seq + 1;
             if !bodies {
