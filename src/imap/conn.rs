@@ -812,7 +812,7 @@ impl Connector {
         result.map_err(|(e, _)| match e {
             // Also a connection limit or a throttled login: the password was right.
             async_imap::error::Error::No(text)
-                if text.contains("UNAVAILABLE") || super::proto::throttle_hint(&text).is_some() =>
+                if text.contains("UNAVAILABLE") || super::throttle::hint(&text).is_some() =>
             {
                 ConnectError::Unavailable {
                     side: self.side,

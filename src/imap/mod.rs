@@ -20,4 +20,5 @@ pub mod pinned;
 pub mod proto;
 pub mod report;
 pub mod session;
+pub mod throttle;
 pub mod tls_sniff;

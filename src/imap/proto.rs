@@ -40,39 +40,9 @@ pub enum ImapError {
     },
 }
 
-/// Whether a refusal asks to slow down, and for how long when the server says (Office
-/// 365: `Suggested Backoff Time: 1234 milliseconds`). `None`: not a throttling answer.
-pub fn throttle_hint(reason: &str) -> Option<Option<std::time::Duration>> {
-    let upper = reason.to_ascii_uppercase();
-    let throttled = [
-        "[THROTTLED]",
-        "[LIMIT]",
-        "[UNAVAILABLE]",
-        "REQUEST IS THROTTLED",
-    ]
-    .iter()
-    .any(|s| upper.contains(s))
-        || upper.contains("TOO MANY SIMULTANEOUS CONNECTIONS");
-    if !throttled {
-        return None;
-    }
-    let wait = upper
-        .split_once("SUGGESTED BACKOFF TIME:")
-        .and_then(|(_, rest)| {
-            let n: String = rest
-                .trim_start()
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            n.parse::<u64>().ok()
-        })
-        .map(std::time::Duration::from_millis);
-    Some(wait)
-}
-
 /// A refusal of `what` as an error: [`ImapError::Throttled`] when it asks to slow down.
 pub fn refused(what: &str, reason: String) -> ImapError {
-    match throttle_hint(&reason) {
+    match super::throttle::hint(&reason) {
         Some(wait) => ImapError::Throttled {
             what: what.to_owned(),
             reason,
@@ -457,17 +427,28 @@ mod tests {
     fn throttling_answers_are_told_apart_with_their_suggested_wait() {
         use std::time::Duration;
         assert_eq!(
-            throttle_hint("Request is throttled. Suggested Backoff Time: 1234 milliseconds"),
+            crate::imap::throttle::hint(
+                "Request is throttled. Suggested Backoff Time: 1234 milliseconds"
+            ),
             Some(Some(Duration::from_millis(1234)))
         );
-        assert_eq!(throttle_hint("[THROTTLED] slow down"), Some(None));
-        assert_eq!(throttle_hint("[LIMIT] too many connections"), Some(None));
         assert_eq!(
-            throttle_hint("Too many simultaneous connections. (Failure)"),
+            crate::imap::throttle::hint("[THROTTLED] slow down"),
             Some(None)
         );
-        assert_eq!(throttle_hint("[OVERQUOTA] mailbox full"), None);
-        assert_eq!(throttle_hint("Message too large"), None);
+        assert_eq!(
+            crate::imap::throttle::hint("[LIMIT] too many connections"),
+            Some(None)
+        );
+        assert_eq!(
+            crate::imap::throttle::hint("Too many simultaneous connections. (Failure)"),
+            Some(None)
+        );
+        assert_eq!(
+            crate::imap::throttle::hint("[OVERQUOTA] mailbox full"),
+            None
+        );
+        assert_eq!(crate::imap::throttle::hint("Message too large"), None);
         assert!(matches!(
             refused("FETCH", "[THROTTLED] wait".into()),
             ImapError::Throttled { wait: None, .. }

@@ -193,7 +193,7 @@ impl DestinationSession {
         let outcomes = self.append_all(wire, messages).await?;
         for o in &outcomes {
             if let AppendOutcome::Refused(reason) = o
-                && proto::throttle_hint(reason).is_some()
+                && crate::imap::throttle::hint(reason).is_some()
             {
                 return Err(proto::refused(&format!("APPEND to {wire}"), reason.clone()));
             }

@@ -62,7 +62,7 @@ impl SourceSession {
     /// as sent (a message expunged meanwhile is simply not in the answer). None of them was
     /// listed larger than `largest` bytes: a
     /// literal announced larger than that (with some slack) ends the connection before it
-    /// is read (see [`super::guard`]).
+    /// is read (see [`crate::imap::guard`]).
     pub async fn fetch_bodies(
         &mut self,
         uids: &[u32],
@@ -119,7 +119,7 @@ impl SourceSession {
     }
 
     /// Takes the stored bytes (BINARY, RFC 3516) of the messages whose `BODY[]` may show NULs
-    /// as 0x80, where they are that message with its NULs (see [`super::binary`]).
+    /// as 0x80, where they are that message with its NULs (see [`crate::imap::binary`]).
     async fn restore_nuls(
         &mut self,
         out: &mut [Outgoing],
