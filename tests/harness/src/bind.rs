@@ -582,6 +582,24 @@ impl Drop for Bind {
     }
 }
 
+impl crate::Nameserver for Bind {
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn tsig(&self) -> &TsigKey {
+        &self.key
+    }
+
+    fn daemon_pid(&self) -> Option<u32> {
+        self.daemon().as_ref().map(|d| d.pid())
+    }
+
+    fn daemon_name(&self) -> &'static str {
+        "named"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,23 +627,5 @@ mod tests {
         ));
         assert!(f.contains("@ 3600 IN MX 10 mail.example.com.\n"));
         assert!(f.contains("mail IN A 192.0.2.10\n"));
-    }
-}
-
-impl crate::Nameserver for Bind {
-    fn port(&self) -> u16 {
-        self.port
-    }
-
-    fn tsig(&self) -> &TsigKey {
-        &self.key
-    }
-
-    fn daemon_pid(&self) -> Option<u32> {
-        self.daemon().as_ref().map(|d| d.pid())
-    }
-
-    fn daemon_name(&self) -> &'static str {
-        "named"
     }
 }

@@ -421,6 +421,24 @@ impl Drop for Knot {
     }
 }
 
+impl crate::Nameserver for Knot {
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn tsig(&self) -> &TsigKey {
+        &self.key
+    }
+
+    fn daemon_pid(&self) -> Option<u32> {
+        self.daemon().as_ref().map(|d| d.pid())
+    }
+
+    fn daemon_name(&self) -> &'static str {
+        "knotd"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,23 +492,5 @@ mod tests {
         assert!(f.contains("@ 3600 IN MX 10 mail.example.com.\n"));
         assert!(f.contains("mail IN A 192.0.2.10\n"));
         assert!(f.contains("@ IN TXT \"v=spf1 -all\"\n"));
-    }
-}
-
-impl crate::Nameserver for Knot {
-    fn port(&self) -> u16 {
-        self.port
-    }
-
-    fn tsig(&self) -> &TsigKey {
-        &self.key
-    }
-
-    fn daemon_pid(&self) -> Option<u32> {
-        self.daemon().as_ref().map(|d| d.pid())
-    }
-
-    fn daemon_name(&self) -> &'static str {
-        "knotd"
     }
 }
