@@ -811,9 +811,7 @@ impl Connector {
         };
         result.map_err(|(e, _)| match e {
             // Also a connection limit or a throttled login: the password was right.
-            async_imap::error::Error::No(text)
-                if text.contains("UNAVAILABLE") || super::throttle::hint(&text).is_some() =>
-            {
+            async_imap::error::Error::No(text) if super::throttle::login_hint(&text) => {
                 ConnectError::Unavailable {
                     side: self.side,
                     addr: self.addr(),

@@ -29,7 +29,7 @@ pub enum ImapError {
     Io { what: String, error: std::io::Error },
     #[error("{what}: {reason}")]
     Protocol { what: String, reason: String },
-    /// The server asks to slow down (`[THROTTLED]`, `[LIMIT]`, `[UNAVAILABLE]`, Office 365's
+    /// The server asks to slow down (`[THROTTLED]`, `[UNAVAILABLE]`, Office 365's
     /// "Request is throttled"): not a failure, the command is tried again after `wait` (as
     /// the server suggested, when it did).
     #[error("{what}: throttled by the server: {reason}")]
@@ -436,10 +436,20 @@ mod tests {
             crate::imap::throttle::hint("[THROTTLED] slow down"),
             Some(None)
         );
+        // An implementation limit (Dovecot: a message over its size limit) is a refusal;
+        // at login the same code means too many connections.
         assert_eq!(
-            crate::imap::throttle::hint("[LIMIT] too many connections"),
-            Some(None)
+            crate::imap::throttle::hint(
+                "[LIMIT] Mail size is larger than the maximum size allowed by server configuration"
+            ),
+            None
         );
+        assert!(crate::imap::throttle::login_hint(
+            "[LIMIT] too many connections"
+        ));
+        assert!(!crate::imap::throttle::login_hint(
+            "[AUTHENTICATIONFAILED] Authentication failed."
+        ));
         assert_eq!(
             crate::imap::throttle::hint("Too many simultaneous connections. (Failure)"),
             Some(None)

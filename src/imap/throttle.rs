@@ -4,16 +4,15 @@
 
 /// Whether a refusal asks to slow down, and for how long when the server says (Office
 /// 365: `Suggested Backoff Time: 1234 milliseconds`). `None`: not a throttling answer.
+///
+/// RFC 5530's `[LIMIT]` is not one of them: on a command it names an implementation limit
+/// (Dovecot refuses a message over its size limit with it), which waiting does not lift;
+/// only at login, where it means too many connections, is it ([`login_hint`]).
 pub fn hint(reason: &str) -> Option<Option<std::time::Duration>> {
     let upper = reason.to_ascii_uppercase();
-    let throttled = [
-        "[THROTTLED]",
-        "[LIMIT]",
-        "[UNAVAILABLE]",
-        "REQUEST IS THROTTLED",
-    ]
-    .iter()
-    .any(|s| upper.contains(s))
+    let throttled = ["[THROTTLED]", "[UNAVAILABLE]", "REQUEST IS THROTTLED"]
+        .iter()
+        .any(|s| upper.contains(s))
         || upper.contains("TOO MANY SIMULTANEOUS CONNECTIONS");
     if !throttled {
         return None;
@@ -30,4 +29,11 @@ pub fn hint(reason: &str) -> Option<Option<std::time::Duration>> {
         })
         .map(std::time::Duration::from_millis);
     Some(wait)
+}
+
+/// [`hint`] for a refused login, where `[LIMIT]` (too many connections) and a bare
+/// `UNAVAILABLE` also mean "later", not "wrong password".
+pub fn login_hint(reason: &str) -> bool {
+    let upper = reason.to_ascii_uppercase();
+    hint(reason).is_some() || upper.contains("[LIMIT]") || upper.contains("UNAVAILABLE")
 }
