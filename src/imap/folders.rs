@@ -637,20 +637,7 @@ pub fn folder_table(
     };
     let rules = rules.unwrap_or(&default_rules);
 
-    let source_language = if rules.source_language.eq_ignore_ascii_case("auto") {
-        match detect(source).split_first() {
-            Some((&lang, rest)) => LanguageChoice::Detected {
-                lang,
-                equivalent: rest.to_vec(),
-            },
-            None => LanguageChoice::Undetected,
-        }
-    } else {
-        Lang::resolve(&rules.source_language).map_or_else(
-            || LanguageChoice::Unknown(rules.source_language.clone()),
-            LanguageChoice::Forced,
-        )
-    };
+    let source_language = source_language(source, rules);
     let lang = source_language.lang();
     let dest_lang = detect(dest)
         .first()
@@ -693,28 +680,7 @@ pub fn folder_table(
         let levels = relative(&folder.name, source);
         let own_role = role_of(&levels, Some(folder), lang);
 
-        // The nearest anchor: deepest prefix renamed (rules beat roles at one depth) or
-        // with a role.
-        let mut anchor: Option<Anchor> = None;
-        for depth in 1..=levels.len() {
-            let prefix = &levels[..depth];
-            let is_self = depth == levels.len();
-            let rule = (prefix != ["INBOX"])
-                .then(|| rename_from.iter().position(|f| f.as_slice() == prefix))
-                .flatten();
-            if let Some(rule) = rule {
-                anchor = Some(Anchor::Rename { depth, rule });
-                continue;
-            }
-            let role = if is_self {
-                own_role.clone()
-            } else {
-                role_of(prefix, listed.get(prefix).copied(), lang)
-            };
-            if let Some((role, by)) = role {
-                anchor = Some(Anchor::Role { depth, role, by });
-            }
-        }
+        let anchor = nearest_anchor(&levels, &own_role, &rename_from, &listed, lang);
 
         let mut notes = Vec::new();
         let mut special_use = None;
@@ -790,36 +756,8 @@ pub fn folder_table(
             Some(Anchor::Role { role, .. }) => Some(*role),
             _ => None,
         };
-        let full_rel = levels_text(&levels, source);
-        let slash_rel = levels.join("/");
-        let excluded = rules
-            .exclude
-            .iter()
-            .enumerate()
-            .find_map(|(i, p)| match parse_exclude(p) {
-                Exclude::Pattern(pat) => {
-                    let names = [&folder.name, &full_rel, &slash_rel];
-                    names.into_iter().any(|n| glob_match(pat, n)).then(|| {
-                        (
-                            i,
-                            Reason::Excluded {
-                                pattern: pat.to_owned(),
-                            },
-                        )
-                    })
-                }
-                Exclude::Role(sel, r) => (own_role.as_ref().map(|(r, _)| *r) == Some(r)
-                    || anchor_role == Some(r))
-                .then(|| {
-                    (
-                        i,
-                        Reason::ExcludedRole {
-                            selector: sel.to_owned(),
-                            role: r,
-                        },
-                    )
-                }),
-            });
+        let roles = [own_role.as_ref().map(|(r, _)| *r), anchor_role];
+        let excluded = exclusion(&rules.exclude, folder, &levels, source, roles);
         let foreign = source.foreign_namespace_of(&folder.name);
         let (dest_pair, reason) = if let Some(n) = foreign {
             // Before anything else: no rule brings another user's mail into this mailbox.
@@ -896,7 +834,118 @@ pub fn folder_table(
         rows.push((sort_key, plan, merge_role));
     }
 
-    // Merges and collisions.
+    merge(&mut rows, dest)?;
+    sort_rows(&mut rows);
+
+    Ok(FolderTable {
+        source_language,
+        destination_language: dest_lang,
+        plans: rows.into_iter().map(|(_, p, _)| p).collect(),
+        unused_renames: (0..rules.rename.len())
+            .filter(|i| !used_renames.contains(i))
+            .collect(),
+        unused_excludes: rules
+            .exclude
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !used_excludes.contains(i))
+            .map(|(_, p)| p.clone())
+            .collect(),
+    })
+}
+
+/// The source's language: as `rules.sourceLanguage` says, or detected from its names.
+fn source_language(source: &FolderList, rules: &Folders) -> LanguageChoice {
+    if rules.source_language.eq_ignore_ascii_case("auto") {
+        match detect(source).split_first() {
+            Some((&lang, rest)) => LanguageChoice::Detected {
+                lang,
+                equivalent: rest.to_vec(),
+            },
+            None => LanguageChoice::Undetected,
+        }
+    } else {
+        Lang::resolve(&rules.source_language).map_or_else(
+            || LanguageChoice::Unknown(rules.source_language.clone()),
+            LanguageChoice::Forced,
+        )
+    }
+}
+
+/// What decides where the folder at `levels` goes: the deepest of its prefixes (itself
+/// included) that is renamed (rules beat roles at one depth) or has a role.
+fn nearest_anchor(
+    levels: &[String],
+    own_role: &Option<(Role, RoleBy)>,
+    rename_from: &[Levels],
+    listed: &HashMap<Levels, &ListedFolder>,
+    lang: Option<Lang>,
+) -> Option<Anchor> {
+    let mut anchor = None;
+    for depth in 1..=levels.len() {
+        let prefix = &levels[..depth];
+        let is_self = depth == levels.len();
+        let rule = (prefix != ["INBOX"])
+            .then(|| rename_from.iter().position(|f| f.as_slice() == prefix))
+            .flatten();
+        if let Some(rule) = rule {
+            anchor = Some(Anchor::Rename { depth, rule });
+            continue;
+        }
+        let role = if is_self {
+            own_role.clone()
+        } else {
+            role_of(prefix, listed.get(prefix).copied(), lang)
+        };
+        if let Some((role, by)) = role {
+            anchor = Some(Anchor::Role { depth, role, by });
+        }
+    }
+    anchor
+}
+
+/// The first `exclude` entry that leaves `folder` out, with why: a pattern matching its
+/// name (as listed, relative, or with `/` between levels), or one of its `roles` (its own,
+/// its anchor's).
+fn exclusion(
+    exclude: &[String],
+    folder: &ListedFolder,
+    levels: &[String],
+    source: &FolderList,
+    roles: [Option<Role>; 2],
+) -> Option<(usize, Reason)> {
+    let full_rel = levels_text(levels, source);
+    let slash_rel = levels.join("/");
+    exclude
+        .iter()
+        .enumerate()
+        .find_map(|(i, p)| match parse_exclude(p) {
+            Exclude::Pattern(pat) => {
+                let names = [&folder.name, &full_rel, &slash_rel];
+                names.into_iter().any(|n| glob_match(pat, n)).then(|| {
+                    (
+                        i,
+                        Reason::Excluded {
+                            pattern: pat.to_owned(),
+                        },
+                    )
+                })
+            }
+            Exclude::Role(sel, r) => roles.contains(&Some(r)).then(|| {
+                (
+                    i,
+                    Reason::ExcludedRole {
+                        selector: sel.to_owned(),
+                        role: r,
+                    },
+                )
+            }),
+        })
+}
+
+/// Folders mapped to one destination: merged where they are one role's folder (each row
+/// notes the others), a [`MappingError::Collision`] otherwise.
+fn merge(rows: &mut [Row], dest: &FolderList) -> Result<(), MappingError> {
     let mut by_dest: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, (_, plan, _)) in rows.iter().enumerate() {
         if let Some(d) = &plan.dest {
@@ -927,29 +976,17 @@ pub fn folder_table(
             rows[i].1.notes.insert(0, Note::MergedWith(others));
         }
     }
+    Ok(())
+}
 
+/// Sorted by the destination name's own levels (parents first), folders not copied last.
+fn sort_rows(rows: &mut [Row]) {
     rows.sort_by(|a, b| match (&a.0, &b.0) {
         (Some(x), Some(y)) => x.cmp(y).then_with(|| a.1.source.cmp(&b.1.source)),
         (Some(_), None) => std::cmp::Ordering::Less,
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => a.1.source.cmp(&b.1.source),
     });
-
-    Ok(FolderTable {
-        source_language,
-        destination_language: dest_lang,
-        plans: rows.into_iter().map(|(_, p, _)| p).collect(),
-        unused_renames: (0..rules.rename.len())
-            .filter(|i| !used_renames.contains(i))
-            .collect(),
-        unused_excludes: rules
-            .exclude
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !used_excludes.contains(i))
-            .map(|(_, p)| p.clone())
-            .collect(),
-    })
 }
 
 fn is_renamed(p: &FolderPlan) -> bool {
