@@ -864,13 +864,24 @@ impl Fake {
         let logs = self.logs.lock().unwrap();
         let pods = format!("/api/v1/namespaces/{NS}/pods");
         if s.path == pods {
-            let query = s.query.replace("%3D", "=");
+            // The controller asks for its migration's Pods by uid and generation label.
+            let query = s
+                .query
+                .replace("%3D", "=")
+                .replace("%2C", ",")
+                .replace("%2F", "/");
+            assert!(
+                query.contains(&format!("mailshift.io/migration-uid={UID}"))
+                    && query.contains("mailshift.io/generation=3"),
+                "{query}"
+            );
             let items: Vec<Value> = logs
                 .keys()
-                .filter(|job| query.contains(&format!("labelSelector=job-name={job}")))
                 .map(|job| {
                     json!({"metadata": {"name": format!("{job}-pod"), "namespace": NS,
-                                        "labels": {"job-name": job},
+                                        "labels": {"job-name": job,
+                                                   "mailshift.io/migration-uid": UID,
+                                                   "mailshift.io/generation": "3"},
                                         "creationTimestamp": "2026-03-07T12:00:01Z"}})
                 })
                 .collect();

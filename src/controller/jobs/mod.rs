@@ -231,6 +231,8 @@ pub fn in_process(plan: &Plan) -> Option<&PlannedStep> {
 pub struct FanOut {
     api: Api<Job>,
     namespace: String,
+    /// The MailMigration's uid, which its Jobs and their Pods are labelled with.
+    uid: String,
     key: String,
     generation: i64,
     parallelism: usize,
@@ -290,6 +292,7 @@ impl FanOut {
         Ok(Some(FanOut {
             api,
             namespace,
+            uid,
             key: key.to_owned(),
             generation,
             parallelism,
@@ -343,29 +346,43 @@ impl FanOut {
     /// that cannot be read leaves that Job out: progress is for people, not for decisions.
     pub async fn follow<F, E>(&self, ctx: &Context<F>, r: &mut Reconciler<Fanned<E>>) {
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &self.namespace);
+        // One list for all of this generation's Pods (they carry the Job template's
+        // labels), the newest Pod of each Job kept.
+        let selector = format!(
+            "{LABEL_UID}={},{LABEL_GENERATION}={}",
+            self.uid, self.generation
+        );
+        let listed = match pods.list(&ListParams::default().labels(&selector)).await {
+            Ok(list) => list.items,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot list the copy Jobs' Pods");
+                Vec::new()
+            }
+        };
+        let mut newest: BTreeMap<String, Pod> = BTreeMap::new();
+        for pod in listed {
+            let Some(job) = pod.labels().get("job-name").cloned() else {
+                continue;
+            };
+            if !self.jobs.iter().any(|j| j.name == job) {
+                continue;
+            }
+            let created = |p: &Pod| p.metadata.creation_timestamp.clone().map(|t| t.0);
+            if newest.get(&job).is_none_or(|n| created(n) < created(&pod)) {
+                newest.insert(job, pod);
+            }
+        }
+        let params = LogParams {
+            container: Some("sync".into()),
+            tail_lines: Some(LOG_TAIL_LINES),
+            limit_bytes: Some(LOG_LIMIT_BYTES),
+            ..LogParams::default()
+        };
         let mut progress = Vec::new();
-        for j in &self.jobs {
-            let selector = format!("job-name={}", j.name);
-            let newest = match pods.list(&ListParams::default().labels(&selector)).await {
-                Ok(list) => list
-                    .items
-                    .into_iter()
-                    .max_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0)),
-                Err(e) => {
-                    tracing::debug!(job = j.name, error = %e, "cannot list the Job's Pods");
-                    None
-                }
-            };
-            let Some(pod) = newest else { continue };
-            let params = LogParams {
-                container: Some("sync".into()),
-                tail_lines: Some(LOG_TAIL_LINES),
-                limit_bytes: Some(LOG_LIMIT_BYTES),
-                ..LogParams::default()
-            };
+        for (job, pod) in &newest {
             match pods.logs(&pod.name_any(), &params).await {
                 Ok(log) => progress.extend(crate::reconcile::progress::from_log(&log)),
-                Err(e) => tracing::debug!(job = j.name, error = %e, "cannot read the Job's log"),
+                Err(e) => tracing::debug!(job, error = %e, "cannot read the Job's log"),
             }
         }
         r.engine.jobs_progress = progress;
