@@ -40,7 +40,8 @@ pub(super) struct Api {
     updater: DnsUpdater,
     pub label: String,
     /// Where TTLs are read.
-    nameserver: Option<(String, SocketAddr)>,
+    /// The first of `checkNameservers`, resolved; why not, when it cannot be.
+    nameserver: Result<(String, SocketAddr), String>,
     /// The credentials, to be cut out of any error text an API sends back.
     secrets: Vec<String>,
     t: Timeouts,
@@ -65,11 +66,6 @@ impl Api {
             Ok::<_, DnsError>(value)
         };
         let timeout = Some(t.update);
-        let invalid = |e: dns_update::Error| DnsError::UpdateFailed {
-            server: label.clone(),
-            record: format!("zone {}", dns.zone),
-            detail: format!("cannot set up the provider: {e}"),
-        };
         let updater = match provider {
             DnsProvider::Rfc2136(_) => unreachable!("RFC 2136 is sent by mailshift itself"),
             DnsProvider::Cloudflare(c) => {
@@ -163,14 +159,23 @@ impl Api {
                 timeout,
             ),
         }
-        .map_err(invalid)?;
+        // A credential that does not parse (a service account's JSON) may be echoed back.
+        .map_err(|e| DnsError::UpdateFailed {
+            server: label.clone(),
+            record: format!("zone {}", dns.zone),
+            detail: format!(
+                "cannot set up the provider: {}",
+                redact(&e.to_string(), &secrets)
+            ),
+        })?;
         let nameserver = match dns.check_nameservers.first() {
             Some(ns) => wire::resolve(ns)
                 .await
-                .ok()
-                .and_then(|a| a.first().copied())
-                .map(|a| (ns.clone(), a)),
-            None => None,
+                .map(|a| (ns.clone(), a[0]))
+                .map_err(|e| format!("{ns}: {e}")),
+            None => Err(
+                "no nameserver to ask: list the zone's nameservers in dns.checkNameservers".into(),
+            ),
         };
         Ok(Api {
             updater,
@@ -207,14 +212,16 @@ impl Api {
         if rdata.is_empty() {
             return Ok(RrSet { ttl: 0, rdata });
         }
-        let Some((label, addr)) = &self.nameserver else {
-            return Err(DnsError::ServerUnreachable {
-                server: self.label.clone(),
-                record,
-                doing: "reading the TTL of",
-                detail: "no nameserver to ask: list the zone's nameservers in dns.checkNameservers"
-                    .into(),
-            });
+        let (label, addr) = match &self.nameserver {
+            Ok(ns) => ns,
+            Err(why) => {
+                return Err(DnsError::ServerUnreachable {
+                    server: self.label.clone(),
+                    record,
+                    doing: "reading the TTL of",
+                    detail: why.clone(),
+                });
+            }
         };
         let ttl = match query::rrset(*addr, name, rtype, self.t).await {
             Ok((set, _)) if !set.is_empty() => set.ttl,
@@ -296,10 +303,7 @@ impl Api {
     /// that did not get through is worth trying again. Any credential an API echoes back
     /// is cut out.
     fn error(&self, record: &str, doing: &'static str, e: dns_update::Error) -> DnsError {
-        let mut detail = crate::text::excerpt(&e.to_string(), 300).to_string();
-        for s in self.secrets.iter().filter(|s| s.len() >= 4) {
-            detail = detail.replace(s.as_str(), "<redacted>");
-        }
+        let detail = redact(&e.to_string(), &self.secrets);
         match e {
             dns_update::Error::Unauthorized => DnsError::CredentialsRejected {
                 server: self.label.clone(),
@@ -333,6 +337,15 @@ impl Api {
             },
         }
     }
+}
+
+/// `text` (an API's or the crate's words) cut short, with every credential cut out.
+fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = crate::text::excerpt(text, 300).to_string();
+    for s in secrets.iter().filter(|s| s.len() >= 4) {
+        out = out.replace(s.as_str(), "<redacted>");
+    }
+    out
 }
 
 fn ovh_endpoint(e: OvhEndpoint) -> dns_update::providers::ovh::OvhEndpoint {
@@ -456,6 +469,14 @@ mod tests {
         let split = super::super::update::txt_rdata_for_tests(&long);
         let whole = RData::TXT(TXT::new(vec![long.clone()]));
         assert!(same_set(&[split], &[whole]));
+    }
+
+    #[test]
+    fn credentials_are_cut_out_of_error_texts() {
+        let secrets = vec!["tok-123456".to_owned(), "ab".to_owned()];
+        let text = redact("HTTP 400: bad token tok-123456 in {\"ab\": 1}", &secrets);
+        assert!(!text.contains("tok-123456"), "{text}");
+        assert!(text.contains("<redacted>") && text.contains("ab"), "{text}");
     }
 
     #[test]
