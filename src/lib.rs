@@ -5,7 +5,6 @@
 
 pub mod accounts;
 pub mod address;
-pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod dns;

@@ -14,9 +14,9 @@ use chrono::{DateTime, Utc};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::logging::LogFormat;
-use super::target::{TargetArgs, name_of};
-use crate::plan::Progress;
-use crate::reconcile::{MailEngine, Reconciler};
+use super::target::Selection;
+use mailshift::plan::Progress;
+use mailshift::reconcile::{MailEngine, Reconciler};
 
 /// Exit status when stopping at a gate that cannot be waited out here.
 const EXIT_GATE: u8 = 3;
@@ -29,7 +29,7 @@ const RECHECK: Duration = Duration::from_secs(15);
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    target: TargetArgs,
+    target: Selection,
     /// Do not wait at time gates: exit 3 with the instant the next gate opens.
     #[arg(long)]
     no_wait: bool,
@@ -58,7 +58,7 @@ struct Outcome<'a> {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    s.parse::<crate::spec::ManifestDuration>()
+    s.parse::<mailshift::spec::ManifestDuration>()
         .map(|d| d.0)
         .map_err(|e| e.to_string())
 }
@@ -90,9 +90,9 @@ pub async fn run(args: &Args, log_format: LogFormat) -> Result<ExitCode> {
         }
     };
     tokio::pin!(expired);
-    for m in args.target.migrations()? {
-        let name = name_of(&m);
-        let mut r = args.target.reconciler(m, observer.clone())?;
+    for t in args.target.resolve()? {
+        let name = t.name().to_owned();
+        let mut r = t.reconciler(observer.clone())?;
         let stop = tokio::select! {
             s = drive(&mut r, args.no_wait, args.output == super::Output::Text, bars.as_ref()) => s?,
             _ = tokio::signal::ctrl_c() => Stop::Interrupted,
@@ -124,7 +124,7 @@ pub async fn run(args: &Args, log_format: LogFormat) -> Result<ExitCode> {
                 "timedOut",
                 format!(
                     "stopped after {} (--timeout); run apply again to resume",
-                    crate::spec::ManifestDuration(after)
+                    mailshift::spec::ManifestDuration(after)
                 ),
                 None,
                 Some(ExitCode::from(EXIT_GATE)),
@@ -192,7 +192,8 @@ async fn drive<E: MailEngine>(
                 for done in &turn.done {
                     if let Err(f) = &done.result {
                         let step = &done.step;
-                        if f.stalled && crate::dns::PERSONS_REASONS.contains(&f.reason.as_str()) {
+                        if f.stalled && mailshift::dns::PERSONS_REASONS.contains(&f.reason.as_str())
+                        {
                             eprintln!(
                                 "`{step}` failed: {}; not tried again until the credentials are fixed",
                                 f.message
@@ -234,7 +235,7 @@ async fn drive<E: MailEngine>(
             }
             Progress::Blocked { reasons } => {
                 if let Some(f) = r.failure().filter(|f| {
-                    f.stalled && crate::dns::PERSONS_REASONS.contains(&f.reason.as_str())
+                    f.stalled && mailshift::dns::PERSONS_REASONS.contains(&f.reason.as_str())
                 }) {
                     return Ok(Stop::Gate {
                         why: format!("`{}` needs a person: {}", f.step, f.message),
@@ -258,7 +259,7 @@ async fn drive<E: MailEngine>(
 }
 
 /// What the next turn carries out, for the spinner.
-fn running<E: MailEngine>(plan: &crate::plan::Plan, r: &Reconciler<E>) -> String {
+fn running<E: MailEngine>(plan: &mailshift::plan::Plan, r: &Reconciler<E>) -> String {
     let batch = plan.batch(r.concurrency(), |_| true);
     match batch.as_slice() {
         [one] => one.step.to_string(),

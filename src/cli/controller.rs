@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::controller::{LeaderElection, Options, run as run_controller};
+use mailshift::controller::{LeaderElection, Options, run as run_controller};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -28,7 +28,7 @@ pub struct Args {
     concurrency: u16,
     /// Image of the copy Jobs started for `spec.sync.parallelism` > 1 (they run
     /// `mailshift sync`): the controller's own image, at the same version.
-    #[arg(long, value_name = "IMAGE", env = "MAILSHIFT_JOB_IMAGE", default_value = crate::controller::jobs::DEFAULT_IMAGE)]
+    #[arg(long, value_name = "IMAGE", env = "MAILSHIFT_JOB_IMAGE", default_value = mailshift::controller::jobs::DEFAULT_IMAGE)]
     job_image: String,
     /// Act only while holding the leader Lease, so that of several replicas exactly one
     /// reconciles (the others stand by). On in deploy/.

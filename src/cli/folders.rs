@@ -3,7 +3,7 @@
 //!
 //! For each mailbox it logs in to both servers, lists their folders (LIST and LSUB only:
 //! nothing is opened, created or written on either side) and prints the mapping a sync would
-//! follow ([`crate::imap::folders::folder_table`]): the source language (detected or
+//! follow ([`mailshift::imap::folders::folder_table`]): the source language (detected or
 //! forced), the destination's language, then each source folder with its destination and
 //! the rule that decided it (INBOX, SPECIAL-USE, a localized default name, a rename, an
 //! exclude...), merges, folders to create, and unused rename/exclude rules.
@@ -12,19 +12,18 @@
 //! login, or two source folders that would land in one destination folder without being
 //! defaults of one role), 2 when nothing could be run (invalid manifest, unknown mailbox).
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::Output;
 use super::logging::{self, LogFormat};
 use super::sync::{Args, prepare_to_run};
-use crate::imap::engine::Silent;
-use crate::imap::folder_names::Lang;
-use crate::imap::folders::{FolderPlan, FolderTable, LanguageChoice, Reason};
-use crate::imap::report::ReportKind;
+use super::{Ended, Output};
+use mailshift::imap::engine::Silent;
+use mailshift::imap::folder_names::Lang;
+use mailshift::imap::folders::{FolderPlan, FolderTable, LanguageChoice, Reason};
+use mailshift::imap::report::ReportKind;
 
 /// One mailbox's mapping, as printed with `--output json|yaml`.
 #[derive(Debug, Serialize)]
@@ -82,12 +81,9 @@ struct FolderView {
     notes: Vec<String>,
 }
 
-pub fn run(args: &Args, log_format: LogFormat) -> ExitCode {
+pub fn run(args: &Args, log_format: LogFormat) -> Result<ExitCode, Ended> {
     logging::init(log_format, None);
-    let (prepared, runtime) = match prepare_to_run(args, ReportKind::Verify, Arc::new(Silent)) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+    let (prepared, runtime) = prepare_to_run(args, ReportKind::Verify, Arc::new(Silent))?;
     let mut all = Vec::new();
     let mut text = String::new();
     for p in &prepared {
@@ -105,7 +101,7 @@ pub fn run(args: &Args, log_format: LogFormat) -> ExitCode {
                     Ok(table) => text.push_str(&table.to_string()),
                     Err(e) => text.push_str(&format!(
                         "  error: {}\n",
-                        crate::text::printable(&e.to_string())
+                        mailshift::text::printable(&e.to_string())
                     )),
                 }
             }
@@ -113,19 +109,15 @@ pub fn run(args: &Args, log_format: LogFormat) -> ExitCode {
         }
     }
     let failed = all.iter().any(|m| m.error.is_some());
-    let printed = match args.output {
-        Output::Text => write!(std::io::stdout().lock(), "{text}").map_err(anyhow::Error::from),
-        other => super::print_structured(other, &all),
-    };
-    if let Err(e) = printed {
-        super::print_error(&e);
-        return ExitCode::from(2);
+    match args.output {
+        Output::Text => out!("{text}"),
+        other => super::print_structured(other, &all)?,
     }
-    if failed {
+    Ok(if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    }
+    })
 }
 
 fn view(
@@ -226,7 +218,7 @@ fn folder_view(p: &FolderPlan) -> FolderView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::imap::folders::{FolderList, ListedFolder, folder_table};
+    use mailshift::imap::folders::{FolderList, ListedFolder, folder_table};
 
     fn list(prefix: &str, delim: char, names: &[(&str, &[&str])]) -> FolderList {
         FolderList {

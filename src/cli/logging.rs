@@ -92,7 +92,7 @@ impl Drop for EventWriter {
         // Fields carry what servers named (folder names, error texts): a CR, LF or ESC in
         // them must not forge a line or drive the terminal.
         let text = String::from_utf8_lossy(&self.buf);
-        let line = crate::text::log_line(&text);
+        let line = mailshift::text::log_line(&text);
         let write = || {
             let mut err = std::io::stderr().lock();
             let _ = err.write_all(line.as_bytes());

@@ -35,7 +35,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::imap::report::ReportKind;
+use mailshift::imap::report::ReportKind;
 
 /// Move a domain's email between servers as declared state: a MailMigration manifest and a
 /// reconcile loop that applies the smallest next step until the servers match it.
@@ -117,58 +117,78 @@ enum Command {
 /// Run the command line; the exit code follows each command's documented convention.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Validate(args) => validate::run(&args),
+    let ended = match cli.command {
+        Command::Validate(args) => Ok(validate::run(&args)),
         Command::Sync(args) => sync::run(&args, ReportKind::Sync, cli.log_format),
         Command::Verify(args) => sync::run(&args, ReportKind::Verify, cli.log_format),
         Command::Folders(args) => folders::run(&args, cli.log_format),
         Command::Crd => {
-            out!("{}", crate::crd::crd_yaml());
-            ExitCode::SUCCESS
+            out!("{}", mailshift::crd::crd_yaml());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Plan(args) => {
             logging::init(cli.log_format, None);
             block_on(plan::run(&args))
         }
         Command::Apply(args) => block_on(apply::run(&args, cli.log_format)),
-        Command::Status(args) => report(status::run(&args)),
-        Command::Report(args) => report(report::run(&args)),
+        Command::Status(args) => status::run(&args).map_err(Ended::from),
+        Command::Report(args) => report::run(&args).map_err(Ended::from),
         Command::Controller(args) => {
             logging::init(cli.log_format, None);
             block_on(controller::run(&args))
         }
+    };
+    exit_code(ended)
+}
+
+/// How a command ends without doing its work.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// It failed while running: exit status 1.
+    Failed(anyhow::Error),
+    /// Nothing could be run (an invalid manifest, an unknown mailbox, a secret that cannot
+    /// be read): exit status 2 where a command documents it (`sync`, `verify`, `folders`),
+    /// so that a script tells "not even started" from "ran and found differences".
+    NothingRun(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Ended {
+    fn from(e: anyhow::Error) -> Self {
+        Ended::Failed(e)
     }
 }
 
 /// Run an async command on a multi-threaded runtime.
-fn block_on(fut: impl Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+fn block_on(fut: impl Future<Output = anyhow::Result<ExitCode>>) -> Result<ExitCode, Ended> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return report(Err(e.into())),
-    };
-    report(rt.block_on(fut))
+        .map_err(|e| Ended::Failed(anyhow::Error::from(e).context("cannot start the runtime")))?;
+    Ok(rt.block_on(fut)?)
 }
 
-/// Errors end the command with their whole context chain and exit status 1.
-fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
-    match result {
+/// The one place a command's end becomes an exit status: errors are printed with their
+/// whole context chain.
+fn exit_code(ended: Result<ExitCode, Ended>) -> ExitCode {
+    match ended {
         Ok(code) => code,
-        Err(e) => {
+        Err(Ended::Failed(e)) => {
             print_error(&e);
             ExitCode::FAILURE
+        }
+        Err(Ended::NothingRun(e)) => {
+            print_error(&e);
+            ExitCode::from(2)
         }
     }
 }
 
 /// The one way every command prints an error that ends it: `mailshift: error: ...` on
 /// standard error, the whole context chain, control characters from servers escaped.
-pub(crate) fn print_error(e: &anyhow::Error) {
+fn print_error(e: &anyhow::Error) {
     eprintln!(
         "mailshift: error: {}",
-        crate::text::printable(&format!("{e:#}"))
+        mailshift::text::printable(&format!("{e:#}"))
     );
 }
 

@@ -6,13 +6,13 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use super::Output;
-use super::target::{TargetArgs, name_of};
-use crate::plan::PlanDocument;
+use super::target::Selection;
+use mailshift::plan::PlanDocument;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    target: TargetArgs,
+    target: Selection,
     /// Output format (`json` and `yaml` carry a versioned plan document).
     #[arg(long, short, value_enum, default_value_t)]
     output: Output,
@@ -28,11 +28,9 @@ struct Entry {
 pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut entries = Vec::new();
     let mut pending = false;
-    for m in args.target.migrations()? {
-        let name = name_of(&m);
-        let mut r = args
-            .target
-            .reconciler(m, std::sync::Arc::new(crate::imap::engine::Silent))?;
+    for t in args.target.resolve()? {
+        let name = t.name().to_owned();
+        let mut r = t.reconciler(std::sync::Arc::new(mailshift::imap::engine::Silent))?;
         let pass = r.pass(chrono::Utc::now(), false).await?;
         pending |= !pass.plan.is_empty();
         match args.output {

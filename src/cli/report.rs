@@ -8,14 +8,14 @@ use std::process::ExitCode;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
-use super::target::{TargetArgs, name_of};
-use crate::reconcile::records::Records;
-use crate::spec::{AcceptedLoss, MailMigrationSpec, MailMigrationStatus, ProbeState};
+use super::target::Selection;
+use mailshift::reconcile::records::Records;
+use mailshift::spec::{AcceptedLoss, MailMigrationSpec, MailMigrationStatus, ProbeState};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    target: TargetArgs,
+    target: Selection,
     #[arg(long, short, value_enum, default_value_t)]
     output: Format,
 }
@@ -81,17 +81,11 @@ pub struct Event {
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut docs = Vec::new();
-    for m in args.target.migrations()? {
-        let state = args.target.state_dir(&m);
+    for t in args.target.resolve()? {
+        let (m, state) = (&t.migration, &t.state);
         let status = state.load_status()?;
-        let records = Records::load(&state)?;
-        docs.push(document(
-            &name_of(&m),
-            &m.spec,
-            &status,
-            &records,
-            Utc::now(),
-        ));
+        let records = Records::load(state)?;
+        docs.push(document(t.name(), &m.spec, &status, &records, Utc::now()));
     }
     match args.output {
         Format::Text => docs.iter().for_each(print_text),
@@ -111,43 +105,46 @@ pub fn document(
     now: DateTime<Utc>,
 ) -> Document {
     let mut totals = Totals::default();
-    let mailboxes: Vec<MailboxRow> = crate::reconcile::records::listed(spec, &records.mailboxes)
-        .into_iter()
-        .map(|address| {
-            let r = records.mailboxes.get(&address).cloned().unwrap_or_default();
-            let (messages, bytes, synced_at) = match r.sync {
-                crate::plan::SyncState::Never => (None, None, None),
-                crate::plan::SyncState::Synced {
-                    at,
+    let mailboxes: Vec<MailboxRow> =
+        mailshift::reconcile::records::listed(spec, &records.mailboxes)
+            .into_iter()
+            .map(|address| {
+                let r = records.mailboxes.get(&address).cloned().unwrap_or_default();
+                let (messages, bytes, synced_at) = match r.sync {
+                    mailshift::plan::SyncState::Never => (None, None, None),
+                    mailshift::plan::SyncState::Synced {
+                        at,
+                        messages,
+                        bytes,
+                    } => (Some(messages), Some(bytes), Some(at)),
+                };
+                let (verification, verified_at) = match r.verification {
+                    mailshift::plan::Verification::NotVerified => ("not verified".to_owned(), None),
+                    mailshift::plan::Verification::Equal { at, .. } => {
+                        ("equal".to_owned(), Some(at))
+                    }
+                    mailshift::plan::Verification::Differs { at, differences } => {
+                        (format!("{differences} differences"), Some(at))
+                    }
+                };
+                totals.mailboxes += 1;
+                totals.verified += u64::from(verification == "equal");
+                totals.messages += messages.unwrap_or(0);
+                totals.bytes += bytes.unwrap_or(0);
+                totals.accepted_losses += r.accepted_losses.len() as u64;
+                totals.failing += u64::from(r.last_error.is_some());
+                MailboxRow {
+                    address,
                     messages,
                     bytes,
-                } => (Some(messages), Some(bytes), Some(at)),
-            };
-            let (verification, verified_at) = match r.verification {
-                crate::plan::Verification::NotVerified => ("not verified".to_owned(), None),
-                crate::plan::Verification::Equal { at, .. } => ("equal".to_owned(), Some(at)),
-                crate::plan::Verification::Differs { at, differences } => {
-                    (format!("{differences} differences"), Some(at))
+                    synced_at,
+                    verification,
+                    verified_at,
+                    last_error: r.last_error,
+                    accepted_losses: r.accepted_losses,
                 }
-            };
-            totals.mailboxes += 1;
-            totals.verified += u64::from(verification == "equal");
-            totals.messages += messages.unwrap_or(0);
-            totals.bytes += bytes.unwrap_or(0);
-            totals.accepted_losses += r.accepted_losses.len() as u64;
-            totals.failing += u64::from(r.last_error.is_some());
-            MailboxRow {
-                address,
-                messages,
-                bytes,
-                synced_at,
-                verification,
-                verified_at,
-                last_error: r.last_error,
-                accepted_losses: r.accepted_losses,
-            }
-        })
-        .collect();
+            })
+            .collect();
     Document {
         migration: name.to_owned(),
         phase: status
@@ -210,7 +207,7 @@ fn print_text(d: &Document) {
         t.mailboxes,
         t.verified,
         t.messages,
-        crate::imap::report::human_bytes(t.bytes),
+        mailshift::imap::report::human_bytes(t.bytes),
         t.accepted_losses,
         t.failing
     );
@@ -219,7 +216,8 @@ fn print_text(d: &Document) {
             "  {}: {} messages, {}; {}",
             m.address,
             m.messages.map_or("-".into(), |n| n.to_string()),
-            m.bytes.map_or("-".into(), crate::imap::report::human_bytes),
+            m.bytes
+                .map_or("-".into(), mailshift::imap::report::human_bytes),
             m.verification
         );
     }
@@ -232,7 +230,7 @@ fn print_text(d: &Document) {
 /// entities.
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in crate::text::printable(s).chars() {
+    for c in mailshift::text::printable(s).chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
@@ -275,7 +273,7 @@ pub fn html(docs: &[Document]) -> String {
             t.mailboxes,
             t.verified,
             t.messages,
-            esc(&crate::imap::report::human_bytes(t.bytes)),
+            esc(&mailshift::imap::report::human_bytes(t.bytes)),
             t.accepted_losses,
             t.failing,
             when(Some(d.generated_at)),
@@ -296,7 +294,7 @@ pub fn html(docs: &[Document]) -> String {
                     "<div class=\"loss\">accepted loss: {} in {} ({}), refused: {}; accepted by {}</div>",
                     esc(&l.message),
                     esc(&l.folder),
-                    esc(&crate::imap::report::human_bytes(l.size)),
+                    esc(&mailshift::imap::report::human_bytes(l.size)),
                     esc(&l.refused),
                     esc(&l.accepted_by)
                 ));
@@ -306,7 +304,7 @@ pub fn html(docs: &[Document]) -> String {
                 esc(&m.address),
                 m.messages.map_or("&ndash;".into(), |n| n.to_string()),
                 m.bytes
-                    .map_or("&ndash;".into(), |b| esc(&crate::imap::report::human_bytes(b))),
+                    .map_or("&ndash;".into(), |b| esc(&mailshift::imap::report::human_bytes(b))),
                 when(m.synced_at),
                 esc(&m.verification),
                 m.verified_at.map_or(String::new(), |t| format!("({})", when(Some(t)))),

@@ -6,14 +6,14 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use super::Output;
-use super::target::{TargetArgs, name_of};
-use crate::reconcile::records::{MailboxRecord, Records};
-use crate::spec::MailMigrationStatus;
+use super::target::Selection;
+use mailshift::reconcile::records::{MailboxRecord, Records};
+use mailshift::spec::MailMigrationStatus;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    target: TargetArgs,
+    target: Selection,
     #[arg(long, short, value_enum, default_value_t)]
     output: Output,
 }
@@ -25,17 +25,17 @@ struct Entry {
     status: MailMigrationStatus,
     mailboxes: std::collections::BTreeMap<String, MailboxRecord>,
     /// Steps failing now: attempts in a row, the last reason, the next try (or stalled).
-    failures: Vec<crate::spec::Failure>,
+    failures: Vec<mailshift::spec::Failure>,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut entries = Vec::new();
-    for m in args.target.migrations()? {
-        let state = args.target.state_dir(&m);
+    for t in args.target.resolve()? {
+        let (m, state) = (&t.migration, &t.state);
         let status = state.load_status()?;
-        let records = Records::load(&state)?;
+        let records = Records::load(state)?;
         let entry = Entry {
-            name: name_of(&m),
+            name: t.name().to_owned(),
             status,
             mailboxes: records.mailboxes,
             failures: records.failures,
@@ -50,7 +50,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_text(e: &Entry, spec: &crate::spec::MailMigrationSpec) {
+fn print_text(e: &Entry, spec: &mailshift::spec::MailMigrationSpec) {
     let s = &e.status;
     let phase = s.phase.map_or("never run".to_owned(), |p| format!("{p:?}"));
     outln!("MailMigration {}: {phase}", e.name);
@@ -92,10 +92,10 @@ fn print_text(e: &Entry, spec: &crate::spec::MailMigrationSpec) {
             "  copied:         {} of {} messages, {} of {} ({}%), {}/s since {}{eta}",
             t.messages,
             t.of_messages,
-            crate::imap::report::human_bytes(t.bytes),
-            crate::imap::report::human_bytes(t.of_bytes),
+            mailshift::imap::report::human_bytes(t.bytes),
+            mailshift::imap::report::human_bytes(t.of_bytes),
             t.percent,
-            crate::imap::report::human_bytes(t.bytes_per_second),
+            mailshift::imap::report::human_bytes(t.bytes_per_second),
             t.since.to_rfc3339()
         );
     }
@@ -108,40 +108,40 @@ fn print_text(e: &Entry, spec: &crate::spec::MailMigrationSpec) {
             m.failed
         );
     }
-    for a in crate::reconcile::records::listed(spec, &e.mailboxes) {
+    for a in mailshift::reconcile::records::listed(spec, &e.mailboxes) {
         let r = e.mailboxes.get(&a).cloned().unwrap_or_default();
         let sync = match r.sync {
-            crate::plan::SyncState::Never => "never synced".to_owned(),
-            crate::plan::SyncState::Synced { at, messages, .. } => {
+            mailshift::plan::SyncState::Never => "never synced".to_owned(),
+            mailshift::plan::SyncState::Synced { at, messages, .. } => {
                 format!("synced {messages} messages at {}", at.to_rfc3339())
             }
         };
         let verified = match r.verification {
-            crate::plan::Verification::NotVerified => "not verified".to_owned(),
-            crate::plan::Verification::Equal { at, arrived: 0, .. } => {
+            mailshift::plan::Verification::NotVerified => "not verified".to_owned(),
+            mailshift::plan::Verification::Equal { at, arrived: 0, .. } => {
                 format!("verified equal at {}", at.to_rfc3339())
             }
-            crate::plan::Verification::Equal { at, arrived, .. } => format!(
+            mailshift::plan::Verification::Equal { at, arrived, .. } => format!(
                 "verified equal at {} but for {arrived} message(s) that arrived since the last sync",
                 at.to_rfc3339()
             ),
-            crate::plan::Verification::Differs { differences, .. } => {
+            mailshift::plan::Verification::Differs { differences, .. } => {
                 format!("{differences} difference(s)")
             }
         };
         out!("    {a}: {sync}; {verified}");
         match &r.last_error {
-            Some(e) => outln!("; last error: {}", crate::text::printable(e)),
+            Some(e) => outln!("; last error: {}", mailshift::text::printable(e)),
             None => outln!(),
         }
         for loss in &r.accepted_losses {
             outln!(
                 "      accepted loss: {} in {} ({} bytes), refused: {}; accepted by {}",
-                crate::text::printable(&loss.message),
-                crate::text::printable(&loss.folder),
+                mailshift::text::printable(&loss.message),
+                mailshift::text::printable(&loss.folder),
                 loss.size,
-                crate::text::printable(&loss.refused),
-                crate::text::printable(&loss.accepted_by)
+                mailshift::text::printable(&loss.refused),
+                mailshift::text::printable(&loss.accepted_by)
             );
         }
     }
@@ -160,7 +160,7 @@ fn print_text(e: &Entry, spec: &crate::spec::MailMigrationSpec) {
                 "    {}: failed {} time(s) in a row: {}; {next}",
                 f.step,
                 f.count,
-                crate::text::printable(&f.message)
+                mailshift::text::printable(&f.message)
             );
         }
     }

@@ -6,75 +6,50 @@
 //! verify: every mailbox equal), 1 when not, 2 when nothing could be run (an invalid
 //! manifest, an unknown `--mailbox`, a secret that cannot be read).
 
-use crate::secrets::Resolver;
-use crate::store::StateDir;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use super::Output;
 use super::logging::LogFormat;
-use crate::imap::engine::{self, Observer, Options, Prepared};
-use crate::imap::report::{Report, ReportKind};
-use crate::manifest::{LoadOptions, Loaded, Severity, load_path, load_text};
-use crate::spec::Policy;
+use super::{Ended, Output};
+use mailshift::imap::engine::{self, Observer, Options, Prepared};
+use mailshift::imap::report::{Report, ReportKind};
+use mailshift::spec::Policy;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Manifest file(s) or directories of them (`-` for standard input).
-    #[arg(
-        short = 'f',
-        long = "filename",
-        required_unless_present = "manifest_env",
-        value_name = "MANIFEST"
-    )]
-    pub(super) files: Vec<String>,
-    /// Read the manifest from this environment variable instead of a file. The controller's
-    /// copy Jobs get theirs this way: a Job has no stdin and no API access to read the
-    /// resource.
-    #[arg(long, value_name = "VAR", conflicts_with = "files")]
-    pub(super) manifest_env: Option<String>,
+    #[command(flatten)]
+    pub(super) target: super::target::Selection,
     /// Only this mailbox (by address; repeat for several).
     #[arg(long = "mailbox", value_name = "ADDR")]
     pub(super) mailboxes: Vec<String>,
-    /// Only the MailMigration with this `metadata.name` (repeat for several).
-    #[arg(long = "name", value_name = "NAME")]
-    pub(super) names: Vec<String>,
-    /// Where caches live: DIR/<name>/ (default: .mailshift/<name>/ next to the manifest).
-    #[arg(long, value_name = "DIR")]
-    pub(super) state: Option<PathBuf>,
     /// Output format of the report.
     #[arg(long, short, value_enum, default_value_t)]
     pub(super) output: Output,
 }
 
-pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> ExitCode {
+pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> Result<ExitCode, Ended> {
     let (bars, observer) = super::progress::setup(log_format);
     let started = Instant::now();
     // JSON logs are for machines (a copy Job's, read by the controller): they carry the
     // copy's progress every few seconds.
     let tally = (kind == ReportKind::Sync && log_format == LogFormat::Json)
-        .then(|| Arc::new(crate::reconcile::progress::Tally::new(observer.clone())));
+        .then(|| Arc::new(mailshift::reconcile::progress::Tally::new(observer.clone())));
     let observer = match &tally {
         Some(t) => t.clone() as Arc<dyn Observer>,
         None => observer,
     };
-    let (prepared, runtime) = match prepare_to_run(args, kind, observer) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+    let (prepared, runtime) = prepare_to_run(args, kind, observer)?;
     let progress_log = tally.clone().map(|t| {
         runtime.spawn(async move {
-            let mut every = tokio::time::interval(crate::reconcile::progress::LOG_EVERY);
+            let mut every = tokio::time::interval(mailshift::reconcile::progress::LOG_EVERY);
             every.tick().await;
             loop {
                 every.tick().await;
                 if let Some(p) = t.transfer(chrono::Utc::now()) {
-                    crate::reconcile::progress::log(&p);
+                    mailshift::reconcile::progress::log(&p);
                 }
             }
         })
@@ -98,7 +73,7 @@ pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> ExitCode {
         task.abort();
     }
     if let Some(p) = tally.and_then(|t| t.transfer(chrono::Utc::now())) {
-        crate::reconcile::progress::log(&p);
+        mailshift::reconcile::progress::log(&p);
     }
     let report = Report::new(kind, mailboxes, started.elapsed());
     let t = &report.totals;
@@ -111,49 +86,31 @@ pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> ExitCode {
         elapsed_seconds = t.elapsed_seconds,
         "done"
     );
-    if print(&report, args.output).is_err() {
-        return ExitCode::from(2);
+    match args.output {
+        Output::Text => outln!("{report}"),
+        other => super::print_structured(other, &report)?,
     }
-    if report.is_perfect() {
+    Ok(if report.is_perfect() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    }
-}
-
-fn print(report: &Report, output: Output) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    match output {
-        Output::Json => {
-            serde_json::to_writer_pretty(&mut out, report)?;
-            writeln!(out)
-        }
-        Output::Yaml => {
-            let s = serde_yaml::to_string(report).map_err(std::io::Error::other)?;
-            write!(out, "{s}")
-        }
-        Output::Text => writeln!(out, "{report}"),
-    }
+    })
 }
 
 /// Loads every manifest, keeps the migrations and mailboxes asked for, and prepares them.
 /// The manifests' engines and a runtime to drive them; when either cannot be had, the
-/// reason is printed and the exit status is 2 (nothing could be run).
+/// error is [`Ended::NothingRun`].
 pub(super) fn prepare_to_run(
     args: &Args,
     kind: ReportKind,
     observer: Arc<dyn Observer>,
-) -> Result<(Vec<Prepared>, tokio::runtime::Runtime), ExitCode> {
-    let prepared = prepare_all(args, kind, observer).map_err(|e| {
-        super::print_error(&e);
-        ExitCode::from(2)
-    })?;
+) -> Result<(Vec<Prepared>, tokio::runtime::Runtime), Ended> {
+    let prepared = prepare_all(args, kind, observer).map_err(Ended::NothingRun)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| {
-            super::print_error(&anyhow::Error::from(e).context("cannot start the runtime"));
-            ExitCode::from(2)
+            Ended::NothingRun(anyhow::Error::from(e).context("cannot start the runtime"))
         })?;
     Ok((prepared, runtime))
 }
@@ -164,65 +121,27 @@ fn prepare_all(
     observer: Arc<dyn Observer>,
 ) -> Result<Vec<Prepared>> {
     let mut prepared = Vec::new();
-    let mut names_seen = vec![false; args.names.len()];
-    let mut sources: Vec<Vec<Loaded>> = Vec::new();
-    if let Some(var) = &args.manifest_env {
-        let text = std::env::var(var)
-            .with_context(|| format!("reading the manifest from environment variable {var}"))?;
-        sources.push(vec![load_text(
-            &format!("${var}"),
-            &text,
-            LoadOptions::default(),
-        )]);
-    }
-    for file in &args.files {
-        sources.push(load_path(file, LoadOptions::default()));
-    }
-    for loaded_files in sources {
-        for loaded in loaded_files {
-            for f in loaded
-                .findings
-                .iter()
-                .filter(|f| f.severity == Severity::Warning)
-            {
-                tracing::warn!(finding = %f, "manifest");
-            }
-            let path = PathBuf::from(&loaded.file);
-            let migrations = loaded.into_result()?;
-            for m in migrations {
-                let name = m.name().to_owned();
-                if !args.names.is_empty() {
-                    match args.names.iter().position(|n| *n == name) {
-                        Some(i) => names_seen[i] = true,
-                        None => continue,
-                    }
-                }
-                if kind == ReportKind::Sync && m.spec.suspend {
-                    bail!(
-                        "{name}: spec.suspend is true, so nothing is written; set it to false to resume, or use `mailshift verify` to compare"
-                    );
-                }
-                if kind == ReportKind::Sync && m.spec.policy == Policy::Observe {
-                    bail!(
-                        "{name}: policy is observe, which never writes; use `mailshift verify` to compare"
-                    );
-                }
-                let manifest = manifest_path(&path);
-                let store = StateDir::for_migration(manifest, args.state.as_deref(), m.name());
-                let p = engine::prepare_with(
-                    &m,
-                    &Resolver::for_manifest(manifest),
-                    Arc::new(store),
-                    Options::default(),
-                    observer.clone(),
-                )
-                .with_context(|| format!("{}", path.display()))?;
-                prepared.push(p);
-            }
+    for t in args.target.resolve()? {
+        let name = t.name();
+        if kind == ReportKind::Sync && t.migration.spec.suspend {
+            bail!(
+                "{name}: spec.suspend is true, so nothing is written; set it to false to resume, or use `mailshift verify` to compare"
+            );
         }
-    }
-    if let Some(i) = names_seen.iter().position(|seen| !seen) {
-        bail!("no MailMigration named {} in the manifests", args.names[i]);
+        if kind == ReportKind::Sync && t.migration.spec.policy == Policy::Observe {
+            bail!(
+                "{name}: policy is observe, which never writes; use `mailshift verify` to compare"
+            );
+        }
+        let p = engine::prepare_with(
+            &t.migration,
+            &t.resolver,
+            Arc::new(t.state.clone()),
+            Options::default(),
+            observer.clone(),
+        )
+        .with_context(|| format!("{}", t.manifest.display()))?;
+        prepared.push(p);
     }
     if !args.mailboxes.is_empty() {
         let mut found = vec![false; args.mailboxes.len()];
@@ -231,7 +150,7 @@ fn prepare_all(
                 match args
                     .mailboxes
                     .iter()
-                    .position(|m| m.eq_ignore_ascii_case(&a.address))
+                    .position(|m| mailshift::address::key(m) == mailshift::address::key(&a.address))
                 {
                     Some(i) => {
                         found[i] = true;
@@ -246,12 +165,5 @@ fn prepare_all(
         }
         prepared.retain(|p| !p.accounts.is_empty());
     }
-    if prepared.is_empty() {
-        bail!("no MailMigration found");
-    }
     Ok(prepared)
-}
-
-fn manifest_path(p: &Path) -> &Path {
-    p
 }

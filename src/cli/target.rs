@@ -1,73 +1,133 @@
-//! Loading the migrations a command acts on: `-f FILE [--name NAME] [--state DIR]`.
+//! The one configuration every command that acts on migrations resolves its arguments into:
+//! which manifests (`-f FILE|DIR|-`, `--manifest-env VAR`), which migrations in them
+//! (`--name`), where their state lives (`--state`), and for each migration the secrets
+//! resolver and state directory that follow from where its manifest was read. Resolved once
+//! here, so that no command works out a state directory or a secret's base path itself.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
-use crate::imap::engine::Observer;
-use crate::manifest::{LoadOptions, load_file};
-use crate::reconcile::Reconciler;
-use crate::reconcile::imap::ImapEngine;
-use crate::spec::MailMigration;
-use crate::store::StateDir;
+use mailshift::imap::engine::Observer;
+use mailshift::manifest::{LoadOptions, Loaded, Severity, load_path, load_text};
+use mailshift::reconcile::Reconciler;
+use mailshift::reconcile::imap::ImapEngine;
+use mailshift::secrets::Resolver;
+use mailshift::spec::MailMigration;
+use mailshift::store::StateDir;
 
-/// Which manifest and which migrations in it.
+/// Which manifests and which migrations in them.
 #[derive(Debug, Clone, clap::Args)]
-pub struct TargetArgs {
-    /// The manifest (YAML, one or more MailMigration documents).
-    #[arg(short = 'f', long = "filename", value_name = "FILE")]
-    pub file: PathBuf,
-    /// Only the migration with this metadata.name (default: every one in the file).
-    #[arg(long)]
-    pub name: Option<String>,
-    /// State directory (default: .mailshift/ next to the manifest).
+pub struct Selection {
+    /// Manifest file(s) or directories of them (`-` for standard input).
+    #[arg(
+        short = 'f',
+        long = "filename",
+        required_unless_present = "manifest_env",
+        value_name = "MANIFEST"
+    )]
+    pub files: Vec<String>,
+    /// Read the manifest from this environment variable instead of a file. The controller's
+    /// copy Jobs get theirs this way: a Job has no stdin and no API access to read the
+    /// resource.
+    #[arg(long, value_name = "VAR", conflicts_with = "files")]
+    pub manifest_env: Option<String>,
+    /// Only the MailMigration with this `metadata.name` (repeat for several; default: every
+    /// one in the manifests).
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+    /// State directory: DIR/<name>/ (default: .mailshift/<name>/ next to the manifest).
     #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,
 }
 
-impl TargetArgs {
-    /// The migrations of the manifest; an invalid manifest is an error listing every
-    /// finding by file, line and field.
-    pub fn migrations(&self) -> Result<Vec<MailMigration>> {
-        let path = self.file.to_string_lossy();
-        let all = load_file(&path, LoadOptions::default()).into_result()?;
-        let chosen: Vec<MailMigration> = all
-            .into_iter()
-            .filter(|m| {
-                self.name
-                    .as_deref()
-                    .is_none_or(|n| m.metadata.name.as_deref() == Some(n))
-            })
-            .collect();
-        if chosen.is_empty() {
-            match &self.name {
-                Some(n) => bail!("{path}: no MailMigration named {n}"),
-                None => bail!("{path}: no MailMigration in the file"),
-            }
-        }
-        Ok(chosen)
+/// One migration with everything its manifest's place decides.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub migration: MailMigration,
+    /// Where the manifest was read (`-` or `$VAR` for standard input or the environment).
+    pub manifest: PathBuf,
+    pub state: StateDir,
+    /// Secrets referenced by path are read relative to the manifest.
+    pub resolver: Resolver,
+}
+
+impl Target {
+    pub fn name(&self) -> &str {
+        self.migration.name()
     }
 
-    pub fn state_dir(&self, migration: &MailMigration) -> StateDir {
-        StateDir::for_migration(&self.file, self.state.as_deref(), &name_of(migration))
-    }
-
-    /// The reconcile loop of one migration, with real IMAP connections.
-    pub fn reconciler(
-        &self,
-        migration: MailMigration,
-        observer: Arc<dyn Observer>,
-    ) -> Result<Reconciler<ImapEngine>> {
-        let (engine, accounts) =
-            ImapEngine::prepare(&migration, &self.file, self.state.as_deref(), observer)
-                .with_context(|| format!("migration {}", name_of(&migration)))?;
-        let state = self.state_dir(&migration);
-        Ok(Reconciler::new(migration, accounts, state, engine)?
-            .with_resolver(crate::secrets::Resolver::for_manifest(&self.file)))
+    /// The reconcile loop of this migration, with real IMAP connections.
+    pub fn reconciler(&self, observer: Arc<dyn Observer>) -> Result<Reconciler<ImapEngine>> {
+        let (engine, accounts) = ImapEngine::prepare_with(
+            &self.migration,
+            &self.resolver,
+            self.state.clone(),
+            observer,
+        )
+        .with_context(|| format!("migration {}", self.name()))?;
+        Ok(
+            Reconciler::new(self.migration.clone(), accounts, self.state.clone(), engine)?
+                .with_resolver(self.resolver.clone()),
+        )
     }
 }
 
-pub fn name_of(m: &MailMigration) -> String {
-    m.name().to_owned()
+impl Selection {
+    /// The migrations asked for, in manifest order. An invalid manifest is an error listing
+    /// every finding by file, line and field; warnings are logged; a `--name` that matches
+    /// nothing is an error.
+    pub fn resolve(&self) -> Result<Vec<Target>> {
+        let mut sources: Vec<Vec<Loaded>> = Vec::new();
+        if let Some(var) = &self.manifest_env {
+            let text = std::env::var(var)
+                .with_context(|| format!("reading the manifest from environment variable {var}"))?;
+            sources.push(vec![load_text(
+                &format!("${var}"),
+                &text,
+                LoadOptions::default(),
+            )]);
+        }
+        for file in &self.files {
+            sources.push(load_path(file, LoadOptions::default()));
+        }
+        let mut names_seen = vec![false; self.names.len()];
+        let mut targets = Vec::new();
+        for loaded in sources.into_iter().flatten() {
+            for f in loaded
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Warning)
+            {
+                tracing::warn!(finding = %f, "manifest");
+            }
+            let manifest = PathBuf::from(&loaded.file);
+            for migration in loaded.into_result()? {
+                if !self.names.is_empty() {
+                    match self.names.iter().position(|n| n == migration.name()) {
+                        Some(i) => names_seen[i] = true,
+                        None => continue,
+                    }
+                }
+                targets.push(Target {
+                    state: StateDir::for_migration(
+                        &manifest,
+                        self.state.as_deref(),
+                        migration.name(),
+                    ),
+                    resolver: Resolver::for_manifest(&manifest),
+                    manifest: manifest.clone(),
+                    migration,
+                });
+            }
+        }
+        if let Some(i) = names_seen.iter().position(|seen| !seen) {
+            bail!("no MailMigration named {} in the manifests", self.names[i]);
+        }
+        if targets.is_empty() {
+            bail!("no MailMigration in the manifests");
+        }
+        Ok(targets)
+    }
 }

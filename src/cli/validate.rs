@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use super::Output;
-use crate::manifest::{Finding, LoadOptions, Severity, load_path};
+use mailshift::manifest::{Finding, LoadOptions, Severity, load_path};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -1,6 +1,5 @@
 //! The [`MailEngine`] that talks to real IMAP servers, through the copy engine.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
@@ -38,25 +37,9 @@ impl std::fmt::Debug for ImapEngine {
 }
 
 impl ImapEngine {
-    /// Resolve `migration` read from `manifest` (secrets, mailboxes, CA certificates); the
-    /// engine's caches live in the state directory (`state`, else next to the manifest).
-    pub fn prepare(
-        migration: &MailMigration,
-        manifest: &Path,
-        state: Option<&Path>,
-        observer: Arc<dyn Observer>,
-    ) -> Result<(Self, Vec<Account>)> {
-        let store = StateDir::for_migration(manifest, state, migration.name());
-        Self::prepare_with(
-            migration,
-            &Resolver::for_manifest(manifest),
-            store,
-            observer,
-        )
-    }
-
-    /// Like [`prepare`](Self::prepare), with secrets read through `resolver` (the
-    /// controller's: the namespace's Secrets) and caches kept in `store`.
+    /// Resolve `migration` (secrets through `resolver`: next to the manifest, or the
+    /// namespace's Secrets in a cluster; mailboxes; CA certificates); the engine's caches
+    /// are kept in `store`.
     pub fn prepare_with(
         migration: &MailMigration,
         resolver: &Resolver,
