@@ -245,18 +245,23 @@ fn serves_health_readiness_and_metrics_then_stops_on_sigterm() -> Result<()> {
     assert_eq!(get(http, "/healthz"), Some((200, "ok\n".into())));
     let (code, metrics) = get(http, "/metrics").expect("/metrics answers");
     assert_eq!(code, 200);
+    // OpenMetrics names a counter's family without `_total`, its samples with it. Families
+    // with labels (failures by reason, steps by kind) appear with their first sample.
     for family in [
-        "mailshift_reconciles_total",
-        "mailshift_reconcile_failures_total",
-        "mailshift_steps_total",
-        "mailshift_messages_copied_total",
-        "mailshift_bytes_copied_total",
+        "mailshift_reconciles",
+        "mailshift_messages_copied",
+        "mailshift_bytes_copied",
     ] {
         assert!(
             metrics.contains(&format!("# TYPE {family} counter")),
             "{family} missing:\n{metrics}"
         );
     }
+    assert!(
+        metrics.contains("\nmailshift_messages_copied_total 0\n"),
+        "{metrics}"
+    );
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
     assert!(
         metrics.contains("# TYPE mailshift_leader gauge\nmailshift_leader 1\n"),
         "without leader election this replica reconciles:\n{metrics}"

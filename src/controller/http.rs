@@ -54,11 +54,7 @@ fn respond(
     ready: &AtomicBool,
 ) -> Response<Full<Bytes>> {
     let (code, content_type, body) = match req.uri().path() {
-        "/metrics" => (
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            metrics.render(),
-        ),
+        "/metrics" => (StatusCode::OK, Metrics::CONTENT_TYPE, metrics.render()),
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".into()),
         "/readyz" if ready.load(Ordering::Relaxed) => {
             (StatusCode::OK, "text/plain", "ready\n".into())

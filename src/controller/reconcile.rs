@@ -11,6 +11,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 
 use super::events::publish_related;
 use super::jobs::{CopyKind, FanOut, Fanned};
+use super::metrics::Outcome;
 use super::requeue::{API_RETRY, Error, UNRUNNABLE, requeue_for};
 use super::{Context, EngineFactory, FINALIZER, secrets, status};
 use crate::reconcile::records::{MemoryRecords, Records};
@@ -178,7 +179,11 @@ async fn apply<F: EngineFactory>(
 async fn report<F>(ctx: &Context<F>, obj: &MailMigration, done: &Done) {
     let kind = done.step.kind();
     let step = &done.step;
-    ctx.metrics.step(kind, done.result.is_ok(), done.took);
+    let outcome = match done.result {
+        Ok(()) => Outcome::Applied,
+        Err(_) => Outcome::Failed,
+    };
+    ctx.metrics.step(kind, outcome, done.took);
     match &done.result {
         Ok(()) => {
             publish(

@@ -38,6 +38,7 @@ pub use build::{
 pub use engine::Fanned;
 
 use super::events::publish_related;
+use super::metrics::Outcome;
 use super::requeue::{Error, NEXT_STEP, RECHECK, REOBSERVE, requeue_after};
 use super::{Context, EngineFactory};
 use crate::plan::{Execution, Gate, InFlight, Plan, PlannedStep, Progress, Step, Waiting};
@@ -459,7 +460,7 @@ impl FanOut {
             let job = self.jobs.iter().find(|j| &j.name == name);
             let took = job.and_then(|j| j.took).unwrap_or_default();
             let kind = done[0].kind();
-            ctx.metrics.step(kind, true, took);
+            ctx.metrics.step(kind, Outcome::Applied, took);
             let next = match CopyKind::of(&done[0]) {
                 Some(k) if k.per_mailbox() => "; verifying against the servers next",
                 _ => "",
@@ -528,7 +529,7 @@ impl FanOut {
                 r.engine.outcome = None;
                 if let Some(failure) = r.failure_of(step).cloned() {
                     let kind = step.kind();
-                    ctx.metrics.step(kind, false, Duration::ZERO);
+                    ctx.metrics.step(kind, Outcome::Failed, Duration::ZERO);
                     ctx.metrics.failed("CopyJobFailed");
                     let note;
                     if failure.stalled {
