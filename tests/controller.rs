@@ -2,6 +2,7 @@
 //! reference operator does: no API server can be installed here), with a modelled mail
 //! engine. Plus the binary without a reachable cluster.
 
+use mailshift::plan::{ForwardingChange, RelayChange};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -512,7 +513,7 @@ async fn the_requeue_is_the_instant_the_gate_opens() {
     let status = json!({ "gatewayOnAt": gateway_on.to_rfc3339() });
     let obj = resource(&extra, true, Some(status));
     mailshift::routing::apply(
-        &mailshift::plan::Step::GatewayOn {
+        &RelayChange::GatewayOn {
             relay_to: "[127.0.0.1]:2526".into(),
             domains: vec!["example.com".into()],
         },
@@ -668,10 +669,10 @@ async fn deletion_removes_temporary_forwarding_from_both_servers() {
     let resolver = Resolver::cluster_only(store);
     let accounts = accounts::resolve(&m.spec, &resolver).unwrap();
     let fwd = m.spec.forwarding.clone().unwrap();
-    use mailshift::plan::{Side, Step, SwitchState};
+    use mailshift::plan::{Side, SwitchState};
     use mailshift::routing::forwarding;
     for side in [Side::Source, Side::Destination] {
-        let on = Step::ForwardingOn {
+        let on = ForwardingChange::On {
             address: "a@example.com".into(),
             side,
             to: fwd.to.clone(),

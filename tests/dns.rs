@@ -8,6 +8,7 @@
 
 mod dns_support;
 
+use mailshift::plan::DnsChange;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -91,7 +92,7 @@ async fn refused_unreachable_and_outside_the_zone_are_typed_errors() -> Result<(
 
     // Outside the zone: refused before anything is sent.
     let dns = dns_spec(&primary, primary.tsig(), &[]);
-    let outside = Step::SwitchMx {
+    let outside = DnsChange::SwitchMx {
         zone: "example.com".into(),
         name: "example.org".into(),
         from: Some(vec![]),
@@ -219,7 +220,7 @@ async fn spf_authorizes_both_then_revokes_the_old_and_srv_is_published() -> Resu
         txt.sort();
         Ok(txt)
     };
-    let authorize = Step::SpfAuthorize {
+    let authorize = DnsChange::SpfAuthorize {
         zone: "example.com".into(),
         name: "example.com".into(),
         mechanisms: vec!["ip4:198.51.100.20".into()],
@@ -238,7 +239,7 @@ async fn spf_authorizes_both_then_revokes_the_old_and_srv_is_published() -> Resu
     );
     assert_eq!(apply(&authorize, &dns).await?, Applied::AlreadyDone);
 
-    let revoke = Step::SpfRevoke {
+    let revoke = DnsChange::SpfRevoke {
         zone: "example.com".into(),
         name: "example.com".into(),
         mechanisms: vec!["ip4:192.0.2.10".into()],
@@ -252,7 +253,7 @@ async fn spf_authorizes_both_then_revokes_the_old_and_srv_is_published() -> Resu
         ]
     );
 
-    let publish = Step::PublishSrv {
+    let publish = DnsChange::PublishSrv {
         zone: "example.com".into(),
         name: "example.com".into(),
         imaps: Some("imap.new.example.net:993".into()),
@@ -350,16 +351,16 @@ finalize: {{ deltaSyncAfter: 1h, keepSourceFor: 2h, restoreTTL: 3600 }}
             .find(|s| s.gates.is_empty() && s.execution == Execution::Execute)
         {
             let step = s.step.clone();
-            if step.adapter() == Some(Adapter::Dns) {
-                dns::apply_with(&step, &dns, &resolver, FAST).await?;
+            if let Step::Dns(change) = &step {
+                dns::apply_with(change, &dns, &resolver, FAST).await?;
                 let outside = dig_mx(&primary)?;
                 if seen.last() != Some(&outside) {
                     seen.push(outside);
                 }
             }
             match &step {
-                Step::LowerTtl { .. } => lowered_at = Some(now),
-                Step::SwitchMx { .. } => {
+                Step::Dns(DnsChange::LowerTtl { .. }) => lowered_at = Some(now),
+                Step::Dns(DnsChange::SwitchMx { .. }) => {
                     // The switch waited the whole old TTL since the lowering.
                     let since = now - lowered_at.expect("lowered first");
                     assert!(since.num_seconds() >= 3600, "switched after {since}");
@@ -367,7 +368,7 @@ finalize: {{ deltaSyncAfter: 1h, keepSourceFor: 2h, restoreTTL: 3600 }}
                 _ => {}
             }
             milestones.record(&step, now);
-            done.push(step_kind(&step));
+            done.push(step.kind());
             continue;
         }
         // Nothing may run: jump to the earliest time gate, or wait for propagation.
@@ -428,18 +429,4 @@ finalize: {{ deltaSyncAfter: 1h, keepSourceFor: 2h, restoreTTL: 3600 }}
         "\"v=spf1 ip4:198.51.100.20 -all\""
     );
     Ok(())
-}
-
-fn step_kind(step: &Step) -> &'static str {
-    match step {
-        Step::LowerTtl { .. } => "LowerTtl",
-        Step::SpfAuthorize { .. } => "SpfAuthorize",
-        Step::SwitchMx { .. } => "SwitchMx",
-        Step::SpfRevoke { .. } => "SpfRevoke",
-        Step::RestoreTtl { .. } => "RestoreTtl",
-        Step::PublishSrv { .. } => "PublishSrv",
-        Step::DeltaSync { .. } => "DeltaSync",
-        Step::MarkComplete => "MarkComplete",
-        _ => "other",
-    }
 }

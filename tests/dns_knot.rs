@@ -12,7 +12,7 @@ use anyhow::Result;
 use dns_support as cases;
 use dns_support::*;
 use mailshift::dns::Applied;
-use mailshift::plan::Step;
+use mailshift::plan::DnsChange;
 use mailshift_harness::Knot;
 use mailshift_harness::Nameserver as _;
 
@@ -67,7 +67,7 @@ async fn knot_spf_authorize_keeps_other_txt_records() -> Result<()> {
         new: "ip4:198.51.100.20".into(),
     });
     let serial = knot.serial("example.com")?;
-    let authorize = Step::SpfAuthorize {
+    let authorize = DnsChange::SpfAuthorize {
         zone: "example.com".into(),
         name: "example.com".into(),
         mechanisms: vec!["ip4:198.51.100.20".into()],
@@ -88,7 +88,7 @@ async fn knot_spf_authorize_keeps_other_txt_records() -> Result<()> {
     assert_eq!(apply(&authorize, &dns).await?, Applied::AlreadyDone);
     assert_eq!(knot.serial("example.com")?, serial + 1);
 
-    let revoke = Step::SpfRevoke {
+    let revoke = DnsChange::SpfRevoke {
         zone: "example.com".into(),
         name: "example.com".into(),
         mechanisms: vec!["ip4:192.0.2.10".into()],
@@ -132,7 +132,7 @@ async fn knot_refuses_an_update_for_a_zone_it_does_not_serve() -> Result<()> {
     let serial = knot.serial("example.com")?;
     let mut dns = knot_spec(&knot);
     dns.zone = "example.org".into();
-    let step = Step::SwitchMx {
+    let step = DnsChange::SwitchMx {
         zone: "example.org".into(),
         name: "example.org".into(),
         from: Some(vec![]),

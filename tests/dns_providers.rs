@@ -2,11 +2,12 @@
 //! (records served on its DNS port as well) and moto's Route 53 emulation (an API only, no
 //! DNS: moto stands in for AWS, which cannot run here).
 
+use mailshift::plan::DnsChange;
 use std::time::Duration;
 
 use anyhow::Result;
 use mailshift::dns::{self, Applied, DnsError, Timeouts};
-use mailshift::plan::{Answer, Step};
+use mailshift::plan::Answer;
 use mailshift::secrets::Resolver;
 use mailshift::spec::{Dns, DnsProvider, MxRecord, Powerdns, Route53, SecretRef, Spf};
 use mailshift_harness::{Moto, PowerDns};
@@ -53,12 +54,12 @@ fn powerdns(pdns: &PowerDns, key: &str) -> Dns {
     )
 }
 
-async fn apply(step: &Step, dns: &Dns) -> Result<Applied, DnsError> {
-    dns::apply_with(step, dns, &Resolver::default(), FAST).await
+async fn apply(change: &DnsChange, dns: &Dns) -> Result<Applied, DnsError> {
+    dns::apply_with(change, dns, &Resolver::default(), FAST).await
 }
 
-fn lower() -> Step {
-    Step::LowerTtl {
+fn lower() -> DnsChange {
+    DnsChange::LowerTtl {
         zone: "example.com".into(),
         name: "example.com".into(),
         from_ttl: Some(3600),
@@ -66,8 +67,8 @@ fn lower() -> Step {
     }
 }
 
-fn switch(from: &str) -> Step {
-    Step::SwitchMx {
+fn switch(from: &str) -> DnsChange {
+    DnsChange::SwitchMx {
         zone: "example.com".into(),
         name: "example.com".into(),
         from: Some(vec![mx(10, from)]),
@@ -76,8 +77,8 @@ fn switch(from: &str) -> Step {
     }
 }
 
-fn authorize() -> Step {
-    Step::SpfAuthorize {
+fn authorize() -> DnsChange {
+    DnsChange::SpfAuthorize {
         zone: "example.com".into(),
         name: "example.com".into(),
         mechanisms: vec!["include:spf.new.example.net".into()],
@@ -177,7 +178,7 @@ async fn powerdns_api_lowers_switches_and_authorizes_with_checks() -> Result<()>
     // A zone the provider does not hold for these credentials, and a name outside the zone.
     let mut elsewhere = powerdns(&pdns, pdns.api_key());
     elsewhere.zone = "example.org".into();
-    let step = Step::SwitchMx {
+    let step = DnsChange::SwitchMx {
         zone: "example.org".into(),
         name: "example.org".into(),
         from: Some(vec![]),
@@ -191,7 +192,7 @@ async fn powerdns_api_lowers_switches_and_authorizes_with_checks() -> Result<()>
         err.reason()
     );
     assert!(err.to_string().contains("MX example.org"), "{err}");
-    let outside = Step::SwitchMx {
+    let outside = DnsChange::SwitchMx {
         zone: "example.com".into(),
         name: "example.org".into(),
         from: Some(vec![]),

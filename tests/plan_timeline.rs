@@ -9,6 +9,7 @@ use mailshift::plan::{
     PLAN_FORMAT_VERSION, PlanDocument, Progress, RelayState, Step, SwitchState, SyncState,
     TimeReason, Verification, Waiting, World, derive_status, plan,
 };
+use mailshift::plan::{MailStep, RelayChange};
 use mailshift::spec::{
     ConditionStatus, MailMigrationSpec, MailMigrationStatus, Phase, Policy, Window,
 };
@@ -225,7 +226,7 @@ fn mx_first_switches_before_the_copy_under_the_fallback() {
     );
     // Copying takes hours: MX moves as soon as the old TTL has passed, not after.
     let slow = |s: &Step| match s {
-        Step::InitialSync { .. } => TimeDelta::hours(3),
+        Step::Mail(MailStep::InitialSync { .. }) => TimeDelta::hours(3),
         _ => TimeDelta::minutes(1),
     };
     let run = simulate_with(&spec, world, t(NOW), 100, false, slow);
@@ -262,7 +263,7 @@ fn mx_first_switches_before_the_copy_under_the_fallback() {
     let lists: Vec<Vec<String>> = steps
         .iter()
         .filter_map(|(_, s)| match s {
-            Step::FallbackRelay { addresses, .. } => Some(addresses.clone()),
+            Step::Relay(RelayChange::FallbackRelay { addresses, .. }) => Some(addresses.clone()),
             _ => None,
         })
         .collect();
@@ -301,7 +302,7 @@ fn an_address_with_non_ascii_capitals_converges_through_the_fallback() {
     let relayed = run
         .steps
         .iter()
-        .filter(|(_, s)| matches!(s, Step::FallbackRelay { .. }))
+        .filter(|(_, s)| matches!(s, Step::Relay(RelayChange::FallbackRelay { .. })))
         .count();
     assert!(
         relayed <= 3,
@@ -1191,9 +1192,9 @@ fn work_under_way_elsewhere_is_not_started_twice() {
     let mut world = fresh_world(&spec, &[], [Adapter::Imap]);
     let since = t(NOW) - TimeDelta::minutes(10);
     world.in_flight.push(mailshift::plan::InFlight {
-        step: Step::InitialSync {
+        step: Step::Mail(MailStep::InitialSync {
             address: "alice@example.com".into(),
-        },
+        }),
         by: "job/mailshift-sync-example-com-0".into(),
         since,
     });
@@ -1203,9 +1204,9 @@ fn work_under_way_elsewhere_is_not_started_twice() {
         .iter()
         .find(|s| {
             s.step
-                == Step::InitialSync {
+                == Step::Mail(MailStep::InitialSync {
                     address: "alice@example.com".into(),
-                }
+                })
         })
         .unwrap();
     assert_eq!(
@@ -1217,15 +1218,15 @@ fn work_under_way_elsewhere_is_not_started_twice() {
     );
     assert_eq!(
         p.next().unwrap().step,
-        Step::InitialSync {
+        Step::Mail(MailStep::InitialSync {
             address: "bob@example.com".into()
-        }
+        })
     );
     // With bob under way too, the loop looks again soon instead of giving up.
     world.in_flight.push(mailshift::plan::InFlight {
-        step: Step::InitialSync {
+        step: Step::Mail(MailStep::InitialSync {
             address: "bob@example.com".into(),
-        },
+        }),
         by: "job/mailshift-sync-example-com-1".into(),
         since,
     });
@@ -1267,7 +1268,7 @@ fn the_final_sync_follows_the_gateway_once_also_without_dns() {
         assert_eq!(
             run.steps
                 .iter()
-                .filter(|(_, s)| matches!(s, Step::FinalSync { .. }))
+                .filter(|(_, s)| matches!(s, Step::Mail(MailStep::FinalSync { .. })))
                 .count(),
             1,
             "dns {with_dns}: {k:?}"

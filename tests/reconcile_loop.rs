@@ -2,6 +2,7 @@
 //! repeated failures backing off and becoming Stalled, observation proportional to change,
 //! mailboxes side by side. (The loop against real Dovecot servers is in tests/apply.rs.)
 
+use mailshift::plan::{MailStep, OwnStep};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 
@@ -172,7 +173,7 @@ async fn a_mailbox_only_migration_converges_and_is_recorded() {
         }
     }
     assert!(
-        matches!(steps.last(), Some(Step::MarkComplete)),
+        matches!(steps.last(), Some(Step::Own(OwnStep::MarkComplete))),
         "{steps:?}"
     );
     assert_eq!(
@@ -249,7 +250,7 @@ async fn mailboxes_are_copied_side_by_side_up_to_the_concurrency() {
     let copied = turn
         .done
         .iter()
-        .filter(|d| matches!(d.step, Step::InitialSync { .. }))
+        .filter(|d| matches!(d.step, Step::Mail(MailStep::InitialSync { .. })))
         .count();
     assert_eq!(copied, 3);
     assert_eq!(
@@ -394,7 +395,7 @@ async fn editing_the_spec_is_a_new_generation_that_verifies_again() {
         .plan
         .steps
         .iter()
-        .filter(|s| matches!(s.step, Step::Verify { .. }))
+        .filter(|s| matches!(s.step, Step::Mail(MailStep::Verify { .. })))
         .count();
     assert_eq!(
         verifies, 2,

@@ -1,13 +1,14 @@
 //! Mail routing against real Postfix and Dovecot: the gateway and fallback relays, temporary
 //! forwarding over ManageSieve, and the mail-flow probe.
 
+use mailshift::plan::{ForwardingChange, RelayChange};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use mailshift::accounts::{Account, Login};
 use mailshift::imap::conn::{Connector, Side as ConnSide};
-use mailshift::plan::{ProbeState, RelayState, Side, Step, SwitchState};
+use mailshift::plan::{ProbeState, RelayState, Side, SwitchState};
 use mailshift::routing::{self, forwarding, managesieve::Client, probe};
 use mailshift::secrets::Resolver;
 use mailshift::spec::{
@@ -208,7 +209,7 @@ async fn gateway_relays_the_domain_and_the_probe_sees_it() -> Result<()> {
 
     // Gateway on.
     routing::apply(
-        &Step::GatewayOn {
+        &RelayChange::GatewayOn {
             relay_to: gateway.relay_to.clone(),
             domains: vec!["Example.com".into()],
         },
@@ -225,7 +226,7 @@ async fn gateway_relays_the_domain_and_the_probe_sees_it() -> Result<()> {
     );
     // Applying again changes nothing.
     routing::apply(
-        &Step::GatewayOn {
+        &RelayChange::GatewayOn {
             relay_to: gateway.relay_to.clone(),
             domains: vec!["example.com".into()],
         },
@@ -276,7 +277,7 @@ async fn gateway_relays_the_domain_and_the_probe_sees_it() -> Result<()> {
     let dead = ports::free_port()?;
     let broken = relay(&s.old, dead);
     routing::apply(
-        &Step::GatewayOn {
+        &RelayChange::GatewayOn {
             relay_to: broken.relay_to.clone(),
             domains: vec!["example.com".into()],
         },
@@ -321,7 +322,7 @@ async fn fallback_relays_exactly_the_listed_addresses_shrinks_and_is_removed() -
     let spec = spec_with(None, Some(fallback.clone()));
     let maps_before = s.new.postconf(&["-h", "transport_maps"])?;
     let transport_before = std::fs::read(s.new.transport_path())?;
-    let relay_step = |addresses: &[&str]| Step::FallbackRelay {
+    let relay_step = |addresses: &[&str]| RelayChange::FallbackRelay {
         relay_to: fallback.relay_to.clone(),
         addresses: addresses.iter().map(|a| (*a).to_owned()).collect(),
     };
@@ -389,7 +390,7 @@ async fn fallback_relays_exactly_the_listed_addresses_shrinks_and_is_removed() -
 
     // None left: removed; everything as before.
     routing::apply(
-        &Step::FallbackOff {
+        &RelayChange::FallbackOff {
             relay_to: fallback.relay_to.clone(),
         },
         &spec,
@@ -460,7 +461,7 @@ async fn forwarding_keeps_the_users_script_and_restores_it() -> Result<()> {
         forwarding::observe(&alice, Side::Source, &fwd, &resolver).await,
         SwitchState::Off
     );
-    let on = Step::ForwardingOn {
+    let on = ForwardingChange::On {
         address: "alice@example.org".into(),
         side: Side::Source,
         to: fwd.to.clone(),
@@ -486,7 +487,7 @@ async fn forwarding_keeps_the_users_script_and_restores_it() -> Result<()> {
         "the user's fileinto still decides"
     );
 
-    let off = Step::ForwardingOff {
+    let off = ForwardingChange::Off {
         address: "alice@example.org".into(),
         side: Side::Source,
     };

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use tracing::Instrument;
 
 use super::logging::LogFormat;
 use super::{Ended, Output};
@@ -57,11 +58,24 @@ pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> Result<ExitC
     let mailboxes = runtime.block_on(async {
         let mut all = Vec::new();
         for p in &prepared {
-            tracing::info!(migration = %p.name, mailboxes = p.accounts.len(), concurrency = p.concurrency, "{}", match kind { ReportKind::Sync => "sync", ReportKind::Verify => "verify" });
-            let reports = match kind {
-                ReportKind::Sync => p.engine.sync_all(&p.accounts, p.concurrency).await,
-                ReportKind::Verify => p.engine.verify_all(&p.accounts, p.concurrency).await,
-            };
+            let span = tracing::info_span!("migration", migration = %p.name);
+            let reports = async {
+                tracing::info!(
+                    mailboxes = p.accounts.len(),
+                    concurrency = p.concurrency,
+                    "{}",
+                    match kind {
+                        ReportKind::Sync => "sync",
+                        ReportKind::Verify => "verify",
+                    }
+                );
+                match kind {
+                    ReportKind::Sync => p.engine.sync_all(&p.accounts, p.concurrency).await,
+                    ReportKind::Verify => p.engine.verify_all(&p.accounts, p.concurrency).await,
+                }
+            }
+            .instrument(span)
+            .await;
             all.extend(reports);
         }
         all

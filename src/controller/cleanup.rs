@@ -4,7 +4,8 @@
 //! message of every mailbox to `forwarding.to` for good.
 
 use crate::accounts::Account;
-use crate::plan::{Side, Step};
+use crate::plan::ForwardingChange;
+use crate::plan::Side;
 use crate::routing::forwarding;
 use crate::secrets::Resolver;
 use crate::spec::MailMigrationSpec;
@@ -40,11 +41,11 @@ pub async fn remove_forwarding(
     let mut failed = Vec::new();
     for account in accounts {
         for side in &sides {
-            let step = Step::ForwardingOff {
+            let off = ForwardingChange::Off {
                 address: account.address.clone(),
                 side: *side,
             };
-            if let Err(e) = forwarding::apply(&step, spec, accounts, resolver).await {
+            if let Err(e) = forwarding::apply(&off, spec, accounts, resolver).await {
                 failed.push(format!("{} on the {side} server: {e}", account.address));
             }
         }

@@ -103,9 +103,6 @@ pub enum DnsError {
     /// The step or the spec holds something that is not a valid record.
     #[error("invalid DNS record {record}: {detail}")]
     InvalidRecord { record: String, detail: String },
-    /// Not a DNS step: a wiring mistake.
-    #[error("`{0}` is not a DNS step")]
-    NotADnsStep(String),
 }
 
 /// Failure reasons only a person can fix (a key or a token refused or unreadable): the
@@ -139,7 +136,6 @@ impl DnsError {
             DnsError::UpdateFailed { .. } => "UpdateFailed",
             DnsError::SpfAmbiguous { .. } => "SpfAmbiguous",
             DnsError::InvalidRecord { .. } => "InvalidRecord",
-            DnsError::NotADnsStep(_) => "NotADnsStep",
         }
     }
 

@@ -5,9 +5,8 @@
 //! - [`observe`] fills [`World::dns`](crate::plan::World::dns): the primary's records (the
 //!   truth changes are compared against) and each nameserver's answer, TTLs as served,
 //!   so the planner's propagation gate sees which nameservers still lag.
-//! - [`apply`] carries out the DNS steps ([`Step::LowerTtl`], [`Step::SwitchMx`],
-//!   [`Step::RestoreTtl`], [`Step::SpfAuthorize`], [`Step::SpfRevoke`],
-//!   [`Step::PublishSrv`]). A step either happens whole or not at all; a zone changed
+//! - [`apply`] carries out the DNS steps ([`DnsChange`]: lower and restore the MX TTL,
+//!   switch MX, authorize and revoke SPF mechanisms, publish SRV records). A step either happens whole or not at all; a zone changed
 //!   meanwhile gives [`DnsError::ZoneChanged`] and nothing is written (see [`update`]).
 //! - Errors are [`DnsError`], with a CamelCase [`DnsError::reason`] for conditions.
 //!
@@ -29,7 +28,7 @@ pub use observe::observe_with;
 pub use query::Timeouts;
 pub use update::{Applied, apply_with};
 
-use crate::plan::{DnsState, Step};
+use crate::plan::{DnsChange, DnsState};
 use crate::secrets::Resolver;
 use crate::spec::Dns;
 
@@ -39,6 +38,10 @@ pub async fn observe(dns: &Dns, domains: &[String]) -> DnsState {
 }
 
 /// Carries out one DNS step with default timeouts. See [`apply_with`].
-pub async fn apply(step: &Step, dns: &Dns, resolver: &Resolver) -> Result<Applied, DnsError> {
-    apply_with(step, dns, resolver, Timeouts::default()).await
+pub async fn apply(
+    change: &DnsChange,
+    dns: &Dns,
+    resolver: &Resolver,
+) -> Result<Applied, DnsError> {
+    apply_with(change, dns, resolver, Timeouts::default()).await
 }

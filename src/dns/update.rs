@@ -33,6 +33,7 @@
 //! - `PublishSrv`: per service, prerequisite SRV set = read set; delete it; add `0 1 PORT
 //!   HOST.` (RFC 6186), TTL of the old set or 3600.
 
+use crate::plan::DnsChange;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -47,7 +48,6 @@ use super::observe::{fqdn, mx_records, txt_text};
 use super::query::{self, QueryError, RrSet, Timeouts};
 use super::tsig::{self, TsigKey, Verification};
 use super::{spf, wire};
-use crate::plan::Step;
 use crate::secrets::Resolver;
 use crate::spec::{Dns, MxRecord};
 
@@ -65,34 +65,26 @@ pub enum Applied {
 
 /// Carries out one DNS step through the provider of `dns`.
 pub async fn apply_with(
-    step: &Step,
+    change: &DnsChange,
     dns: &Dns,
     resolver: &Resolver,
     t: Timeouts,
 ) -> Result<Applied, DnsError> {
-    let (zone, name) = match step {
-        Step::LowerTtl { zone, name, .. }
-        | Step::SwitchMx { zone, name, .. }
-        | Step::RestoreTtl { zone, name, .. }
-        | Step::SpfAuthorize { zone, name, .. }
-        | Step::SpfRevoke { zone, name, .. }
-        | Step::PublishSrv { zone, name, .. } => (zone, name),
-        other => return Err(DnsError::NotADnsStep(other.to_string())),
-    };
+    let (zone, name) = (change.zone(), change.name());
     let server = dns.provider.label();
     let zone_name = fqdn(zone).map_err(|detail| DnsError::InvalidRecord {
         record: format!("zone {zone}"),
         detail,
     })?;
     let owner = fqdn(name).map_err(|detail| DnsError::InvalidRecord {
-        record: name.clone(),
+        record: name.to_owned(),
         detail,
     })?;
     if !zone_name.zone_of(&owner) {
         return Err(DnsError::NotInZone {
             server,
             zone: show(&zone_name),
-            record: format!("{} {}", step_rtype(step), show(&owner)),
+            record: format!("{} {}", record_type(change), show(&owner)),
         });
     }
     let via = match dns.provider.rfc2136() {
@@ -102,7 +94,7 @@ pub async fn apply_with(
                 .await
                 .map_err(|detail| DnsError::ServerUnreachable {
                     server: server.clone(),
-                    record: format!("{} {}", step_rtype(step), show(&owner)),
+                    record: format!("{} {}", record_type(change), show(&owner)),
                     doing: "resolving the server for",
                     detail,
                 })?
@@ -117,24 +109,24 @@ pub async fn apply_with(
         zone: zone_name,
         t,
     };
-    match step {
-        Step::LowerTtl {
+    match change {
+        DnsChange::LowerTtl {
             from_ttl, to_ttl, ..
         } => set_mx_ttl(&ctx, &owner, *to_ttl, Some(*from_ttl)).await,
-        Step::RestoreTtl { ttl, .. } => set_mx_ttl(&ctx, &owner, *ttl, None).await,
-        Step::SwitchMx { from, to, ttl, .. } => {
+        DnsChange::RestoreTtl { ttl, .. } => set_mx_ttl(&ctx, &owner, *ttl, None).await,
+        DnsChange::SwitchMx { from, to, ttl, .. } => {
             switch_mx(&ctx, &owner, from.as_deref(), to, *ttl).await
         }
-        Step::SpfAuthorize { mechanisms, .. } => {
+        DnsChange::SpfAuthorize { mechanisms, .. } => {
             edit_spf(&ctx, &owner, |old| spf::authorize(old, mechanisms)).await
         }
-        Step::SpfRevoke { mechanisms, .. } => {
+        DnsChange::SpfRevoke { mechanisms, .. } => {
             edit_spf(&ctx, &owner, |old| {
                 old.and_then(|o| spf::revoke(o, mechanisms))
             })
             .await
         }
-        Step::PublishSrv {
+        DnsChange::PublishSrv {
             imaps, submission, ..
         } => {
             publish_srv(
@@ -144,14 +136,13 @@ pub async fn apply_with(
             )
             .await
         }
-        _ => unreachable!("checked above"),
     }
 }
 
-fn step_rtype(step: &Step) -> RecordType {
-    match step {
-        Step::SpfAuthorize { .. } | Step::SpfRevoke { .. } => RecordType::TXT,
-        Step::PublishSrv { .. } => RecordType::SRV,
+fn record_type(change: &DnsChange) -> RecordType {
+    match change {
+        DnsChange::SpfAuthorize { .. } | DnsChange::SpfRevoke { .. } => RecordType::TXT,
+        DnsChange::PublishSrv { .. } => RecordType::SRV,
         _ => RecordType::MX,
     }
 }

@@ -3,6 +3,7 @@
 //! They live in [`MailMigrationStatus`] so that a restart, or the controller on another
 //! node, counts the time gates from the same instants.
 
+use crate::plan::{DnsChange, MailStep, OwnStep, RelayChange};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -78,7 +79,7 @@ impl Milestones {
     /// this after each step; steps that record nothing leave the milestones as they are.
     pub fn record(&mut self, step: &Step, now: DateTime<Utc>) {
         match step {
-            Step::LowerTtl { from_ttl, .. } => {
+            Step::Dns(DnsChange::LowerTtl { from_ttl, .. }) => {
                 // With several domains lowered one after another, the switch must wait for
                 // the latest expiry of any of them: keep the later of the two deadlines.
                 let mine = now
@@ -92,11 +93,11 @@ impl Milestones {
                 self.ttl_lowered_at = Some(now);
                 self.old_ttl = Some(u32::try_from(wait).unwrap_or(u32::MAX));
             }
-            Step::FinalSync { .. } => self.final_synced_at = Some(now),
-            Step::GatewayOn { .. } => self.gateway_on_at = Some(now),
-            Step::SwitchMx { .. } => self.mx_switched_at = Some(now),
-            Step::DeltaSync { .. } => self.delta_synced_at = Some(now),
-            Step::MarkComplete => self.completed_at = Some(now),
+            Step::Mail(MailStep::FinalSync { .. }) => self.final_synced_at = Some(now),
+            Step::Relay(RelayChange::GatewayOn { .. }) => self.gateway_on_at = Some(now),
+            Step::Dns(DnsChange::SwitchMx { .. }) => self.mx_switched_at = Some(now),
+            Step::Mail(MailStep::DeltaSync { .. }) => self.delta_synced_at = Some(now),
+            Step::Own(OwnStep::MarkComplete) => self.completed_at = Some(now),
             _ => {}
         }
     }
@@ -111,12 +112,12 @@ mod tests {
     }
 
     fn lower(from: u32) -> Step {
-        Step::LowerTtl {
+        Step::Dns(DnsChange::LowerTtl {
             zone: "example.com".into(),
             name: "example.com".into(),
             from_ttl: Some(from),
             to_ttl: 300,
-        }
+        })
     }
 
     #[test]

@@ -29,7 +29,10 @@ pub use output::{
 };
 pub use planner::plan;
 pub use status::derive_status;
-pub use step::{Access, Adapter, Resource, Side, Step, Touch};
+pub use step::{
+    Access, Adapter, DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep, RelayChange,
+    Resource, Side, Step, Touch,
+};
 pub use window::CutoverWindow;
 pub use world::{
     Account, Answer, DnsState, Failure, ForwardingSides, InFlight, Login, MailboxList,

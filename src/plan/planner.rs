@@ -55,6 +55,7 @@
 //! - `observe`: the same plan, every step marked [`Execution::ObserveOnly`]; nothing is
 //!   actionable, so no executor can carry anything out.
 
+use crate::plan::{DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep, RelayChange};
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
@@ -320,12 +321,12 @@ impl<'a> Planner<'_, 'a> {
             let mut gates = self.global_pre();
             gates.extend(Self::dns_error(n));
             self.push(
-                Step::LowerTtl {
+                Step::Dns(DnsChange::LowerTtl {
                     zone: dns.zone.clone(),
                     name: n.name.clone(),
                     from_ttl: n.records.map(|r| r.ttl),
                     to_ttl: dns.cutover_ttl,
-                },
+                }),
                 gates,
             );
         }
@@ -345,11 +346,11 @@ impl<'a> Planner<'_, 'a> {
                 let mut gates = self.global_pre();
                 gates.extend(Self::dns_error(n));
                 self.push(
-                    Step::SpfAuthorize {
+                    Step::Dns(DnsChange::SpfAuthorize {
                         zone: dns.zone.clone(),
                         name: n.name.clone(),
                         mechanisms: missing,
-                    },
+                    }),
                     gates,
                 );
             }
@@ -379,11 +380,11 @@ impl<'a> Planner<'_, 'a> {
                     }));
                 }
                 self.push(
-                    Step::ForwardingOn {
+                    Step::Forwarding(ForwardingChange::On {
                         address: a.clone(),
                         side,
                         to: f.to.clone(),
-                    },
+                    }),
                     gates,
                 );
             }
@@ -408,8 +409,11 @@ impl<'a> Planner<'_, 'a> {
             verify_after_copy.push(Gate::fact(Waiting::MailboxNotSynced { address: a.clone() }));
             let address = a.clone();
             let Some(m) = v.state(a) else {
-                self.push(Step::InitialSync { address }, copy_gates);
-                self.push(Step::Verify { address: a.clone() }, verify_after_copy);
+                self.push(Step::Mail(MailStep::InitialSync { address }), copy_gates);
+                self.push(
+                    Step::Mail(MailStep::Verify { address: a.clone() }),
+                    verify_after_copy,
+                );
                 continue;
             };
             // Equal but for mail that arrived since: copied by the next sync of the cutover
@@ -422,23 +426,31 @@ impl<'a> Planner<'_, 'a> {
             match (&m.sync, &m.verification) {
                 (_, Verification::Equal { .. }) if left.is_none() => {}
                 (SyncState::Never, _) => {
-                    self.push(Step::InitialSync { address }, copy_gates);
-                    self.push(Step::Verify { address: a.clone() }, verify_after_copy);
+                    self.push(Step::Mail(MailStep::InitialSync { address }), copy_gates);
+                    self.push(
+                        Step::Mail(MailStep::Verify { address: a.clone() }),
+                        verify_after_copy,
+                    );
                 }
                 (SyncState::Synced { at, .. }, _)
                     if left.is_some_and(|(checked, _)| *at <= checked) =>
                 {
                     let differences = left.map_or(0, |(_, n)| n);
                     self.push(
-                        Step::Resync {
+                        Step::Mail(MailStep::Resync {
                             address,
                             differences,
-                        },
+                        }),
                         copy_gates,
                     );
-                    self.push(Step::Verify { address: a.clone() }, verify_after_copy);
+                    self.push(
+                        Step::Mail(MailStep::Verify { address: a.clone() }),
+                        verify_after_copy,
+                    );
                 }
-                (SyncState::Synced { .. }, _) => self.push(Step::Verify { address }, pre),
+                (SyncState::Synced { .. }, _) => {
+                    self.push(Step::Mail(MailStep::Verify { address }), pre)
+                }
             }
         }
     }
@@ -476,10 +488,10 @@ impl<'a> Planner<'_, 'a> {
             .cloned()
             .collect();
         self.push(
-            Step::FallbackRelay {
+            Step::Relay(RelayChange::FallbackRelay {
                 relay_to: fb.relay_to.clone(),
                 addresses,
-            },
+            }),
             gates,
         );
     }
@@ -504,9 +516,9 @@ impl<'a> Planner<'_, 'a> {
             gates.push(Gate::fact(Waiting::GatewayNotOn));
         }
         self.push(
-            Step::FinalSync {
+            Step::Mail(MailStep::FinalSync {
                 addresses: self.final_sync_set(),
-            },
+            }),
             gates,
         );
     }
@@ -538,10 +550,10 @@ impl<'a> Planner<'_, 'a> {
                 }));
             }
             self.push(
-                Step::GatewayOn {
+                Step::Relay(RelayChange::GatewayOn {
                     relay_to: gw.relay_to.clone(),
                     domains: v.gateway_domains().into_iter().collect(),
-                },
+                }),
                 gates,
             );
         }
@@ -562,9 +574,9 @@ impl<'a> Planner<'_, 'a> {
                 gates.push(Gate::fact(Waiting::GatewayNotOn));
             }
             self.push(
-                Step::Probe {
+                Step::Probe(ProbeStep {
                     mailbox: probe.mailbox.clone(),
-                },
+                }),
                 gates,
             );
         }
@@ -606,7 +618,7 @@ impl<'a> Planner<'_, 'a> {
             }
             gates.extend(Self::dns_error(n));
             self.push(
-                Step::SwitchMx {
+                Step::Dns(DnsChange::SwitchMx {
                     zone: dns.zone.clone(),
                     name: n.name.clone(),
                     from: n.records.map(|r| r.mx.clone()),
@@ -616,7 +628,7 @@ impl<'a> Planner<'_, 'a> {
                     } else {
                         dns.cutover_ttl
                     },
-                },
+                }),
                 gates,
             );
         }
@@ -649,12 +661,12 @@ impl<'a> Planner<'_, 'a> {
             }
             gates.extend(Self::dns_error(n));
             self.push(
-                Step::PublishSrv {
+                Step::Dns(DnsChange::PublishSrv {
                     zone: self.zone(),
                     name: n.name.clone(),
                     imaps,
                     submission,
-                },
+                }),
                 gates,
             );
         }
@@ -712,9 +724,9 @@ impl<'a> Planner<'_, 'a> {
             }));
         }
         self.push(
-            Step::DeltaSync {
+            Step::Mail(MailStep::DeltaSync {
                 addresses: v.mailboxes.clone(),
-            },
+            }),
             gates,
         );
     }
@@ -749,10 +761,10 @@ impl<'a> Planner<'_, 'a> {
                     }));
                 }
                 self.push(
-                    Step::ForwardingOff {
+                    Step::Forwarding(ForwardingChange::Off {
                         address: a.clone(),
                         side,
-                    },
+                    }),
                     gates,
                 );
             }
@@ -790,9 +802,9 @@ impl<'a> Planner<'_, 'a> {
             }));
         }
         self.push(
-            Step::FallbackOff {
+            Step::Relay(RelayChange::FallbackOff {
                 relay_to: fb.relay_to.clone(),
-            },
+            }),
             gates,
         );
     }
@@ -857,11 +869,11 @@ impl<'a> Planner<'_, 'a> {
             }
             let gates = self.end_gates(n);
             self.push(
-                Step::SpfRevoke {
+                Step::Dns(DnsChange::SpfRevoke {
                     zone: self.zone(),
                     name: n.name.clone(),
                     mechanisms: present,
-                },
+                }),
                 gates,
             );
         }
@@ -885,11 +897,11 @@ impl<'a> Planner<'_, 'a> {
             }
             let gates = self.end_gates(n);
             self.push(
-                Step::RestoreTtl {
+                Step::Dns(DnsChange::RestoreTtl {
                     zone: self.zone(),
                     name: n.name.clone(),
                     ttl,
-                },
+                }),
                 gates,
             );
         }
@@ -976,7 +988,7 @@ impl<'a> Planner<'_, 'a> {
                 let planner = Planner { v, out: Vec::new() };
                 gates.extend(planner.keep_gate());
             }
-            let step = Step::MarkComplete;
+            let step = Step::Own(OwnStep::MarkComplete);
             steps.push(PlannedStep {
                 touches: step.touches(spec),
                 execution: execution(&step),

@@ -9,6 +9,7 @@
 //! `Completed`) appear only for the sections the spec declares. A condition keeps its
 //! `lastTransitionTime` while its status stays the same.
 
+use crate::plan::{DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep, RelayChange};
 use chrono::{DateTime, Utc};
 
 use super::gate::{Gate, Waiting, instant};
@@ -497,32 +498,32 @@ fn phase(v: &View<'_>, plan: &Plan, focus: Option<&PlannedStep>, stalled: bool) 
         Gate::Fact { waiting } => *waiting == Waiting::NotApproved,
     });
     match &focus.step {
-        Step::LowerTtl { .. } | Step::SpfAuthorize { .. } | Step::ForwardingOn { .. } => {
-            Phase::Preparing
-        }
-        Step::FallbackRelay { .. } if !v.cutover_done() => Phase::Preparing,
-        Step::FallbackRelay { .. } | Step::InitialSync { .. } | Step::Resync { .. } => {
-            Phase::Syncing
-        }
-        Step::Verify { .. } => Phase::Verifying,
-        Step::FinalSync { .. }
-        | Step::GatewayOn { .. }
-        | Step::Probe { .. }
-        | Step::SwitchMx { .. }
+        Step::Dns(DnsChange::LowerTtl { .. })
+        | Step::Dns(DnsChange::SpfAuthorize { .. })
+        | Step::Forwarding(ForwardingChange::On { .. }) => Phase::Preparing,
+        Step::Relay(RelayChange::FallbackRelay { .. }) if !v.cutover_done() => Phase::Preparing,
+        Step::Relay(RelayChange::FallbackRelay { .. })
+        | Step::Mail(MailStep::InitialSync { .. })
+        | Step::Mail(MailStep::Resync { .. }) => Phase::Syncing,
+        Step::Mail(MailStep::Verify { .. }) => Phase::Verifying,
+        Step::Mail(MailStep::FinalSync { .. })
+        | Step::Relay(RelayChange::GatewayOn { .. })
+        | Step::Probe(ProbeStep { .. })
+        | Step::Dns(DnsChange::SwitchMx { .. })
             if cutover_gated =>
         {
             Phase::WaitingForCutover
         }
-        Step::FinalSync { .. }
-        | Step::GatewayOn { .. }
-        | Step::Probe { .. }
-        | Step::SwitchMx { .. } => Phase::CuttingOver,
-        Step::PublishSrv { .. }
-        | Step::DeltaSync { .. }
-        | Step::ForwardingOff { .. }
-        | Step::FallbackOff { .. }
-        | Step::SpfRevoke { .. }
-        | Step::RestoreTtl { .. }
-        | Step::MarkComplete => Phase::Finalizing,
+        Step::Mail(MailStep::FinalSync { .. })
+        | Step::Relay(RelayChange::GatewayOn { .. })
+        | Step::Probe(ProbeStep { .. })
+        | Step::Dns(DnsChange::SwitchMx { .. }) => Phase::CuttingOver,
+        Step::Dns(DnsChange::PublishSrv { .. })
+        | Step::Mail(MailStep::DeltaSync { .. })
+        | Step::Forwarding(ForwardingChange::Off { .. })
+        | Step::Relay(RelayChange::FallbackOff { .. })
+        | Step::Dns(DnsChange::SpfRevoke { .. })
+        | Step::Dns(DnsChange::RestoreTtl { .. })
+        | Step::Own(OwnStep::MarkComplete) => Phase::Finalizing,
     }
 }

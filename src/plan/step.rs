@@ -8,14 +8,31 @@ use serde::{Deserialize, Serialize};
 
 use crate::spec::{Endpoint, MailMigrationSpec, MxRecord, PostfixTarget, TlsMode};
 
-/// One change. Per-mailbox steps name the mailbox by its address as the spec writes it.
+/// One change, nested by the adapter that carries it out, so that each adapter is handed
+/// only its own kind of step (as external-dns hands a provider only its `Changes`).
+/// Per-mailbox steps name the mailbox by its address as the spec writes it.
+///
+/// The serialized form is flat and tagged by `kind` (`{"kind": "lowerTtl", "zone": ...}`):
+/// each adapter's enum carries the tag, the outer enum adds nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Step {
+    Dns(DnsChange),
+    Relay(RelayChange),
+    Forwarding(ForwardingChange),
+    Mail(MailStep),
+    Probe(ProbeStep),
+    Own(OwnStep),
+}
+
+/// A change to the zone, through the DNS provider.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(
     tag = "kind",
     rename_all = "camelCase",
     rename_all_fields = "camelCase"
 )]
-pub enum Step {
+pub enum DnsChange {
     /// Lower the TTL of the existing MX set of `name`, targets unchanged.
     LowerTtl {
         zone: String,
@@ -30,36 +47,6 @@ pub enum Step {
         name: String,
         mechanisms: Vec<String>,
     },
-    /// Install the temporary forwarding script for one mailbox on one server.
-    ForwardingOn {
-        address: String,
-        side: Side,
-        to: String,
-    },
-    /// First copy of a mailbox.
-    InitialSync { address: String },
-    /// Copy what verification found missing or different.
-    Resync { address: String, differences: u64 },
-    /// Compare source and destination, folder by folder (read-only on both).
-    Verify { address: String },
-    /// Make the new server relay exactly `addresses` back to the old one (on, or update).
-    /// An empty list stops relaying anything but keeps the configuration.
-    FallbackRelay {
-        relay_to: String,
-        addresses: Vec<String>,
-    },
-    /// Copy the last messages of the mailboxes about to move, right before the switch.
-    FinalSync { addresses: Vec<String> },
-    /// Make the old server relay the domains' mail to the new one instead of delivering it.
-    /// The executor must treat the last probe result as stale afterwards (it records
-    /// `gatewayOnAt`, and only a later probe counts).
-    GatewayOn {
-        relay_to: String,
-        domains: Vec<String>,
-    },
-    /// Send a tagged message into the old server's SMTP and wait for it in `mailbox` on the
-    /// new server, then delete it there.
-    Probe { mailbox: String },
     /// Replace the MX set of `name`; `from` is the set it was planned against (the DNS
     /// adapter writes nothing if the zone holds something else by then).
     SwitchMx {
@@ -76,12 +63,6 @@ pub enum Step {
         imaps: Option<String>,
         submission: Option<String>,
     },
-    /// Copy what reached the old server from senders with stale DNS after the switch.
-    DeltaSync { addresses: Vec<String> },
-    /// Remove the temporary forwarding script of one mailbox on one server.
-    ForwardingOff { address: String, side: Side },
-    /// Remove the fallback relay's configuration from the new server.
-    FallbackOff { relay_to: String },
     /// Remove the old server's mechanisms from the SPF record of `name`.
     SpfRevoke {
         zone: String,
@@ -94,9 +75,129 @@ pub enum Step {
         name: String,
         ttl: u32,
     },
-    /// Record that the migration is complete (mailshift's own status; no server changes).
+}
+
+impl DnsChange {
+    /// The zone the change is sent to.
+    pub fn zone(&self) -> &str {
+        match self {
+            DnsChange::LowerTtl { zone, .. }
+            | DnsChange::SpfAuthorize { zone, .. }
+            | DnsChange::SwitchMx { zone, .. }
+            | DnsChange::PublishSrv { zone, .. }
+            | DnsChange::SpfRevoke { zone, .. }
+            | DnsChange::RestoreTtl { zone, .. } => zone,
+        }
+    }
+
+    /// The owner name whose records change.
+    pub fn name(&self) -> &str {
+        match self {
+            DnsChange::LowerTtl { name, .. }
+            | DnsChange::SpfAuthorize { name, .. }
+            | DnsChange::SwitchMx { name, .. }
+            | DnsChange::PublishSrv { name, .. }
+            | DnsChange::SpfRevoke { name, .. }
+            | DnsChange::RestoreTtl { name, .. } => name,
+        }
+    }
+}
+
+/// A change to a Postfix relay: the old server's gateway or the new server's fallback.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum RelayChange {
+    /// Make the old server relay the domains' mail to the new one instead of delivering it.
+    /// The executor must treat the last probe result as stale afterwards (it records
+    /// `gatewayOnAt`, and only a later probe counts).
+    GatewayOn {
+        relay_to: String,
+        domains: Vec<String>,
+    },
+    /// Make the new server relay exactly `addresses` back to the old one (on, or update).
+    /// An empty list stops relaying anything but keeps the configuration.
+    FallbackRelay {
+        relay_to: String,
+        addresses: Vec<String>,
+    },
+    /// Remove the fallback relay's configuration from the new server.
+    FallbackOff { relay_to: String },
+}
+
+/// A change to one mailbox's temporary forwarding script, over ManageSieve.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all_fields = "camelCase")]
+pub enum ForwardingChange {
+    /// Install the temporary forwarding script for one mailbox on one server.
+    #[serde(rename = "forwardingOn")]
+    On {
+        address: String,
+        side: Side,
+        to: String,
+    },
+    /// Remove the temporary forwarding script of one mailbox on one server.
+    #[serde(rename = "forwardingOff")]
+    Off { address: String, side: Side },
+}
+
+impl ForwardingChange {
+    pub fn address(&self) -> &str {
+        match self {
+            ForwardingChange::On { address, .. } | ForwardingChange::Off { address, .. } => address,
+        }
+    }
+}
+
+/// Work of the IMAP engine: copies and verification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum MailStep {
+    /// First copy of a mailbox.
+    InitialSync { address: String },
+    /// Copy what verification found missing or different.
+    Resync { address: String, differences: u64 },
+    /// Compare source and destination, folder by folder (read-only on both).
+    Verify { address: String },
+    /// Copy the last messages of the mailboxes about to move, right before the switch.
+    FinalSync { addresses: Vec<String> },
+    /// Copy what reached the old server from senders with stale DNS after the switch.
+    DeltaSync { addresses: Vec<String> },
+}
+
+/// Send a tagged message into the old server's SMTP and wait for it in `mailbox` on the
+/// new server, then delete it there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename = "probe")]
+pub struct ProbeStep {
+    pub mailbox: String,
+}
+
+/// mailshift's own bookkeeping: no server changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum OwnStep {
+    /// Record that the migration is complete.
     MarkComplete,
 }
+
+macro_rules! into_step {
+    ($($t:ident => $v:ident),*) => {$(
+        impl From<$t> for Step {
+            fn from(s: $t) -> Step {
+                Step::$v(s)
+            }
+        }
+    )*};
+}
+into_step!(DnsChange => Dns, RelayChange => Relay, ForwardingChange => Forwarding, MailStep => Mail, ProbeStep => Probe, OwnStep => Own);
 
 /// The old or the new server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -214,48 +315,41 @@ impl fmt::Display for Touch {
 impl Step {
     /// The adapter that carries the step out; `None` for mailshift's own bookkeeping.
     pub fn adapter(&self) -> Option<Adapter> {
-        use Step::*;
         Some(match self {
-            LowerTtl { .. }
-            | SpfAuthorize { .. }
-            | SwitchMx { .. }
-            | PublishSrv { .. }
-            | SpfRevoke { .. }
-            | RestoreTtl { .. } => Adapter::Dns,
-            ForwardingOn { .. } | ForwardingOff { .. } => Adapter::Forwarding,
-            InitialSync { .. }
-            | Resync { .. }
-            | Verify { .. }
-            | FinalSync { .. }
-            | DeltaSync { .. } => Adapter::Imap,
-            FallbackRelay { .. } | FallbackOff { .. } | GatewayOn { .. } => Adapter::Routing,
-            Probe { .. } => Adapter::Probe,
-            MarkComplete => return None,
+            Step::Dns(_) => Adapter::Dns,
+            Step::Relay(_) => Adapter::Routing,
+            Step::Forwarding(_) => Adapter::Forwarding,
+            Step::Mail(_) => Adapter::Imap,
+            Step::Probe(_) => Adapter::Probe,
+            Step::Own(_) => return None,
         })
     }
 
     /// Whether the step changes anything on a server (verify only reads; marking complete
     /// only writes mailshift's own status).
     pub fn writes(&self) -> bool {
-        !matches!(self, Step::Verify { .. } | Step::MarkComplete)
+        !matches!(self, Step::Mail(MailStep::Verify { .. }) | Step::Own(_))
     }
 
     /// Whether the step removes or switches off something: what `upsert-only` never does.
     pub fn removes(&self) -> bool {
         matches!(
             self,
-            Step::ForwardingOff { .. } | Step::FallbackOff { .. } | Step::SpfRevoke { .. }
+            Step::Forwarding(ForwardingChange::Off { .. })
+                | Step::Relay(RelayChange::FallbackOff { .. })
+                | Step::Dns(DnsChange::SpfRevoke { .. })
         )
     }
 
     /// The mailbox a per-mailbox step is about.
     pub fn address(&self) -> Option<&str> {
         match self {
-            Step::ForwardingOn { address, .. }
-            | Step::InitialSync { address }
-            | Step::Resync { address, .. }
-            | Step::Verify { address }
-            | Step::ForwardingOff { address, .. } => Some(address),
+            Step::Forwarding(f) => Some(f.address()),
+            Step::Mail(
+                MailStep::InitialSync { address }
+                | MailStep::Resync { address, .. }
+                | MailStep::Verify { address },
+            ) => Some(address),
             _ => None,
         }
     }
@@ -263,7 +357,7 @@ impl Step {
     /// The same piece of work as `other`: the same kind of step on the same mailbox (or
     /// domain). Data that changes while it runs, like a fallback list, does not count.
     pub fn same_work(&self, other: &Step) -> bool {
-        std::mem::discriminant(self) == std::mem::discriminant(other)
+        self.kind() == other.kind()
             && self.address() == other.address()
             && self.domain() == other.domain()
     }
@@ -279,92 +373,104 @@ impl Step {
         }
     }
 
-    /// The step's kind, as Events and metrics name it.
+    /// The step's kind, as Events, metrics and copy Jobs' labels name it.
     pub fn kind(&self) -> &'static str {
-        use Step::*;
         match self {
-            LowerTtl { .. } => "LowerTtl",
-            SpfAuthorize { .. } => "SpfAuthorize",
-            ForwardingOn { .. } => "ForwardingOn",
-            InitialSync { .. } => "InitialSync",
-            Resync { .. } => "Resync",
-            Verify { .. } => "Verify",
-            FallbackRelay { .. } => "FallbackRelay",
-            FinalSync { .. } => "FinalSync",
-            GatewayOn { .. } => "GatewayOn",
-            Probe { .. } => "Probe",
-            SwitchMx { .. } => "SwitchMx",
-            PublishSrv { .. } => "PublishSrv",
-            DeltaSync { .. } => "DeltaSync",
-            ForwardingOff { .. } => "ForwardingOff",
-            FallbackOff { .. } => "FallbackOff",
-            SpfRevoke { .. } => "SpfRevoke",
-            RestoreTtl { .. } => "RestoreTtl",
-            MarkComplete => "MarkComplete",
+            Step::Dns(d) => match d {
+                DnsChange::LowerTtl { .. } => "LowerTtl",
+                DnsChange::SpfAuthorize { .. } => "SpfAuthorize",
+                DnsChange::SwitchMx { .. } => "SwitchMx",
+                DnsChange::PublishSrv { .. } => "PublishSrv",
+                DnsChange::SpfRevoke { .. } => "SpfRevoke",
+                DnsChange::RestoreTtl { .. } => "RestoreTtl",
+            },
+            Step::Relay(r) => match r {
+                RelayChange::GatewayOn { .. } => "GatewayOn",
+                RelayChange::FallbackRelay { .. } => "FallbackRelay",
+                RelayChange::FallbackOff { .. } => "FallbackOff",
+            },
+            Step::Forwarding(ForwardingChange::On { .. }) => "ForwardingOn",
+            Step::Forwarding(ForwardingChange::Off { .. }) => "ForwardingOff",
+            Step::Mail(m) => match m {
+                MailStep::InitialSync { .. } => "InitialSync",
+                MailStep::Resync { .. } => "Resync",
+                MailStep::Verify { .. } => "Verify",
+                MailStep::FinalSync { .. } => "FinalSync",
+                MailStep::DeltaSync { .. } => "DeltaSync",
+            },
+            Step::Probe(_) => "Probe",
+            Step::Own(OwnStep::MarkComplete) => "MarkComplete",
         }
     }
 
     /// The domain a DNS step is about.
     pub fn domain(&self) -> Option<&str> {
         match self {
-            Step::LowerTtl { name, .. }
-            | Step::SpfAuthorize { name, .. }
-            | Step::SwitchMx { name, .. }
-            | Step::PublishSrv { name, .. }
-            | Step::SpfRevoke { name, .. }
-            | Step::RestoreTtl { name, .. } => Some(name),
+            Step::Dns(d) => Some(d.name()),
             _ => None,
         }
     }
 
     /// Why a careful admin takes this step, in plain words.
     pub fn why(&self) -> &'static str {
-        use Step::*;
         match self {
-            LowerTtl { .. } => {
+            Step::Dns(DnsChange::LowerTtl { .. }) => {
                 "resolvers must forget the old MX quickly once it switches; the switch waits until the old TTL has passed"
             }
-            SpfAuthorize { .. } => {
+            Step::Dns(DnsChange::SpfAuthorize { .. }) => {
                 "mail sent from either server during the move must pass SPF, not land in spam"
             }
-            ForwardingOn { .. } => {
+            Step::Forwarding(ForwardingChange::On { .. }) => {
                 "a copy of every message arriving during the move goes to an outside address, in case anything goes wrong"
             }
-            InitialSync { .. } => {
+            Step::Mail(MailStep::InitialSync { .. }) => {
                 "the mailbox must exist on the new server before mail moves there"
             }
-            Resync { .. } => "verification found messages missing or different on the new server",
-            Verify { .. } => {
+            Step::Mail(MailStep::Resync { .. }) => {
+                "verification found messages missing or different on the new server"
+            }
+            Step::Mail(MailStep::Verify { .. }) => {
                 "every message of the mailbox must be proven on the new server (counts, sizes, identities) before the move may go on"
             }
-            FallbackRelay { .. } => {
+            Step::Relay(RelayChange::FallbackRelay { .. }) => {
                 "mail reaching the new server for mailboxes not yet verified goes back to the old server, so nothing bounces or lands in a half-copied mailbox"
             }
-            FinalSync { .. } => {
+            Step::Mail(MailStep::FinalSync { .. }) => {
                 "copy the last messages that reached the old mailboxes: the gateway now relays new mail to the new server"
             }
-            GatewayOn { .. } => {
+            Step::Relay(RelayChange::GatewayOn { .. }) => {
                 "senders whose DNS still points at the old server reach the new mailboxes"
             }
-            Probe { .. } => {
+            Step::Probe(ProbeStep { .. }) => {
                 "the gateway counts as working only once a real message went through it"
             }
-            SwitchMx { .. } => "new mail goes to the new server",
-            PublishSrv { .. } => "mail clients find the new server by themselves",
-            DeltaSync { .. } => {
+            Step::Dns(DnsChange::SwitchMx { .. }) => "new mail goes to the new server",
+            Step::Dns(DnsChange::PublishSrv { .. }) => {
+                "mail clients find the new server by themselves"
+            }
+            Step::Mail(MailStep::DeltaSync { .. }) => {
                 "the safety net: senders with stale DNS, or mail delivered locally on the old server, may have reached the old mailboxes since the final sync"
             }
-            ForwardingOff { .. } => "the move is over; the temporary copy is no longer wanted",
-            FallbackOff { .. } => "every mailbox is verified; nothing needs to go back",
-            SpfRevoke { .. } => "the old server no longer sends the domain's mail",
-            RestoreTtl { .. } => "the move is over; a long TTL spares the resolvers",
-            MarkComplete => "every step is done and the old server was kept as long as asked",
+            Step::Forwarding(ForwardingChange::Off { .. }) => {
+                "the move is over; the temporary copy is no longer wanted"
+            }
+            Step::Relay(RelayChange::FallbackOff { .. }) => {
+                "every mailbox is verified; nothing needs to go back"
+            }
+            Step::Dns(DnsChange::SpfRevoke { .. }) => {
+                "the old server no longer sends the domain's mail"
+            }
+            Step::Dns(DnsChange::RestoreTtl { .. }) => {
+                "the move is over; a long TTL spares the resolvers"
+            }
+            Step::Own(OwnStep::MarkComplete) => {
+                "every step is done and the old server was kept as long as asked"
+            }
         }
     }
 
     /// What the step reads and writes, on which server.
     pub fn touches(&self, spec: &MailMigrationSpec) -> Vec<Touch> {
-        use Step::*;
         let src = || endpoint_label(&spec.source.imap, imap_port(&spec.source.imap));
         let dst = || endpoint_label(&spec.destination.imap, imap_port(&spec.destination.imap));
         let touch = |resource, server: String, access| Touch {
@@ -384,13 +490,9 @@ impl Step {
             )]
         };
         match self {
-            LowerTtl { zone, .. }
-            | SpfAuthorize { zone, .. }
-            | SwitchMx { zone, .. }
-            | PublishSrv { zone, .. }
-            | SpfRevoke { zone, .. }
-            | RestoreTtl { zone, .. } => dns(zone),
-            ForwardingOn { side, .. } | ForwardingOff { side, .. } => {
+            Step::Dns(d) => dns(d.zone()),
+            Step::Forwarding(ForwardingChange::On { side, .. })
+            | Step::Forwarding(ForwardingChange::Off { side, .. }) => {
                 let f = spec.forwarding.as_ref();
                 let (resource, endpoint) = match side {
                     Side::Source => (Resource::SourceManageSieve, f.map(|f| &f.managesieve)),
@@ -402,29 +504,33 @@ impl Step {
                 let server = endpoint.map_or("?".into(), |e| endpoint_label(e, 4190));
                 vec![touch(resource, server, Access::Write)]
             }
-            InitialSync { .. } | Resync { .. } | FinalSync { .. } | DeltaSync { .. } => vec![
+            Step::Mail(MailStep::InitialSync { .. })
+            | Step::Mail(MailStep::Resync { .. })
+            | Step::Mail(MailStep::FinalSync { .. })
+            | Step::Mail(MailStep::DeltaSync { .. }) => vec![
                 touch(Resource::SourceImap, src(), Access::Read),
                 touch(Resource::DestinationImap, dst(), Access::Write),
             ],
-            Verify { .. } => vec![
+            Step::Mail(MailStep::Verify { .. }) => vec![
                 touch(Resource::SourceImap, src(), Access::Read),
                 touch(Resource::DestinationImap, dst(), Access::Read),
             ],
-            FallbackRelay { .. } | FallbackOff { .. } => {
+            Step::Relay(RelayChange::FallbackRelay { .. })
+            | Step::Relay(RelayChange::FallbackOff { .. }) => {
                 let server = spec
                     .fallback
                     .as_ref()
                     .map_or("?".into(), |r| postfix_label(&r.postfix));
                 vec![touch(Resource::NewPostfix, server, Access::Write)]
             }
-            GatewayOn { .. } => {
+            Step::Relay(RelayChange::GatewayOn { .. }) => {
                 let server = spec
                     .gateway
                     .as_ref()
                     .map_or("?".into(), |r| postfix_label(&r.postfix));
                 vec![touch(Resource::OldPostfix, server, Access::Write)]
             }
-            Probe { .. } => {
+            Step::Probe(ProbeStep { .. }) => {
                 let smtp = spec
                     .probe
                     .as_ref()
@@ -434,7 +540,9 @@ impl Step {
                     touch(Resource::DestinationImap, dst(), Access::Write),
                 ]
             }
-            MarkComplete => vec![touch(Resource::Status, "mailshift".into(), Access::Write)],
+            Step::Own(OwnStep::MarkComplete) => {
+                vec![touch(Resource::Status, "mailshift".into(), Access::Write)]
+            }
         }
     }
 }
@@ -442,51 +550,54 @@ impl Step {
 impl fmt::Display for Step {
     /// The step in plain words, e.g. "switch MX of example.com to mail.new.example.net.".
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use Step::*;
         match self {
-            LowerTtl {
+            Step::Dns(DnsChange::LowerTtl {
                 name,
                 from_ttl: Some(from),
                 to_ttl,
                 ..
-            } => write!(f, "lower the MX TTL of {name} from {from}s to {to_ttl}s"),
-            LowerTtl {
+            }) => write!(f, "lower the MX TTL of {name} from {from}s to {to_ttl}s"),
+            Step::Dns(DnsChange::LowerTtl {
                 name,
                 from_ttl: None,
                 to_ttl,
                 ..
-            } => write!(f, "lower the MX TTL of {name} to {to_ttl}s"),
-            SpfAuthorize {
+            }) => write!(f, "lower the MX TTL of {name} to {to_ttl}s"),
+            Step::Dns(DnsChange::SpfAuthorize {
                 name, mechanisms, ..
-            } => write!(
+            }) => write!(
                 f,
                 "authorize {} in the SPF record of {name}",
                 list(mechanisms)
             ),
-            ForwardingOn { address, side, to } => write!(
+            Step::Forwarding(ForwardingChange::On { address, side, to }) => write!(
                 f,
                 "forward a copy of {address}'s incoming mail to {to} on the {side} server"
             ),
-            InitialSync { address } => write!(f, "copy {address} to the new server"),
-            Resync {
+            Step::Mail(MailStep::InitialSync { address }) => {
+                write!(f, "copy {address} to the new server")
+            }
+            Step::Mail(MailStep::Resync {
                 address,
                 differences,
-            } => write!(
+            }) => write!(
                 f,
                 "copy again what is missing of {address} ({differences} differences found)"
             ),
-            Verify { address } => write!(f, "verify {address} on both servers"),
-            FallbackRelay {
+            Step::Mail(MailStep::Verify { address }) => {
+                write!(f, "verify {address} on both servers")
+            }
+            Step::Relay(RelayChange::FallbackRelay {
                 relay_to,
                 addresses,
-            } if addresses.is_empty() => write!(
+            }) if addresses.is_empty() => write!(
                 f,
                 "stop relaying any address back to {relay_to} (the fallback stays configured)"
             ),
-            FallbackRelay {
+            Step::Relay(RelayChange::FallbackRelay {
                 relay_to,
                 addresses,
-            } => write!(
+            }) => write!(
                 f,
                 "relay mail for {} from the new server back to {relay_to}",
                 counted(
@@ -495,30 +606,30 @@ impl fmt::Display for Step {
                     "not yet verified addresses"
                 )
             ),
-            FinalSync { addresses } => write!(
+            Step::Mail(MailStep::FinalSync { addresses }) => write!(
                 f,
                 "final sync of {} before the switch",
                 counted(addresses, "mailbox", "mailboxes")
             ),
-            GatewayOn { relay_to, domains } => write!(
+            Step::Relay(RelayChange::GatewayOn { relay_to, domains }) => write!(
                 f,
                 "relay mail for {} from the old server to {relay_to}",
                 list(domains)
             ),
-            Probe { mailbox } => write!(
+            Step::Probe(ProbeStep { mailbox }) => write!(
                 f,
                 "send a probe message into the old server and check it arrives in {mailbox} on the new server"
             ),
-            SwitchMx { name, to, .. } => {
+            Step::Dns(DnsChange::SwitchMx { name, to, .. }) => {
                 let targets: Vec<String> = to.iter().map(|mx| mx.exchange.clone()).collect();
                 write!(f, "switch MX of {name} to {}", list(&targets))
             }
-            PublishSrv {
+            Step::Dns(DnsChange::PublishSrv {
                 name,
                 imaps,
                 submission,
                 ..
-            } => {
+            }) => {
                 let mut parts = Vec::new();
                 if let Some(t) = imaps {
                     parts.push(format!("_imaps._tcp.{name} → {t}"));
@@ -528,28 +639,30 @@ impl fmt::Display for Step {
                 }
                 write!(f, "publish SRV records {}", parts.join(", "))
             }
-            DeltaSync { addresses } => write!(
+            Step::Mail(MailStep::DeltaSync { addresses }) => write!(
                 f,
                 "delta sync of {}: mail that reached the old server after the switch",
                 counted(addresses, "mailbox", "mailboxes")
             ),
-            ForwardingOff { address, side } => write!(
+            Step::Forwarding(ForwardingChange::Off { address, side }) => write!(
                 f,
                 "remove the temporary forwarding of {address} on the {side} server"
             ),
-            FallbackOff { relay_to } => write!(
+            Step::Relay(RelayChange::FallbackOff { relay_to }) => write!(
                 f,
                 "remove the fallback relay to {relay_to} from the new server"
             ),
-            SpfRevoke {
+            Step::Dns(DnsChange::SpfRevoke {
                 name, mechanisms, ..
-            } => write!(
+            }) => write!(
                 f,
                 "remove the old server's {} from the SPF record of {name}",
                 list(mechanisms)
             ),
-            RestoreTtl { name, ttl, .. } => write!(f, "restore the MX TTL of {name} to {ttl}s"),
-            MarkComplete => f.write_str("mark the migration complete"),
+            Step::Dns(DnsChange::RestoreTtl { name, ttl, .. }) => {
+                write!(f, "restore the MX TTL of {name} to {ttl}s")
+            }
+            Step::Own(OwnStep::MarkComplete) => f.write_str("mark the migration complete"),
         }
     }
 }
@@ -589,5 +702,95 @@ fn postfix_label(p: &PostfixTarget) -> String {
     match &p.ssh {
         Some(ssh) => format!("{}@{}:{}", ssh.user, ssh.host, p.config_dir),
         None => format!("local {}", p.config_dir),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Steps are stored (in-flight records, status) and printed (`plan -o json`) flat,
+    /// tagged by `kind`: the nesting by adapter is not visible outside.
+    #[test]
+    fn the_wire_form_is_flat_and_tagged_by_kind() {
+        let steps: Vec<Step> = vec![
+            DnsChange::LowerTtl {
+                zone: "example.com".into(),
+                name: "example.com".into(),
+                from_ttl: Some(3600),
+                to_ttl: 300,
+            }
+            .into(),
+            RelayChange::FallbackOff {
+                relay_to: "old.example.net".into(),
+            }
+            .into(),
+            ForwardingChange::On {
+                address: "a@example.com".into(),
+                side: Side::Source,
+                to: "keep@example.org".into(),
+            }
+            .into(),
+            MailStep::Resync {
+                address: "a@example.com".into(),
+                differences: 2,
+            }
+            .into(),
+            ProbeStep {
+                mailbox: "a@example.com".into(),
+            }
+            .into(),
+            OwnStep::MarkComplete.into(),
+        ];
+        let json: Vec<serde_json::Value> = steps
+            .iter()
+            .map(|s| serde_json::to_value(s).unwrap())
+            .collect();
+        assert_eq!(
+            json[0],
+            serde_json::json!({"kind": "lowerTtl", "zone": "example.com",
+                "name": "example.com", "fromTtl": 3600, "toTtl": 300})
+        );
+        assert_eq!(
+            json[1],
+            serde_json::json!({"kind": "fallbackOff", "relayTo": "old.example.net"})
+        );
+        assert_eq!(
+            json[2],
+            serde_json::json!({"kind": "forwardingOn", "address": "a@example.com",
+                "side": "source", "to": "keep@example.org"})
+        );
+        assert_eq!(
+            json[3],
+            serde_json::json!({"kind": "resync", "address": "a@example.com", "differences": 2})
+        );
+        assert_eq!(
+            json[4],
+            serde_json::json!({"kind": "probe", "mailbox": "a@example.com"})
+        );
+        assert_eq!(json[5], serde_json::json!({"kind": "markComplete"}));
+        for (step, value) in steps.iter().zip(json) {
+            let back: Step = serde_json::from_value(value).unwrap();
+            assert_eq!(&back, step);
+        }
+    }
+
+    #[test]
+    fn same_work_tells_kinds_of_one_adapter_apart() {
+        let lower: Step = DnsChange::LowerTtl {
+            zone: "example.com".into(),
+            name: "example.com".into(),
+            from_ttl: None,
+            to_ttl: 300,
+        }
+        .into();
+        let restore: Step = DnsChange::RestoreTtl {
+            zone: "example.com".into(),
+            name: "example.com".into(),
+            ttl: 3600,
+        }
+        .into();
+        assert!(!lower.same_work(&restore));
+        assert!(lower.same_work(&lower.clone()));
     }
 }

@@ -17,6 +17,7 @@
 //! The facts are a cache: a restart starts with none and observes everything once, so
 //! the servers stay the truth.
 
+use crate::plan::{DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep, RelayChange};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -208,34 +209,37 @@ impl Facts {
     /// `step` was carried out (`ok`) or failed at `at`: what it touched is observed again.
     pub fn touched(&mut self, step: &Step, ok: bool, at: DateTime<Utc>) {
         let addresses: Vec<&str> = match step {
-            Step::FinalSync { addresses } | Step::DeltaSync { addresses } => {
+            Step::Mail(MailStep::FinalSync { addresses })
+            | Step::Mail(MailStep::DeltaSync { addresses }) => {
                 addresses.iter().map(String::as_str).collect()
             }
-            Step::InitialSync { address }
-            | Step::Resync { address, .. }
-            | Step::Verify { address } => vec![address.as_str()],
-            Step::ForwardingOn { address, .. } | Step::ForwardingOff { address, .. } => {
+            Step::Mail(MailStep::InitialSync { address })
+            | Step::Mail(MailStep::Resync { address, .. })
+            | Step::Mail(MailStep::Verify { address }) => vec![address.as_str()],
+            Step::Forwarding(ForwardingChange::On { address, .. })
+            | Step::Forwarding(ForwardingChange::Off { address, .. }) => {
                 self.forwarding.remove(&crate::address::key(address));
                 Vec::new()
             }
-            Step::GatewayOn { .. } => {
+            Step::Relay(RelayChange::GatewayOn { .. }) => {
                 self.gateway = None;
                 Vec::new()
             }
-            Step::FallbackRelay { .. } | Step::FallbackOff { .. } => {
+            Step::Relay(RelayChange::FallbackRelay { .. })
+            | Step::Relay(RelayChange::FallbackOff { .. }) => {
                 self.fallback = None;
                 Vec::new()
             }
-            Step::LowerTtl { .. }
-            | Step::SpfAuthorize { .. }
-            | Step::SwitchMx { .. }
-            | Step::PublishSrv { .. }
-            | Step::SpfRevoke { .. }
-            | Step::RestoreTtl { .. } => {
+            Step::Dns(DnsChange::LowerTtl { .. })
+            | Step::Dns(DnsChange::SpfAuthorize { .. })
+            | Step::Dns(DnsChange::SwitchMx { .. })
+            | Step::Dns(DnsChange::PublishSrv { .. })
+            | Step::Dns(DnsChange::SpfRevoke { .. })
+            | Step::Dns(DnsChange::RestoreTtl { .. }) => {
                 self.dns = None;
                 Vec::new()
             }
-            Step::Probe { .. } | Step::MarkComplete => Vec::new(),
+            Step::Probe(ProbeStep { .. }) | Step::Own(OwnStep::MarkComplete) => Vec::new(),
         };
         for a in addresses {
             if ok {
@@ -385,26 +389,26 @@ mod tests {
         let now = t(NOW);
         let mut f = seen_everything(now - TimeDelta::seconds(10));
         f.touched(
-            &Step::GatewayOn {
+            &Step::Relay(RelayChange::GatewayOn {
                 relay_to: "x".into(),
                 domains: vec![],
-            },
+            }),
             true,
             now,
         );
         f.touched(
-            &Step::ForwardingOn {
+            &Step::Forwarding(ForwardingChange::On {
                 address: "A@example.com".into(),
                 side: crate::plan::Side::Source,
                 to: "x@y".into(),
-            },
+            }),
             true,
             now,
         );
         f.touched(
-            &Step::InitialSync {
+            &Step::Mail(MailStep::InitialSync {
                 address: "b@example.com".into(),
-            },
+            }),
             false,
             now,
         );
@@ -418,9 +422,9 @@ mod tests {
         );
         // A successful copy is a login check.
         f.touched(
-            &Step::InitialSync {
+            &Step::Mail(MailStep::InitialSync {
                 address: "b@example.com".into(),
-            },
+            }),
             true,
             now,
         );

@@ -14,6 +14,7 @@ mod observe;
 pub mod progress;
 pub mod records;
 
+use crate::plan::{MailStep, OwnStep, ProbeStep};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
 use crate::accounts::Account;
-use crate::plan::{self, Adapter, Failure, Gate, InFlight, Milestones, Plan, Step, Waiting, World};
+use crate::plan::{self, Failure, Gate, InFlight, Milestones, Plan, Step, Waiting, World};
 use crate::secrets::Resolver;
 use crate::spec::{MailMigration, MailMigrationStatus};
 use crate::store::{StateDir, StatusStore};
@@ -498,9 +499,14 @@ impl<E: MailEngine> Core<'_, E> {
 
     /// Carry out `step` through its adapter. Only reads, so that steps of different
     /// mailboxes run side by side; [`Book::record`] takes the outcome in.
+    #[tracing::instrument(
+        name = "step",
+        skip_all,
+        fields(migration = %self.migration.name(), step = step.kind(), mailbox = step.address())
+    )]
     async fn perform(self, step: &Step) -> Result<Outcome, Failed> {
         match step {
-            Step::InitialSync { address } | Step::Resync { address, .. } => {
+            Step::Mail(MailStep::InitialSync { address } | MailStep::Resync { address, .. }) => {
                 let account = self.account(address)?.clone();
                 let reports = self.engine.sync(std::slice::from_ref(&account)).await?;
                 Ok(Outcome::Synced {
@@ -508,7 +514,7 @@ impl<E: MailEngine> Core<'_, E> {
                     reset_verification: true,
                 })
             }
-            Step::FinalSync { addresses } | Step::DeltaSync { addresses } => {
+            Step::Mail(MailStep::FinalSync { addresses } | MailStep::DeltaSync { addresses }) => {
                 let accounts: Vec<Account> = addresses
                     .iter()
                     .map(|a| self.account(a).cloned())
@@ -519,7 +525,7 @@ impl<E: MailEngine> Core<'_, E> {
                     reset_verification: false,
                 })
             }
-            Step::Verify { address } => {
+            Step::Mail(MailStep::Verify { address }) => {
                 let account = self.account(address)?.clone();
                 let v = self
                     .engine
@@ -528,29 +534,29 @@ impl<E: MailEngine> Core<'_, E> {
                     .with_context(|| format!("verifying {address}"))?;
                 Ok(Outcome::Verified(v))
             }
-            Step::MarkComplete => Ok(Outcome::Done),
-            dns_step if dns_step.adapter() == Some(Adapter::Dns) => {
+            Step::Own(OwnStep::MarkComplete) => Ok(Outcome::Done),
+            Step::Dns(change) => {
                 let dns = self
                     .migration
                     .spec
                     .dns
                     .as_ref()
-                    .ok_or_else(|| anyhow!("`{dns_step}` needs spec.dns"))?;
-                let applied = crate::dns::apply(dns_step, dns, self.resolver)
+                    .ok_or_else(|| anyhow!("`{step}` needs spec.dns"))?;
+                let applied = crate::dns::apply(change, dns, self.resolver)
                     .await
                     .map_err(Failed::from)?;
-                tracing::info!(step = %dns_step, outcome = ?applied, "DNS");
+                tracing::info!(change = %step, outcome = ?applied, "DNS");
                 Ok(Outcome::Done)
             }
-            Step::GatewayOn { .. } | Step::FallbackRelay { .. } | Step::FallbackOff { .. } => {
-                crate::routing::apply(step, &self.migration.spec, self.resolver)
+            Step::Relay(change) => {
+                crate::routing::apply(change, &self.migration.spec, self.resolver)
                     .await
                     .map_err(Failed::from)?;
                 Ok(Outcome::Done)
             }
-            Step::ForwardingOn { .. } | Step::ForwardingOff { .. } => {
+            Step::Forwarding(change) => {
                 crate::routing::forwarding::apply(
-                    step,
+                    change,
                     &self.migration.spec,
                     self.accounts,
                     self.resolver,
@@ -559,7 +565,7 @@ impl<E: MailEngine> Core<'_, E> {
                 .map_err(Failed::from)?;
                 Ok(Outcome::Done)
             }
-            Step::Probe { mailbox } => {
+            Step::Probe(ProbeStep { mailbox }) => {
                 let probe = self
                     .migration
                     .spec
@@ -571,10 +577,6 @@ impl<E: MailEngine> Core<'_, E> {
                     self.engine.probe(&probe, &account, self.resolver).await,
                 ))
             }
-            other => Err(Failed::from(anyhow!(
-                "`{other}` needs the {} adapter, which this build does not have yet",
-                other.adapter().map_or("?", |a| a.describe())
-            ))),
         }
     }
 }
@@ -661,7 +663,7 @@ impl Book {
     ) -> Result<Result<(), Failure>> {
         let result = outcome.and_then(|o| {
             self.take(step, o, now).map_err(|e| match step {
-                Step::Probe { .. } => Failed::step("ProbeFailed", e),
+                Step::Probe(ProbeStep { .. }) => Failed::step("ProbeFailed", e),
                 _ => Failed::from(e),
             })
         });

@@ -9,7 +9,8 @@
 
 use crate::accounts::{Account, Login};
 use crate::imap::conn::Side as ConnSide;
-use crate::plan::{Side, Step, SwitchState};
+use crate::plan::ForwardingChange;
+use crate::plan::{Side, SwitchState};
 use crate::secrets::Resolver;
 use crate::spec::{Endpoint, Forwarding, MailMigrationSpec};
 
@@ -232,7 +233,7 @@ pub async fn observe(
 
 /// Carry out `ForwardingOn` or `ForwardingOff`.
 pub async fn apply(
-    step: &Step,
+    change: &ForwardingChange,
     spec: &MailMigrationSpec,
     accounts: &[Account],
     resolver: &Resolver,
@@ -241,10 +242,9 @@ pub async fn apply(
         .forwarding
         .as_ref()
         .ok_or(RoutingError::NotConfigured("forwarding"))?;
-    let (address, side, to) = match step {
-        Step::ForwardingOn { address, side, to } => (address, *side, Some(to.as_str())),
-        Step::ForwardingOff { address, side } => (address, *side, None),
-        other => return Err(RoutingError::NotRouting(other.to_string())),
+    let (address, side, to) = match change {
+        ForwardingChange::On { address, side, to } => (address, *side, Some(to.as_str())),
+        ForwardingChange::Off { address, side } => (address, *side, None),
     };
     let account = accounts
         .iter()

@@ -15,9 +15,10 @@ pub mod postfix;
 pub mod probe;
 pub mod runner;
 
+use crate::plan::RelayChange;
 use std::collections::BTreeSet;
 
-use crate::plan::{RelayState, Step};
+use crate::plan::RelayState;
 use crate::secrets::Resolver;
 use crate::spec::{MailMigrationSpec, Relay};
 
@@ -50,8 +51,6 @@ pub enum RoutingError {
     Invalid(String),
     #[error("the manifest has no `{0}` section")]
     NotConfigured(&'static str),
-    #[error("`{0}` is not a routing step")]
-    NotRouting(String),
     #[error("ManageSieve {addr}: {reason}")]
     Sieve { addr: String, reason: String },
     #[error(transparent)]
@@ -109,12 +108,12 @@ pub async fn observe_fallback(relay: &Relay, resolver: &Resolver) -> RelayState 
 /// Carry out a routing step: `GatewayOn`, `FallbackRelay` (exactly the given addresses),
 /// `FallbackOff`.
 pub async fn apply(
-    step: &Step,
+    change: &RelayChange,
     spec: &MailMigrationSpec,
     resolver: &Resolver,
 ) -> Result<(), RoutingError> {
-    let (relay, role, relay_to, entries) = match step {
-        Step::GatewayOn { relay_to, domains } => (
+    let (relay, role, relay_to, entries) = match change {
+        RelayChange::GatewayOn { relay_to, domains } => (
             spec.gateway
                 .as_ref()
                 .ok_or(RoutingError::NotConfigured("gateway"))?,
@@ -122,7 +121,7 @@ pub async fn apply(
             relay_to.clone(),
             domains.iter().map(|d| normalize(d)).collect(),
         ),
-        Step::FallbackRelay {
+        RelayChange::FallbackRelay {
             relay_to,
             addresses,
         } => (
@@ -133,7 +132,7 @@ pub async fn apply(
             relay_to.clone(),
             addresses.iter().map(|a| normalize(a)).collect(),
         ),
-        Step::FallbackOff { relay_to } => (
+        RelayChange::FallbackOff { relay_to } => (
             spec.fallback
                 .as_ref()
                 .ok_or(RoutingError::NotConfigured("fallback"))?,
@@ -141,7 +140,6 @@ pub async fn apply(
             relay_to.clone(),
             BTreeSet::new(),
         ),
-        other => return Err(RoutingError::NotRouting(other.to_string())),
     };
     blocking(relay, resolver, role, move |p| p.apply(&relay_to, &entries)).await
 }

@@ -3,11 +3,12 @@
 //! must hold on every server.
 #![allow(dead_code)]
 
+use mailshift::plan::DnsChange;
 use std::time::Duration;
 
 use anyhow::Result;
 use mailshift::dns::{self, Applied, DnsError, Timeouts};
-use mailshift::plan::{Answer, DnsState, Records, Step};
+use mailshift::plan::{Answer, DnsState, Records};
 use mailshift::secrets::Resolver;
 use mailshift::spec::{Dns, DnsProvider, MxRecord, Rfc2136, SecretRef, Tsig, TsigAlgorithm};
 use mailshift_harness::{Nameserver, TsigKey, Zone};
@@ -75,8 +76,8 @@ pub async fn observe(dns: &Dns) -> DnsState {
     dns::observe_with(dns, &domains(), FAST).await
 }
 
-pub async fn apply(step: &Step, dns: &Dns) -> Result<Applied, DnsError> {
-    dns::apply_with(step, dns, &Resolver::default(), FAST).await
+pub async fn apply(change: &DnsChange, dns: &Dns) -> Result<Applied, DnsError> {
+    dns::apply_with(change, dns, &Resolver::default(), FAST).await
 }
 
 pub fn primary_records(state: &DnsState) -> Records {
@@ -100,8 +101,8 @@ pub fn dig_mx(ns: &impl Nameserver) -> Result<Vec<String>> {
     Ok(lines)
 }
 
-pub fn lower(from_ttl: Option<u32>) -> Step {
-    Step::LowerTtl {
+pub fn lower(from_ttl: Option<u32>) -> DnsChange {
+    DnsChange::LowerTtl {
         zone: "example.com".into(),
         name: "example.com".into(),
         from_ttl,
@@ -109,8 +110,8 @@ pub fn lower(from_ttl: Option<u32>) -> Step {
     }
 }
 
-pub fn switch(from: Option<Vec<MxRecord>>) -> Step {
-    Step::SwitchMx {
+pub fn switch(from: Option<Vec<MxRecord>>) -> DnsChange {
+    DnsChange::SwitchMx {
         zone: "example.com".into(),
         name: "example.com".into(),
         from,
@@ -152,7 +153,7 @@ pub async fn ttl_lowered_targets_unchanged_then_switched_then_restored(
     // Again: nothing left to do, nothing sent.
     assert_eq!(apply(&lower(Some(3600)), &dns).await?, Applied::AlreadyDone);
     // Lowering never raises a TTL.
-    let raise = Step::LowerTtl {
+    let raise = DnsChange::LowerTtl {
         zone: "example.com".into(),
         name: "example.com".into(),
         from_ttl: None,
@@ -171,7 +172,7 @@ pub async fn ttl_lowered_targets_unchanged_then_switched_then_restored(
     assert_eq!((r.mx.clone(), r.ttl), (vec![mx(10, NEW_MX)], 300));
 
     // Restore the long TTL.
-    let restore = Step::RestoreTtl {
+    let restore = DnsChange::RestoreTtl {
         zone: "example.com".into(),
         name: "example.com".into(),
         ttl: 3600,

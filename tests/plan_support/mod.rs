@@ -3,6 +3,7 @@
 //! (plan, derive the status and store its milestones, carry out the next step or wait).
 #![allow(dead_code)]
 
+use mailshift::plan::{DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep, RelayChange};
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -213,10 +214,12 @@ pub fn apply(
     instant_dns: bool,
 ) {
     match step {
-        Step::LowerTtl { name, to_ttl, .. } => primary_mut(w, spec, name).ttl = *to_ttl,
-        Step::SpfAuthorize {
+        Step::Dns(DnsChange::LowerTtl { name, to_ttl, .. }) => {
+            primary_mut(w, spec, name).ttl = *to_ttl
+        }
+        Step::Dns(DnsChange::SpfAuthorize {
             name, mechanisms, ..
-        } => {
+        }) => {
             let r = primary_mut(w, spec, name);
             let mut spf = r.spf.clone().unwrap_or_else(|| "v=spf1 -all".into());
             for m in mechanisms {
@@ -224,9 +227,9 @@ pub fn apply(
             }
             r.spf = Some(spf);
         }
-        Step::SpfRevoke {
+        Step::Dns(DnsChange::SpfRevoke {
             name, mechanisms, ..
-        } => {
+        }) => {
             let r = primary_mut(w, spec, name);
             if let Some(spf) = &r.spf {
                 let kept: Vec<&str> = spf
@@ -236,8 +239,9 @@ pub fn apply(
                 r.spf = Some(kept.join(" "));
             }
         }
-        Step::ForwardingOn { address, side, .. } | Step::ForwardingOff { address, side } => {
-            let on = matches!(step, Step::ForwardingOn { .. });
+        Step::Forwarding(ForwardingChange::On { address, side, .. })
+        | Step::Forwarding(ForwardingChange::Off { address, side }) => {
+            let on = matches!(step, Step::Forwarding(ForwardingChange::On { .. }));
             let m = w.mailbox_mut(address).unwrap();
             let s = match side {
                 Side::Source => &mut m.forwarding.source,
@@ -249,24 +253,25 @@ pub fn apply(
                 SwitchState::Off
             };
         }
-        Step::InitialSync { address } | Step::Resync { address, .. } => {
+        Step::Mail(MailStep::InitialSync { address })
+        | Step::Mail(MailStep::Resync { address, .. }) => {
             w.mailbox_mut(address).unwrap().sync = SyncState::Synced {
                 at: now,
                 messages: 10,
                 bytes: 1000,
             };
         }
-        Step::Verify { address } => {
+        Step::Mail(MailStep::Verify { address }) => {
             w.mailbox_mut(address).unwrap().verification = Verification::Equal {
                 at: now,
                 messages: 10,
                 arrived: 0,
             };
         }
-        Step::FallbackRelay {
+        Step::Relay(RelayChange::FallbackRelay {
             relay_to,
             addresses,
-        } => {
+        }) => {
             // What the relay holds afterwards: the map as the Postfix adapter writes it,
             // read back as it reads it.
             let written = mailshift::routing::postfix::render_map(
@@ -282,25 +287,25 @@ pub fn apply(
                     .collect(),
             };
         }
-        Step::FallbackOff { .. } => w.fallback = RelayState::Off,
-        Step::GatewayOn { relay_to, domains } => {
+        Step::Relay(RelayChange::FallbackOff { .. }) => w.fallback = RelayState::Off,
+        Step::Relay(RelayChange::GatewayOn { relay_to, domains }) => {
             w.gateway = RelayState::On {
                 relay_to: relay_to.clone(),
                 entries: domains.iter().cloned().collect(),
             };
         }
-        Step::Probe { .. } => w.probe = ProbeState::Passed { at: now },
-        Step::SwitchMx { name, to, ttl, .. } => {
+        Step::Probe(ProbeStep { .. }) => w.probe = ProbeState::Passed { at: now },
+        Step::Dns(DnsChange::SwitchMx { name, to, ttl, .. }) => {
             let r = primary_mut(w, spec, name);
             r.mx = to.clone();
             r.ttl = *ttl;
         }
-        Step::PublishSrv {
+        Step::Dns(DnsChange::PublishSrv {
             name,
             imaps,
             submission,
             ..
-        } => {
+        }) => {
             let r = primary_mut(w, spec, name);
             if imaps.is_some() {
                 r.srv_imaps = imaps.clone();
@@ -309,8 +314,10 @@ pub fn apply(
                 r.srv_submission = submission.clone();
             }
         }
-        Step::RestoreTtl { name, ttl, .. } => primary_mut(w, spec, name).ttl = *ttl,
-        Step::FinalSync { .. } | Step::DeltaSync { .. } | Step::MarkComplete => {}
+        Step::Dns(DnsChange::RestoreTtl { name, ttl, .. }) => primary_mut(w, spec, name).ttl = *ttl,
+        Step::Mail(MailStep::FinalSync { .. })
+        | Step::Mail(MailStep::DeltaSync { .. })
+        | Step::Own(OwnStep::MarkComplete) => {}
     }
     w.milestones.record(step, now);
     if instant_dns {
@@ -475,10 +482,10 @@ pub fn check_plan(spec: &MailMigrationSpec, world: &World, p: &Plan, now: DateTi
     }
     for s in p.actionable() {
         match &s.step {
-            Step::SwitchMx { .. } => check_switch(spec, world, now),
+            Step::Dns(DnsChange::SwitchMx { .. }) => check_switch(spec, world, now),
             // Nothing copies mail that arrived after the last sync once the migration is
             // complete: completion needs every mailbox fully equal.
-            Step::MarkComplete => {
+            Step::Own(OwnStep::MarkComplete) => {
                 for a in wanted(spec, world) {
                     let m = world.mailbox(a);
                     assert!(
@@ -490,14 +497,14 @@ pub fn check_plan(spec: &MailMigrationSpec, world: &World, p: &Plan, now: DateTi
                     );
                 }
             }
-            Step::GatewayOn { .. } => {
+            Step::Relay(RelayChange::GatewayOn { .. }) => {
                 let relayed_back = world.fallback.entries().cloned().unwrap_or_default();
                 assert!(
                     relayed_back.is_empty(),
                     "gateway on while the fallback relays {relayed_back:?} back: a loop"
                 );
             }
-            Step::FallbackRelay { addresses, .. } => {
+            Step::Relay(RelayChange::FallbackRelay { addresses, .. }) => {
                 let before = world.fallback.entries().cloned().unwrap_or_default();
                 let adds = addresses
                     .iter()
@@ -578,24 +585,24 @@ pub fn kinds(steps: &[(DateTime<Utc>, Step)]) -> Vec<&'static str> {
 
 pub fn kind(s: &Step) -> &'static str {
     match s {
-        Step::LowerTtl { .. } => "lowerTtl",
-        Step::SpfAuthorize { .. } => "spfAuthorize",
-        Step::ForwardingOn { .. } => "forwardingOn",
-        Step::InitialSync { .. } => "initialSync",
-        Step::Resync { .. } => "resync",
-        Step::Verify { .. } => "verify",
-        Step::FallbackRelay { .. } => "fallbackRelay",
-        Step::FinalSync { .. } => "finalSync",
-        Step::GatewayOn { .. } => "gatewayOn",
-        Step::Probe { .. } => "probe",
-        Step::SwitchMx { .. } => "switchMx",
-        Step::PublishSrv { .. } => "publishSrv",
-        Step::DeltaSync { .. } => "deltaSync",
-        Step::ForwardingOff { .. } => "forwardingOff",
-        Step::FallbackOff { .. } => "fallbackOff",
-        Step::SpfRevoke { .. } => "spfRevoke",
-        Step::RestoreTtl { .. } => "restoreTtl",
-        Step::MarkComplete => "markComplete",
+        Step::Dns(DnsChange::LowerTtl { .. }) => "lowerTtl",
+        Step::Dns(DnsChange::SpfAuthorize { .. }) => "spfAuthorize",
+        Step::Forwarding(ForwardingChange::On { .. }) => "forwardingOn",
+        Step::Mail(MailStep::InitialSync { .. }) => "initialSync",
+        Step::Mail(MailStep::Resync { .. }) => "resync",
+        Step::Mail(MailStep::Verify { .. }) => "verify",
+        Step::Relay(RelayChange::FallbackRelay { .. }) => "fallbackRelay",
+        Step::Mail(MailStep::FinalSync { .. }) => "finalSync",
+        Step::Relay(RelayChange::GatewayOn { .. }) => "gatewayOn",
+        Step::Probe(ProbeStep { .. }) => "probe",
+        Step::Dns(DnsChange::SwitchMx { .. }) => "switchMx",
+        Step::Dns(DnsChange::PublishSrv { .. }) => "publishSrv",
+        Step::Mail(MailStep::DeltaSync { .. }) => "deltaSync",
+        Step::Forwarding(ForwardingChange::Off { .. }) => "forwardingOff",
+        Step::Relay(RelayChange::FallbackOff { .. }) => "fallbackOff",
+        Step::Dns(DnsChange::SpfRevoke { .. }) => "spfRevoke",
+        Step::Dns(DnsChange::RestoreTtl { .. }) => "restoreTtl",
+        Step::Own(OwnStep::MarkComplete) => "markComplete",
     }
 }
 

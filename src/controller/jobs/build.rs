@@ -1,6 +1,7 @@
 //! Copy Jobs as data: which steps they carry out, their deterministic names, how pending
 //! mailboxes are cut into batches, and the Job object itself (pure, no I/O).
 
+use crate::plan::MailStep;
 use std::collections::BTreeMap;
 
 use anyhow::{Context as _, Result};
@@ -58,10 +59,10 @@ impl CopyKind {
     /// The kind of a copy step; `None` for every other step.
     pub fn of(step: &Step) -> Option<CopyKind> {
         match step {
-            Step::InitialSync { .. } => Some(CopyKind::InitialSync),
-            Step::Resync { .. } => Some(CopyKind::Resync),
-            Step::FinalSync { .. } => Some(CopyKind::FinalSync),
-            Step::DeltaSync { .. } => Some(CopyKind::DeltaSync),
+            Step::Mail(MailStep::InitialSync { .. }) => Some(CopyKind::InitialSync),
+            Step::Mail(MailStep::Resync { .. }) => Some(CopyKind::Resync),
+            Step::Mail(MailStep::FinalSync { .. }) => Some(CopyKind::FinalSync),
+            Step::Mail(MailStep::DeltaSync { .. }) => Some(CopyKind::DeltaSync),
             _ => None,
         }
     }
@@ -90,21 +91,23 @@ impl CopyKind {
         match self {
             CopyKind::InitialSync => addresses
                 .iter()
-                .map(|a| Step::InitialSync { address: a.clone() })
+                .map(|a| Step::Mail(MailStep::InitialSync { address: a.clone() }))
                 .collect(),
             CopyKind::Resync => addresses
                 .iter()
-                .map(|a| Step::Resync {
-                    address: a.clone(),
-                    differences: 0,
+                .map(|a| {
+                    Step::Mail(MailStep::Resync {
+                        address: a.clone(),
+                        differences: 0,
+                    })
                 })
                 .collect(),
-            CopyKind::FinalSync => vec![Step::FinalSync {
+            CopyKind::FinalSync => vec![Step::Mail(MailStep::FinalSync {
                 addresses: addresses.to_vec(),
-            }],
-            CopyKind::DeltaSync => vec![Step::DeltaSync {
+            })],
+            CopyKind::DeltaSync => vec![Step::Mail(MailStep::DeltaSync {
                 addresses: addresses.to_vec(),
-            }],
+            })],
         }
     }
 }
@@ -112,8 +115,10 @@ impl CopyKind {
 /// The mailboxes a copy step copies.
 pub fn step_addresses(step: &Step) -> Vec<String> {
     match step {
-        Step::InitialSync { address } | Step::Resync { address, .. } => vec![address.clone()],
-        Step::FinalSync { addresses } | Step::DeltaSync { addresses } => addresses.clone(),
+        Step::Mail(MailStep::InitialSync { address })
+        | Step::Mail(MailStep::Resync { address, .. }) => vec![address.clone()],
+        Step::Mail(MailStep::FinalSync { addresses })
+        | Step::Mail(MailStep::DeltaSync { addresses }) => addresses.clone(),
         _ => Vec::new(),
     }
 }
@@ -457,10 +462,13 @@ mod tests {
             assert_eq!(CopyKind::from_label(k.label()), Some(k));
         }
         let steps = CopyKind::Resync.steps(&addrs(2));
-        assert!(steps[1].same_work(&Step::Resync {
+        assert!(steps[1].same_work(&Step::Mail(MailStep::Resync {
             address: addrs(2)[1].clone(),
             differences: 7
-        }));
-        assert_eq!(CopyKind::of(&Step::MarkComplete), None);
+        })));
+        assert_eq!(
+            CopyKind::of(&Step::Own(crate::plan::OwnStep::MarkComplete)),
+            None
+        );
     }
 }
