@@ -15,6 +15,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod routing;
 pub mod secrets;
+pub mod sieve;
 pub mod spec;
 pub mod store;
 pub mod text;

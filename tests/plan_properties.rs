@@ -434,6 +434,7 @@ fn build_world(
             verification,
             last_error: None,
             forwarding,
+            sieve: Default::default(),
             observed_at: None,
         });
     }

@@ -1278,3 +1278,87 @@ fn the_final_sync_follows_the_gateway_once_also_without_dns() {
         }
     }
 }
+
+// ---- sieve ----------------------------------------------------------------------------
+
+fn with_sieve(mut spec: MailMigrationSpec) -> MailMigrationSpec {
+    let endpoint = |host: &str| mailshift::spec::Endpoint {
+        host: host.into(),
+        port: Some(4190),
+        tls: mailshift::spec::TlsMode::Starttls,
+        ca_certificate: None,
+        max_connections: None,
+        timeout: None,
+    };
+    spec.sieve = Some(mailshift::spec::Sieve {
+        managesieve: Some(endpoint("mail.old.example.net")),
+        destination_managesieve: endpoint("mail.new.example.net"),
+        conflicts: Default::default(),
+    });
+    spec
+}
+
+fn sieve_pending(world: &mut World, spec: &MailMigrationSpec) {
+    for m in &spec.mailboxes {
+        world.mailbox_mut(&m.address).unwrap().sieve = mailshift::plan::SieveState::Compared {
+            scripts: 2,
+            pending: 2,
+            kept: vec![],
+            refused: vec![],
+        };
+    }
+}
+
+#[test]
+fn every_mailboxs_sieve_scripts_are_copied_before_the_cutover() {
+    let spec = approved(with_sieve(example("whole-domain-gateway.yaml")));
+    let mut world = fresh_world(&spec, &[], Adapter::ALL);
+    sieve_pending(&mut world, &spec);
+    let p = plan(&spec, &world, t(NOW));
+    let switch = p
+        .steps
+        .iter()
+        .find(|s| kind(&s.step) == "switchMx")
+        .unwrap();
+    assert!(
+        waits_on(switch, |w| matches!(w, Waiting::SieveNotCopied { addresses } if addresses.len() == spec.mailboxes.len())),
+        "{p}"
+    );
+    let run = simulate(&spec, world, t(NOW), 200, false);
+    assert!(matches!(run.ending, Ending::Converged), "{:?}", run.ending);
+    let order: Vec<&str> = run.steps.iter().map(|(_, s)| kind(s)).collect();
+    let copies: Vec<usize> = order
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| **k == "copySieve")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(copies.len(), spec.mailboxes.len(), "{order:?}");
+    let first_cutover = order
+        .iter()
+        .position(|k| *k == "gatewayOn" || *k == "finalSync" || *k == "switchMx")
+        .unwrap();
+    assert!(copies.iter().all(|i| *i < first_cutover), "{order:?}");
+}
+
+#[test]
+fn scripts_that_cannot_be_compared_hold_the_cutover_with_the_reason() {
+    let spec = approved(with_sieve(example("whole-domain-gateway.yaml")));
+    let mut world = fresh_world(&spec, &[], Adapter::ALL);
+    sieve_pending(&mut world, &spec);
+    let first = &spec.mailboxes[0].address;
+    world.mailbox_mut(first).unwrap().sieve = mailshift::plan::SieveState::Error {
+        reason: "ManageSieve 127.0.0.1:4190: connection refused".into(),
+    };
+    let run = simulate(&spec, world, t(NOW), 200, false);
+    let Ending::Blocked(reasons) = &run.ending else {
+        panic!("{:?}", run.ending)
+    };
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("Sieve scripts of") && r.contains("connection refused")),
+        "{reasons:?}"
+    );
+    assert!(!kinds(&run.steps).contains(&"switchMx"));
+}

@@ -119,7 +119,17 @@ pub enum Waiting {
         side: Side,
         reason: String,
     },
+    /// A mailbox's Sieve scripts cannot be compared.
+    SieveUnreadable {
+        address: String,
+        reason: String,
+    },
     MailboxesNotVerified {
+        addresses: Vec<String>,
+    },
+    /// The cutover waits until these mailboxes' Sieve scripts are on the new server (but for
+    /// those it refuses or keeps, which are reported).
+    SieveNotCopied {
         addresses: Vec<String>,
     },
     /// Verify waits for the first copy.
@@ -189,6 +199,7 @@ impl Waiting {
                 | Waiting::DnsUnreadable { .. }
                 | Waiting::RelayUnreadable { .. }
                 | Waiting::ForwardingUnreadable { .. }
+                | Waiting::SieveUnreadable { .. }
                 | Waiting::StepStalled { .. }
         )
     }
@@ -205,7 +216,9 @@ impl Waiting {
             Waiting::DnsUnreadable { .. } => "DnsUnreadable",
             Waiting::RelayUnreadable { .. } => "RelayUnreadable",
             Waiting::ForwardingUnreadable { .. } => "ForwardingUnreadable",
+            Waiting::SieveUnreadable { .. } => "SieveUnreadable",
             Waiting::MailboxesNotVerified { .. } => "WaitingForVerification",
+            Waiting::SieveNotCopied { .. } => "WaitingForSieve",
             Waiting::MailboxNotSynced { .. } => "WaitingForSync",
             Waiting::ForwardingNotOn { .. } => "WaitingForForwarding",
             Waiting::TtlNotLowered { .. } => "WaitingForTTL",
@@ -316,6 +329,15 @@ impl fmt::Display for Waiting {
             } => write!(
                 f,
                 "the forwarding of {address} on the {side} server cannot be read: {reason}"
+            ),
+            SieveUnreadable { address, reason } => write!(
+                f,
+                "the Sieve scripts of {address} cannot be compared: {reason}"
+            ),
+            SieveNotCopied { addresses } => write!(
+                f,
+                "the Sieve scripts of {} are not on the new server yet",
+                list(addresses)
             ),
             MailboxesNotVerified { addresses } => write!(
                 f,

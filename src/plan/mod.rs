@@ -31,11 +31,11 @@ pub use planner::plan;
 pub use status::derive_status;
 pub use step::{
     Access, Adapter, DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep, RelayChange,
-    Resource, Side, Step, Touch,
+    Resource, Side, SieveStep, Step, Touch,
 };
 pub use window::CutoverWindow;
 pub use world::{
     Account, Answer, DnsState, Failure, ForwardingSides, InFlight, Login, MailboxList,
-    MailboxState, NameState, NameserverAnswer, ProbeState, Records, RelayState, SwitchState,
-    SyncState, Verification, World,
+    MailboxState, NameState, NameserverAnswer, ProbeState, Records, RelayState, SieveRefusal,
+    SieveState, SwitchState, SyncState, Verification, World,
 };

@@ -27,6 +27,9 @@ pub struct Plan {
     /// execution is [`Execution::Execute`]; later steps may run before an earlier one that
     /// waits, when nothing ties them together (copying goes on while the TTL gate is shut).
     pub steps: Vec<PlannedStep>,
+    /// What the migration goes on without, and why: work left out on purpose or refused by
+    /// a server (a Sieve script the new server will not take, a conflict kept).
+    pub notes: Vec<String>,
 }
 
 /// One step of a plan.
@@ -259,6 +262,7 @@ impl Plan {
             progress: self.progress(),
             next: self.steps.iter().position(PlannedStep::is_actionable),
             waiting_until: self.waiting_until(),
+            notes: self.notes.clone(),
             steps: self
                 .steps
                 .iter()
@@ -292,6 +296,9 @@ pub struct PlanDocument {
     pub next: Option<usize>,
     pub waiting_until: Option<DateTime<Utc>>,
     pub steps: Vec<StepDocument>,
+    /// See [`Plan::notes`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// One step in the JSON form.
@@ -401,6 +408,12 @@ impl fmt::Display for Plan {
             )?;
             for s in held {
                 writeln!(f, "  - {}", s.step)?;
+            }
+        }
+        if !self.notes.is_empty() {
+            writeln!(f, "Notes:")?;
+            for n in &self.notes {
+                writeln!(f, "  - {n}")?;
             }
         }
         Ok(())

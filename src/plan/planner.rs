@@ -55,7 +55,9 @@
 //! - `observe`: the same plan, every step marked [`Execution::ObserveOnly`]; nothing is
 //!   actionable, so no executor can carry anything out.
 
-use crate::plan::{DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep, RelayChange};
+use crate::plan::{
+    DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep, RelayChange, SieveStep,
+};
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
@@ -64,7 +66,7 @@ use super::gate::{Gate, TimeReason, Waiting};
 use super::output::{Execution, Plan, PlannedStep};
 use super::step::Step;
 use super::view::{NameView, View};
-use super::world::{RelayState, SwitchState, World, normalize_name};
+use super::world::{RelayState, SieveState, SwitchState, World, normalize_name};
 use crate::spec::{MailMigrationSpec, Policy};
 
 /// Plans the steps from `world` to what `spec` declares, as of `now`. Pure: reads nothing
@@ -82,10 +84,12 @@ pub fn plan(spec: &MailMigrationSpec, world: &World, now: DateTime<Utc>) -> Plan
         p.final_sync();
         p.switch_mx();
         p.mailboxes();
+        p.sieve();
         p.gateway_on();
         p.probe();
     } else {
         p.mailboxes();
+        p.sieve();
         p.gateway_on();
         p.final_sync();
         p.probe();
@@ -171,6 +175,12 @@ impl<'a> Planner<'_, 'a> {
     fn cutover_gates(&self) -> Vec<Gate> {
         let v = self.v;
         let mut g = facts(v.preflight());
+        // With MX first, mail reaches the new server for a mailbox only once it is verified
+        // and leaves the fallback; the scripts are copied on the way, not before the switch.
+        let sieve = self.sieve_unsettled();
+        if !sieve.is_empty() && !v.mx_first() {
+            g.push(Gate::fact(Waiting::SieveNotCopied { addresses: sieve }));
+        }
         let pending: Vec<&NameView<'_>> = v.names.iter().filter(|n| !n.switched).collect();
         let mut ttl_expiry = None;
         g.extend(pending.iter().filter_map(|n| Self::dns_error(n)));
@@ -389,6 +399,51 @@ impl<'a> Planner<'_, 'a> {
                 );
             }
         }
+    }
+
+    /// Per mailbox: its Sieve scripts copied while they differ (but for those the new server
+    /// refuses or keeps, which the comparison reports).
+    fn sieve(&mut self) {
+        if self.spec().sieve.is_none() {
+            return;
+        }
+        let v = self.v;
+        for a in &v.mailboxes {
+            let Some(m) = v.state(a) else { continue };
+            let mut gates = self.mailbox_pre(a);
+            match &m.sieve {
+                SieveState::Compared { pending, .. } if *pending > 0 => {}
+                SieveState::Error { reason } => gates.push(Gate::fact(Waiting::SieveUnreadable {
+                    address: a.clone(),
+                    reason: reason.clone(),
+                })),
+                _ => continue,
+            }
+            self.push(
+                Step::Sieve(SieveStep::CopySieve { address: a.clone() }),
+                gates,
+            );
+        }
+    }
+
+    /// Mailboxes whose Sieve scripts are not yet on the new server as far as it takes them.
+    fn sieve_unsettled(&self) -> Vec<String> {
+        let v = self.v;
+        if self.spec().sieve.is_none() {
+            return Vec::new();
+        }
+        v.mailboxes
+            .iter()
+            .filter(|a| {
+                !v.state(a).is_some_and(|m| {
+                    matches!(
+                        m.sieve,
+                        SieveState::NoSource | SieveState::Compared { pending: 0, .. }
+                    )
+                })
+            })
+            .cloned()
+            .collect()
     }
 
     /// Per mailbox: copy (or copy again what verification found missing), then verify.
@@ -1002,8 +1057,42 @@ impl<'a> Planner<'_, 'a> {
             policy: spec.policy,
             suspended: spec.suspend,
             steps,
+            notes: notes(v),
         }
     }
+}
+
+/// What the migration goes on without: Sieve scripts the new server refuses, conflicts
+/// kept, a source without ManageSieve.
+fn notes(v: &View<'_>) -> Vec<String> {
+    let mut notes = Vec::new();
+    let Some(sieve) = &v.spec.sieve else {
+        return notes;
+    };
+    if sieve.managesieve.is_none() {
+        notes.push(
+            "Sieve: the old server has no ManageSieve (sieve.managesieve is not given): filters and vacation replies are not copied".into(),
+        );
+        return notes;
+    }
+    for a in &v.mailboxes {
+        let Some(SieveState::Compared { kept, refused, .. }) = v.state(a).map(|m| &m.sieve) else {
+            continue;
+        };
+        for r in refused {
+            notes.push(format!(
+                "Sieve: the new server refuses {a}'s script `{}`, so it is not copied: {}",
+                r.script,
+                crate::text::printable(&r.reason)
+            ));
+        }
+        for k in kept {
+            notes.push(format!(
+                "Sieve: {a}'s script `{k}` differs on the new server and is kept there (sieve.conflicts: keep)"
+            ));
+        }
+    }
+    notes
 }
 
 fn dedup(gates: Vec<Gate>) -> Vec<Gate> {

@@ -21,6 +21,7 @@ pub enum Step {
     Relay(RelayChange),
     Forwarding(ForwardingChange),
     Mail(MailStep),
+    Sieve(SieveStep),
     Probe(ProbeStep),
     Own(OwnStep),
 }
@@ -172,6 +173,18 @@ pub enum MailStep {
     DeltaSync { addresses: Vec<String> },
 }
 
+/// Work over ManageSieve on a mailbox's own scripts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum SieveStep {
+    /// Copy the mailbox's Sieve scripts to the new server and activate the same one.
+    CopySieve { address: String },
+}
+
 /// Send a tagged message into the old server's SMTP and wait for it in `mailbox` on the
 /// new server, then delete it there.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,7 +210,7 @@ macro_rules! into_step {
         }
     )*};
 }
-into_step!(DnsChange => Dns, RelayChange => Relay, ForwardingChange => Forwarding, MailStep => Mail, ProbeStep => Probe, OwnStep => Own);
+into_step!(DnsChange => Dns, RelayChange => Relay, ForwardingChange => Forwarding, MailStep => Mail, SieveStep => Sieve, ProbeStep => Probe, OwnStep => Own);
 
 /// The old or the new server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -228,16 +241,19 @@ pub enum Adapter {
     Routing,
     /// ManageSieve forwarding scripts.
     Forwarding,
+    /// The mailboxes' own Sieve scripts, over ManageSieve.
+    Sieve,
     /// SMTP-in, IMAP-out mail-flow probe.
     Probe,
 }
 
 impl Adapter {
-    pub const ALL: [Adapter; 5] = [
+    pub const ALL: [Adapter; 6] = [
         Adapter::Imap,
         Adapter::Dns,
         Adapter::Routing,
         Adapter::Forwarding,
+        Adapter::Sieve,
         Adapter::Probe,
     ];
 
@@ -248,6 +264,7 @@ impl Adapter {
             Adapter::Dns => "DNS (RFC 2136)",
             Adapter::Routing => "Postfix routing",
             Adapter::Forwarding => "ManageSieve forwarding",
+            Adapter::Sieve => "ManageSieve scripts",
             Adapter::Probe => "SMTP mail-flow probe",
         }
     }
@@ -320,6 +337,7 @@ impl Step {
             Step::Relay(_) => Adapter::Routing,
             Step::Forwarding(_) => Adapter::Forwarding,
             Step::Mail(_) => Adapter::Imap,
+            Step::Sieve(_) => Adapter::Sieve,
             Step::Probe(_) => Adapter::Probe,
             Step::Own(_) => return None,
         })
@@ -345,6 +363,7 @@ impl Step {
     pub fn address(&self) -> Option<&str> {
         match self {
             Step::Forwarding(f) => Some(f.address()),
+            Step::Sieve(SieveStep::CopySieve { address }) => Some(address),
             Step::Mail(
                 MailStep::InitialSync { address }
                 | MailStep::Resync { address, .. }
@@ -398,6 +417,7 @@ impl Step {
                 MailStep::FinalSync { .. } => "FinalSync",
                 MailStep::DeltaSync { .. } => "DeltaSync",
             },
+            Step::Sieve(SieveStep::CopySieve { .. }) => "CopySieve",
             Step::Probe(_) => "Probe",
             Step::Own(OwnStep::MarkComplete) => "MarkComplete",
         }
@@ -440,6 +460,9 @@ impl Step {
             }
             Step::Relay(RelayChange::GatewayOn { .. }) => {
                 "senders whose DNS still points at the old server reach the new mailboxes"
+            }
+            Step::Sieve(SieveStep::CopySieve { .. }) => {
+                "the user's filters and vacation reply must work on the new server from the first message it delivers"
             }
             Step::Probe(ProbeStep { .. }) => {
                 "the gateway counts as working only once a real message went through it"
@@ -530,6 +553,23 @@ impl Step {
                     .map_or("?".into(), |r| postfix_label(&r.postfix));
                 vec![touch(Resource::OldPostfix, server, Access::Write)]
             }
+            Step::Sieve(SieveStep::CopySieve { .. }) => {
+                let label =
+                    |e: Option<&Endpoint>| e.map_or("?".into(), |e| endpoint_label(e, 4190));
+                let sieve = spec.sieve.as_ref();
+                vec![
+                    touch(
+                        Resource::SourceManageSieve,
+                        label(sieve.and_then(|s| s.managesieve.as_ref())),
+                        Access::Read,
+                    ),
+                    touch(
+                        Resource::DestinationManageSieve,
+                        label(sieve.map(|s| &s.destination_managesieve)),
+                        Access::Write,
+                    ),
+                ]
+            }
             Step::Probe(ProbeStep { .. }) => {
                 let smtp = spec
                     .probe
@@ -615,6 +655,10 @@ impl fmt::Display for Step {
                 f,
                 "relay mail for {} from the old server to {relay_to}",
                 list(domains)
+            ),
+            Step::Sieve(SieveStep::CopySieve { address }) => write!(
+                f,
+                "copy {address}'s Sieve scripts to the new server and activate the same one"
             ),
             Step::Probe(ProbeStep { mailbox }) => write!(
                 f,

@@ -144,6 +144,9 @@ pub struct MailboxState {
     /// Temporary forwarding (ManageSieve) for this mailbox on each server.
     #[serde(default)]
     pub forwarding: ForwardingSides,
+    /// The mailbox's Sieve scripts (`spec.sieve`).
+    #[serde(default)]
+    pub sieve: SieveState,
     /// When the logins were last checked (or proven by a copy or a verification).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_at: Option<DateTime<Utc>>,
@@ -161,6 +164,7 @@ impl MailboxState {
             verification: Verification::NotVerified,
             last_error: None,
             forwarding: ForwardingSides::default(),
+            sieve: SieveState::default(),
             observed_at: None,
         }
     }
@@ -214,6 +218,45 @@ pub struct ForwardingSides {
     pub source: SwitchState,
     #[serde(default)]
     pub destination: SwitchState,
+}
+
+/// A mailbox's Sieve scripts on the old server against the new one, as last compared.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "state",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum SieveState {
+    /// Not compared yet.
+    #[default]
+    Unknown,
+    /// The manifest says the old server has no ManageSieve: nothing is copied.
+    NoSource,
+    Compared {
+        /// The user's scripts on the old server.
+        scripts: usize,
+        /// Writes still needed on the new server (scripts to put, the active one to set),
+        /// not counting those it refuses.
+        pending: usize,
+        /// Scripts of the same name and other content on the new server, kept there
+        /// (`conflicts: keep`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        kept: Vec<String>,
+        /// Scripts the new server refuses (CHECKSCRIPT), with its reason.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        refused: Vec<SieveRefusal>,
+    },
+    /// Comparing failed.
+    Error { reason: String },
+}
+
+/// A script the new server will not take.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SieveRefusal {
+    pub script: String,
+    pub reason: String,
 }
 
 /// Something mailshift switches on and off, as observed.

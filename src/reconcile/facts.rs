@@ -17,7 +17,9 @@
 //! The facts are a cache: a restart starts with none and observes everything once, so
 //! the servers stay the truth.
 
-use crate::plan::{DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep, RelayChange};
+use crate::plan::{
+    DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep, RelayChange, SieveState, SieveStep,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -35,6 +37,8 @@ pub struct Ages {
     pub login_failed: Duration,
     /// Temporary forwarding scripts.
     pub forwarding: Duration,
+    /// The mailboxes' own Sieve scripts, compared on both servers.
+    pub sieve: Duration,
     /// Gateway and fallback relays.
     pub relay: Duration,
     /// The zone on every authoritative nameserver.
@@ -49,6 +53,7 @@ impl Default for Ages {
             login_ok: Duration::from_secs(3600),
             login_failed: Duration::from_secs(60),
             forwarding: Duration::from_secs(600),
+            sieve: Duration::from_secs(600),
             relay: Duration::from_secs(300),
             dns: Duration::from_secs(300),
             recheck: Duration::from_secs(15),
@@ -82,6 +87,7 @@ pub struct Facts {
     /// Per lower-cased address.
     pub logins: BTreeMap<String, Seen<LoginCheck>>,
     pub forwarding: BTreeMap<String, Seen<ForwardingSides>>,
+    pub sieve: BTreeMap<String, Seen<SieveState>>,
     pub gateway: Option<Seen<RelayState>>,
     pub fallback: Option<Seen<RelayState>>,
     pub dns: Option<Seen<DnsState>>,
@@ -94,6 +100,8 @@ pub struct Due {
     pub logins: Vec<String>,
     /// Mailboxes whose forwarding scripts are read.
     pub forwarding: Vec<String>,
+    /// Mailboxes whose Sieve scripts are compared.
+    pub sieve: Vec<String>,
     pub gateway: bool,
     pub fallback: bool,
     pub dns: bool,
@@ -103,6 +111,7 @@ impl Due {
     pub fn is_empty(&self) -> bool {
         self.logins.is_empty()
             && self.forwarding.is_empty()
+            && self.sieve.is_empty()
             && !self.gateway
             && !self.fallback
             && !self.dns
@@ -113,6 +122,7 @@ impl Due {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Sections {
     pub forwarding: bool,
+    pub sieve: bool,
     pub gateway: bool,
     pub fallback: bool,
     pub dns: bool,
@@ -140,6 +150,7 @@ impl Facts {
         now: DateTime<Utc>,
     ) -> Due {
         let mut recheck_forwarding = BTreeSet::new();
+        let mut recheck_sieve = BTreeSet::new();
         let (mut gateway, mut fallback, mut dns) = (false, false, false);
         for w in waiting {
             match w {
@@ -156,6 +167,12 @@ impl Facts {
                     let key = crate::address::key(address);
                     if stale(self.forwarding.get(&key), ages.recheck, now) {
                         recheck_forwarding.insert(key);
+                    }
+                }
+                Waiting::SieveUnreadable { address, .. } => {
+                    let key = crate::address::key(address);
+                    if stale(self.sieve.get(&key), ages.recheck, now) {
+                        recheck_sieve.insert(key);
                     }
                 }
                 _ => {}
@@ -185,9 +202,22 @@ impl Facts {
         } else {
             Vec::new()
         };
+        let sieve = if sections.sieve {
+            addresses
+                .iter()
+                .filter(|a| {
+                    let key = crate::address::key(a);
+                    recheck_sieve.contains(&key) || stale(self.sieve.get(&key), ages.sieve, now)
+                })
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
         Due {
             logins,
             forwarding,
+            sieve,
             gateway: sections.gateway && (gateway || stale(self.gateway.as_ref(), ages.relay, now)),
             fallback: sections.fallback
                 && (fallback || stale(self.fallback.as_ref(), ages.relay, now)),
@@ -219,6 +249,10 @@ impl Facts {
             Step::Forwarding(ForwardingChange::On { address, .. })
             | Step::Forwarding(ForwardingChange::Off { address, .. }) => {
                 self.forwarding.remove(&crate::address::key(address));
+                Vec::new()
+            }
+            Step::Sieve(SieveStep::CopySieve { address }) => {
+                self.sieve.remove(&crate::address::key(address));
                 Vec::new()
             }
             Step::Relay(RelayChange::GatewayOn { .. }) => {
@@ -269,6 +303,7 @@ mod tests {
     fn all() -> Sections {
         Sections {
             forwarding: true,
+            sieve: true,
             gateway: true,
             fallback: true,
             dns: true,
@@ -283,6 +318,13 @@ mod tests {
                 crate::address::key(&a),
                 Seen {
                     value: ForwardingSides::default(),
+                    at,
+                },
+            );
+            f.sieve.insert(
+                crate::address::key(&a),
+                Seen {
+                    value: SieveState::default(),
                     at,
                 },
             );

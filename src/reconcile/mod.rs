@@ -14,7 +14,7 @@ mod observe;
 pub mod progress;
 pub mod records;
 
-use crate::plan::{MailStep, OwnStep, ProbeStep};
+use crate::plan::{MailStep, OwnStep, ProbeStep, SieveStep};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -491,6 +491,7 @@ impl<E: MailEngine> Core<'_, E> {
         let spec = self.spec();
         Sections {
             forwarding: spec.forwarding.is_some(),
+            sieve: spec.sieve.is_some(),
             gateway: spec.gateway.is_some(),
             fallback: spec.fallback.is_some(),
             dns: spec.dns.is_some(),
@@ -563,6 +564,26 @@ impl<E: MailEngine> Core<'_, E> {
                 )
                 .await
                 .map_err(Failed::from)?;
+                Ok(Outcome::Done)
+            }
+            Step::Sieve(SieveStep::CopySieve { address }) => {
+                let sieve = self
+                    .migration
+                    .spec
+                    .sieve
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("`{step}` needs spec.sieve"))?;
+                let account = self.account(address)?;
+                let copied = crate::sieve::copy(account, sieve, self.resolver)
+                    .await
+                    .map_err(Failed::from)?;
+                for r in &copied.refused {
+                    tracing::warn!(script = %r.script, reason = %r.reason, "the new server refuses this Sieve script; not copied");
+                }
+                for k in &copied.kept {
+                    tracing::warn!(script = %k, "a different Sieve script of this name is on the new server; kept (sieve.conflicts: keep)");
+                }
+                tracing::info!(put = ?copied.put, replaced = ?copied.replaced, activated = ?copied.activated, "Sieve scripts copied");
                 Ok(Outcome::Done)
             }
             Step::Probe(ProbeStep { mailbox }) => {

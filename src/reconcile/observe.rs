@@ -7,17 +7,20 @@ use futures::StreamExt;
 use super::facts::{Due, Facts, Seen};
 use super::{MailEngine, records::Records};
 use crate::accounts::Account;
-use crate::plan::{self, Adapter, ForwardingSides, MailboxList, MailboxState, Side, World};
+use crate::plan::{
+    self, Adapter, ForwardingSides, MailboxList, MailboxState, Side, SieveState, World,
+};
 use crate::routing::{self, forwarding};
 use crate::secrets::Resolver;
 use crate::spec::MailMigrationSpec;
 
 /// Adapters this build carries. Steps needing others are planned as "not available yet".
-pub const AVAILABLE: [Adapter; 5] = [
+pub const AVAILABLE: [Adapter; 6] = [
     Adapter::Imap,
     Adapter::Dns,
     Adapter::Routing,
     Adapter::Forwarding,
+    Adapter::Sieve,
     Adapter::Probe,
 ];
 
@@ -36,51 +39,72 @@ pub async fn refresh<E: MailEngine>(
 ) {
     let concurrency = spec.sync.as_ref().map_or(4, |s| usize::from(s.concurrency));
     let forwarding = spec.forwarding.as_ref();
+    let sieve = spec.sieve.as_ref();
     let lower = |list: &[String]| -> std::collections::HashSet<String> {
         list.iter().map(|a| crate::address::key(a)).collect()
     };
-    let (logins, forwardings) = (lower(&due.logins), lower(&due.forwarding));
+    let (logins, forwardings, sieves) = (
+        lower(&due.logins),
+        lower(&due.forwarding),
+        lower(&due.sieve),
+    );
     let wanted = |set: &std::collections::HashSet<String>, a: &Account| {
         set.contains(&crate::address::key(&a.address))
     };
     // Owned accounts: a closure over references would make this future's `Send` depend on
     // a higher-ranked lifetime the compiler cannot prove (the controller needs it `Send`).
-    let work: Vec<(Account, bool, bool)> = accounts
+    let work: Vec<(Account, bool, bool, bool)> = accounts
         .iter()
-        .map(|a| (a.clone(), wanted(&logins, a), wanted(&forwardings, a)))
-        .filter(|(_, login, fwd)| *login || *fwd)
+        .map(|a| {
+            let w = |set| wanted(set, a);
+            (a.clone(), w(&logins), w(&forwardings), w(&sieves))
+        })
+        .filter(|(_, login, fwd, sieve)| *login || *fwd || *sieve)
         .collect();
-    let checks: Vec<(String, Option<super::LoginCheck>, Option<ForwardingSides>)> =
-        futures::stream::iter(work)
-            .map(|(a, login, fwd)| async move {
-                let logins = if login {
-                    Some(engine.check_logins(&a).await)
-                } else {
-                    None
+    type Check = (
+        String,
+        Option<super::LoginCheck>,
+        Option<ForwardingSides>,
+        Option<SieveState>,
+    );
+    let checks: Vec<Check> = futures::stream::iter(work)
+        .map(|(a, login, fwd, scripts)| async move {
+            let logins = if login {
+                Some(engine.check_logins(&a).await)
+            } else {
+                None
+            };
+            let mut sides = None;
+            if let Some(f) = forwarding.filter(|_| fwd) {
+                let mut s = ForwardingSides {
+                    source: forwarding::observe(&a, Side::Source, f, resolver).await,
+                    ..ForwardingSides::default()
                 };
-                let mut sides = None;
-                if let Some(f) = forwarding.filter(|_| fwd) {
-                    let mut s = ForwardingSides {
-                        source: forwarding::observe(&a, Side::Source, f, resolver).await,
-                        ..ForwardingSides::default()
-                    };
-                    if f.destination_managesieve.is_some() {
-                        s.destination =
-                            forwarding::observe(&a, Side::Destination, f, resolver).await;
-                    }
-                    sides = Some(s);
+                if f.destination_managesieve.is_some() {
+                    s.destination = forwarding::observe(&a, Side::Destination, f, resolver).await;
                 }
-                (crate::address::key(&a.address), logins, sides)
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
-    for (key, logins, sides) in checks {
+                sides = Some(s);
+            }
+            let compared = match sieve.filter(|_| scripts) {
+                Some(s) => Some(crate::sieve::observe(&a, s, resolver).await),
+                None => None,
+            };
+            (crate::address::key(&a.address), logins, sides, compared)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    for (key, logins, sides, compared) in checks {
         if let Some(value) = logins {
             facts.logins.insert(key.clone(), Seen { value, at: now });
         }
         if let Some(value) = sides {
-            facts.forwarding.insert(key, Seen { value, at: now });
+            facts
+                .forwarding
+                .insert(key.clone(), Seen { value, at: now });
+        }
+        if let Some(value) = compared {
+            facts.sieve.insert(key, Seen { value, at: now });
         }
     }
     if let Some(g) = spec.gateway.as_ref().filter(|_| due.gateway) {
@@ -143,6 +167,11 @@ pub fn world(
             last_error: record.last_error,
             forwarding: facts
                 .forwarding
+                .get(&key)
+                .map(|s| s.value.clone())
+                .unwrap_or_default(),
+            sieve: facts
+                .sieve
                 .get(&key)
                 .map(|s| s.value.clone())
                 .unwrap_or_default(),

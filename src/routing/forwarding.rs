@@ -189,23 +189,7 @@ pub async fn connect(
     resolver: &Resolver,
 ) -> Result<Client, RoutingError> {
     let (endpoint, login, conn_side) = side_of(account, side, fwd)?;
-    let ca = endpoint
-        .ca_certificate
-        .as_ref()
-        .map(|r| resolver.resolve(r))
-        .transpose()
-        .map_err(|e| RoutingError::Secret {
-            what: "managesieve caCertificate".into(),
-            error: e.to_string(),
-        })?;
-    let mut client = Client::connect(
-        endpoint,
-        ca.as_ref().map(|c| c.expose().as_bytes()),
-        conn_side,
-    )
-    .await?;
-    client.login(login).await?;
-    Ok(client)
+    super::managesieve::open(endpoint, login, conn_side, resolver).await
 }
 
 /// Forwarding of one mailbox on one side, as the server has it now.

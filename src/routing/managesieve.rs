@@ -323,6 +323,13 @@ impl Client {
 
     /// Send `name` with string arguments and read the response; anything but OK fails.
     pub async fn command(&mut self, name: &str, args: &[&str]) -> Result<Response, RoutingError> {
+        let resp = self.exchange(name, args).await?;
+        self.check(&resp, name)?;
+        Ok(resp)
+    }
+
+    /// Send `name` with string arguments and read the response, whatever its status.
+    async fn exchange(&mut self, name: &str, args: &[&str]) -> Result<Response, RoutingError> {
         let mut line = name.to_owned();
         for a in args {
             line.push(' ');
@@ -330,9 +337,45 @@ impl Client {
         }
         line.push_str("\r\n");
         self.send(line.as_bytes()).await?;
-        let resp = self.response().await?;
-        self.check(&resp, name)?;
-        Ok(resp)
+        self.response().await
+    }
+
+    /// Run a command the server may refuse for the script's sake (CHECKSCRIPT, PUTSCRIPT):
+    /// `Ok(Err(reason))` with the server's words when it answers NO; a BYE or a lost
+    /// connection is an error of the session.
+    async fn refusable(
+        &mut self,
+        name: &str,
+        args: &[&str],
+    ) -> Result<Result<(), String>, RoutingError> {
+        let resp = self.exchange(name, args).await?;
+        match resp.status {
+            Status::Ok => Ok(Ok(())),
+            Status::No => Ok(Err(resp.describe())),
+            Status::Bye => Err(sieve_err(
+                &self.addr,
+                format!("{name}: {}", resp.describe()),
+            )),
+        }
+    }
+
+    /// Whether the server would take `content` (CHECKSCRIPT, RFC 5804 2.12); nothing is
+    /// stored.
+    pub async fn check_script(
+        &mut self,
+        content: &str,
+    ) -> Result<Result<(), String>, RoutingError> {
+        self.refusable("CHECKSCRIPT", &[content]).await
+    }
+
+    /// [`put_script`](Self::put_script) with a refusal (an invalid script, a quota) told
+    /// apart from a failed session.
+    pub async fn try_put_script(
+        &mut self,
+        name: &str,
+        content: &str,
+    ) -> Result<Result<(), String>, RoutingError> {
+        self.refusable("PUTSCRIPT", &[name, content]).await
     }
 
     fn check(&self, resp: &Response, what: &str) -> Result<(), RoutingError> {
@@ -365,6 +408,28 @@ impl Client {
             .map_err(|_| sieve_err(&addr, "timed out waiting for the server"))?
             .map_err(|e| sieve_err(&addr, e))
     }
+}
+
+/// Connect to `endpoint` (its private CA read through `resolver`) and log in as `login`.
+pub async fn open(
+    endpoint: &Endpoint,
+    login: &Login,
+    side: crate::imap::conn::Side,
+    resolver: &crate::secrets::Resolver,
+) -> Result<Client, RoutingError> {
+    let ca = endpoint
+        .ca_certificate
+        .as_ref()
+        .map(|r| resolver.resolve(r))
+        .transpose()
+        .map_err(|e| RoutingError::Secret {
+            what: "managesieve caCertificate".into(),
+            error: e.to_string(),
+        })?;
+    let mut client =
+        Client::connect(endpoint, ca.as_ref().map(|c| c.expose().as_bytes()), side).await?;
+    client.login(login).await?;
+    Ok(client)
 }
 
 async fn handshake<S: Io + 'static>(

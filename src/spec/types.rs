@@ -95,6 +95,10 @@ pub struct MailMigrationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarding: Option<Forwarding>,
 
+    /// Each mailbox's Sieve filters and vacation replies, copied over ManageSieve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sieve: Option<Sieve>,
+
     /// End-to-end mail-flow check: a tagged message sent into the old server's SMTP must
     /// arrive over IMAP in a mailbox on the new server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -480,6 +484,34 @@ pub struct Forwarding {
     /// ManageSieve service of the destination server, to forward there too after the switch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination_managesieve: Option<Endpoint>,
+}
+
+/// Copying each mailbox's Sieve scripts (filters, vacation) over ManageSieve (RFC 5804), with
+/// the mailbox's logins. The old server's scripts are only read; mailshift's own temporary
+/// forwarding script is never copied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Sieve {
+    /// ManageSieve service of the source server. Leave it out when the source has none:
+    /// `plan` says so and no filters are copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managesieve: Option<Endpoint>,
+    /// ManageSieve service of the destination server.
+    pub destination_managesieve: Endpoint,
+    /// A destination script of the same name with other content: `keep` it (reported; the
+    /// source's is not copied) or `replace` it with the source's.
+    #[serde(default)]
+    pub conflicts: SieveConflicts,
+}
+
+/// What to do with a destination script that has the name of a source script but other
+/// content.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum SieveConflicts {
+    #[default]
+    Keep,
+    Replace,
 }
 
 /// End-to-end mail-flow probe.

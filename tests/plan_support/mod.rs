@@ -3,7 +3,9 @@
 //! (plan, derive the status and store its milestones, carry out the next step or wait).
 #![allow(dead_code)]
 
-use mailshift::plan::{DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep, RelayChange};
+use mailshift::plan::{
+    DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep, RelayChange, SieveState, SieveStep,
+};
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -295,6 +297,14 @@ pub fn apply(
             };
         }
         Step::Probe(ProbeStep { .. }) => w.probe = ProbeState::Passed { at: now },
+        Step::Sieve(SieveStep::CopySieve { address }) => {
+            w.mailbox_mut(address).unwrap().sieve = SieveState::Compared {
+                scripts: 1,
+                pending: 0,
+                kept: Vec::new(),
+                refused: Vec::new(),
+            }
+        }
         Step::Dns(DnsChange::SwitchMx { name, to, ttl, .. }) => {
             let r = primary_mut(w, spec, name);
             r.mx = to.clone();
@@ -602,6 +612,7 @@ pub fn kind(s: &Step) -> &'static str {
         Step::Relay(RelayChange::FallbackOff { .. }) => "fallbackOff",
         Step::Dns(DnsChange::SpfRevoke { .. }) => "spfRevoke",
         Step::Dns(DnsChange::RestoreTtl { .. }) => "restoreTtl",
+        Step::Sieve(SieveStep::CopySieve { .. }) => "copySieve",
         Step::Own(OwnStep::MarkComplete) => "markComplete",
     }
 }
