@@ -1321,7 +1321,10 @@ fn every_mailboxs_sieve_scripts_are_copied_before_the_cutover() {
         .find(|s| kind(&s.step) == "switchMx")
         .unwrap();
     assert!(
-        waits_on(switch, |w| matches!(w, Waiting::SieveNotCopied { addresses } if addresses.len() == spec.mailboxes.len())),
+        waits_on(
+            switch,
+            |w| matches!(w, Waiting::SieveNotCopied { addresses } if addresses.len() == spec.mailboxes.len())
+        ),
         "{p}"
     );
     let run = simulate(&spec, world, t(NOW), 200, false);

@@ -166,7 +166,31 @@ fn scripts_are_copied_with_the_active_one_refusals_and_conflicts_reported() -> R
         "{plan:#}"
     );
 
-    // `conflicts: replace` overwrites the destination's script of the same name.
+    // `verify` compares the scripts and which one is active, beside the mail.
+    let out = mailshift(dir.path(), &["verify", "-f", "m.yaml", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let sieve = &report["sieve"][0];
+    assert_eq!(sieve["mailbox"], USER, "{report:#}");
+    assert_eq!(sieve["state"], "compared", "{report:#}");
+    assert_eq!(sieve["pending"], 0, "{report:#}");
+    assert_eq!(sieve["refused"][0]["script"], "headers", "{report:#}");
+    rt.block_on(async {
+        let mut c = client(&dst).await?;
+        c.set_active("vacation").await?;
+        c.logout().await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    let out = mailshift(dir.path(), &["verify", "-f", "m.yaml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("Sieve {USER}: DIFFERENT")),
+        "another active script is a difference: {}",
+        text(&out)
+    );
+
+    // `conflicts: replace` overwrites the destination's script of the same name (and the
+    // active script is set again).
     std::fs::write(
         dir.path().join("m.yaml"),
         manifest("sieve-replace", &src, &dst, "replace"),

@@ -86,7 +86,7 @@ pub fn run(args: &Args, log_format: LogFormat) -> Result<ExitCode, Ended> {
     let (prepared, runtime) = prepare_to_run(args, ReportKind::Verify, Arc::new(Silent))?;
     let mut all = Vec::new();
     let mut text = String::new();
-    for p in &prepared {
+    for p in prepared.iter().map(|r| &r.prepared) {
         for account in &p.accounts {
             let result = runtime.block_on(p.engine.folder_mapping(account));
             if let Err(e) = &result {

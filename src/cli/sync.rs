@@ -17,6 +17,7 @@ use super::logging::LogFormat;
 use super::{Ended, Output};
 use mailshift::imap::engine::{self, Observer, Options, Prepared};
 use mailshift::imap::report::{Report, ReportKind};
+use mailshift::plan::SieveState;
 use mailshift::spec::Policy;
 
 #[derive(Debug, clap::Args)]
@@ -42,7 +43,8 @@ pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> Result<ExitC
         Some(t) => t.clone() as Arc<dyn Observer>,
         None => observer,
     };
-    let (prepared, runtime) = prepare_to_run(args, kind, observer)?;
+    let (runs, runtime) = prepare_to_run(args, kind, observer)?;
+    let prepared: Vec<&Prepared> = runs.iter().map(|r| &r.prepared).collect();
     let progress_log = tally.clone().map(|t| {
         runtime.spawn(async move {
             let mut every = tokio::time::interval(mailshift::reconcile::progress::LOG_EVERY);
@@ -57,7 +59,7 @@ pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> Result<ExitC
     });
     let mailboxes = runtime.block_on(async {
         let mut all = Vec::new();
-        for p in &prepared {
+        for p in prepared.iter().copied() {
             let span = tracing::info_span!("migration", migration = %p.name);
             let reports = async {
                 tracing::info!(
@@ -90,6 +92,11 @@ pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> Result<ExitC
         mailshift::reconcile::progress::log(&p);
     }
     let report = Report::new(kind, mailboxes, started.elapsed());
+    let sieve = if kind == ReportKind::Verify {
+        runtime.block_on(verify_sieve(&runs))
+    } else {
+        Vec::new()
+    };
     let t = &report.totals;
     tracing::info!(
         perfect = report.perfect,
@@ -100,15 +107,128 @@ pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> Result<ExitC
         elapsed_seconds = t.elapsed_seconds,
         "done"
     );
+    let sieve_equal = sieve.iter().all(SieveVerdict::is_equal);
     match args.output {
-        Output::Text => outln!("{report}"),
-        other => super::print_structured(other, &report)?,
+        Output::Text => {
+            outln!("{report}");
+            for v in &sieve {
+                outln!("{v}");
+            }
+        }
+        other => super::print_structured(
+            other,
+            &Printed {
+                report: &report,
+                sieve: &sieve,
+            },
+        )?,
     }
-    Ok(if report.is_perfect() {
+    Ok(if report.is_perfect() && sieve_equal {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The report as printed with `-o json|yaml`: the mail report's fields, and for `verify` the
+/// Sieve comparison of each mailbox whose migration has a `sieve` section.
+#[derive(serde::Serialize)]
+struct Printed<'a> {
+    #[serde(flatten)]
+    report: &'a Report,
+    #[serde(skip_serializing_if = "<[SieveVerdict]>::is_empty")]
+    sieve: &'a [SieveVerdict],
+}
+
+/// One mailbox's Sieve scripts compared on both servers.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SieveVerdict {
+    mailbox: String,
+    #[serde(flatten)]
+    state: SieveState,
+}
+
+impl SieveVerdict {
+    /// Equal but for what the new server refuses or keeps, which is reported; a source
+    /// without ManageSieve has nothing to compare.
+    fn is_equal(&self) -> bool {
+        matches!(
+            self.state,
+            SieveState::NoSource | SieveState::Compared { pending: 0, .. }
+        )
+    }
+}
+
+impl std::fmt::Display for SieveVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = &self.mailbox;
+        match &self.state {
+            SieveState::Unknown => write!(f, "Sieve {m}: not compared"),
+            SieveState::NoSource => write!(
+                f,
+                "Sieve {m}: not compared (the old server has no ManageSieve)"
+            ),
+            SieveState::Error { reason } => write!(
+                f,
+                "Sieve {m}: cannot compare: {}",
+                mailshift::text::printable(reason)
+            ),
+            SieveState::Compared {
+                scripts,
+                pending,
+                kept,
+                refused,
+            } => {
+                if *pending == 0 {
+                    write!(
+                        f,
+                        "Sieve {m}: equal ({scripts} scripts, the same one active)"
+                    )?;
+                } else {
+                    write!(
+                        f,
+                        "Sieve {m}: DIFFERENT: {pending} writes needed on the new server (scripts missing or the active one not active)"
+                    )?;
+                }
+                for k in kept {
+                    write!(f, "\n  kept on the new server, differs: {k}")?;
+                }
+                for r in refused {
+                    write!(
+                        f,
+                        "\n  refused by the new server: {}: {}",
+                        r.script,
+                        mailshift::text::printable(&r.reason)
+                    )?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The Sieve comparison of every mailbox whose migration has a `sieve` section (read-only
+/// on both servers).
+async fn verify_sieve(runs: &[Run]) -> Vec<SieveVerdict> {
+    let mut out = Vec::new();
+    for r in runs {
+        let Some(sieve) = &r.sieve else { continue };
+        for a in &r.prepared.accounts {
+            out.push(SieveVerdict {
+                mailbox: a.address.clone(),
+                state: mailshift::sieve::observe(a, sieve, &r.resolver).await,
+            });
+        }
+    }
+    out
+}
+
+/// A prepared migration with what `verify` compares beside mail.
+pub(super) struct Run {
+    pub prepared: Prepared,
+    pub sieve: Option<mailshift::spec::Sieve>,
+    pub resolver: mailshift::secrets::Resolver,
 }
 
 /// Loads every manifest, keeps the migrations and mailboxes asked for, and prepares them.
@@ -118,7 +238,7 @@ pub(super) fn prepare_to_run(
     args: &Args,
     kind: ReportKind,
     observer: Arc<dyn Observer>,
-) -> Result<(Vec<Prepared>, tokio::runtime::Runtime), Ended> {
+) -> Result<(Vec<Run>, tokio::runtime::Runtime), Ended> {
     let prepared = prepare_all(args, kind, observer).map_err(Ended::NothingRun)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -129,11 +249,7 @@ pub(super) fn prepare_to_run(
     Ok((prepared, runtime))
 }
 
-fn prepare_all(
-    args: &Args,
-    kind: ReportKind,
-    observer: Arc<dyn Observer>,
-) -> Result<Vec<Prepared>> {
+fn prepare_all(args: &Args, kind: ReportKind, observer: Arc<dyn Observer>) -> Result<Vec<Run>> {
     let mut prepared = Vec::new();
     for t in args.target.resolve()? {
         let name = t.name();
@@ -155,12 +271,16 @@ fn prepare_all(
             observer.clone(),
         )
         .with_context(|| format!("{}", t.manifest.display()))?;
-        prepared.push(p);
+        prepared.push(Run {
+            prepared: p,
+            sieve: t.migration.spec.sieve.clone(),
+            resolver: t.resolver.clone(),
+        });
     }
     if !args.mailboxes.is_empty() {
         let mut found = vec![false; args.mailboxes.len()];
         for p in &mut prepared {
-            p.accounts.retain(|a| {
+            p.prepared.accounts.retain(|a| {
                 match args
                     .mailboxes
                     .iter()
@@ -177,7 +297,7 @@ fn prepare_all(
         if let Some(i) = found.iter().position(|f| !f) {
             bail!("mailbox {} is not in the manifests", args.mailboxes[i]);
         }
-        prepared.retain(|p| !p.accounts.is_empty());
+        prepared.retain(|p| !p.prepared.accounts.is_empty());
     }
     Ok(prepared)
 }
