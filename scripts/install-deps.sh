@@ -24,11 +24,12 @@ PACKAGES=(
     pkg-config libssl-dev  # dns-update's HTTP client (reqwest with native-tls) builds against OpenSSL
 )
 
-# Python packages (for the harness's Moto, a Route 53 emulation driven by boto3),
-# installed with the python3 found on PATH (pyenv's on the test machines), and
-# the modules that prove each is there.
-PIP_PACKAGES=('moto[server]')
-PIP_MODULES=(moto boto3 flask flask_cors)
+# Python packages (the harness's Moto, a Route 53 emulation driven by boto3, and
+# the CardDAV/CalDAV servers Radicale and Xandikos), installed with the python3
+# found on PATH (pyenv's on the test machines), and the modules that prove each
+# is there.
+PIP_PACKAGES=('moto[server]' radicale xandikos)
+PIP_MODULES=(moto boto3 flask flask_cors radicale xandikos)
 
 log() { printf 'install-deps: %s\n' "$*"; }
 
@@ -134,14 +135,14 @@ done
 # missing. Not with sudo: pyenv's python3 belongs to the invoking user.
 if command -v python3 >/dev/null 2>&1; then
     if python3 -c "import $(IFS=,; echo "${PIP_MODULES[*]}")" 2>/dev/null; then
-        log "python packages already installed: ${PIP_PACKAGES[*]} ($(python3 -c 'import moto; print("moto", moto.__version__)'))"
+        log "python packages already installed: ${PIP_PACKAGES[*]} ($(python3 -c 'import moto, radicale, xandikos; print("moto", moto.__version__, "radicale", radicale.VERSION, "xandikos", ".".join(map(str, xandikos.__version__)))'))"
     else
         log "running python3 -m pip install ${PIP_PACKAGES[*]}"
         python3 -m pip install --quiet "${PIP_PACKAGES[@]}" \
             || python3 -m pip install --quiet --user --break-system-packages "${PIP_PACKAGES[@]}"
     fi
 else
-    log "python3 not found; skipping ${PIP_PACKAGES[*]} (the harness's Moto will not start)" >&2
+    log "python3 not found; skipping ${PIP_PACKAGES[*]} (the harness's Moto, Radicale and Xandikos will not start)" >&2
 fi
 
 if command -v rustup >/dev/null 2>&1; then

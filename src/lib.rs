@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod address;
 pub mod controller;
 pub mod crd;
+pub mod dav;
 pub mod dns;
 pub mod files;
 pub mod imap;

@@ -435,6 +435,7 @@ fn build_world(
             last_error: None,
             forwarding,
             sieve: Default::default(),
+            dav: Default::default(),
             observed_at: None,
         });
     }

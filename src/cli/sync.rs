@@ -17,7 +17,7 @@ use super::logging::LogFormat;
 use super::{Ended, Output};
 use mailshift::imap::engine::{self, Observer, Options, Prepared};
 use mailshift::imap::report::{Report, ReportKind};
-use mailshift::plan::SieveState;
+use mailshift::plan::{DavObserved, DavState, SieveState};
 use mailshift::spec::Policy;
 
 #[derive(Debug, clap::Args)]
@@ -92,10 +92,10 @@ pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> Result<ExitC
         mailshift::reconcile::progress::log(&p);
     }
     let report = Report::new(kind, mailboxes, started.elapsed());
-    let sieve = if kind == ReportKind::Verify {
-        runtime.block_on(verify_sieve(&runs))
+    let (sieve, dav) = if kind == ReportKind::Verify {
+        runtime.block_on(async { (verify_sieve(&runs).await, verify_dav(&runs).await) })
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     let t = &report.totals;
     tracing::info!(
@@ -107,11 +107,15 @@ pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> Result<ExitC
         elapsed_seconds = t.elapsed_seconds,
         "done"
     );
-    let sieve_equal = sieve.iter().all(SieveVerdict::is_equal);
+    let sieve_equal =
+        sieve.iter().all(SieveVerdict::is_equal) && dav.iter().all(DavVerdict::is_equal);
     match args.output {
         Output::Text => {
             outln!("{report}");
             for v in &sieve {
+                outln!("{v}");
+            }
+            for v in &dav {
                 outln!("{v}");
             }
         }
@@ -120,6 +124,7 @@ pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> Result<ExitC
             &Printed {
                 report: &report,
                 sieve: &sieve,
+                dav: &dav,
             },
         )?,
     }
@@ -138,6 +143,105 @@ struct Printed<'a> {
     report: &'a Report,
     #[serde(skip_serializing_if = "<[SieveVerdict]>::is_empty")]
     sieve: &'a [SieveVerdict],
+    #[serde(skip_serializing_if = "<[DavVerdict]>::is_empty")]
+    dav: &'a [DavVerdict],
+}
+
+/// One mailbox's address books and calendars compared on both servers.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DavVerdict {
+    mailbox: String,
+    #[serde(flatten)]
+    state: DavState,
+}
+
+impl DavVerdict {
+    fn is_equal(&self) -> bool {
+        matches!(
+            self.state,
+            DavState::NoSource | DavState::Compared { pending: 0, .. }
+        )
+    }
+}
+
+impl std::fmt::Display for DavVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = &self.mailbox;
+        match &self.state {
+            DavState::Unknown => write!(f, "Contacts and calendars {m}: not compared"),
+            DavState::NoSource => write!(
+                f,
+                "Contacts and calendars {m}: not compared (the old server has none)"
+            ),
+            DavState::Error { reason } => write!(
+                f,
+                "Contacts and calendars {m}: cannot compare: {}",
+                mailshift::text::printable(reason)
+            ),
+            DavState::Compared {
+                collections,
+                items,
+                pending,
+                kept,
+                refused,
+            } => {
+                if *pending == 0 {
+                    write!(
+                        f,
+                        "Contacts and calendars {m}: equal ({items} resources in {collections} collections)"
+                    )?;
+                } else {
+                    write!(
+                        f,
+                        "Contacts and calendars {m}: DIFFERENT: {pending} resources or collections missing on the new server"
+                    )?;
+                }
+                for k in kept {
+                    write!(
+                        f,
+                        "\n  kept on the new server, differs: {}",
+                        mailshift::text::printable(k)
+                    )?;
+                }
+                for r in refused {
+                    write!(
+                        f,
+                        "\n  refused by the new server: {}/{}: {}",
+                        mailshift::text::printable(&r.collection),
+                        mailshift::text::printable(&r.key),
+                        mailshift::text::printable(&r.reason)
+                    )?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The contacts and calendars comparison of every mailbox whose migration has a `dav`
+/// section (read-only on both servers). Resources the new server refused at the loop's last
+/// copy (its records in the state directory), unchanged since, are listed as refused.
+async fn verify_dav(runs: &[Run]) -> Vec<DavVerdict> {
+    let mut out = Vec::new();
+    for r in runs {
+        let Some(dav) = &r.dav else { continue };
+        let records = mailshift::reconcile::records::Records::load(&r.state).unwrap_or_default();
+        for a in &r.prepared.accounts {
+            let observed = match mailshift::dav::observe(a, dav, &r.resolver).await {
+                Ok(None) => DavObserved::NoSource,
+                Ok(Some(c)) => DavObserved::Compared(c),
+                Err(e) => DavObserved::Error {
+                    reason: e.to_string(),
+                },
+            };
+            out.push(DavVerdict {
+                mailbox: a.address.clone(),
+                state: DavState::of(&observed, &records.mailbox(&a.address).dav_refused),
+            });
+        }
+    }
+    out
 }
 
 /// One mailbox's Sieve scripts compared on both servers.
@@ -228,6 +332,8 @@ async fn verify_sieve(runs: &[Run]) -> Vec<SieveVerdict> {
 pub(super) struct Run {
     pub prepared: Prepared,
     pub sieve: Option<mailshift::spec::Sieve>,
+    pub dav: Option<mailshift::spec::Dav>,
+    pub state: mailshift::store::StateDir,
     pub resolver: mailshift::secrets::Resolver,
 }
 
@@ -274,6 +380,8 @@ fn prepare_all(args: &Args, kind: ReportKind, observer: Arc<dyn Observer>) -> Re
         prepared.push(Run {
             prepared: p,
             sieve: t.migration.spec.sieve.clone(),
+            dav: t.migration.spec.dav.clone(),
+            state: t.state.clone(),
             resolver: t.resolver.clone(),
         });
     }

@@ -132,6 +132,16 @@ pub enum Waiting {
     SieveNotCopied {
         addresses: Vec<String>,
     },
+    /// A mailbox's address books and calendars cannot be compared.
+    DavUnreadable {
+        address: String,
+        reason: String,
+    },
+    /// The cutover waits until these mailboxes' contacts and calendars are on the new server
+    /// (but for what it refuses or keeps, which is reported).
+    DavNotCopied {
+        addresses: Vec<String>,
+    },
     /// Verify waits for the first copy.
     MailboxNotSynced {
         address: String,
@@ -200,6 +210,7 @@ impl Waiting {
                 | Waiting::RelayUnreadable { .. }
                 | Waiting::ForwardingUnreadable { .. }
                 | Waiting::SieveUnreadable { .. }
+                | Waiting::DavUnreadable { .. }
                 | Waiting::StepStalled { .. }
         )
     }
@@ -219,6 +230,8 @@ impl Waiting {
             Waiting::SieveUnreadable { .. } => "SieveUnreadable",
             Waiting::MailboxesNotVerified { .. } => "WaitingForVerification",
             Waiting::SieveNotCopied { .. } => "WaitingForSieve",
+            Waiting::DavUnreadable { .. } => "DavUnreadable",
+            Waiting::DavNotCopied { .. } => "WaitingForContactsAndCalendars",
             Waiting::MailboxNotSynced { .. } => "WaitingForSync",
             Waiting::ForwardingNotOn { .. } => "WaitingForForwarding",
             Waiting::TtlNotLowered { .. } => "WaitingForTTL",
@@ -337,6 +350,15 @@ impl fmt::Display for Waiting {
             SieveNotCopied { addresses } => write!(
                 f,
                 "the Sieve scripts of {} are not on the new server yet",
+                list(addresses)
+            ),
+            DavUnreadable { address, reason } => write!(
+                f,
+                "the address books and calendars of {address} cannot be compared: {reason}"
+            ),
+            DavNotCopied { addresses } => write!(
+                f,
+                "the address books and calendars of {} are not on the new server yet",
                 list(addresses)
             ),
             MailboxesNotVerified { addresses } => write!(

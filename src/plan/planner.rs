@@ -56,7 +56,7 @@
 //!   actionable, so no executor can carry anything out.
 
 use crate::plan::{
-    DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep, RelayChange, SieveStep,
+    DavStep, DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep, RelayChange, SieveStep,
 };
 use std::collections::BTreeSet;
 
@@ -66,7 +66,7 @@ use super::gate::{Gate, TimeReason, Waiting};
 use super::output::{Execution, Plan, PlannedStep};
 use super::step::Step;
 use super::view::{NameView, View};
-use super::world::{RelayState, SieveState, SwitchState, World, normalize_name};
+use super::world::{DavState, RelayState, SieveState, SwitchState, World, normalize_name};
 use crate::spec::{MailMigrationSpec, Policy};
 
 /// Plans the steps from `world` to what `spec` declares, as of `now`. Pure: reads nothing
@@ -85,11 +85,13 @@ pub fn plan(spec: &MailMigrationSpec, world: &World, now: DateTime<Utc>) -> Plan
         p.switch_mx();
         p.mailboxes();
         p.sieve();
+        p.dav();
         p.gateway_on();
         p.probe();
     } else {
         p.mailboxes();
         p.sieve();
+        p.dav();
         p.gateway_on();
         p.final_sync();
         p.probe();
@@ -180,6 +182,10 @@ impl<'a> Planner<'_, 'a> {
         let sieve = self.sieve_unsettled();
         if !sieve.is_empty() && !v.mx_first() {
             g.push(Gate::fact(Waiting::SieveNotCopied { addresses: sieve }));
+        }
+        let dav = self.dav_unsettled();
+        if !dav.is_empty() && !v.mx_first() {
+            g.push(Gate::fact(Waiting::DavNotCopied { addresses: dav }));
         }
         let pending: Vec<&NameView<'_>> = v.names.iter().filter(|n| !n.switched).collect();
         let mut ttl_expiry = None;
@@ -424,6 +430,49 @@ impl<'a> Planner<'_, 'a> {
                 gates,
             );
         }
+    }
+
+    /// Per mailbox: its address books and calendars copied while the new server lacks
+    /// something (but for what it refused before, unchanged since, or keeps).
+    fn dav(&mut self) {
+        if self.spec().dav.is_none() {
+            return;
+        }
+        let v = self.v;
+        for a in &v.mailboxes {
+            let Some(m) = v.state(a) else { continue };
+            let mut gates = self.mailbox_pre(a);
+            match &m.dav {
+                DavState::Compared { pending, .. } if *pending > 0 => {}
+                DavState::Error { reason } => gates.push(Gate::fact(Waiting::DavUnreadable {
+                    address: a.clone(),
+                    reason: reason.clone(),
+                })),
+                _ => continue,
+            }
+            self.push(Step::Dav(DavStep::CopyDav { address: a.clone() }), gates);
+        }
+    }
+
+    /// Mailboxes whose contacts and calendars are not yet on the new server as far as it
+    /// takes them.
+    fn dav_unsettled(&self) -> Vec<String> {
+        let v = self.v;
+        if self.spec().dav.is_none() {
+            return Vec::new();
+        }
+        v.mailboxes
+            .iter()
+            .filter(|a| {
+                !v.state(a).is_some_and(|m| {
+                    matches!(
+                        m.dav,
+                        DavState::NoSource | DavState::Compared { pending: 0, .. }
+                    )
+                })
+            })
+            .cloned()
+            .collect()
     }
 
     /// Mailboxes whose Sieve scripts are not yet on the new server as far as it takes them.
@@ -1065,7 +1114,7 @@ impl<'a> Planner<'_, 'a> {
 /// What the migration goes on without: Sieve scripts the new server refuses, conflicts
 /// kept, a source without ManageSieve.
 fn notes(v: &View<'_>) -> Vec<String> {
-    let mut notes = Vec::new();
+    let mut notes = dav_notes(v);
     let Some(sieve) = &v.spec.sieve else {
         return notes;
     };
@@ -1089,6 +1138,38 @@ fn notes(v: &View<'_>) -> Vec<String> {
         for k in kept {
             notes.push(format!(
                 "Sieve: {a}'s script `{k}` differs on the new server and is kept there (sieve.conflicts: keep)"
+            ));
+        }
+    }
+    notes
+}
+
+/// Contacts and calendar resources the new server refused or keeps.
+fn dav_notes(v: &View<'_>) -> Vec<String> {
+    let mut notes = Vec::new();
+    let Some(dav) = &v.spec.dav else {
+        return notes;
+    };
+    if dav.source.is_none() {
+        notes.push("Contacts and calendars: the old server has none (dav.source is not given): nothing is copied".into());
+        return notes;
+    }
+    for a in &v.mailboxes {
+        let Some(DavState::Compared { kept, refused, .. }) = v.state(a).map(|m| &m.dav) else {
+            continue;
+        };
+        for r in refused {
+            notes.push(format!(
+                "Contacts and calendars: the new server refused {a}'s `{}` in `{}` ({}); not copied until it changes",
+                crate::text::printable(&r.key),
+                crate::text::printable(&r.collection),
+                crate::text::printable(&r.reason)
+            ));
+        }
+        for k in kept {
+            notes.push(format!(
+                "Contacts and calendars: {a}'s `{}` differs on the new server and is kept there",
+                crate::text::printable(k)
             ));
         }
     }

@@ -505,7 +505,8 @@ fn phase(v: &View<'_>, plan: &Plan, focus: Option<&PlannedStep>, stalled: bool) 
         Step::Relay(RelayChange::FallbackRelay { .. })
         | Step::Mail(MailStep::InitialSync { .. })
         | Step::Mail(MailStep::Resync { .. })
-        | Step::Sieve(_) => Phase::Syncing,
+        | Step::Sieve(_)
+        | Step::Dav(_) => Phase::Syncing,
         Step::Mail(MailStep::Verify { .. }) => Phase::Verifying,
         Step::Mail(MailStep::FinalSync { .. })
         | Step::Relay(RelayChange::GatewayOn { .. })

@@ -22,6 +22,7 @@ pub enum Step {
     Forwarding(ForwardingChange),
     Mail(MailStep),
     Sieve(SieveStep),
+    Dav(DavStep),
     Probe(ProbeStep),
     Own(OwnStep),
 }
@@ -185,6 +186,18 @@ pub enum SieveStep {
     CopySieve { address: String },
 }
 
+/// Work over CardDAV and CalDAV on a mailbox's address books and calendars.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum DavStep {
+    /// Copy what the new server lacks of the mailbox's address books and calendars.
+    CopyDav { address: String },
+}
+
 /// Send a tagged message into the old server's SMTP and wait for it in `mailbox` on the
 /// new server, then delete it there.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,7 +223,7 @@ macro_rules! into_step {
         }
     )*};
 }
-into_step!(DnsChange => Dns, RelayChange => Relay, ForwardingChange => Forwarding, MailStep => Mail, SieveStep => Sieve, ProbeStep => Probe, OwnStep => Own);
+into_step!(DnsChange => Dns, RelayChange => Relay, ForwardingChange => Forwarding, MailStep => Mail, SieveStep => Sieve, DavStep => Dav, ProbeStep => Probe, OwnStep => Own);
 
 /// The old or the new server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -243,17 +256,20 @@ pub enum Adapter {
     Forwarding,
     /// The mailboxes' own Sieve scripts, over ManageSieve.
     Sieve,
+    /// Address books and calendars, over CardDAV and CalDAV.
+    Dav,
     /// SMTP-in, IMAP-out mail-flow probe.
     Probe,
 }
 
 impl Adapter {
-    pub const ALL: [Adapter; 6] = [
+    pub const ALL: [Adapter; 7] = [
         Adapter::Imap,
         Adapter::Dns,
         Adapter::Routing,
         Adapter::Forwarding,
         Adapter::Sieve,
+        Adapter::Dav,
         Adapter::Probe,
     ];
 
@@ -265,6 +281,7 @@ impl Adapter {
             Adapter::Routing => "Postfix routing",
             Adapter::Forwarding => "ManageSieve forwarding",
             Adapter::Sieve => "ManageSieve scripts",
+            Adapter::Dav => "CardDAV/CalDAV",
             Adapter::Probe => "SMTP mail-flow probe",
         }
     }
@@ -284,6 +301,9 @@ pub enum Resource {
     NewPostfix,
     SourceManageSieve,
     DestinationManageSieve,
+    /// The old server's CardDAV/CalDAV. Only ever read.
+    SourceDav,
+    DestinationDav,
     /// The old server's SMTP service (the probe sends into it).
     OldSmtp,
     /// mailshift's own status record.
@@ -317,11 +337,13 @@ impl fmt::Display for Touch {
             Resource::NewPostfix => "new Postfix",
             Resource::SourceManageSieve => "old ManageSieve",
             Resource::DestinationManageSieve => "new ManageSieve",
+            Resource::SourceDav => "old CardDAV/CalDAV",
+            Resource::DestinationDav => "new CardDAV/CalDAV",
             Resource::OldSmtp => "old SMTP",
             Resource::Status => "status",
         };
         let how = match (self.access, self.resource) {
-            (Access::Read, Resource::SourceImap) => "read-only",
+            (Access::Read, Resource::SourceImap | Resource::SourceDav) => "read-only",
             (Access::Read, _) => "reads",
             (Access::Write, _) => "writes",
         };
@@ -338,6 +360,7 @@ impl Step {
             Step::Forwarding(_) => Adapter::Forwarding,
             Step::Mail(_) => Adapter::Imap,
             Step::Sieve(_) => Adapter::Sieve,
+            Step::Dav(_) => Adapter::Dav,
             Step::Probe(_) => Adapter::Probe,
             Step::Own(_) => return None,
         })
@@ -364,6 +387,7 @@ impl Step {
         match self {
             Step::Forwarding(f) => Some(f.address()),
             Step::Sieve(SieveStep::CopySieve { address }) => Some(address),
+            Step::Dav(DavStep::CopyDav { address }) => Some(address),
             Step::Mail(
                 MailStep::InitialSync { address }
                 | MailStep::Resync { address, .. }
@@ -418,6 +442,7 @@ impl Step {
                 MailStep::DeltaSync { .. } => "DeltaSync",
             },
             Step::Sieve(SieveStep::CopySieve { .. }) => "CopySieve",
+            Step::Dav(DavStep::CopyDav { .. }) => "CopyDav",
             Step::Probe(_) => "Probe",
             Step::Own(OwnStep::MarkComplete) => "MarkComplete",
         }
@@ -463,6 +488,9 @@ impl Step {
             }
             Step::Sieve(SieveStep::CopySieve { .. }) => {
                 "the user's filters and vacation reply must work on the new server from the first message it delivers"
+            }
+            Step::Dav(DavStep::CopyDav { .. }) => {
+                "the user's contacts and calendars must be on the new server when their mail is"
             }
             Step::Probe(ProbeStep { .. }) => {
                 "the gateway counts as working only once a real message went through it"
@@ -570,6 +598,23 @@ impl Step {
                     ),
                 ]
             }
+            Step::Dav(DavStep::CopyDav { .. }) => {
+                let dav = spec.dav.as_ref();
+                let url =
+                    |e: Option<&crate::spec::DavEndpoint>| e.map_or("?".into(), |e| e.url.clone());
+                vec![
+                    touch(
+                        Resource::SourceDav,
+                        url(dav.and_then(|d| d.source.as_ref())),
+                        Access::Read,
+                    ),
+                    touch(
+                        Resource::DestinationDav,
+                        url(dav.map(|d| &d.destination)),
+                        Access::Write,
+                    ),
+                ]
+            }
             Step::Probe(ProbeStep { .. }) => {
                 let smtp = spec
                     .probe
@@ -659,6 +704,10 @@ impl fmt::Display for Step {
             Step::Sieve(SieveStep::CopySieve { address }) => write!(
                 f,
                 "copy {address}'s Sieve scripts to the new server and activate the same one"
+            ),
+            Step::Dav(DavStep::CopyDav { address }) => write!(
+                f,
+                "copy {address}'s address books and calendars to the new server"
             ),
             Step::Probe(ProbeStep { mailbox }) => write!(
                 f,

@@ -147,6 +147,9 @@ pub struct MailboxState {
     /// The mailbox's Sieve scripts (`spec.sieve`).
     #[serde(default)]
     pub sieve: SieveState,
+    /// The mailbox's address books and calendars (`spec.dav`).
+    #[serde(default)]
+    pub dav: DavState,
     /// When the logins were last checked (or proven by a copy or a verification).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_at: Option<DateTime<Utc>>,
@@ -165,6 +168,7 @@ impl MailboxState {
             last_error: None,
             forwarding: ForwardingSides::default(),
             sieve: SieveState::default(),
+            dav: DavState::default(),
             observed_at: None,
         }
     }
@@ -249,6 +253,110 @@ pub enum SieveState {
     },
     /// Comparing failed.
     Error { reason: String },
+}
+
+/// A mailbox's address books and calendars compared on both servers, as observed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "state",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum DavObserved {
+    #[default]
+    Unknown,
+    /// The manifest says the old server has no CardDAV/CalDAV.
+    NoSource,
+    Compared(DavCompared),
+    Error {
+        reason: String,
+    },
+}
+
+/// What a comparison found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DavCompared {
+    /// Address books and calendars on the old server.
+    pub collections: usize,
+    /// Contacts and calendar resources in them.
+    pub items: usize,
+    /// Resources the new server lacks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<DavMissing>,
+    /// Collections to create on the new server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to_create: Vec<String>,
+    /// `collection/UID` of resources on both servers with other content, kept on the new one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<String>,
+}
+
+/// A resource the new server lacks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DavMissing {
+    pub collection: String,
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// A mailbox's contacts and calendars as the planner sees them: the comparison less what
+/// the new server refused before (unchanged since).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "state",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum DavState {
+    #[default]
+    Unknown,
+    NoSource,
+    Compared {
+        collections: usize,
+        items: usize,
+        /// Writes still needed: resources to put, collections to create.
+        pending: usize,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        kept: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        refused: Vec<crate::spec::DavRefusal>,
+    },
+    Error {
+        reason: String,
+    },
+}
+
+impl DavState {
+    /// The planner's view of `observed`, given the refusals recorded at the last copy.
+    pub fn of(observed: &DavObserved, refused: &[crate::spec::DavRefusal]) -> DavState {
+        match observed {
+            DavObserved::Unknown => DavState::Unknown,
+            DavObserved::NoSource => DavState::NoSource,
+            DavObserved::Error { reason } => DavState::Error {
+                reason: reason.clone(),
+            },
+            DavObserved::Compared(c) => {
+                let known = |m: &DavMissing| {
+                    refused.iter().find(|r| {
+                        r.collection == m.collection
+                            && r.key == m.key
+                            && r.fingerprint == m.fingerprint
+                    })
+                };
+                let still: Vec<crate::spec::DavRefusal> =
+                    c.missing.iter().filter_map(known).cloned().collect();
+                DavState::Compared {
+                    collections: c.collections,
+                    items: c.items,
+                    pending: c.missing.len() - still.len() + c.to_create.len(),
+                    kept: c.kept.clone(),
+                    refused: still,
+                }
+            }
+        }
+    }
 }
 
 /// A script the new server will not take.
@@ -408,4 +516,49 @@ pub struct InFlight {
 /// A domain name as DNS compares it: lower case, no trailing dot.
 pub fn normalize_name(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod dav_tests {
+    use super::*;
+
+    #[test]
+    fn a_resource_refused_before_holds_nothing_back_until_it_changes() {
+        let missing = |fingerprint: &str| DavMissing {
+            collection: "contacts".into(),
+            key: "ben".into(),
+            fingerprint: fingerprint.into(),
+        };
+        let refused = crate::spec::DavRefusal {
+            collection: "contacts".into(),
+            key: "ben".into(),
+            fingerprint: "aa".into(),
+            reason: "HTTP 413".into(),
+        };
+        let observed = |m: DavMissing| {
+            DavObserved::Compared(DavCompared {
+                collections: 1,
+                items: 2,
+                missing: vec![m],
+                to_create: vec![],
+                kept: vec![],
+            })
+        };
+        let DavState::Compared {
+            pending,
+            refused: r,
+            ..
+        } = DavState::of(&observed(missing("aa")), std::slice::from_ref(&refused))
+        else {
+            panic!()
+        };
+        assert_eq!((pending, r.len()), (0, 1));
+        // Changed since: tried again.
+        let DavState::Compared { pending, .. } =
+            DavState::of(&observed(missing("bb")), std::slice::from_ref(&refused))
+        else {
+            panic!()
+        };
+        assert_eq!(pending, 1);
+    }
 }

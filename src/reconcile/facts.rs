@@ -18,7 +18,8 @@
 //! the servers stay the truth.
 
 use crate::plan::{
-    DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep, RelayChange, SieveState, SieveStep,
+    DavObserved, DavStep, DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep, RelayChange,
+    SieveState, SieveStep,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -39,6 +40,8 @@ pub struct Ages {
     pub forwarding: Duration,
     /// The mailboxes' own Sieve scripts, compared on both servers.
     pub sieve: Duration,
+    /// The mailboxes' address books and calendars, compared on both servers.
+    pub dav: Duration,
     /// Gateway and fallback relays.
     pub relay: Duration,
     /// The zone on every authoritative nameserver.
@@ -54,6 +57,7 @@ impl Default for Ages {
             login_failed: Duration::from_secs(60),
             forwarding: Duration::from_secs(600),
             sieve: Duration::from_secs(600),
+            dav: Duration::from_secs(600),
             relay: Duration::from_secs(300),
             dns: Duration::from_secs(300),
             recheck: Duration::from_secs(15),
@@ -88,6 +92,7 @@ pub struct Facts {
     pub logins: BTreeMap<String, Seen<LoginCheck>>,
     pub forwarding: BTreeMap<String, Seen<ForwardingSides>>,
     pub sieve: BTreeMap<String, Seen<SieveState>>,
+    pub dav: BTreeMap<String, Seen<DavObserved>>,
     pub gateway: Option<Seen<RelayState>>,
     pub fallback: Option<Seen<RelayState>>,
     pub dns: Option<Seen<DnsState>>,
@@ -102,6 +107,8 @@ pub struct Due {
     pub forwarding: Vec<String>,
     /// Mailboxes whose Sieve scripts are compared.
     pub sieve: Vec<String>,
+    /// Mailboxes whose address books and calendars are compared.
+    pub dav: Vec<String>,
     pub gateway: bool,
     pub fallback: bool,
     pub dns: bool,
@@ -112,6 +119,7 @@ impl Due {
         self.logins.is_empty()
             && self.forwarding.is_empty()
             && self.sieve.is_empty()
+            && self.dav.is_empty()
             && !self.gateway
             && !self.fallback
             && !self.dns
@@ -123,6 +131,7 @@ impl Due {
 pub struct Sections {
     pub forwarding: bool,
     pub sieve: bool,
+    pub dav: bool,
     pub gateway: bool,
     pub fallback: bool,
     pub dns: bool,
@@ -151,6 +160,7 @@ impl Facts {
     ) -> Due {
         let mut recheck_forwarding = BTreeSet::new();
         let mut recheck_sieve = BTreeSet::new();
+        let mut recheck_dav = BTreeSet::new();
         let (mut gateway, mut fallback, mut dns) = (false, false, false);
         for w in waiting {
             match w {
@@ -173,6 +183,12 @@ impl Facts {
                     let key = crate::address::key(address);
                     if stale(self.sieve.get(&key), ages.recheck, now) {
                         recheck_sieve.insert(key);
+                    }
+                }
+                Waiting::DavUnreadable { address, .. } => {
+                    let key = crate::address::key(address);
+                    if stale(self.dav.get(&key), ages.recheck, now) {
+                        recheck_dav.insert(key);
                     }
                 }
                 _ => {}
@@ -214,10 +230,23 @@ impl Facts {
         } else {
             Vec::new()
         };
+        let dav = if sections.dav {
+            addresses
+                .iter()
+                .filter(|a| {
+                    let key = crate::address::key(a);
+                    recheck_dav.contains(&key) || stale(self.dav.get(&key), ages.dav, now)
+                })
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
         Due {
             logins,
             forwarding,
             sieve,
+            dav,
             gateway: sections.gateway && (gateway || stale(self.gateway.as_ref(), ages.relay, now)),
             fallback: sections.fallback
                 && (fallback || stale(self.fallback.as_ref(), ages.relay, now)),
@@ -253,6 +282,10 @@ impl Facts {
             }
             Step::Sieve(SieveStep::CopySieve { address }) => {
                 self.sieve.remove(&crate::address::key(address));
+                Vec::new()
+            }
+            Step::Dav(DavStep::CopyDav { address }) => {
+                self.dav.remove(&crate::address::key(address));
                 Vec::new()
             }
             Step::Relay(RelayChange::GatewayOn { .. }) => {
@@ -304,6 +337,7 @@ mod tests {
         Sections {
             forwarding: true,
             sieve: true,
+            dav: true,
             gateway: true,
             fallback: true,
             dns: true,
@@ -325,6 +359,13 @@ mod tests {
                 crate::address::key(&a),
                 Seen {
                     value: SieveState::default(),
+                    at,
+                },
+            );
+            f.dav.insert(
+                crate::address::key(&a),
+                Seen {
+                    value: DavObserved::default(),
                     at,
                 },
             );

@@ -48,6 +48,21 @@ impl From<crate::routing::RoutingError> for Failed {
     }
 }
 
+impl From<crate::dav::DavError> for Failed {
+    fn from(e: crate::dav::DavError) -> Self {
+        let person = e.needs_person();
+        Failed {
+            reason: if person {
+                "CredentialsRejected"
+            } else {
+                "DavFailed"
+            },
+            needs_person: person,
+            error: e.into(),
+        }
+    }
+}
+
 impl std::fmt::Display for Failed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:#}", self.error)

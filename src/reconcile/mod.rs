@@ -14,7 +14,7 @@ mod observe;
 pub mod progress;
 pub mod records;
 
-use crate::plan::{MailStep, OwnStep, ProbeStep, SieveStep};
+use crate::plan::{DavStep, MailStep, OwnStep, ProbeStep, SieveStep};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -185,6 +185,8 @@ enum Outcome {
     },
     Verified(Verified),
     Probed(plan::ProbeState),
+    /// What the new server refused of a mailbox's contacts and calendars.
+    DavCopied(Vec<crate::spec::DavRefusal>),
     Done,
 }
 
@@ -492,6 +494,7 @@ impl<E: MailEngine> Core<'_, E> {
         Sections {
             forwarding: spec.forwarding.is_some(),
             sieve: spec.sieve.is_some(),
+            dav: spec.dav.is_some(),
             gateway: spec.gateway.is_some(),
             fallback: spec.fallback.is_some(),
             dns: spec.dns.is_some(),
@@ -585,6 +588,24 @@ impl<E: MailEngine> Core<'_, E> {
                 }
                 tracing::info!(put = ?copied.put, replaced = ?copied.replaced, activated = ?copied.activated, "Sieve scripts copied");
                 Ok(Outcome::Done)
+            }
+            Step::Dav(DavStep::CopyDav { address }) => {
+                let dav = self
+                    .migration
+                    .spec
+                    .dav
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("`{step}` needs spec.dav"))?;
+                let account = self.account(address)?;
+                let copied = crate::dav::copy(account, dav, self.resolver).await?;
+                for r in &copied.refused {
+                    tracing::warn!(collection = %r.collection, resource = %r.key, reason = %r.reason, "the new server refuses this contact or calendar resource; not copied");
+                }
+                for k in &copied.kept {
+                    tracing::warn!(resource = %k, "a different resource with this UID is on the new server; kept");
+                }
+                tracing::info!(created = ?copied.created, put = copied.put, "contacts and calendars copied");
+                Ok(Outcome::DavCopied(copied.refused))
             }
             Step::Probe(ProbeStep { mailbox }) => {
                 let probe = self
@@ -769,6 +790,11 @@ impl Book {
                     )),
                     _ => Ok(()),
                 }
+            }
+            Outcome::DavCopied(refused) => {
+                let address = step.address().unwrap_or_default();
+                self.records.mailbox_mut(address).dav_refused = refused;
+                Ok(())
             }
             Outcome::Done => Ok(()),
         }

@@ -8,19 +8,21 @@ use super::facts::{Due, Facts, Seen};
 use super::{MailEngine, records::Records};
 use crate::accounts::Account;
 use crate::plan::{
-    self, Adapter, ForwardingSides, MailboxList, MailboxState, Side, SieveState, World,
+    self, Adapter, DavObserved, DavState, ForwardingSides, MailboxList, MailboxState, Side,
+    SieveState, World,
 };
 use crate::routing::{self, forwarding};
 use crate::secrets::Resolver;
 use crate::spec::MailMigrationSpec;
 
 /// Adapters this build carries. Steps needing others are planned as "not available yet".
-pub const AVAILABLE: [Adapter; 6] = [
+pub const AVAILABLE: [Adapter; 7] = [
     Adapter::Imap,
     Adapter::Dns,
     Adapter::Routing,
     Adapter::Forwarding,
     Adapter::Sieve,
+    Adapter::Dav,
     Adapter::Probe,
 ];
 
@@ -40,35 +42,41 @@ pub async fn refresh<E: MailEngine>(
     let concurrency = spec.sync.as_ref().map_or(4, |s| usize::from(s.concurrency));
     let forwarding = spec.forwarding.as_ref();
     let sieve = spec.sieve.as_ref();
+    let dav = spec.dav.as_ref();
     let lower = |list: &[String]| -> std::collections::HashSet<String> {
         list.iter().map(|a| crate::address::key(a)).collect()
     };
-    let (logins, forwardings, sieves) = (
+    let (logins, forwardings, sieves, davs) = (
         lower(&due.logins),
         lower(&due.forwarding),
         lower(&due.sieve),
+        lower(&due.dav),
     );
     let wanted = |set: &std::collections::HashSet<String>, a: &Account| {
         set.contains(&crate::address::key(&a.address))
     };
     // Owned accounts: a closure over references would make this future's `Send` depend on
     // a higher-ranked lifetime the compiler cannot prove (the controller needs it `Send`).
-    let work: Vec<(Account, bool, bool, bool)> = accounts
+    let work: Vec<(Account, [bool; 4])> = accounts
         .iter()
         .map(|a| {
             let w = |set| wanted(set, a);
-            (a.clone(), w(&logins), w(&forwardings), w(&sieves))
+            (
+                a.clone(),
+                [w(&logins), w(&forwardings), w(&sieves), w(&davs)],
+            )
         })
-        .filter(|(_, login, fwd, sieve)| *login || *fwd || *sieve)
+        .filter(|(_, due)| due.iter().any(|d| *d))
         .collect();
     type Check = (
         String,
         Option<super::LoginCheck>,
         Option<ForwardingSides>,
         Option<SieveState>,
+        Option<DavObserved>,
     );
     let checks: Vec<Check> = futures::stream::iter(work)
-        .map(|(a, login, fwd, scripts)| async move {
+        .map(|(a, [login, fwd, scripts, collections])| async move {
             let logins = if login {
                 Some(engine.check_logins(&a).await)
             } else {
@@ -89,12 +97,28 @@ pub async fn refresh<E: MailEngine>(
                 Some(s) => Some(crate::sieve::observe(&a, s, resolver).await),
                 None => None,
             };
-            (crate::address::key(&a.address), logins, sides, compared)
+            let contacts = match dav.filter(|_| collections) {
+                Some(d) => Some(match crate::dav::observe(&a, d, resolver).await {
+                    Ok(None) => DavObserved::NoSource,
+                    Ok(Some(c)) => DavObserved::Compared(c),
+                    Err(e) => DavObserved::Error {
+                        reason: e.to_string(),
+                    },
+                }),
+                None => None,
+            };
+            (
+                crate::address::key(&a.address),
+                logins,
+                sides,
+                compared,
+                contacts,
+            )
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
-    for (key, logins, sides, compared) in checks {
+    for (key, logins, sides, compared, contacts) in checks {
         if let Some(value) = logins {
             facts.logins.insert(key.clone(), Seen { value, at: now });
         }
@@ -104,7 +128,10 @@ pub async fn refresh<E: MailEngine>(
                 .insert(key.clone(), Seen { value, at: now });
         }
         if let Some(value) = compared {
-            facts.sieve.insert(key, Seen { value, at: now });
+            facts.sieve.insert(key.clone(), Seen { value, at: now });
+        }
+        if let Some(value) = contacts {
+            facts.dav.insert(key, Seen { value, at: now });
         }
     }
     if let Some(g) = spec.gateway.as_ref().filter(|_| due.gateway) {
@@ -174,6 +201,11 @@ pub fn world(
                 .sieve
                 .get(&key)
                 .map(|s| s.value.clone())
+                .unwrap_or_default(),
+            dav: facts
+                .dav
+                .get(&key)
+                .map(|s| DavState::of(&s.value, &record.dav_refused))
                 .unwrap_or_default(),
             observed_at: Some(logins.at),
         });

@@ -17,9 +17,9 @@ pub use duration::{DURATION_PATTERN, DurationError, ManifestDuration};
 pub use secret::{Secret, SecretKeySelector, SecretRef};
 pub use size::{ManifestSize, SIZE_PATTERN, SizeError};
 pub use status::{
-    AcceptedLoss, Condition, ConditionStatus, Failure, Freshness, LoopRecords, MailMigrationStatus,
-    MailboxCounts, MailboxRecord, MailboxTransfer, Phase, ProbeState, SyncState, Transfer,
-    Verification,
+    AcceptedLoss, Condition, ConditionStatus, DavRefusal, Failure, Freshness, LoopRecords,
+    MailMigrationStatus, MailboxCounts, MailboxRecord, MailboxTransfer, Phase, ProbeState,
+    SyncState, Transfer, Verification,
 };
 pub use types::*;
 

@@ -122,6 +122,24 @@ pub struct MailboxRecord {
     /// last sync found them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accepted_losses: Vec<AcceptedLoss>,
+    /// Contacts and calendar resources the new server refused at the last copy; each holds
+    /// nothing back until its content changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dav_refused: Vec<DavRefusal>,
+}
+
+/// A contact or calendar resource the new server refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DavRefusal {
+    /// The source collection's name.
+    pub collection: String,
+    /// Its UID.
+    pub key: String,
+    /// A fingerprint of its content, to know it again.
+    pub fingerprint: String,
+    /// What the server answered.
+    pub reason: String,
 }
 
 /// Copies under way or last done: copied of planned, overall and per mailbox.

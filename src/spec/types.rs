@@ -99,6 +99,10 @@ pub struct MailMigrationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sieve: Option<Sieve>,
 
+    /// Each mailbox's address books and calendars, copied over CardDAV and CalDAV.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dav: Option<Dav>,
+
     /// End-to-end mail-flow check: a tagged message sent into the old server's SMTP must
     /// arrive over IMAP in a mailbox on the new server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -502,6 +506,34 @@ pub struct Sieve {
     /// source's is not copied) or `replace` it with the source's.
     #[serde(default)]
     pub conflicts: SieveConflicts,
+}
+
+/// Copying each mailbox's address books (CardDAV) and calendars (CalDAV) with the mailbox's
+/// logins (its password as HTTP Basic, an OAuth2 token as Bearer). The old server is only
+/// read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Dav {
+    /// The old server's CardDAV/CalDAV service. Leave it out when it has none: `plan` says
+    /// so and nothing is copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<DavEndpoint>,
+    /// The new server's CardDAV/CalDAV service.
+    pub destination: DavEndpoint,
+}
+
+/// A CardDAV/CalDAV service: each user's principal, address books and calendars are found
+/// from it (current-user-principal, addressbook-home-set, calendar-home-set).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DavEndpoint {
+    /// `https://dav.example.org/` (or the context path the server serves DAV under).
+    #[schemars(length(min = 8, max = 2048))]
+    pub url: String,
+    /// Extra CA certificate(s), PEM, trusted in addition to the system roots. Certificates
+    /// are always verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<SecretRef>,
 }
 
 /// What to do with a destination script that has the name of a source script but other

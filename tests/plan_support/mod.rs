@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use mailshift::plan::{
-    DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep, RelayChange, SieveState, SieveStep,
+    DavState, DavStep, DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep, RelayChange,
+    SieveState, SieveStep,
 };
 use std::collections::BTreeSet;
 
@@ -297,6 +298,15 @@ pub fn apply(
             };
         }
         Step::Probe(ProbeStep { .. }) => w.probe = ProbeState::Passed { at: now },
+        Step::Dav(DavStep::CopyDav { address }) => {
+            w.mailbox_mut(address).unwrap().dav = DavState::Compared {
+                collections: 1,
+                items: 1,
+                pending: 0,
+                kept: Vec::new(),
+                refused: Vec::new(),
+            }
+        }
         Step::Sieve(SieveStep::CopySieve { address }) => {
             w.mailbox_mut(address).unwrap().sieve = SieveState::Compared {
                 scripts: 1,
@@ -613,6 +623,7 @@ pub fn kind(s: &Step) -> &'static str {
         Step::Dns(DnsChange::SpfRevoke { .. }) => "spfRevoke",
         Step::Dns(DnsChange::RestoreTtl { .. }) => "restoreTtl",
         Step::Sieve(SieveStep::CopySieve { .. }) => "copySieve",
+        Step::Dav(DavStep::CopyDav { .. }) => "copyDav",
         Step::Own(OwnStep::MarkComplete) => "markComplete",
     }
 }

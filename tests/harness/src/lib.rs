@@ -24,6 +24,8 @@
 //! | Courier-IMAP 5.0 | [`Courier`] | IMAP (Maildir++, `INBOX.` namespace, no SPECIAL-USE/CONDSTORE/LITERAL+), userdb users; in a private mount namespace |
 //! | PowerDNS Authoritative 4.7 | [`PowerDns`] | zones in SQLite (gsqlite3) managed through its HTTP API (API key), served on a DNS port |
 //! | moto 5 | [`Moto`] | AWS API emulation for Route 53: hosted zones and record sets (fixtures via boto3) |
+//! | Radicale 3 | [`Radicale`] | CardDAV/CalDAV, htpasswd users, an upload limit; re-serializes what it stores |
+//! | Xandikos 0.4 | [`Xandikos`] | CardDAV/CalDAV for one unauthenticated principal `/user/`, default address book and calendar |
 //!
 //! The servers must be installed (`scripts/install-deps.sh`) and the tests must run as root
 //! (the daemons switch to their own system users: `dovecot`/`dovenull`, `postfix`, `bind`, `knot`).
@@ -34,6 +36,8 @@
 //! [`Proxy`] forwards loopback connections and drops them on demand, for tests of lost
 //! connections.
 //!
+//! [`DavHttp`] is a plain CardDAV/CalDAV client for fixtures and read-backs.
+//!
 //! [`client`] has deliberately tiny IMAP/SMTP/line helpers for smoke tests and fixtures;
 //! mailshift's own clients are what the real tests exercise.
 
@@ -42,6 +46,7 @@ pub mod client;
 pub mod corpus;
 pub mod courier;
 pub mod cyrus;
+pub mod dav;
 pub mod dovecot;
 pub mod hostile;
 pub mod knot;
@@ -52,13 +57,16 @@ pub mod postfix;
 pub mod powerdns;
 mod process;
 pub mod proxy;
+pub mod radicale;
 pub mod sshd;
 pub mod tls;
 pub mod wait;
+pub mod xandikos;
 
 pub use bind::{Bind, BindBuilder, Record, TsigKey, Zone};
 pub use courier::{Courier, CourierBuilder};
 pub use cyrus::{Cyrus, CyrusBuilder};
+pub use dav::DavHttp;
 pub use dovecot::{Dovecot, DovecotBuilder, DovecotPorts};
 pub use hostile::{Hostile, Misbehaviour};
 pub use knot::{Knot, KnotBuilder};
@@ -68,8 +76,10 @@ pub use postfix::{Postfix, PostfixBuilder};
 pub use powerdns::PowerDns;
 pub use process::CmdOutput;
 pub use proxy::Proxy;
+pub use radicale::{Radicale, RadicaleBuilder};
 pub use sshd::Sshd;
 pub use tls::Certificates;
+pub use xandikos::Xandikos;
 
 /// The loopback address every harness server listens on.
 pub const HOST: &str = "127.0.0.1";

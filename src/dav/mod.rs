@@ -1,0 +1,446 @@
+//! Each mailbox's address books (CardDAV, RFC 6352) and calendars (CalDAV, RFC 4791) copied
+//! from the old server to the new one, with the mailbox's own logins.
+//!
+//! - Discovery from the configured URL: `current-user-principal`, then
+//!   `addressbook-home-set` and `calendar-home-set` (RFC 6352 7.1.1, RFC 4791 6.2.1), then the
+//!   collections in them.
+//! - The old server is only read (PROPFIND, REPORT).
+//! - Each source collection goes to the destination's collection of the same name, the
+//!   source's default to the destination's default, any other to a new collection created
+//!   with its display name (and a calendar's color) ([`diff::map_collections`]).
+//! - A resource is written with `If-None-Match: *`, under its own file name, with the bytes
+//!   the source gave, so its UID is kept; resources are matched by UID, so a run stopped
+//!   anywhere and started again writes nothing twice.
+//! - A resource the new server refuses (a 4xx answer: too large, a component it does not
+//!   take) is reported with the status and skipped, and remembered by its content so that
+//!   it holds nothing back until it changes; one of the same UID and other content on the
+//!   new server is kept there and reported.
+//!
+//! [`observe`] compares (read-only on both sides) and is the verification.
+
+pub mod diff;
+pub mod transport;
+
+use libdav::FetchedResource;
+use libdav::caldav::{CreateCalendar, FindCalendarHomeSet, FindCalendars, GetCalendarResources};
+use libdav::carddav::{
+    CreateAddressBook, FindAddressBookHomeSet, FindAddressBooks, GetAddressBookResources,
+};
+use libdav::dav::{FoundCollection, PutResource, WebDavClient, WebDavError};
+use libdav::names;
+use sha2::Digest as _;
+use transport::Http;
+
+use crate::accounts::{Account, Login};
+use crate::imap::conn::Side;
+use crate::plan::{DavCompared, DavMissing};
+use crate::secrets::Resolver;
+use crate::spec::DavRefusal;
+use crate::spec::{Dav, DavEndpoint};
+use diff::{Collection, Item, Kind, Target};
+
+type Client = WebDavClient<Http>;
+
+/// Why contacts and calendars could not be read or written (a refused resource is not an
+/// error: see [`Copied::refused`]).
+#[derive(Debug, thiserror::Error)]
+pub enum DavError {
+    #[error("{server}: {detail}")]
+    Setup { server: String, detail: String },
+    #[error("{server}: the credentials were refused (HTTP {status})")]
+    CredentialsRejected { server: String, status: u16 },
+    #[error("{server}: {doing}: {detail}")]
+    Request {
+        server: String,
+        doing: String,
+        detail: String,
+    },
+}
+
+impl DavError {
+    /// A person has to act (the password), not a retry.
+    pub fn needs_person(&self) -> bool {
+        matches!(self, DavError::CredentialsRejected { .. })
+    }
+}
+
+/// One side: its client, home sets and collections.
+struct Store {
+    server: String,
+    client: Client,
+    homes: Vec<(Kind, String)>,
+    collections: Vec<Collection>,
+}
+
+fn request_error<E: std::fmt::Display>(
+    server: &str,
+    doing: impl Into<String>,
+    e: WebDavError<E>,
+) -> DavError {
+    if let WebDavError::BadStatusCode(s) = &e
+        && matches!(s.as_u16(), 401 | 403)
+    {
+        return DavError::CredentialsRejected {
+            server: server.to_owned(),
+            status: s.as_u16(),
+        };
+    }
+    DavError::Request {
+        server: server.to_owned(),
+        doing: doing.into(),
+        detail: e.to_string(),
+    }
+}
+
+fn property(found: &FoundCollection, name: &libdav::PropertyName<'_, '_>) -> Option<String> {
+    found
+        .properties
+        .iter()
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| v.clone())
+        .filter(|v| !v.is_empty())
+}
+
+async fn open(
+    endpoint: &DavEndpoint,
+    login: &Login,
+    side: Side,
+    resolver: &Resolver,
+) -> Result<Store, DavError> {
+    let server = endpoint.url.clone();
+    let setup = |detail: String| DavError::Setup {
+        server: server.clone(),
+        detail,
+    };
+    let url: http::Uri = endpoint
+        .url
+        .parse()
+        .map_err(|e| setup(format!("not a URL: {e}")))?;
+    let ca = endpoint
+        .ca_certificate
+        .as_ref()
+        .map(|r| resolver.resolve(r))
+        .transpose()
+        .map_err(|e| setup(format!("caCertificate: {e}")))?;
+    let http = Http::new(
+        &url,
+        login,
+        ca.as_ref().map(|c| c.expose().as_bytes()),
+        side,
+    )
+    .map_err(|e| setup(e.to_string()))?;
+    let client = WebDavClient::new(url.clone(), http);
+    let principal = client
+        .find_current_user_principal()
+        .await
+        .map_err(|e| match e {
+            libdav::dav::FindCurrentUserPrincipalError::RequestError(w) => {
+                request_error(&server, "finding the user's principal", w)
+            }
+            other => setup(format!("finding the user's principal: {other}")),
+        })?
+        .map_or_else(|| url.path().to_owned(), |p| p.path().to_owned());
+    let mut homes = Vec::new();
+    let cards = client
+        .request(FindAddressBookHomeSet::new(&principal))
+        .await
+        .map_err(|e| request_error(&server, "finding the address book home", e))?;
+    let calendars = client
+        .request(FindCalendarHomeSet::new(&principal))
+        .await
+        .map_err(|e| request_error(&server, "finding the calendar home", e))?;
+    // A server that names no home set keeps the collections under the principal.
+    let home = |sets: Vec<http::Uri>| {
+        sets.first()
+            .map_or_else(|| principal.clone(), |u| u.path().to_owned())
+    };
+    homes.push((Kind::AddressBook, home(cards.home_sets)));
+    homes.push((Kind::Calendar, home(calendars.home_sets)));
+    let mut store = Store {
+        server,
+        client,
+        homes,
+        collections: Vec::new(),
+    };
+    store.collections = collections(&store).await?;
+    Ok(store)
+}
+
+async fn collections(store: &Store) -> Result<Vec<Collection>, DavError> {
+    let mut out = Vec::new();
+    for (kind, home) in &store.homes {
+        let found = match kind {
+            Kind::AddressBook => {
+                store
+                    .client
+                    .request(FindAddressBooks::new(home))
+                    .await
+                    .map_err(|e| request_error(&store.server, "listing address books", e))?
+                    .addressbooks
+            }
+            Kind::Calendar => {
+                store
+                    .client
+                    .request(FindCalendars::new(home))
+                    .await
+                    .map_err(|e| request_error(&store.server, "listing calendars", e))?
+                    .calendars
+            }
+        };
+        for f in found {
+            out.push(Collection {
+                kind: *kind,
+                display_name: property(&f, &names::DISPLAY_NAME),
+                color: property(&f, &names::CALENDAR_COLOUR),
+                href: f.href,
+            });
+        }
+    }
+    Ok(out)
+}
+
+async fn items(store: &Store, c: &Collection) -> Result<Vec<Item>, DavError> {
+    let doing = format!("reading {} {}", c.kind.noun(), c.href);
+    let fetched: Vec<FetchedResource> = match c.kind {
+        Kind::AddressBook => {
+            store
+                .client
+                .request(GetAddressBookResources::new(&c.href))
+                .await
+                .map_err(|e| request_error(&store.server, &doing, e))?
+                .resources
+        }
+        Kind::Calendar => {
+            store
+                .client
+                .request(GetCalendarResources::new(&c.href))
+                .await
+                .map_err(|e| request_error(&store.server, &doing, e))?
+                .resources
+        }
+    };
+    let mut out = Vec::new();
+    for r in fetched {
+        match r.content {
+            Ok(content) => out.push(Item {
+                href: r.href,
+                data: content.data,
+            }),
+            Err(status) => {
+                return Err(DavError::Request {
+                    server: store.server.clone(),
+                    doing: format!("{doing}: {}", r.href),
+                    detail: format!("HTTP {status}"),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A short fingerprint of a resource's comparable content, to recognize it again.
+pub fn fingerprint(data: &str) -> String {
+    let digest = sha2::Sha256::digest(diff::comparable(data).join("\r\n").as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One source collection, its target and what the destination lacks.
+struct Pair {
+    source: Collection,
+    target: Target,
+    items: Vec<Item>,
+    diff: diff::ItemDiff,
+}
+
+async fn compare(source: &Store, destination: &Store) -> Result<Vec<Pair>, DavError> {
+    let targets = diff::map_collections(&source.collections, &destination.collections);
+    let mut pairs = Vec::new();
+    for (s, target) in source.collections.iter().zip(targets) {
+        let ours = items(source, s).await?;
+        let theirs = match &target {
+            Target::Existing(href) => {
+                let d = destination
+                    .collections
+                    .iter()
+                    .find(|d| &d.href == href)
+                    .expect("mapped onto a listed collection");
+                items(destination, d).await?
+            }
+            Target::Create(_) => Vec::new(),
+        };
+        let diff = diff::diff_items(&ours, &theirs);
+        pairs.push(Pair {
+            source: s.clone(),
+            target,
+            items: ours,
+            diff,
+        });
+    }
+    Ok(pairs)
+}
+
+async fn both(
+    account: &Account,
+    dav: &Dav,
+    resolver: &Resolver,
+) -> Result<Option<(Store, Store)>, DavError> {
+    let Some(source) = &dav.source else {
+        return Ok(None);
+    };
+    let (s, d) = tokio::join!(
+        open(source, &account.source, Side::Source, resolver),
+        open(
+            &dav.destination,
+            &account.destination,
+            Side::Destination,
+            resolver
+        ),
+    );
+    Ok(Some((s?, d?)))
+}
+
+fn missing_of(pairs: &[Pair]) -> Vec<DavMissing> {
+    pairs
+        .iter()
+        .flat_map(|p| {
+            p.diff.missing.iter().map(|i| DavMissing {
+                collection: p.source.segment().to_owned(),
+                key: p.items[*i].key(),
+                fingerprint: fingerprint(&p.items[*i].data),
+            })
+        })
+        .collect()
+}
+
+/// Compare the mailbox's address books and calendars on both servers; writes nothing.
+/// `None` when the manifest says the old server has none.
+pub async fn observe(
+    account: &Account,
+    dav: &Dav,
+    resolver: &Resolver,
+) -> Result<Option<DavCompared>, DavError> {
+    let Some((source, destination)) = both(account, dav, resolver).await? else {
+        return Ok(None);
+    };
+    let pairs = compare(&source, &destination).await?;
+    Ok(Some(DavCompared {
+        collections: pairs.len(),
+        items: pairs.iter().map(|p| p.items.len()).sum(),
+        missing: missing_of(&pairs),
+        to_create: pairs
+            .iter()
+            .filter_map(|p| match &p.target {
+                Target::Create(name) => Some(name.clone()),
+                Target::Existing(_) => None,
+            })
+            .collect(),
+        kept: pairs
+            .iter()
+            .flat_map(|p| {
+                p.diff
+                    .differ
+                    .iter()
+                    .map(|k| format!("{}/{k}", p.source.segment()))
+            })
+            .collect(),
+    }))
+}
+
+/// What a copy did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Copied {
+    pub created: Vec<String>,
+    pub put: usize,
+    pub kept: Vec<String>,
+    pub refused: Vec<DavRefusal>,
+}
+
+/// Copy what the destination lacks. Resources it refuses are reported in
+/// [`Copied::refused`] and the others go on.
+pub async fn copy(account: &Account, dav: &Dav, resolver: &Resolver) -> Result<Copied, DavError> {
+    let Some((source, destination)) = both(account, dav, resolver).await? else {
+        return Ok(Copied::default());
+    };
+    let pairs = compare(&source, &destination).await?;
+    let mut done = Copied::default();
+    for p in &pairs {
+        let href = match &p.target {
+            Target::Existing(href) => href.clone(),
+            Target::Create(name) => {
+                let home = destination
+                    .homes
+                    .iter()
+                    .find(|(k, _)| *k == p.source.kind)
+                    .map(|(_, h)| h.clone())
+                    .unwrap_or_default();
+                let href = format!("{}/{}/", home.trim_end_matches('/'), name);
+                create(&destination, &p.source, &href).await?;
+                done.created.push(href.clone());
+                href
+            }
+        };
+        done.kept.extend(
+            p.diff
+                .differ
+                .iter()
+                .map(|k| format!("{}/{k}", p.source.segment())),
+        );
+        for i in &p.diff.missing {
+            let item = &p.items[*i];
+            let at = format!("{href}{}", item.name());
+            let put = PutResource::new(&at).create(item.data.clone(), p.source.kind.content_type());
+            match destination.client.request(put).await {
+                Ok(_) => done.put += 1,
+                Err(WebDavError::BadStatusCode(s))
+                    if s.is_client_error() && !matches!(s.as_u16(), 401 | 403) =>
+                {
+                    done.refused.push(DavRefusal {
+                        collection: p.source.segment().to_owned(),
+                        key: item.key(),
+                        fingerprint: fingerprint(&item.data),
+                        reason: format!("HTTP {s}"),
+                    });
+                }
+                Err(WebDavError::PreconditionFailed(pre)) => done.refused.push(DavRefusal {
+                    collection: p.source.segment().to_owned(),
+                    key: item.key(),
+                    fingerprint: fingerprint(&item.data),
+                    reason: format!("precondition failed: {pre}"),
+                }),
+                Err(e) => {
+                    return Err(request_error(
+                        &destination.server,
+                        format!("writing {at}"),
+                        e,
+                    ));
+                }
+            }
+        }
+    }
+    Ok(done)
+}
+
+async fn create(destination: &Store, source: &Collection, href: &str) -> Result<(), DavError> {
+    let name = source.display_name.as_deref();
+    let doing = format!("creating {} {href}", source.kind.noun());
+    let result = match source.kind {
+        Kind::AddressBook => {
+            let mut r = CreateAddressBook::new(href);
+            if let Some(n) = name {
+                r = r.with_display_name(n);
+            }
+            destination.client.request(r).await.map(drop)
+        }
+        Kind::Calendar => {
+            let mut r = CreateCalendar::new(href);
+            if let Some(n) = name {
+                r = r.with_display_name(n);
+            }
+            if let Some(c) = &source.color {
+                r = r.with_colour(c);
+            }
+            destination.client.request(r).await.map(drop)
+        }
+    };
+    result.map_err(|e| request_error(&destination.server, doing, e))
+}

@@ -1,0 +1,190 @@
+//! The HTTP client `libdav` talks through: one connection per request (a migration sends a
+//! handful of REPORTs and one PUT per resource), TLS verified as for IMAP (the system's roots,
+//! or the endpoint's own CA), the mailbox's credentials on every request, and a bound on
+//! every wait.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, HOST, HeaderValue};
+use http::{Request, Response, Uri};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::accounts::Login;
+
+/// How long connecting, the TLS handshake and each answer may take.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a request could not be carried out (an HTTP status is not an error here).
+#[derive(Debug, thiserror::Error)]
+#[error("{addr}: {reason}")]
+pub struct HttpError {
+    addr: String,
+    reason: String,
+}
+
+/// A client for one server, logged in as one user.
+#[derive(Clone)]
+pub struct Http {
+    host: String,
+    port: u16,
+    tls: Option<tokio_rustls::TlsConnector>,
+    authorization: HeaderValue,
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a client cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("`{0}` is not an http:// or https:// URL with a host")]
+    Url(String),
+    #[error(
+        "a master-user login has no CardDAV/CalDAV equivalent: give the mailbox its own password"
+    )]
+    MasterLogin,
+    #[error(transparent)]
+    Tls(#[from] crate::imap::conn::ConnectError),
+}
+
+impl Http {
+    /// A client for `url`'s server with `login` (Basic for a password, Bearer for an OAuth2
+    /// token), trusting `ca_pem` besides the system's roots when given.
+    pub fn new(
+        url: &Uri,
+        login: &Login,
+        ca_pem: Option<&[u8]>,
+        side: crate::imap::conn::Side,
+    ) -> Result<Http, SetupError> {
+        let https = match url.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(SetupError::Url(url.to_string())),
+        };
+        let host = url
+            .host()
+            .ok_or_else(|| SetupError::Url(url.to_string()))?
+            .to_owned();
+        let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let tls = if https {
+            Some(crate::imap::conn::tls_connector(side, ca_pem)?)
+        } else {
+            None
+        };
+        use base64::Engine as _;
+        let value = match login {
+            Login::Password { user, password } => format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{user}:{}", password.expose()))
+            ),
+            Login::Xoauth2 { token, .. } => format!("Bearer {}", token.expose()),
+            Login::Master { .. } => return Err(SetupError::MasterLogin),
+        };
+        let mut authorization =
+            HeaderValue::from_str(&value).map_err(|_| SetupError::Url(url.to_string()))?;
+        authorization.set_sensitive(true);
+        Ok(Http {
+            host,
+            port,
+            tls,
+            authorization,
+        })
+    }
+
+    fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    async fn send(self, req: Request<String>) -> Result<Response<Incoming>, HttpError> {
+        let addr = self.addr();
+        let fail = |reason: String| HttpError {
+            addr: addr.clone(),
+            reason,
+        };
+        let tcp =
+            tokio::time::timeout(TIMEOUT, TcpStream::connect((self.host.as_str(), self.port)))
+                .await
+                .map_err(|_| fail("timed out connecting".into()))?
+                .map_err(|e| fail(format!("cannot connect: {e}")))?;
+        let (parts, body) = req.into_parts();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse::<Uri>()
+            .map_err(|e| fail(format!("bad request path: {e}")))?;
+        let mut req = Request::from_parts(parts, Full::new(Bytes::from(body)));
+        *req.uri_mut() = path;
+        let host = HeaderValue::from_str(&if matches!(self.port, 80 | 443) {
+            self.host.clone()
+        } else {
+            self.addr()
+        })
+        .map_err(|e| fail(format!("bad host: {e}")))?;
+        req.headers_mut().insert(HOST, host);
+        req.headers_mut()
+            .insert(AUTHORIZATION, self.authorization.clone());
+        let response = match &self.tls {
+            Some(tls) => {
+                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+                    .map_err(|e| fail(format!("invalid server name: {e}")))?;
+                let stream = tokio::time::timeout(TIMEOUT, tls.connect(name, tcp))
+                    .await
+                    .map_err(|_| fail("timed out in the TLS handshake".into()))?
+                    .map_err(|e| fail(format!("TLS: {e}")))?;
+                exchange(TokioIo::new(stream), req, &fail).await?
+            }
+            None => exchange(TokioIo::new(tcp), req, &fail).await?,
+        };
+        Ok(response)
+    }
+}
+
+async fn exchange<S>(
+    io: TokioIo<S>,
+    req: Request<Full<Bytes>>,
+    fail: &impl Fn(String) -> HttpError,
+) -> Result<Response<Incoming>, HttpError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| fail(format!("HTTP: {e}")))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    tokio::time::timeout(TIMEOUT, sender.send_request(req))
+        .await
+        .map_err(|_| fail("timed out waiting for the server".into()))?
+        .map_err(|e| fail(format!("HTTP: {e}")))
+}
+
+impl tower_service::Service<Request<String>> for Http {
+    type Response = Response<Incoming>;
+    type Error = HttpError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, HttpError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), HttpError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<String>) -> Self::Future {
+        Box::pin(self.clone().send(req))
+    }
+}
