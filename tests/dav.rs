@@ -290,7 +290,7 @@ fn xandikos_to_radicale_with_an_upload_limit() -> Result<()> {
 }
 
 #[test]
-fn radicale_to_xandikos_default_onto_default_and_a_conflict_kept() -> Result<()> {
+fn radicale_to_xandikos_default_onto_default_a_conflict_kept_and_a_name_taken() -> Result<()> {
     let src = Server::Radicale(Radicale::builder().user(USER, PASSWORD).start()?);
     let x = Xandikos::start()?;
     // The new server already has Ana, with another phone number: kept there.
@@ -300,6 +300,16 @@ fn radicale_to_xandikos_default_onto_default_and_a_conflict_kept() -> Result<()>
             &format!("{}ana.vcf", x.addressbook()),
             "text/vcard",
             &other
+        )?,
+        200 | 201 | 204
+    ));
+    // Another event already holds the name the stand-up has on the old server.
+    let squatter = OFFSITE.replace("offsite-0001", "other-0009");
+    assert!(matches!(
+        DavHttp::new(x.port(), None).put(
+            &format!("{}standup.ics", x.calendar()),
+            "text/calendar",
+            &squatter
         )?,
         200 | 201 | 204
     ));

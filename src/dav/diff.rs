@@ -170,14 +170,37 @@ pub struct Item {
 }
 
 impl Item {
-    /// Its file name: the last segment of its path.
-    pub fn name(&self) -> &str {
-        self.href.rsplit('/').next().unwrap_or_default()
+    /// Its file name: the last segment of its path, unless that is empty or a dot segment
+    /// (which would name the collection or its parent), then one made from its key.
+    pub fn name(&self) -> String {
+        let last = self.href.rsplit('/').next().unwrap_or_default();
+        if last.is_empty()
+            || last == "."
+            || last == ".."
+            || last.contains("%2F")
+            || last.contains("%2f")
+        {
+            let safe: String = self
+                .key()
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            format!("{safe}.item")
+        } else {
+            last.to_owned()
+        }
     }
 
     /// The UID, or the file name for a resource without one.
     pub fn key(&self) -> String {
-        uid(&self.data).unwrap_or_else(|| format!("name:{}", self.name()))
+        uid(&self.data)
+            .unwrap_or_else(|| format!("name:{}", self.href.rsplit('/').next().unwrap_or_default()))
     }
 }
 
@@ -280,6 +303,17 @@ mod tests {
         assert_eq!(comparable(a), comparable(b));
         let c = b.replace("FN:Ana", "FN:Anna");
         assert_ne!(comparable(a), comparable(&c));
+    }
+
+    #[test]
+    fn a_dot_segment_never_names_the_resource() {
+        let item = |href: &str| Item {
+            href: href.into(),
+            data: "BEGIN:VCARD\r\nUID:urn:uuid:7/8\r\nEND:VCARD\r\n".into(),
+        };
+        assert_eq!(item("/u/c/ana.vcf").name(), "ana.vcf");
+        assert_eq!(item("/u/c/..").name(), "urn_uuid_7_8.item");
+        assert_eq!(item("/u/c/").name(), "urn_uuid_7_8.item");
     }
 
     #[test]

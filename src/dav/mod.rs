@@ -387,37 +387,80 @@ pub async fn copy(account: &Account, dav: &Dav, resolver: &Resolver) -> Result<C
         );
         for i in &p.diff.missing {
             let item = &p.items[*i];
-            let at = format!("{href}{}", item.name());
-            let put = PutResource::new(&at).create(item.data.clone(), p.source.kind.content_type());
-            match destination.client.request(put).await {
-                Ok(_) => done.put += 1,
-                Err(WebDavError::BadStatusCode(s))
-                    if s.is_client_error() && !matches!(s.as_u16(), 401 | 403) =>
-                {
-                    done.refused.push(DavRefusal {
-                        collection: p.source.segment().to_owned(),
-                        key: item.key(),
-                        fingerprint: fingerprint(&item.data),
-                        reason: format!("HTTP {s}"),
-                    });
-                }
-                Err(WebDavError::PreconditionFailed(pre)) => done.refused.push(DavRefusal {
+            let mut outcome = put(&destination, &href, &item.name(), item, p.source.kind).await?;
+            if outcome == Err(Refused::Exists) {
+                // Another resource holds that name on the new server: a name of our own.
+                let name = fallback_name(item, p.source.kind);
+                outcome = put(&destination, &href, &name, item, p.source.kind).await?;
+            }
+            match outcome {
+                Ok(()) => done.put += 1,
+                Err(refused) => done.refused.push(DavRefusal {
                     collection: p.source.segment().to_owned(),
                     key: item.key(),
                     fingerprint: fingerprint(&item.data),
-                    reason: format!("precondition failed: {pre}"),
+                    reason: refused.to_string(),
                 }),
-                Err(e) => {
-                    return Err(request_error(
-                        &destination.server,
-                        format!("writing {at}"),
-                        e,
-                    ));
-                }
             }
         }
     }
     Ok(done)
+}
+
+/// Why the new server would not take a resource.
+#[derive(Debug, PartialEq, Eq)]
+enum Refused {
+    /// 412 with `If-None-Match: *`: something is at that name already.
+    Exists,
+    /// Any other 4xx but 401, or a failed CalDAV/CardDAV precondition.
+    Refused(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Exists => f.write_str("HTTP 412: a resource of that name exists"),
+            Refused::Refused(r) => f.write_str(r),
+        }
+    }
+}
+
+/// PUT `item` as a new resource `name` in `collection`.
+async fn put(
+    destination: &Store,
+    collection: &str,
+    name: &str,
+    item: &Item,
+    kind: Kind,
+) -> Result<Result<(), Refused>, DavError> {
+    let at = format!("{collection}{name}");
+    let request = PutResource::new(&at).create(item.data.clone(), kind.content_type());
+    match destination.client.request(request).await {
+        Ok(_) => Ok(Ok(())),
+        Err(WebDavError::BadStatusCode(s)) if s.as_u16() == 412 => Ok(Err(Refused::Exists)),
+        // A 403 here, after the same credentials listed the collections, is about the
+        // resource, not the login.
+        Err(WebDavError::BadStatusCode(s)) if s.is_client_error() && s.as_u16() != 401 => {
+            Ok(Err(Refused::Refused(format!("HTTP {s}"))))
+        }
+        Err(WebDavError::PreconditionFailed(pre)) => {
+            Ok(Err(Refused::Refused(format!("precondition failed: {pre}"))))
+        }
+        Err(e) => Err(request_error(
+            &destination.server,
+            format!("writing {at}"),
+            e,
+        )),
+    }
+}
+
+/// A file name of mailshift's own for `item`: its fingerprint, and the kind's extension.
+fn fallback_name(item: &Item, kind: Kind) -> String {
+    let ext = match kind {
+        Kind::AddressBook => "vcf",
+        Kind::Calendar => "ics",
+    };
+    format!("mailshift-{}.{ext}", fingerprint(&item.data))
 }
 
 async fn create(destination: &Store, source: &Collection, href: &str) -> Result<(), DavError> {
