@@ -329,3 +329,76 @@ fn radicale_to_xandikos_default_onto_default_a_conflict_kept_and_a_name_taken() 
         &["ana-0001"],
     )
 }
+
+/// The loop compares every few minutes: while no ETag changes on either side, the last
+/// comparison stands and no resource is read again (Radicale's log shows no REPORT); a
+/// changed resource is seen at once.
+#[test]
+fn an_unchanged_mailbox_is_not_read_again() -> Result<()> {
+    use mailshift::accounts::{Account, Login};
+    use mailshift::spec::{Dav, DavEndpoint, Secret};
+
+    let r = Radicale::builder().user(USER, PASSWORD).start()?;
+    let src = Server::Radicale(r);
+    let layout = src.source_layout()?;
+    let sc = src.client();
+    sc.put(&format!("{}ana.vcf", layout.addressbook), "text/vcard", ANA)?;
+    sc.put(
+        &format!("{}task.ics", layout.calendar),
+        "text/calendar",
+        TASK,
+    )?;
+    let x = Xandikos::start()?;
+    let login = || Login::Password {
+        user: USER.into(),
+        password: Secret::new(PASSWORD),
+    };
+    let account = Account {
+        address: USER.into(),
+        source: login(),
+        destination: login(),
+    };
+    let endpoint = |url: String| DavEndpoint {
+        url,
+        ca_certificate: None,
+    };
+    let dav = Dav {
+        source: Some(endpoint(src.url())),
+        destination: endpoint(x.url()),
+    };
+    let resolver = mailshift::secrets::Resolver::default();
+    let Server::Radicale(r) = &src else {
+        unreachable!()
+    };
+    let reports = || -> Result<usize> {
+        Ok(std::fs::read_to_string(r.log_path())?
+            .matches("REPORT")
+            .count())
+    };
+    common::runtime().block_on(async {
+        let first = mailshift::dav::observe(&account, &dav, &resolver, None)
+            .await?
+            .expect("the source has DAV");
+        assert_eq!(first.items, 2, "{first:#?}");
+        assert_eq!(first.missing.len(), 2, "{first:#?}");
+        let read = reports()?;
+        assert!(read > 0, "the first comparison reads the resources");
+        let again = mailshift::dav::observe(&account, &dav, &resolver, Some(&first))
+            .await?
+            .unwrap();
+        assert_eq!(again, first);
+        assert_eq!(reports()?, read, "nothing read again");
+        // A changed contact changes the ETags: compared in full.
+        sc.put(
+            &format!("{}ana.vcf", layout.addressbook),
+            "text/vcard",
+            &ANA.replace("Ana Lima", "Ana Lima Souza"),
+        )?;
+        let changed = mailshift::dav::observe(&account, &dav, &resolver, Some(&first))
+            .await?
+            .unwrap();
+        assert_ne!(changed.version, first.version);
+        assert!(reports()? > read);
+        Ok::<_, anyhow::Error>(())
+    })
+}

@@ -228,7 +228,7 @@ async fn verify_dav(runs: &[Run]) -> Vec<DavVerdict> {
         let Some(dav) = &r.dav else { continue };
         let records = mailshift::reconcile::records::Records::load(&r.state).unwrap_or_default();
         for a in &r.prepared.accounts {
-            let observed = match mailshift::dav::observe(a, dav, &r.resolver).await {
+            let observed = match mailshift::dav::observe(a, dav, &r.resolver, None).await {
                 Ok(None) => DavObserved::NoSource,
                 Ok(Some(c)) => DavObserved::Compared(c),
                 Err(e) => DavObserved::Error {

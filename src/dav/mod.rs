@@ -26,7 +26,7 @@ use libdav::caldav::{CreateCalendar, FindCalendarHomeSet, FindCalendars, GetCale
 use libdav::carddav::{
     CreateAddressBook, FindAddressBookHomeSet, FindAddressBooks, GetAddressBookResources,
 };
-use libdav::dav::{FoundCollection, PutResource, WebDavClient, WebDavError};
+use libdav::dav::{FoundCollection, ListResources, PutResource, WebDavClient, WebDavError};
 use libdav::names;
 use sha2::Digest as _;
 use transport::Http;
@@ -312,18 +312,56 @@ fn missing_of(pairs: &[Pair]) -> Vec<DavMissing> {
         .collect()
 }
 
+/// The ETags of every resource of every collection on both sides, with the collection
+/// mapping, as one fingerprint: PROPFINDs only, no resource read.
+async fn version(source: &Store, destination: &Store) -> Result<String, DavError> {
+    let mut h = sha2::Sha256::new();
+    let targets = diff::map_collections(&source.collections, &destination.collections);
+    for (store, collections) in [
+        (source, source.collections.clone()),
+        (destination, destination.collections.clone()),
+    ] {
+        for c in &collections {
+            let mut listed = store
+                .client
+                .request(ListResources::new(&c.href))
+                .await
+                .map_err(|e| request_error(&store.server, format!("listing {}", c.href), e))?
+                .resources;
+            listed.sort_by(|a, b| a.href.cmp(&b.href));
+            h.update(c.href.as_bytes());
+            for r in listed {
+                h.update(r.href.as_bytes());
+                h.update(r.etag.unwrap_or_default().as_bytes());
+            }
+        }
+    }
+    h.update(format!("{targets:?}").as_bytes());
+    Ok(h.finalize()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
 /// Compare the mailbox's address books and calendars on both servers; writes nothing.
-/// `None` when the manifest says the old server has none.
+/// `None` when the manifest says the old server has none. When no ETag changed since
+/// `previous` was compared, it stands and no resource is read.
 pub async fn observe(
     account: &Account,
     dav: &Dav,
     resolver: &Resolver,
+    previous: Option<&DavCompared>,
 ) -> Result<Option<DavCompared>, DavError> {
     let Some((source, destination)) = both(account, dav, resolver).await? else {
         return Ok(None);
     };
+    let version = version(&source, &destination).await?;
+    if let Some(p) = previous.filter(|p| p.version == version) {
+        return Ok(Some(p.clone()));
+    }
     let pairs = compare(&source, &destination).await?;
     Ok(Some(DavCompared {
+        version,
         collections: pairs.len(),
         items: pairs.iter().map(|p| p.items.len()).sum(),
         missing: missing_of(&pairs),

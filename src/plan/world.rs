@@ -290,6 +290,10 @@ pub struct DavCompared {
     /// `collection/UID` of resources on both servers with other content, kept on the new one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kept: Vec<String>,
+    /// A fingerprint of every resource's ETag on both sides: while it stays the same, the
+    /// comparison stands without reading a single resource again.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
 }
 
 /// A resource the new server lacks.
@@ -542,6 +546,7 @@ mod dav_tests {
                 missing: vec![m],
                 to_create: vec![],
                 kept: vec![],
+                version: String::new(),
             })
         };
         let DavState::Compared {

@@ -8,8 +8,8 @@ use super::facts::{Due, Facts, Seen};
 use super::{MailEngine, records::Records};
 use crate::accounts::Account;
 use crate::plan::{
-    self, Adapter, DavObserved, DavState, ForwardingSides, MailboxList, MailboxState, Side,
-    SieveState, World,
+    self, Adapter, DavCompared, DavObserved, DavState, ForwardingSides, MailboxList, MailboxState,
+    Side, SieveState, World,
 };
 use crate::routing::{self, forwarding};
 use crate::secrets::Resolver;
@@ -57,16 +57,26 @@ pub async fn refresh<E: MailEngine>(
     };
     // Owned accounts: a closure over references would make this future's `Send` depend on
     // a higher-ranked lifetime the compiler cannot prove (the controller needs it `Send`).
-    let work: Vec<(Account, [bool; 4])> = accounts
+    // The last comparison of each mailbox's contacts and calendars, which stands while no
+    // ETag changed.
+    let work: Vec<(Account, [bool; 4], Option<DavCompared>)> = accounts
         .iter()
         .map(|a| {
             let w = |set| wanted(set, a);
+            let previous = match facts.dav.get(&crate::address::key(&a.address)) {
+                Some(Seen {
+                    value: DavObserved::Compared(c),
+                    ..
+                }) => Some(c.clone()),
+                _ => None,
+            };
             (
                 a.clone(),
                 [w(&logins), w(&forwardings), w(&sieves), w(&davs)],
+                previous,
             )
         })
-        .filter(|(_, due)| due.iter().any(|d| *d))
+        .filter(|(_, due, _)| due.iter().any(|d| *d))
         .collect();
     type Check = (
         String,
@@ -76,45 +86,50 @@ pub async fn refresh<E: MailEngine>(
         Option<DavObserved>,
     );
     let checks: Vec<Check> = futures::stream::iter(work)
-        .map(|(a, [login, fwd, scripts, collections])| async move {
-            let logins = if login {
-                Some(engine.check_logins(&a).await)
-            } else {
-                None
-            };
-            let mut sides = None;
-            if let Some(f) = forwarding.filter(|_| fwd) {
-                let mut s = ForwardingSides {
-                    source: forwarding::observe(&a, Side::Source, f, resolver).await,
-                    ..ForwardingSides::default()
+        .map(
+            |(a, [login, fwd, scripts, collections], previous)| async move {
+                let logins = if login {
+                    Some(engine.check_logins(&a).await)
+                } else {
+                    None
                 };
-                if f.destination_managesieve.is_some() {
-                    s.destination = forwarding::observe(&a, Side::Destination, f, resolver).await;
+                let mut sides = None;
+                if let Some(f) = forwarding.filter(|_| fwd) {
+                    let mut s = ForwardingSides {
+                        source: forwarding::observe(&a, Side::Source, f, resolver).await,
+                        ..ForwardingSides::default()
+                    };
+                    if f.destination_managesieve.is_some() {
+                        s.destination =
+                            forwarding::observe(&a, Side::Destination, f, resolver).await;
+                    }
+                    sides = Some(s);
                 }
-                sides = Some(s);
-            }
-            let compared = match sieve.filter(|_| scripts) {
-                Some(s) => Some(crate::sieve::observe(&a, s, resolver).await),
-                None => None,
-            };
-            let contacts = match dav.filter(|_| collections) {
-                Some(d) => Some(match crate::dav::observe(&a, d, resolver).await {
-                    Ok(None) => DavObserved::NoSource,
-                    Ok(Some(c)) => DavObserved::Compared(c),
-                    Err(e) => DavObserved::Error {
-                        reason: e.to_string(),
-                    },
-                }),
-                None => None,
-            };
-            (
-                crate::address::key(&a.address),
-                logins,
-                sides,
-                compared,
-                contacts,
-            )
-        })
+                let compared = match sieve.filter(|_| scripts) {
+                    Some(s) => Some(crate::sieve::observe(&a, s, resolver).await),
+                    None => None,
+                };
+                let contacts = match dav.filter(|_| collections) {
+                    Some(d) => Some(
+                        match crate::dav::observe(&a, d, resolver, previous.as_ref()).await {
+                            Ok(None) => DavObserved::NoSource,
+                            Ok(Some(c)) => DavObserved::Compared(c),
+                            Err(e) => DavObserved::Error {
+                                reason: e.to_string(),
+                            },
+                        },
+                    ),
+                    None => None,
+                };
+                (
+                    crate::address::key(&a.address),
+                    logins,
+                    sides,
+                    compared,
+                    contacts,
+                )
+            },
+        )
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
