@@ -17,7 +17,7 @@ use super::logging::LogFormat;
 use super::{Ended, Output};
 use mailshift::imap::engine::{self, Observer, Options, Prepared};
 use mailshift::imap::report::{Report, ReportKind};
-use mailshift::plan::{DavObserved, DavState, SieveState};
+use mailshift::plan::{BesideMail as _, DavObserved, DavState, SieveState};
 use mailshift::spec::Policy;
 
 #[derive(Debug, clap::Args)]
@@ -107,8 +107,10 @@ pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> Result<ExitC
         elapsed_seconds = t.elapsed_seconds,
         "done"
     );
+    // Equal but for what the new server refuses or keeps, which is listed; a source without
+    // ManageSieve or DAV has nothing to compare.
     let sieve_equal =
-        sieve.iter().all(SieveVerdict::is_equal) && dav.iter().all(DavVerdict::is_equal);
+        sieve.iter().all(|v| v.state.settled()) && dav.iter().all(|v| v.state.settled());
     match args.output {
         Output::Text => {
             outln!("{report}");
@@ -154,15 +156,6 @@ struct DavVerdict {
     mailbox: String,
     #[serde(flatten)]
     state: DavState,
-}
-
-impl DavVerdict {
-    fn is_equal(&self) -> bool {
-        matches!(
-            self.state,
-            DavState::NoSource | DavState::Compared { pending: 0, .. }
-        )
-    }
 }
 
 impl std::fmt::Display for DavVerdict {
@@ -251,17 +244,6 @@ struct SieveVerdict {
     mailbox: String,
     #[serde(flatten)]
     state: SieveState,
-}
-
-impl SieveVerdict {
-    /// Equal but for what the new server refuses or keeps, which is reported; a source
-    /// without ManageSieve has nothing to compare.
-    fn is_equal(&self) -> bool {
-        matches!(
-            self.state,
-            SieveState::NoSource | SieveState::Compared { pending: 0, .. }
-        )
-    }
 }
 
 impl std::fmt::Display for SieveVerdict {

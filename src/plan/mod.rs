@@ -35,7 +35,7 @@ pub use step::{
 };
 pub use window::CutoverWindow;
 pub use world::{
-    Account, Answer, DavCompared, DavMissing, DavObserved, DavState, DnsState, Failure,
+    Account, Answer, BesideMail, DavCompared, DavMissing, DavObserved, DavState, DnsState, Failure,
     ForwardingSides, InFlight, Login, MailboxList, MailboxState, NameState, NameserverAnswer,
     ProbeState, Records, RelayState, SieveRefusal, SieveState, SwitchState, SyncState,
     Verification, World,

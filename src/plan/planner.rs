@@ -66,7 +66,9 @@ use super::gate::{Gate, TimeReason, Waiting};
 use super::output::{Execution, Plan, PlannedStep};
 use super::step::Step;
 use super::view::{NameView, View};
-use super::world::{DavState, RelayState, SieveState, SwitchState, World, normalize_name};
+use super::world::{
+    BesideMail, DavState, MailboxState, RelayState, SieveState, SwitchState, World, normalize_name,
+};
 use crate::spec::{MailMigrationSpec, Policy};
 
 /// Plans the steps from `world` to what `spec` declares, as of `now`. Pure: reads nothing
@@ -410,24 +412,11 @@ impl<'a> Planner<'_, 'a> {
     /// Per mailbox: its Sieve scripts copied while they differ (but for those the new server
     /// refuses or keeps, which the comparison reports).
     fn sieve(&mut self) {
-        if self.spec().sieve.is_none() {
-            return;
-        }
-        let v = self.v;
-        for a in &v.mailboxes {
-            let Some(m) = v.state(a) else { continue };
-            let mut gates = self.mailbox_pre(a);
-            match &m.sieve {
-                SieveState::Compared { pending, .. } if *pending > 0 => {}
-                SieveState::Error { reason } => gates.push(Gate::fact(Waiting::SieveUnreadable {
-                    address: a.clone(),
-                    reason: reason.clone(),
-                })),
-                _ => continue,
-            }
-            self.push(
-                Step::Sieve(SieveStep::CopySieve { address: a.clone() }),
-                gates,
+        if self.spec().sieve.is_some() {
+            self.beside_mail(
+                |m| &m.sieve,
+                |address| Step::Sieve(SieveStep::CopySieve { address }),
+                |address, reason| Waiting::SieveUnreadable { address, reason },
             );
         }
     }
@@ -435,64 +424,60 @@ impl<'a> Planner<'_, 'a> {
     /// Per mailbox: its address books and calendars copied while the new server lacks
     /// something (but for what it refused before, unchanged since, or keeps).
     fn dav(&mut self) {
-        if self.spec().dav.is_none() {
-            return;
+        if self.spec().dav.is_some() {
+            self.beside_mail(
+                |m| &m.dav,
+                |address| Step::Dav(DavStep::CopyDav { address }),
+                |address, reason| Waiting::DavUnreadable { address, reason },
+            );
         }
+    }
+
+    /// A copy of something beside mail, one step per mailbox while it is pending; one that
+    /// cannot be compared waits on the reason.
+    fn beside_mail<S: BesideMail>(
+        &mut self,
+        state: impl Fn(&MailboxState) -> &S,
+        step: impl Fn(String) -> Step,
+        unreadable: impl Fn(String, String) -> Waiting,
+    ) {
         let v = self.v;
         for a in &v.mailboxes {
             let Some(m) = v.state(a) else { continue };
             let mut gates = self.mailbox_pre(a);
-            match &m.dav {
-                DavState::Compared { pending, .. } if *pending > 0 => {}
-                DavState::Error { reason } => gates.push(Gate::fact(Waiting::DavUnreadable {
-                    address: a.clone(),
-                    reason: reason.clone(),
-                })),
-                _ => continue,
+            let s = state(m);
+            if let Some(reason) = s.unreadable() {
+                gates.push(Gate::fact(unreadable(a.clone(), reason.to_owned())));
+            } else if !s.pending() {
+                continue;
             }
-            self.push(Step::Dav(DavStep::CopyDav { address: a.clone() }), gates);
+            self.push(step(a.clone()), gates);
         }
     }
 
-    /// Mailboxes whose contacts and calendars are not yet on the new server as far as it
-    /// takes them.
-    fn dav_unsettled(&self) -> Vec<String> {
+    /// Mailboxes whose copy beside mail is not yet settled (compared with nothing pending,
+    /// or nothing to compare).
+    fn unsettled<S: BesideMail>(&self, state: impl Fn(&MailboxState) -> &S) -> Vec<String> {
         let v = self.v;
-        if self.spec().dav.is_none() {
-            return Vec::new();
-        }
         v.mailboxes
             .iter()
-            .filter(|a| {
-                !v.state(a).is_some_and(|m| {
-                    matches!(
-                        m.dav,
-                        DavState::NoSource | DavState::Compared { pending: 0, .. }
-                    )
-                })
-            })
+            .filter(|a| !v.state(a).is_some_and(|m| state(m).settled()))
             .cloned()
             .collect()
     }
 
-    /// Mailboxes whose Sieve scripts are not yet on the new server as far as it takes them.
     fn sieve_unsettled(&self) -> Vec<String> {
-        let v = self.v;
-        if self.spec().sieve.is_none() {
-            return Vec::new();
+        match self.spec().sieve {
+            Some(_) => self.unsettled(|m| &m.sieve),
+            None => Vec::new(),
         }
-        v.mailboxes
-            .iter()
-            .filter(|a| {
-                !v.state(a).is_some_and(|m| {
-                    matches!(
-                        m.sieve,
-                        SieveState::NoSource | SieveState::Compared { pending: 0, .. }
-                    )
-                })
-            })
-            .cloned()
-            .collect()
+    }
+
+    fn dav_unsettled(&self) -> Vec<String> {
+        match self.spec().dav {
+            Some(_) => self.unsettled(|m| &m.dav),
+            None => Vec::new(),
+        }
     }
 
     /// Per mailbox: copy (or copy again what verification found missing), then verify.

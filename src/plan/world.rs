@@ -363,6 +363,53 @@ impl DavState {
     }
 }
 
+/// What the planner asks of a copy beside mail (Sieve scripts, contacts and calendars).
+pub trait BesideMail {
+    /// Compared, and writes are still needed.
+    fn pending(&self) -> bool;
+    /// Nothing left to write (what the new server refuses or keeps is reported), or
+    /// nothing to compare.
+    fn settled(&self) -> bool;
+    /// Why it could not be compared.
+    fn unreadable(&self) -> Option<&str>;
+}
+
+impl BesideMail for SieveState {
+    fn pending(&self) -> bool {
+        matches!(self, SieveState::Compared { pending, .. } if *pending > 0)
+    }
+    fn settled(&self) -> bool {
+        matches!(
+            self,
+            SieveState::NoSource | SieveState::Compared { pending: 0, .. }
+        )
+    }
+    fn unreadable(&self) -> Option<&str> {
+        match self {
+            SieveState::Error { reason } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+impl BesideMail for DavState {
+    fn pending(&self) -> bool {
+        matches!(self, DavState::Compared { pending, .. } if *pending > 0)
+    }
+    fn settled(&self) -> bool {
+        matches!(
+            self,
+            DavState::NoSource | DavState::Compared { pending: 0, .. }
+        )
+    }
+    fn unreadable(&self) -> Option<&str> {
+        match self {
+            DavState::Error { reason } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
 /// A script the new server will not take.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
