@@ -18,8 +18,11 @@ pub enum Login {
         master_user: String,
         master_password: Secret,
     },
-    /// AUTHENTICATE XOAUTH2 with an access token.
-    Xoauth2 { user: String, token: Secret },
+    /// AUTHENTICATE XOAUTH2 with an access token from `token` (fixed, or renewed).
+    Xoauth2 {
+        user: String,
+        token: crate::oauth::TokenSource,
+    },
 }
 
 impl Login {
@@ -63,6 +66,8 @@ pub enum AccountError {
     },
     #[error("mailboxesFrom: {0}")]
     Csv(String),
+    #[error("{side}.auth.tokenSource: {error}")]
+    OAuth { side: &'static str, error: String },
 }
 
 /// One row of the mailbox list before credentials are resolved.
@@ -119,10 +124,13 @@ pub fn resolve(
     }
     let src = shared(&spec.source, resolver, "source")?;
     let dst = shared(&spec.destination, resolver, "destination")?;
+    let src_tokens = Tokens::of(&spec.source, resolver, "source")?;
+    let dst_tokens = Tokens::of(&spec.destination, resolver, "destination")?;
     rows.into_iter()
         .map(|r| {
             let source = login(
                 &spec.source,
+                &src_tokens,
                 src.as_ref(),
                 r.source_user.clone().unwrap_or_else(|| r.address.clone()),
                 r.source_password.clone(),
@@ -131,6 +139,7 @@ pub fn resolve(
             )?;
             let destination = login(
                 &spec.destination,
+                &dst_tokens,
                 dst.as_ref(),
                 r.destination_user
                     .clone()
@@ -178,6 +187,83 @@ pub fn check_list_file(
     Ok(rows.len())
 }
 
+/// A server's token source, resolved once for all its mailboxes.
+enum Tokens {
+    Fixed,
+    Refresh {
+        endpoint: crate::oauth::Endpoint,
+        client_id: String,
+        client_secret: Option<Secret>,
+    },
+    Shared(crate::oauth::TokenSource),
+    ServiceAccount {
+        endpoint: crate::oauth::Endpoint,
+        issuer: String,
+        key: std::sync::Arc<zeroize::Zeroizing<Vec<u8>>>,
+        scope: String,
+    },
+}
+
+impl Tokens {
+    fn of(
+        server: &Server,
+        resolver: &Resolver,
+        side: &'static str,
+    ) -> Result<Tokens, AccountError> {
+        use crate::oauth::{Endpoint, Grant, ServiceAccountKey, TokenSource};
+        use crate::spec::TokenSourceSpec;
+        let oauth = |e: crate::oauth::OAuthError| AccountError::OAuth {
+            side,
+            error: e.to_string(),
+        };
+        let secret = |r: &SecretRef| {
+            resolver
+                .resolve(r)
+                .map_err(|error| AccountError::SharedSecret { side, error })
+        };
+        Ok(match &server.auth.token_source {
+            None => Tokens::Fixed,
+            Some(TokenSourceSpec::RefreshToken {
+                token_url,
+                client_id,
+                client_secret,
+            }) => Tokens::Refresh {
+                endpoint: Endpoint::new(token_url, None).map_err(oauth)?,
+                client_id: client_id.clone(),
+                client_secret: client_secret.as_ref().map(secret).transpose()?,
+            },
+            Some(TokenSourceSpec::ClientCredentials {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+            }) => Tokens::Shared(TokenSource::new(Grant::ClientCredentials {
+                endpoint: Endpoint::new(token_url, None).map_err(oauth)?,
+                client_id: client_id.clone(),
+                client_secret: secret(client_secret)?,
+                scope: scope.clone(),
+            })),
+            Some(TokenSourceSpec::ServiceAccount {
+                key,
+                scope,
+                token_url,
+            }) => {
+                let file = ServiceAccountKey::parse(secret(key)?.expose()).map_err(oauth)?;
+                let url = token_url
+                    .clone()
+                    .or_else(|| file.token_uri.clone())
+                    .unwrap_or_else(|| "https://oauth2.googleapis.com/token".into());
+                Tokens::ServiceAccount {
+                    endpoint: Endpoint::new(&url, None).map_err(oauth)?,
+                    issuer: file.client_email.clone(),
+                    key: file.der().map_err(oauth)?,
+                    scope: scope.clone(),
+                }
+            }
+        })
+    }
+}
+
 /// The master password or shared token of a server, if its method uses one.
 fn shared(
     server: &Server,
@@ -195,6 +281,7 @@ fn shared(
 
 fn login(
     server: &Server,
+    tokens: &Tokens,
     shared: Option<&Secret>,
     user: String,
     own: Option<Secret>,
@@ -216,12 +303,41 @@ fn login(
             master_user: server.auth.user.clone().unwrap_or_default(),
             master_password: shared.cloned().ok_or_else(|| missing("master"))?,
         },
-        AuthMethod::Xoauth2 => Login::Xoauth2 {
-            user,
-            token: own
-                .or_else(|| shared.cloned())
-                .ok_or_else(|| missing("xoauth2"))?,
-        },
+        AuthMethod::Xoauth2 => {
+            let token = match tokens {
+                Tokens::Fixed => crate::oauth::TokenSource::fixed(
+                    own.or_else(|| shared.cloned())
+                        .ok_or_else(|| missing("xoauth2"))?,
+                ),
+                Tokens::Refresh {
+                    endpoint,
+                    client_id,
+                    client_secret,
+                } => crate::oauth::TokenSource::new(crate::oauth::Grant::RefreshToken {
+                    endpoint: endpoint.clone(),
+                    client_id: client_id.clone(),
+                    client_secret: client_secret.clone(),
+                    refresh_token: own
+                        .or_else(|| shared.cloned())
+                        .ok_or_else(|| missing("xoauth2 refresh token"))?,
+                }),
+                // One app-only token, shared (and renewed once) for every mailbox.
+                Tokens::Shared(source) => source.clone(),
+                Tokens::ServiceAccount {
+                    endpoint,
+                    issuer,
+                    key,
+                    scope,
+                } => crate::oauth::TokenSource::new(crate::oauth::Grant::ServiceAccount {
+                    endpoint: endpoint.clone(),
+                    issuer: issuer.clone(),
+                    key: key.clone(),
+                    scope: scope.clone(),
+                    subject: user.clone(),
+                }),
+            };
+            Login::Xoauth2 { user, token }
+        }
     })
 }
 

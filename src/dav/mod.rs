@@ -19,8 +19,8 @@
 //! [`observe`] compares (read-only on both sides) and is the verification.
 
 pub mod diff;
-pub mod transport;
 
+use crate::https::Http;
 use libdav::FetchedResource;
 use libdav::caldav::{CreateCalendar, FindCalendarHomeSet, FindCalendars, GetCalendarResources};
 use libdav::carddav::{
@@ -29,7 +29,6 @@ use libdav::carddav::{
 use libdav::dav::{FoundCollection, ListResources, PutResource, WebDavClient, WebDavError};
 use libdav::names;
 use sha2::Digest as _;
-use transport::Http;
 
 use crate::accounts::{Account, Login};
 use crate::imap::conn::Side;
@@ -122,9 +121,16 @@ async fn open(
         .map(|r| resolver.resolve(r))
         .transpose()
         .map_err(|e| setup(format!("caCertificate: {e}")))?;
+    let bearer = match login {
+        Login::Xoauth2 { token, .. } => {
+            Some(token.token().await.map_err(|e| setup(e.to_string()))?)
+        }
+        _ => None,
+    };
     let http = Http::new(
         &url,
         login,
+        bearer.as_ref(),
         ca.as_ref().map(|c| c.expose().as_bytes()),
         side,
     )

@@ -791,17 +791,36 @@ impl Connector {
                 .await?
             }
             Login::Xoauth2 { user, token } => {
-                self.phase(
-                    LOGGING_IN,
-                    client.authenticate(
-                        "XOAUTH2",
-                        Xoauth2 {
-                            user: user.clone(),
-                            token: token.expose().to_owned(),
-                        },
-                    ),
-                )
-                .await?
+                let oauth = |e: crate::oauth::OAuthError| match e {
+                    // The endpoint could not be reached: another attempt may work.
+                    crate::oauth::OAuthError::Endpoint { .. } => ConnectError::Unavailable {
+                        side: self.side,
+                        addr: self.addr(),
+                        reason: e.to_string(),
+                    },
+                    // A refused grant needs new credentials from a person.
+                    _ => refused(e.to_string()),
+                };
+                let first = token.token().await.map_err(oauth)?;
+                let xoauth2 = |t: &crate::spec::Secret| Xoauth2 {
+                    user: user.clone(),
+                    token: t.expose().to_owned(),
+                };
+                match self
+                    .phase(LOGGING_IN, client.authenticate("XOAUTH2", xoauth2(&first)))
+                    .await?
+                {
+                    // An expired or revoked token: renewed once, on the same connection.
+                    Err((async_imap::error::Error::No(text), client))
+                        if token.renewable() && !super::throttle::login_hint(&text) =>
+                    {
+                        tracing::info!(user = %user, "the access token was refused; renewing it once");
+                        let fresh = token.renew().await.map_err(oauth)?;
+                        self.phase(LOGGING_IN, client.authenticate("XOAUTH2", xoauth2(&fresh)))
+                            .await?
+                    }
+                    other => other,
+                }
             }
         };
         let cut = || ConnectError::LoginCut {

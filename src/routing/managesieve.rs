@@ -228,13 +228,19 @@ impl Client {
                     master_password.expose()
                 )),
             ),
-            Login::Xoauth2 { user, token } => (
-                "XOAUTH2",
-                b64(format!(
-                    "user={user}\x01auth=Bearer {}\x01\x01",
-                    token.expose()
-                )),
-            ),
+            Login::Xoauth2 { user, token } => {
+                let token = token
+                    .token()
+                    .await
+                    .map_err(|e| sieve_err(&self.addr, e.to_string()))?;
+                (
+                    "XOAUTH2",
+                    b64(format!(
+                        "user={user}\x01auth=Bearer {}\x01\x01",
+                        token.expose()
+                    )),
+                )
+            }
         };
         let initial = zeroize::Zeroizing::new(initial);
         if !self.capabilities.sasl.iter().any(|m| m == mechanism) {

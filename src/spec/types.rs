@@ -203,6 +203,50 @@ pub struct Auth {
     /// (`xoauth2`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<SecretRef>,
+    /// Where `xoauth2` tokens come from when they are to renew themselves (otherwise the
+    /// password fields hold the tokens): a token endpoint and the grant it takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_source: Option<TokenSourceSpec>,
+}
+
+/// How OAuth2 access tokens are obtained and renewed (a minute before they expire, and once
+/// after a server refused one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
+pub enum TokenSourceSpec {
+    /// A refresh-token grant (RFC 6749 6): each mailbox's password field holds its refresh
+    /// token (Google, Microsoft delegated access).
+    RefreshToken {
+        /// e.g. `https://oauth2.googleapis.com/token`,
+        /// `https://login.microsoftonline.com/TENANT/oauth2/v2.0/token`.
+        token_url: String,
+        client_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_secret: Option<SecretRef>,
+    },
+    /// A client-credentials grant (RFC 6749 4.4): one app-only token for every mailbox
+    /// (Microsoft 365: scope `https://outlook.office365.com/.default`).
+    ClientCredentials {
+        token_url: String,
+        client_id: String,
+        client_secret: SecretRef,
+        scope: String,
+    },
+    /// A Google service account with domain-wide delegation: a JWT assertion (RFC 7523)
+    /// signed with its key, one per mailbox (`sub`: the mailbox's user).
+    ServiceAccount {
+        /// The key file (JSON) the Google console exports.
+        key: SecretRef,
+        /// e.g. `https://mail.google.com/`.
+        scope: String,
+        /// Default: the key file's `token_uri`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_url: Option<String>,
+    },
 }
 
 /// The authentication mechanism.

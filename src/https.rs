@@ -1,7 +1,8 @@
-//! The HTTP client `libdav` talks through: one connection per request (a migration sends a
-//! handful of REPORTs and one PUT per resource), TLS verified as for IMAP (the system's roots,
-//! or the endpoint's own CA), the mailbox's credentials on every request, and a bound on
-//! every wait.
+//! mailshift's HTTP/1 client, for CardDAV/CalDAV (through `libdav`) and OAuth2 token
+//! endpoints: one connection per request (a migration sends a handful of REPORTs, one PUT
+//! per resource, a token request now and then), TLS verified as for IMAP (the system's roots,
+//! or the endpoint's own CA), the credentials on every request when there are some, and a
+//! bound on every wait.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -35,7 +36,7 @@ pub struct Http {
     host: String,
     port: u16,
     tls: Option<tokio_rustls::TlsConnector>,
-    authorization: HeaderValue,
+    authorization: Option<HeaderValue>,
 }
 
 impl std::fmt::Debug for Http {
@@ -57,16 +58,45 @@ pub enum SetupError {
         "a master-user login has no CardDAV/CalDAV equivalent: give the mailbox its own password"
     )]
     MasterLogin,
+    #[error("an OAuth2 login without a token")]
+    NoToken,
     #[error(transparent)]
     Tls(#[from] crate::imap::conn::ConnectError),
 }
 
 impl Http {
     /// A client for `url`'s server with `login` (Basic for a password, Bearer for an OAuth2
-    /// token), trusting `ca_pem` besides the system's roots when given.
+    /// token, which `bearer` holds), trusting `ca_pem` besides the system's roots when given.
     pub fn new(
         url: &Uri,
         login: &Login,
+        bearer: Option<&crate::spec::Secret>,
+        ca_pem: Option<&[u8]>,
+        side: crate::imap::conn::Side,
+    ) -> Result<Http, SetupError> {
+        use base64::Engine as _;
+        let value = match (login, bearer) {
+            (_, Some(token)) => format!("Bearer {}", token.expose()),
+            (Login::Password { user, password }, None) => format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{user}:{}", password.expose()))
+            ),
+            (Login::Xoauth2 { .. }, None) => return Err(SetupError::NoToken),
+            (Login::Master { .. }, None) => return Err(SetupError::MasterLogin),
+        };
+        let mut authorization =
+            HeaderValue::from_str(&value).map_err(|_| SetupError::Url(url.to_string()))?;
+        authorization.set_sensitive(true);
+        let mut http = Http::anonymous(url, ca_pem, side)?;
+        http.authorization = Some(authorization);
+        Ok(http)
+    }
+
+    /// A client for `url`'s server without credentials (a token endpoint, which takes the
+    /// client's in the request body).
+    pub fn anonymous(
+        url: &Uri,
         ca_pem: Option<&[u8]>,
         side: crate::imap::conn::Side,
     ) -> Result<Http, SetupError> {
@@ -85,25 +115,48 @@ impl Http {
         } else {
             None
         };
-        use base64::Engine as _;
-        let value = match login {
-            Login::Password { user, password } => format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD
-                    .encode(format!("{user}:{}", password.expose()))
-            ),
-            Login::Xoauth2 { token, .. } => format!("Bearer {}", token.expose()),
-            Login::Master { .. } => return Err(SetupError::MasterLogin),
-        };
-        let mut authorization =
-            HeaderValue::from_str(&value).map_err(|_| SetupError::Url(url.to_string()))?;
-        authorization.set_sensitive(true);
         Ok(Http {
             host,
             port,
             tls,
-            authorization,
+            authorization: None,
         })
+    }
+
+    /// POST an `application/x-www-form-urlencoded` body to `path`; the status and the body
+    /// (at most `limit` bytes).
+    pub async fn post_form(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        limit: usize,
+    ) -> Result<(http::StatusCode, Bytes), HttpError> {
+        use http_body_util::BodyExt as _;
+        let body: String = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let req = Request::post(path)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .body(body)
+            .map_err(|e| self.fail(format!("bad request: {e}")))?;
+        let response = self.clone().send(req).await?;
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| self.fail(format!("reading the answer: {e}")))?
+            .to_bytes();
+        Ok((status, body))
+    }
+
+    fn fail(&self, reason: String) -> HttpError {
+        HttpError {
+            addr: self.addr(),
+            reason,
+        }
     }
 
     fn addr(&self) -> String {
@@ -137,8 +190,9 @@ impl Http {
         })
         .map_err(|e| fail(format!("bad host: {e}")))?;
         req.headers_mut().insert(HOST, host);
-        req.headers_mut()
-            .insert(AUTHORIZATION, self.authorization.clone());
+        if let Some(a) = &self.authorization {
+            req.headers_mut().insert(AUTHORIZATION, a.clone());
+        }
         let response = match &self.tls {
             Some(tls) => {
                 let name = rustls::pki_types::ServerName::try_from(self.host.clone())
@@ -187,4 +241,18 @@ impl tower_service::Service<Request<String>> for Http {
     fn call(&mut self, req: Request<String>) -> Self::Future {
         Box::pin(self.clone().send(req))
     }
+}
+
+/// `application/x-www-form-urlencoded` escaping (RFC 3986 unreserved characters kept).
+fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
