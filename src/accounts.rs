@@ -18,11 +18,52 @@ pub enum Login {
         master_user: String,
         master_password: Secret,
     },
-    /// AUTHENTICATE XOAUTH2 with an access token from `token` (fixed, or renewed).
-    Xoauth2 {
+    /// AUTHENTICATE XOAUTH2 or OAUTHBEARER (RFC 7628) with an access token from `token`
+    /// (fixed, or renewed).
+    OAuth2 {
         user: String,
         token: crate::oauth::TokenSource,
+        mechanism: OAuthMechanism,
     },
+}
+
+/// The SASL mechanism that carries an OAuth2 token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OAuthMechanism {
+    /// Google's and Microsoft's.
+    Xoauth2,
+    /// The standard one (RFC 7628).
+    Oauthbearer,
+}
+
+impl OAuthMechanism {
+    pub fn name(self) -> &'static str {
+        match self {
+            OAuthMechanism::Xoauth2 => "XOAUTH2",
+            OAuthMechanism::Oauthbearer => "OAUTHBEARER",
+        }
+    }
+
+    /// The initial client response for `user` with `token`, to the server `host:port`.
+    pub fn initial_response(self, user: &str, token: &str, host: &str, port: u16) -> String {
+        match self {
+            OAuthMechanism::Xoauth2 => format!("user={user}\x01auth=Bearer {token}\x01\x01"),
+            // RFC 7628 3.1: a GS2 header naming the user, then key=value pairs.
+            OAuthMechanism::Oauthbearer => format!(
+                "n,a={},\x01host={host}\x01port={port}\x01auth=Bearer {token}\x01\x01",
+                user.replace('=', "=3D").replace(',', "=2C")
+            ),
+        }
+    }
+
+    /// What the client answers to an error challenge so that the server sends its NO:
+    /// empty for XOAUTH2, a single ^A for OAUTHBEARER (RFC 7628 3.2.3).
+    pub fn error_response(self) -> &'static [u8] {
+        match self {
+            OAuthMechanism::Xoauth2 => b"",
+            OAuthMechanism::Oauthbearer => b"\x01",
+        }
+    }
 }
 
 impl Login {
@@ -31,7 +72,7 @@ impl Login {
         match self {
             Login::Password { user, .. }
             | Login::Master { user, .. }
-            | Login::Xoauth2 { user, .. } => user,
+            | Login::OAuth2 { user, .. } => user,
         }
     }
 }
@@ -303,7 +344,7 @@ fn login(
             master_user: server.auth.user.clone().unwrap_or_default(),
             master_password: shared.cloned().ok_or_else(|| missing("master"))?,
         },
-        AuthMethod::Xoauth2 => {
+        AuthMethod::Xoauth2 | AuthMethod::Oauthbearer => {
             let token = match tokens {
                 Tokens::Fixed => crate::oauth::TokenSource::fixed(
                     own.or_else(|| shared.cloned())
@@ -336,7 +377,15 @@ fn login(
                     subject: user.clone(),
                 }),
             };
-            Login::Xoauth2 { user, token }
+            Login::OAuth2 {
+                user,
+                token,
+                mechanism: if server.auth.method == AuthMethod::Oauthbearer {
+                    OAuthMechanism::Oauthbearer
+                } else {
+                    OAuthMechanism::Xoauth2
+                },
+            }
         }
     })
 }

@@ -82,7 +82,7 @@ impl Http {
                 base64::engine::general_purpose::STANDARD
                     .encode(format!("{user}:{}", password.expose()))
             ),
-            (Login::Xoauth2 { .. }, None) => return Err(SetupError::NoToken),
+            (Login::OAuth2 { .. }, None) => return Err(SetupError::NoToken),
             (Login::Master { .. }, None) => return Err(SetupError::MasterLogin),
         };
         let mut authorization =

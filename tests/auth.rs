@@ -411,6 +411,7 @@ fn a_service_account_signs_an_assertion_for_each_mailbox() -> Result<()> {
             "-out",
         ])
         .arg(&pem)
+        .stderr(std::process::Stdio::null())
         .status()?;
     assert!(made.success());
     let public = std::process::Command::new("openssl")
@@ -461,5 +462,41 @@ fn a_service_account_signs_an_assertion_for_each_mailbox() -> Result<()> {
     .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature)
     .expect("signed with the service account's key");
     assert!(!printed.contains("PRIVATE KEY") && !printed.contains(&good));
+    Ok(())
+}
+
+#[test]
+fn oauthbearer_carries_the_token_and_a_refused_one_ends_at_once() -> Result<()> {
+    let src: Dovecot = dovecot("oauthbearer-src")
+        .oauth2_hs256_key(SIGNING_KEY)
+        .start()?;
+    let dst = dovecot("oauthbearer-dst").start()?;
+    load(&src, "INBOX", &[("", "", message("b1", "bearer", "x"))])?;
+    let dir = tempfile::tempdir()?;
+    let manifest = |token: &str| {
+        manifest("oauthbearer", src.imap_port(), dst.imap_port(), "")
+            .replace(
+                "tls: none }\n  destination:",
+                "tls: none }\n    auth: { method: oauthbearer }\n  destination:",
+            )
+            .replace(
+                &format!("sourcePassword: {{ value: {PASSWORD} }}"),
+                &format!("sourcePassword: {{ value: \"{token}\" }}"),
+            )
+    };
+    let good = token(SIGNING_KEY, USER, now() + 3600);
+    let (code, report, printed) = sync(dir.path(), &manifest(&good), &[])?;
+    assert_eq!(code, Some(0), "{printed}");
+    assert_eq!(report["perfect"], true, "{report:#}");
+    assert!(!printed.contains(&good), "token leaked");
+    assert_eq!(messages(&src, "INBOX")?, messages(&dst, "INBOX")?);
+    // The server's error challenge is answered as RFC 7628 asks; its NO ends the login.
+    let expired = token(SIGNING_KEY, USER, now() - 10);
+    let started = Instant::now();
+    let (code, report, printed) = sync(dir.path(), &manifest(&expired), &[])?;
+    assert_eq!(code, Some(1), "{printed}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{printed}");
+    assert!(mailbox_error(&report).contains("refused"), "{report:#}");
+    assert!(!printed.contains(&expired) && !printed.contains(&good));
     Ok(())
 }

@@ -122,9 +122,7 @@ async fn open(
         .transpose()
         .map_err(|e| setup(format!("caCertificate: {e}")))?;
     let bearer = match login {
-        Login::Xoauth2 { token, .. } => {
-            Some(token.token().await.map_err(|e| setup(e.to_string()))?)
-        }
+        Login::OAuth2 { token, .. } => Some(token.token().await.map_err(|e| setup(e.to_string()))?),
         _ => None,
     };
     let http = Http::new(

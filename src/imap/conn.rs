@@ -790,7 +790,11 @@ impl Connector {
                 )
                 .await?
             }
-            Login::Xoauth2 { user, token } => {
+            Login::OAuth2 {
+                user,
+                token,
+                mechanism,
+            } => {
                 let oauth = |e: crate::oauth::OAuthError| match e {
                     // The endpoint could not be reached: another attempt may work.
                     crate::oauth::OAuthError::Endpoint { .. } => ConnectError::Unavailable {
@@ -802,12 +806,13 @@ impl Connector {
                     _ => refused(e.to_string()),
                 };
                 let first = token.token().await.map_err(oauth)?;
-                let xoauth2 = |t: &crate::spec::Secret| Xoauth2 {
-                    user: user.clone(),
-                    token: t.expose().to_owned(),
+                let sasl = |t: &crate::spec::Secret| OAuthSasl {
+                    initial: mechanism.initial_response(user, t.expose(), &self.host, self.port),
+                    error: mechanism.error_response(),
                 };
+                let name = mechanism.name();
                 match self
-                    .phase(LOGGING_IN, client.authenticate("XOAUTH2", xoauth2(&first)))
+                    .phase(LOGGING_IN, client.authenticate(name, sasl(&first)))
                     .await?
                 {
                     // An expired or revoked token: renewed once, on the same connection.
@@ -816,7 +821,7 @@ impl Connector {
                     {
                         tracing::info!(user = %user, "the access token was refused; renewing it once");
                         let fresh = token.renew().await.map_err(oauth)?;
-                        self.phase(LOGGING_IN, client.authenticate("XOAUTH2", xoauth2(&fresh)))
+                        self.phase(LOGGING_IN, client.authenticate(name, sasl(&fresh)))
                             .await?
                     }
                     other => other,
@@ -933,21 +938,22 @@ impl async_imap::Authenticator for Plain {
     }
 }
 
-/// Google/Microsoft XOAUTH2: `user=U ^A auth=Bearer TOKEN ^A ^A`. A second challenge is an
-/// error report, answered with an empty response so the server sends its NO.
-struct Xoauth2 {
-    user: String,
-    token: String,
+/// XOAUTH2 or OAUTHBEARER ([`crate::accounts::OAuthMechanism`]): the token in the initial
+/// response. A second challenge is an error report, answered as the mechanism asks so that
+/// the server sends its NO.
+struct OAuthSasl {
+    initial: String,
+    error: &'static [u8],
 }
 
-impl async_imap::Authenticator for Xoauth2 {
+impl async_imap::Authenticator for OAuthSasl {
     type Response = Vec<u8>;
 
     fn process(&mut self, challenge: &[u8]) -> Vec<u8> {
         if !challenge.is_empty() {
-            return Vec::new();
+            return self.error.to_vec();
         }
-        format!("user={}\x01auth=Bearer {}\x01\x01", self.user, self.token).into_bytes()
+        self.initial.as_bytes().to_vec()
     }
 }
 
@@ -957,9 +963,9 @@ impl Drop for Plain {
     }
 }
 
-impl Drop for Xoauth2 {
+impl Drop for OAuthSasl {
     fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.token);
+        zeroize::Zeroize::zeroize(&mut self.initial);
     }
 }
 

@@ -228,17 +228,24 @@ impl Client {
                     master_password.expose()
                 )),
             ),
-            Login::Xoauth2 { user, token } => {
+            Login::OAuth2 {
+                user,
+                token,
+                mechanism,
+            } => {
                 let token = token
                     .token()
                     .await
                     .map_err(|e| sieve_err(&self.addr, e.to_string()))?;
+                let (host, port) = self
+                    .addr
+                    .rsplit_once(':')
+                    .map_or((self.addr.as_str(), 4190), |(h, p)| {
+                        (h, p.parse().unwrap_or(4190))
+                    });
                 (
-                    "XOAUTH2",
-                    b64(format!(
-                        "user={user}\x01auth=Bearer {}\x01\x01",
-                        token.expose()
-                    )),
+                    mechanism.name(),
+                    b64(mechanism.initial_response(user, token.expose(), host, port)),
                 )
             }
         };

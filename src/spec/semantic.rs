@@ -166,7 +166,7 @@ impl Checker {
                         );
                     }
                 }
-                AuthMethod::Xoauth2 => {
+                AuthMethod::Xoauth2 | AuthMethod::Oauthbearer => {
                     if auth.user.is_some() {
                         self.error(ap.key("user"), "`user` is only used with `method: master`");
                     }
@@ -622,6 +622,7 @@ fn method_name(m: AuthMethod) -> &'static str {
         AuthMethod::Password => "password",
         AuthMethod::Master => "master",
         AuthMethod::Xoauth2 => "xoauth2",
+        AuthMethod::Oauthbearer => "oauthbearer",
     }
 }
 

@@ -192,7 +192,9 @@ pub enum TlsMode {
 pub struct Auth {
     /// `password`: each mailbox logs in with its own password. `master`: an admin user logs
     /// in on behalf of each mailbox (SASL PLAIN authorization identity). `xoauth2`: an OAuth2
-    /// access token, the mailbox's password field or `password` here holding the token.
+    /// access token, the mailbox's password field or `password` here holding the token (or,
+    /// with `tokenSource`, what obtains it). `oauthbearer`: the same with the standard SASL
+    /// mechanism (RFC 7628).
     #[serde(default)]
     pub method: AuthMethod,
     /// Master/admin user name, for `method: master`.
@@ -203,7 +205,7 @@ pub struct Auth {
     /// (`xoauth2`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<SecretRef>,
-    /// Where `xoauth2` tokens come from when they are to renew themselves (otherwise the
+    /// Where `xoauth2`/`oauthbearer` tokens come from when they are to renew themselves (otherwise the
     /// password fields hold the tokens): a token endpoint and the grant it takes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_source: Option<TokenSourceSpec>,
@@ -257,6 +259,8 @@ pub enum AuthMethod {
     Password,
     Master,
     Xoauth2,
+    /// The standard SASL mechanism for OAuth2 tokens (RFC 7628), configured as `xoauth2`.
+    Oauthbearer,
 }
 
 /// One mailbox to migrate.
