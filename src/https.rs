@@ -229,8 +229,13 @@ where
         .map_err(|e| fail(format!("HTTP: {e}")))
 }
 
+/// The largest answer body `libdav` is handed (a REPORT with every contact of a large
+/// address book, photos included); a server sending more fails the request instead of
+/// filling the memory.
+const BODY_LIMIT: usize = 256 << 20;
+
 impl tower_service::Service<Request<String>> for Http {
-    type Response = Response<Incoming>;
+    type Response = Response<http_body_util::Limited<Incoming>>;
     type Error = HttpError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, HttpError>> + Send>>;
 
@@ -239,7 +244,11 @@ impl tower_service::Service<Request<String>> for Http {
     }
 
     fn call(&mut self, req: Request<String>) -> Self::Future {
-        Box::pin(self.clone().send(req))
+        let this = self.clone();
+        Box::pin(async move {
+            let response = this.send(req).await?;
+            Ok(response.map(|b| http_body_util::Limited::new(b, BODY_LIMIT)))
+        })
     }
 }
 
