@@ -32,7 +32,8 @@
 //! (stalls, floods, huge literals, wrong answers), since no real server does so on demand.
 //!
 //! [`Proxy`] forwards loopback connections and drops them on demand, for tests of lost
-//! connections.
+//! connections; [`SlowLink`] forwards them with a delay and a rate limit, for the
+//! benchmark's WAN case.
 //!
 //! [`client`] has deliberately tiny IMAP/SMTP/line helpers for smoke tests and fixtures;
 //! mailshift's own clients are what the real tests exercise.
@@ -45,6 +46,7 @@ pub mod cyrus;
 pub mod dovecot;
 pub mod hostile;
 pub mod knot;
+pub mod link;
 pub mod moto;
 pub mod nameserver;
 pub mod ports;
@@ -62,6 +64,7 @@ pub use cyrus::{Cyrus, CyrusBuilder};
 pub use dovecot::{Dovecot, DovecotBuilder, DovecotPorts};
 pub use hostile::{Hostile, Misbehaviour};
 pub use knot::{Knot, KnotBuilder};
+pub use link::SlowLink;
 pub use moto::Moto;
 pub use nameserver::Nameserver;
 pub use postfix::{Postfix, PostfixBuilder};
