@@ -3,9 +3,10 @@
 //!
 //! This machine's kernel has no `netem`, so the delay is made here, in user space: each
 //! direction of a connection has a reader thread that stamps every chunk with the time its
-//! last byte would leave a link of the given rate (the chunks queue behind each other, as
-//! at a bottleneck) plus the one-way delay, and a writer thread that sends the chunk when
-//! that time comes. The bottleneck's queue is bounded ([`QUEUE`]): a sender that keeps
+//! last byte would leave a link of the given rate plus the one-way delay, and a writer
+//! thread that sends the chunk when that time comes. The rate is the link's, not a
+//! connection's: all connections through it queue behind each other in each direction, as
+//! at one bottleneck. The bottleneck's queue is bounded ([`QUEUE`]): a sender that keeps
 //! ahead of the rate is held back by TCP, as on a real link, so the proxy never buffers
 //! more than the rate allows over the delay and the queue.
 //!
@@ -51,6 +52,9 @@ struct Shared {
     rate: u64,
     live: Mutex<Vec<TcpStream>>,
     stop: AtomicBool,
+    /// When the link is next free, towards the server and towards the client.
+    up: Mutex<Instant>,
+    down: Mutex<Instant>,
 }
 
 impl SlowLink {
@@ -65,6 +69,8 @@ impl SlowLink {
             rate,
             live: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
+            up: Mutex::new(Instant::now()),
+            down: Mutex::new(Instant::now()),
         });
         let s = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
@@ -133,16 +139,17 @@ fn connect(client: TcpStream, shared: &Arc<Shared>) {
         live.push(c3);
         live.push(s3);
     }
-    let (one_way, rate) = (shared.one_way, shared.rate);
+    let s = Arc::clone(shared);
     let _ = std::thread::Builder::new()
         .name("link-up".into())
-        .spawn(move || direction(client, s2, one_way, rate));
-    direction(server, c2, one_way, rate);
+        .spawn(move || direction(client, s2, &s, &s.up));
+    direction(server, c2, shared, &shared.down);
 }
 
-/// One direction of one connection: `from` is read as fast as the link takes it, `to`
-/// gets each chunk when it is due.
-fn direction(mut from: TcpStream, mut to: TcpStream, one_way: Duration, rate: u64) {
+/// One direction of one connection: `from` is read as fast as the link (`free`: when it is
+/// next free in this direction) takes it, `to` gets each chunk when it is due.
+fn direction(mut from: TcpStream, mut to: TcpStream, shared: &Shared, free: &Mutex<Instant>) {
+    let (one_way, rate) = (shared.one_way, shared.rate);
     let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
     let writer = std::thread::Builder::new()
         .name("link-deliver".into())
@@ -158,27 +165,28 @@ fn direction(mut from: TcpStream, mut to: TcpStream, one_way: Duration, rate: u6
             }
             let _ = to.shutdown(Shutdown::Write);
         });
-    // When the link is next free: chunks leave one after the other at `rate`.
-    let mut free = Instant::now();
     let mut buf = vec![0u8; CHUNK];
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let now = Instant::now();
-        let start = free.max(now);
         let on_link = if rate == 0 {
             Duration::ZERO
         } else {
             Duration::from_secs_f64(n as f64 / rate as f64)
         };
-        free = start + on_link;
-        if tx.send((free + one_way, buf[..n].to_vec())).is_err() {
+        // Chunks leave one after the other at `rate`, whichever connection sent them.
+        let left = {
+            let mut free = lock(free);
+            *free = (*free).max(Instant::now()) + on_link;
+            *free
+        };
+        if tx.send((left + one_way, buf[..n].to_vec())).is_err() {
             break;
         }
         // A full bottleneck holds the sender back (TCP does the rest).
-        let queued = free.saturating_duration_since(Instant::now());
+        let queued = left.saturating_duration_since(Instant::now());
         if queued > QUEUE {
             std::thread::sleep(queued - QUEUE);
         }
@@ -235,6 +243,28 @@ mod tests {
         line.clear();
         r.read_until(b'\n', &mut line)?;
         assert_eq!(line.len(), big.len());
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        // Two connections share the link: 2 × 100 KB each way take 0.2 s at least too.
+        let mut half = vec![b'y'; 100_000];
+        half.push(b'\n');
+        let started = Instant::now();
+        let other = {
+            let port = link.port();
+            let half = half.clone();
+            std::thread::spawn(move || -> Result<usize> {
+                let mut c = TcpStream::connect((crate::HOST, port))?;
+                let mut r = std::io::BufReader::new(c.try_clone()?);
+                c.write_all(&half)?;
+                let mut line = Vec::new();
+                r.read_until(b'\n', &mut line)?;
+                Ok(line.len())
+            })
+        };
+        c.write_all(&half)?;
+        line.clear();
+        r.read_until(b'\n', &mut line)?;
+        let theirs = other.join().expect("no panic")?;
+        assert_eq!((line.len(), theirs), (half.len(), half.len()));
         assert!(started.elapsed() >= Duration::from_millis(200));
         Ok(())
     }
