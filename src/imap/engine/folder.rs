@@ -167,19 +167,31 @@ async fn full(
     snaps: Option<(FolderStatus, FolderStatus)>,
 ) -> Result<(), ImapError> {
     let Pass { engine, t, key } = p;
-    let src_sel = src.examine(&t.source_wire).await?;
-    let source_entries = if src_sel.exists > 0 {
-        src.fetch_meta("1:*").await?
-    } else {
-        Vec::new()
-    };
-    let dst_sel = dst.select(&t.dest_wire).await?;
+    // Both listings at once: across a WAN each side is a round trip or two, and neither
+    // depends on the other.
+    let (source_side, dest_side) = tokio::join!(
+        async {
+            let sel = src.examine(&t.source_wire).await?;
+            if sel.exists > 0 {
+                src.fetch_meta("1:*").await
+            } else {
+                Ok(Vec::new())
+            }
+        },
+        async {
+            let sel = dst.select(&t.dest_wire).await?;
+            let entries = if sel.exists > 0 {
+                dst.fetch_meta("1:*").await?
+            } else {
+                Vec::new()
+            };
+            Ok::<_, ImapError>((sel, entries))
+        }
+    );
+    // The source's error first, as when the listings were made one after the other.
+    let source_entries = source_side?;
+    let (dst_sel, dest_entries) = dest_side?;
     let storable = dst_sel.storable();
-    let dest_entries = if dst_sel.exists > 0 {
-        dst.fetch_meta("1:*").await?
-    } else {
-        Vec::new()
-    };
     // The cache's pairs still name the same messages only under the same UIDVALIDITYs.
     let valid = cache.filter(|c| {
         snaps.is_some_and(|(s, d)| {
@@ -326,8 +338,9 @@ async fn incremental(
     (new_since_uid, flags): (Option<u32>, FlagCheck),
 ) -> Result<(), ImapError> {
     let Pass { engine, t, key } = p;
-    let src_sel = src.examine(&t.source_wire).await?;
-    let dst_sel = dst.select(&t.dest_wire).await?;
+    // Each side's steps at once with the other's, as in a full pass.
+    let (src_sel, dst_sel) = tokio::join!(src.examine(&t.source_wire), dst.select(&t.dest_wire));
+    let (src_sel, dst_sel) = (src_sel?, dst_sel?);
     let storable = dst_sel.storable();
 
     let mut new = None;
@@ -335,12 +348,23 @@ async fn incremental(
     let mut source_new = Vec::new();
     if let Some(since) = new_since_uid {
         // (Expunged again since the STATUS: nothing new after all.)
-        if src_sel.exists > 0 {
-            source_new = src.fetch_meta(&format!("{since}:*")).await?;
-        }
-        if dst_sel.exists > 0 {
-            dest_new = dst.fetch_meta(&format!("{}:*", c.dest.uidnext)).await?;
-        }
+        let (s, d) = tokio::join!(
+            async {
+                if src_sel.exists > 0 {
+                    src.fetch_meta(&format!("{since}:*")).await
+                } else {
+                    Ok(Vec::new())
+                }
+            },
+            async {
+                if dst_sel.exists > 0 {
+                    dst.fetch_meta(&format!("{}:*", c.dest.uidnext)).await
+                } else {
+                    Ok(Vec::new())
+                }
+            }
+        );
+        (source_new, dest_new) = (s?, d?);
         new = Some(c.incremental_diff(since, &source_new, &dest_new, &storable));
     }
     let flags_now = match flags {
