@@ -25,6 +25,11 @@
 #   --out DIR         where results.md, results.tsv and per-run logs go (default target/bench)
 #   --resync-runs N   no-change runs after each full copy; their median is reported (default 3)
 #   --timeout SECS    per tool run (default 1800)
+#   --rtt LIST        the WAN case: every case again for each round-trip time in ms (e.g.
+#                     0,50,100), the source reached through a delaying, rate-limited proxy
+#                     (tests/harness/src/link.rs; no netem on this kernel); the destination
+#                     stays local
+#   --rate-mbit N     the WAN link's rate each way (default 100; 0 for no limit)
 # Environment: BENCH_SKIP_DEPS=1 skips scripts/install-deps.sh; BENCH_SKIP_BUILD=1 skips
 # cargo build (use the binaries already in the target dir); BENCH_TMPDIR=DIR keeps the
 # servers' data in DIR instead of /dev/shm.
@@ -32,6 +37,7 @@
 # The defaults take a few minutes on a 2-core machine. For a longer, steadier run:
 #   scripts/bench.sh --messages 10000 --scale 1000,5000,20000 --repeat 5
 # and a quick look: scripts/bench.sh --messages 1000 --scale "" --repeat 1
+# Across a WAN (bench/RESULTS.md): scripts/bench.sh --messages 2000 --scale "" --rtt 0,50,100
 #
 # The reconcile loop at scale (mailbox-only `apply` against `sync` + `verify`, logins per
 # mailbox from the servers' logs, peak RSS):

@@ -1669,3 +1669,87 @@ fn json_logs_carry_progress_events_the_controller_reads() -> Result<()> {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("progress"));
     Ok(())
 }
+
+/// Bodies are read ahead of the appends, several batches asked for at once on one source
+/// connection (Dovecot answers such pipelined FETCHes interleaved): a folder of many batches
+/// still arrives exact, every message once. The no-change re-sync that follows takes each
+/// folder's STATUS once (the snapshots taken for all folders before the passes are the
+/// passes' own, not taken again) and opens nothing.
+#[test]
+fn many_batches_read_ahead_arrive_exact_and_a_resync_only_takes_status() -> Result<()> {
+    let src = dovecot("ahead-src").start()?;
+    let dst = dovecot("ahead-dst").start()?;
+    let folders_src = ["Archive", "Lists", "Sent"];
+    for f in folders_src {
+        src.create_mailbox(USER, f)?;
+    }
+    let date = "03-Mar-2023 12:00:00 +0000";
+    // Sizes from a few hundred bytes to ~40 KB: with the tests' 64 KB budget, batches of a
+    // few messages each, and some messages alone in theirs.
+    let mut inbox = Vec::new();
+    for i in 0..240usize {
+        let lines = (i * 37) % 700 + 1;
+        let body = format!("{i}\r\n{}", "some text of a line\r\n".repeat(lines));
+        let flags = ["", "\\Seen", "\\Flagged $Work"][i % 3];
+        inbox.push((
+            flags,
+            date,
+            message(&format!("a{i}"), &format!("A {i}"), &body),
+        ));
+    }
+    load(&src, "INBOX", &inbox)?;
+    for (n, f) in folders_src.iter().enumerate() {
+        let msgs: Vec<_> = (0..20 + n * 15)
+            .map(|i| {
+                let body = format!("{f} {i}\r\n{}", "x\r\n".repeat(i * 90));
+                ("\\Seen", date, message(&format!("{f}-{i}"), f, &body))
+            })
+            .collect();
+        load(&src, f, &msgs)?;
+    }
+    let before = store_flags(&src)?;
+    let state = tempfile::tempdir()?;
+    let store = Arc::new(StateDir::at(state.path()));
+    let recorder = Recorder::default();
+    let engine = engine(
+        src.imap_port(),
+        dst.imap_port(),
+        None,
+        store.clone(),
+        &recorder,
+    );
+    let rt = runtime();
+    let report = rt.block_on(engine.sync_mailbox(&account()));
+    assert!(report.is_perfect(), "{report:#?}");
+    let total = inbox.len() + (0..folders_src.len()).map(|n| 20 + n * 15).sum::<usize>();
+    assert_eq!(
+        report.folders.iter().map(|f| f.copied).sum::<u64>() as usize,
+        total
+    );
+    for f in ["INBOX", "Archive", "Lists", "Sent"] {
+        assert_eq!(messages(&src, f)?, messages(&dst, f)?, "{f} differs");
+    }
+    assert_read_only(&recorder.sent());
+    assert_eq!(store_flags(&src)?, before);
+
+    let again = Recorder::default();
+    let engine = self::engine(src.imap_port(), dst.imap_port(), None, store, &again);
+    let report = rt.block_on(engine.sync_mailbox(&account()));
+    assert!(report.is_perfect(), "{report:#?}");
+    assert_eq!(report.folders.iter().map(|f| f.copied).sum::<u64>(), 0);
+    let sent = commands(&again.sent());
+    let verbs: Vec<&str> = sent.iter().map(|(v, _)| v.as_str()).collect();
+    assert!(
+        !verbs
+            .iter()
+            .any(|v| *v == "EXAMINE" || v.starts_with("UID")),
+        "{sent:?}"
+    );
+    let status = verbs.iter().filter(|v| **v == "STATUS").count();
+    assert_eq!(
+        status,
+        report.folders.len(),
+        "one STATUS per folder: {sent:?}"
+    );
+    Ok(())
+}

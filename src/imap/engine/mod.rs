@@ -8,10 +8,11 @@
 //! pairs only when a folder turns out to be real work and both servers have a free slot;
 //! source folders merged into one destination folder always go one after the other on the
 //! same pair; the report keeps the table's order). In a folder pass, STATUS on both sides
-//! decides with the cache whether nothing, the new messages only, or a full comparison is
-//! needed; what is missing is fetched from the source in batches bounded by bytes and
-//! appended to the destination while the next batch is being fetched; flag changes are
-//! applied; the cache is written once the folder's pass is complete.
+//! (taken for all folders at once, pipelined, before the passes start) decides with the
+//! cache whether nothing, the new messages only, or a full comparison is needed; what is
+//! missing is fetched from the source in batches bounded by bytes, several asked for ahead
+//! (pipelined on the one connection) while earlier ones are appended to the destination;
+//! flag changes are applied; the cache is written once the folder's pass is complete.
 //!
 //! # What makes it safe
 //!
@@ -28,10 +29,10 @@
 //!   is not retried. A message the destination refuses is reported (folder, date, size,
 //!   reason), skipped, remembered in the cache and not retried on later runs.
 //!
-//! Memory is bounded by the in-flight window (two batches of [`Options::batch_bytes`], one
-//! being appended and one being fetched, shared by the folders copied at once, plus one
-//! message larger than that per folder), not by the size or number of messages in a
-//! mailbox.
+//! Memory is bounded by the in-flight window (twice [`Options::batch_bytes`], shared by the
+//! folders copied at once: bodies asked for and not yet appended, in batches of a quarter of
+//! a folder's window; a message larger than the window has it to itself), not by the size
+//! or number of messages in a mailbox.
 
 mod answers;
 mod folder;
@@ -57,7 +58,7 @@ use super::folders::{FolderTable, Note, folder_table};
 use super::identity::MessageKey;
 use super::proto::ImapError;
 use super::report::{FolderReport, MailboxReport, MessageRef, RefusedMessage};
-use super::session::{DestinationSession, Listing, SourceSession};
+use super::session::{DestinationSession, Listing, MailboxStatus, SourceSession};
 use crate::accounts::Account;
 use crate::spec::Folders;
 
@@ -557,11 +558,17 @@ impl Engine {
             .max(1)
             .saturating_sub(1)
             .min(jobs.len().saturating_sub(1));
+        let mut pair = pair;
+        let snapshots = match kind {
+            Kind::Sync => snapshots(&mut pair, lists, &jobs).await?,
+            Kind::Verify => HashMap::new(),
+        };
         let queue = JobQueue {
             jobs: Mutex::new(jobs),
             stop: AtomicBool::new(false),
             wake: Wake::default(),
             pairs: AtomicUsize::new(1),
+            snapshots: Mutex::new(snapshots),
         };
         if matches!(kind, Kind::Verify) {
             // Verifying compares every folder in full: always worth more pairs.
@@ -629,7 +636,13 @@ impl Engine {
                 }
                 let dest = state.report.destination.clone();
                 let share = queue.pairs.load(Ordering::Relaxed).max(1) as u64;
+                let snapshot = queue
+                    .snapshots
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&source);
                 let target = folder::Target {
+                    snapshot,
                     batch_bytes: (self.options.batch_bytes / share).max(1),
                     address,
                     source: &source,
@@ -704,6 +717,50 @@ struct JobQueue {
     /// Set when a worker lost a connection: the others finish their current job and stop.
     stop: AtomicBool,
     wake: Wake,
+    /// Both sides' STATUS of the first source folder of each job, taken for all of them at
+    /// once; each is used (taken out) by that folder's first pass.
+    snapshots: Mutex<HashMap<String, (MailboxStatus, MailboxStatus)>>,
+}
+
+/// The STATUS of every job's first source folder and of its destination folder, pipelined
+/// on `pair` (both sides at once): a re-sync with nothing to do is these snapshots, so the
+/// folders cost one round trip together instead of one each. Only the first folder of a
+/// job: the destination of merged folders changes under the later ones' feet (the first
+/// one's copies), so theirs is taken when they start. A snapshot taken earlier than the
+/// pass that uses it is still taken before anything of the folder is listed, which is all
+/// the cache asks (see [`crate::imap::cache`]); what changes in between is seen next time.
+async fn snapshots(
+    pair: &mut (SourceSession, DestinationSession),
+    lists: &Lists<'_>,
+    jobs: &VecDeque<Job>,
+) -> Result<HashMap<String, (MailboxStatus, MailboxStatus)>, AttemptError> {
+    let firsts: Vec<(&str, &str)> = jobs
+        .iter()
+        .filter_map(|j| j.folders.first())
+        .map(|(source, state)| (source.as_str(), state.report.destination.as_str()))
+        .collect();
+    if firsts.len() < 2 {
+        return Ok(HashMap::new());
+    }
+    let source_wires: Vec<String> = firsts
+        .iter()
+        .map(|(s, _)| lists.source.wire_name(s))
+        .collect();
+    let dest_wires: Vec<String> = firsts
+        .iter()
+        .map(|(_, d)| lists.destination.wire_name(d))
+        .collect();
+    let (src, dst) = pair;
+    let (s, d) = tokio::join!(src.statuses(&source_wires), dst.statuses(&dest_wires));
+    let (s, d) = (s?, d?);
+    Ok(firsts
+        .iter()
+        .zip(s.into_iter().zip(d))
+        .filter_map(|((source, _), st)| match st {
+            (Some(a), Some(b)) => Some(((*source).to_owned(), (a, b))),
+            _ => None,
+        })
+        .collect())
 }
 
 /// When the extra workers of a mailbox should connect (see [`Engine::folder_worker`]).

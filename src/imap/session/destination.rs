@@ -29,6 +29,14 @@ impl DestinationSession {
         status(&mut self.conn, wire).await
     }
 
+    /// STATUS of several folders in one round trip (see [`statuses`]).
+    pub async fn statuses(
+        &mut self,
+        wires: &[String],
+    ) -> Result<Vec<Option<MailboxStatus>>, ImapError> {
+        statuses(&mut self.conn, wires).await
+    }
+
     /// Whether the server takes messages with NUL bytes (APPEND with a literal8, BINARY).
     pub fn takes_binary(&self) -> bool {
         self.conn.has("BINARY")

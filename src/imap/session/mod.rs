@@ -31,7 +31,7 @@ use super::proto::{self, Completion, Event, quote, uid_set};
 pub use super::proto::ImapError;
 
 pub use destination::DestinationSession;
-pub use source::SourceSession;
+pub use source::{BodyFetches, SourceSession};
 
 /// The fetch items that identify a message, without its body.
 const META_ITEMS: &str = "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO SUBJECT)])";
@@ -261,11 +261,7 @@ fn attribute_name(a: &NameAttribute<'_>) -> String {
 }
 
 async fn status(conn: &mut Connection, wire: &str) -> Result<MailboxStatus, ImapError> {
-    let items = if conn.has("CONDSTORE") {
-        "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
-    } else {
-        "(MESSAGES UIDNEXT UIDVALIDITY)"
-    };
+    let items = status_items(conn);
     let what = format!("STATUS {wire}");
     let mut st = MailboxStatus::default();
     proto::run(
@@ -274,22 +270,99 @@ async fn status(conn: &mut Connection, wire: &str) -> Result<MailboxStatus, Imap
         &what,
         |r| {
             if let Response::MailboxData(MailboxDatum::Status { status, .. }) = r {
-                for a in status {
-                    match a {
-                        imap_proto::StatusAttribute::Messages(n) => st.messages = *n,
-                        imap_proto::StatusAttribute::UidNext(n) => st.uid_next = Some(*n),
-                        imap_proto::StatusAttribute::UidValidity(n) => st.uid_validity = Some(*n),
-                        imap_proto::StatusAttribute::HighestModSeq(n) => {
-                            st.highest_modseq = Some(*n)
-                        }
-                        _ => {}
-                    }
-                }
+                read_status(status, &mut st);
             }
         },
     )
     .await?;
     Ok(st)
+}
+
+/// STATUS commands sent before the first answer is read: a connection's share of a
+/// re-sync's snapshots costs one round trip per this many folders.
+const STATUS_PIPELINE: usize = 64;
+
+/// STATUS of each of `wires`, pipelined (a re-sync with nothing to do is mostly these). An
+/// entry is `None` where the server refused (or the name cannot be sent): the folder's pass
+/// asks again on its own and meets the refusal there, as without this.
+async fn statuses(
+    conn: &mut Connection,
+    wires: &[String],
+) -> Result<Vec<Option<MailboxStatus>>, ImapError> {
+    let items = status_items(conn);
+    let mut out: Vec<Option<MailboxStatus>> = vec![None; wires.len()];
+    let indices: Vec<usize> = (0..wires.len()).collect();
+    for chunk in indices.chunks(STATUS_PIPELINE) {
+        let mut sent: Vec<(String, usize)> = Vec::with_capacity(chunk.len());
+        for &i in chunk {
+            let Ok(quoted) = quote(&wires[i]) else {
+                continue;
+            };
+            let what = format!("STATUS {}", wires[i]);
+            let tag = proto::send(conn, &format!("STATUS {quoted} {items}"), &what).await?;
+            sent.push((tag, i));
+        }
+        let Some((last, _)) = sent.last().cloned() else {
+            continue;
+        };
+        // Servers may run pipelined commands at once (Dovecot does): a STATUS response is
+        // told apart by the name it carries.
+        let mut got: Vec<Option<MailboxStatus>> = vec![None; sent.len()];
+        let mut refused = vec![false; sent.len()];
+        let end = proto::finish(conn, &last, "STATUS", |ev| match ev {
+            Event::Untagged(Response::MailboxData(MailboxDatum::Status { mailbox, status })) => {
+                let k = sent
+                    .iter()
+                    .zip(&got)
+                    .position(|((_, i), g)| g.is_none() && same_mailbox(mailbox, &wires[*i]));
+                if let Some(k) = k {
+                    read_status(status, got[k].get_or_insert_default());
+                }
+            }
+            Event::Untagged(_) => {}
+            Event::Other { tag, completion } => {
+                if let Some(k) = sent.iter().position(|(t, _)| t == tag) {
+                    refused[k] = matches!(completion, Completion::Refused(_));
+                }
+            }
+        })
+        .await?;
+        if let Some(k) = refused.last_mut() {
+            *k = matches!(end, Completion::Refused(_));
+        }
+        for (k, (_, i)) in sent.iter().enumerate() {
+            if !refused[k] {
+                out[*i] = got[k];
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a STATUS response's mailbox name is `wire`'s (INBOX in any case).
+fn same_mailbox(answered: &str, wire: &str) -> bool {
+    answered == wire
+        || (answered.eq_ignore_ascii_case("INBOX") && wire.eq_ignore_ascii_case("INBOX"))
+}
+
+fn status_items(conn: &Connection) -> &'static str {
+    if conn.has("CONDSTORE") {
+        "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
+    } else {
+        "(MESSAGES UIDNEXT UIDVALIDITY)"
+    }
+}
+
+fn read_status(status: &[imap_proto::StatusAttribute], st: &mut MailboxStatus) {
+    for a in status {
+        match a {
+            imap_proto::StatusAttribute::Messages(n) => st.messages = *n,
+            imap_proto::StatusAttribute::UidNext(n) => st.uid_next = Some(*n),
+            imap_proto::StatusAttribute::UidValidity(n) => st.uid_validity = Some(*n),
+            imap_proto::StatusAttribute::HighestModSeq(n) => st.highest_modseq = Some(*n),
+            _ => {}
+        }
+    }
 }
 
 /// SELECT or EXAMINE.

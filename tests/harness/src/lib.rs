@@ -34,7 +34,8 @@
 //! (stalls, floods, huge literals, wrong answers), since no real server does so on demand.
 //!
 //! [`Proxy`] forwards loopback connections and drops them on demand, for tests of lost
-//! connections.
+//! connections; [`SlowLink`] forwards them with a delay and a rate limit, for the
+//! benchmark's WAN case.
 //!
 //! [`DavHttp`] is a plain CardDAV/CalDAV client for fixtures and read-backs.
 //!
@@ -50,6 +51,7 @@ pub mod dav;
 pub mod dovecot;
 pub mod hostile;
 pub mod knot;
+pub mod link;
 pub mod moto;
 pub mod nameserver;
 pub mod ports;
@@ -70,6 +72,7 @@ pub use dav::DavHttp;
 pub use dovecot::{Dovecot, DovecotBuilder, DovecotPorts};
 pub use hostile::{Hostile, Misbehaviour};
 pub use knot::{Knot, KnotBuilder};
+pub use link::SlowLink;
 pub use moto::Moto;
 pub use nameserver::Nameserver;
 pub use postfix::{Postfix, PostfixBuilder};

@@ -9,9 +9,14 @@
 //! mailshift-bench run [--seed N] [--messages N] [--scale 500,2000,5000]
 //!                     [--scale-sizes realistic|small] [--tools mailshift,mbsync,doveadm]
 //!                     [--mailshift PATH] [--repeat N] [--resync-runs N] [--out DIR] [--dest-fsync never]
-//!                     [--timeout SECS]
+//!                     [--timeout SECS] [--rtt 0,50,100 [--rate-mbit 100]]
 //! mailshift-bench serve [--seed N] [--messages N] [--folders standard|single]
 //! ```
+//!
+//! With `--rtt`, every case is run once per round-trip time, the tools reaching the source
+//! through a [`SlowLink`] (the delay made in user space, half the RTT each way, and the
+//! rate limited to `--rate-mbit` each way); the destination stays local, as when copying
+//! from a remote provider to a server next to the tool.
 //!
 //! `serve` starts a loaded source and an empty destination, prints their ports and waits
 //! until stdin closes: for profiling a tool by hand against the benchmark's servers.
@@ -28,8 +33,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use mailshift_harness::Dovecot;
 use mailshift_harness::corpus::{Corpus, CorpusSpec, SizeProfile, append_corpus};
+use mailshift_harness::{Dovecot, SlowLink};
 
 use measure::{Measured, ServerCpu};
 use snapshot::{Comparison, Snapshot};
@@ -209,8 +214,11 @@ fn serve_cmd(o: &Opts) -> Result<()> {
 }
 
 /// One corpus loaded into the source under its own user.
+#[derive(Clone)]
 struct Case {
     name: String,
+    /// Reached through a slow link of this round-trip time (ms) and rate (bytes/s).
+    link: Option<(u64, u64)>,
     user: String,
     messages: usize,
     bytes: u64,
@@ -290,7 +298,7 @@ fn run_cmd(o: &Opts) -> Result<()> {
         builder = builder.user(user, PASSWORD);
     }
     let source = builder.start().context("starting the source Dovecot")?;
-    let mut cases = Vec::new();
+    let mut cases: Vec<Case> = Vec::new();
     for (name, user, spec) in &specs {
         let corpus = spec.generate();
         let started = Instant::now();
@@ -321,6 +329,7 @@ fn run_cmd(o: &Opts) -> Result<()> {
         }
         cases.push(Case {
             name: name.clone(),
+            link: None,
             user: user.clone(),
             messages: stats.messages,
             bytes: stats.bytes,
@@ -333,6 +342,31 @@ fn run_cmd(o: &Opts) -> Result<()> {
         let sizes: Vec<usize> = corpus.messages.iter().map(|m| m.render().len()).collect();
         let _ = writeln!(report, "### Corpus (`{}`)\n", specs[0].0);
         let _ = writeln!(report, "```text\n{}```\n", describe_corpus(&corpus, &sizes));
+    }
+
+    // The WAN case: each case again at each round-trip time.
+    let rtts: Vec<u64> = o
+        .list("rtt", "")
+        .iter()
+        .map(|s| s.parse().with_context(|| format!("--rtt {s}")))
+        .collect::<Result<_>>()?;
+    let rate_mbit = o.num("rate-mbit", 100)?;
+    if !rtts.is_empty() {
+        let rate = rate_mbit * 1_000_000 / 8;
+        cases = cases
+            .iter()
+            .flat_map(|c| {
+                rtts.iter().map(move |&rtt| Case {
+                    name: if rate == 0 {
+                        format!("{}, RTT {rtt} ms", c.name)
+                    } else {
+                        format!("{}, RTT {rtt} ms, {rate_mbit} Mbit/s", c.name)
+                    },
+                    link: Some((rtt, rate)),
+                    ..c.clone()
+                })
+            })
+            .collect();
     }
 
     let mut outcomes: Vec<Outcome> = Vec::new();
@@ -441,8 +475,18 @@ fn run_tool(
         .strip_prefix(work.parent().unwrap_or(work))
         .unwrap_or(&dir)
         .to_path_buf();
+    // Kept for the full copy and the re-syncs alike: every run of this repetition sees
+    // the same link.
+    let link = match case.link {
+        Some((rtt, rate)) => Some(SlowLink::start(
+            source.imap_port(),
+            std::time::Duration::from_micros(rtt * 500),
+            rate,
+        )?),
+        None => None,
+    };
     let ctx = tools::Ctx {
-        source_port: source.imap_port(),
+        source_port: link.as_ref().map_or(source.imap_port(), SlowLink::port),
         dest: &dest,
         user: &case.user,
         password: PASSWORD,
@@ -702,6 +746,64 @@ fn tables(cases: &[Case], tools: &[Tool], outcomes: &[Outcome], repeat: usize) -
             }
             let _ = ms.verify_ok;
         }
+    }
+    // The WAN case at a glance: one line per round-trip time.
+    let wan: Vec<&Case> = cases.iter().filter(|c| c.link.is_some()).collect();
+    if !wan.is_empty() {
+        let _ = writeln!(
+            s,
+            "### Across a slow link\n\nFull copy and no-change re-sync in seconds (medians); in parentheses, the share of the link's rate the full copy used (mailbox bytes ÷ (rate × time)).\n"
+        );
+        let mut head = String::from("| case | RTT |");
+        let mut sep = String::from("|---|--:|");
+        for tool in tools {
+            let _ = write!(head, " {} full | {} re-sync |", tool.name(), tool.name());
+            sep.push_str("--:|--:|");
+        }
+        let has_mbsync = tools.iter().any(|t| t.name() == "mbsync");
+        if has_mbsync && tools.iter().any(|t| t.name() == "mailshift") {
+            head.push_str(" mailshift vs mbsync (×) |");
+            sep.push_str("--:|");
+        }
+        let _ = writeln!(s, "{head}\n{sep}");
+        for case in wan {
+            let (rtt, rate) = case.link.expect("filtered");
+            let base = case.name.split(", RTT").next().unwrap_or(&case.name);
+            let _ = write!(s, "| {base} | {rtt} ms |");
+            let mut walls: BTreeMap<&str, f64> = BTreeMap::new();
+            for tool in tools {
+                let r = rows(case, tool, outcomes);
+                match &r.full {
+                    Some(m) if rate > 0 => {
+                        let used = case.bytes as f64 / (rate as f64 * m.wall) * 100.0;
+                        let _ = write!(s, " {:.2} ({used:.0} %) |", m.wall);
+                    }
+                    Some(m) => {
+                        let _ = write!(s, " {:.2} |", m.wall);
+                    }
+                    None => s.push_str(" – |"),
+                }
+                match &r.resync {
+                    Some(m) => {
+                        let _ = write!(s, " {:.2} |", m.wall);
+                    }
+                    None => s.push_str(" – |"),
+                }
+                if let Some(m) = &r.full {
+                    walls.insert(tool.name(), m.wall);
+                }
+            }
+            if has_mbsync && tools.iter().any(|t| t.name() == "mailshift") {
+                match (walls.get("mailshift"), walls.get("mbsync")) {
+                    (Some(a), Some(b)) => {
+                        let _ = write!(s, " {:.2} |", b / a);
+                    }
+                    _ => s.push_str(" – |"),
+                }
+            }
+            let _ = writeln!(s);
+        }
+        let _ = writeln!(s);
     }
     // Scaling summary: cost against mailbox size, one line per tool.
     let scale: Vec<&Case> = cases
