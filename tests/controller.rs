@@ -919,6 +919,7 @@ impl Fake {
                     of_messages: of / 100,
                     bytes: *bytes,
                     of_bytes: *of,
+                    throttled_until: None,
                 })
                 .collect(),
             ..Default::default()

@@ -100,6 +100,12 @@ impl Observer for Bars {
                     delay.as_secs_f64()
                 ));
             }),
+            Progress::Throttled { address, wait, .. } => self.with_bar(address, |b| {
+                b.bar.set_message(format!(
+                    "throttled by the server; going on in {:.1} s",
+                    wait.as_secs_f64()
+                ));
+            }),
             Progress::MailboxFinished { address, perfect } => self.with_bar(address, |b| {
                 b.bar.finish_with_message(format!(
                     "{} {}",

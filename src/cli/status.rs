@@ -88,6 +88,10 @@ fn print_text(e: &Entry, spec: &mailshift::spec::MailMigrationSpec) {
         let eta = t.eta.map_or(String::new(), |at| {
             format!(", done about {}", at.to_rfc3339())
         });
+        let eta = match t.throttled_until {
+            Some(until) => format!("{eta}; throttled by a server until {}", until.to_rfc3339()),
+            None => eta,
+        };
         outln!(
             "  copied:         {} of {} messages, {} of {} ({}%), {}/s since {}{eta}",
             t.messages,

@@ -16,6 +16,8 @@ use crate::spec::{MailboxTransfer, Transfer};
 struct State {
     folders: BTreeMap<(String, String), [u64; 4]>,
     started: Option<DateTime<Utc>>,
+    /// Per mailbox: waiting until then, as a server asked.
+    throttled: BTreeMap<String, DateTime<Utc>>,
 }
 
 /// An observer that tallies the copy engine's progress and hands every event on.
@@ -77,6 +79,14 @@ impl Observer for Tally {
                     e[0] = e[0].max(e[2]);
                     e[1] = e[1].max(e[3]);
                 }
+                Progress::Throttled { address, wait, .. } => {
+                    let until =
+                        (self.clock)() + TimeDelta::from_std(wait).unwrap_or(TimeDelta::zero());
+                    s.throttled.insert(crate::address::key(address), until);
+                }
+                Progress::MailboxFinished { address, .. } => {
+                    s.throttled.remove(&crate::address::key(address));
+                }
                 _ => {}
             }
         }
@@ -127,6 +137,7 @@ fn summarize(s: &State, now: DateTime<Utc>) -> Option<Transfer> {
             of_messages: m[0],
             bytes: m[3],
             of_bytes: m[1],
+            throttled_until: s.throttled.get(*address).copied().filter(|t| *t > now),
         })
         .collect();
     let copied: u64 = mailboxes.iter().map(|m| m.bytes).sum();
@@ -170,6 +181,11 @@ fn totals(
     let sum = |f: fn(&MailboxTransfer) -> u64| mailboxes.iter().map(f).sum::<u64>();
     let (messages, of_messages) = (sum(|m| m.messages), sum(|m| m.of_messages));
     let (bytes, of_bytes) = (sum(|m| m.bytes), sum(|m| m.of_bytes));
+    let throttled_until = mailboxes
+        .iter()
+        .filter_map(|m| m.throttled_until)
+        .filter(|t| *t > now)
+        .max();
     let left = of_bytes.saturating_sub(bytes);
     let eta = (left > 0 && bytes_per_second > 0).then(|| {
         now + TimeDelta::milliseconds((left as f64 / bytes_per_second as f64 * 1000.0) as i64)
@@ -187,6 +203,7 @@ fn totals(
         eta,
         since,
         mailboxes,
+        throttled_until,
     }
 }
 
@@ -197,6 +214,41 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().into()
+    }
+
+    #[test]
+    fn a_throttled_mailbox_says_until_when_and_forgets_it_when_done() {
+        fn start() -> DateTime<Utc> {
+            t("2026-12-01T10:00:00Z")
+        }
+        let tally = Tally {
+            clock: start,
+            ..Tally::new(Arc::new(Silent))
+        };
+        tally.progress(Progress::Planned {
+            address: "a@x",
+            folder: "INBOX",
+            messages: 10,
+            bytes: 1000,
+        });
+        tally.progress(Progress::Throttled {
+            address: "A@x",
+            wait: std::time::Duration::from_secs(90),
+            reason: "[THROTTLED]",
+        });
+        let until = t("2026-12-01T10:01:30Z");
+        let p = tally.transfer(t("2026-12-01T10:00:05Z")).unwrap();
+        assert_eq!(p.throttled_until, Some(until));
+        assert_eq!(p.mailboxes[0].throttled_until, Some(until));
+        // Once the instant is past, nothing is claimed.
+        let p = tally.transfer(t("2026-12-01T10:02:00Z")).unwrap();
+        assert_eq!(p.throttled_until, None);
+        tally.progress(Progress::MailboxFinished {
+            address: "a@x",
+            perfect: true,
+        });
+        let p = tally.transfer(t("2026-12-01T10:00:05Z")).unwrap();
+        assert_eq!(p.throttled_until, None);
     }
 
     #[test]
@@ -289,6 +341,7 @@ mod tests {
             of_messages: of_bytes / 100,
             bytes,
             of_bytes,
+            throttled_until: None,
         };
         let run = |since, rate, mailboxes| Transfer {
             since: t(since),

@@ -160,6 +160,10 @@ pub struct Transfer {
     pub since: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mailboxes: Vec<MailboxTransfer>,
+    /// A server asked to slow down: copying waits until then (the latest of the mailboxes
+    /// waiting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled_until: Option<DateTime<Utc>>,
 }
 
 /// One mailbox's part of a [`Transfer`].
@@ -171,6 +175,9 @@ pub struct MailboxTransfer {
     pub of_messages: u64,
     pub bytes: u64,
     pub of_bytes: u64,
+    /// Waiting until then because a server asked to slow down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled_until: Option<DateTime<Utc>>,
 }
 
 /// A refused message the migration goes on without, and the rule that allows it.

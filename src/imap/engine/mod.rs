@@ -45,6 +45,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use tokio::sync::Semaphore;
 
@@ -127,6 +128,12 @@ pub enum Progress<'a> {
         attempt: u32,
         delay: Duration,
         error: &'a str,
+    },
+    /// The server asked to slow down; the mailbox goes on after `wait`.
+    Throttled {
+        address: &'a str,
+        wait: Duration,
+        reason: &'a str,
     },
     MailboxFinished {
         address: &'a str,
@@ -240,13 +247,19 @@ impl Engine {
             let engine = Arc::clone(self);
             let account = account.clone();
             let limit = Arc::clone(&limit);
-            tasks.push(tokio::spawn(async move {
-                let _permit = limit.acquire_owned().await.expect("never closed");
-                match kind {
-                    Kind::Sync => engine.sync_mailbox(&account).await,
-                    Kind::Verify => engine.verify_mailbox(&account).await,
+            // A child of the caller's span (the migration's, the step's), which a spawned
+            // task would otherwise lose.
+            let span = tracing::info_span!("mailbox", mailbox = %account.address);
+            tasks.push(tokio::spawn(
+                async move {
+                    let _permit = limit.acquire_owned().await.expect("never closed");
+                    match kind {
+                        Kind::Sync => engine.sync_mailbox(&account).await,
+                        Kind::Verify => engine.verify_mailbox(&account).await,
+                    }
                 }
-            }));
+                .instrument(span),
+            ));
         }
         let mut reports = Vec::with_capacity(tasks.len());
         for (task, account) in tasks.into_iter().zip(accounts) {
@@ -303,11 +316,10 @@ impl Engine {
                     .min(retry::MAX_THROTTLE_WAIT);
                 let text = e.to_string();
                 tracing::warn!(mailbox = %address, error = %text, wait_ms = wait.as_millis() as u64, "throttled by the server; waiting as it asks");
-                self.observer.progress(Progress::Retrying {
+                self.observer.progress(Progress::Throttled {
                     address,
-                    attempt: throttles,
-                    delay: wait,
-                    error: &text,
+                    wait,
+                    reason: &text,
                 });
                 tokio::time::sleep(wait).await;
                 continue;
