@@ -17,8 +17,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::accounts::Login;
-
 /// How long connecting, the TLS handshake and each answer may take.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -54,52 +52,47 @@ impl std::fmt::Debug for Http {
 pub enum SetupError {
     #[error("`{0}` is not an http:// or https:// URL with a host")]
     Url(String),
-    #[error(
-        "a master-user login has no CardDAV/CalDAV equivalent: give the mailbox its own password"
-    )]
-    MasterLogin,
-    #[error("an OAuth2 login without a token")]
-    NoToken,
-    #[error(transparent)]
-    Tls(#[from] crate::imap::conn::ConnectError),
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// What a request carries in `Authorization`.
+pub enum Credentials<'a> {
+    Basic {
+        user: &'a str,
+        password: &'a crate::spec::Secret,
+    },
+    Bearer(&'a crate::spec::Secret),
 }
 
 impl Http {
-    /// A client for `url`'s server with `login` (Basic for a password, Bearer for an OAuth2
-    /// token, which `bearer` holds), trusting `ca_pem` besides the system's roots when given.
+    /// A client for `url`'s server sending `credentials` on every request, trusting
+    /// `ca_pem` besides the system's roots when given.
     pub fn new(
         url: &Uri,
-        login: &Login,
-        bearer: Option<&crate::spec::Secret>,
+        credentials: Credentials<'_>,
         ca_pem: Option<&[u8]>,
-        side: crate::imap::conn::Side,
     ) -> Result<Http, SetupError> {
         use base64::Engine as _;
-        let value = match (login, bearer) {
-            (_, Some(token)) => format!("Bearer {}", token.expose()),
-            (Login::Password { user, password }, None) => format!(
+        let value = match credentials {
+            Credentials::Bearer(token) => format!("Bearer {}", token.expose()),
+            Credentials::Basic { user, password } => format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD
                     .encode(format!("{user}:{}", password.expose()))
             ),
-            (Login::OAuth2 { .. }, None) => return Err(SetupError::NoToken),
-            (Login::Master { .. }, None) => return Err(SetupError::MasterLogin),
         };
         let mut authorization =
             HeaderValue::from_str(&value).map_err(|_| SetupError::Url(url.to_string()))?;
         authorization.set_sensitive(true);
-        let mut http = Http::anonymous(url, ca_pem, side)?;
+        let mut http = Http::anonymous(url, ca_pem)?;
         http.authorization = Some(authorization);
         Ok(http)
     }
 
     /// A client for `url`'s server without credentials (a token endpoint, which takes the
     /// client's in the request body).
-    pub fn anonymous(
-        url: &Uri,
-        ca_pem: Option<&[u8]>,
-        side: crate::imap::conn::Side,
-    ) -> Result<Http, SetupError> {
+    pub fn anonymous(url: &Uri, ca_pem: Option<&[u8]>) -> Result<Http, SetupError> {
         let https = match url.scheme_str() {
             Some("https") => true,
             Some("http") => false,
@@ -111,7 +104,7 @@ impl Http {
             .to_owned();
         let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
         let tls = if https {
-            Some(crate::imap::conn::tls_connector(side, ca_pem)?)
+            Some(crate::tls::connector(ca_pem).map_err(SetupError::Tls)?)
         } else {
             None
         };

@@ -22,3 +22,4 @@ pub mod sieve;
 pub mod spec;
 pub mod store;
 pub mod text;
+pub mod tls;

@@ -80,7 +80,7 @@ impl Endpoint {
         let uri: http::Uri = url
             .parse()
             .map_err(|e| OAuthError::Setup(format!("token URL {url}: {e}")))?;
-        let http = Http::anonymous(&uri, ca_pem, crate::imap::conn::Side::Destination)
+        let http = Http::anonymous(&uri, ca_pem)
             .map_err(|e| OAuthError::Setup(format!("token URL {url}: {e}")))?;
         Ok(Endpoint {
             url: url.to_owned(),

@@ -20,7 +20,7 @@
 
 pub mod diff;
 
-use crate::https::Http;
+use crate::https::{Credentials, Http};
 use libdav::FetchedResource;
 use libdav::caldav::{CreateCalendar, FindCalendarHomeSet, FindCalendars, GetCalendarResources};
 use libdav::carddav::{
@@ -31,7 +31,6 @@ use libdav::names;
 use sha2::Digest as _;
 
 use crate::accounts::{Account, Login};
-use crate::imap::conn::Side;
 use crate::plan::{DavCompared, DavMissing};
 use crate::secrets::Resolver;
 use crate::spec::DavRefusal;
@@ -103,7 +102,6 @@ fn property(found: &FoundCollection, name: &libdav::PropertyName<'_, '_>) -> Opt
 async fn open(
     endpoint: &DavEndpoint,
     login: &Login,
-    side: Side,
     resolver: &Resolver,
 ) -> Result<Store, DavError> {
     let server = endpoint.url.clone();
@@ -121,16 +119,23 @@ async fn open(
         .map(|r| resolver.resolve(r))
         .transpose()
         .map_err(|e| setup(format!("caCertificate: {e}")))?;
-    let bearer = match login {
+    let token = match login {
         Login::OAuth2 { token, .. } => Some(token.token().await.map_err(|e| setup(e.to_string()))?),
         _ => None,
     };
+    let credentials = match (login, &token) {
+        (_, Some(token)) => Credentials::Bearer(token),
+        (Login::Password { user, password }, None) => Credentials::Basic { user, password },
+        _ => {
+            return Err(setup(
+                "a master-user login has no CardDAV/CalDAV equivalent: give the mailbox its own password".into(),
+            ));
+        }
+    };
     let http = Http::new(
         &url,
-        login,
-        bearer.as_ref(),
+        credentials,
         ca.as_ref().map(|c| c.expose().as_bytes()),
-        side,
     )
     .map_err(|e| setup(e.to_string()))?;
     let client = WebDavClient::new(url.clone(), http);
@@ -292,13 +297,8 @@ async fn both(
         return Ok(None);
     };
     let (s, d) = tokio::join!(
-        open(source, &account.source, Side::Source, resolver),
-        open(
-            &dav.destination,
-            &account.destination,
-            Side::Destination,
-            resolver
-        ),
+        open(source, &account.source, resolver),
+        open(&dav.destination, &account.destination, resolver),
     );
     Ok(Some((s?, d?)))
 }

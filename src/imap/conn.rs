@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use std::collections::BTreeSet;
 
-use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -711,7 +711,7 @@ impl Connector {
             .await?
             .map_err(|e| {
                 let text = e.to_string();
-                let advice = super::pinned::advice(&text);
+                let advice = crate::tls::pinned::advice(&text);
                 ConnectError::Tls {
                     side: self.side,
                     addr: self.addr(),
@@ -974,36 +974,5 @@ pub(crate) fn tls_connector(
     side: Side,
     ca_pem: Option<&[u8]>,
 ) -> Result<TlsConnector, ConnectError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
-        // One unparsable system certificate must not make every server unreachable.
-        let _ = roots.add(cert);
-    }
-    let mut pinned = Vec::new();
-    if let Some(pem) = ca_pem {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
-            .collect::<Result<_, _>>()
-            .map_err(|e| ConnectError::Ca(format!("not PEM: {e}"), side))?;
-        if certs.is_empty() {
-            return Err(ConnectError::Ca(
-                "no certificate in the PEM data".into(),
-                side,
-            ));
-        }
-        for c in certs {
-            // A certificate that cannot anchor a chain may still be the server's own.
-            let _ = roots.add(c.clone());
-            pinned.push(c);
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = super::pinned::Verifier::new(roots, pinned, provider.clone());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConnectError::Ca(e.to_string(), side))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
+    crate::tls::connector(ca_pem).map_err(|e| ConnectError::Ca(e, side))
 }

@@ -16,7 +16,6 @@ pub mod guard;
 pub mod identity;
 pub mod mutf7;
 pub mod namespace;
-pub mod pinned;
 pub mod proto;
 pub mod report;
 pub mod session;

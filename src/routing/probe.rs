@@ -164,7 +164,7 @@ async fn send(
     let refused = |e: &dyn std::fmt::Display| {
         let error = e.to_string();
         let advice = match ep.tls {
-            TlsMode::Tls if crate::imap::pinned::answered_in_plain_text(&error) => {
+            TlsMode::Tls if crate::tls::pinned::answered_in_plain_text(&error) => {
                 "; the server did not answer TLS: it looks like plain SMTP, so set probe.smtp.tls to starttls (or none)"
             }
             _ => "",
