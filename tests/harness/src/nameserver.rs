@@ -9,7 +9,7 @@ use std::net::UdpSocket;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::bind::TsigKey;
 use crate::process::{self, CmdOutput, run, run_ok};
@@ -45,12 +45,17 @@ pub trait Nameserver {
     }
 
     /// The SOA serial this server currently answers for `zone`.
+    /// A malformed answer (seen once under load: dig's ";; Warning: query response not
+    /// set", an answer without the QR bit) is asked again, up to three times.
     fn serial(&self, zone: &str) -> Result<u32> {
-        let out = self.dig(&["+short", zone, "SOA"])?;
-        out.split_whitespace()
-            .nth(2)
-            .and_then(|s| s.parse().ok())
-            .with_context(|| format!("no SOA serial for {zone} in: {out:?}"))
+        let mut last = String::new();
+        for _ in 0..3 {
+            last = self.dig(&["+short", zone, "SOA"])?;
+            if let Some(serial) = last.split_whitespace().nth(2).and_then(|s| s.parse().ok()) {
+                return Ok(serial);
+            }
+        }
+        Err(anyhow::anyhow!("no SOA serial for {zone} in: {last:?}"))
     }
 
     /// Runs `nsupdate` signed with this server's TSIG key; fails if the update fails.
