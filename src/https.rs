@@ -1,11 +1,12 @@
 //! mailshift's HTTP/1 client, for CardDAV/CalDAV (through `libdav`) and OAuth2 token
-//! endpoints: one connection per request (a migration sends a handful of REPORTs, one PUT
-//! per resource, a token request now and then), TLS verified as for IMAP (the system's roots,
+//! endpoints: one kept-alive connection per client (a migration sends a handful of REPORTs,
+//! one PUT per resource, a token request now and then), TLS verified as for IMAP (the system's roots,
 //! or the endpoint's own CA), the credentials on every request when there are some, and a
 //! bound on every wait.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use http::header::{AUTHORIZATION, HOST, HeaderValue};
 use http::{Request, Response, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -35,6 +37,8 @@ pub struct Http {
     port: u16,
     tls: Option<tokio_rustls::TlsConnector>,
     authorization: Option<HeaderValue>,
+    /// The connection kept alive between requests, shared by the clones.
+    connection: Arc<tokio::sync::Mutex<Option<SendRequest<Full<Bytes>>>>>,
 }
 
 impl std::fmt::Debug for Http {
@@ -113,6 +117,7 @@ impl Http {
             port,
             tls,
             authorization: None,
+            connection: Arc::default(),
         })
     }
 
@@ -157,23 +162,13 @@ impl Http {
     }
 
     async fn send(self, req: Request<String>) -> Result<Response<Incoming>, HttpError> {
-        let addr = self.addr();
-        let fail = |reason: String| HttpError {
-            addr: addr.clone(),
-            reason,
-        };
-        let tcp =
-            tokio::time::timeout(TIMEOUT, TcpStream::connect((self.host.as_str(), self.port)))
-                .await
-                .map_err(|_| fail("timed out connecting".into()))?
-                .map_err(|e| fail(format!("cannot connect: {e}")))?;
         let (parts, body) = req.into_parts();
         let path = parts
             .uri
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .parse::<Uri>()
-            .map_err(|e| fail(format!("bad request path: {e}")))?;
+            .map_err(|e| self.fail(format!("bad request path: {e}")))?;
         let mut req = Request::from_parts(parts, Full::new(Bytes::from(body)));
         *req.uri_mut() = path;
         let host = HeaderValue::from_str(&if matches!(self.port, 80 | 443) {
@@ -181,45 +176,83 @@ impl Http {
         } else {
             self.addr()
         })
-        .map_err(|e| fail(format!("bad host: {e}")))?;
+        .map_err(|e| self.fail(format!("bad host: {e}")))?;
         req.headers_mut().insert(HOST, host);
         if let Some(a) = &self.authorization {
             req.headers_mut().insert(AUTHORIZATION, a.clone());
         }
-        let response = match &self.tls {
-            Some(tls) => {
-                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
-                    .map_err(|e| fail(format!("invalid server name: {e}")))?;
-                let stream = tokio::time::timeout(TIMEOUT, tls.connect(name, tcp))
-                    .await
-                    .map_err(|_| fail("timed out in the TLS handshake".into()))?
-                    .map_err(|e| fail(format!("TLS: {e}")))?;
-                exchange(TokioIo::new(stream), req, &fail).await?
+        // One kept-alive connection per client: a copy PUTs every resource of a mailbox,
+        // and a TLS handshake each would cost more than the resource.
+        let mut kept = self.connection.lock().await;
+        if let Some(sender) = kept.as_mut() {
+            let ready = matches!(
+                tokio::time::timeout(TIMEOUT, sender.ready()).await,
+                Ok(Ok(()))
+            );
+            if ready {
+                match tokio::time::timeout(TIMEOUT, sender.try_send_request(req)).await {
+                    Err(_) => {
+                        *kept = None;
+                        return Err(self.fail("timed out waiting for the server".into()));
+                    }
+                    Ok(Ok(response)) => return Ok(response),
+                    Ok(Err(mut e)) => match e.take_message() {
+                        // Not sent: the server closed the idle connection. Sent on a new
+                        // one below; never twice.
+                        Some(unsent) => req = unsent,
+                        None => {
+                            *kept = None;
+                            return Err(self.fail(format!("HTTP: {}", e.into_error())));
+                        }
+                    },
+                }
             }
-            None => exchange(TokioIo::new(tcp), req, &fail).await?,
-        };
+            *kept = None;
+        }
+        let mut sender = self.connect().await?;
+        let response = tokio::time::timeout(TIMEOUT, sender.send_request(req))
+            .await
+            .map_err(|_| self.fail("timed out waiting for the server".into()))?
+            .map_err(|e| self.fail(format!("HTTP: {e}")))?;
+        *kept = Some(sender);
         Ok(response)
     }
-}
 
-async fn exchange<S>(
-    io: TokioIo<S>,
-    req: Request<Full<Bytes>>,
-    fail: &impl Fn(String) -> HttpError,
-) -> Result<Response<Incoming>, HttpError>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| fail(format!("HTTP: {e}")))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    tokio::time::timeout(TIMEOUT, sender.send_request(req))
-        .await
-        .map_err(|_| fail("timed out waiting for the server".into()))?
-        .map_err(|e| fail(format!("HTTP: {e}")))
+    /// A new connection (TLS when the URL said https), ready for requests.
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, HttpError> {
+        let tcp =
+            tokio::time::timeout(TIMEOUT, TcpStream::connect((self.host.as_str(), self.port)))
+                .await
+                .map_err(|_| self.fail("timed out connecting".into()))?
+                .map_err(|e| self.fail(format!("cannot connect: {e}")))?;
+        match &self.tls {
+            Some(tls) => {
+                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+                    .map_err(|e| self.fail(format!("invalid server name: {e}")))?;
+                let stream = tokio::time::timeout(TIMEOUT, tls.connect(name, tcp))
+                    .await
+                    .map_err(|_| self.fail("timed out in the TLS handshake".into()))?
+                    .map_err(|e| self.fail(format!("TLS: {e}")))?;
+                self.handshake(TokioIo::new(stream)).await
+            }
+            None => self.handshake(TokioIo::new(tcp)).await,
+        }
+    }
+
+    async fn handshake<S>(&self, io: TokioIo<S>) -> Result<SendRequest<Full<Bytes>>, HttpError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) =
+            tokio::time::timeout(TIMEOUT, hyper::client::conn::http1::handshake(io))
+                .await
+                .map_err(|_| self.fail("timed out starting HTTP".into()))?
+                .map_err(|e| self.fail(format!("HTTP: {e}")))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
 }
 
 /// The largest answer body `libdav` is handed (a REPORT with every contact of a large

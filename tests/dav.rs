@@ -362,9 +362,11 @@ fn an_unchanged_mailbox_is_not_read_again() -> Result<()> {
         url,
         ca_certificate: None,
     };
+    // The new server behind a proxy that counts connections.
+    let proxy = mailshift_harness::Proxy::start(x.port())?;
     let dav = Dav {
         source: Some(endpoint(src.url())),
-        destination: endpoint(x.url()),
+        destination: endpoint(format!("http://127.0.0.1:{}/", proxy.port())),
     };
     let resolver = mailshift::secrets::Resolver::default();
     let Server::Radicale(r) = &src else {
@@ -380,6 +382,11 @@ fn an_unchanged_mailbox_is_not_read_again() -> Result<()> {
             .await?
             .expect("the source has DAV");
         assert_eq!(first.items, 2, "{first:#?}");
+        assert_eq!(
+            proxy.accepted(),
+            1,
+            "every request of a comparison goes over one kept-alive connection"
+        );
         assert_eq!(first.missing.len(), 2, "{first:#?}");
         let read = reports()?;
         assert!(read > 0, "the first comparison reads the resources");
