@@ -24,6 +24,7 @@ pub fn check(spec: &MailMigrationSpec, base: &Path, strict: bool) -> Vec<Issue> 
     c.dns(spec, base);
     c.relays(spec, base);
     c.forwarding_and_probe(spec, base);
+    c.sieve_dav_and_tokens(spec, base);
     c.cutover(spec, base);
     c.accept_refused(spec, base);
     c.secrets(spec, base);
@@ -476,6 +477,85 @@ impl Checker {
                     format!("`{}` is not one of spec.mailboxes", p.mailbox),
                 );
             }
+        }
+    }
+
+    /// The endpoints beside IMAP: ManageSieve for `sieve`, the URLs of `dav` and of the
+    /// token endpoints, checked here so that a typo is reported by line and field, not by
+    /// a failing step.
+    fn sieve_dav_and_tokens(&mut self, spec: &MailMigrationSpec, base: &Path) {
+        if let Some(s) = &spec.sieve {
+            let sp = base.key("sieve");
+            if let Some(m) = &s.managesieve {
+                self.endpoint(m, &sp.key("managesieve"), "ManageSieve");
+            }
+            self.endpoint(
+                &s.destination_managesieve,
+                &sp.key("destinationManagesieve"),
+                "ManageSieve",
+            );
+        }
+        if let Some(d) = &spec.dav {
+            let dp = base.key("dav");
+            if let Some(s) = &d.source {
+                self.url(&s.url, &dp.key("source").key("url"), "CardDAV/CalDAV");
+            }
+            self.url(
+                &d.destination.url,
+                &dp.key("destination").key("url"),
+                "CardDAV/CalDAV",
+            );
+        }
+        for (side, server) in [("source", &spec.source), ("destination", &spec.destination)] {
+            use super::TokenSourceSpec as T;
+            let tp = base.key(side).key("auth").key("tokenSource");
+            let url = match &server.auth.token_source {
+                Some(T::RefreshToken { token_url, .. }) => {
+                    Some((token_url, tp.key("refreshToken")))
+                }
+                Some(T::ClientCredentials { token_url, .. }) => {
+                    Some((token_url, tp.key("clientCredentials")))
+                }
+                Some(T::ServiceAccount {
+                    token_url: Some(u), ..
+                }) => Some((u, tp.key("serviceAccount"))),
+                _ => None,
+            };
+            if let Some((u, p)) = url {
+                self.url(u, &p.key("tokenUrl"), "the token endpoint");
+            }
+            if server.auth.token_source.is_some()
+                && !matches!(
+                    server.auth.method,
+                    super::AuthMethod::Xoauth2 | super::AuthMethod::Oauthbearer
+                )
+            {
+                self.error(
+                    tp,
+                    "tokens are only used with `method: xoauth2` or `method: oauthbearer`",
+                );
+            }
+        }
+    }
+
+    /// An http(s) URL with a host; plain http only to this machine, else a warning.
+    fn url(&mut self, url: &str, p: &Path, what: &str) {
+        match url.parse::<http::Uri>() {
+            Ok(u) if matches!(u.scheme_str(), Some("https" | "http")) && u.host().is_some() => {
+                let host = u.host().unwrap_or_default();
+                if u.scheme_str() == Some("http") && !is_loopback(host) {
+                    self.warning(
+                        p.clone(),
+                        format!(
+                            "{what} is reached without TLS: passwords and data cross the network in clear"
+                        ),
+                    );
+                }
+            }
+            _ => self.error(
+                p.clone(),
+                format!("`{url}` is not an http:// or https:// URL with a host"),
+            ),
         }
     }
 
