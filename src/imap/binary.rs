@@ -12,6 +12,7 @@
 //! where `BODY[]` had 0x80: for a whole message `BINARY[]` may also undo a
 //! Content-Transfer-Encoding, which would not be the message as stored.
 
+use super::command::{Command, FetchItems, UidSet};
 use std::time::Duration;
 
 use imap_codec::ResponseCodec;
@@ -59,8 +60,13 @@ pub async fn fetch<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let command = Command::UidFetch {
+        set: &UidSet::of(&[uid]),
+        items: FetchItems::Binary,
+        changed_since: None,
+    };
     stream
-        .write_all(format!("{TAG} UID FETCH {uid} (UID BINARY.PEEK[])\r\n").as_bytes())
+        .write_all(format!("{TAG} {}\r\n", command.line()).as_bytes())
         .await?;
     stream.flush().await?;
     match tokio::time::timeout(timeout, read_answer(stream, uid, limit)).await {

@@ -892,6 +892,7 @@ impl Connector {
         &self,
         client: &mut async_imap::Client<ImapStream>,
     ) -> Result<Vec<String>, ConnectError> {
+        use super::command::Command;
         use imap_proto::{Capability, Response};
         use tokio::io::AsyncWriteExt;
         // async-imap keeps tagged commands to itself before login; a tag of our own cannot
@@ -899,7 +900,7 @@ impl Connector {
         const TAG: &str = "mscap";
         let stream = client.get_mut();
         stream
-            .write_all(format!("{TAG} CAPABILITY\r\n").as_bytes())
+            .write_all(format!("{TAG} {}\r\n", Command::Capability.line()).as_bytes())
             .await
             .and(stream.flush().await)
             .map_err(|e| self.io_error("CAPABILITY", e))?;

@@ -7,6 +7,7 @@
 
 pub mod binary;
 pub mod cache;
+pub mod command;
 pub mod conn;
 pub mod diff;
 pub mod engine;

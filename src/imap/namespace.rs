@@ -9,6 +9,7 @@
 //! messages by imap-codec's [`Fragmentizer`] and decoded by imap-codec. Bytes are read one at a
 //! time so that not a byte past the tagged completion is taken from async-imap.
 
+use super::command::Command;
 use std::time::Duration;
 
 use imap_codec::ResponseCodec;
@@ -54,7 +55,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     stream
-        .write_all(format!("{TAG} NAMESPACE\r\n").as_bytes())
+        .write_all(format!("{TAG} {}\r\n", Command::Namespace.line()).as_bytes())
         .await?;
     stream.flush().await?;
     match tokio::time::timeout(timeout, read_answer(stream)).await {

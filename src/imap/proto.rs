@@ -2,7 +2,7 @@
 //! async-imap's `run_command`, every response read with its parser (imap-proto) and handed
 //! to the caller, so that pipelining, response codes (APPENDUID, PERMANENTFLAGS,
 //! HIGHESTMODSEQ) and extensions (CONDSTORE) are ours to use. Nothing here parses IMAP by
-//! hand; it only formats commands (quoted strings, UID sets, dates).
+//! hand, and commands come encoded from [`super::command`].
 
 use tokio::time::Instant;
 
@@ -11,6 +11,7 @@ use imap_proto::rfc4315::UidSetMember;
 use imap_proto::{Response, ResponseCode, Status};
 use tokio::io::AsyncWriteExt;
 
+use super::command::Command;
 use super::conn::Connection;
 
 /// Untagged responses that carry no answer to the command (EXISTS, RECENT, EXPUNGE, a
@@ -129,10 +130,14 @@ pub enum Completion {
 }
 
 /// Sends `command` with a fresh tag; returns the tag.
-pub async fn send(conn: &mut Connection, command: &str, what: &str) -> Result<String, ImapError> {
+pub async fn send(
+    conn: &mut Connection,
+    command: &Command<'_>,
+    what: &str,
+) -> Result<String, ImapError> {
     let id = conn
         .session
-        .run_command(command)
+        .run_command(&command.line())
         .await
         .map_err(|e| ImapError::from_imap(what, e))?;
     Ok(id.0)
@@ -247,7 +252,7 @@ pub async fn finish_ok(
 /// Runs one command to completion, handing untagged responses to `on`.
 pub async fn run(
     conn: &mut Connection,
-    command: &str,
+    command: &Command<'_>,
     what: &str,
     mut on: impl FnMut(&Response<'_>),
 ) -> Result<Done, ImapError> {
@@ -360,59 +365,6 @@ fn code_name(c: &ResponseCode<'_>) -> String {
         .to_ascii_uppercase()
 }
 
-/// A quoted string for a command. Folder names on the wire are 7-bit (modified UTF-7), so
-/// quoting covers them; CR, LF, NUL and 8-bit bytes cannot be quoted at all.
-pub fn quote(s: &str) -> Result<String, ImapError> {
-    if s.bytes()
-        .any(|b| matches!(b, b'\r' | b'\n' | 0) || b >= 0x80)
-    {
-        // Not a connection problem: this one folder cannot be named, the rest can.
-        return Err(ImapError::Refused {
-            what: format!("folder name {s:?}"),
-            reason: "contains a character that cannot be sent in a quoted string".into(),
-        });
-    }
-    Ok(format!(
-        "\"{}\"",
-        s.replace('\\', "\\\\").replace('"', "\\\"")
-    ))
-}
-
-/// A UID set (`1:5,7,9:12`) for ascending, distinct `uids`.
-pub fn uid_set(uids: &[u32]) -> String {
-    let mut out = String::new();
-    let mut i = 0;
-    while i < uids.len() {
-        let start = uids[i];
-        let mut end = start;
-        while i + 1 < uids.len() && uids[i + 1] == end.wrapping_add(1) {
-            i += 1;
-            end = uids[i];
-        }
-        if !out.is_empty() {
-            out.push(',');
-        }
-        if start == end {
-            out.push_str(&start.to_string());
-        } else {
-            out.push_str(&format!("{start}:{end}"));
-        }
-        i += 1;
-    }
-    out
-}
-
-/// Splits ascending `uids` into UID sets of at most `max` UIDs each, so that no command
-/// line grows past what servers accept.
-pub fn uid_sets(uids: &[u32], max: usize) -> impl Iterator<Item = String> + '_ {
-    uids.chunks(max.max(1)).map(uid_set)
-}
-
-/// INTERNALDATE as RFC 3501 date-time: `"02-Jan-2006 15:04:05 -0700"`.
-pub fn imap_date(d: DateTime<FixedOffset>) -> String {
-    d.format("\"%d-%b-%Y %H:%M:%S %z\"").to_string()
-}
-
 /// Parses an INTERNALDATE as servers send it (`" 7-Mar-2019 08:09:10 +0530"`).
 pub fn parse_imap_date(s: &str) -> Option<DateTime<FixedOffset>> {
     let s = s.trim();
@@ -470,27 +422,10 @@ mod tests {
     }
 
     #[test]
-    fn dates_and_quotes_follow_rfc_3501() {
+    fn dates_follow_rfc_3501() {
         let d = DateTime::parse_from_rfc3339("2019-03-07T08:09:10+05:30").unwrap();
-        assert_eq!(imap_date(d), "\"07-Mar-2019 08:09:10 +0530\"");
         assert_eq!(parse_imap_date(" 7-Mar-2019 08:09:10 +0530"), Some(d));
         assert_eq!(parse_imap_date("07-Mar-2019 08:09:10 +0530"), Some(d));
         assert_eq!(parse_imap_date("garbage"), None);
-        assert_eq!(quote(r#"a"b\c"#).unwrap(), r#""a\"b\\c""#);
-        assert!(quote("a\r\nb").is_err());
-        assert!(quote("Hộp").is_err());
-    }
-
-    #[test]
-    fn uid_sets_are_compact() {
-        assert_eq!(uid_set(&[]), "");
-        assert_eq!(uid_set(&[4]), "4");
-        assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8, 9, 12]), "1:3,5,7:9,12");
-        assert_eq!(
-            uid_set(&[u32::MAX - 1, u32::MAX]),
-            format!("{}:{}", u32::MAX - 1, u32::MAX)
-        );
-        let sets: Vec<String> = uid_sets(&[1, 2, 3, 4, 5], 2).collect();
-        assert_eq!(sets, ["1:2", "3:4", "5"]);
     }
 }

@@ -12,8 +12,9 @@ use crate::imap::cache::{
     CACHE_VERSION, Copied, FlagCheck, FolderCache, FolderCacheKey, FolderStatus, FullReason,
     ResyncNeed, resync_need,
 };
+use crate::imap::command::UidSet;
 use crate::imap::diff::{Entry, FlagUpdate, Tally, diff};
-use crate::imap::proto::{ImapError, uid_set};
+use crate::imap::proto::ImapError;
 use crate::imap::report::{MessageRef, RefusedMessage};
 use crate::imap::session::{
     AppendOutcome, BodyFetches, DestinationSession, MailboxStatus, Outgoing, SourceSession,
@@ -173,7 +174,7 @@ async fn full(
         async {
             let sel = src.examine(&t.source_wire).await?;
             if sel.exists > 0 {
-                src.fetch_meta("1:*").await
+                src.fetch_meta(&UidSet::all()).await
             } else {
                 Ok(Vec::new())
             }
@@ -181,7 +182,7 @@ async fn full(
         async {
             let sel = dst.select(&t.dest_wire).await?;
             let entries = if sel.exists > 0 {
-                dst.fetch_meta("1:*").await?
+                dst.fetch_meta(&UidSet::all()).await?
             } else {
                 Vec::new()
             };
@@ -261,7 +262,7 @@ async fn full(
             next = Some(c);
         } else {
             // No UIDPLUS: which UIDs the copies got is only known by listing again.
-            let dest_again = dst.fetch_meta("1:*").await?;
+            let dest_again = dst.fetch_meta(&UidSet::all()).await?;
             let d2 = diff(&source_entries, &dest_again, &d.pairs, &storable);
             let settled = d2
                 .to_copy
@@ -351,14 +352,14 @@ async fn incremental(
         let (s, d) = tokio::join!(
             async {
                 if src_sel.exists > 0 {
-                    src.fetch_meta(&format!("{since}:*")).await
+                    src.fetch_meta(&UidSet::from(since)).await
                 } else {
                     Ok(Vec::new())
                 }
             },
             async {
                 if dst_sel.exists > 0 {
-                    dst.fetch_meta(&format!("{}:*", c.dest.uidnext)).await
+                    dst.fetch_meta(&UidSet::from(c.dest.uidnext)).await
                 } else {
                     Ok(Vec::new())
                 }
@@ -370,8 +371,8 @@ async fn incremental(
     let flags_now = match flags {
         _ if src_sel.exists == 0 => Vec::new(),
         FlagCheck::Unchanged => Vec::new(),
-        FlagCheck::ChangedSince(m) => src.fetch_flags("1:*", Some(m)).await?,
-        FlagCheck::All => src.fetch_flags("1:*", None).await?,
+        FlagCheck::ChangedSince(m) => src.fetch_flags(&UidSet::all(), Some(m)).await?,
+        FlagCheck::All => src.fetch_flags(&UidSet::all(), None).await?,
     };
     let three_way = c.flag_updates(&flags_now, &storable);
     if !three_way.is_empty() {
@@ -677,7 +678,7 @@ async fn read_ahead<'b, 'c>(
         let unanswered = super::answers::unanswered(batch, &good, &faults);
         if !unanswered.is_empty() {
             src.settle(fetches).await?;
-            let still = src.fetch_flags(&uid_set(&unanswered), None).await?;
+            let still = src.fetch_flags(&UidSet::of(&unanswered), None).await?;
             faults.extend(
                 still
                     .into_iter()

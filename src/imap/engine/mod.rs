@@ -41,6 +41,7 @@ pub mod retry;
 mod setup;
 mod verify;
 
+use crate::imap::command::UidSet;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -509,7 +510,7 @@ impl Engine {
             };
             let counted = async {
                 src.examine(&src_list.wire_name(&plan.source)).await?;
-                src.fetch_meta("1:*").await
+                src.fetch_meta(&UidSet::all()).await
             };
             match counted.await {
                 Ok(entries) => {

@@ -3,6 +3,7 @@
 use super::folder::Target;
 use super::{Engine, FolderState};
 use crate::imap::cache::FolderCacheKey;
+use crate::imap::command::UidSet;
 use crate::imap::diff::{KnownPairs, Storable, diff};
 use crate::imap::proto::ImapError;
 use crate::imap::report::{FolderReport, RefusedMessage};
@@ -21,14 +22,14 @@ pub(super) async fn verify_folder(
 ) -> Result<(), ImapError> {
     let src_sel = src.examine(&t.source_wire).await?;
     let source_entries = if src_sel.exists > 0 {
-        src.fetch_meta("1:*").await?
+        src.fetch_meta(&UidSet::all()).await?
     } else {
         Vec::new()
     };
     let dest_entries = if dest_exists {
         let sel = dst.examine(&t.dest_wire).await?;
         if sel.exists > 0 {
-            dst.fetch_meta("1:*").await?
+            dst.fetch_meta(&UidSet::all()).await?
         } else {
             Vec::new()
         }

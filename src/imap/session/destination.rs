@@ -1,6 +1,7 @@
 //! The destination side: folders created, messages appended, flags stored.
 
 use super::*;
+use crate::imap::command::{AppendItem, StoreOp};
 
 /// The destination server: where folders are created and messages appended.
 #[derive(Debug)]
@@ -58,12 +59,9 @@ impl DestinationSession {
     /// Creates `wire`, asking for its special use where the server offers
     /// CREATE-SPECIAL-USE. A folder that already exists is not an error.
     pub async fn create(&mut self, wire: &str, role: Option<Role>) -> Result<(), ImapError> {
-        let use_attr = role.and_then(Role::special_use);
-        let command = match use_attr {
-            Some(attr) if self.conn.has("CREATE-SPECIAL-USE") => {
-                format!("CREATE {} (USE ({attr}))", quote(wire)?)
-            }
-            _ => format!("CREATE {}", quote(wire)?),
+        let command = Command::Create {
+            mailbox: WireName::new(wire)?,
+            special_use: role.filter(|_| self.conn.has("CREATE-SPECIAL-USE")),
         };
         let what = format!("CREATE {wire}");
         let tag = proto::send(&mut self.conn, &command, &what).await?;
@@ -78,7 +76,7 @@ impl DestinationSession {
         let what = format!("SUBSCRIBE {wire}");
         proto::run(
             &mut self.conn,
-            &format!("SUBSCRIBE {}", quote(wire)?),
+            &Command::Subscribe(WireName::new(wire)?),
             &what,
             |_| {},
         )
@@ -89,7 +87,7 @@ impl DestinationSession {
     /// SELECT `wire` (read-write, for STORE).
     pub async fn select(&mut self, wire: &str) -> Result<Selected, ImapError> {
         self.selected = None;
-        let sel = open(&mut self.conn, "SELECT", wire).await?;
+        let sel = open(&mut self.conn, wire, false).await?;
         self.selected = Some(wire.to_owned());
         Ok(sel)
     }
@@ -97,7 +95,7 @@ impl DestinationSession {
     /// Opens `wire` read-only (EXAMINE), for verify.
     pub async fn examine(&mut self, wire: &str) -> Result<Selected, ImapError> {
         self.selected = None;
-        let sel = open(&mut self.conn, "EXAMINE", wire).await?;
+        let sel = open(&mut self.conn, wire, true).await?;
         self.selected = Some(wire.to_owned());
         Ok(sel)
     }
@@ -106,7 +104,7 @@ impl DestinationSession {
         self.selected.clone().unwrap_or_default()
     }
 
-    pub async fn fetch_meta(&mut self, uids: &str) -> Result<Vec<Entry>, ImapError> {
+    pub async fn fetch_meta(&mut self, uids: &UidSet) -> Result<Vec<Entry>, ImapError> {
         let folder = self.folder();
         fetch_meta(&mut self.conn, &folder, uids).await
     }
@@ -119,42 +117,35 @@ impl DestinationSession {
         updates: &[FlagUpdate],
     ) -> Result<Vec<(FlagUpdate, String)>, ImapError> {
         // Same change, one command for many UIDs.
-        let mut groups: BTreeMap<(u8, String), Vec<usize>> = BTreeMap::new();
+        let mut groups: BTreeMap<(StoreOp, &FlagSet), Vec<usize>> = BTreeMap::new();
         for (i, u) in updates.iter().enumerate() {
-            let mut add = |op: u8, flags: &FlagSet| {
-                let list = flags
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                groups.entry((op, list)).or_default().push(i);
-            };
+            let mut add = |op: StoreOp, flags| groups.entry((op, flags)).or_default().push(i);
             match &u.change {
                 FlagChange::Delta { add: a, remove: r } => {
                     if !a.is_empty() {
-                        add(b'+', a);
+                        add(StoreOp::Add, a);
                     }
                     if !r.is_empty() {
-                        add(b'-', r);
+                        add(StoreOp::Remove, r);
                     }
                 }
-                FlagChange::Replace(set) => add(b'=', set),
+                FlagChange::Replace(set) => add(StoreOp::Replace, set),
             }
         }
         let what = format!("STORE flags in {}", self.folder());
         let mut sent: Vec<(String, Vec<usize>)> = Vec::new();
-        for ((op, list), idx) in &groups {
+        for (&(op, flags), idx) in &groups {
             let mut idx = idx.clone();
             idx.sort_by_key(|&i| updates[i].dest_uid);
             for chunk in idx.chunks(UIDS_PER_COMMAND) {
                 let mut uids: Vec<u32> = chunk.iter().map(|&i| updates[i].dest_uid).collect();
                 uids.dedup();
-                let item = match op {
-                    b'+' => "+FLAGS.SILENT",
-                    b'-' => "-FLAGS.SILENT",
-                    _ => "FLAGS.SILENT",
+                let set = UidSet::of(&uids);
+                let command = Command::UidStore {
+                    set: &set,
+                    op,
+                    flags,
                 };
-                let command = format!("UID STORE {} {item} ({list})", uid_set(&uids));
                 let tag = proto::send(&mut self.conn, &command, &what).await?;
                 sent.push((tag, chunk.to_vec()));
             }
@@ -251,7 +242,7 @@ impl DestinationSession {
                 _ => to_send.push(i),
             }
         }
-        let mailbox = quote(wire)?;
+        let mailbox = WireName::new(wire)?;
         let what = format!("APPEND to {wire}");
         let uidplus = self.has_uidplus();
         if self.conn.has("LITERAL+") {
@@ -260,10 +251,7 @@ impl DestinationSession {
             // refused, the messages are appended one by one to find which one the server
             // will not take.
             if self.conn.has("MULTIAPPEND") && to_send.len() > 1 {
-                match self
-                    .multiappend(&mailbox, &what, messages, &to_send)
-                    .await?
-                {
+                match self.multiappend(mailbox, &what, messages, &to_send).await? {
                     Completion::Ok(done) => {
                         let uids = done
                             .append_uid
@@ -281,7 +269,10 @@ impl DestinationSession {
             }
             let mut tags: Vec<(String, usize)> = Vec::with_capacity(to_send.len());
             for &i in &to_send {
-                let command = append_command(&mailbox, &messages[i], true);
+                let command = Command::Append {
+                    mailbox,
+                    item: append_item(&messages[i], true),
+                };
                 let tag = proto::send(&mut self.conn, &command, &what).await?;
                 proto::write_raw(&mut self.conn, &messages[i].body, &what).await?;
                 proto::write_raw(&mut self.conn, b"\r\n", &what).await?;
@@ -314,7 +305,7 @@ impl DestinationSession {
         } else {
             for &i in &to_send {
                 outcomes[i] = self
-                    .append_synchronizing(&mailbox, &what, &messages[i])
+                    .append_synchronizing(mailbox, &what, &messages[i])
                     .await?;
                 if let AppendOutcome::Appended(uid) = &mut outcomes[i]
                     && !uidplus
@@ -330,19 +321,20 @@ impl DestinationSession {
     /// LITERAL+): the messages at `which`, in one command.
     async fn multiappend(
         &mut self,
-        mailbox: &str,
+        mailbox: WireName<'_>,
         what: &str,
         messages: &[Outgoing],
         which: &[usize],
     ) -> Result<Completion, ImapError> {
-        let first = append_command(mailbox, &messages[which[0]], true);
+        let first = Command::Append {
+            mailbox,
+            item: append_item(&messages[which[0]], true),
+        };
         let tag = proto::send(&mut self.conn, &first, what).await?;
         proto::write_raw(&mut self.conn, &messages[which[0]].body, what).await?;
         for &i in &which[1..] {
             let m = &messages[i];
-            let part = append_command("", m, true);
-            // `APPEND  (flags) ...` → ` (flags) ...`: the same item without command and name.
-            let item = part.trim_start_matches("APPEND ").trim_start();
+            let item = append_item(m, true);
             proto::write_raw(&mut self.conn, format!(" {item}\r\n").as_bytes(), what).await?;
             proto::write_raw(&mut self.conn, &m.body, what).await?;
         }
@@ -355,11 +347,14 @@ impl DestinationSession {
     /// message, the answer.
     async fn append_synchronizing(
         &mut self,
-        mailbox: &str,
+        mailbox: WireName<'_>,
         what: &str,
         m: &Outgoing,
     ) -> Result<AppendOutcome, ImapError> {
-        let command = append_command(mailbox, m, false);
+        let command = Command::Append {
+            mailbox,
+            item: append_item(m, false),
+        };
         let tag = proto::send(&mut self.conn, &command, what).await?;
         let deadline = proto::deadline(&self.conn);
         loop {
@@ -418,37 +413,16 @@ fn single(done: proto::Done, uidplus: bool) -> Option<(u32, u32)> {
     }
 }
 
-/// `APPEND "mailbox" (flags) "date" {n+}`, the command line for `m` (without the literal); a
-/// message with NULs goes in a literal8 (`~{n}`,
-/// RFC 3516), which [`DestinationSession::append`] sends only to a server offering BINARY.
-fn append_command(mailbox: &str, m: &Outgoing, non_synchronizing: bool) -> String {
-    let date = m
-        .internal_date
-        .map(|d| format!(" {}", proto::imap_date(d)))
-        .unwrap_or_default();
-    format!(
-        "APPEND {mailbox} {}{date} {}{{{}{}}}",
-        flag_list(&m.flags),
-        if crate::imap::binary::needs_literal8(&m.body) {
-            "~"
-        } else {
-            ""
-        },
-        m.body.len(),
-        if non_synchronizing { "+" } else { "" }
-    )
-}
-
-/// `(\Seen kw)`: flags as an APPEND or STORE list.
-fn flag_list(flags: &FlagSet) -> String {
-    format!(
-        "({})",
-        flags
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(" ")
-    )
+/// The APPEND item for `m`; a message with NULs goes in a literal8, which
+/// [`DestinationSession::append`] sends only to a server offering BINARY.
+fn append_item(m: &Outgoing, non_synchronizing: bool) -> AppendItem<'_> {
+    AppendItem {
+        flags: &m.flags,
+        internal_date: m.internal_date,
+        size: m.body.len(),
+        binary: crate::imap::binary::needs_literal8(&m.body),
+        non_synchronizing,
+    }
 }
 
 #[cfg(test)]
@@ -456,7 +430,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn append_commands() {
+    fn a_message_with_nul_goes_in_a_literal8() {
         let m = Outgoing {
             uid: 1,
             flags: Flag::parse_all(["\\Seen", "$Label1", "\\Recent"]),
@@ -464,17 +438,17 @@ mod tests {
             body: b"Subject: x\r\n\r\nhi\r\n".to_vec(),
         };
         assert_eq!(
-            append_command("\"INBOX\"", &m, true),
-            "APPEND \"INBOX\" (\\Seen $Label1) \"07-Mar-2019 08:09:10 +0530\" {18+}"
+            append_item(&m, true).to_string(),
+            "(\\Seen $Label1) \"07-Mar-2019 08:09:10 +0530\" {18+}"
         );
-        let bare = Outgoing {
-            flags: FlagSet::new(),
+        let nul = Outgoing {
+            body: b"Subject: x\r\n\r\nh\0\r\n".to_vec(),
             internal_date: None,
             ..m
         };
         assert_eq!(
-            append_command("\"a\"", &bare, false),
-            "APPEND \"a\" () {18}"
+            append_item(&nul, false).to_string(),
+            "(\\Seen $Label1) ~{18}"
         );
     }
 }

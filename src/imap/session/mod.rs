@@ -20,24 +20,20 @@ use chrono::{DateTime, FixedOffset};
 use imap_proto::{AttributeValue, MailboxDatum, NameAttribute, Response, ResponseCode, Status};
 
 use super::cache;
+use super::command::{Command, FetchItems, UidSet, WireName};
 use super::conn::Connection;
 use super::diff::{Entry, Flag, FlagChange, FlagSet, FlagUpdate, Storable};
 use super::folder_names::Role;
 use super::folders::{FolderList, ListedFolder, guess_prefix};
 use super::identity::MessageKey;
 use super::mutf7;
-use super::proto::{self, Completion, Event, quote, uid_set};
+use super::proto::{self, Completion, Event};
 
 pub use super::proto::ImapError;
 
 pub use destination::DestinationSession;
 pub use source::{BodyFetches, SourceSession};
 
-/// The fetch items that identify a message, without its body.
-const META_ITEMS: &str = "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO SUBJECT)])";
-/// The fetch items of a message to copy: exact bytes, flags, INTERNALDATE. PEEK keeps
-/// `\Seen` as it is.
-const BODY_ITEMS: &str = "(UID FLAGS INTERNALDATE BODY.PEEK[])";
 /// UIDs per STORE command line.
 const UIDS_PER_COMMAND: usize = 500;
 
@@ -165,15 +161,14 @@ pub enum AppendOutcome {
 
 async fn list(conn: &mut Connection) -> Result<Listing, ImapError> {
     let extended = conn.has("LIST-EXTENDED");
-    let command = match (extended, conn.has("SPECIAL-USE")) {
-        // RFC 6154 lets servers leave special-use attributes out of a plain LIST; RFC 5258
-        // gives subscription state in the same answer, saving an LSUB.
-        (true, true) => "LIST \"\" \"*\" RETURN (SUBSCRIBED SPECIAL-USE)",
-        (true, false) => "LIST \"\" \"*\" RETURN (SUBSCRIBED)",
-        _ => "LIST \"\" \"*\"",
+    // RFC 6154 lets servers leave special-use attributes out of a plain LIST; RFC 5258
+    // gives subscription state in the same answer, saving an LSUB.
+    let command = Command::List {
+        extended,
+        special_use: conn.has("SPECIAL-USE"),
     };
     let mut raw: Vec<(String, Vec<String>, Option<char>)> = Vec::new();
-    proto::run(conn, command, "LIST", |r| {
+    proto::run(conn, &command, "LIST", |r| {
         if let Response::MailboxData(MailboxDatum::List(l)) = r {
             raw.push((
                 l.name.to_string(),
@@ -187,7 +182,7 @@ async fn list(conn: &mut Connection) -> Result<Listing, ImapError> {
         None
     } else {
         let mut names = Vec::new();
-        proto::run(conn, "LSUB \"\" \"*\"", "LSUB", |r| {
+        proto::run(conn, &Command::Lsub, "LSUB", |r| {
             if let Response::MailboxData(MailboxDatum::List(l)) = r {
                 names.push(l.name.to_string());
             }
@@ -261,19 +256,17 @@ fn attribute_name(a: &NameAttribute<'_>) -> String {
 }
 
 async fn status(conn: &mut Connection, wire: &str) -> Result<MailboxStatus, ImapError> {
-    let items = status_items(conn);
+    let command = Command::Status {
+        mailbox: WireName::new(wire)?,
+        modseq: conn.has("CONDSTORE"),
+    };
     let what = format!("STATUS {wire}");
     let mut st = MailboxStatus::default();
-    proto::run(
-        conn,
-        &format!("STATUS {} {items}", quote(wire)?),
-        &what,
-        |r| {
-            if let Response::MailboxData(MailboxDatum::Status { status, .. }) = r {
-                read_status(status, &mut st);
-            }
-        },
-    )
+    proto::run(conn, &command, &what, |r| {
+        if let Response::MailboxData(MailboxDatum::Status { status, .. }) = r {
+            read_status(status, &mut st);
+        }
+    })
     .await?;
     Ok(st)
 }
@@ -289,17 +282,17 @@ async fn statuses(
     conn: &mut Connection,
     wires: &[String],
 ) -> Result<Vec<Option<MailboxStatus>>, ImapError> {
-    let items = status_items(conn);
+    let modseq = conn.has("CONDSTORE");
     let mut out: Vec<Option<MailboxStatus>> = vec![None; wires.len()];
     let indices: Vec<usize> = (0..wires.len()).collect();
     for chunk in indices.chunks(STATUS_PIPELINE) {
         let mut sent: Vec<(String, usize)> = Vec::with_capacity(chunk.len());
         for &i in chunk {
-            let Ok(quoted) = quote(&wires[i]) else {
+            let Ok(mailbox) = WireName::new(&wires[i]) else {
                 continue;
             };
             let what = format!("STATUS {}", wires[i]);
-            let tag = proto::send(conn, &format!("STATUS {quoted} {items}"), &what).await?;
+            let tag = proto::send(conn, &Command::Status { mailbox, modseq }, &what).await?;
             sent.push((tag, i));
         }
         let Some((last, _)) = sent.last().cloned() else {
@@ -345,14 +338,6 @@ fn same_mailbox(answered: &str, wire: &str) -> bool {
         || (answered.eq_ignore_ascii_case("INBOX") && wire.eq_ignore_ascii_case("INBOX"))
 }
 
-fn status_items(conn: &Connection) -> &'static str {
-    if conn.has("CONDSTORE") {
-        "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
-    } else {
-        "(MESSAGES UIDNEXT UIDVALIDITY)"
-    }
-}
-
 fn read_status(status: &[imap_proto::StatusAttribute], st: &mut MailboxStatus) {
     for a in status {
         match a {
@@ -365,31 +350,32 @@ fn read_status(status: &[imap_proto::StatusAttribute], st: &mut MailboxStatus) {
     }
 }
 
-/// SELECT or EXAMINE.
-async fn open(conn: &mut Connection, verb: &str, wire: &str) -> Result<Selected, ImapError> {
-    let what = format!("{verb} {wire}");
+/// SELECT `wire`, or EXAMINE it when `read_only`.
+async fn open(conn: &mut Connection, wire: &str, read_only: bool) -> Result<Selected, ImapError> {
+    let mailbox = WireName::new(wire)?;
+    let command = if read_only {
+        Command::Examine(mailbox)
+    } else {
+        Command::Select(mailbox)
+    };
+    let what = format!("{} {wire}", if read_only { "EXAMINE" } else { "SELECT" });
     let mut sel = Selected::default();
-    proto::run(
-        conn,
-        &format!("{verb} {}", quote(wire)?),
-        &what,
-        |r| match r {
-            Response::MailboxData(MailboxDatum::Exists(n)) => sel.exists = *n,
-            Response::Data {
-                status: Status::Ok,
-                outcome,
-            } => match &outcome.code {
-                Some(ResponseCode::UidValidity(n)) => sel.uid_validity = Some(*n),
-                Some(ResponseCode::UidNext(n)) => sel.uid_next = Some(*n),
-                Some(ResponseCode::HighestModSeq(n)) => sel.highest_modseq = Some(*n),
-                Some(ResponseCode::PermanentFlags(list)) => {
-                    sel.permanent_flags = Some(list.iter().map(|f| f.to_string()).collect());
-                }
-                _ => {}
-            },
+    proto::run(conn, &command, &what, |r| match r {
+        Response::MailboxData(MailboxDatum::Exists(n)) => sel.exists = *n,
+        Response::Data {
+            status: Status::Ok,
+            outcome,
+        } => match &outcome.code {
+            Some(ResponseCode::UidValidity(n)) => sel.uid_validity = Some(*n),
+            Some(ResponseCode::UidNext(n)) => sel.uid_next = Some(*n),
+            Some(ResponseCode::HighestModSeq(n)) => sel.highest_modseq = Some(*n),
+            Some(ResponseCode::PermanentFlags(list)) => {
+                sel.permanent_flags = Some(list.iter().map(|f| f.to_string()).collect());
+            }
             _ => {}
         },
-    )
+        _ => {}
+    })
     .await?;
     Ok(sel)
 }
@@ -434,34 +420,34 @@ fn fetched<'a>(attrs: &'a [AttributeValue<'_>]) -> Fetched<'a> {
 async fn fetch_meta(
     conn: &mut Connection,
     folder: &str,
-    uids: &str,
+    uids: &UidSet,
 ) -> Result<Vec<Entry>, ImapError> {
     let what = format!("FETCH {uids} in {folder}");
     let mut out: BTreeMap<u32, Entry> = BTreeMap::new();
-    proto::run(
-        conn,
-        &format!("UID FETCH {uids} {META_ITEMS}"),
-        &what,
-        |r| {
-            if let Response::Fetch(_, attrs) = r {
-                let f = fetched(attrs);
-                // Unsolicited FETCH responses (flag changes by other sessions) carry only
-                // some items: only complete answers count.
-                if let (Some(uid), Some(size), true) = (f.uid, f.size, f.has_section) {
-                    out.insert(
+    let command = Command::UidFetch {
+        set: uids,
+        items: FetchItems::Meta,
+        changed_since: None,
+    };
+    proto::run(conn, &command, &what, |r| {
+        if let Response::Fetch(_, attrs) = r {
+            let f = fetched(attrs);
+            // Unsolicited FETCH responses (flag changes by other sessions) carry only
+            // some items: only complete answers count.
+            if let (Some(uid), Some(size), true) = (f.uid, f.size, f.has_section) {
+                out.insert(
+                    uid,
+                    Entry {
                         uid,
-                        Entry {
-                            uid,
-                            key: MessageKey::from_header(f.section.unwrap_or_default()),
-                            flags: f.flags.unwrap_or_default(),
-                            internal_date: f.internal_date,
-                            size: u64::from(size),
-                        },
-                    );
-                }
+                        key: MessageKey::from_header(f.section.unwrap_or_default()),
+                        flags: f.flags.unwrap_or_default(),
+                        internal_date: f.internal_date,
+                        size: u64::from(size),
+                    },
+                );
             }
-        },
-    )
+        }
+    })
     .await?;
     Ok(out.into_values().collect())
 }
@@ -471,13 +457,14 @@ async fn fetch_meta(
 async fn fetch_flags(
     conn: &mut Connection,
     folder: &str,
-    uids: &str,
+    uids: &UidSet,
     changed_since: Option<u64>,
 ) -> Result<Vec<(u32, FlagSet)>, ImapError> {
     let what = format!("FETCH flags {uids} in {folder}");
-    let command = match changed_since {
-        Some(m) => format!("UID FETCH {uids} (UID FLAGS) (CHANGEDSINCE {m})"),
-        None => format!("UID FETCH {uids} (UID FLAGS)"),
+    let command = Command::UidFetch {
+        set: uids,
+        items: FetchItems::Flags,
+        changed_since,
     };
     let mut out: BTreeMap<u32, FlagSet> = BTreeMap::new();
     proto::run(conn, &command, &what, |r| {
@@ -495,7 +482,7 @@ async fn fetch_flags(
 async fn logout(conn: &mut Connection) {
     let _ = tokio::time::timeout(
         std::time::Duration::from_secs(5),
-        proto::run(conn, "LOGOUT", "LOGOUT", |_| {}),
+        proto::run(conn, &Command::Logout, "LOGOUT", |_| {}),
     )
     .await;
 }

@@ -43,7 +43,7 @@ impl SourceSession {
     /// Opens `wire` read-only (EXAMINE).
     pub async fn examine(&mut self, wire: &str) -> Result<Selected, ImapError> {
         self.examined = None;
-        let sel = open(&mut self.conn, "EXAMINE", wire).await?;
+        let sel = open(&mut self.conn, wire, true).await?;
         self.examined = Some(wire.to_owned());
         Ok(sel)
     }
@@ -53,7 +53,7 @@ impl SourceSession {
     }
 
     /// Identity and flags of the messages in `uids` (a UID set) of the examined folder.
-    pub async fn fetch_meta(&mut self, uids: &str) -> Result<Vec<Entry>, ImapError> {
+    pub async fn fetch_meta(&mut self, uids: &UidSet) -> Result<Vec<Entry>, ImapError> {
         let folder = self.folder();
         fetch_meta(&mut self.conn, &folder, uids).await
     }
@@ -61,7 +61,7 @@ impl SourceSession {
     /// Flags of the messages in `uids`, optionally only those changed since a MODSEQ.
     pub async fn fetch_flags(
         &mut self,
-        uids: &str,
+        uids: &UidSet,
         changed_since: Option<u64>,
     ) -> Result<Vec<(u32, FlagSet)>, ImapError> {
         let folder = self.folder();
@@ -80,7 +80,7 @@ impl SourceSession {
         uids: &[u32],
         largest: u64,
     ) -> Result<(), ImapError> {
-        let set = uid_set(uids);
+        let set = UidSet::of(uids);
         let what = format!("FETCH bodies {set} in {}", self.folder());
         let mut pending = PendingBodies {
             tag: String::new(),
@@ -110,7 +110,11 @@ impl SourceSession {
         stream.set_literal_limit(limit);
         pending.tag = proto::send(
             &mut self.conn,
-            &format!("UID FETCH {set} {BODY_ITEMS}"),
+            &Command::UidFetch {
+                set: &set,
+                items: FetchItems::Body,
+                changed_since: None,
+            },
             &pending.what,
         )
         .await?;
