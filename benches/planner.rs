@@ -72,7 +72,7 @@ fn world(spec: &MailMigrationSpec, now: DateTime<Utc>) -> World {
     for d in &spec.domains {
         let answer = mailshift::plan::Answer::Records(records.clone());
         dns.names.insert(
-            d.to_ascii_lowercase(),
+            mailshift::address::Domain::of(d),
             NameState {
                 primary: answer.clone(),
                 nameservers: vec![NameserverAnswer {

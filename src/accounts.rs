@@ -1,10 +1,11 @@
 //! The mailboxes of a migration with their logins resolved: the inline list plus
 //! `mailboxesFrom`, each with how it logs in on the source and on the destination.
 
+use crate::address::Address;
 use std::collections::HashMap;
 
 use crate::secrets::{Resolver, SecretError};
-use crate::spec::{AuthMethod, MailMigrationSpec, Secret, SecretRef, Server, semantic};
+use crate::spec::{AuthMethod, MailMigrationSpec, Secret, SecretRef, Server};
 
 /// How one mailbox logs in on one server. `Debug` shows no secret.
 #[derive(Clone, Debug)]
@@ -152,9 +153,9 @@ pub fn resolve(
             .map_err(|e| AccountError::Csv(e.to_string()))?;
         rows.extend(parse_csv(text.expose(), &from.to_string())?);
     }
-    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut seen: HashMap<Address, usize> = HashMap::new();
     for (i, r) in rows.iter().enumerate() {
-        if let Some(first) = seen.insert(crate::address::key(&r.address), i) {
+        if let Some(first) = seen.insert(Address::of(&r.address), i) {
             return Err(AccountError::Csv(format!(
                 "{} is listed twice (entries {} and {})",
                 r.address,
@@ -212,13 +213,13 @@ pub fn check_list_file(
         .resolve(from)
         .map_err(|e| AccountError::Csv(e.to_string()))?;
     let rows = parse_csv(text.expose(), &from.to_string())?;
-    let mut seen: HashMap<String, String> = spec
+    let mut seen: HashMap<Address, String> = spec
         .mailboxes
         .iter()
-        .map(|m| (crate::address::key(&m.address), "spec.mailboxes".to_owned()))
+        .map(|m| (Address::of(&m.address), "spec.mailboxes".to_owned()))
         .collect();
     for r in &rows {
-        if let Some(other) = seen.insert(crate::address::key(&r.address), from.to_string()) {
+        if let Some(other) = seen.insert(Address::of(&r.address), from.to_string()) {
             return Err(AccountError::Csv(format!(
                 "{}: {} is also listed in {other}",
                 from, r.address
@@ -461,7 +462,7 @@ fn parse_csv(text: &str, origin: &str) -> Result<Vec<Row>, AccountError> {
                 .map(str::to_owned)
         };
         let address = get("address").ok_or_else(|| err(format!("line {line}: empty address")))?;
-        if semantic::split_address(&address).is_none() {
+        if Address::parse(&address).is_err() {
             let hint = if address.contains(['\n', '\r', ',', '"']) {
                 " (it runs over several fields or lines: is a quote not closed?)"
             } else {

@@ -469,7 +469,7 @@ async fn a_restarted_controller_resumes_from_the_status_not_from_scratch() {
     let records = status.records.clone().expect("records kept in the status");
     assert!(
         matches!(
-            records.mailboxes["a@example.com"].verification,
+            records.mailboxes[&mailshift::address::Address::of("a@example.com")].verification,
             mailshift::plan::Verification::Equal { .. }
         ),
         "{records:?}"

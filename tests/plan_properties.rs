@@ -488,7 +488,7 @@ fn build_world(
                 })
                 .collect();
             state.names.insert(
-                d.to_ascii_lowercase(),
+                mailshift::address::Domain::of(d),
                 NameState {
                     primary,
                     nameservers,

@@ -780,7 +780,7 @@ fn propagation_is_waited_for_and_rechecked() {
         .as_mut()
         .unwrap()
         .names
-        .get_mut("example.com")
+        .get_mut(&mailshift::address::Domain::of("example.com"))
         .unwrap();
     if let Answer::Records(r) = &mut n.primary {
         r.ttl = 300;
@@ -794,7 +794,7 @@ fn propagation_is_waited_for_and_rechecked() {
         .as_mut()
         .unwrap()
         .names
-        .get_mut("example.com")
+        .get_mut(&mailshift::address::Domain::of("example.com"))
         .unwrap();
     n.nameservers[1].answer = Answer::Records(stale);
     let lagging = n.nameservers[1].server.clone();

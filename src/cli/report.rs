@@ -134,7 +134,7 @@ pub fn document(
                 totals.accepted_losses += r.accepted_losses.len() as u64;
                 totals.failing += u64::from(r.last_error.is_some());
                 MailboxRow {
-                    address,
+                    address: address.to_string(),
                     messages,
                     bytes,
                     synced_at,

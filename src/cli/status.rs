@@ -23,7 +23,7 @@ pub struct Args {
 struct Entry {
     name: String,
     status: MailMigrationStatus,
-    mailboxes: std::collections::BTreeMap<String, MailboxRecord>,
+    mailboxes: std::collections::BTreeMap<mailshift::address::Address, MailboxRecord>,
     /// Steps failing now: attempts in a row, the last reason, the next try (or stalled).
     failures: Vec<mailshift::spec::Failure>,
 }

@@ -371,11 +371,10 @@ fn prepare_all(args: &Args, kind: ReportKind, observer: Arc<dyn Observer>) -> Re
         let mut found = vec![false; args.mailboxes.len()];
         for p in &mut prepared {
             p.prepared.accounts.retain(|a| {
-                match args
-                    .mailboxes
-                    .iter()
-                    .position(|m| mailshift::address::key(m) == mailshift::address::key(&a.address))
-                {
+                match args.mailboxes.iter().position(|m| {
+                    mailshift::address::Address::of(m)
+                        == mailshift::address::Address::of(&a.address)
+                }) {
                     Some(i) => {
                         found[i] = true;
                         true

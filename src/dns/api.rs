@@ -374,7 +374,7 @@ fn fqdn_text(name: &Name) -> String {
 }
 
 fn show(name: &Name) -> String {
-    crate::plan::world::normalize_name(&name.to_ascii())
+    crate::address::Domain::of(&name.to_ascii()).into()
 }
 
 fn name_of(host: &str) -> Result<Name, String> {

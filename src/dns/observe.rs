@@ -70,7 +70,7 @@ pub async fn observe_with(dns: &Dns, domains: &[String], t: Timeouts) -> DnsStat
             }));
             let (primary, nameservers) = futures::join!(primary_answer, ns_answers);
             (
-                crate::plan::world::normalize_name(domain),
+                crate::address::Domain::of(domain),
                 NameState {
                     primary,
                     nameservers,
@@ -109,7 +109,7 @@ async fn discovered(
     zone: &str,
     t: Timeouts,
 ) -> Vec<(String, Result<SocketAddr, String>)> {
-    let label = format!("NS of {}", crate::plan::world::normalize_name(zone));
+    let label = format!("NS of {}", crate::address::Domain::of(zone));
     let primary = match primary {
         Ok(p) => *p,
         Err(e) => return vec![(label, Err(e.clone()))],
@@ -150,7 +150,7 @@ async fn discovered(
                 _ => None,
             })
             .collect();
-        let host_label = crate::plan::world::normalize_name(&host.to_ascii());
+        let host_label: String = crate::address::Domain::of(&host.to_ascii()).into();
         let addrs = if glue.is_empty() {
             wire::resolve(&host_label).await
         } else {
@@ -299,7 +299,7 @@ fn srv_target(set: &RrSet) -> Option<String> {
         .map(|s| {
             format!(
                 "{}:{}",
-                crate::plan::world::normalize_name(&s.target.to_ascii()),
+                crate::address::Domain::of(&s.target.to_ascii()),
                 s.port
             )
         })

@@ -72,7 +72,7 @@ impl TsigKey {
 
     /// The key name as the manifest writes it (no trailing dot).
     pub fn name(&self) -> String {
-        crate::plan::world::normalize_name(&self.name.to_ascii())
+        crate::address::Domain::of(&self.name.to_ascii()).into()
     }
 
     pub fn algorithm(&self) -> TsigAlgorithm {

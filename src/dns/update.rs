@@ -667,7 +667,7 @@ fn mnemonic(rcode: ResponseCode) -> &'static str {
 }
 
 fn show(name: &Name) -> String {
-    crate::plan::world::normalize_name(&name.to_ascii())
+    crate::address::Domain::of(&name.to_ascii()).into()
 }
 
 fn unix_now() -> u64 {

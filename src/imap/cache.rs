@@ -90,7 +90,7 @@ pub struct FolderCacheKey {
 impl FolderCacheKey {
     pub fn new(mailbox: &str, source_folder: &str) -> FolderCacheKey {
         FolderCacheKey {
-            mailbox: mailbox.to_lowercase(),
+            mailbox: crate::address::Address::of(mailbox).into(),
             source_folder: source_folder.to_owned(),
         }
     }

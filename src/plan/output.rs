@@ -2,6 +2,7 @@
 //! and whether it will be carried out; what to do next, when to look again; the text and
 //! the versioned JSON that `mailshift plan` prints.
 
+use crate::address::Address;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -157,7 +158,7 @@ impl Plan {
             match s.step.address() {
                 None if out.is_empty() => return vec![s],
                 None => {}
-                Some(a) if mailboxes.insert(crate::address::key(a)) => {
+                Some(a) if mailboxes.insert(Address::of(a)) => {
                     out.push(s);
                     if out.len() >= limit.max(1) {
                         break;

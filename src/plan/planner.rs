@@ -55,6 +55,7 @@
 //! - `observe`: the same plan, every step marked [`Execution::ObserveOnly`]; nothing is
 //!   actionable, so no executor can carry anything out.
 
+use crate::address::Address;
 use crate::plan::{
     DavStep, DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep, RelayChange, SieveStep,
 };
@@ -67,7 +68,7 @@ use super::output::{Execution, Plan, PlannedStep};
 use super::step::Step;
 use super::view::{NameView, View};
 use super::world::{
-    BesideMail, DavState, MailboxState, RelayState, SieveState, SwitchState, World, normalize_name,
+    BesideMail, DavState, MailboxState, RelayState, SieveState, SwitchState, World,
 };
 use crate::spec::{MailMigrationSpec, Policy};
 
@@ -573,7 +574,7 @@ impl<'a> Planner<'_, 'a> {
         let addresses = v
             .mailboxes
             .iter()
-            .filter(|a| wanted.contains(&crate::address::key(a)))
+            .filter(|a| wanted.contains(Address::of(a).as_str()))
             .cloned()
             .collect();
         self.push(
@@ -681,7 +682,7 @@ impl<'a> Planner<'_, 'a> {
                 let uncovered: Vec<String> = v
                     .unverified()
                     .into_iter()
-                    .filter(|a| !covered.contains(&crate::address::key(a)))
+                    .filter(|a| !covered.contains(Address::of(a).as_str()))
                     .collect();
                 if !uncovered.is_empty() {
                     gates.push(Gate::fact(Waiting::FallbackNotCovering {
@@ -879,7 +880,7 @@ impl<'a> Planner<'_, 'a> {
                 addresses: v
                     .mailboxes
                     .iter()
-                    .filter(|a| wanted.contains(&crate::address::key(a)))
+                    .filter(|a| wanted.contains(Address::of(a).as_str()))
                     .cloned()
                     .collect(),
             }));
@@ -1183,8 +1184,8 @@ fn spf_tokens(r: &super::world::Records) -> BTreeSet<String> {
 /// `host` or `host:port` as `host:port`, host compared as DNS does.
 fn srv_target(t: &str, default_port: u16) -> String {
     match t.rsplit_once(':') {
-        Some((host, port)) => format!("{}:{port}", normalize_name(host)),
-        None => format!("{}:{default_port}", normalize_name(t)),
+        Some((host, port)) => format!("{}:{port}", crate::address::Domain::of(host)),
+        None => format!("{}:{default_port}", crate::address::Domain::of(t)),
     }
 }
 

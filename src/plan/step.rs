@@ -2,6 +2,7 @@
 //! touches and why. Steps are data: the executor maps each variant to one adapter call, the
 //! CLI prints them, the tests apply a model of their effect.
 
+use crate::address::Address;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -410,8 +411,8 @@ impl Step {
     pub fn work_key(&self) -> String {
         let kind = self.kind();
         match (self.address(), self.domain()) {
-            (Some(a), _) => format!("{kind} {}", crate::address::key(a)),
-            (None, Some(d)) => format!("{kind} {}", crate::address::key(d)),
+            (Some(a), _) => format!("{kind} {}", Address::of(a)),
+            (None, Some(d)) => format!("{kind} {}", Address::of(d)),
             (None, None) => kind.to_owned(),
         }
     }

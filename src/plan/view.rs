@@ -9,6 +9,7 @@
 //! taken to be `now`: time gates then count from the first sight of the change, which errs
 //! on the side of waiting longer.
 
+use crate::address::{Address, Domain};
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -19,7 +20,7 @@ use super::step::Side;
 use super::window::CutoverWindow;
 use super::world::{
     Login, MailboxList, MailboxState, NameState, ProbeState, Records, RelayState, SwitchState,
-    Verification, World, normalize_name,
+    Verification, World,
 };
 use crate::spec::{Dns, Finalize, MailMigrationSpec, MxRecord};
 
@@ -300,7 +301,7 @@ impl<'a> View<'a> {
         self.spec
             .domains
             .iter()
-            .map(|d| normalize_name(d))
+            .map(|d| Domain::of(d).into())
             .collect()
     }
 
@@ -347,7 +348,7 @@ impl<'a> View<'a> {
         let unverified: BTreeSet<String> = self
             .unverified()
             .iter()
-            .map(|a| crate::address::key(a))
+            .map(|a| Address::of(a).into())
             .collect();
         if self.gateway_relaying() {
             unverified
@@ -407,7 +408,7 @@ impl<'a> View<'a> {
 }
 
 fn name_view<'a>(dns: &Dns, world: &'a World, domain: &str) -> NameView<'a> {
-    let name = normalize_name(domain);
+    let name: String = Domain::of(domain).into();
     let state: Option<&NameState> = world.dns.as_ref().and_then(|d| d.name(&name));
     let mut view = NameView {
         name,
@@ -438,9 +439,9 @@ fn name_view<'a>(dns: &Dns, world: &'a World, domain: &str) -> NameView<'a> {
 /// Two MX sets are the same when they hold the same (preference, host) pairs, hosts
 /// compared as DNS does (case-insensitive, trailing dot optional).
 pub(crate) fn same_mx(a: &[MxRecord], b: &[MxRecord]) -> bool {
-    let set = |s: &[MxRecord]| -> BTreeSet<(u16, String)> {
+    let set = |s: &[MxRecord]| -> BTreeSet<(u16, Domain)> {
         s.iter()
-            .map(|r| (r.preference, normalize_name(&r.exchange)))
+            .map(|r| (r.preference, Domain::of(&r.exchange)))
             .collect()
     };
     set(a) == set(b)
@@ -458,7 +459,7 @@ fn wanted_mailboxes(spec: &MailMigrationSpec, world: &World) -> Vec<String> {
         .iter()
         .map(|m| &m.address)
         .chain(listed)
-        .filter(|a| seen.insert(crate::address::key(a)))
+        .filter(|a| seen.insert(Address::of(a)))
         .cloned()
         .collect()
 }

@@ -8,6 +8,7 @@
 //! [`RelayState::Unknown`]. The planner then falls back on what mailshift itself recorded
 //! ([`Milestones`]) and marks the steps that need the missing adapter.
 
+use crate::address::Address;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
@@ -33,7 +34,7 @@ pub struct World {
     pub mailboxes_from: Option<MailboxList>,
     /// Per mailbox, keyed by the lower-cased address (see [`World::mailbox`]).
     #[serde(default)]
-    pub mailboxes: BTreeMap<String, MailboxState>,
+    pub mailboxes: BTreeMap<crate::address::Address, MailboxState>,
     /// The domains' DNS records; `None` when not observed (no DNS adapter, or no `dns`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsState>,
@@ -74,18 +75,17 @@ impl World {
 
     /// The mailbox with this address (compared case-insensitively).
     pub fn mailbox(&self, address: &str) -> Option<&MailboxState> {
-        self.mailboxes.get(&crate::address::key(address))
+        self.mailboxes.get(&Address::of(address))
     }
 
     /// Mutable access to the mailbox with this address.
     pub fn mailbox_mut(&mut self, address: &str) -> Option<&mut MailboxState> {
-        self.mailboxes.get_mut(&crate::address::key(address))
+        self.mailboxes.get_mut(&Address::of(address))
     }
 
     /// Adds or replaces a mailbox, keyed by its lower-cased address.
     pub fn insert_mailbox(&mut self, state: MailboxState) {
-        self.mailboxes
-            .insert(crate::address::key(&state.address), state);
+        self.mailboxes.insert(Address::of(&state.address), state);
     }
 
     /// Whether this build can act through `adapter`.
@@ -468,12 +468,12 @@ impl RelayState {
 #[serde(rename_all = "camelCase")]
 pub struct DnsState {
     /// Per domain of `spec.domains`, keyed by the lower-cased name without a trailing dot.
-    pub names: BTreeMap<String, NameState>,
+    pub names: BTreeMap<crate::address::Domain, NameState>,
 }
 
 impl DnsState {
     pub fn name(&self, domain: &str) -> Option<&NameState> {
-        self.names.get(&normalize_name(domain))
+        self.names.get(&crate::address::Domain::of(domain))
     }
 }
 
@@ -562,11 +562,6 @@ pub struct InFlight {
     /// Who carries it out, e.g. `job/mailshift-sync-example-com-3`.
     pub by: String,
     pub since: DateTime<Utc>,
-}
-
-/// A domain name as DNS compares it: lower case, no trailing dot.
-pub fn normalize_name(name: &str) -> String {
-    name.trim_end_matches('.').to_ascii_lowercase()
 }
 
 #[cfg(test)]

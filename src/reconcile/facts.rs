@@ -17,6 +17,7 @@
 //! The facts are a cache: a restart starts with none and observes everything once, so
 //! the servers stay the truth.
 
+use crate::address::Address;
 use crate::plan::{
     DavObserved, DavStep, DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep, RelayChange,
     SieveState, SieveStep,
@@ -89,10 +90,10 @@ pub struct Facts {
     /// The generation the facts were observed for; another one starts from nothing.
     pub generation: i64,
     /// Per lower-cased address.
-    pub logins: BTreeMap<String, Seen<LoginCheck>>,
-    pub forwarding: BTreeMap<String, Seen<ForwardingSides>>,
-    pub sieve: BTreeMap<String, Seen<SieveState>>,
-    pub dav: BTreeMap<String, Seen<DavObserved>>,
+    pub logins: BTreeMap<Address, Seen<LoginCheck>>,
+    pub forwarding: BTreeMap<Address, Seen<ForwardingSides>>,
+    pub sieve: BTreeMap<Address, Seen<SieveState>>,
+    pub dav: BTreeMap<Address, Seen<DavObserved>>,
     pub gateway: Option<Seen<RelayState>>,
     pub fallback: Option<Seen<RelayState>>,
     pub dns: Option<Seen<DnsState>>,
@@ -174,19 +175,19 @@ impl Facts {
                     fallback |= stale(self.fallback.as_ref(), ages.recheck, now);
                 }
                 Waiting::ForwardingUnreadable { address, .. } => {
-                    let key = crate::address::key(address);
+                    let key = Address::of(address);
                     if stale(self.forwarding.get(&key), ages.recheck, now) {
                         recheck_forwarding.insert(key);
                     }
                 }
                 Waiting::SieveUnreadable { address, .. } => {
-                    let key = crate::address::key(address);
+                    let key = Address::of(address);
                     if stale(self.sieve.get(&key), ages.recheck, now) {
                         recheck_sieve.insert(key);
                     }
                 }
                 Waiting::DavUnreadable { address, .. } => {
-                    let key = crate::address::key(address);
+                    let key = Address::of(address);
                     if stale(self.dav.get(&key), ages.recheck, now) {
                         recheck_dav.insert(key);
                     }
@@ -196,7 +197,7 @@ impl Facts {
         }
         let logins = addresses
             .iter()
-            .filter(|a| match self.logins.get(&crate::address::key(a)) {
+            .filter(|a| match self.logins.get(&Address::of(a)) {
                 None => true,
                 Some(s) => {
                     let ok = s.value.0 == Login::Ok && s.value.1 == Login::Ok;
@@ -209,7 +210,7 @@ impl Facts {
             addresses
                 .iter()
                 .filter(|a| {
-                    let key = crate::address::key(a);
+                    let key = Address::of(a);
                     recheck_forwarding.contains(&key)
                         || stale(self.forwarding.get(&key), ages.forwarding, now)
                 })
@@ -222,7 +223,7 @@ impl Facts {
             addresses
                 .iter()
                 .filter(|a| {
-                    let key = crate::address::key(a);
+                    let key = Address::of(a);
                     recheck_sieve.contains(&key) || stale(self.sieve.get(&key), ages.sieve, now)
                 })
                 .cloned()
@@ -234,7 +235,7 @@ impl Facts {
             addresses
                 .iter()
                 .filter(|a| {
-                    let key = crate::address::key(a);
+                    let key = Address::of(a);
                     recheck_dav.contains(&key) || stale(self.dav.get(&key), ages.dav, now)
                 })
                 .cloned()
@@ -257,7 +258,7 @@ impl Facts {
     /// A copy or verification of `address` logged in on both servers at `at`.
     pub fn logins_proven(&mut self, address: &str, at: DateTime<Utc>) {
         self.logins.insert(
-            crate::address::key(address),
+            Address::of(address),
             Seen {
                 value: (Login::Ok, Login::Ok),
                 at,
@@ -277,15 +278,15 @@ impl Facts {
             | Step::Mail(MailStep::Verify { address }) => vec![address.as_str()],
             Step::Forwarding(ForwardingChange::On { address, .. })
             | Step::Forwarding(ForwardingChange::Off { address, .. }) => {
-                self.forwarding.remove(&crate::address::key(address));
+                self.forwarding.remove(&Address::of(address));
                 Vec::new()
             }
             Step::Sieve(SieveStep::CopySieve { address }) => {
-                self.sieve.remove(&crate::address::key(address));
+                self.sieve.remove(&Address::of(address));
                 Vec::new()
             }
             Step::Dav(DavStep::CopyDav { address }) => {
-                self.dav.remove(&crate::address::key(address));
+                self.dav.remove(&Address::of(address));
                 Vec::new()
             }
             Step::Relay(RelayChange::GatewayOn { .. }) => {
@@ -313,7 +314,7 @@ impl Facts {
                 self.logins_proven(a, at);
             } else {
                 // The failure may be a refused login: check before trying again.
-                self.logins.remove(&crate::address::key(a));
+                self.logins.remove(&Address::of(a));
             }
         }
     }
@@ -349,21 +350,21 @@ mod tests {
         for a in addresses() {
             f.logins_proven(&a, at);
             f.forwarding.insert(
-                crate::address::key(&a),
+                Address::of(&a),
                 Seen {
                     value: ForwardingSides::default(),
                     at,
                 },
             );
             f.sieve.insert(
-                crate::address::key(&a),
+                Address::of(&a),
                 Seen {
                     value: SieveState::default(),
                     at,
                 },
             );
             f.dav.insert(
-                crate::address::key(&a),
+                Address::of(&a),
                 Seen {
                     value: DavObserved::default(),
                     at,
@@ -421,7 +422,7 @@ mod tests {
     fn a_refused_login_is_checked_again_after_a_minute_not_every_pass() {
         let mut f = seen_everything(t(NOW) - TimeDelta::seconds(10));
         f.logins.insert(
-            "a@example.com".into(),
+            Address::of("a@example.com"),
             Seen {
                 value: (
                     Login::Failed {

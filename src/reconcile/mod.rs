@@ -14,6 +14,7 @@ mod observe;
 pub mod progress;
 pub mod records;
 
+use crate::address::Address;
 use crate::plan::{DavStep, MailStep, OwnStep, ProbeStep, SieveStep};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -485,7 +486,7 @@ impl<E: MailEngine> Core<'_, E> {
     fn account(&self, address: &str) -> Result<&Account> {
         self.accounts
             .iter()
-            .find(|a| a.address.eq_ignore_ascii_case(address))
+            .find(|a| Address::of(&a.address) == Address::of(address))
             .ok_or_else(|| anyhow!("{address} is not a mailbox of this migration"))
     }
 

@@ -1,6 +1,7 @@
 //! Filling a [`World`]: observe on the servers what is due ([`Due`], read-only), keep it in
 //! the [`Facts`], and complete it with the executor's records.
 
+use crate::address::Address;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
@@ -43,8 +44,8 @@ pub async fn refresh<E: MailEngine>(
     let forwarding = spec.forwarding.as_ref();
     let sieve = spec.sieve.as_ref();
     let dav = spec.dav.as_ref();
-    let lower = |list: &[String]| -> std::collections::HashSet<String> {
-        list.iter().map(|a| crate::address::key(a)).collect()
+    let lower = |list: &[String]| -> std::collections::HashSet<Address> {
+        list.iter().map(|a| Address::of(a)).collect()
     };
     let (logins, forwardings, sieves, davs) = (
         lower(&due.logins),
@@ -52,8 +53,8 @@ pub async fn refresh<E: MailEngine>(
         lower(&due.sieve),
         lower(&due.dav),
     );
-    let wanted = |set: &std::collections::HashSet<String>, a: &Account| {
-        set.contains(&crate::address::key(&a.address))
+    let wanted = |set: &std::collections::HashSet<Address>, a: &Account| {
+        set.contains(&Address::of(&a.address))
     };
     // Owned accounts: a closure over references would make this future's `Send` depend on
     // a higher-ranked lifetime the compiler cannot prove (the controller needs it `Send`).
@@ -63,7 +64,7 @@ pub async fn refresh<E: MailEngine>(
         .iter()
         .map(|a| {
             let w = |set| wanted(set, a);
-            let previous = match facts.dav.get(&crate::address::key(&a.address)) {
+            let previous = match facts.dav.get(&Address::of(&a.address)) {
                 Some(Seen {
                     value: DavObserved::Compared(c),
                     ..
@@ -79,7 +80,7 @@ pub async fn refresh<E: MailEngine>(
         .filter(|(_, due, _)| due.iter().any(|d| *d))
         .collect();
     type Check = (
-        String,
+        Address,
         Option<super::LoginCheck>,
         Option<ForwardingSides>,
         Option<SieveState>,
@@ -121,13 +122,7 @@ pub async fn refresh<E: MailEngine>(
                     ),
                     None => None,
                 };
-                (
-                    crate::address::key(&a.address),
-                    logins,
-                    sides,
-                    compared,
-                    contacts,
-                )
+                (Address::of(&a.address), logins, sides, compared, contacts)
             },
         )
         .buffer_unordered(concurrency.max(1))
@@ -173,21 +168,21 @@ pub fn world(
 ) -> World {
     let mut world = World::new(AVAILABLE);
     if spec.mailboxes_from.is_some() {
-        let inline: Vec<String> = spec
+        let inline: Vec<Address> = spec
             .mailboxes
             .iter()
-            .map(|m| crate::address::key(&m.address))
+            .map(|m| Address::of(&m.address))
             .collect();
         world.mailboxes_from = Some(MailboxList::Loaded {
             addresses: accounts
                 .iter()
                 .map(|a| a.address.clone())
-                .filter(|a| !inline.contains(&crate::address::key(a)))
+                .filter(|a| !inline.contains(&Address::of(a)))
                 .collect(),
         });
     }
     for a in accounts {
-        let key = crate::address::key(&a.address);
+        let key = Address::of(&a.address);
         let Some(logins) = facts.logins.get(&key) else {
             continue;
         };

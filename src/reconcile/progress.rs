@@ -3,6 +3,7 @@
 //! and an ETA. The loop writes it into the status at each replan (every few seconds while
 //! copies run), so `mailshift status`, `kubectl get` and Argo CD show a percentage.
 
+use crate::address::Address;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -14,10 +15,10 @@ use crate::spec::{MailboxTransfer, Transfer};
 /// Per mailbox, per folder: (planned messages, planned bytes, copied messages, copied bytes).
 #[derive(Debug, Default)]
 struct State {
-    folders: BTreeMap<(String, String), [u64; 4]>,
+    folders: BTreeMap<(Address, String), [u64; 4]>,
     started: Option<DateTime<Utc>>,
     /// Per mailbox: waiting until then, as a server asked.
-    throttled: BTreeMap<String, DateTime<Utc>>,
+    throttled: BTreeMap<Address, DateTime<Utc>>,
 }
 
 /// An observer that tallies the copy engine's progress and hands every event on.
@@ -59,7 +60,7 @@ impl Observer for Tally {
                     // copied, the rest is planned anew.
                     let e = s
                         .folders
-                        .entry((crate::address::key(address), folder.to_owned()))
+                        .entry((Address::of(address), folder.to_owned()))
                         .or_default();
                     e[0] = e[2] + messages;
                     e[1] = e[3] + bytes;
@@ -72,7 +73,7 @@ impl Observer for Tally {
                 } => {
                     let e = s
                         .folders
-                        .entry((crate::address::key(address), folder.to_owned()))
+                        .entry((Address::of(address), folder.to_owned()))
                         .or_default();
                     e[2] += messages;
                     e[3] += bytes;
@@ -82,10 +83,10 @@ impl Observer for Tally {
                 Progress::Throttled { address, wait, .. } => {
                     let until =
                         (self.clock)() + TimeDelta::from_std(wait).unwrap_or(TimeDelta::zero());
-                    s.throttled.insert(crate::address::key(address), until);
+                    s.throttled.insert(Address::of(address), until);
                 }
                 Progress::MailboxFinished { address, .. } => {
-                    s.throttled.remove(&crate::address::key(address));
+                    s.throttled.remove(&Address::of(address));
                 }
                 _ => {}
             }
@@ -122,7 +123,7 @@ pub fn from_log(log: &str) -> Option<Transfer> {
 
 fn summarize(s: &State, now: DateTime<Utc>) -> Option<Transfer> {
     let started = s.started?;
-    let mut per: BTreeMap<&str, [u64; 4]> = BTreeMap::new();
+    let mut per: BTreeMap<&Address, [u64; 4]> = BTreeMap::new();
     for ((address, _), f) in &s.folders {
         let m = per.entry(address).or_default();
         for i in 0..4 {
@@ -132,12 +133,12 @@ fn summarize(s: &State, now: DateTime<Utc>) -> Option<Transfer> {
     let mailboxes: Vec<MailboxTransfer> = per
         .iter()
         .map(|(address, m)| MailboxTransfer {
-            address: (*address).to_owned(),
+            address: address.to_string(),
             messages: m[2],
             of_messages: m[0],
             bytes: m[3],
             of_bytes: m[1],
-            throttled_until: s.throttled.get(*address).copied().filter(|t| *t > now),
+            throttled_until: s.throttled.get(address).copied().filter(|t| *t > now),
         })
         .collect();
     let copied: u64 = mailboxes.iter().map(|m| m.bytes).sum();
@@ -162,10 +163,10 @@ pub fn combine(
     if current.is_empty() {
         return earlier.cloned();
     }
-    let mut per: BTreeMap<String, MailboxTransfer> = BTreeMap::new();
+    let mut per: BTreeMap<Address, MailboxTransfer> = BTreeMap::new();
     let reports = earlier.into_iter().chain(current);
     for m in reports.flat_map(|t| &t.mailboxes) {
-        per.insert(crate::address::key(&m.address), m.clone());
+        per.insert(Address::of(&m.address), m.clone());
     }
     let rate = current.iter().map(|t| t.bytes_per_second).sum();
     let since = current.iter().map(|t| t.since).min().unwrap_or(now);

@@ -6,6 +6,7 @@
 //! that would be too costly to observe on every pass (a full verification). They never
 //! decide what to copy: the engine compares the servers for that.
 
+use crate::address::Address;
 use anyhow::Result;
 use sha2::{Digest, Sha256};
 
@@ -43,15 +44,13 @@ impl Records {
 
     pub fn mailbox(&self, address: &str) -> MailboxRecord {
         self.mailboxes
-            .get(&crate::address::key(address))
+            .get(&Address::of(address))
             .cloned()
             .unwrap_or_default()
     }
 
     pub fn mailbox_mut(&mut self, address: &str) -> &mut MailboxRecord {
-        self.mailboxes
-            .entry(crate::address::key(address))
-            .or_default()
+        self.mailboxes.entry(Address::of(address)).or_default()
     }
 }
 
@@ -108,12 +107,12 @@ fn spec_hash(spec: &MailMigrationSpec) -> String {
 /// `records` hold (from `mailboxesFrom`, or no longer listed), by their keys.
 pub fn listed(
     spec: &MailMigrationSpec,
-    records: &std::collections::BTreeMap<String, crate::spec::MailboxRecord>,
-) -> Vec<String> {
-    let mut listed: Vec<String> = spec
+    records: &std::collections::BTreeMap<Address, crate::spec::MailboxRecord>,
+) -> Vec<Address> {
+    let mut listed: Vec<Address> = spec
         .mailboxes
         .iter()
-        .map(|m| crate::address::key(&m.address))
+        .map(|m| Address::of(&m.address))
         .collect();
     for a in records.keys() {
         if !listed.contains(a) {

@@ -8,6 +8,7 @@
 //! none, if none was) before deleting mailshift's.
 
 use crate::accounts::{Account, Login};
+use crate::address::Address;
 use crate::imap::conn::Side as ConnSide;
 use crate::plan::ForwardingChange;
 use crate::plan::{Side, SwitchState};
@@ -104,7 +105,7 @@ pub async fn state(client: &mut Client, to: &str) -> Result<bool, RoutingError> 
         return Ok(false);
     }
     let script = client.get_script(SCRIPT_NAME).await?;
-    Ok(parse_wrapper(&script).is_some_and(|w| w.to.eq_ignore_ascii_case(to)))
+    Ok(parse_wrapper(&script).is_some_and(|w| Address::of(&w.to) == Address::of(to)))
 }
 
 /// Install and activate mailshift's script (idempotent).
@@ -232,7 +233,7 @@ pub async fn apply(
     };
     let account = accounts
         .iter()
-        .find(|a| a.address.eq_ignore_ascii_case(address))
+        .find(|a| Address::of(&a.address) == Address::of(address))
         .ok_or_else(|| {
             RoutingError::Invalid(format!("{address} is not a mailbox of this migration"))
         })?;

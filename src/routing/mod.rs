@@ -15,6 +15,7 @@ pub mod postfix;
 pub mod probe;
 pub mod runner;
 
+use crate::address::{Address, Domain};
 use crate::plan::RelayChange;
 use std::collections::BTreeSet;
 
@@ -119,7 +120,7 @@ pub async fn apply(
                 .ok_or(RoutingError::NotConfigured("gateway"))?,
             Role::Gateway,
             relay_to.clone(),
-            domains.iter().map(|d| normalize(d)).collect(),
+            domains.iter().map(|d| Domain::of(d).into()).collect(),
         ),
         RelayChange::FallbackRelay {
             relay_to,
@@ -130,7 +131,7 @@ pub async fn apply(
                 .ok_or(RoutingError::NotConfigured("fallback"))?,
             Role::Fallback,
             relay_to.clone(),
-            addresses.iter().map(|a| normalize(a)).collect(),
+            addresses.iter().map(|a| Address::of(a).into()).collect(),
         ),
         RelayChange::FallbackOff { relay_to } => (
             spec.fallback
@@ -147,9 +148,4 @@ pub async fn apply(
 /// Remove a relay entirely (what `FallbackOff` does; for the gateway, by hand or at cleanup).
 pub async fn remove(relay: &Relay, resolver: &Resolver, role: Role) -> Result<(), RoutingError> {
     blocking(relay, resolver, role, |p| p.remove()).await
-}
-
-/// How the planner names domains and addresses.
-fn normalize(s: &str) -> String {
-    crate::address::key(s)
 }

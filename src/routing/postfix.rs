@@ -9,6 +9,7 @@
 //! `postconf -x -h transport_maps` and `postmap -q` through the whole list of maps, so a
 //! map that is written but not listed, or not rebuilt, counts as not relaying.
 
+use crate::address::{Address, Domain};
 use std::collections::BTreeSet;
 
 use crate::plan::RelayState;
@@ -246,14 +247,20 @@ pub fn split_maps(value: &str) -> Vec<String> {
         .collect()
 }
 
-/// `key value` lines; comments and blank lines skipped; keys as [`crate::address::key`].
+/// `key value` lines; comments and blank lines skipped; keys folded as the planner folds
+/// addresses and domains ([`crate::address`]).
 pub fn parse_map(text: &str) -> Vec<(String, String)> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .filter_map(|l| {
             let (k, v) = l.split_once(char::is_whitespace)?;
-            Some((crate::address::key(k), v.trim().to_owned()))
+            let key = if k.contains('@') {
+                Address::of(k).into()
+            } else {
+                Domain::of(k).into()
+            };
+            Some((key, v.trim().to_owned()))
         })
         .collect()
 }
@@ -266,7 +273,11 @@ pub fn render_map(role: Role, relay_to: &str, entries: &BTreeSet<String>) -> Str
     };
     let mut text = format!("{MARKER} ({what}). Rewritten and removed by mailshift; do not edit.\n");
     for e in entries {
-        text.push_str(&format!("{} smtp:{relay_to}\n", crate::address::key(e)));
+        let key: String = match role {
+            Role::Gateway => Domain::of(e).into(),
+            Role::Fallback => Address::of(e).into(),
+        };
+        text.push_str(&format!("{key} smtp:{relay_to}\n"));
     }
     text
 }

@@ -1,6 +1,7 @@
 //! Rules a schema cannot express: uniqueness, cross-field consistency, names that must parse.
 //! Pure: no network, no files, no clock.
 
+use crate::address::{Address, Domain, host_name};
 use std::collections::HashMap;
 
 use chrono::NaiveTime;
@@ -46,13 +47,13 @@ impl Checker {
     }
 
     fn domains(&mut self, spec: &MailMigrationSpec, base: &Path) {
-        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut seen: HashMap<Domain, usize> = HashMap::new();
         for (i, d) in spec.domains.iter().enumerate() {
             let p = base.key("domains").index(i);
-            if let Err(why) = hostname(d.trim_end_matches('.')) {
+            if let Err(why) = host_name(d.trim_end_matches('.')) {
                 self.error(p.clone(), format!("`{d}` is not a domain name: {why}"));
             }
-            if let Some(first) = seen.insert(d.to_ascii_lowercase(), i) {
+            if let Some(first) = seen.insert(Domain::of(d), i) {
                 self.error(p, format!("`{d}` is listed twice (also domains[{first}])"));
             }
         }
@@ -65,22 +66,24 @@ impl Checker {
                 "no mailboxes: list them in `mailboxes` or point `mailboxesFrom` at a CSV",
             );
         }
-        let domains: Vec<String> = spec
-            .domains
-            .iter()
-            .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
-            .collect();
-        let mut seen: HashMap<String, usize> = HashMap::new();
+        let domains: Vec<Domain> = spec.domains.iter().map(|d| Domain::of(d)).collect();
+        let mut seen: HashMap<Address, usize> = HashMap::new();
         for (i, m) in spec.mailboxes.iter().enumerate() {
             let p = base.key("mailboxes").index(i).key("address");
-            let Some((_, domain)) = split_address(&m.address) else {
-                self.error(
-                    p,
-                    format!("`{}` is not an email address (local@domain)", m.address),
-                );
-                continue;
+            let address = match Address::parse(&m.address) {
+                Ok(a) => a,
+                Err(why) => {
+                    self.error(
+                        p,
+                        format!(
+                            "`{}` is not an email address (local@domain): it {why}",
+                            m.address
+                        ),
+                    );
+                    continue;
+                }
             };
-            if let Some(first) = seen.insert(crate::address::key(&m.address), i) {
+            if let Some(first) = seen.insert(address.clone(), i) {
                 self.error(
                     p.clone(),
                     format!(
@@ -89,7 +92,7 @@ impl Checker {
                     ),
                 );
             }
-            if !domains.is_empty() && !domains.contains(&domain.to_ascii_lowercase()) {
+            if !domains.is_empty() && !domains.contains(&address.domain()) {
                 self.error(
                     p,
                     format!(
@@ -261,8 +264,8 @@ impl Checker {
     fn dns(&mut self, spec: &MailMigrationSpec, base: &Path) {
         let Some(dns) = &spec.dns else { return };
         let dp = base.key("dns");
-        let zone = dns.zone.trim_end_matches('.').to_ascii_lowercase();
-        if let Err(why) = hostname(&zone) {
+        let zone = Domain::of(&dns.zone);
+        if let Err(why) = host_name(zone.as_str()) {
             self.error(
                 dp.key("zone"),
                 format!("`{}` is not a zone name: {why}", dns.zone),
@@ -275,8 +278,8 @@ impl Checker {
             );
         }
         for (i, d) in spec.domains.iter().enumerate() {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
-            if d != zone && !d.ends_with(&format!(".{zone}")) {
+            let d = Domain::of(d);
+            if d != zone && !d.as_str().ends_with(&format!(".{zone}")) {
                 self.error(
                     base.key("domains").index(i),
                     format!("`{d}` is not inside dns.zone `{}`", dns.zone),
@@ -294,13 +297,13 @@ impl Checker {
                         mx.exchange, mx.exchange
                     ),
                 );
-            } else if let Err(why) = hostname(mx.exchange.trim_end_matches('.')) {
+            } else if let Err(why) = host_name(mx.exchange.trim_end_matches('.')) {
                 self.error(
                     p.clone(),
                     format!("`{}` is not a host name: {why}", mx.exchange),
                 );
             }
-            if let Some(first) = seen.insert(mx.exchange.to_ascii_lowercase(), i) {
+            if let Some(first) = seen.insert(Domain::of(&mx.exchange), i) {
                 self.error(
                     p,
                     format!("`{}` is listed twice (also mx[{first}])", mx.exchange),
@@ -426,7 +429,7 @@ impl Checker {
                 let listed = spec
                     .mailboxes
                     .iter()
-                    .any(|x| crate::address::key(&x.address) == crate::address::key(m));
+                    .any(|x| Address::of(&x.address) == Address::of(m));
                 if !listed && spec.mailboxes_from.is_none() {
                     self.error(
                         p.key("mailbox"),
@@ -440,14 +443,14 @@ impl Checker {
     fn forwarding_and_probe(&mut self, spec: &MailMigrationSpec, base: &Path) {
         if let Some(f) = &spec.forwarding {
             let fp = base.key("forwarding");
-            if split_address(&f.to).is_none() {
+            if Address::parse(&f.to).is_err() {
                 self.error(fp.key("to"), format!("`{}` is not an email address", f.to));
             }
-            let lower = crate::address::key(&f.to);
+            let lower = Address::of(&f.to);
             if spec
                 .mailboxes
                 .iter()
-                .any(|m| crate::address::key(&m.address) == lower)
+                .any(|m| Address::of(&m.address) == lower)
             {
                 self.error(
                     fp.key("to"),
@@ -466,11 +469,11 @@ impl Checker {
                 &pp.key("smtp"),
                 "the probe's SMTP server",
             );
-            let lower = crate::address::key(&p.mailbox);
+            let lower = Address::of(&p.mailbox);
             let listed = spec
                 .mailboxes
                 .iter()
-                .any(|m| crate::address::key(&m.address) == lower);
+                .any(|m| Address::of(&m.address) == lower);
             if !listed && spec.mailboxes_from.is_none() {
                 self.error(
                     pp.key("mailbox"),
@@ -706,48 +709,11 @@ fn method_name(m: AuthMethod) -> &'static str {
     }
 }
 
-/// `local@domain` with a plausible domain; returns the parts.
-pub fn split_address(a: &str) -> Option<(&str, &str)> {
-    let (local, domain) = a.rsplit_once('@')?;
-    let ok = !local.is_empty()
-        && !local.chars().any(|c| c.is_whitespace() || c.is_control())
-        && hostname(domain).is_ok();
-    ok.then_some((local, domain))
-}
-
-/// A DNS host name (letters, digits, '-', '_' in labels), without a trailing dot.
-fn hostname(s: &str) -> Result<(), String> {
-    if s.is_empty() {
-        return Err("empty".into());
-    }
-    if s.len() > 253 {
-        return Err("longer than 253 characters".into());
-    }
-    for label in s.split('.') {
-        if label.is_empty() {
-            return Err("has an empty label".into());
-        }
-        if label.len() > 63 {
-            return Err(format!("label `{label}` is longer than 63 characters"));
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err(format!("label `{label}` starts or ends with '-'"));
-        }
-        if let Some(c) = label
-            .chars()
-            .find(|c| !(c.is_alphanumeric() || *c == '-' || *c == '_'))
-        {
-            return Err(format!("`{c}` is not allowed in a host name"));
-        }
-    }
-    Ok(())
-}
-
 fn host_or_ip(s: &str) -> Result<(), String> {
     if s.parse::<std::net::IpAddr>().is_ok() {
         return Ok(());
     }
-    hostname(s.trim_end_matches('.'))
+    host_name(s.trim_end_matches('.'))
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -879,13 +845,5 @@ mod tests {
         assert!(is_language_tag("pt-BR"));
         assert!(is_language_tag("vi"));
         assert!(!is_language_tag("vietnamese"));
-    }
-
-    #[test]
-    fn addresses() {
-        assert_eq!(split_address("a@example.com"), Some(("a", "example.com")));
-        assert!(split_address("example.com").is_none());
-        assert!(split_address("a b@example.com").is_none());
-        assert!(split_address("a@").is_none());
     }
 }

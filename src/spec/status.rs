@@ -99,7 +99,7 @@ pub struct LoopRecords {
     pub generation: i64,
     /// Per mailbox, keyed by the lower-cased address.
     #[serde(default)]
-    pub mailboxes: std::collections::BTreeMap<String, MailboxRecord>,
+    pub mailboxes: std::collections::BTreeMap<crate::address::Address, MailboxRecord>,
     /// The last mail-flow probe: an action's result, not something that can be observed.
     #[serde(default)]
     pub probe: ProbeState,

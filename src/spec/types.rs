@@ -1,6 +1,7 @@
 //! The `MailMigration` resource: what the user declares. Doc comments here become the
 //! CRD's field descriptions, so they are written for the person filling in a manifest.
 
+use crate::address::Address;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -657,7 +658,7 @@ impl AcceptRefused {
         if self
             .mailbox
             .as_ref()
-            .is_some_and(|m| crate::address::key(m) != crate::address::key(mailbox))
+            .is_some_and(|m| Address::of(m) != Address::of(mailbox))
         {
             return false;
         }

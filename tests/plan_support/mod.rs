@@ -3,6 +3,7 @@
 //! (plan, derive the status and store its milestones, carry out the next step or wait).
 #![allow(dead_code)]
 
+use mailshift::address::Domain;
 use mailshift::plan::{
     DavState, DavStep, DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep, RelayChange,
     SieveState, SieveStep,
@@ -104,9 +105,7 @@ pub fn fresh_world(
                 spf: spf.clone(),
                 ..Records::default()
             };
-            state
-                .names
-                .insert(d.to_ascii_lowercase(), name_state(spec, records));
+            state.names.insert(Domain::of(d), name_state(spec, records));
         }
         w.dns = Some(state);
     }
@@ -151,9 +150,7 @@ pub fn converged_world(spec: &MailMigrationSpec, listed: &[String], now: DateTim
                 r.srv_imaps = srv.imaps.as_deref().map(|t| with_port(t, 993));
                 r.srv_submission = srv.submission.as_deref().map(|t| with_port(t, 587));
             }
-            state
-                .names
-                .insert(d.to_ascii_lowercase(), name_state(spec, r));
+            state.names.insert(Domain::of(d), name_state(spec, r));
         }
     }
     if let Some(g) = &spec.gateway {
@@ -188,7 +185,7 @@ fn with_port(t: &str, port: u16) -> String {
 
 fn primary_mut<'w>(w: &'w mut World, spec: &MailMigrationSpec, name: &str) -> &'w mut Records {
     let state = w.dns.get_or_insert_with(DnsState::default);
-    let entry = state.names.entry(name.to_owned()).or_insert_with(|| {
+    let entry = state.names.entry(Domain::of(name)).or_insert_with(|| {
         name_state(
             spec,
             Records {

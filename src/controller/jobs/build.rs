@@ -1,6 +1,7 @@
 //! Copy Jobs as data: which steps they carry out, their deterministic names, how pending
 //! mailboxes are cut into batches, and the Job object itself (pure, no I/O).
 
+use crate::address::Address;
 use crate::plan::MailStep;
 use std::collections::BTreeMap;
 
@@ -153,14 +154,14 @@ pub fn migration_label(name: &str) -> String {
 /// so a Job is never created twice (the API server refuses the second); a DNS-1123 label
 /// of at most 63 characters, as the `job-name` label on its Pods requires.
 pub fn job_name(migration: &str, generation: i64, kind: CopyKind, addresses: &[String]) -> String {
-    let mut sorted: Vec<String> = addresses.iter().map(|a| a.to_lowercase()).collect();
+    let mut sorted: Vec<Address> = addresses.iter().map(|a| Address::of(a)).collect();
     sorted.sort();
     sorted.dedup();
     let mut hash = Sha256::new();
     hash.update(kind.label());
     for a in &sorted {
         hash.update([0]);
-        hash.update(a);
+        hash.update(a.as_str());
     }
     let digest: String = hash
         .finalize()
@@ -223,7 +224,7 @@ pub fn job_manifest(m: &MailMigration, addresses: &[String]) -> Result<(String, 
             mailboxes.retain(|mb| {
                 mb.get("address")
                     .and_then(Value::as_str)
-                    .is_some_and(|a| addresses.iter().any(|b| b.eq_ignore_ascii_case(a)))
+                    .is_some_and(|a| addresses.iter().any(|b| Address::of(b) == Address::of(a)))
             });
         }
     }

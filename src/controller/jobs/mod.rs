@@ -17,6 +17,7 @@
 mod build;
 mod engine;
 
+use crate::address::Address;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -196,7 +197,7 @@ impl Owned {
             && self
                 .addresses
                 .iter()
-                .any(|a| a.eq_ignore_ascii_case(address))
+                .any(|a| Address::of(a) == Address::of(address))
     }
 
     fn serves(&self, step: &Step) -> bool {
@@ -611,7 +612,7 @@ impl FanOut {
             let mut group = Vec::new();
             for s in steps {
                 for a in build::step_addresses(&s.step) {
-                    if !taken(kind, &a) && wanted.insert(a.to_lowercase()) {
+                    if !taken(kind, &a) && wanted.insert(Address::of(&a)) {
                         group.push(a);
                     }
                 }
@@ -620,7 +621,7 @@ impl FanOut {
                     break;
                 }
             }
-            group.sort_by_key(|a| a.to_lowercase());
+            group.sort_by_key(|a| Address::of(a));
             if !group.is_empty() {
                 groups.push((kind, group));
             }
