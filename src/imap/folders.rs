@@ -671,168 +671,66 @@ pub fn folder_table(
         .map(|f| (canonical_name(&f.name, dest), f))
         .collect();
 
-    let mut targets: BTreeMap<Role, Target> = BTreeMap::new();
-    let mut used_renames: BTreeSet<usize> = BTreeSet::new();
+    let mut mapper = Mapper {
+        source,
+        dest,
+        rules,
+        rename_to,
+        dest_lang,
+        targets: BTreeMap::new(),
+        used_renames: BTreeSet::new(),
+    };
     let mut used_excludes: BTreeSet<usize> = BTreeSet::new();
     let mut rows: Vec<Row> = Vec::new();
 
     for folder in &source.folders {
         let levels = relative(&folder.name, source);
         let own_role = role_of(&levels, Some(folder), lang);
-
         let anchor = nearest_anchor(&levels, &own_role, &rename_from, &listed, lang);
+        let mut mapped = mapper.map(&levels, anchor.as_ref());
 
-        let mut notes = Vec::new();
-        let mut special_use = None;
-        let mut merge_role = None;
-        let (mapped, reason): (String, Reason) = match &anchor {
-            None => {
-                let (name, n) = absolute(&levels, dest);
-                notes.extend(n);
-                (name, Reason::Kept)
-            }
-            Some(Anchor::Rename { depth, rule }) => {
-                used_renames.insert(*rule);
-                let mut l = rename_to[*rule].clone();
-                l.extend(levels[*depth..].iter().cloned());
-                let (name, n) = absolute(&l, dest);
-                notes.extend(n);
-                let reason = if *depth == levels.len() {
-                    Reason::Renamed {
-                        rule: *rule,
-                        from: rules.rename[*rule].from.clone(),
-                        to: rules.rename[*rule].to.clone(),
-                    }
-                } else {
-                    Reason::UnderRenamed {
-                        parent: absolute(&levels[..*depth], source).0,
-                        rule: *rule,
-                    }
-                };
-                (name, reason)
-            }
-            Some(Anchor::Role { depth, role, by }) => {
-                let t = targets
-                    .entry(*role)
-                    .or_insert_with(|| target(*role, dest, dest_lang))
-                    .clone();
-                merge_role = Some((*role, levels[*depth..].to_vec()));
-                let reason = if *depth == levels.len() {
-                    if matches!(t.found, Found::Created(_)) {
-                        special_use = role.special_use().map(|_| *role);
-                    }
-                    match by {
-                        RoleBy::Inbox => Reason::Inbox,
-                        RoleBy::SpecialUse(a) => Reason::SpecialUse {
-                            attribute: a.clone(),
-                            target: t.clone(),
-                        },
-                        RoleBy::Name(lang) => Reason::DefaultName {
-                            lang: *lang,
-                            target: t.clone(),
-                        },
-                    }
-                } else {
-                    Reason::UnderDefault {
-                        parent: absolute(&levels[..*depth], source).0,
-                        role: *role,
-                    }
-                };
-                // The target's own name is kept verbatim; only the child levels are new.
-                let (name, n) = if *depth == levels.len() {
-                    (t.name.clone(), vec![])
-                } else {
-                    let mut l = relative(&t.name, dest);
-                    l.extend(levels[*depth..].iter().cloned());
-                    absolute(&l, dest)
-                };
-                notes.extend(n);
-                (name, reason)
-            }
-        };
-
-        // Exclusion, then selectability.
         let anchor_role = match &anchor {
             Some(Anchor::Role { role, .. }) => Some(*role),
             _ => None,
         };
         let roles = [own_role.as_ref().map(|(r, _)| *r), anchor_role];
-        let excluded = exclusion(&rules.exclude, folder, &levels, source, roles);
-        let foreign = source.foreign_namespace_of(&folder.name);
-        let (dest_pair, reason) = if let Some(n) = foreign {
-            // Before anything else: no rule brings another user's mail into this mailbox.
-            (
-                None,
-                Reason::NotPersonal {
-                    namespace: n.prefix.clone(),
-                    kind: n.kind,
-                },
-            )
-        } else if let Some((i, why)) = excluded {
-            used_excludes.insert(i);
-            (None, why)
-        } else if !folder.selectable() {
-            let attribute = folder
-                .attributes
-                .iter()
-                .find(|a| {
-                    a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
-                })
-                .cloned()
-                .unwrap_or_default();
-            (None, Reason::NotSelectable { attribute })
-        } else {
-            (Some(mapped), reason)
+        let dest_name = match withheld(folder, &levels, source, &rules.exclude, roles) {
+            Some((rule, why)) => {
+                used_excludes.extend(rule);
+                mapped.reason = why;
+                None
+            }
+            None => Some(mapped.name.clone()),
         };
 
         if let Some((wire, other)) = &folder.same_text_as {
-            notes.push(Note::SameTextAs {
+            mapped.notes.push(Note::SameTextAs {
                 wire: wire.clone(),
                 other: other.clone(),
             });
         }
         for attr in ["\\All", "\\Flagged", "\\Important"] {
-            if dest_pair.is_some() && folder.has(attr) {
-                notes.push(Note::View {
+            if dest_name.is_some() && folder.has(attr) {
+                mapped.notes.push(Note::View {
                     attribute: attr.to_owned(),
                 });
             }
         }
+        if dest_name.is_none() {
+            mapped
+                .notes
+                .retain(|n| matches!(n, Note::View { .. } | Note::SameTextAs { .. }));
+        }
 
         // Sorted by the destination name's own levels, so that parents (on the destination,
         // where a Dovecot `INBOX/x` and a top-level `x` may be one place) come first.
-        let (dest_name, sort_key) = match dest_pair {
-            Some(name) => {
-                let key = relative(&name, dest);
-                (Some(name), Some(key))
-            }
-            None => {
-                notes.retain(|n| matches!(n, Note::View { .. } | Note::SameTextAs { .. }));
-                (None, None)
-            }
-        };
-        let existing = dest_name
-            .as_ref()
-            .and_then(|n| dest_by_name.get(&canonical_name(n, dest)).copied());
-        let create = dest_name.is_some() && !existing.is_some_and(ListedFolder::selectable);
-        let plan = FolderPlan {
-            source: folder.name.clone(),
-            role: own_role.map(|(r, _)| r),
-            create: create && !dest_name.as_deref().is_some_and(is_inbox),
-            special_use: if create && dest.create_special_use {
-                special_use
-            } else {
-                None
-            },
-            subscribe: dest_name.is_some()
-                && folder.subscribed
-                && !existing.is_some_and(|f| f.subscribed),
-            dest: dest_name,
-            reason,
-            notes,
-        };
+        let sort_key = dest_name.as_ref().map(|n| relative(n, dest));
+        let merge_role = mapped.merge_role.take();
+        let role = own_role.map(|(r, _)| r);
+        let plan = destination_match(folder, role, dest_name, mapped, dest, &dest_by_name);
         rows.push((sort_key, plan, merge_role));
     }
+    let used_renames = mapper.used_renames;
 
     merge(&mut rows, dest)?;
     sort_rows(&mut rows);
@@ -852,6 +750,172 @@ pub fn folder_table(
             .map(|(_, p)| p.clone())
             .collect(),
     })
+}
+
+/// Where one folder goes by its anchor: the destination name, why, and what comes with it.
+struct Mapped {
+    name: String,
+    reason: Reason,
+    notes: Vec<Note>,
+    /// The special use to create the folder with, when it is a role's folder to create.
+    special_use: Option<Role>,
+    /// The role whose folder this is or is under, with the levels below it (for merges).
+    merge_role: Option<(Role, Levels)>,
+}
+
+/// What mapping each folder needs from the others: the rules, the destination, each
+/// role's target (found once), and which renames were used.
+struct Mapper<'a> {
+    source: &'a FolderList,
+    dest: &'a FolderList,
+    rules: &'a Folders,
+    rename_to: Vec<Levels>,
+    dest_lang: Option<Lang>,
+    targets: BTreeMap<Role, Target>,
+    used_renames: BTreeSet<usize>,
+}
+
+impl Mapper<'_> {
+    fn map(&mut self, levels: &[String], anchor: Option<&Anchor>) -> Mapped {
+        let (source, dest) = (self.source, self.dest);
+        let mut mapped = Mapped {
+            name: String::new(),
+            reason: Reason::Kept,
+            notes: Vec::new(),
+            special_use: None,
+            merge_role: None,
+        };
+        match anchor {
+            None => {
+                (mapped.name, mapped.notes) = absolute(levels, dest);
+            }
+            Some(Anchor::Rename { depth, rule }) => {
+                self.used_renames.insert(*rule);
+                let mut l = self.rename_to[*rule].clone();
+                l.extend(levels[*depth..].iter().cloned());
+                (mapped.name, mapped.notes) = absolute(&l, dest);
+                mapped.reason = if *depth == levels.len() {
+                    Reason::Renamed {
+                        rule: *rule,
+                        from: self.rules.rename[*rule].from.clone(),
+                        to: self.rules.rename[*rule].to.clone(),
+                    }
+                } else {
+                    Reason::UnderRenamed {
+                        parent: absolute(&levels[..*depth], source).0,
+                        rule: *rule,
+                    }
+                };
+            }
+            Some(Anchor::Role { depth, role, by }) => {
+                let dest_lang = self.dest_lang;
+                let t = self
+                    .targets
+                    .entry(*role)
+                    .or_insert_with(|| target(*role, dest, dest_lang))
+                    .clone();
+                mapped.merge_role = Some((*role, levels[*depth..].to_vec()));
+                if *depth == levels.len() {
+                    if matches!(t.found, Found::Created(_)) {
+                        mapped.special_use = role.special_use().map(|_| *role);
+                    }
+                    mapped.reason = match by {
+                        RoleBy::Inbox => Reason::Inbox,
+                        RoleBy::SpecialUse(a) => Reason::SpecialUse {
+                            attribute: a.clone(),
+                            target: t.clone(),
+                        },
+                        RoleBy::Name(lang) => Reason::DefaultName {
+                            lang: *lang,
+                            target: t.clone(),
+                        },
+                    };
+                    // The target's own name is kept verbatim.
+                    mapped.name = t.name.clone();
+                } else {
+                    mapped.reason = Reason::UnderDefault {
+                        parent: absolute(&levels[..*depth], source).0,
+                        role: *role,
+                    };
+                    // Only the child levels are new.
+                    let mut l = relative(&t.name, dest);
+                    l.extend(levels[*depth..].iter().cloned());
+                    (mapped.name, mapped.notes) = absolute(&l, dest);
+                }
+            }
+        }
+        mapped
+    }
+}
+
+/// Why `folder` is not copied at all, if it is not, with the `exclude` rule that says so:
+/// another user's or a shared folder (before anything else: no rule brings another user's
+/// mail into this mailbox), excluded, or not selectable.
+fn withheld(
+    folder: &ListedFolder,
+    levels: &[String],
+    source: &FolderList,
+    exclude: &[String],
+    roles: [Option<Role>; 2],
+) -> Option<(Option<usize>, Reason)> {
+    if let Some(n) = source.foreign_namespace_of(&folder.name) {
+        return Some((
+            None,
+            Reason::NotPersonal {
+                namespace: n.prefix.clone(),
+                kind: n.kind,
+            },
+        ));
+    }
+    if let Some((i, why)) = exclusion(exclude, folder, levels, source, roles) {
+        return Some((Some(i), why));
+    }
+    if !folder.selectable() {
+        let attribute = folder
+            .attributes
+            .iter()
+            .find(|a| {
+                a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
+            })
+            .cloned()
+            .unwrap_or_default();
+        return Some((None, Reason::NotSelectable { attribute }));
+    }
+    None
+}
+
+/// The plan for `folder` bound for `dest_name` (`None`: not copied), matched against the
+/// destination's own folders: created unless it exists there and can be opened (INBOX
+/// always exists), with its special use where the server takes one at creation, and
+/// subscribed where the source's is and the destination's is not.
+fn destination_match(
+    folder: &ListedFolder,
+    role: Option<Role>,
+    dest_name: Option<String>,
+    mapped: Mapped,
+    dest: &FolderList,
+    dest_by_name: &HashMap<String, &ListedFolder>,
+) -> FolderPlan {
+    let existing = dest_name
+        .as_ref()
+        .and_then(|n| dest_by_name.get(&canonical_name(n, dest)).copied());
+    let create = dest_name.is_some() && !existing.is_some_and(ListedFolder::selectable);
+    FolderPlan {
+        source: folder.name.clone(),
+        role,
+        create: create && !dest_name.as_deref().is_some_and(is_inbox),
+        special_use: if create && dest.create_special_use {
+            mapped.special_use
+        } else {
+            None
+        },
+        subscribe: dest_name.is_some()
+            && folder.subscribed
+            && !existing.is_some_and(|f| f.subscribed),
+        dest: dest_name,
+        reason: mapped.reason,
+        notes: mapped.notes,
+    }
 }
 
 /// The source's language: as `rules.sourceLanguage` says, or detected from its names.
