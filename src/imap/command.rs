@@ -12,7 +12,6 @@ use chrono::{DateTime, FixedOffset};
 
 use super::diff::FlagSet;
 use super::folder_names::Role;
-use super::proto::ImapError;
 
 /// A mailbox name in its wire form (modified UTF-7, RFC 3501 §5.1.3), checked once to be
 /// sendable as a quoted string: no CR, LF, NUL or 8-bit byte. Displayed quoted.
@@ -20,16 +19,12 @@ use super::proto::ImapError;
 pub struct WireName<'a>(&'a str);
 
 impl<'a> WireName<'a> {
-    pub fn new(name: &'a str) -> Result<Self, ImapError> {
+    pub fn new(name: &'a str) -> Result<Self, Unsendable> {
         if name
             .bytes()
             .any(|b| matches!(b, b'\r' | b'\n' | 0) || b >= 0x80)
         {
-            // Not a connection problem: this one folder cannot be named, the rest can.
-            return Err(ImapError::Refused {
-                what: format!("folder name {name:?}"),
-                reason: "contains a character that cannot be sent in a quoted string".into(),
-            });
+            return Err(Unsendable(name.to_owned()));
         }
         Ok(WireName(name))
     }
@@ -38,6 +33,12 @@ impl<'a> WireName<'a> {
         self.0
     }
 }
+
+/// A folder name that cannot be sent in a quoted string. Not a connection problem: this
+/// one folder cannot be named, the rest can (a refusal, see `proto`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("folder name {0:?} contains a character that cannot be sent in a quoted string")]
+pub struct Unsendable(pub String);
 
 impl fmt::Display for WireName<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -56,6 +56,15 @@ pub fn refused(what: &str, reason: String) -> ImapError {
     }
 }
 
+impl From<super::command::Unsendable> for ImapError {
+    fn from(e: super::command::Unsendable) -> Self {
+        ImapError::Refused {
+            what: format!("folder name {:?}", e.0),
+            reason: "contains a character that cannot be sent in a quoted string".into(),
+        }
+    }
+}
+
 impl ImapError {
     pub(crate) fn from_imap(what: impl Into<String>, e: async_imap::error::Error) -> Self {
         let what = what.into();
