@@ -8,6 +8,7 @@ pub mod address;
 pub mod controller;
 pub mod crd;
 pub mod dav;
+pub mod directory;
 pub mod dns;
 pub mod files;
 pub mod https;

@@ -95,9 +95,24 @@ pub enum Waiting {
         side: Side,
         reason: String,
     },
-    /// The account does not exist on the new server; mailshift does not create accounts.
+    /// The account does not exist on the new server (without `spec.accounts` mailshift
+    /// does not create accounts).
     AccountMissing {
         address: String,
+    },
+    /// `spec.accounts` cannot carry this mailbox's account over (not in the old server's
+    /// user database, a password scheme the new server does not check).
+    AccountNotCarried {
+        address: String,
+        reason: String,
+    },
+    /// A user database or alias map of `spec.accounts` cannot be read.
+    AccountsUnreadable {
+        reason: String,
+    },
+    /// Mail to these aliases would bounce on the new server: they are written first.
+    AliasesMissing {
+        aliases: Vec<String>,
     },
     /// `cutover.window` cannot be read (validation normally catches this first).
     WindowInvalid {
@@ -205,6 +220,8 @@ impl Waiting {
             Waiting::MailboxListUnread { reason: Some(_) }
                 | Waiting::LoginFailed { .. }
                 | Waiting::AccountMissing { .. }
+                | Waiting::AccountNotCarried { .. }
+                | Waiting::AccountsUnreadable { .. }
                 | Waiting::WindowInvalid { .. }
                 | Waiting::DnsUnreadable { .. }
                 | Waiting::RelayUnreadable { .. }
@@ -223,6 +240,9 @@ impl Waiting {
             Waiting::MailboxNotObserved { .. } => "NotObserved",
             Waiting::LoginFailed { .. } => "LoginFailed",
             Waiting::AccountMissing { .. } => "AccountMissing",
+            Waiting::AccountNotCarried { .. } => "AccountNotCarried",
+            Waiting::AccountsUnreadable { .. } => "AccountsUnreadable",
+            Waiting::AliasesMissing { .. } => "WaitingForAliases",
             Waiting::WindowInvalid { .. } => "WindowInvalid",
             Waiting::DnsUnreadable { .. } => "DnsUnreadable",
             Waiting::RelayUnreadable { .. } => "RelayUnreadable",
@@ -326,7 +346,19 @@ impl fmt::Display for Waiting {
             ),
             AccountMissing { address } => write!(
                 f,
-                "the account {address} does not exist on the new server (create it there; mailshift does not create accounts)"
+                "the account {address} does not exist on the new server (create it there, or let spec.accounts carry it over)"
+            ),
+            AccountNotCarried { address, reason } => write!(
+                f,
+                "the account {address} cannot be carried to the new server: {reason}"
+            ),
+            AccountsUnreadable { reason } => {
+                write!(f, "the accounts and aliases cannot be read: {reason}")
+            }
+            AliasesMissing { aliases } => write!(
+                f,
+                "the new server lacks the aliases {} (mail to them would bounce there)",
+                aliases.join(", ")
             ),
             WindowInvalid { reason } => write!(f, "the cutover window cannot be read: {reason}"),
             DnsUnreadable { name, reason } => {

@@ -30,13 +30,13 @@ pub use output::{
 pub use planner::plan;
 pub use status::derive_status;
 pub use step::{
-    Access, Adapter, DavStep, DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep,
-    RelayChange, Resource, Side, SieveStep, Step, Touch,
+    Access, AccountsStep, Adapter, DavStep, DnsChange, ForwardingChange, MailStep, OwnStep,
+    ProbeStep, RelayChange, Resource, Side, SieveStep, Step, Touch,
 };
 pub use window::CutoverWindow;
 pub use world::{
-    Account, Answer, BesideMail, DavCompared, DavMissing, DavObserved, DavState, DnsState, Failure,
-    ForwardingSides, InFlight, Login, MailboxList, MailboxState, NameState, NameserverAnswer,
-    ProbeState, Records, RelayState, SieveRefusal, SieveState, SwitchState, SyncState,
-    Verification, World,
+    Account, AccountRefusal, Answer, BesideMail, DavCompared, DavMissing, DavObserved, DavState,
+    DirectoryState, DnsState, Failure, ForwardingSides, InFlight, Login, MailboxList, MailboxState,
+    NameState, NameserverAnswer, ProbeState, Records, RelayState, SieveRefusal, SieveState,
+    SwitchState, SyncState, Verification, World,
 };

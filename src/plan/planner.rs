@@ -65,10 +65,10 @@ use chrono::{DateTime, Utc};
 
 use super::gate::{Gate, TimeReason, Waiting};
 use super::output::{Execution, Plan, PlannedStep};
-use super::step::Step;
+use super::step::{AccountsStep, Step};
 use super::view::{NameView, View};
 use super::world::{
-    BesideMail, DavState, MailboxState, RelayState, SieveState, SwitchState, World,
+    BesideMail, DavState, DirectoryState, MailboxState, RelayState, SieveState, SwitchState, World,
 };
 use crate::spec::{MailMigrationSpec, Policy};
 
@@ -80,6 +80,7 @@ pub fn plan(spec: &MailMigrationSpec, world: &World, now: DateTime<Utc>) -> Plan
         v: &view,
         out: Vec::new(),
     };
+    p.accounts();
     p.dns_preparation();
     p.forwarding_on();
     if view.mx_first() {
@@ -146,6 +147,28 @@ impl<'a> Planner<'_, 'a> {
         }
     }
 
+    /// The new server's accounts and aliases, before anything else: the preflight logins
+    /// wait for the accounts, and the MX switch for the aliases.
+    fn accounts(&mut self) {
+        let v = self.v;
+        if v.spec.accounts.is_none() {
+            return;
+        }
+        if let DirectoryState::Observed {
+            accounts, aliases, ..
+        } = &v.world.directory
+            && (!accounts.is_empty() || !aliases.is_empty())
+        {
+            self.push(
+                Step::Accounts(AccountsStep::ProvisionAccounts {
+                    accounts: accounts.clone(),
+                    aliases: aliases.clone(),
+                }),
+                Vec::new(),
+            );
+        }
+    }
+
     fn dns_error(n: &NameView<'_>) -> Option<Gate> {
         n.error.as_ref().map(|reason| {
             Gate::fact(Waiting::DnsUnreadable {
@@ -180,6 +203,16 @@ impl<'a> Planner<'_, 'a> {
     fn cutover_gates(&self) -> Vec<Gate> {
         let v = self.v;
         let mut g = facts(v.preflight());
+        if let DirectoryState::Observed {
+            missing_aliases, ..
+        } = &v.world.directory
+            && v.spec.accounts.is_some()
+            && !missing_aliases.is_empty()
+        {
+            g.push(Gate::fact(Waiting::AliasesMissing {
+                aliases: missing_aliases.clone(),
+            }));
+        }
         // With MX first, mail reaches the new server for a mailbox only once it is verified
         // and leaves the fallback; the scripts are copied on the way, not before the switch.
         let sieve = self.sieve_unsettled();

@@ -500,7 +500,8 @@ fn phase(v: &View<'_>, plan: &Plan, focus: Option<&PlannedStep>, stalled: bool) 
     match &focus.step {
         Step::Dns(DnsChange::LowerTtl { .. })
         | Step::Dns(DnsChange::SpfAuthorize { .. })
-        | Step::Forwarding(ForwardingChange::On { .. }) => Phase::Preparing,
+        | Step::Forwarding(ForwardingChange::On { .. })
+        | Step::Accounts(_) => Phase::Preparing,
         Step::Relay(RelayChange::FallbackRelay { .. }) if !v.cutover_done() => Phase::Preparing,
         Step::Relay(RelayChange::FallbackRelay { .. })
         | Step::Mail(MailStep::InitialSync { .. })

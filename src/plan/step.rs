@@ -24,6 +24,7 @@ pub enum Step {
     Mail(MailStep),
     Sieve(SieveStep),
     Dav(DavStep),
+    Accounts(AccountsStep),
     Probe(ProbeStep),
     Own(OwnStep),
 }
@@ -199,6 +200,22 @@ pub enum DavStep {
     CopyDav { address: String },
 }
 
+/// Work on the new server's user database and alias map (`spec.accounts`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum AccountsStep {
+    /// Write the accounts of `accounts` (mailbox addresses) with the old server's password
+    /// hashes (or temporary passwords) and the aliases of `aliases` into the new server.
+    ProvisionAccounts {
+        accounts: Vec<String>,
+        aliases: Vec<String>,
+    },
+}
+
 /// Send a tagged message into the old server's SMTP and wait for it in `mailbox` on the
 /// new server, then delete it there.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,7 +241,7 @@ macro_rules! into_step {
         }
     )*};
 }
-into_step!(DnsChange => Dns, RelayChange => Relay, ForwardingChange => Forwarding, MailStep => Mail, SieveStep => Sieve, DavStep => Dav, ProbeStep => Probe, OwnStep => Own);
+into_step!(DnsChange => Dns, RelayChange => Relay, ForwardingChange => Forwarding, MailStep => Mail, SieveStep => Sieve, DavStep => Dav, AccountsStep => Accounts, ProbeStep => Probe, OwnStep => Own);
 
 /// The old or the new server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -261,10 +278,12 @@ pub enum Adapter {
     Dav,
     /// SMTP-in, IMAP-out mail-flow probe.
     Probe,
+    /// User databases and alias maps.
+    Accounts,
 }
 
 impl Adapter {
-    pub const ALL: [Adapter; 7] = [
+    pub const ALL: [Adapter; 8] = [
         Adapter::Imap,
         Adapter::Dns,
         Adapter::Routing,
@@ -272,6 +291,7 @@ impl Adapter {
         Adapter::Sieve,
         Adapter::Dav,
         Adapter::Probe,
+        Adapter::Accounts,
     ];
 
     /// What the adapter is, for "not available yet" messages.
@@ -284,6 +304,7 @@ impl Adapter {
             Adapter::Sieve => "ManageSieve scripts",
             Adapter::Dav => "CardDAV/CalDAV",
             Adapter::Probe => "SMTP mail-flow probe",
+            Adapter::Accounts => "user databases and alias maps",
         }
     }
 }
@@ -305,6 +326,9 @@ pub enum Resource {
     /// The old server's CardDAV/CalDAV. Only ever read.
     SourceDav,
     DestinationDav,
+    /// The old server's user database. Only ever read.
+    OldUserDatabase,
+    NewUserDatabase,
     /// The old server's SMTP service (the probe sends into it).
     OldSmtp,
     /// mailshift's own status record.
@@ -340,11 +364,16 @@ impl fmt::Display for Touch {
             Resource::DestinationManageSieve => "new ManageSieve",
             Resource::SourceDav => "old CardDAV/CalDAV",
             Resource::DestinationDav => "new CardDAV/CalDAV",
+            Resource::OldUserDatabase => "old user database",
+            Resource::NewUserDatabase => "new user database",
             Resource::OldSmtp => "old SMTP",
             Resource::Status => "status",
         };
         let how = match (self.access, self.resource) {
-            (Access::Read, Resource::SourceImap | Resource::SourceDav) => "read-only",
+            (
+                Access::Read,
+                Resource::SourceImap | Resource::SourceDav | Resource::OldUserDatabase,
+            ) => "read-only",
             (Access::Read, _) => "reads",
             (Access::Write, _) => "writes",
         };
@@ -362,6 +391,7 @@ impl Step {
             Step::Mail(_) => Adapter::Imap,
             Step::Sieve(_) => Adapter::Sieve,
             Step::Dav(_) => Adapter::Dav,
+            Step::Accounts(_) => Adapter::Accounts,
             Step::Probe(_) => Adapter::Probe,
             Step::Own(_) => return None,
         })
@@ -444,6 +474,7 @@ impl Step {
             },
             Step::Sieve(SieveStep::CopySieve { .. }) => "CopySieve",
             Step::Dav(DavStep::CopyDav { .. }) => "CopyDav",
+            Step::Accounts(AccountsStep::ProvisionAccounts { .. }) => "ProvisionAccounts",
             Step::Probe(_) => "Probe",
             Step::Own(OwnStep::MarkComplete) => "MarkComplete",
         }
@@ -492,6 +523,9 @@ impl Step {
             }
             Step::Dav(DavStep::CopyDav { .. }) => {
                 "the user's contacts and calendars must be on the new server when their mail is"
+            }
+            Step::Accounts(AccountsStep::ProvisionAccounts { .. }) => {
+                "users log in on the new server with the passwords they have, and mail to an alias is delivered there, before any mail moves"
             }
             Step::Probe(ProbeStep { .. }) => {
                 "the gateway counts as working only once a real message went through it"
@@ -616,6 +650,32 @@ impl Step {
                     ),
                 ]
             }
+            Step::Accounts(AccountsStep::ProvisionAccounts { aliases, .. }) => {
+                let Some(a) = spec.accounts.as_ref() else {
+                    return vec![];
+                };
+                let db = |d: &crate::spec::UserDatabase| match d {
+                    crate::spec::UserDatabase::PasswdFile(p) => match &p.ssh {
+                        Some(ssh) => format!("passwd-file {} on {}", p.path, ssh.host),
+                        None => format!("passwd-file {}", p.path),
+                    },
+                };
+                let mut t = vec![
+                    touch(Resource::OldUserDatabase, db(&a.source), Access::Read),
+                    touch(Resource::NewUserDatabase, db(&a.destination), Access::Write),
+                ];
+                if let Some(m) = a.aliases.as_ref().filter(|_| !aliases.is_empty()) {
+                    if let Some(src) = &m.source {
+                        t.push(touch(Resource::OldPostfix, src.map.clone(), Access::Read));
+                    }
+                    t.push(touch(
+                        Resource::NewPostfix,
+                        m.destination.map.clone(),
+                        Access::Write,
+                    ));
+                }
+                t
+            }
             Step::Probe(ProbeStep { .. }) => {
                 let smtp = spec
                     .probe
@@ -710,6 +770,16 @@ impl fmt::Display for Step {
                 f,
                 "copy {address}'s address books and calendars to the new server"
             ),
+            Step::Accounts(AccountsStep::ProvisionAccounts { accounts, aliases }) => {
+                let mut parts = Vec::new();
+                if !accounts.is_empty() {
+                    parts.push(counted(accounts, "account", "accounts"));
+                }
+                if !aliases.is_empty() {
+                    parts.push(counted(aliases, "alias", "aliases"));
+                }
+                write!(f, "write {} on the new server", parts.join(" and "))
+            }
             Step::Probe(ProbeStep { mailbox }) => write!(
                 f,
                 "send a probe message into the old server and check it arrives in {mailbox} on the new server"

@@ -189,6 +189,18 @@ impl<'a> View<'a> {
                 address: address.to_owned(),
             });
         }
+        if let super::world::DirectoryState::Observed { refused, .. } = &self.world.directory {
+            let key = Address::of(address);
+            out.extend(
+                refused
+                    .iter()
+                    .filter(|r| Address::of(&r.address) == key)
+                    .map(|r| Waiting::AccountNotCarried {
+                        address: address.to_owned(),
+                        reason: r.reason.clone(),
+                    }),
+            );
+        }
         out
     }
 
@@ -206,6 +218,19 @@ impl<'a> View<'a> {
                     reason: Some(reason.clone()),
                 }),
                 Some(MailboxList::Loaded { .. }) => {}
+            }
+        }
+        if self.spec.accounts.is_some() {
+            match &self.world.directory {
+                super::world::DirectoryState::Unknown => out.push(Waiting::AccountsUnreadable {
+                    reason: "not read yet".into(),
+                }),
+                super::world::DirectoryState::Error { reason } => {
+                    out.push(Waiting::AccountsUnreadable {
+                        reason: reason.clone(),
+                    })
+                }
+                super::world::DirectoryState::Observed { .. } => {}
             }
         }
         for a in &self.mailboxes {

@@ -44,6 +44,9 @@ pub struct World {
     /// The new server's relay back to the old one (`spec.fallback`).
     #[serde(default)]
     pub fallback: RelayState,
+    /// The new server's accounts and aliases against `spec.accounts`.
+    #[serde(default)]
+    pub directory: DirectoryState,
     /// The last end-to-end mail-flow probe (`spec.probe`), as the executor recorded it.
     #[serde(default)]
     pub probe: ProbeState,
@@ -117,6 +120,43 @@ impl World {
 pub enum MailboxList {
     Loaded { addresses: Vec<String> },
     Failed { reason: String },
+}
+
+/// The new server's user database and alias map as `spec.accounts` wants them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    tag = "state",
+    rename_all_fields = "camelCase"
+)]
+pub enum DirectoryState {
+    /// Not observed (no `spec.accounts`, or not yet).
+    #[default]
+    Unknown,
+    Observed {
+        /// Mailbox addresses whose accounts are to be written (missing, or created by
+        /// mailshift with a hash the old server has since changed).
+        accounts: Vec<String>,
+        /// Alias addresses to be written.
+        aliases: Vec<String>,
+        /// Mailboxes with no account on the new server.
+        missing_accounts: Vec<String>,
+        /// Aliases the new server does not have yet.
+        missing_aliases: Vec<String>,
+        /// Accounts that cannot be carried over, with why.
+        refused: Vec<AccountRefusal>,
+    },
+    Error {
+        reason: String,
+    },
+}
+
+/// A mailbox whose account cannot be carried over to the new server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountRefusal {
+    pub address: String,
+    pub reason: String,
 }
 
 /// One mailbox on both servers.

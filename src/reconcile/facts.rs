@@ -19,8 +19,8 @@
 
 use crate::address::Address;
 use crate::plan::{
-    DavObserved, DavStep, DnsChange, ForwardingChange, MailStep, OwnStep, ProbeStep, RelayChange,
-    SieveState, SieveStep,
+    AccountsStep, DavObserved, DavStep, DirectoryState, DnsChange, ForwardingChange, MailStep,
+    OwnStep, ProbeStep, RelayChange, SieveState, SieveStep,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -97,6 +97,7 @@ pub struct Facts {
     pub gateway: Option<Seen<RelayState>>,
     pub fallback: Option<Seen<RelayState>>,
     pub dns: Option<Seen<DnsState>>,
+    pub directory: Option<Seen<DirectoryState>>,
 }
 
 /// What the next pass must observe.
@@ -113,6 +114,8 @@ pub struct Due {
     pub gateway: bool,
     pub fallback: bool,
     pub dns: bool,
+    /// The user databases and alias maps (`spec.accounts`).
+    pub directory: bool,
 }
 
 impl Due {
@@ -124,6 +127,7 @@ impl Due {
             && !self.gateway
             && !self.fallback
             && !self.dns
+            && !self.directory
     }
 }
 
@@ -136,6 +140,7 @@ pub struct Sections {
     pub gateway: bool,
     pub fallback: bool,
     pub dns: bool,
+    pub directory: bool,
 }
 
 impl Facts {
@@ -162,7 +167,7 @@ impl Facts {
         let mut recheck_forwarding = BTreeSet::new();
         let mut recheck_sieve = BTreeSet::new();
         let mut recheck_dav = BTreeSet::new();
-        let (mut gateway, mut fallback, mut dns) = (false, false, false);
+        let (mut gateway, mut fallback, mut dns, mut directory) = (false, false, false, false);
         for w in waiting {
             match w {
                 Waiting::Propagation { .. } | Waiting::DnsUnreadable { .. } => {
@@ -173,6 +178,9 @@ impl Facts {
                 }
                 Waiting::RelayUnreadable { .. } => {
                     fallback |= stale(self.fallback.as_ref(), ages.recheck, now);
+                }
+                Waiting::AccountsUnreadable { .. } | Waiting::AliasesMissing { .. } => {
+                    directory |= stale(self.directory.as_ref(), ages.recheck, now);
                 }
                 Waiting::ForwardingUnreadable { address, .. } => {
                     let key = Address::of(address);
@@ -252,6 +260,8 @@ impl Facts {
             fallback: sections.fallback
                 && (fallback || stale(self.fallback.as_ref(), ages.relay, now)),
             dns: sections.dns && (dns || stale(self.dns.as_ref(), ages.dns, now)),
+            directory: sections.directory
+                && (directory || stale(self.directory.as_ref(), ages.relay, now)),
         }
     }
 
@@ -307,6 +317,14 @@ impl Facts {
                 self.dns = None;
                 Vec::new()
             }
+            Step::Accounts(AccountsStep::ProvisionAccounts { accounts, .. }) => {
+                self.directory = None;
+                // The logins of the accounts written are what proves them.
+                for a in accounts {
+                    self.logins.remove(&Address::of(a));
+                }
+                Vec::new()
+            }
             Step::Probe(ProbeStep { .. }) | Step::Own(OwnStep::MarkComplete) => Vec::new(),
         };
         for a in addresses {
@@ -342,6 +360,7 @@ mod tests {
             gateway: true,
             fallback: true,
             dns: true,
+            directory: true,
         }
     }
 

@@ -48,6 +48,12 @@ impl From<crate::routing::RoutingError> for Failed {
     }
 }
 
+impl From<crate::directory::DirectoryError> for Failed {
+    fn from(e: crate::directory::DirectoryError) -> Self {
+        Failed::step("AccountsFailed", e)
+    }
+}
+
 impl From<crate::dav::DavError> for Failed {
     fn from(e: crate::dav::DavError) -> Self {
         let person = e.needs_person();

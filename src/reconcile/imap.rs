@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 
 use super::{LoginCheck, MailEngine, Synced, Verified};
 use crate::accounts::Account;
-use crate::imap::conn::{ConnectError, Connector, Side};
+use crate::imap::conn::{ConnectError, Connector};
 use crate::imap::engine::{self, Engine, Observer, Options};
 use crate::imap::report::MailboxReport;
 use crate::imap::session::{DestinationSession, SourceSession};
@@ -54,12 +54,15 @@ impl ImapEngine {
             Options::default(),
             tally.clone(),
         )?;
-        let resolver = resolver.clone();
         let spec = &migration.spec;
+        // The engine's own connectors: a login check counts against `maxConnections` with
+        // the copies, not beside them.
+        let (source, destination) = p.engine.connectors();
+        let (source, destination) = (source.clone(), destination.clone());
         let this = ImapEngine {
             engine: p.engine,
-            source: engine::connector(Side::Source, &spec.source.imap, &resolver)?,
-            destination: engine::connector(Side::Destination, &spec.destination.imap, &resolver)?,
+            source,
+            destination,
             concurrency: p.concurrency,
             accept: spec.accept_refused.clone(),
             tally,

@@ -15,7 +15,7 @@ pub mod progress;
 pub mod records;
 
 use crate::address::Address;
-use crate::plan::{DavStep, MailStep, OwnStep, ProbeStep, SieveStep};
+use crate::plan::{AccountsStep, DavStep, MailStep, OwnStep, ProbeStep, SieveStep};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -188,6 +188,8 @@ enum Outcome {
     Probed(plan::ProbeState),
     /// What the new server refused of a mailbox's contacts and calendars.
     DavCopied(Vec<crate::spec::DavRefusal>),
+    /// Accounts and aliases written on the new server.
+    Provisioned(crate::directory::Written),
     Done,
 }
 
@@ -499,6 +501,7 @@ impl<E: MailEngine> Core<'_, E> {
             gateway: spec.gateway.is_some(),
             fallback: spec.fallback.is_some(),
             dns: spec.dns.is_some(),
+            directory: spec.accounts.is_some(),
         }
     }
 
@@ -608,6 +611,18 @@ impl<E: MailEngine> Core<'_, E> {
                 tracing::info!(created = ?copied.created, put = copied.put, "contacts and calendars copied");
                 Ok(Outcome::DavCopied(copied.refused))
             }
+            Step::Accounts(AccountsStep::ProvisionAccounts { accounts, aliases }) => {
+                let written = crate::directory::provision(
+                    &self.migration.spec,
+                    self.accounts,
+                    accounts,
+                    aliases,
+                    self.resolver,
+                )
+                .await
+                .map_err(Failed::from)?;
+                Ok(Outcome::Provisioned(written))
+            }
             Step::Probe(ProbeStep { mailbox }) => {
                 let probe = self
                     .migration
@@ -655,6 +670,17 @@ impl Book {
                 now,
             )
             .await;
+            // Needs the records: which accounts and aliases are mailshift's own.
+            if due.directory {
+                let value = crate::directory::observe(
+                    spec,
+                    core.accounts,
+                    &records.provisioned,
+                    core.resolver,
+                )
+                .await;
+                self.facts.directory = Some(facts::Seen { value, at: now });
+            }
         }
         let mut world = observe::world(spec, core.accounts, &self.facts, &records);
         world.milestones = Milestones::from_status(&previous);
@@ -795,6 +821,18 @@ impl Book {
             Outcome::DavCopied(refused) => {
                 let address = step.address().unwrap_or_default();
                 self.records.mailbox_mut(address).dav_refused = refused;
+                Ok(())
+            }
+            Outcome::Provisioned(written) => {
+                let p = &mut self.records.provisioned;
+                for a in &written.accounts {
+                    p.accounts.insert(Address::of(a));
+                    p.temporary.remove(&Address::of(a));
+                }
+                p.temporary
+                    .extend(written.temporary.iter().map(|a| Address::of(a)));
+                p.aliases
+                    .extend(written.aliases.iter().map(|a| Address::of(a)));
                 Ok(())
             }
             Outcome::Done => Ok(()),

@@ -17,7 +17,7 @@ use crate::secrets::Resolver;
 use crate::spec::MailMigrationSpec;
 
 /// Adapters this build carries. Steps needing others are planned as "not available yet".
-pub const AVAILABLE: [Adapter; 7] = [
+pub const AVAILABLE: [Adapter; 8] = [
     Adapter::Imap,
     Adapter::Dns,
     Adapter::Routing,
@@ -25,6 +25,7 @@ pub const AVAILABLE: [Adapter; 7] = [
     Adapter::Sieve,
     Adapter::Dav,
     Adapter::Probe,
+    Adapter::Accounts,
 ];
 
 /// Observe what `due` names, at most `sync.concurrency` mailboxes at once: logins on both
@@ -181,6 +182,16 @@ pub fn world(
                 .collect(),
         });
     }
+    // With spec.accounts the user database says which accounts the new server lacks.
+    let missing: std::collections::BTreeSet<Address> =
+        match facts.directory.as_ref().map(|d| &d.value) {
+            Some(plan::DirectoryState::Observed {
+                missing_accounts, ..
+            }) if spec.accounts.is_some() => {
+                missing_accounts.iter().map(|a| Address::of(a)).collect()
+            }
+            _ => Default::default(),
+        };
     for a in accounts {
         let key = Address::of(&a.address);
         let Some(logins) = facts.logins.get(&key) else {
@@ -192,6 +203,7 @@ pub fn world(
         // one cannot tell a missing account from a wrong password.
         let destination_account = match destination_login {
             plan::Login::Ok => plan::Account::Exists,
+            plan::Login::Failed { .. } if missing.contains(&key) => plan::Account::Missing,
             plan::Login::Failed { .. } => plan::Account::Unknown,
         };
         world.insert_mailbox(MailboxState {
@@ -232,6 +244,11 @@ pub fn world(
     }
     if spec.dns.is_some() {
         world.dns = facts.dns.as_ref().map(|d| d.value.clone());
+    }
+    if spec.accounts.is_some()
+        && let Some(d) = &facts.directory
+    {
+        world.directory = d.value.clone();
     }
     world.observed = crate::spec::Freshness {
         oldest_login: None,

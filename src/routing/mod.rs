@@ -65,7 +65,15 @@ pub fn runner_for(
     target: &crate::spec::PostfixTarget,
     resolver: &Resolver,
 ) -> Result<Box<dyn Runner>, RoutingError> {
-    Ok(match &target.ssh {
+    runner_at(target.ssh.as_ref(), resolver)
+}
+
+/// The runner for files and commands on this machine, or over `ssh`.
+pub fn runner_at(
+    ssh: Option<&crate::spec::Ssh>,
+    resolver: &Resolver,
+) -> Result<Box<dyn Runner>, RoutingError> {
+    Ok(match ssh {
         None => Box::new(Local),
         Some(ssh) => Box::new(SshRunner::new(ssh, resolver)?),
     })

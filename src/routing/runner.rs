@@ -85,6 +85,21 @@ pub fn write_file(runner: &dyn Runner, path: &str, contents: &str) -> Result<(),
     }
 }
 
+/// Replace a file atomically keeping its mode and owner (a user database is readable by
+/// its server only); a new file is made with mode 0600.
+pub fn replace_file(runner: &dyn Runner, path: &str, contents: &str) -> Result<(), RoutingError> {
+    let argv = sh(
+        r#"umask 077 && cat > "$1.mailshift-tmp" && { [ ! -e "$1" ] || { chmod --reference="$1" "$1.mailshift-tmp" && { chown --reference="$1" "$1.mailshift-tmp" 2>/dev/null || true; }; }; } && mv -f -- "$1.mailshift-tmp" "$1""#,
+        &[path],
+    );
+    let out = runner.run(&argv, Some(contents.as_bytes()))?;
+    if out.success() {
+        Ok(())
+    } else {
+        Err(failed(runner, &argv, &out))
+    }
+}
+
 /// Remove files that may not exist.
 pub fn remove_files(runner: &dyn Runner, paths: &[&str]) -> Result<(), RoutingError> {
     let mut argv = vec!["rm".to_owned(), "-f".to_owned(), "--".to_owned()];

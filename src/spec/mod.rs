@@ -1,6 +1,7 @@
 //! The `MailMigration` manifest: typed spec and status, defaults, and the semantic checks
 //! that a schema cannot express.
 
+mod directory;
 mod dns_provider;
 mod duration;
 mod secret;
@@ -9,6 +10,9 @@ mod size;
 mod status;
 mod types;
 
+pub use directory::{
+    Accounts, Alias, AliasMap, Aliases, PasswdFile, PostfixTable, UnknownScheme, UserDatabase,
+};
 pub use dns_provider::{
     AzureDns, Cloudflare, Cpanel, DnsProvider, GoogleCloudDns, KeyAndSecret, Ovh, OvhEndpoint,
     Plesk, Powerdns, Route53, TokenOnly,
@@ -19,7 +23,7 @@ pub use size::{ManifestSize, SIZE_PATTERN, SizeError};
 pub use status::{
     AcceptedLoss, Condition, ConditionStatus, DavRefusal, Failure, Freshness, LoopRecords,
     MailMigrationStatus, MailboxCounts, MailboxRecord, MailboxTransfer, Phase, ProbeState,
-    SyncState, Transfer, Verification,
+    Provisioned, SyncState, Transfer, Verification,
 };
 pub use types::*;
 

@@ -26,6 +26,7 @@ pub fn check(spec: &MailMigrationSpec, base: &Path, strict: bool) -> Vec<Issue> 
     c.relays(spec, base);
     c.forwarding_and_probe(spec, base);
     c.sieve_dav_and_tokens(spec, base);
+    c.accounts(spec, base);
     c.cutover(spec, base);
     c.accept_refused(spec, base);
     c.secrets(spec, base);
@@ -486,6 +487,67 @@ impl Checker {
     /// The endpoints beside IMAP: ManageSieve for `sieve`, the URLs of `dav` and of the
     /// token endpoints, checked here so that a typo is reported by line and field, not by
     /// a failing step.
+    fn accounts(&mut self, spec: &MailMigrationSpec, base: &Path) {
+        use super::{UnknownScheme, UserDatabase};
+        let Some(a) = &spec.accounts else { return };
+        let ap = base.key("accounts");
+        for (side, db) in [("source", &a.source), ("destination", &a.destination)] {
+            let UserDatabase::PasswdFile(p) = db;
+            if !p.path.starts_with('/') {
+                self.error(
+                    ap.key(side).key("passwdFile").key("path"),
+                    format!("`{}` is not an absolute path", p.path),
+                );
+            }
+        }
+        if a.unknown_scheme == UnknownScheme::TemporaryPassword && a.temporary_passwords.is_none() {
+            self.error(
+                ap.key("temporaryPasswords"),
+                "`unknownScheme: temporaryPassword` needs a file for the generated passwords",
+            );
+        }
+        let Some(al) = &a.aliases else { return };
+        let alp = ap.key("aliases");
+        let maps = [
+            ("source", al.source.as_ref()),
+            ("destination", Some(&al.destination)),
+        ];
+        for (side, map) in maps {
+            if let Some(m) = map
+                && m.table().is_none()
+            {
+                self.error(
+                    alp.key(side).key("map"),
+                    format!("`{}` is not a Postfix table: type:/absolute/path, e.g. hash:/etc/postfix/virtual", m.map),
+                );
+            }
+        }
+        let domains: Vec<Domain> = spec.domains.iter().map(|d| Domain::of(d)).collect();
+        for (i, d) in al.declared.iter().enumerate() {
+            let dp = alp.key("declared").index(i);
+            match Address::parse(&d.address) {
+                Err(why) => self.error(
+                    dp.key("address"),
+                    format!("`{}` is not an email address: it {why}", d.address),
+                ),
+                Ok(address) if !domains.is_empty() && !domains.contains(&address.domain()) => self
+                    .error(
+                        dp.key("address"),
+                        format!("`{}` is not in spec.domains", d.address),
+                    ),
+                Ok(_) => {}
+            }
+            for (j, t) in d.to.iter().enumerate() {
+                if t.trim().is_empty() || t.contains([',', ' ', '\t', '\n']) {
+                    self.error(
+                        dp.key("to").index(j),
+                        format!("`{t}` is not one address (a list is written as several entries)"),
+                    );
+                }
+            }
+        }
+    }
+
     fn sieve_dav_and_tokens(&mut self, spec: &MailMigrationSpec, base: &Path) {
         if let Some(s) = &spec.sieve {
             let sp = base.key("sieve");

@@ -106,6 +106,30 @@ pub struct LoopRecords {
     /// Steps whose last attempts failed, one entry per piece of work.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<Failure>,
+    /// What mailshift wrote into the new server's user database and alias map.
+    #[serde(default, skip_serializing_if = "Provisioned::is_empty")]
+    pub provisioned: Provisioned,
+}
+
+/// The accounts and aliases mailshift wrote on the new server (`spec.accounts`): the only
+/// ones it ever changes again, and never removes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provisioned {
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub accounts: std::collections::BTreeSet<crate::address::Address>,
+    /// Accounts given a generated temporary password (written to
+    /// `accounts.temporaryPasswords`), not the old server's hash.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub temporary: std::collections::BTreeSet<crate::address::Address>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub aliases: std::collections::BTreeSet<crate::address::Address>,
+}
+
+impl Provisioned {
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty() && self.temporary.is_empty() && self.aliases.is_empty()
+    }
 }
 
 /// One mailbox's record.

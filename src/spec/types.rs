@@ -104,6 +104,11 @@ pub struct MailMigrationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dav: Option<Dav>,
 
+    /// The new server's accounts and aliases, carried from the old server's user database
+    /// and alias map before any mail moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<super::Accounts>,
+
     /// End-to-end mail-flow check: a tagged message sent into the old server's SMTP must
     /// arrive over IMAP in a mailbox on the new server.
     #[serde(default, skip_serializing_if = "Option::is_none")]

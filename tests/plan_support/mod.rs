@@ -295,6 +295,27 @@ pub fn apply(
             };
         }
         Step::Probe(ProbeStep { .. }) => w.probe = ProbeState::Passed { at: now },
+        Step::Accounts(_) => {
+            // Every account and alias written; the mailboxes' logins now work.
+            if let mailshift::plan::DirectoryState::Observed {
+                accounts,
+                aliases,
+                missing_accounts,
+                missing_aliases,
+                ..
+            } = &mut w.directory
+            {
+                for a in accounts.drain(..) {
+                    if let Some(m) = w.mailboxes.get_mut(&mailshift::address::Address::of(&a)) {
+                        m.destination_login = Login::Ok;
+                        m.destination_account = mailshift::plan::Account::Exists;
+                    }
+                }
+                aliases.clear();
+                missing_accounts.clear();
+                missing_aliases.clear();
+            }
+        }
         Step::Dav(DavStep::CopyDav { address }) => {
             w.mailbox_mut(address).unwrap().dav = DavState::Compared {
                 collections: 1,
@@ -621,6 +642,7 @@ pub fn kind(s: &Step) -> &'static str {
         Step::Dns(DnsChange::RestoreTtl { .. }) => "restoreTtl",
         Step::Sieve(SieveStep::CopySieve { .. }) => "copySieve",
         Step::Dav(DavStep::CopyDav { .. }) => "copyDav",
+        Step::Accounts(_) => "provisionAccounts",
         Step::Own(OwnStep::MarkComplete) => "markComplete",
     }
 }

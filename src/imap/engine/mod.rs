@@ -51,7 +51,7 @@ use tracing::Instrument as _;
 use tokio::sync::Semaphore;
 
 pub use retry::RetryPolicy;
-pub use setup::{Prepared, connector, prepare_with};
+pub use setup::{Prepared, prepare_with};
 
 use self::retry::{AttemptError, Jitter};
 use super::cache::CacheStore;
@@ -201,6 +201,12 @@ impl Engine {
         let mut folders = list.folder_list();
         folders.refused = self.refused.get(self.store.as_ref());
         folders
+    }
+
+    /// The source's and the destination's connectors, whose connection limits every
+    /// other user of these servers in the process must share.
+    pub fn connectors(&self) -> (&Connector, &Connector) {
+        (&self.source, &self.destination)
     }
 
     pub fn with_options(mut self, options: Options) -> Engine {

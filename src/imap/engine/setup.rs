@@ -54,7 +54,7 @@ pub fn prepare_with(
 }
 
 /// A connector for one server, its private CA (if any) read through the resolver.
-pub fn connector(side: Side, endpoint: &Endpoint, resolver: &Resolver) -> Result<Connector> {
+fn connector(side: Side, endpoint: &Endpoint, resolver: &Resolver) -> Result<Connector> {
     let ca = endpoint
         .ca_certificate
         .as_ref()

@@ -1,0 +1,470 @@
+//! `spec.accounts`: the new server's accounts and aliases. The old server's user database
+//! and alias map are only read; the new server's are compared with them and given what
+//! they lack, right before each write read again. Nothing is ever removed, and only what
+//! mailshift wrote itself ([`Provisioned`]) is ever changed again.
+//!
+//! A password moves as the old server's hash when the new server checks its scheme
+//! ([`scheme`]); otherwise the manifest decides: the mailbox waits (reported), or gets a
+//! generated password written to `temporaryPasswords` and nowhere else.
+
+pub mod alias_map;
+pub mod passwd;
+pub mod scheme;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
+
+use crate::accounts::Account;
+use crate::address::{Address, Domain};
+use crate::plan::{AccountRefusal, DirectoryState};
+use crate::routing::runner::{self, Runner};
+use crate::routing::{self, RoutingError};
+use crate::secrets::Resolver;
+use crate::spec::{
+    AliasMap, MailMigrationSpec, Policy, PostfixTable, Provisioned, UnknownScheme, UserDatabase,
+};
+use scheme::Hash;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error(transparent)]
+    Routing(#[from] RoutingError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("temporary passwords file {path}: {error}")]
+    Temporary { path: String, error: String },
+    #[error("background task: {0}")]
+    Task(String),
+}
+
+/// What a write gives an account.
+#[derive(Clone, PartialEq, Eq)]
+enum Password {
+    /// The old server's hash, with its `{SCHEME}` prefix.
+    Hash(String),
+    /// A generated one, in a scheme every Dovecot checks.
+    Temporary,
+}
+
+/// One account the new server is to be given.
+#[derive(Clone)]
+struct AccountWrite {
+    address: String,
+    /// The login name on the new server (the mailbox's destination user).
+    user: String,
+    password: Password,
+}
+
+/// Both sides compared.
+#[derive(Default)]
+struct Comparison {
+    accounts: Vec<AccountWrite>,
+    aliases: Vec<(String, Vec<String>)>,
+    missing_accounts: Vec<String>,
+    missing_aliases: Vec<String>,
+    refused: Vec<AccountRefusal>,
+}
+
+/// What was read of both sides.
+struct Read {
+    source_accounts: Vec<passwd::Entry>,
+    destination_accounts: Vec<passwd::Entry>,
+    source_aliases: BTreeMap<String, Vec<String>>,
+    destination_aliases: BTreeMap<String, Vec<String>>,
+}
+
+/// Compares what the old server (and the manifest) has with what the new one has: pure.
+fn compare(
+    spec: &MailMigrationSpec,
+    accounts: &[Account],
+    provisioned: &Provisioned,
+    read: &Read,
+) -> Comparison {
+    let Some(a) = &spec.accounts else {
+        return Comparison::default();
+    };
+    let schemes = scheme::destination_schemes(&a.schemes);
+    let update = spec.policy == Policy::Sync;
+    let source: BTreeMap<&str, &passwd::Entry> = read
+        .source_accounts
+        .iter()
+        .map(|e| (e.user.as_str(), e))
+        .collect();
+    let destination: BTreeMap<&str, &passwd::Entry> = read
+        .destination_accounts
+        .iter()
+        .map(|e| (e.user.as_str(), e))
+        .collect();
+    let mut out = Comparison::default();
+    for account in accounts {
+        let key = Address::of(&account.address);
+        let refuse = |reason: String| AccountRefusal {
+            address: account.address.clone(),
+            reason,
+        };
+        let user = account.destination.user().to_owned();
+        let existing = destination.get(user.as_str());
+        if existing.is_none() {
+            out.missing_accounts.push(account.address.clone());
+        }
+        let old = source
+            .get(account.source.user())
+            .or_else(|| source.get(account.address.as_str()));
+        let Some(old) = old else {
+            if existing.is_none() {
+                out.refused.push(refuse(format!(
+                    "{} is not in the old server's user database",
+                    account.source.user()
+                )));
+            }
+            continue;
+        };
+        if !passwd::fits(&user) {
+            out.refused.push(refuse(format!(
+                "the login name {user:?} cannot be written into a passwd-file"
+            )));
+            continue;
+        }
+        let hash = Hash::parse(&old.password, &a.default_scheme);
+        let ours = provisioned.accounts.contains(&key);
+        let temporary = provisioned.temporary.contains(&key);
+        if hash.understood_by(&schemes) {
+            let wanted = hash.portable();
+            let stale = existing.is_some_and(|e| e.password != wanted && ours && !temporary);
+            if existing.is_none() || (stale && update) {
+                out.accounts.push(AccountWrite {
+                    address: account.address.clone(),
+                    user,
+                    password: Password::Hash(wanted),
+                });
+            }
+        } else if existing.is_none() {
+            match a.unknown_scheme {
+                UnknownScheme::Stop => out.refused.push(refuse(format!(
+                    "its password is stored as {}, which the new server does not check (accounts.schemes): list the scheme there, reset the password, or set accounts.unknownScheme: temporaryPassword",
+                    hash.scheme
+                ))),
+                UnknownScheme::TemporaryPassword => out.accounts.push(AccountWrite {
+                    address: account.address.clone(),
+                    user,
+                    password: Password::Temporary,
+                }),
+            }
+        }
+    }
+    if let Some(aliases) = &a.aliases {
+        let domains: BTreeSet<Domain> = spec.domains.iter().map(|d| Domain::of(d)).collect();
+        let mut wanted: BTreeMap<Address, (String, Vec<String>)> = BTreeMap::new();
+        for (key, to) in &read.source_aliases {
+            let address = Address::of(key);
+            if domains.contains(&address.domain()) {
+                wanted.insert(address, (key.clone(), to.clone()));
+            }
+        }
+        for d in &aliases.declared {
+            wanted.insert(Address::of(&d.address), (d.address.clone(), d.to.clone()));
+        }
+        let have: BTreeMap<Address, &Vec<String>> = read
+            .destination_aliases
+            .iter()
+            .map(|(k, v)| (Address::of(k), v))
+            .collect();
+        let same = |a: &[String], b: &[String]| {
+            let set = |l: &[String]| l.iter().map(|t| Address::of(t)).collect::<BTreeSet<_>>();
+            set(a) == set(b)
+        };
+        for (address, (key, to)) in wanted {
+            match have.get(&address) {
+                None => {
+                    out.missing_aliases.push(key.clone());
+                    out.aliases.push((key, to));
+                }
+                Some(current)
+                    if update && !same(current, &to) && provisioned.aliases.contains(&address) =>
+                {
+                    out.aliases.push((key, to));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    out
+}
+
+fn db_file(db: &UserDatabase) -> (&str, Option<&crate::spec::Ssh>) {
+    match db {
+        UserDatabase::PasswdFile(p) => (p.path.as_str(), p.ssh.as_ref()),
+    }
+}
+
+fn read_accounts(
+    db: &UserDatabase,
+    resolver: &Resolver,
+) -> Result<(Box<dyn Runner>, Option<String>), DirectoryError> {
+    let (path, ssh) = db_file(db);
+    let runner = routing::runner_at(ssh, resolver)?;
+    let text = runner::read_file(runner.as_ref(), path)?;
+    Ok((runner, text))
+}
+
+fn table(map: &AliasMap) -> Result<PostfixTable, DirectoryError> {
+    map.table().ok_or_else(|| {
+        DirectoryError::Invalid(format!(
+            "{:?} is not a Postfix table (type:/absolute/path)",
+            map.map
+        ))
+    })
+}
+
+/// A file as read: where it lives (to write it back) and its text, if it exists.
+type Opened<T> = Result<(Box<dyn Runner>, T, Option<String>), DirectoryError>;
+
+fn read_aliases(map: &AliasMap, resolver: &Resolver) -> Opened<PostfixTable> {
+    let runner = routing::runner_for(&map.postfix, resolver)?;
+    let t = table(map)?;
+    let text = runner::read_file(runner.as_ref(), &t.path)?;
+    Ok((runner, t, text))
+}
+
+/// Both sides as they are now, read in full.
+fn read(spec: &MailMigrationSpec, resolver: &Resolver) -> Result<Read, DirectoryError> {
+    let a = spec
+        .accounts
+        .as_ref()
+        .ok_or_else(|| DirectoryError::Invalid("the manifest has no `accounts`".into()))?;
+    let (_, source) = read_accounts(&a.source, resolver)?;
+    let source = source.ok_or_else(|| {
+        DirectoryError::Invalid(format!(
+            "the old server's user database {} does not exist",
+            db_file(&a.source).0
+        ))
+    })?;
+    let (_, destination) = read_accounts(&a.destination, resolver)?;
+    let (mut source_aliases, mut destination_aliases) = (BTreeMap::new(), BTreeMap::new());
+    if let Some(al) = &a.aliases {
+        if let Some(src) = &al.source {
+            let (_, t, text) = read_aliases(src, resolver)?;
+            source_aliases = alias_map::parse(&text.ok_or_else(|| {
+                DirectoryError::Invalid(format!(
+                    "the old server's alias map {} does not exist",
+                    t.path
+                ))
+            })?);
+        }
+        let (_, _, text) = read_aliases(&al.destination, resolver)?;
+        destination_aliases = alias_map::parse(&text.unwrap_or_default());
+    }
+    Ok(Read {
+        source_accounts: passwd::parse(&source),
+        destination_accounts: passwd::parse(&destination.unwrap_or_default()),
+        source_aliases,
+        destination_aliases,
+    })
+}
+
+/// The new server's accounts and aliases against the manifest, as the planner sees them.
+pub async fn observe(
+    spec: &MailMigrationSpec,
+    accounts: &[Account],
+    provisioned: &Provisioned,
+    resolver: &Resolver,
+) -> DirectoryState {
+    let (spec, accounts, provisioned, resolver) = (
+        spec.clone(),
+        accounts.to_vec(),
+        provisioned.clone(),
+        resolver.clone(),
+    );
+    let result = tokio::task::spawn_blocking(move || {
+        read(&spec, &resolver).map(|r| compare(&spec, &accounts, &provisioned, &r))
+    })
+    .await;
+    match result {
+        Ok(Ok(c)) => DirectoryState::Observed {
+            accounts: c.accounts.iter().map(|w| w.address.clone()).collect(),
+            aliases: c.aliases.iter().map(|(k, _)| k.clone()).collect(),
+            missing_accounts: c.missing_accounts,
+            missing_aliases: c.missing_aliases,
+            refused: c.refused,
+        },
+        Ok(Err(e)) => DirectoryState::Error {
+            reason: e.to_string(),
+        },
+        Err(e) => DirectoryState::Error {
+            reason: format!("background task: {e}"),
+        },
+    }
+}
+
+/// What one provisioning wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    pub accounts: Vec<String>,
+    pub temporary: Vec<String>,
+    pub aliases: Vec<String>,
+}
+
+/// Writes the accounts of `addresses` and the aliases of `aliases` that the new server
+/// still lacks or that the plan found mailshift's own and out of date (both sides read
+/// again first: what changed since the plan decides).
+pub async fn provision(
+    spec: &MailMigrationSpec,
+    accounts: &[Account],
+    addresses: &[String],
+    aliases: &[String],
+    resolver: &Resolver,
+) -> Result<Written, DirectoryError> {
+    let (spec, accounts, resolver) = (spec.clone(), accounts.to_vec(), resolver.clone());
+    let wanted: BTreeSet<Address> = addresses.iter().map(|a| Address::of(a)).collect();
+    let wanted_aliases: BTreeSet<Address> = aliases.iter().map(|a| Address::of(a)).collect();
+    // The plan listed an existing entry only because it was mailshift's and out of date.
+    let provisioned = Provisioned {
+        accounts: wanted.clone(),
+        temporary: BTreeSet::new(),
+        aliases: wanted_aliases.clone(),
+    };
+    tokio::task::spawn_blocking(move || {
+        let read = read(&spec, &resolver)?;
+        let mut c = compare(&spec, &accounts, &provisioned, &read);
+        c.accounts
+            .retain(|w| wanted.contains(&Address::of(&w.address)));
+        c.aliases
+            .retain(|(k, _)| wanted_aliases.contains(&Address::of(k)));
+        write(&spec, c, &resolver)
+    })
+    .await
+    .map_err(|e| DirectoryError::Task(e.to_string()))?
+}
+
+fn write(
+    spec: &MailMigrationSpec,
+    c: Comparison,
+    resolver: &Resolver,
+) -> Result<Written, DirectoryError> {
+    let a = spec.accounts.as_ref().expect("read checked it");
+    let mut written = Written::default();
+    if !c.accounts.is_empty() {
+        // Passwords first: an account whose password was lost cannot be logged in to,
+        // while a password written twice (a crash in between) is only a stale line.
+        let mut fields: Vec<(String, String)> = Vec::new();
+        let mut generated: Vec<(String, String)> = Vec::new();
+        for w in &c.accounts {
+            match &w.password {
+                Password::Hash(h) => fields.push((w.user.clone(), h.clone())),
+                Password::Temporary => {
+                    let password = temporary_password()?;
+                    fields.push((w.user.clone(), hash_temporary(&password)?));
+                    generated.push((w.address.clone(), password));
+                }
+            }
+        }
+        if !generated.is_empty() {
+            let path = a.temporary_passwords.as_deref().ok_or_else(|| {
+                DirectoryError::Invalid("accounts.temporaryPasswords is not set".into())
+            })?;
+            append_passwords(path, &generated)?;
+        }
+        let (runner, text) = read_accounts(&a.destination, resolver)?;
+        let mut text = text.unwrap_or_default();
+        for (user, field) in &fields {
+            text = passwd::upsert(&text, user, field);
+        }
+        runner::replace_file(runner.as_ref(), db_file(&a.destination).0, &text)?;
+        for w in &c.accounts {
+            written.accounts.push(w.address.clone());
+            if w.password == Password::Temporary {
+                written.temporary.push(w.address.clone());
+            }
+        }
+        tracing::info!(
+            accounts = written.accounts.len(),
+            temporary = written.temporary.len(),
+            "accounts written on the new server"
+        );
+    }
+    if let Some(map) = a.aliases.as_ref().map(|al| &al.destination)
+        && !c.aliases.is_empty()
+    {
+        let (runner, t, text) = read_aliases(map, resolver)?;
+        let mut text = text.unwrap_or_default();
+        for (key, to) in &c.aliases {
+            text = alias_map::upsert(&text, key, to);
+        }
+        runner::replace_file(runner.as_ref(), &t.path, &text)?;
+        let dir = map.postfix.config_dir.clone();
+        if t.compiled() {
+            runner::run_ok(
+                runner.as_ref(),
+                &["postmap".into(), "-c".into(), dir, map.map.clone()],
+            )?;
+        } else if t.text() {
+            let status = runner.run(
+                &["postfix".into(), "-c".into(), dir.clone(), "status".into()],
+                None,
+            )?;
+            // A stopped Postfix reads the table when it starts.
+            if status.success() {
+                runner::run_ok(
+                    runner.as_ref(),
+                    &["postfix".into(), "-c".into(), dir, "reload".into()],
+                )?;
+            }
+        }
+        written.aliases = c.aliases.into_iter().map(|(k, _)| k).collect();
+        tracing::info!(
+            aliases = written.aliases.len(),
+            "aliases written on the new server"
+        );
+    }
+    Ok(written)
+}
+
+/// 20 characters from an alphabet without look-alikes: about 110 bits.
+fn temporary_password() -> Result<String, DirectoryError> {
+    use ring::rand::SecureRandom;
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzACDEFGHJKLMNPQRTUVWXY34679";
+    let mut bytes = [0u8; 20];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| DirectoryError::Invalid("no random numbers from the system".into()))?;
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect())
+}
+
+/// `{SHA512-CRYPT}$6$…` of `password`: a scheme every Dovecot checks.
+fn hash_temporary(password: &str) -> Result<String, DirectoryError> {
+    use ring::rand::SecureRandom;
+    use sha_crypt::PasswordHasher;
+    let mut salt = [0u8; 12];
+    ring::rand::SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| DirectoryError::Invalid("no random numbers from the system".into()))?;
+    let hash = sha_crypt::ShaCrypt::SHA512
+        .hash_password_with_salt(password.as_bytes(), &salt)
+        .map_err(|e| DirectoryError::Invalid(format!("hashing a temporary password: {e}")))?;
+    Ok(format!("{{SHA512-CRYPT}}{hash}"))
+}
+
+/// Appends `address:password` lines to the file at `path` (made with mode 0600).
+fn append_passwords(path: &str, lines: &[(String, String)]) -> Result<(), DirectoryError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |e: std::io::Error| DirectoryError::Temporary {
+        path: path.to_owned(),
+        error: e.to_string(),
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    let text: String = lines.iter().map(|(a, p)| format!("{a}:{p}\n")).collect();
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(err)
+}
+
+#[cfg(test)]
+mod tests;
