@@ -370,6 +370,9 @@ fn write(
             text = passwd::upsert(&text, user, field);
         }
         runner::replace_file(runner.as_ref(), db_file(&a.destination).0, &text)?;
+        // Dovecot looks at a passwd-file's mtime at most once a second: a login in the same
+        // second as its last look would still meet the old file.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
         for w in &c.accounts {
             written.accounts.push(w.address.clone());
             if w.password == Password::Temporary {

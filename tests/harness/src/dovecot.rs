@@ -75,6 +75,13 @@ impl DovecotBuilder {
         self
     }
 
+    /// Adds a user whose passwd-file field is `hash` as given, with its `{SCHEME}` prefix
+    /// (e.g. from `doveadm pw -s SHA512-CRYPT`): a user database as real servers keep it.
+    pub fn user_with_hash(mut self, name: &str, hash: &str) -> Self {
+        self.users.push((name.to_string(), hash.to_string()));
+        self
+    }
+
     /// Adds a master user (passdb with `master = yes`): it may log in as any existing user
     /// with `LOGIN user*master password` or with `AUTHENTICATE PLAIN` whose authorization
     /// identity is the user and authentication identity is the master.
@@ -685,7 +692,11 @@ fn write_passwd(path: &Path, users: &[(String, String)]) -> Result<()> {
     let old_mtime = fs::metadata(path).and_then(|m| m.modified()).ok();
     let mut text = String::new();
     for (user, password) in users {
-        let _ = writeln!(text, "{user}:{{PLAIN}}{password}::::::");
+        if is_hashed(password) {
+            let _ = writeln!(text, "{user}:{password}::::::");
+        } else {
+            let _ = writeln!(text, "{user}:{{PLAIN}}{password}::::::");
+        }
     }
     process::write_atomic(path, text.as_bytes())?;
     if let Some(old) = old_mtime {
@@ -699,6 +710,11 @@ fn write_passwd(path: &Path, users: &[(String, String)]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A password given with its scheme ([`DovecotBuilder::user_with_hash`]).
+fn is_hashed(password: &str) -> bool {
+    password.starts_with('{') && password.contains('}')
 }
 
 fn secs(t: SystemTime) -> u64 {

@@ -1,0 +1,321 @@
+//! `spec.accounts` between real servers: Dovecot with a passwd-file on both sides (the old
+//! one's hashes made by `doveadm pw`), Postfix's virtual alias maps on both sides (the new
+//! one compiled by postmap and looked up with `postmap -q`), through `mailshift plan` and
+//! `mailshift apply`: the old passwords log in on the new server, a scheme the new server is
+//! declared not to check gets a temporary password, aliases (one to several, one outside
+//! the domain) move, an existing account is left alone, a mailbox added later and a
+//! password changed on the old server follow, and a re-run changes nothing.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, ensure};
+use common::mailshift;
+use mailshift_harness::client::Imap;
+use mailshift_harness::{Dovecot, Postfix};
+
+const MASTER: &str = "mailshift-master";
+const MASTER_PW: &str = "master-pw";
+
+/// `doveadm pw` of the installed Dovecot: a hash exactly as a real server stores it.
+fn hash(scheme: &str, password: &str) -> Result<String> {
+    let out = Command::new("doveadm")
+        .args(["-c", "/dev/null", "pw", "-s", scheme, "-p", password])
+        .output()?;
+    ensure!(out.status.success(), "doveadm pw: {out:?}");
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn logs_in(d: &Dovecot, user: &str, password: &str) -> bool {
+    Imap::login(d.imap_port(), user, password)
+        .map(Imap::logout)
+        .is_ok()
+}
+
+/// The targets `postmap -q` gives for `key` in `map` (`type:path`), as a set.
+fn lookup(postfix: &Postfix, map: &str, key: &str) -> Result<Option<BTreeSet<String>>> {
+    let out = Command::new("postmap")
+        .arg("-c")
+        .arg(postfix.config_dir())
+        .args(["-q", key, map])
+        .output()?;
+    match out.status.code() {
+        Some(0) => Ok(Some(
+            String::from_utf8(out.stdout)?
+                .split([',', ' ', '\n'])
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )),
+        Some(1) => Ok(None),
+        _ => anyhow::bail!("postmap -q {key}: {out:?}"),
+    }
+}
+
+fn set(items: &[&str]) -> Option<BTreeSet<String>> {
+    Some(items.iter().map(|s| (*s).to_owned()).collect())
+}
+
+/// A passwd-file's line for `user`.
+fn line(path: &Path, user: &str) -> Result<Option<String>> {
+    Ok(std::fs::read_to_string(path)?
+        .lines()
+        .find(|l| l.split(':').next() == Some(user))
+        .map(str::to_owned))
+}
+
+struct Setup {
+    src: Dovecot,
+    dst: Dovecot,
+    postfix: Postfix,
+    dir: tempfile::TempDir,
+    old_aliases: std::path::PathBuf,
+    new_map: String,
+}
+
+fn manifest(s: &Setup, mailboxes: &[(&str, &str)]) -> String {
+    let boxes: String = mailboxes
+        .iter()
+        .map(|(a, pw)| format!("    - address: {a}\n      sourcePassword: {{ value: {pw} }}\n"))
+        .collect();
+    format!(
+        "apiVersion: mailshift.io/v1alpha1
+kind: MailMigration
+metadata:
+  name: accounts
+spec:
+  domains: [example.com]
+  source:
+    imap: {{ host: 127.0.0.1, port: {src}, tls: none }}
+  destination:
+    imap: {{ host: 127.0.0.1, port: {dst}, tls: none }}
+    auth: {{ method: master, user: {MASTER}, password: {{ value: {MASTER_PW} }} }}
+  mailboxes:
+{boxes}  accounts:
+    source: {{ passwdFile: {{ path: {src_db} }} }}
+    destination: {{ passwdFile: {{ path: {dst_db} }} }}
+    schemes: [SHA512-CRYPT, SHA256-CRYPT, PLAIN]
+    unknownScheme: temporaryPassword
+    temporaryPasswords: {temporary}
+    aliases:
+      source: {{ postfix: {{ configDir: {cfg} }}, map: 'hash:{old}' }}
+      destination: {{ postfix: {{ configDir: {cfg} }}, map: '{new}' }}
+      declared:
+        - {{ address: team@example.com, to: [alice@example.com, carol@example.com] }}
+",
+        src = s.src.imap_port(),
+        dst = s.dst.imap_port(),
+        src_db = s.src.passwd_path().display(),
+        dst_db = s.dst.passwd_path().display(),
+        temporary = s.dir.path().join("temporary").display(),
+        cfg = s.postfix.config_dir().display(),
+        old = s.old_aliases.display(),
+        new = s.new_map,
+    )
+}
+
+fn setup() -> Result<Setup> {
+    let src = Dovecot::builder()
+        .name("accounts-src")
+        .user_with_hash("alice@example.com", &hash("SHA512-CRYPT", "alice-pw")?)
+        .user_with_hash("bob@example.com", &hash("SHA256-CRYPT", "bob-pw")?)
+        .user_with_hash("carol@example.com", &hash("MD5-CRYPT", "carol-pw")?)
+        .extra_config("mail_fsync = never")
+        .start()?;
+    // The new server knows bob already (someone made his account by hand) and an account
+    // outside the migration.
+    let dst = Dovecot::builder()
+        .name("accounts-dst")
+        .user("bob@example.com", "bob-on-new")
+        .user("erin@example.com", "erin-pw")
+        .master_user(MASTER, MASTER_PW)
+        .extra_config("mail_fsync = never")
+        .start()?;
+    let dir = tempfile::tempdir()?;
+    let old_aliases = dir.path().join("old-virtual");
+    std::fs::write(
+        &old_aliases,
+        "# the old server's aliases\n\
+         sales@example.com alice@example.com,\n    bob@example.com\n\
+         ext@example.com someone@example.org\n\
+         other@example.net x@example.net\n",
+    )?;
+    let maps = tempfile::tempdir()?;
+    let new_path = maps.path().join("virtual");
+    std::fs::write(&new_path, "postmaster@example.com erin@example.com\n")?;
+    let new_map = format!("hash:{}", new_path.display());
+    let postfix = Postfix::builder()
+        .name("accounts-new")
+        .setting("virtual_alias_maps", &new_map)
+        .start()?;
+    Command::new("postmap")
+        .arg("-c")
+        .arg(postfix.config_dir())
+        .arg(&new_map)
+        .status()?;
+    // The map's directory lives as long as the test.
+    std::mem::forget(maps);
+    src.save("alice@example.com", "INBOX", &common::message("a1", "hello", "one"))?;
+    Ok(Setup {
+        src,
+        dst,
+        postfix,
+        dir,
+        old_aliases,
+        new_map,
+    })
+}
+
+#[test]
+fn accounts_and_aliases_are_carried_and_the_old_passwords_log_in_on_the_new_server() -> Result<()>
+{
+    let s = setup()?;
+    // The built-in list of schemes is the installed Dovecot's own.
+    let listed = Command::new("doveadm")
+        .args(["-c", "/dev/null", "pw", "-l"])
+        .output()?;
+    let listed: BTreeSet<String> = String::from_utf8(listed.stdout)?
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    for scheme in mailshift::directory::scheme::DOVECOT {
+        assert!(listed.contains(*scheme), "{scheme} is not in doveadm pw -l: {listed:?}");
+    }
+
+    let src_db_before = std::fs::read(s.src.passwd_path())?;
+    let old_aliases_before = std::fs::read(&s.old_aliases)?;
+    let bob_before = line(&s.dst.passwd_path(), "bob@example.com")?;
+    let mailboxes = [
+        ("alice@example.com", "alice-pw"),
+        ("bob@example.com", "bob-pw"),
+        ("carol@example.com", "carol-pw"),
+    ];
+    std::fs::write(s.dir.path().join("m.yaml"), manifest(&s, &mailboxes))?;
+
+    // The first step writes the accounts and aliases; nothing else may go first.
+    let out = mailshift(s.dir.path(), &["plan", "-f", "m.yaml", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let first = &plan[0]["plan"]["steps"][0]["step"];
+    assert_eq!(first["kind"], "provisionAccounts", "{plan:#}");
+    assert_eq!(
+        first["accounts"],
+        serde_json::json!(["alice@example.com", "carol@example.com"]),
+        "bob exists on the new server: {plan:#}"
+    );
+    assert_eq!(
+        first["aliases"],
+        serde_json::json!(["ext@example.com", "sales@example.com", "team@example.com"]),
+        "{plan:#}"
+    );
+
+    let out = mailshift(s.dir.path(), &["apply", "-f", "m.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let log = text(&out);
+
+    // The hash moved as it was; the old password logs in on the new server.
+    assert_eq!(
+        line(&s.dst.passwd_path(), "alice@example.com")?.unwrap(),
+        format!(
+            "alice@example.com:{}::::::",
+            line(&s.src.passwd_path(), "alice@example.com")?
+                .unwrap()
+                .split(':')
+                .nth(1)
+                .unwrap()
+        )
+    );
+    assert!(logs_in(&s.dst, "alice@example.com", "alice-pw"));
+    // Bob's account on the new server was not mailshift's: untouched.
+    assert_eq!(line(&s.dst.passwd_path(), "bob@example.com")?, bob_before);
+    assert!(logs_in(&s.dst, "bob@example.com", "bob-on-new"));
+    assert!(line(&s.dst.passwd_path(), "erin@example.com")?.is_some());
+
+    // Carol's MD5-CRYPT is not among the new server's schemes: a temporary password, in
+    // the 0600 file only.
+    let temporary = s.dir.path().join("temporary");
+    let mode = std::fs::metadata(&temporary)?.permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let written = std::fs::read_to_string(&temporary)?;
+    let carol = written
+        .lines()
+        .find_map(|l| l.strip_prefix("carol@example.com:"))
+        .context("carol's temporary password")?
+        .to_owned();
+    assert!(!log.contains(&carol), "a temporary password is never logged");
+    assert!(!logs_in(&s.dst, "carol@example.com", "carol-pw"));
+    assert!(logs_in(&s.dst, "carol@example.com", &carol));
+    assert!(
+        line(&s.dst.passwd_path(), "carol@example.com")?
+            .unwrap()
+            .contains("{SHA512-CRYPT}$6$")
+    );
+
+    // The domain's aliases, as the new Postfix resolves them; not another domain's; the
+    // new server's own entry kept.
+    let map = &s.new_map;
+    assert_eq!(
+        lookup(&s.postfix, map, "sales@example.com")?,
+        set(&["alice@example.com", "bob@example.com"])
+    );
+    assert_eq!(
+        lookup(&s.postfix, map, "ext@example.com")?,
+        set(&["someone@example.org"]),
+        "a target outside the domain stays as it is"
+    );
+    assert_eq!(
+        lookup(&s.postfix, map, "team@example.com")?,
+        set(&["alice@example.com", "carol@example.com"])
+    );
+    assert_eq!(lookup(&s.postfix, map, "other@example.net")?, None);
+    assert_eq!(
+        lookup(&s.postfix, map, "postmaster@example.com")?,
+        set(&["erin@example.com"])
+    );
+
+    // The mail went too, into the account just made (read as alice, with her password).
+    let copied = common::messages(&s.dst, "INBOX")?;
+    assert_eq!(copied.len(), 1);
+    assert_eq!(copied[0].subject(), "hello");
+
+    // The old server is only read.
+    assert_eq!(std::fs::read(s.src.passwd_path())?, src_db_before);
+    assert_eq!(std::fs::read(&s.old_aliases)?, old_aliases_before);
+
+    // Nothing left to do.
+    let dst_db = std::fs::read(s.dst.passwd_path())?;
+    let out = mailshift(s.dir.path(), &["plan", "-f", "m.yaml", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = mailshift(s.dir.path(), &["apply", "-f", "m.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(std::fs::read(s.dst.passwd_path())?, dst_db, "a re-run writes nothing");
+
+    // Alice changes her password on the old server, and dave joins: both follow; carol's
+    // temporary password is not overwritten.
+    s.src.add_user("alice@example.com", "alice-new")?;
+    s.src.add_user("dave@example.com", "dave-pw")?;
+    let mut later = mailboxes.to_vec();
+    later[0].1 = "alice-new";
+    later.push(("dave@example.com", "dave-pw"));
+    std::fs::write(s.dir.path().join("m.yaml"), manifest(&s, &later))?;
+    let out = mailshift(s.dir.path(), &["apply", "-f", "m.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(logs_in(&s.dst, "alice@example.com", "alice-new"));
+    assert!(logs_in(&s.dst, "dave@example.com", "dave-pw"));
+    assert!(logs_in(&s.dst, "carol@example.com", &carol));
+    assert_eq!(line(&s.dst.passwd_path(), "bob@example.com")?, bob_before);
+    Ok(())
+}
