@@ -168,7 +168,11 @@ fn setup() -> Result<Setup> {
         .status()?;
     // The map's directory lives as long as the test.
     std::mem::forget(maps);
-    src.save("alice@example.com", "INBOX", &common::message("a1", "hello", "one"))?;
+    src.save(
+        "alice@example.com",
+        "INBOX",
+        &common::message("a1", "hello", "one"),
+    )?;
     Ok(Setup {
         src,
         dst,
@@ -180,8 +184,7 @@ fn setup() -> Result<Setup> {
 }
 
 #[test]
-fn accounts_and_aliases_are_carried_and_the_old_passwords_log_in_on_the_new_server() -> Result<()>
-{
+fn accounts_and_aliases_are_carried_and_the_old_passwords_log_in_on_the_new_server() -> Result<()> {
     let s = setup()?;
     // The built-in list of schemes is the installed Dovecot's own.
     let listed = Command::new("doveadm")
@@ -192,7 +195,10 @@ fn accounts_and_aliases_are_carried_and_the_old_passwords_log_in_on_the_new_serv
         .map(str::to_owned)
         .collect();
     for scheme in mailshift::directory::scheme::DOVECOT {
-        assert!(listed.contains(*scheme), "{scheme} is not in doveadm pw -l: {listed:?}");
+        assert!(
+            listed.contains(*scheme),
+            "{scheme} is not in doveadm pw -l: {listed:?}"
+        );
     }
 
     let src_db_before = std::fs::read(s.src.passwd_path())?;
@@ -255,7 +261,10 @@ fn accounts_and_aliases_are_carried_and_the_old_passwords_log_in_on_the_new_serv
         .find_map(|l| l.strip_prefix("carol@example.com:"))
         .context("carol's temporary password")?
         .to_owned();
-    assert!(!log.contains(&carol), "a temporary password is never logged");
+    assert!(
+        !log.contains(&carol),
+        "a temporary password is never logged"
+    );
     assert!(!logs_in(&s.dst, "carol@example.com", "carol-pw"));
     assert!(logs_in(&s.dst, "carol@example.com", &carol));
     assert!(
@@ -291,6 +300,45 @@ fn accounts_and_aliases_are_carried_and_the_old_passwords_log_in_on_the_new_serv
     assert_eq!(copied.len(), 1);
     assert_eq!(copied[0].subject(), "hello");
 
+    // `verify` logs in with each user's password (carol's temporary one) and looks each
+    // alias up; bob's hand-made account has another password than his old one: reported.
+    let out = mailshift(s.dir.path(), &["verify", "-f", "m.yaml", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let verdicts = report["accounts"].as_array().context("accounts verdicts")?;
+    let state = |field: &str, name: &str| {
+        verdicts
+            .iter()
+            .find(|v| v[field] == name)
+            .map(|v| v["state"].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(
+        state("mailbox", "alice@example.com").as_deref(),
+        Some("logsIn"),
+        "{report:#}"
+    );
+    assert_eq!(
+        state("mailbox", "carol@example.com").as_deref(),
+        Some("logsIn"),
+        "{report:#}"
+    );
+    assert_eq!(
+        state("mailbox", "bob@example.com").as_deref(),
+        Some("refused"),
+        "{report:#}"
+    );
+    for alias in ["sales@example.com", "ext@example.com", "team@example.com"] {
+        assert_eq!(
+            state("alias", alias).as_deref(),
+            Some("resolves"),
+            "{report:#}"
+        );
+    }
+    assert!(
+        !text(&out).contains(&carol),
+        "verify does not print passwords"
+    );
+
     // The old server is only read.
     assert_eq!(std::fs::read(s.src.passwd_path())?, src_db_before);
     assert_eq!(std::fs::read(&s.old_aliases)?, old_aliases_before);
@@ -301,7 +349,11 @@ fn accounts_and_aliases_are_carried_and_the_old_passwords_log_in_on_the_new_serv
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let out = mailshift(s.dir.path(), &["apply", "-f", "m.yaml"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(std::fs::read(s.dst.passwd_path())?, dst_db, "a re-run writes nothing");
+    assert_eq!(
+        std::fs::read(s.dst.passwd_path())?,
+        dst_db,
+        "a re-run writes nothing"
+    );
 
     // Alice changes her password on the old server, and dave joins: both follow; carol's
     // temporary password is not overwritten.

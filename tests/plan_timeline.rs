@@ -1365,3 +1365,88 @@ fn scripts_that_cannot_be_compared_hold_the_cutover_with_the_reason() {
     );
     assert!(!kinds(&run.steps).contains(&"switchMx"));
 }
+
+/// A new server without the accounts: they are written first, the copies wait for them,
+/// and the MX switch waits for the aliases (mail to them would bounce there).
+#[test]
+fn accounts_are_written_first_and_the_switch_waits_for_the_aliases() {
+    let mut spec = approved(example("whole-domain-gateway.yaml"));
+    spec.accounts = example("accounts-and-aliases.yaml").accounts;
+    let mut world = fresh_world(&spec, &[], Adapter::ALL);
+    let addresses: Vec<String> = spec.mailboxes.iter().map(|m| m.address.clone()).collect();
+    for a in &addresses {
+        let m = world.mailbox_mut(a).unwrap();
+        m.destination_login = login_failed("authentication failed");
+        m.destination_account = Account::Missing;
+    }
+    world.directory = mailshift::plan::DirectoryState::Observed {
+        accounts: addresses.clone(),
+        aliases: vec!["sales@example.com".into()],
+        missing_accounts: addresses.clone(),
+        missing_aliases: vec!["sales@example.com".into()],
+        refused: vec![],
+    };
+    let p = plan(&spec, &world, t(NOW));
+    assert_eq!(kind(&p.steps[0].step), "provisionAccounts");
+    assert!(p.steps[0].is_actionable(), "{:?}", p.steps[0]);
+    let copy = p
+        .steps
+        .iter()
+        .find(|s| kind(&s.step) == "initialSync")
+        .unwrap();
+    assert!(
+        waits_on(copy, |w| matches!(w, Waiting::AccountMissing { .. })),
+        "{copy:?}"
+    );
+    let switch = p
+        .steps
+        .iter()
+        .find(|s| kind(&s.step) == "switchMx")
+        .unwrap();
+    assert!(
+        waits_on(
+            switch,
+            |w| matches!(w, Waiting::AliasesMissing { aliases } if aliases == &["sales@example.com".to_owned()])
+        ),
+        "{switch:?}"
+    );
+    // Carried out once, then the migration runs to its end.
+    let run = simulate(&spec, world, t(NOW), 200, false);
+    assert!(matches!(run.ending, Ending::Converged), "{:?}", run.ending);
+    assert_eq!(kinds(&run.steps)[0], "provisionAccounts");
+    assert_eq!(
+        run.steps
+            .iter()
+            .filter(|(_, s)| kind(s) == "provisionAccounts")
+            .count(),
+        1
+    );
+}
+
+/// An account that cannot be carried over (`unknownScheme: stop`) holds the mailbox, named,
+/// and under `observe` nothing is written.
+#[test]
+fn an_account_not_carried_holds_its_mailbox_and_observe_writes_nothing() {
+    let mut spec = example("whole-domain-gateway.yaml");
+    spec.accounts = example("accounts-and-aliases.yaml").accounts;
+    let mut world = fresh_world(&spec, &[], Adapter::ALL);
+    world.directory = mailshift::plan::DirectoryState::Observed {
+        accounts: vec!["alice@example.com".into()],
+        aliases: vec![],
+        missing_accounts: vec!["alice@example.com".into(), "bob@example.com".into()],
+        missing_aliases: vec![],
+        refused: vec![mailshift::plan::AccountRefusal {
+            address: "bob@example.com".into(),
+            reason: "its password is stored as NTLM".into(),
+        }],
+    };
+    let p = plan(&spec, &world, t(NOW));
+    assert!(p.steps.iter().any(|s| waits_on(s, |w| matches!(
+        w,
+        Waiting::AccountNotCarried { address, reason } if address == "bob@example.com" && reason.contains("NTLM")
+    ))));
+    spec.policy = Policy::Observe;
+    let p = plan(&spec, &world, t(NOW));
+    assert_eq!(kind(&p.steps[0].step), "provisionAccounts");
+    assert_eq!(p.steps[0].execution, Execution::ObserveOnly);
+}

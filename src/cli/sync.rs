@@ -6,6 +6,7 @@
 //! verify: every mailbox equal), 1 when not, 2 when nothing could be run (an invalid
 //! manifest, an unknown `--mailbox`, a secret that cannot be read).
 
+use mailshift::directory::Verdict;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -92,10 +93,16 @@ pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> Result<ExitC
         mailshift::reconcile::progress::log(&p);
     }
     let report = Report::new(kind, mailboxes, started.elapsed());
-    let (sieve, dav) = if kind == ReportKind::Verify {
-        runtime.block_on(async { (verify_sieve(&runs).await, verify_dav(&runs).await) })
+    let (sieve, dav, accounts) = if kind == ReportKind::Verify {
+        runtime.block_on(async {
+            (
+                verify_sieve(&runs).await,
+                verify_dav(&runs).await,
+                verify_accounts(&runs).await,
+            )
+        })
     } else {
-        (Vec::new(), Vec::new())
+        (Vec::new(), Vec::new(), Vec::new())
     };
     let t = &report.totals;
     tracing::info!(
@@ -109,8 +116,9 @@ pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> Result<ExitC
     );
     // Equal but for what the new server refuses or keeps, which is listed; a source without
     // ManageSieve or DAV has nothing to compare.
-    let sieve_equal =
-        sieve.iter().all(|v| v.state.settled()) && dav.iter().all(|v| v.state.settled());
+    let sieve_equal = sieve.iter().all(|v| v.state.settled())
+        && dav.iter().all(|v| v.state.settled())
+        && accounts.iter().all(Verdict::ok);
     match args.output {
         Output::Text => {
             outln!("{report}");
@@ -120,6 +128,9 @@ pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> Result<ExitC
             for v in &dav {
                 outln!("{v}");
             }
+            for v in &accounts {
+                outln!("{v}");
+            }
         }
         other => super::print_structured(
             other,
@@ -127,6 +138,7 @@ pub fn run(args: &Args, kind: ReportKind, log_format: LogFormat) -> Result<ExitC
                 report: &report,
                 sieve: &sieve,
                 dav: &dav,
+                accounts: &accounts,
             },
         )?,
     }
@@ -147,6 +159,9 @@ struct Printed<'a> {
     sieve: &'a [SieveVerdict],
     #[serde(skip_serializing_if = "<[DavVerdict]>::is_empty")]
     dav: &'a [DavVerdict],
+    /// `spec.accounts`: each account's login and each alias on the new server.
+    #[serde(skip_serializing_if = "<[Verdict]>::is_empty")]
+    accounts: &'a [Verdict],
 }
 
 /// One mailbox's address books and calendars compared on both servers.
@@ -218,7 +233,7 @@ impl std::fmt::Display for DavVerdict {
 async fn verify_dav(runs: &[Run]) -> Vec<DavVerdict> {
     let mut out = Vec::new();
     for r in runs {
-        let Some(dav) = &r.dav else { continue };
+        let Some(dav) = &r.spec.dav else { continue };
         let records = mailshift::reconcile::records::Records::load(&r.state).unwrap_or_default();
         for a in &r.prepared.accounts {
             let observed = match mailshift::dav::observe(a, dav, &r.resolver, None).await {
@@ -299,7 +314,7 @@ impl std::fmt::Display for SieveVerdict {
 async fn verify_sieve(runs: &[Run]) -> Vec<SieveVerdict> {
     let mut out = Vec::new();
     for r in runs {
-        let Some(sieve) = &r.sieve else { continue };
+        let Some(sieve) = &r.spec.sieve else { continue };
         for a in &r.prepared.accounts {
             out.push(SieveVerdict {
                 mailbox: a.address.clone(),
@@ -310,11 +325,32 @@ async fn verify_sieve(runs: &[Run]) -> Vec<SieveVerdict> {
     out
 }
 
+/// Each account and alias of every migration with an `accounts` section: an account that
+/// cannot be read counts as refused, with why.
+async fn verify_accounts(runs: &[Run]) -> Vec<Verdict> {
+    let mut out = Vec::new();
+    for r in runs {
+        if r.spec.accounts.is_none() {
+            continue;
+        }
+        let (_, destination) = r.prepared.engine.connectors();
+        match mailshift::directory::verify(&r.spec, &r.prepared.accounts, destination, &r.resolver)
+            .await
+        {
+            Ok(v) => out.extend(v),
+            Err(e) => out.push(Verdict::Refused {
+                mailbox: r.prepared.name.clone(),
+                reason: format!("the accounts cannot be read: {e}"),
+            }),
+        }
+    }
+    out
+}
+
 /// A prepared migration with what `verify` compares beside mail.
 pub(super) struct Run {
     pub prepared: Prepared,
-    pub sieve: Option<mailshift::spec::Sieve>,
-    pub dav: Option<mailshift::spec::Dav>,
+    pub spec: mailshift::spec::MailMigrationSpec,
     pub state: mailshift::store::StateDir,
     pub resolver: mailshift::secrets::Resolver,
 }
@@ -361,8 +397,7 @@ fn prepare_all(args: &Args, kind: ReportKind, observer: Arc<dyn Observer>) -> Re
         .with_context(|| format!("{}", t.manifest.display()))?;
         prepared.push(Run {
             prepared: p,
-            sieve: t.migration.spec.sieve.clone(),
-            dav: t.migration.spec.dav.clone(),
+            spec: t.migration.spec.clone(),
             state: t.state.clone(),
             resolver: t.resolver.clone(),
         });

@@ -10,6 +10,9 @@
 pub mod alias_map;
 pub mod passwd;
 pub mod scheme;
+mod verify;
+
+pub use verify::{Verdict, verify};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -152,18 +155,8 @@ fn compare(
             }
         }
     }
-    if let Some(aliases) = &a.aliases {
-        let domains: BTreeSet<Domain> = spec.domains.iter().map(|d| Domain::of(d)).collect();
-        let mut wanted: BTreeMap<Address, (String, Vec<String>)> = BTreeMap::new();
-        for (key, to) in &read.source_aliases {
-            let address = Address::of(key);
-            if domains.contains(&address.domain()) {
-                wanted.insert(address, (key.clone(), to.clone()));
-            }
-        }
-        for d in &aliases.declared {
-            wanted.insert(Address::of(&d.address), (d.address.clone(), d.to.clone()));
-        }
+    if a.aliases.is_some() {
+        let wanted = wanted_aliases(spec, read);
         let have: BTreeMap<Address, &Vec<String>> = read
             .destination_aliases
             .iter()
@@ -189,6 +182,29 @@ fn compare(
         }
     }
     out
+}
+
+/// The aliases the new server must have: the old map's entries for the migration's
+/// domains, and the declared ones (which win), by address.
+fn wanted_aliases(
+    spec: &MailMigrationSpec,
+    read: &Read,
+) -> BTreeMap<Address, (String, Vec<String>)> {
+    let mut wanted = BTreeMap::new();
+    let Some(aliases) = spec.accounts.as_ref().and_then(|a| a.aliases.as_ref()) else {
+        return wanted;
+    };
+    let domains: BTreeSet<Domain> = spec.domains.iter().map(|d| Domain::of(d)).collect();
+    for (key, to) in &read.source_aliases {
+        let address = Address::of(key);
+        if domains.contains(&address.domain()) {
+            wanted.insert(address, (key.clone(), to.clone()));
+        }
+    }
+    for d in &aliases.declared {
+        wanted.insert(Address::of(&d.address), (d.address.clone(), d.to.clone()));
+    }
+    wanted
 }
 
 fn db_file(db: &UserDatabase) -> (&str, Option<&crate::spec::Ssh>) {

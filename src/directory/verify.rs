@@ -1,0 +1,186 @@
+//! `verify` for `spec.accounts`: each carried account logs in on the new server with the
+//! password its user has (the manifest's source password, or the temporary one written for
+//! it), and the new Postfix resolves each alias (`postmap -q`) to the same targets as
+//! wanted. Only reads, on both servers.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::{DirectoryError, alias_map, read, wanted_aliases};
+use crate::accounts::{Account, Login};
+use crate::address::Address;
+use crate::imap::conn::Connector;
+use crate::imap::session::DestinationSession;
+use crate::routing::{self, runner};
+use crate::secrets::Resolver;
+use crate::spec::{MailMigrationSpec, Secret};
+
+/// One account or alias as verified.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(
+    rename_all = "camelCase",
+    tag = "state",
+    rename_all_fields = "camelCase"
+)]
+pub enum Verdict {
+    /// The account logs in on the new server with its user's password.
+    LogsIn { mailbox: String },
+    /// It does not.
+    Refused { mailbox: String, reason: String },
+    /// No password to try: the manifest logs in as a master user or with OAuth2, and no
+    /// temporary password was written for it.
+    NotChecked { mailbox: String },
+    /// The alias resolves to the wanted targets.
+    Resolves { alias: String },
+    /// It resolves to others, or to nothing.
+    Differs {
+        alias: String,
+        wanted: Vec<String>,
+        found: Vec<String>,
+    },
+}
+
+impl Verdict {
+    pub fn ok(&self) -> bool {
+        !matches!(self, Verdict::Refused { .. } | Verdict::Differs { .. })
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::LogsIn { mailbox } => {
+                write!(f, "Account {mailbox}: logs in on the new server")
+            }
+            Verdict::Refused { mailbox, reason } => write!(
+                f,
+                "Account {mailbox}: REFUSED on the new server: {}",
+                crate::text::printable(reason)
+            ),
+            Verdict::NotChecked { mailbox } => write!(
+                f,
+                "Account {mailbox}: not checked (no password of its user in the manifest)"
+            ),
+            Verdict::Resolves { alias } => write!(f, "Alias {alias}: resolves as wanted"),
+            Verdict::Differs {
+                alias,
+                wanted,
+                found,
+            } => write!(
+                f,
+                "Alias {alias}: DIFFERENT: wanted {}, the new server has {}",
+                wanted.join(", "),
+                if found.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    found.join(", ")
+                }
+            ),
+        }
+    }
+}
+
+/// Every account of `accounts` and every wanted alias, checked.
+pub async fn verify(
+    spec: &MailMigrationSpec,
+    accounts: &[Account],
+    destination: &Connector,
+    resolver: &Resolver,
+) -> Result<Vec<Verdict>, DirectoryError> {
+    let Some(a) = &spec.accounts else {
+        return Ok(Vec::new());
+    };
+    let temporary = match &a.temporary_passwords {
+        Some(path) => temporary_passwords(path)?,
+        None => BTreeMap::new(),
+    };
+    let mut out = Vec::new();
+    for account in accounts {
+        let mailbox = account.address.clone();
+        let password = temporary
+            .get(&Address::of(&account.address))
+            .cloned()
+            .or_else(|| match &account.source {
+                Login::Password { password, .. } => Some(password.expose().to_owned()),
+                _ => None,
+            });
+        let Some(password) = password else {
+            out.push(Verdict::NotChecked { mailbox });
+            continue;
+        };
+        let login = Login::Password {
+            user: account.destination.user().to_owned(),
+            password: Secret::new(password),
+        };
+        out.push(match destination.connect(&login).await {
+            Ok(c) => {
+                DestinationSession::new(c).logout().await;
+                Verdict::LogsIn { mailbox }
+            }
+            Err(e) => Verdict::Refused {
+                mailbox,
+                reason: e.to_string(),
+            },
+        });
+    }
+    if let Some(al) = &a.aliases {
+        let (spec, resolver, map) = (spec.clone(), resolver.clone(), al.destination.clone());
+        let checked = tokio::task::spawn_blocking(move || {
+            let wanted = wanted_aliases(&spec, &read(&spec, &resolver)?);
+            let runner = routing::runner_for(&map.postfix, &resolver)?;
+            let mut out = Vec::new();
+            for (key, to) in wanted.into_values() {
+                let argv = [
+                    "postmap".to_owned(),
+                    "-c".into(),
+                    map.postfix.config_dir.clone(),
+                    "-q".into(),
+                    key.clone(),
+                    map.map.clone(),
+                ];
+                let got = runner.run(&argv, None)?;
+                // postmap -q exits 1 for a key it does not have.
+                if !(got.success() || got.code == Some(1)) {
+                    return Err(runner::failed(runner.as_ref(), &argv, &got).into());
+                }
+                let found = alias_map::targets(&got.stdout);
+                let set = |l: &[String]| l.iter().map(|t| Address::of(t)).collect::<BTreeSet<_>>();
+                out.push(if set(&found) == set(&to) {
+                    Verdict::Resolves { alias: key }
+                } else {
+                    Verdict::Differs {
+                        alias: key,
+                        wanted: to,
+                        found,
+                    }
+                });
+            }
+            Ok::<_, DirectoryError>(out)
+        })
+        .await
+        .map_err(|e| DirectoryError::Task(e.to_string()))??;
+        out.extend(checked);
+    }
+    Ok(out)
+}
+
+/// The `address:password` lines of the temporary passwords file; the last one of an
+/// address is the one written last.
+fn temporary_passwords(path: &str) -> Result<BTreeMap<Address, String>, DirectoryError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => {
+            return Err(DirectoryError::Temporary {
+                path: path.to_owned(),
+                error: e.to_string(),
+            });
+        }
+    };
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(a, p)| (Address::of(a), p.to_owned()))
+        .collect())
+}
