@@ -371,3 +371,152 @@ fn accounts_and_aliases_are_carried_and_the_old_passwords_log_in_on_the_new_serv
     assert_eq!(line(&s.dst.passwd_path(), "bob@example.com")?, bob_before);
     Ok(())
 }
+
+/// postfixadmin's `mailbox` table, as its PostgreSQL schema makes it.
+const MAILBOX_TABLE: &str = "CREATE TABLE mailbox (
+    username varchar(255) PRIMARY KEY,
+    password varchar(255) NOT NULL,
+    name varchar(255) NOT NULL DEFAULT '',
+    maildir varchar(255) NOT NULL DEFAULT '',
+    quota bigint NOT NULL DEFAULT 0,
+    local_part varchar(255) NOT NULL,
+    domain varchar(255) NOT NULL,
+    created timestamp with time zone NOT NULL DEFAULT now(),
+    modified timestamp with time zone NOT NULL DEFAULT now(),
+    active boolean NOT NULL DEFAULT true
+)";
+
+#[test]
+fn accounts_go_into_a_postgresql_user_table_the_new_dovecot_logs_in_from() -> Result<()> {
+    let pg = mailshift_harness::Postgres::start()?;
+    pg.create_database("mail", "mailuser", "mail-db-pw")?;
+    pg.psql("mail", &format!("SET ROLE mailuser; {MAILBOX_TABLE}"))?;
+    pg.psql(
+        "mail",
+        "INSERT INTO mailbox (username, password, local_part, domain) VALUES ('erin@example.com', '{PLAIN}erin-pw', 'erin', 'example.com')",
+    )?;
+    let dir = tempfile::tempdir()?;
+    // The new Dovecot's accounts live in the table (users unknown to its passwd-file).
+    let sql_conf = dir.path().join("dovecot-sql.conf.ext");
+    std::fs::write(
+        &sql_conf,
+        format!(
+            "driver = pgsql\nconnect = host=127.0.0.1 port={} dbname=mail user=mailuser password=mail-db-pw\n\
+             default_pass_scheme = SHA512-CRYPT\n\
+             password_query = SELECT username AS user, password FROM mailbox WHERE username = '%u' AND active\n",
+            pg.port()
+        ),
+    )?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    std::fs::set_permissions(&sql_conf, std::fs::Permissions::from_mode(0o644))?;
+    let homes = dir.path().join("homes");
+    std::fs::create_dir(&homes)?;
+    ensure!(
+        Command::new("chown")
+            .args(["dovecot:dovecot"])
+            .arg(&homes)
+            .status()?
+            .success()
+    );
+    let dst = Dovecot::builder()
+        .name("accounts-pg")
+        .master_user(MASTER, MASTER_PW)
+        .extra_config(&format!(
+            "mail_fsync = never\npassdb {{\n  driver = sql\n  args = {}\n}}\nuserdb {{\n  driver = static\n  args = uid=dovecot gid=dovecot home={}/%u\n}}\n",
+            sql_conf.display(),
+            homes.display()
+        ))
+        .start()?;
+    assert!(
+        logs_in(&dst, "erin@example.com", "erin-pw"),
+        "the table is the new server's user database"
+    );
+    let src = Dovecot::builder()
+        .name("accounts-pg-src")
+        .user_with_hash("alice@example.com", &hash("SHA512-CRYPT", "alice-pw")?)
+        .extra_config("mail_fsync = never")
+        .start()?;
+    src.save(
+        "alice@example.com",
+        "INBOX",
+        &common::message("p1", "from pg", "one"),
+    )?;
+    let src_db = std::fs::read(src.passwd_path())?;
+    let url = pg.url("mail", "mailuser", "mail-db-pw");
+    let manifest = format!(
+        "apiVersion: mailshift.io/v1alpha1
+kind: MailMigration
+metadata:
+  name: accounts-pg
+spec:
+  domains: [example.com]
+  source:
+    imap: {{ host: 127.0.0.1, port: {src}, tls: none }}
+  destination:
+    imap: {{ host: 127.0.0.1, port: {dst}, tls: none }}
+    auth: {{ method: master, user: {MASTER}, password: {{ value: {MASTER_PW} }} }}
+  mailboxes:
+    - address: alice@example.com
+      sourcePassword: {{ value: alice-pw }}
+  accounts:
+    source: {{ passwdFile: {{ path: {src_db_path} }} }}
+    destination: {{ postgres: {{ url: {{ value: '{url}' }}, tls: disable }} }}
+",
+        src = src.imap_port(),
+        dst = dst.imap_port(),
+        src_db_path = src.passwd_path().display(),
+    );
+    std::fs::write(dir.path().join("m.yaml"), manifest)?;
+    let out = mailshift(dir.path(), &["apply", "-f", "m.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        !text(&out).contains("mail-db-pw"),
+        "the connection string is a secret"
+    );
+
+    // The row as postfixadmin would have made it, with the old hash.
+    let row = pg.psql(
+        "mail",
+        "SELECT username, password, maildir, local_part, domain, active FROM mailbox WHERE username = 'alice@example.com'",
+    )?;
+    let old_hash = line(&src.passwd_path(), "alice@example.com")?
+        .unwrap()
+        .split(':')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        row.trim(),
+        format!("alice@example.com|{old_hash}|example.com/alice/|alice|example.com|t")
+    );
+    assert!(logs_in(&dst, "alice@example.com", "alice-pw"));
+    let copied = common::messages(&dst, "INBOX")?;
+    assert_eq!(copied.len(), 1);
+
+    // A re-run writes nothing; the table's own account and the old server are untouched.
+    let before = pg.psql(
+        "mail",
+        "SELECT username, password, modified FROM mailbox ORDER BY username",
+    )?;
+    let out = mailshift(dir.path(), &["apply", "-f", "m.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        pg.psql(
+            "mail",
+            "SELECT username, password, modified FROM mailbox ORDER BY username"
+        )?,
+        before
+    );
+    assert!(before.contains("erin@example.com|{PLAIN}erin-pw|"));
+    assert_eq!(std::fs::read(src.passwd_path())?, src_db);
+
+    // A wrong database password is a clear error that does not echo the connection string.
+    let wrong = url.replace("mail-db-pw", "not-the-pw");
+    let bad = std::fs::read_to_string(dir.path().join("m.yaml"))?.replace(&url, &wrong);
+    std::fs::write(dir.path().join("bad.yaml"), bad)?;
+    let out = mailshift(dir.path(), &["plan", "-f", "bad.yaml"]);
+    let t = text(&out);
+    assert!(t.contains("127.0.0.1"), "{t}");
+    assert!(!t.contains("not-the-pw"), "{t}");
+    Ok(())
+}

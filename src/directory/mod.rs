@@ -10,6 +10,7 @@
 pub mod alias_map;
 pub mod passwd;
 pub mod scheme;
+mod sql;
 mod verify;
 
 pub use verify::{Verdict, verify};
@@ -20,7 +21,7 @@ use std::io::Write as _;
 use crate::accounts::Account;
 use crate::address::{Address, Domain};
 use crate::plan::{AccountRefusal, DirectoryState};
-use crate::routing::runner::{self, Runner};
+use crate::routing::runner;
 use crate::routing::{self, RoutingError};
 use crate::secrets::Resolver;
 use crate::spec::{
@@ -38,6 +39,8 @@ pub enum DirectoryError {
     Temporary { path: String, error: String },
     #[error("background task: {0}")]
     Task(String),
+    #[error("{server}: {error}")]
+    Sql { server: String, error: String },
 }
 
 /// What a write gives an account.
@@ -56,6 +59,8 @@ struct AccountWrite {
     /// The login name on the new server (the mailbox's destination user).
     user: String,
     password: Password,
+    /// The new server has the account (mailshift's, with an older hash).
+    exists: bool,
 }
 
 /// Both sides compared.
@@ -139,6 +144,7 @@ fn compare(
                     address: account.address.clone(),
                     user,
                     password: Password::Hash(wanted),
+                    exists: existing.is_some(),
                 });
             }
         } else if existing.is_none() {
@@ -151,6 +157,7 @@ fn compare(
                     address: account.address.clone(),
                     user,
                     password: Password::Temporary,
+                    exists: false,
                 }),
             }
         }
@@ -207,20 +214,77 @@ fn wanted_aliases(
     wanted
 }
 
-fn db_file(db: &UserDatabase) -> (&str, Option<&crate::spec::Ssh>) {
+/// Runs blocking file and command work (a runner, ssh) off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DirectoryError> + Send + 'static,
+) -> Result<T, DirectoryError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DirectoryError::Task(e.to_string()))?
+}
+
+/// A user database's accounts; `None` when it does not exist (a passwd-file not there).
+async fn read_accounts(
+    db: &UserDatabase,
+    resolver: &Resolver,
+) -> Result<Option<Vec<passwd::Entry>>, DirectoryError> {
     match db {
-        UserDatabase::PasswdFile(p) => (p.path.as_str(), p.ssh.as_ref()),
+        UserDatabase::PasswdFile(p) => {
+            let (p, resolver) = (p.clone(), resolver.clone());
+            blocking(move || {
+                let runner = routing::runner_at(p.ssh.as_ref(), &resolver)?;
+                let text = runner::read_file(runner.as_ref(), &p.path)?;
+                Ok(text.map(|t| passwd::parse(&t)))
+            })
+            .await
+        }
+        UserDatabase::Postgres(db) => sql::read(db, resolver).await.map(Some),
     }
 }
 
-fn read_accounts(
+/// Gives `db` the password fields of `writes` (login name, field, whether the account is
+/// there already).
+async fn write_accounts(
     db: &UserDatabase,
     resolver: &Resolver,
-) -> Result<(Box<dyn Runner>, Option<String>), DirectoryError> {
-    let (path, ssh) = db_file(db);
-    let runner = routing::runner_at(ssh, resolver)?;
-    let text = runner::read_file(runner.as_ref(), path)?;
-    Ok((runner, text))
+    writes: Vec<(String, String, bool)>,
+) -> Result<(), DirectoryError> {
+    match db {
+        UserDatabase::PasswdFile(p) => {
+            let (p, resolver) = (p.clone(), resolver.clone());
+            blocking(move || {
+                let runner = routing::runner_at(p.ssh.as_ref(), &resolver)?;
+                let mut text = runner::read_file(runner.as_ref(), &p.path)?.unwrap_or_default();
+                for (user, field, _) in &writes {
+                    text = passwd::upsert(&text, user, field);
+                }
+                runner::replace_file(runner.as_ref(), &p.path, &text)?;
+                // Dovecot looks at a passwd-file's mtime at most once a second: a login in
+                // the same second as its last look would still meet the old file.
+                std::thread::sleep(std::time::Duration::from_millis(1100));
+                Ok(())
+            })
+            .await
+        }
+        UserDatabase::Postgres(db) => {
+            let rows: Vec<sql::Row<'_>> = writes
+                .iter()
+                .map(|(user, password, exists)| sql::Row {
+                    user,
+                    password,
+                    exists: *exists,
+                })
+                .collect();
+            sql::write(db, resolver, &rows).await
+        }
+    }
+}
+
+fn describe(db: &UserDatabase) -> String {
+    match db {
+        UserDatabase::PasswdFile(p) => format!("passwd-file {}", p.path),
+        UserDatabase::Postgres(_) => "PostgreSQL table".into(),
+    }
 }
 
 fn table(map: &AliasMap) -> Result<PostfixTable, DirectoryError> {
@@ -232,47 +296,52 @@ fn table(map: &AliasMap) -> Result<PostfixTable, DirectoryError> {
     })
 }
 
-/// A file as read: where it lives (to write it back) and its text, if it exists.
-type Opened<T> = Result<(Box<dyn Runner>, T, Option<String>), DirectoryError>;
-
-fn read_aliases(map: &AliasMap, resolver: &Resolver) -> Opened<PostfixTable> {
-    let runner = routing::runner_for(&map.postfix, resolver)?;
-    let t = table(map)?;
-    let text = runner::read_file(runner.as_ref(), &t.path)?;
-    Ok((runner, t, text))
+/// An alias map's entries; `None` when its file does not exist.
+async fn read_aliases(
+    map: &AliasMap,
+    resolver: &Resolver,
+) -> Result<Option<BTreeMap<String, Vec<String>>>, DirectoryError> {
+    let (map, resolver) = (map.clone(), resolver.clone());
+    blocking(move || {
+        let runner = routing::runner_for(&map.postfix, &resolver)?;
+        let t = table(&map)?;
+        Ok(runner::read_file(runner.as_ref(), &t.path)?.map(|text| alias_map::parse(&text)))
+    })
+    .await
 }
 
 /// Both sides as they are now, read in full.
-fn read(spec: &MailMigrationSpec, resolver: &Resolver) -> Result<Read, DirectoryError> {
+async fn read(spec: &MailMigrationSpec, resolver: &Resolver) -> Result<Read, DirectoryError> {
     let a = spec
         .accounts
         .as_ref()
         .ok_or_else(|| DirectoryError::Invalid("the manifest has no `accounts`".into()))?;
-    let (_, source) = read_accounts(&a.source, resolver)?;
-    let source = source.ok_or_else(|| {
+    let source_accounts = read_accounts(&a.source, resolver).await?.ok_or_else(|| {
         DirectoryError::Invalid(format!(
-            "the old server's user database {} does not exist",
-            db_file(&a.source).0
+            "the old server's user database ({}) does not exist",
+            describe(&a.source)
         ))
     })?;
-    let (_, destination) = read_accounts(&a.destination, resolver)?;
+    let destination_accounts = read_accounts(&a.destination, resolver)
+        .await?
+        .unwrap_or_default();
     let (mut source_aliases, mut destination_aliases) = (BTreeMap::new(), BTreeMap::new());
     if let Some(al) = &a.aliases {
         if let Some(src) = &al.source {
-            let (_, t, text) = read_aliases(src, resolver)?;
-            source_aliases = alias_map::parse(&text.ok_or_else(|| {
+            source_aliases = read_aliases(src, resolver).await?.ok_or_else(|| {
                 DirectoryError::Invalid(format!(
                     "the old server's alias map {} does not exist",
-                    t.path
+                    src.map
                 ))
-            })?);
+            })?;
         }
-        let (_, _, text) = read_aliases(&al.destination, resolver)?;
-        destination_aliases = alias_map::parse(&text.unwrap_or_default());
+        destination_aliases = read_aliases(&al.destination, resolver)
+            .await?
+            .unwrap_or_default();
     }
     Ok(Read {
-        source_accounts: passwd::parse(&source),
-        destination_accounts: passwd::parse(&destination.unwrap_or_default()),
+        source_accounts,
+        destination_accounts,
         source_aliases,
         destination_aliases,
     })
@@ -285,29 +354,19 @@ pub async fn observe(
     provisioned: &Provisioned,
     resolver: &Resolver,
 ) -> DirectoryState {
-    let (spec, accounts, provisioned, resolver) = (
-        spec.clone(),
-        accounts.to_vec(),
-        provisioned.clone(),
-        resolver.clone(),
-    );
-    let result = tokio::task::spawn_blocking(move || {
-        read(&spec, &resolver).map(|r| compare(&spec, &accounts, &provisioned, &r))
-    })
-    .await;
-    match result {
-        Ok(Ok(c)) => DirectoryState::Observed {
-            accounts: c.accounts.iter().map(|w| w.address.clone()).collect(),
-            aliases: c.aliases.iter().map(|(k, _)| k.clone()).collect(),
-            missing_accounts: c.missing_accounts,
-            missing_aliases: c.missing_aliases,
-            refused: c.refused,
-        },
-        Ok(Err(e)) => DirectoryState::Error {
-            reason: e.to_string(),
-        },
+    match read(spec, resolver).await {
+        Ok(r) => {
+            let c = compare(spec, accounts, provisioned, &r);
+            DirectoryState::Observed {
+                accounts: c.accounts.iter().map(|w| w.address.clone()).collect(),
+                aliases: c.aliases.iter().map(|(k, _)| k.clone()).collect(),
+                missing_accounts: c.missing_accounts,
+                missing_aliases: c.missing_aliases,
+                refused: c.refused,
+            }
+        }
         Err(e) => DirectoryState::Error {
-            reason: format!("background task: {e}"),
+            reason: e.to_string(),
         },
     }
 }
@@ -330,7 +389,6 @@ pub async fn provision(
     aliases: &[String],
     resolver: &Resolver,
 ) -> Result<Written, DirectoryError> {
-    let (spec, accounts, resolver) = (spec.clone(), accounts.to_vec(), resolver.clone());
     let wanted: BTreeSet<Address> = addresses.iter().map(|a| Address::of(a)).collect();
     let wanted_aliases: BTreeSet<Address> = aliases.iter().map(|a| Address::of(a)).collect();
     // The plan listed an existing entry only because it was mailshift's and out of date.
@@ -339,20 +397,16 @@ pub async fn provision(
         temporary: BTreeSet::new(),
         aliases: wanted_aliases.clone(),
     };
-    tokio::task::spawn_blocking(move || {
-        let read = read(&spec, &resolver)?;
-        let mut c = compare(&spec, &accounts, &provisioned, &read);
-        c.accounts
-            .retain(|w| wanted.contains(&Address::of(&w.address)));
-        c.aliases
-            .retain(|(k, _)| wanted_aliases.contains(&Address::of(k)));
-        write(&spec, c, &resolver)
-    })
-    .await
-    .map_err(|e| DirectoryError::Task(e.to_string()))?
+    let read = read(spec, resolver).await?;
+    let mut c = compare(spec, accounts, &provisioned, &read);
+    c.accounts
+        .retain(|w| wanted.contains(&Address::of(&w.address)));
+    c.aliases
+        .retain(|(k, _)| wanted_aliases.contains(&Address::of(k)));
+    write(spec, c, resolver).await
 }
 
-fn write(
+async fn write(
     spec: &MailMigrationSpec,
     c: Comparison,
     resolver: &Resolver,
@@ -362,14 +416,14 @@ fn write(
     if !c.accounts.is_empty() {
         // Passwords first: an account whose password was lost cannot be logged in to,
         // while a password written twice (a crash in between) is only a stale line.
-        let mut fields: Vec<(String, String)> = Vec::new();
+        let mut fields: Vec<(String, String, bool)> = Vec::new();
         let mut generated: Vec<(String, String)> = Vec::new();
         for w in &c.accounts {
             match &w.password {
-                Password::Hash(h) => fields.push((w.user.clone(), h.clone())),
+                Password::Hash(h) => fields.push((w.user.clone(), h.clone(), w.exists)),
                 Password::Temporary => {
                     let password = temporary_password()?;
-                    fields.push((w.user.clone(), hash_temporary(&password)?));
+                    fields.push((w.user.clone(), hash_temporary(&password)?, w.exists));
                     generated.push((w.address.clone(), password));
                 }
             }
@@ -380,15 +434,7 @@ fn write(
             })?;
             append_passwords(path, &generated)?;
         }
-        let (runner, text) = read_accounts(&a.destination, resolver)?;
-        let mut text = text.unwrap_or_default();
-        for (user, field) in &fields {
-            text = passwd::upsert(&text, user, field);
-        }
-        runner::replace_file(runner.as_ref(), db_file(&a.destination).0, &text)?;
-        // Dovecot looks at a passwd-file's mtime at most once a second: a login in the same
-        // second as its last look would still meet the old file.
-        std::thread::sleep(std::time::Duration::from_millis(1100));
+        write_accounts(&a.destination, resolver, fields).await?;
         for w in &c.accounts {
             written.accounts.push(w.address.clone());
             if w.password == Password::Temporary {
@@ -401,34 +447,12 @@ fn write(
             "accounts written on the new server"
         );
     }
-    if let Some(map) = a.aliases.as_ref().map(|al| &al.destination)
+    if let Some(map) = a.aliases.as_ref().map(|al| al.destination.clone())
         && !c.aliases.is_empty()
     {
-        let (runner, t, text) = read_aliases(map, resolver)?;
-        let mut text = text.unwrap_or_default();
-        for (key, to) in &c.aliases {
-            text = alias_map::upsert(&text, key, to);
-        }
-        runner::replace_file(runner.as_ref(), &t.path, &text)?;
-        let dir = map.postfix.config_dir.clone();
-        if t.compiled() {
-            runner::run_ok(
-                runner.as_ref(),
-                &["postmap".into(), "-c".into(), dir, map.map.clone()],
-            )?;
-        } else if t.text() {
-            let status = runner.run(
-                &["postfix".into(), "-c".into(), dir.clone(), "status".into()],
-                None,
-            )?;
-            // A stopped Postfix reads the table when it starts.
-            if status.success() {
-                runner::run_ok(
-                    runner.as_ref(),
-                    &["postfix".into(), "-c".into(), dir, "reload".into()],
-                )?;
-            }
-        }
+        let resolver = resolver.clone();
+        let entries = c.aliases.clone();
+        blocking(move || write_aliases(&map, &resolver, &entries)).await?;
         written.aliases = c.aliases.into_iter().map(|(k, _)| k).collect();
         tracing::info!(
             aliases = written.aliases.len(),
@@ -436,6 +460,42 @@ fn write(
         );
     }
     Ok(written)
+}
+
+/// Sets `entries` in the alias map's text and has Postfix see them: postmap for a compiled
+/// table, a reload for a text one.
+fn write_aliases(
+    map: &AliasMap,
+    resolver: &Resolver,
+    entries: &[(String, Vec<String>)],
+) -> Result<(), DirectoryError> {
+    let runner = routing::runner_for(&map.postfix, resolver)?;
+    let t = table(map)?;
+    let mut text = runner::read_file(runner.as_ref(), &t.path)?.unwrap_or_default();
+    for (key, to) in entries {
+        text = alias_map::upsert(&text, key, to);
+    }
+    runner::replace_file(runner.as_ref(), &t.path, &text)?;
+    let dir = map.postfix.config_dir.clone();
+    if t.compiled() {
+        runner::run_ok(
+            runner.as_ref(),
+            &["postmap".into(), "-c".into(), dir, map.map.clone()],
+        )?;
+    } else if t.text() {
+        let status = runner.run(
+            &["postfix".into(), "-c".into(), dir.clone(), "status".into()],
+            None,
+        )?;
+        // A stopped Postfix reads the table when it starts.
+        if status.success() {
+            runner::run_ok(
+                runner.as_ref(),
+                &["postfix".into(), "-c".into(), dir, "reload".into()],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// 20 characters from an alphabet without look-alikes: about 110 bits.

@@ -125,9 +125,9 @@ pub async fn verify(
         });
     }
     if let Some(al) = &a.aliases {
-        let (spec, resolver, map) = (spec.clone(), resolver.clone(), al.destination.clone());
+        let wanted = wanted_aliases(spec, &read(spec, resolver).await?);
+        let (resolver, map) = (resolver.clone(), al.destination.clone());
         let checked = tokio::task::spawn_blocking(move || {
-            let wanted = wanted_aliases(&spec, &read(&spec, &resolver)?);
             let runner = routing::runner_for(&map.postfix, &resolver)?;
             let mut out = Vec::new();
             for (key, to) in wanted.into_values() {

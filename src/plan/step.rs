@@ -659,6 +659,7 @@ impl Step {
                         Some(ssh) => format!("passwd-file {} on {}", p.path, ssh.host),
                         None => format!("passwd-file {}", p.path),
                     },
+                    crate::spec::UserDatabase::Postgres(_) => "PostgreSQL table".into(),
                 };
                 let mut t = vec![
                     touch(Resource::OldUserDatabase, db(&a.source), Access::Read),

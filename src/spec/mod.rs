@@ -11,7 +11,8 @@ mod status;
 mod types;
 
 pub use directory::{
-    Accounts, Alias, AliasMap, Aliases, PasswdFile, PostfixTable, UnknownScheme, UserDatabase,
+    Accounts, Alias, AliasMap, Aliases, PasswdFile, PostfixTable, PostgresDatabase, SqlTls,
+    UnknownScheme, UserDatabase,
 };
 pub use dns_provider::{
     AzureDns, Cloudflare, Cpanel, DnsProvider, GoogleCloudDns, KeyAndSecret, Ovh, OvhEndpoint,

@@ -492,7 +492,9 @@ impl Checker {
         let Some(a) = &spec.accounts else { return };
         let ap = base.key("accounts");
         for (side, db) in [("source", &a.source), ("destination", &a.destination)] {
-            let UserDatabase::PasswdFile(p) = db;
+            let UserDatabase::PasswdFile(p) = db else {
+                continue;
+            };
             if !p.path.starts_with('/') {
                 self.error(
                     ap.key(side).key("passwdFile").key("path"),

@@ -1,5 +1,5 @@
 //! TLS as every client of mailshift's speaks it (IMAP, ManageSieve, CardDAV/CalDAV, token
-//! endpoints): the system's roots, plus a private CA or the server's own certificate when the
+//! endpoints, PostgreSQL): the system's roots, plus a private CA or the server's own certificate when the
 //! manifest gives one ([`pinned`]). Verification is never off.
 
 pub mod pinned;
@@ -11,6 +11,12 @@ use tokio_rustls::TlsConnector;
 
 /// A client trusting the system's roots plus `ca_pem`; the error says what is wrong with it.
 pub fn connector(ca_pem: Option<&[u8]>) -> Result<TlsConnector, String> {
+    client_config(ca_pem).map(|c| TlsConnector::from(Arc::new(c)))
+}
+
+/// The same trust as [`connector`], as a rustls configuration (for clients that bring their
+/// own connector, like PostgreSQL's).
+pub fn client_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
@@ -39,5 +45,5 @@ pub fn connector(ca_pem: Option<&[u8]>) -> Result<TlsConnector, String> {
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
+    Ok(config)
 }
