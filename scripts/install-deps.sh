@@ -21,6 +21,7 @@ PACKAGES=(
     lua5.1          # the Argo CD health check (deploy/argocd/health.lua) under Lua 5.1, as gopher-lua runs it
     pdns-server pdns-backend-sqlite3 sqlite3  # PowerDNS 4.7 + SQLite backend: the harness's PowerDns (HTTP API provider tests)
     postgresql dovecot-pgsql  # PostgreSQL (the harness's Postgres, a private pg_ctl cluster) and Dovecot's SQL passdb: tests/accounts.rs
+    mariadb-server mariadb-client dovecot-mysql  # MariaDB (the harness's MariaDb, a private mariadbd) and Dovecot's MySQL passdb: tests/accounts.rs
     knot knot-dnsutils  # Knot DNS 3.2: the harness's Knot, a second RFC 2136 server beside BIND (tests/dns_knot.rs); kdig/knsupdate
     pkg-config libssl-dev  # dns-update's HTTP client (reqwest with native-tls) builds against OpenSSL
 )

@@ -386,6 +386,17 @@ const MAILBOX_TABLE: &str = "CREATE TABLE mailbox (
     active boolean NOT NULL DEFAULT true
 )";
 
+/// A new server whose accounts live in an SQL table (postfixadmin's `mailbox`).
+struct SqlCase<'a> {
+    /// Dovecot's driver name and the manifest's section name.
+    driver: &'a str,
+    kind: &'a str,
+    port: u16,
+    url: String,
+    /// Runs a query; rows as `a|b|c` lines.
+    query: &'a dyn Fn(&str) -> Result<String>,
+}
+
 #[test]
 fn accounts_go_into_a_postgresql_user_table_the_new_dovecot_logs_in_from() -> Result<()> {
     let pg = mailshift_harness::Postgres::start()?;
@@ -395,16 +406,57 @@ fn accounts_go_into_a_postgresql_user_table_the_new_dovecot_logs_in_from() -> Re
         "mail",
         "INSERT INTO mailbox (username, password, local_part, domain) VALUES ('erin@example.com', '{PLAIN}erin-pw', 'erin', 'example.com')",
     )?;
+    carried_into_sql(SqlCase {
+        driver: "pgsql",
+        kind: "postgres",
+        port: pg.port(),
+        url: pg.url("mail", "mailuser", "mail-db-pw"),
+        query: &|sql| pg.psql("mail", sql),
+    })
+}
+
+/// postfixadmin's `mailbox` table, as its MySQL schema makes it.
+const MYSQL_MAILBOX_TABLE: &str = "CREATE TABLE mail.mailbox (
+    username varchar(255) NOT NULL PRIMARY KEY,
+    password varchar(255) NOT NULL,
+    name varchar(255) NOT NULL DEFAULT '',
+    maildir varchar(255) NOT NULL DEFAULT '',
+    quota bigint NOT NULL DEFAULT 0,
+    local_part varchar(255) NOT NULL,
+    domain varchar(255) NOT NULL,
+    created datetime NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    modified datetime NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    active tinyint(1) NOT NULL DEFAULT 1
+)";
+
+#[test]
+fn accounts_go_into_a_mariadb_user_table_the_new_dovecot_logs_in_from() -> Result<()> {
+    let db = mailshift_harness::MariaDb::start()?;
+    db.create_database("mail", "mailuser", "mail-db-pw")?;
+    db.sql(MYSQL_MAILBOX_TABLE)?;
+    db.sql(
+        "INSERT INTO mail.mailbox (username, password, local_part, domain) VALUES ('erin@example.com', '{PLAIN}erin-pw', 'erin', 'example.com')",
+    )?;
+    carried_into_sql(SqlCase {
+        driver: "mysql",
+        kind: "mysql",
+        port: db.port(),
+        url: db.url("mail", "mailuser", "mail-db-pw"),
+        query: &|sql| Ok(db.sql(&format!("USE mail; {sql}"))?.replace('\t', "|")),
+    })
+}
+
+fn carried_into_sql(case: SqlCase<'_>) -> Result<()> {
     let dir = tempfile::tempdir()?;
     // The new Dovecot's accounts live in the table (users unknown to its passwd-file).
     let sql_conf = dir.path().join("dovecot-sql.conf.ext");
     std::fs::write(
         &sql_conf,
         format!(
-            "driver = pgsql\nconnect = host=127.0.0.1 port={} dbname=mail user=mailuser password=mail-db-pw\n\
+            "driver = {}\nconnect = host=127.0.0.1 port={} dbname=mail user=mailuser password=mail-db-pw\n\
              default_pass_scheme = SHA512-CRYPT\n\
              password_query = SELECT username AS user, password FROM mailbox WHERE username = '%u' AND active\n",
-            pg.port()
+            case.driver, case.port
         ),
     )?;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
@@ -419,7 +471,7 @@ fn accounts_go_into_a_postgresql_user_table_the_new_dovecot_logs_in_from() -> Re
             .success()
     );
     let dst = Dovecot::builder()
-        .name("accounts-pg")
+        .name(&format!("accounts-{}", case.driver))
         .master_user(MASTER, MASTER_PW)
         .extra_config(&format!(
             "mail_fsync = never\npassdb {{\n  driver = sql\n  args = {}\n}}\nuserdb {{\n  driver = static\n  args = uid=dovecot gid=dovecot home={}/%u\n}}\n",
@@ -432,7 +484,7 @@ fn accounts_go_into_a_postgresql_user_table_the_new_dovecot_logs_in_from() -> Re
         "the table is the new server's user database"
     );
     let src = Dovecot::builder()
-        .name("accounts-pg-src")
+        .name(&format!("accounts-{}-src", case.driver))
         .user_with_hash("alice@example.com", &hash("SHA512-CRYPT", "alice-pw")?)
         .extra_config("mail_fsync = never")
         .start()?;
@@ -442,12 +494,12 @@ fn accounts_go_into_a_postgresql_user_table_the_new_dovecot_logs_in_from() -> Re
         &common::message("p1", "from pg", "one"),
     )?;
     let src_db = std::fs::read(src.passwd_path())?;
-    let url = pg.url("mail", "mailuser", "mail-db-pw");
+    let url = case.url.clone();
     let manifest = format!(
         "apiVersion: mailshift.io/v1alpha1
 kind: MailMigration
 metadata:
-  name: accounts-pg
+  name: accounts-sql
 spec:
   domains: [example.com]
   source:
@@ -460,8 +512,9 @@ spec:
       sourcePassword: {{ value: alice-pw }}
   accounts:
     source: {{ passwdFile: {{ path: {src_db_path} }} }}
-    destination: {{ postgres: {{ url: {{ value: '{url}' }}, tls: disable }} }}
+    destination: {{ {kind}: {{ url: {{ value: '{url}' }}, tls: disable }} }}
 ",
+        kind = case.kind,
         src = src.imap_port(),
         dst = dst.imap_port(),
         src_db_path = src.passwd_path().display(),
@@ -475,9 +528,8 @@ spec:
     );
 
     // The row as postfixadmin would have made it, with the old hash.
-    let row = pg.psql(
-        "mail",
-        "SELECT username, password, maildir, local_part, domain, active FROM mailbox WHERE username = 'alice@example.com'",
+    let row = (case.query)(
+        "SELECT username, password, maildir, local_part, domain FROM mailbox WHERE username = 'alice@example.com'",
     )?;
     let old_hash = line(&src.passwd_path(), "alice@example.com")?
         .unwrap()
@@ -487,24 +539,19 @@ spec:
         .to_owned();
     assert_eq!(
         row.trim(),
-        format!("alice@example.com|{old_hash}|example.com/alice/|alice|example.com|t")
+        format!("alice@example.com|{old_hash}|example.com/alice/|alice|example.com")
     );
     assert!(logs_in(&dst, "alice@example.com", "alice-pw"));
     let copied = common::messages(&dst, "INBOX")?;
     assert_eq!(copied.len(), 1);
 
     // A re-run writes nothing; the table's own account and the old server are untouched.
-    let before = pg.psql(
-        "mail",
-        "SELECT username, password, modified FROM mailbox ORDER BY username",
-    )?;
+    let before =
+        (case.query)("SELECT username, password, modified FROM mailbox ORDER BY username")?;
     let out = mailshift(dir.path(), &["apply", "-f", "m.yaml"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(
-        pg.psql(
-            "mail",
-            "SELECT username, password, modified FROM mailbox ORDER BY username"
-        )?,
+        (case.query)("SELECT username, password, modified FROM mailbox ORDER BY username")?,
         before
     );
     assert!(before.contains("erin@example.com|{PLAIN}erin-pw|"));

@@ -8,9 +8,10 @@
 //! generated password written to `temporaryPasswords` and nowhere else.
 
 pub mod alias_map;
+mod mysql;
 pub mod passwd;
+mod postgres;
 pub mod scheme;
-mod sql;
 mod verify;
 
 pub use verify::{Verdict, verify};
@@ -238,7 +239,8 @@ async fn read_accounts(
             })
             .await
         }
-        UserDatabase::Postgres(db) => sql::read(db, resolver).await.map(Some),
+        UserDatabase::Postgres(db) => postgres::read(db, resolver).await.map(Some),
+        UserDatabase::Mysql(db) => mysql::read(db, resolver).await.map(Some),
     }
 }
 
@@ -266,17 +268,8 @@ async fn write_accounts(
             })
             .await
         }
-        UserDatabase::Postgres(db) => {
-            let rows: Vec<sql::Row<'_>> = writes
-                .iter()
-                .map(|(user, password, exists)| sql::Row {
-                    user,
-                    password,
-                    exists: *exists,
-                })
-                .collect();
-            sql::write(db, resolver, &rows).await
-        }
+        UserDatabase::Postgres(db) => postgres::write(db, resolver, &rows(&writes)).await,
+        UserDatabase::Mysql(db) => mysql::write(db, resolver, &rows(&writes)).await,
     }
 }
 
@@ -284,7 +277,27 @@ fn describe(db: &UserDatabase) -> String {
     match db {
         UserDatabase::PasswdFile(p) => format!("passwd-file {}", p.path),
         UserDatabase::Postgres(_) => "PostgreSQL table".into(),
+        UserDatabase::Mysql(_) => "MySQL table".into(),
     }
+}
+
+/// One account written into an SQL table: the login name, the password field, whether the
+/// row exists (an update) or not (an insert).
+struct Row<'a> {
+    user: &'a str,
+    password: &'a str,
+    exists: bool,
+}
+
+fn rows(writes: &[(String, String, bool)]) -> Vec<Row<'_>> {
+    writes
+        .iter()
+        .map(|(user, password, exists)| Row {
+            user,
+            password,
+            exists: *exists,
+        })
+        .collect()
 }
 
 fn table(map: &AliasMap) -> Result<PostfixTable, DirectoryError> {

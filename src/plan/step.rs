@@ -660,6 +660,7 @@ impl Step {
                         None => format!("passwd-file {}", p.path),
                     },
                     crate::spec::UserDatabase::Postgres(_) => "PostgreSQL table".into(),
+                    crate::spec::UserDatabase::Mysql(_) => "MySQL table".into(),
                 };
                 let mut t = vec![
                     touch(Resource::OldUserDatabase, db(&a.source), Access::Read),

@@ -60,16 +60,21 @@ pub enum UserDatabase {
     /// A Dovecot passwd-file (`user:{SCHEME}hash:uid:gid:gecos:home:shell:extra`).
     PasswdFile(PasswdFile),
     /// A PostgreSQL user table, by default postfixadmin's `mailbox`.
-    Postgres(PostgresDatabase),
+    Postgres(SqlDatabase),
+    /// A MySQL or MariaDB user table, by default postfixadmin's `mailbox`.
+    Mysql(SqlDatabase),
 }
 
-/// A PostgreSQL user table and the queries that read and write it. Each query takes its
-/// parameters in this order and uses the first ones it needs: `$1` the login name, `$2`
-/// the password field (with its `{SCHEME}` prefix), `$3` the local part, `$4` the domain.
+/// An SQL user table and the queries that read and write it. Left out, a query is
+/// postfixadmin's. Parameters are written as the database's client takes them: for
+/// PostgreSQL `$1` the login name, `$2` the password field (with its `{SCHEME}` prefix),
+/// `$3` the local part, `$4` the domain, of which a query uses the first ones it needs; for
+/// MySQL `:user`, `:password`, `:local`, `:domain`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PostgresDatabase {
-    /// `postgres://user:password@host:port/database`: a secret, as it holds the password.
+pub struct SqlDatabase {
+    /// `postgres://user:password@host:port/database` or `mysql://…`: a secret, as it holds
+    /// the password.
     pub url: super::SecretRef,
     /// `require` (the default: TLS, the certificate checked against the system's roots or
     /// `caCertificate`) or `disable` (plain text, for a server on this machine).
@@ -78,17 +83,14 @@ pub struct PostgresDatabase {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_certificate: Option<super::SecretRef>,
     /// Rows of (login name, password field).
-    #[serde(default = "default_accounts_query")]
-    #[schemars(length(min = 1))]
-    pub accounts_query: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts_query: Option<String>,
     /// Creates an account.
-    #[serde(default = "default_insert_account")]
-    #[schemars(length(min = 1))]
-    pub insert_account: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert_account: Option<String>,
     /// Sets an account's password field.
-    #[serde(default = "default_update_password")]
-    #[schemars(length(min = 1))]
-    pub update_password: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_password: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -97,20 +99,6 @@ pub enum SqlTls {
     #[default]
     Require,
     Disable,
-}
-
-fn default_accounts_query() -> String {
-    "SELECT username, password FROM mailbox".into()
-}
-
-fn default_insert_account() -> String {
-    "INSERT INTO mailbox (username, password, name, maildir, local_part, domain, created, modified, active) \
-     VALUES ($1, $2, '', $4 || '/' || $3 || '/', $3, $4, now(), now(), true)"
-        .into()
-}
-
-fn default_update_password() -> String {
-    "UPDATE mailbox SET password = $2, modified = now() WHERE username = $1".into()
 }
 
 /// A Dovecot passwd-file, on this machine or reached over ssh.

@@ -4,24 +4,23 @@
 
 use tokio_postgres::types::ToSql;
 
-use super::{DirectoryError, passwd};
+use super::{DirectoryError, Row, passwd};
 use crate::secrets::Resolver;
-use crate::spec::{PostgresDatabase, SqlTls};
+use crate::spec::{SqlDatabase, SqlTls};
 
-/// One write: the login name, the password field, and whether the row exists.
-pub struct Row<'a> {
-    pub user: &'a str,
-    pub password: &'a str,
-    pub exists: bool,
-}
+/// postfixadmin's queries.
+const ACCOUNTS: &str = "SELECT username, password FROM mailbox";
+const INSERT: &str = "INSERT INTO mailbox (username, password, name, maildir, local_part, domain, created, modified, active) \
+     VALUES ($1, $2, '', $4 || '/' || $3 || '/', $3, $4, now(), now(), true)";
+const UPDATE: &str = "UPDATE mailbox SET password = $2, modified = now() WHERE username = $1";
 
 async fn connect(
-    db: &PostgresDatabase,
+    db: &SqlDatabase,
     resolver: &Resolver,
 ) -> Result<tokio_postgres::Client, DirectoryError> {
     let url = resolver
         .resolve(&db.url)
-        .map_err(|e| DirectoryError::Invalid(format!("postgres url: {e}")))?;
+        .map_err(|e| DirectoryError::Invalid(format!("database url: {e}")))?;
     let config: tokio_postgres::Config = url
         .expose()
         .parse()
@@ -81,12 +80,12 @@ fn describe(config: &tokio_postgres::Config) -> String {
 
 /// Every account the table holds.
 pub async fn read(
-    db: &PostgresDatabase,
+    db: &SqlDatabase,
     resolver: &Resolver,
 ) -> Result<Vec<passwd::Entry>, DirectoryError> {
     let client = connect(db, resolver).await?;
     let rows = client
-        .query(db.accounts_query.as_str(), &[])
+        .query(db.accounts_query.as_deref().unwrap_or(ACCOUNTS), &[])
         .await
         .map_err(|e| sql_error(&e))?;
     rows.iter()
@@ -104,18 +103,18 @@ pub async fn read(
 
 /// Inserts or updates `rows`, all or none.
 pub async fn write(
-    db: &PostgresDatabase,
+    db: &SqlDatabase,
     resolver: &Resolver,
     rows: &[Row<'_>],
 ) -> Result<(), DirectoryError> {
     let mut client = connect(db, resolver).await?;
     let tx = client.transaction().await.map_err(|e| sql_error(&e))?;
     let insert = tx
-        .prepare(&db.insert_account)
+        .prepare(db.insert_account.as_deref().unwrap_or(INSERT))
         .await
         .map_err(|e| sql_error(&e))?;
     let update = tx
-        .prepare(&db.update_password)
+        .prepare(db.update_password.as_deref().unwrap_or(UPDATE))
         .await
         .map_err(|e| sql_error(&e))?;
     for row in rows {
