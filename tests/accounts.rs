@@ -111,8 +111,8 @@ spec:
     unknownScheme: temporaryPassword
     temporaryPasswords: {temporary}
     aliases:
-      source: {{ postfix: {{ configDir: {cfg} }}, map: 'hash:{old}' }}
-      destination: {{ postfix: {{ configDir: {cfg} }}, map: '{new}' }}
+      source: {{ postfixMap: {{ postfix: {{ configDir: {cfg} }}, map: 'hash:{old}' }} }}
+      destination: {{ postfixMap: {{ postfix: {{ configDir: {cfg} }}, map: '{new}' }} }}
       declared:
         - {{ address: team@example.com, to: [alice@example.com, carol@example.com] }}
 ",
@@ -384,6 +384,14 @@ const MAILBOX_TABLE: &str = "CREATE TABLE mailbox (
     created timestamp with time zone NOT NULL DEFAULT now(),
     modified timestamp with time zone NOT NULL DEFAULT now(),
     active boolean NOT NULL DEFAULT true
+);
+CREATE TABLE alias (
+    address varchar(255) PRIMARY KEY,
+    goto text NOT NULL,
+    domain varchar(255) NOT NULL,
+    created timestamp with time zone NOT NULL DEFAULT now(),
+    modified timestamp with time zone NOT NULL DEFAULT now(),
+    active boolean NOT NULL DEFAULT true
 )";
 
 /// A new server whose accounts live in an SQL table (postfixadmin's `mailbox`).
@@ -423,6 +431,14 @@ const MYSQL_MAILBOX_TABLE: &str = "CREATE TABLE mail.mailbox (
     maildir varchar(255) NOT NULL DEFAULT '',
     quota bigint NOT NULL DEFAULT 0,
     local_part varchar(255) NOT NULL,
+    domain varchar(255) NOT NULL,
+    created datetime NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    modified datetime NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    active tinyint(1) NOT NULL DEFAULT 1
+);
+CREATE TABLE mail.alias (
+    address varchar(255) NOT NULL PRIMARY KEY,
+    goto text NOT NULL,
     domain varchar(255) NOT NULL,
     created datetime NOT NULL DEFAULT CURRENT_TIMESTAMP,
     modified datetime NOT NULL DEFAULT CURRENT_TIMESTAMP,
@@ -513,6 +529,10 @@ spec:
   accounts:
     source: {{ passwdFile: {{ path: {src_db_path} }} }}
     destination: {{ {kind}: {{ url: {{ value: '{url}' }}, tls: disable }} }}
+    aliases:
+      destination: {{ {kind}: {{ url: {{ value: '{url}' }}, tls: disable }} }}
+      declared:
+        - {{ address: team@example.com, to: [alice@example.com, erin@example.org] }}
 ",
         kind = case.kind,
         src = src.imap_port(),
@@ -544,6 +564,22 @@ spec:
     assert!(logs_in(&dst, "alice@example.com", "alice-pw"));
     let copied = common::messages(&dst, "INBOX")?;
     assert_eq!(copied.len(), 1);
+    // The alias, in postfixadmin's `alias` table.
+    assert_eq!(
+        (case.query)("SELECT address, goto, domain FROM alias")?.trim(),
+        "team@example.com|alice@example.com,erin@example.org|example.com"
+    );
+    let out = mailshift(dir.path(), &["verify", "-f", "m.yaml", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(
+        report["accounts"],
+        serde_json::json!([
+            { "state": "logsIn", "mailbox": "alice@example.com" },
+            { "state": "resolves", "alias": "team@example.com" },
+        ]),
+        "{report:#}"
+    );
 
     // A re-run writes nothing; the table's own account and the old server are untouched.
     let before =

@@ -26,7 +26,8 @@ use crate::routing::runner;
 use crate::routing::{self, RoutingError};
 use crate::secrets::Resolver;
 use crate::spec::{
-    AliasMap, MailMigrationSpec, Policy, PostfixTable, Provisioned, UnknownScheme, UserDatabase,
+    AliasMap, AliasStore, MailMigrationSpec, Policy, PostfixTable, Provisioned, UnknownScheme,
+    UserDatabase,
 };
 use scheme::Hash;
 
@@ -68,7 +69,8 @@ struct AccountWrite {
 #[derive(Default)]
 struct Comparison {
     accounts: Vec<AccountWrite>,
-    aliases: Vec<(String, Vec<String>)>,
+    /// Alias, targets, and whether the new server has it (with other targets).
+    aliases: Vec<(String, Vec<String>, bool)>,
     missing_accounts: Vec<String>,
     missing_aliases: Vec<String>,
     refused: Vec<AccountRefusal>,
@@ -178,12 +180,12 @@ fn compare(
             match have.get(&address) {
                 None => {
                     out.missing_aliases.push(key.clone());
-                    out.aliases.push((key, to));
+                    out.aliases.push((key, to, false));
                 }
                 Some(current)
                     if update && !same(current, &to) && provisioned.aliases.contains(&address) =>
                 {
-                    out.aliases.push((key, to));
+                    out.aliases.push((key, to, true));
                 }
                 Some(_) => {}
             }
@@ -309,18 +311,63 @@ fn table(map: &AliasMap) -> Result<PostfixTable, DirectoryError> {
     })
 }
 
-/// An alias map's entries; `None` when its file does not exist.
+/// A server's aliases; `None` when its map file does not exist.
 async fn read_aliases(
-    map: &AliasMap,
+    store: &AliasStore,
     resolver: &Resolver,
 ) -> Result<Option<BTreeMap<String, Vec<String>>>, DirectoryError> {
-    let (map, resolver) = (map.clone(), resolver.clone());
-    blocking(move || {
-        let runner = routing::runner_for(&map.postfix, &resolver)?;
-        let t = table(&map)?;
-        Ok(runner::read_file(runner.as_ref(), &t.path)?.map(|text| alias_map::parse(&text)))
-    })
-    .await
+    match store {
+        AliasStore::PostfixMap(map) => {
+            let (map, resolver) = (map.clone(), resolver.clone());
+            blocking(move || {
+                let runner = routing::runner_for(&map.postfix, &resolver)?;
+                let t = table(&map)?;
+                Ok(
+                    runner::read_file(runner.as_ref(), &t.path)?
+                        .map(|text| alias_map::parse(&text)),
+                )
+            })
+            .await
+        }
+        AliasStore::Postgres(db) => postgres::read_aliases(db, resolver).await.map(Some),
+        AliasStore::Mysql(db) => mysql::read_aliases(db, resolver).await.map(Some),
+    }
+}
+
+/// Gives the store `entries` (alias, targets, whether it is there already).
+async fn write_aliases(
+    store: &AliasStore,
+    resolver: &Resolver,
+    entries: Vec<(String, Vec<String>, bool)>,
+) -> Result<(), DirectoryError> {
+    let rows: Vec<AliasRow> = entries
+        .iter()
+        .map(|(address, to, exists)| AliasRow {
+            address: address.clone(),
+            domain: Address::of(address).domain().to_string(),
+            // postfixadmin's form: no space after the commas.
+            goto: to.join(","),
+            exists: *exists,
+        })
+        .collect();
+    match store {
+        AliasStore::PostfixMap(map) => {
+            let (map, resolver) = (map.clone(), resolver.clone());
+            let entries: Vec<(String, Vec<String>)> =
+                entries.into_iter().map(|(k, to, _)| (k, to)).collect();
+            blocking(move || write_map(&map, &resolver, &entries)).await
+        }
+        AliasStore::Postgres(db) => postgres::write_aliases(db, resolver, &rows).await,
+        AliasStore::Mysql(db) => mysql::write_aliases(db, resolver, &rows).await,
+    }
+}
+
+/// One alias written into an SQL table.
+struct AliasRow {
+    address: String,
+    goto: String,
+    domain: String,
+    exists: bool,
 }
 
 /// Both sides as they are now, read in full.
@@ -342,10 +389,7 @@ async fn read(spec: &MailMigrationSpec, resolver: &Resolver) -> Result<Read, Dir
     if let Some(al) = &a.aliases {
         if let Some(src) = &al.source {
             source_aliases = read_aliases(src, resolver).await?.ok_or_else(|| {
-                DirectoryError::Invalid(format!(
-                    "the old server's alias map {} does not exist",
-                    src.map
-                ))
+                DirectoryError::Invalid("the old server's alias map does not exist".into())
             })?;
         }
         destination_aliases = read_aliases(&al.destination, resolver)
@@ -372,7 +416,7 @@ pub async fn observe(
             let c = compare(spec, accounts, provisioned, &r);
             DirectoryState::Observed {
                 accounts: c.accounts.iter().map(|w| w.address.clone()).collect(),
-                aliases: c.aliases.iter().map(|(k, _)| k.clone()).collect(),
+                aliases: c.aliases.iter().map(|(k, _, _)| k.clone()).collect(),
                 missing_accounts: c.missing_accounts,
                 missing_aliases: c.missing_aliases,
                 refused: c.refused,
@@ -415,7 +459,7 @@ pub async fn provision(
     c.accounts
         .retain(|w| wanted.contains(&Address::of(&w.address)));
     c.aliases
-        .retain(|(k, _)| wanted_aliases.contains(&Address::of(k)));
+        .retain(|(k, _, _)| wanted_aliases.contains(&Address::of(k)));
     write(spec, c, resolver).await
 }
 
@@ -460,13 +504,11 @@ async fn write(
             "accounts written on the new server"
         );
     }
-    if let Some(map) = a.aliases.as_ref().map(|al| al.destination.clone())
+    if let Some(al) = &a.aliases
         && !c.aliases.is_empty()
     {
-        let resolver = resolver.clone();
-        let entries = c.aliases.clone();
-        blocking(move || write_aliases(&map, &resolver, &entries)).await?;
-        written.aliases = c.aliases.into_iter().map(|(k, _)| k).collect();
+        write_aliases(&al.destination, resolver, c.aliases.clone()).await?;
+        written.aliases = c.aliases.into_iter().map(|(k, _, _)| k).collect();
         tracing::info!(
             aliases = written.aliases.len(),
             "aliases written on the new server"
@@ -477,7 +519,7 @@ async fn write(
 
 /// Sets `entries` in the alias map's text and has Postfix see them: postmap for a compiled
 /// table, a reload for a text one.
-fn write_aliases(
+fn write_map(
     map: &AliasMap,
     resolver: &Resolver,
     entries: &[(String, Vec<String>)],

@@ -5,7 +5,7 @@
 
 use mysql_async::prelude::Queryable;
 
-use super::{DirectoryError, Row, passwd};
+use super::{AliasRow, DirectoryError, Row, alias_map, passwd};
 use crate::secrets::Resolver;
 use crate::spec::{SqlDatabase, SqlTls};
 
@@ -15,6 +15,11 @@ const INSERT: &str = "INSERT INTO mailbox (username, password, name, maildir, lo
      VALUES (:user, :password, '', CONCAT(:domain, '/', :local, '/'), :local, :domain, NOW(), NOW(), 1)";
 const UPDATE: &str =
     "UPDATE mailbox SET password = :password, modified = NOW() WHERE username = :user";
+const ALIASES: &str = "SELECT address, goto FROM alias";
+const INSERT_ALIAS: &str = "INSERT INTO alias (address, goto, domain, created, modified, active) \
+     VALUES (:address, :goto, :domain, NOW(), NOW(), 1)";
+const UPDATE_ALIAS: &str =
+    "UPDATE alias SET goto = :goto, modified = NOW() WHERE address = :address";
 
 async fn connect(
     db: &SqlDatabase,
@@ -78,30 +83,79 @@ pub async fn write(
     resolver: &Resolver,
     rows: &[Row<'_>],
 ) -> Result<(), DirectoryError> {
-    let mut conn = connect(db, resolver).await?;
-    let mut tx = conn
-        .start_transaction(mysql_async::TxOpts::default())
-        .await
-        .map_err(|e| sql_error(&e))?;
-    for row in rows {
+    let statements = rows.iter().map(|row| {
         let (local, domain) = row.user.rsplit_once('@').unwrap_or((row.user, ""));
         let query = if row.exists {
             db.update_password.as_deref().unwrap_or(UPDATE)
         } else {
             db.insert_account.as_deref().unwrap_or(INSERT)
         };
-        let named = [
-            ("user", row.user),
-            ("password", row.password),
-            ("local", local),
-            ("domain", domain),
-        ];
-        let params = mysql_async::Params::Named(
-            named
-                .iter()
-                .map(|(k, v)| (k.as_bytes().to_vec(), mysql_async::Value::from(*v)))
-                .collect(),
-        );
+        (
+            query,
+            named(&[
+                ("user", row.user),
+                ("password", row.password),
+                ("local", local),
+                ("domain", domain),
+            ]),
+        )
+    });
+    run_all(db, resolver, statements.collect()).await
+}
+
+/// Every alias the table holds, with its targets.
+pub async fn read_aliases(
+    db: &SqlDatabase,
+    resolver: &Resolver,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, DirectoryError> {
+    let mut conn = connect(db, resolver).await?;
+    let rows: Vec<(String, Option<String>)> = conn
+        .query(db.aliases_query.as_deref().unwrap_or(ALIASES))
+        .await
+        .map_err(|e| sql_error(&e))?;
+    let _ = conn.disconnect().await;
+    Ok(rows
+        .into_iter()
+        .map(|(address, goto)| (address, alias_map::targets(&goto.unwrap_or_default())))
+        .collect())
+}
+
+/// Inserts or updates the aliases of `rows`, all or none.
+pub async fn write_aliases(
+    db: &SqlDatabase,
+    resolver: &Resolver,
+    rows: &[AliasRow],
+) -> Result<(), DirectoryError> {
+    let statements = rows.iter().map(|row| {
+        let query = if row.exists {
+            db.update_alias.as_deref().unwrap_or(UPDATE_ALIAS)
+        } else {
+            db.insert_alias.as_deref().unwrap_or(INSERT_ALIAS)
+        };
+        (
+            query,
+            named(&[
+                ("address", &row.address),
+                ("goto", &row.goto),
+                ("domain", &row.domain),
+            ]),
+        )
+    });
+    run_all(db, resolver, statements.collect()).await
+}
+
+/// Runs `statements` in one transaction.
+async fn run_all(
+    db: &SqlDatabase,
+    resolver: &Resolver,
+    statements: Vec<(&str, mysql_async::Params)>,
+) -> Result<(), DirectoryError> {
+    let mut conn = connect(db, resolver).await?;
+    let mut tx = conn
+        .start_transaction(mysql_async::TxOpts::default())
+        .await
+        .map_err(|e| sql_error(&e))?;
+    for (query, params) in statements {
         tx.exec_drop(query, params)
             .await
             .map_err(|e| sql_error(&e))?;
@@ -109,6 +163,15 @@ pub async fn write(
     tx.commit().await.map_err(|e| sql_error(&e))?;
     let _ = conn.disconnect().await;
     Ok(())
+}
+
+fn named(values: &[(&str, &str)]) -> mysql_async::Params {
+    mysql_async::Params::Named(
+        values
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), mysql_async::Value::from(*v)))
+            .collect(),
+    )
 }
 
 /// The server's own words, or the client's; mysql_async never puts parameter values or

@@ -4,7 +4,7 @@
 
 use tokio_postgres::types::ToSql;
 
-use super::{DirectoryError, Row, passwd};
+use super::{AliasRow, DirectoryError, Row, alias_map, passwd};
 use crate::secrets::Resolver;
 use crate::spec::{SqlDatabase, SqlTls};
 
@@ -13,6 +13,9 @@ const ACCOUNTS: &str = "SELECT username, password FROM mailbox";
 const INSERT: &str = "INSERT INTO mailbox (username, password, name, maildir, local_part, domain, created, modified, active) \
      VALUES ($1, $2, '', $4 || '/' || $3 || '/', $3, $4, now(), now(), true)";
 const UPDATE: &str = "UPDATE mailbox SET password = $2, modified = now() WHERE username = $1";
+const ALIASES: &str = "SELECT address, goto FROM alias";
+const INSERT_ALIAS: &str = "INSERT INTO alias (address, goto, domain, created, modified, active) VALUES ($1, $2, $3, now(), now(), true)";
+const UPDATE_ALIAS: &str = "UPDATE alias SET goto = $2, modified = now() WHERE address = $1";
 
 async fn connect(
     db: &SqlDatabase,
@@ -122,6 +125,52 @@ pub async fn write(
         let all: [&(dyn ToSql + Sync); 4] = [&row.user, &row.password, &local, &domain];
         let statement = if row.exists { &update } else { &insert };
         // Each query takes the first of the parameters it needs.
+        let n = statement.params().len().min(all.len());
+        tx.execute(statement, &all[..n])
+            .await
+            .map_err(|e| sql_error(&e))?;
+    }
+    tx.commit().await.map_err(|e| sql_error(&e))
+}
+
+/// Every alias the table holds, with its targets.
+pub async fn read_aliases(
+    db: &SqlDatabase,
+    resolver: &Resolver,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, DirectoryError> {
+    let client = connect(db, resolver).await?;
+    let rows = client
+        .query(db.aliases_query.as_deref().unwrap_or(ALIASES), &[])
+        .await
+        .map_err(|e| sql_error(&e))?;
+    rows.iter()
+        .map(|r| {
+            let address: String = r.try_get(0).map_err(|e| sql_error(&e))?;
+            let goto: Option<String> = r.try_get(1).map_err(|e| sql_error(&e))?;
+            Ok((address, alias_map::targets(&goto.unwrap_or_default())))
+        })
+        .collect()
+}
+
+/// Inserts or updates the aliases of `rows`, all or none.
+pub async fn write_aliases(
+    db: &SqlDatabase,
+    resolver: &Resolver,
+    rows: &[AliasRow],
+) -> Result<(), DirectoryError> {
+    let mut client = connect(db, resolver).await?;
+    let tx = client.transaction().await.map_err(|e| sql_error(&e))?;
+    let insert = tx
+        .prepare(db.insert_alias.as_deref().unwrap_or(INSERT_ALIAS))
+        .await
+        .map_err(|e| sql_error(&e))?;
+    let update = tx
+        .prepare(db.update_alias.as_deref().unwrap_or(UPDATE_ALIAS))
+        .await
+        .map_err(|e| sql_error(&e))?;
+    for row in rows {
+        let all: [&(dyn ToSql + Sync); 3] = [&row.address, &row.goto, &row.domain];
+        let statement = if row.exists { &update } else { &insert };
         let n = statement.params().len().min(all.len());
         tx.execute(statement, &all[..n])
             .await

@@ -148,7 +148,7 @@ fn a_mailbox_the_old_database_lacks_is_refused_unless_it_exists() {
 #[test]
 fn aliases_of_the_domains_move_and_declared_ones_win() {
     let s = spec(&format!(
-        "{FILES}  aliases:\n    source: {{ postfix: {{}}, map: 'hash:/old/virtual' }}\n    destination: {{ postfix: {{}}, map: 'hash:/new/virtual' }}\n    declared: [{{ address: Sales@Example.com, to: [a@example.com, c@example.org] }}]\n"
+        "{FILES}  aliases:\n    source: {{ postfixMap: {{ postfix: {{}}, map: 'hash:/old/virtual' }} }}\n    destination: {{ postfixMap: {{ postfix: {{}}, map: 'hash:/new/virtual' }} }}\n    declared: [{{ address: Sales@Example.com, to: [a@example.com, c@example.org] }}]\n"
     ));
     let mut r = read(vec![], vec![]);
     r.source_aliases = alias_map::parse(
@@ -156,7 +156,7 @@ fn aliases_of_the_domains_move_and_declared_ones_win() {
     );
     r.destination_aliases = alias_map::parse("post@example.com someone@example.com\n");
     let c = compare(&s, &[], &Provisioned::default(), &r);
-    let keys: Vec<&str> = c.aliases.iter().map(|(k, _)| k.as_str()).collect();
+    let keys: Vec<&str> = c.aliases.iter().map(|(k, _, _)| k.as_str()).collect();
     // Not example.net's; not post@, which the new server has (differently: its own).
     assert_eq!(keys, ["all@example.com", "Sales@Example.com"]);
     assert_eq!(c.aliases[1].1, ["a@example.com", "c@example.org"]);

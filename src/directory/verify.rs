@@ -14,7 +14,7 @@ use crate::imap::conn::Connector;
 use crate::imap::session::DestinationSession;
 use crate::routing::{self, runner};
 use crate::secrets::Resolver;
-use crate::spec::{MailMigrationSpec, Secret};
+use crate::spec::{AliasMap, AliasStore, MailMigrationSpec, Secret};
 
 /// One account or alias as verified.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -125,44 +125,75 @@ pub async fn verify(
         });
     }
     if let Some(al) = &a.aliases {
-        let wanted = wanted_aliases(spec, &read(spec, resolver).await?);
-        let (resolver, map) = (resolver.clone(), al.destination.clone());
-        let checked = tokio::task::spawn_blocking(move || {
-            let runner = routing::runner_for(&map.postfix, &resolver)?;
-            let mut out = Vec::new();
-            for (key, to) in wanted.into_values() {
-                let argv = [
-                    "postmap".to_owned(),
-                    "-c".into(),
-                    map.postfix.config_dir.clone(),
-                    "-q".into(),
-                    key.clone(),
-                    map.map.clone(),
-                ];
-                let got = runner.run(&argv, None)?;
-                // postmap -q exits 1 for a key it does not have.
-                if !(got.success() || got.code == Some(1)) {
-                    return Err(runner::failed(runner.as_ref(), &argv, &got).into());
-                }
-                let found = alias_map::targets(&got.stdout);
-                let set = |l: &[String]| l.iter().map(|t| Address::of(t)).collect::<BTreeSet<_>>();
-                out.push(if set(&found) == set(&to) {
-                    Verdict::Resolves { alias: key }
-                } else {
-                    Verdict::Differs {
-                        alias: key,
-                        wanted: to,
-                        found,
-                    }
-                });
+        let read = read(spec, resolver).await?;
+        let wanted: Vec<(String, Vec<String>)> =
+            wanted_aliases(spec, &read).into_values().collect();
+        let found: Vec<Vec<String>> = match &al.destination {
+            // As Postfix resolves them, through the compiled table.
+            AliasStore::PostfixMap(map) => {
+                let (resolver, map) = (resolver.clone(), map.clone());
+                let keys: Vec<String> = wanted.iter().map(|(k, _)| k.clone()).collect();
+                tokio::task::spawn_blocking(move || postmap_lookups(&map, &resolver, &keys))
+                    .await
+                    .map_err(|e| DirectoryError::Task(e.to_string()))??
             }
-            Ok::<_, DirectoryError>(out)
-        })
-        .await
-        .map_err(|e| DirectoryError::Task(e.to_string()))??;
-        out.extend(checked);
+            AliasStore::Postgres(_) | AliasStore::Mysql(_) => {
+                let have: BTreeMap<Address, &Vec<String>> = read
+                    .destination_aliases
+                    .iter()
+                    .map(|(k, v)| (Address::of(k), v))
+                    .collect();
+                wanted
+                    .iter()
+                    .map(|(k, _)| {
+                        have.get(&Address::of(k))
+                            .map(|v| v.to_vec())
+                            .unwrap_or_default()
+                    })
+                    .collect()
+            }
+        };
+        let set = |l: &[String]| l.iter().map(|t| Address::of(t)).collect::<BTreeSet<_>>();
+        for ((alias, to), found) in wanted.into_iter().zip(found) {
+            out.push(if set(&found) == set(&to) {
+                Verdict::Resolves { alias }
+            } else {
+                Verdict::Differs {
+                    alias,
+                    wanted: to,
+                    found,
+                }
+            });
+        }
     }
     Ok(out)
+}
+
+/// What `postmap -q` gives for each of `keys` in the map (nothing for a key it lacks).
+fn postmap_lookups(
+    map: &AliasMap,
+    resolver: &Resolver,
+    keys: &[String],
+) -> Result<Vec<Vec<String>>, DirectoryError> {
+    let runner = routing::runner_for(&map.postfix, resolver)?;
+    keys.iter()
+        .map(|key| {
+            let argv = [
+                "postmap".to_owned(),
+                "-c".into(),
+                map.postfix.config_dir.clone(),
+                "-q".into(),
+                key.clone(),
+                map.map.clone(),
+            ];
+            let got = runner.run(&argv, None)?;
+            // postmap -q exits 1 for a key it does not have.
+            if !(got.success() || got.code == Some(1)) {
+                return Err(runner::failed(runner.as_ref(), &argv, &got).into());
+            }
+            Ok(alias_map::targets(&got.stdout))
+        })
+        .collect()
 }
 
 /// The `address:password` lines of the temporary passwords file; the last one of an

@@ -666,13 +666,18 @@ impl Step {
                     touch(Resource::OldUserDatabase, db(&a.source), Access::Read),
                     touch(Resource::NewUserDatabase, db(&a.destination), Access::Write),
                 ];
+                let store = |s: &crate::spec::AliasStore| match s {
+                    crate::spec::AliasStore::PostfixMap(m) => m.map.clone(),
+                    crate::spec::AliasStore::Postgres(_) => "PostgreSQL alias table".into(),
+                    crate::spec::AliasStore::Mysql(_) => "MySQL alias table".into(),
+                };
                 if let Some(m) = a.aliases.as_ref().filter(|_| !aliases.is_empty()) {
                     if let Some(src) = &m.source {
-                        t.push(touch(Resource::OldPostfix, src.map.clone(), Access::Read));
+                        t.push(touch(Resource::OldUserDatabase, store(src), Access::Read));
                     }
                     t.push(touch(
-                        Resource::NewPostfix,
-                        m.destination.map.clone(),
+                        Resource::NewUserDatabase,
+                        store(&m.destination),
                         Access::Write,
                     ));
                 }

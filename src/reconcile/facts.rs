@@ -402,7 +402,28 @@ mod tests {
             value: DnsState::default(),
             at,
         });
+        f.directory = Some(Seen {
+            value: DirectoryState::default(),
+            at,
+        });
         f
+    }
+
+    #[test]
+    fn accounts_written_are_observed_again_with_their_logins() {
+        let mut f = seen_everything(t(NOW) - TimeDelta::seconds(10));
+        f.touched(
+            &Step::Accounts(AccountsStep::ProvisionAccounts {
+                accounts: vec!["B@example.com".into()],
+                aliases: vec![],
+            }),
+            true,
+            t(NOW),
+        );
+        let due = f.due(&addresses(), all(), &[], &Ages::default(), t(NOW));
+        assert!(due.directory);
+        assert_eq!(due.logins, ["B@example.com"]);
+        assert!(!due.gateway && !due.dns);
     }
 
     #[test]

@@ -65,11 +65,12 @@ pub enum UserDatabase {
     Mysql(SqlDatabase),
 }
 
-/// An SQL user table and the queries that read and write it. Left out, a query is
+/// An SQL user or alias table and the queries that read and write it. Left out, a query is
 /// postfixadmin's. Parameters are written as the database's client takes them: for
 /// PostgreSQL `$1` the login name, `$2` the password field (with its `{SCHEME}` prefix),
 /// `$3` the local part, `$4` the domain, of which a query uses the first ones it needs; for
-/// MySQL `:user`, `:password`, `:local`, `:domain`.
+/// MySQL `:user`, `:password`, `:local`, `:domain`. Alias queries take `$1` / `:address`,
+/// `$2` / `:goto` (the targets separated by commas), `$3` / `:domain`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SqlDatabase {
@@ -91,6 +92,15 @@ pub struct SqlDatabase {
     /// Sets an account's password field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_password: Option<String>,
+    /// Rows of (alias address, targets separated by commas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aliases_query: Option<String>,
+    /// Creates an alias.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert_alias: Option<String>,
+    /// Sets an alias's targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_alias: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -115,14 +125,27 @@ pub struct PasswdFile {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Aliases {
-    /// The old server's virtual alias map: its entries for the migration's domains move.
+    /// The old server's aliases: its entries for the migration's domains move.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<AliasMap>,
-    /// The new server's virtual alias map, which receives them.
-    pub destination: AliasMap,
+    pub source: Option<AliasStore>,
+    /// The new server's, which receive them.
+    pub destination: AliasStore,
     /// Aliases declared here, beside the old server's (a declared one wins).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub declared: Vec<Alias>,
+}
+
+/// Where a server keeps its aliases.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum AliasStore {
+    /// A Postfix `virtual_alias_maps` table.
+    PostfixMap(AliasMap),
+    /// A PostgreSQL table, by default postfixadmin's `alias` (`address`, `goto`: the
+    /// targets separated by commas).
+    Postgres(SqlDatabase),
+    /// A MySQL or MariaDB table, by default postfixadmin's `alias`.
+    Mysql(SqlDatabase),
 }
 
 /// A Postfix `virtual_alias_maps` table.

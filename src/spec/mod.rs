@@ -11,7 +11,7 @@ mod status;
 mod types;
 
 pub use directory::{
-    Accounts, Alias, AliasMap, Aliases, PasswdFile, PostfixTable, SqlDatabase, SqlTls,
+    Accounts, Alias, AliasMap, AliasStore, Aliases, PasswdFile, PostfixTable, SqlDatabase, SqlTls,
     UnknownScheme, UserDatabase,
 };
 pub use dns_provider::{

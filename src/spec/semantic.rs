@@ -514,12 +514,12 @@ impl Checker {
             ("source", al.source.as_ref()),
             ("destination", Some(&al.destination)),
         ];
-        for (side, map) in maps {
-            if let Some(m) = map
+        for (side, store) in maps {
+            if let Some(super::AliasStore::PostfixMap(m)) = store
                 && m.table().is_none()
             {
                 self.error(
-                    alp.key(side).key("map"),
+                    alp.key(side).key("postfixMap").key("map"),
                     format!("`{}` is not a Postfix table: type:/absolute/path, e.g. hash:/etc/postfix/virtual", m.map),
                 );
             }
