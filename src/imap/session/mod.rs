@@ -1,5 +1,5 @@
 //! What mailshift does over an authenticated connection, split by side: the source can
-//! only be read ([`SourceSession`] has no method that writes: folders are opened with
+//! only be read ([`ImapSource`] has no method that writes: folders are opened with
 //! EXAMINE and bodies fetched with BODY.PEEK), the destination is written.
 //!
 //! Everything goes through the raw command layer ([`super::proto`]): commands are
@@ -31,7 +31,7 @@ use super::proto::{self, Completion, Event, quote, uid_set};
 pub use super::proto::ImapError;
 
 pub use destination::DestinationSession;
-pub use source::{BodyFetches, SourceSession};
+pub use source::{BodyFetches, ImapSource};
 
 /// The fetch items that identify a message, without its body.
 const META_ITEMS: &str = "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO SUBJECT)])";
@@ -85,6 +85,13 @@ impl Listing {
 
     pub fn get(&self, name: &str) -> Option<&ListedFolder> {
         self.folders.iter().find(|f| f.name == name)
+    }
+
+    /// Adds a folder named `wire` at its source (a source that is not an IMAP server
+    /// lists its folders itself).
+    pub(crate) fn push_folder(&mut self, folder: ListedFolder, wire: String) {
+        self.wire.insert(folder.name.clone(), wire);
+        self.folders.push(folder);
     }
 }
 

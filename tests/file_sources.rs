@@ -1,0 +1,362 @@
+//! Sources that are files: a Maildir (Maildir++ and Dovecot's `LAYOUT=fs`) and mbox files
+//! written by a real Dovecot (messages appended over IMAP with flags, keywords and dates,
+//! then the server stopped), each copied with `mailshift sync` into a real Dovecot: an
+//! exact copy of what the old Dovecot served over IMAP, a second run that copies nothing,
+//! runs killed midway that converge, and files left byte for byte as they were, mtimes
+//! included.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Result;
+use common::*;
+use mailshift::imap::mutf7;
+use mailshift_harness::{Dovecot, DovecotBuilder, wait};
+
+const FLAGS: [&str; 7] = [
+    "",
+    "\\Seen",
+    "\\Seen \\Answered $Label1",
+    "\\Flagged Work",
+    "\\Draft",
+    "\\Deleted \\Seen",
+    "$Forwarded Work \\Seen",
+];
+const DATES: [&str; 3] = [
+    "07-Mar-2019 08:09:10 +0530",
+    "31-Dec-2020 23:59:59 -0800",
+    "01-Jan-2024 00:00:00 +0000",
+];
+
+/// A folder of the corpus: its name (decoded, `/` between levels) and its messages.
+struct Folder {
+    name: &'static str,
+    count: usize,
+}
+
+const CORPUS: [Folder; 5] = [
+    Folder {
+        name: "INBOX",
+        count: 40,
+    },
+    Folder {
+        name: "Sent",
+        count: 5,
+    },
+    Folder {
+        name: "Drafts",
+        count: 2,
+    },
+    Folder {
+        name: "Archive/2019",
+        count: 7,
+    },
+    Folder {
+        name: "Projekte/Übersicht",
+        count: 3,
+    },
+];
+
+/// `name` (levels split by `/`) as `d` spells it on the wire.
+fn wire(d: &Dovecot, name: &str) -> String {
+    mutf7::encode(&name.replace('/', &d.separator().to_string()))
+}
+
+/// A message whose body has lines that mbox must quote (`From `, `>From `).
+fn corpus_message(folder: &str, i: usize) -> Vec<u8> {
+    let body = format!(
+        "Body {i} of {folder}\r\nFrom the start of a line\r\n>From quoted already\r\n{}",
+        "line of text\r\n".repeat(i * 5)
+    );
+    message(&format!("{folder}-{i}"), &format!("{folder} {i}"), &body)
+}
+
+/// Fills `d` with the corpus (and `extra` more INBOX messages), returns what it serves
+/// over IMAP per folder, then stops it: its files are the source.
+fn written_by_dovecot(d: &Dovecot, extra: usize) -> Result<BTreeMap<String, Vec<Msg>>> {
+    for f in &CORPUS[1..] {
+        d.create_mailbox(USER, &f.name.replace('/', &d.separator().to_string()))?;
+    }
+    for f in &CORPUS {
+        let count = if f.name == "INBOX" {
+            f.count + extra
+        } else {
+            f.count
+        };
+        let mut messages: Vec<(&str, &str, Vec<u8>)> = (0..count)
+            .map(|i| {
+                (
+                    FLAGS[i % FLAGS.len()],
+                    DATES[i % DATES.len()],
+                    corpus_message(f.name, i),
+                )
+            })
+            .collect();
+        if f.name == "INBOX" {
+            // A genuine duplicate: the same message twice.
+            messages.push(("", DATES[0], message("dup", "Twice", "same")));
+            messages.push(("\\Seen", DATES[1], message("dup", "Twice", "same")));
+        }
+        load(d, &wire(d, f.name), &messages)?;
+    }
+    let mut served = BTreeMap::new();
+    for f in &CORPUS {
+        served.insert(
+            f.name.to_owned(),
+            comparable(messages(d, &wire(d, f.name))?),
+        );
+    }
+    d.stop()?;
+    Ok(served)
+}
+
+/// Messages with their INTERNALDATE as an instant: a Maildir keeps the date as an mtime,
+/// without the zone it was appended with.
+fn comparable(mut messages: Vec<Msg>) -> Vec<Msg> {
+    for m in &mut messages {
+        if let Ok(d) = chrono::DateTime::parse_from_str(&m.date, "%d-%b-%Y %H:%M:%S %z") {
+            m.date = d.timestamp().to_string();
+        }
+    }
+    messages.sort();
+    messages
+}
+
+/// Every file and directory under `root` with its bytes and modification time.
+fn tree(root: &Path) -> Result<BTreeMap<PathBuf, (Vec<u8>, SystemTime)>> {
+    let mut out = BTreeMap::new();
+    let mut dirs = vec![root.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        out.insert(
+            dir.clone(),
+            (Vec::new(), std::fs::metadata(&dir)?.modified()?),
+        );
+        for e in std::fs::read_dir(&dir)? {
+            let e = e?;
+            let meta = std::fs::symlink_metadata(e.path())?;
+            if meta.is_dir() {
+                dirs.push(e.path());
+            } else {
+                out.insert(e.path(), (std::fs::read(e.path())?, meta.modified()?));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A manifest reading `source` (a YAML flow mapping under `spec.source`) into `dst`.
+fn file_manifest(name: &str, source: &str, dst: &Dovecot) -> String {
+    format!(
+        "apiVersion: mailshift.io/v1alpha1
+kind: MailMigration
+metadata:
+  name: {name}
+spec:
+  source:
+    {source}
+  destination:
+    imap: {{ host: 127.0.0.1, port: {port}, tls: none }}
+  mailboxes:
+    - address: {USER}
+      destinationPassword: {{ value: {PASSWORD} }}
+",
+        port = dst.imap_port()
+    )
+}
+
+fn sync_json(dir: &Path) -> Result<serde_json::Value> {
+    let out = mailshift(
+        dir,
+        &["sync", "-f", "m.yaml", "--state", "state", "-o", "json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// The destination holds exactly what the old Dovecot served.
+fn assert_exact(served: &BTreeMap<String, Vec<Msg>>, dst: &Dovecot) -> Result<()> {
+    for (name, want) in served {
+        let got = comparable(messages(dst, &wire(dst, name))?);
+        assert_eq!(want.len(), got.len(), "{name}: message count");
+        if let Some((w, g)) = want.iter().zip(&got).find(|(w, g)| w != g) {
+            panic!(
+                "{name}: the destination differs from what the old server served:\nserved: {:?} {:?}\n{}\ncopied: {:?} {:?}\n{}",
+                w.flags,
+                w.date,
+                String::from_utf8_lossy(&w.body).escape_debug(),
+                g.flags,
+                g.date,
+                String::from_utf8_lossy(&g.body).escape_debug()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The whole story for one kind of files: copy, compare, copy again, verify, untouched.
+fn copies_files_exactly(
+    name: &str,
+    source: DovecotBuilder,
+    files: impl Fn(&Dovecot) -> PathBuf,
+    section: &str,
+) -> Result<()> {
+    let src = source.start()?;
+    let dst = dovecot(&format!("{name}-dst")).separator('/').start()?;
+    let served = written_by_dovecot(&src, 0)?;
+    let root = files(&src);
+    let before = tree(&root)?;
+    let path = root.to_str().unwrap().replace(USER, "{user}");
+
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        file_manifest(name, &format!("{section}: {{ path: \"{path}\" }}"), &dst),
+    )?;
+    let first = sync_json(dir.path())?;
+    let total: usize = served.values().map(Vec::len).sum();
+    assert_eq!(
+        first["totals"]["messagesTransferred"], total as u64,
+        "{first:#}"
+    );
+    assert_exact(&served, &dst)?;
+    let dst_folders = folders(&dst)?;
+    let sent = dst_folders.iter().find(|(n, _)| n == "Sent").expect("Sent");
+    assert!(
+        sent.1.contains("\\Sent"),
+        "Sent lands in the destination's Sent: {sent:?}"
+    );
+
+    let again = sync_json(dir.path())?;
+    assert_eq!(again["totals"]["messagesTransferred"], 0, "{again:#}");
+    let out = mailshift(dir.path(), &["verify", "-f", "m.yaml", "--state", "state"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_exact(&served, &dst)?;
+    assert!(
+        tree(&root)? == before,
+        "the source files changed (bytes, names or mtimes)"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_maildir_written_by_dovecot_is_copied_exactly_and_left_untouched() -> Result<()> {
+    copies_files_exactly(
+        "maildir",
+        dovecot("maildir-src"),
+        |d| d.mail_dir().join(USER).join("Maildir"),
+        "maildir",
+    )
+}
+
+#[test]
+fn a_maildir_in_dovecots_fs_layout_is_copied_exactly() -> Result<()> {
+    copies_files_exactly(
+        "maildir-fs",
+        dovecot("maildir-fs-src").separator('/'),
+        |d| d.mail_dir().join(USER).join("Maildir"),
+        "maildir",
+    )
+}
+
+#[test]
+fn mbox_files_written_by_dovecot_are_copied_exactly_and_left_untouched() -> Result<()> {
+    copies_files_exactly(
+        "mbox",
+        dovecot("mbox-src").mbox(true),
+        |d| d.mail_dir().join(USER).join("mail"),
+        "mbox",
+    )
+}
+
+/// `mailshift sync` killed while it copies from the files, started again each time: the
+/// destination never holds anything twice and ends as an exact copy.
+fn killed_and_resumed(
+    name: &str,
+    source: DovecotBuilder,
+    files: impl Fn(&Dovecot) -> PathBuf,
+    section: &str,
+) -> Result<()> {
+    let src = source.start()?;
+    let dst = dovecot(&format!("{name}-dst")).separator('/').start()?;
+    let served = written_by_dovecot(&src, 1200)?;
+    let root = files(&src);
+    let before = tree(&root)?;
+    let path = root.to_str().unwrap().replace(USER, "{user}");
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        file_manifest(name, &format!("{section}: {{ path: \"{path}\" }}"), &dst),
+    )?;
+    let mut kills = 0;
+    for target in [150, 500, 900] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mailshift"))
+            .args(["sync", "-f", "m.yaml", "--state", "state"])
+            .current_dir(dir.path())
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        wait::until_true(Duration::from_secs(60), "messages to arrive", || {
+            Ok(child.try_wait()?.is_some() || count(&dst, "INBOX") >= target)
+        })?;
+        if child.try_wait()?.is_none() {
+            child.kill()?;
+            child.wait()?;
+            kills += 1;
+        }
+        let got = messages(&dst, "INBOX")?;
+        let want = &served["INBOX"];
+        for m in &got {
+            let on_dst = got.iter().filter(|o| o.body == m.body).count();
+            let on_src = want.iter().filter(|o| o.body == m.body).count();
+            assert!(
+                on_dst <= on_src,
+                "copied twice after a kill: {}",
+                m.subject()
+            );
+        }
+    }
+    assert!(
+        kills > 0,
+        "no run was killed midway: the test proves nothing"
+    );
+    sync_json(dir.path())?;
+    assert_exact(&served, &dst)?;
+    let again = sync_json(dir.path())?;
+    assert_eq!(again["totals"]["messagesTransferred"], 0, "{again:#}");
+    assert!(tree(&root)? == before, "the source files changed");
+    Ok(())
+}
+
+#[test]
+fn a_maildir_copy_killed_midway_resumes_to_an_exact_copy() -> Result<()> {
+    killed_and_resumed(
+        "maildir-kill",
+        dovecot("maildir-kill-src"),
+        |d| d.mail_dir().join(USER).join("Maildir"),
+        "maildir",
+    )
+}
+
+#[test]
+fn an_mbox_copy_killed_midway_resumes_to_an_exact_copy() -> Result<()> {
+    killed_and_resumed(
+        "mbox-kill",
+        dovecot("mbox-kill-src").mbox(true),
+        |d| d.mail_dir().join(USER).join("mail"),
+        "mbox",
+    )
+}
