@@ -3,9 +3,9 @@
 //!
 //! - **Read only.** DELE is never sent. Bodies are read with `TOP n 999999999`, which gives
 //!   the whole message on the servers seen (Dovecot included) without RETR's side effect:
-//!   Dovecot sets `\Seen` on a message retrieved with RETR, not with TOP. A server that does
-//!   not offer TOP is refused with that reason (the mailbox's error, in `plan` and `status`)
-//!   rather than read with RETR.
+//!   Dovecot sets `\Seen` on a message retrieved with RETR, not with TOP. A server whose
+//!   CAPA lacks TOP is refused before the password is sent, and the reason is the mailbox's
+//!   login check in `plan` and `status`: it is never read with RETR.
 //! - **UIDs** are mailshift's own, by UIDL (see [`super::uids`]), in the order of the
 //!   messages' numbers: a re-sync lists the UIDLs (one round trip), and the engine's cache
 //!   then fetches only what is new.
@@ -182,6 +182,16 @@ impl Pop3Connector {
                 (conn, caps)
             }
         };
+        // Checked before the password is sent: without TOP the only way to a body is RETR,
+        // which marks the message read on the old server. Refused here, the reason reaches
+        // `plan` and `status` as the mailbox's login check.
+        if !caps.iter().any(|c| c == "TOP") {
+            return Err(ConnectError::Unsupported {
+                side: Side::Source,
+                addr,
+                reason: "the POP3 server does not offer TOP: reading messages with RETR would mark them read there, so they are not read".into(),
+            });
+        }
         conn.login(&account.source, &caps, &self.host, self.port)
             .await
             .map_err(|e| match e {
@@ -206,7 +216,6 @@ impl Pop3Connector {
         conn.timeout = self.timeout;
         Ok(Pop3Session {
             conn,
-            top: caps.iter().any(|c| c == "TOP"),
             pipelining: caps.iter().any(|c| c == "PIPELINING"),
             mailbox: account.address.clone(),
             uids: Arc::clone(&self.uids),
@@ -481,7 +490,6 @@ struct Listed {
 /// One POP3 session: INBOX as a read-only IMAP folder.
 pub struct Pop3Session {
     conn: Conn<Box<dyn Stream>>,
-    top: bool,
     pipelining: bool,
     mailbox: String,
     uids: Arc<UidMaps>,
@@ -606,12 +614,6 @@ impl Pop3Session {
 
     /// `TOP n lines` for each of `messages`, pipelined where the server allows it.
     async fn tops(&mut self, messages: &[Listed], lines: u32) -> Result<Vec<Vec<u8>>, ImapError> {
-        if !self.top {
-            return Err(ImapError::Refused {
-                what: "TOP".into(),
-                reason: "the server does not offer TOP; reading with RETR would mark messages as read on the old server, so they are not read".into(),
-            });
-        }
         let at_once = if self.pipelining { PIPELINE } else { 1 };
         let mut out = Vec::with_capacity(messages.len());
         for chunk in messages.chunks(at_once) {
