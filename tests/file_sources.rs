@@ -209,6 +209,19 @@ fn copies_files_exactly(
     files: impl Fn(&Dovecot) -> PathBuf,
     section: &str,
 ) -> Result<()> {
+    copies_files_exactly_with(name, source, files, section, "", |_| Ok(()))
+}
+
+/// [`copies_files_exactly`] with `extra` fields in the source's section, and files `setup`
+/// writes next to the manifest.
+fn copies_files_exactly_with(
+    name: &str,
+    source: DovecotBuilder,
+    files: impl Fn(&Dovecot) -> PathBuf,
+    section: &str,
+    extra: &str,
+    setup: impl Fn(&Path) -> Result<()>,
+) -> Result<()> {
     let src = source.start()?;
     let dst = dovecot(&format!("{name}-dst")).separator('/').start()?;
     let served = written_by_dovecot(&src, 0)?;
@@ -217,9 +230,14 @@ fn copies_files_exactly(
     let path = root.to_str().unwrap().replace(USER, "{user}");
 
     let dir = tempfile::tempdir()?;
+    setup(dir.path())?;
     std::fs::write(
         dir.path().join("m.yaml"),
-        file_manifest(name, &format!("{section}: {{ path: \"{path}\" }}"), &dst),
+        file_manifest(
+            name,
+            &format!("{section}: {{ path: \"{path}\"{extra} }}"),
+            &dst,
+        ),
     )?;
     let first = sync_json(dir.path())?;
     let total: usize = served.values().map(Vec::len).sum();
@@ -268,6 +286,57 @@ fn a_maildir_in_dovecots_fs_layout_is_copied_exactly() -> Result<()> {
         dovecot("maildir-fs-src").separator('/'),
         |d| d.mail_dir().join(USER).join("Maildir"),
         "maildir",
+    )
+}
+
+/// The same Maildir read on the "old server" over ssh (a real sshd on loopback, the real
+/// OpenSSH client, host key checked): `find`, `stat`, `head`, `cat` there, nothing written.
+#[test]
+fn a_maildir_read_over_ssh_is_copied_exactly_and_left_untouched() -> Result<()> {
+    let sshd = mailshift_harness::Sshd::start()?;
+    let extra = format!(
+        ", ssh: {{ host: 127.0.0.1, port: {}, user: root, identity: {{ file: id }}, knownHosts: {{ file: kh }} }}",
+        sshd.port()
+    );
+    copies_files_exactly_with(
+        "maildir-ssh",
+        dovecot("maildir-ssh-src"),
+        |d| d.mail_dir().join(USER).join("Maildir"),
+        "maildir",
+        &extra,
+        |dir| {
+            std::fs::write(dir.join("id"), sshd.client_private_key()?)?;
+            std::fs::write(dir.join("kh"), sshd.known_hosts_line())?;
+            Ok(())
+        },
+    )?;
+    assert!(
+        sshd.log().contains("Accepted publickey for root"),
+        "the files were not read over ssh: {}",
+        sshd.log()
+    );
+    Ok(())
+}
+
+/// mbox files over ssh: the file streamed once with `cat`, messages read by range.
+#[test]
+fn mbox_files_read_over_ssh_are_copied_exactly() -> Result<()> {
+    let sshd = mailshift_harness::Sshd::start()?;
+    let extra = format!(
+        ", ssh: {{ host: 127.0.0.1, port: {}, user: root, identity: {{ file: id }}, knownHosts: {{ file: kh }} }}",
+        sshd.port()
+    );
+    copies_files_exactly_with(
+        "mbox-ssh",
+        dovecot("mbox-ssh-src").mbox(true),
+        |d| d.mail_dir().join(USER).join("mail"),
+        "mbox",
+        &extra,
+        |dir| {
+            std::fs::write(dir.join("id"), sshd.client_private_key()?)?;
+            std::fs::write(dir.join("kh"), sshd.known_hosts_line())?;
+            Ok(())
+        },
     )
 }
 

@@ -9,11 +9,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, FixedOffset};
 
+use super::fs::{Fs, Local, Remote};
 use super::maildir::Maildir;
 use super::mbox::Mbox;
 use super::path::PathTemplate;
@@ -84,11 +85,12 @@ impl Store {
         }
     }
 
-    /// The message's bytes as an IMAP server would give them; `None` when it is gone.
-    fn read(&self, found: &Found) -> io::Result<Option<Vec<u8>>> {
+    /// The messages' bytes as an IMAP server would give them, in order; `None` for one
+    /// that is gone.
+    fn read(&self, found: &[&Found]) -> io::Result<Vec<Option<Vec<u8>>>> {
         match self {
-            Store::Maildir(_) => Maildir::read(found),
-            Store::Mbox(m) => m.read(found),
+            Store::Maildir(m) => m.read(found),
+            Store::Mbox(m) => found.iter().map(|f| m.read(f)).collect(),
         }
     }
 }
@@ -143,6 +145,7 @@ pub struct FileConnector {
     path: PathTemplate,
     inbox: Option<PathTemplate>,
     quoting: crate::spec::MboxQuoting,
+    fs: Arc<dyn Fs>,
     uids: Arc<UidMaps>,
 }
 
@@ -151,12 +154,18 @@ impl std::fmt::Debug for FileConnector {
         f.debug_struct("FileConnector")
             .field("kind", &self.kind)
             .field("path", &self.path)
+            .field("on", &self.fs.describe())
             .finish()
     }
 }
 
 impl FileConnector {
-    pub fn new(source: &SourceServer, store: Arc<dyn CacheStore>) -> anyhow::Result<Self> {
+    /// `resolver` gives the ssh key and known hosts when the files are read over ssh.
+    pub fn new(
+        source: &SourceServer,
+        resolver: &crate::secrets::Resolver,
+        store: Arc<dyn CacheStore>,
+    ) -> anyhow::Result<Self> {
         let kind = source.kind();
         let files = match kind {
             SourceKind::Maildir => source.maildir.as_ref(),
@@ -172,11 +181,19 @@ impl FileConnector {
             .map(PathTemplate::parse)
             .transpose()
             .map_err(|e| anyhow::anyhow!("source.{}.inbox: {e}", kind.name()))?;
+        let fs: Arc<dyn Fs> = match &files.ssh {
+            Some(ssh) => Arc::new(Remote::new(
+                crate::routing::SshRunner::new(ssh, resolver)
+                    .map_err(|e| anyhow::anyhow!("source.{}.ssh: {e}", kind.name()))?,
+            )),
+            None => Arc::new(Local),
+        };
         Ok(FileConnector {
             kind,
             path,
             inbox,
             quoting: files.quoting.unwrap_or_default(),
+            fs,
             uids: Arc::new(UidMaps::new(store)),
         })
     }
@@ -196,11 +213,23 @@ impl FileConnector {
             addr: root.display().to_string(),
             reason,
         };
-        let meta = tokio::fs::metadata(&root)
+        let fs = Arc::clone(&self.fs);
+        let at = root.clone();
+        let meta = tokio::task::spawn_blocking(move || fs.stat(&at))
             .await
-            .map_err(|e| unusable(format!("cannot read: {e}")))?;
+            .map_err(|e| unusable(format!("cannot read: {e}")))?
+            .map_err(|e| unusable(format!("cannot read on {}: {e}", self.fs.describe())))?
+            .ok_or_else(|| {
+                unusable(format!(
+                    "no such file or directory on {}",
+                    self.fs.describe()
+                ))
+            })?;
+        let is_dir = meta.kind == super::fs::Kind::Dir;
         let store = match self.kind {
-            SourceKind::Maildir if meta.is_dir() => Store::Maildir(Maildir::new(root.clone())),
+            SourceKind::Maildir if is_dir => {
+                Store::Maildir(Maildir::new(root.clone(), Arc::clone(&self.fs)))
+            }
             SourceKind::Maildir => return Err(unusable("not a Maildir directory".into())),
             _ => {
                 let inbox = match &self.inbox {
@@ -210,7 +239,13 @@ impl FileConnector {
                     ),
                     None => None,
                 };
-                Store::Mbox(Mbox::new(root.clone(), meta.is_dir(), inbox, self.quoting))
+                Store::Mbox(Mbox::new(
+                    root.clone(),
+                    is_dir,
+                    inbox,
+                    self.quoting,
+                    Arc::clone(&self.fs),
+                ))
             }
         };
         tracing::debug!(mailbox = %account.address, path = %root.display(), kind = self.kind.name(), "reading files");
@@ -399,10 +434,11 @@ impl FileSession {
     ) -> Result<Vec<(Numbered, Vec<u8>)>, ImapError> {
         let store = Arc::clone(&self.store);
         let (mut got, missing) = blocking(what, move || {
+            let bytes = store.read(&picked.iter().map(|m| &m.found).collect::<Vec<_>>())?;
             let mut got = Vec::with_capacity(picked.len());
             let mut missing = Vec::new();
-            for m in picked {
-                match store.read(&m.found)? {
+            for (m, b) in picked.into_iter().zip(bytes) {
+                match b {
                     Some(bytes) => got.push((m, bytes)),
                     None => missing.push(m),
                 }
@@ -424,13 +460,12 @@ impl FileSession {
             .collect();
         let store = Arc::clone(&self.store);
         let more = blocking(what, move || {
-            let mut got = Vec::new();
-            for m in again {
-                if let Some(bytes) = store.read(&m.found)? {
-                    got.push((m, bytes));
-                }
-            }
-            Ok(got)
+            let bytes = store.read(&again.iter().map(|m| &m.found).collect::<Vec<_>>())?;
+            Ok(again
+                .into_iter()
+                .zip(bytes)
+                .filter_map(|(m, b)| b.map(|b| (m, b)))
+                .collect::<Vec<_>>())
         })
         .await?;
         got.extend(more);
@@ -545,14 +580,6 @@ pub fn crlf(bytes: &[u8]) -> Vec<u8> {
         previous = b;
     }
     out
-}
-
-/// The date of a file's last change, as an INTERNALDATE.
-pub fn mtime(path: &Path) -> io::Result<Option<DateTime<FixedOffset>>> {
-    let modified = std::fs::metadata(path)?.modified()?;
-    // INTERNALDATE has whole seconds.
-    let secs = DateTime::<chrono::Utc>::from(modified).timestamp();
-    Ok(DateTime::from_timestamp(secs, 0).map(|d| d.fixed_offset()))
 }
 
 #[cfg(test)]

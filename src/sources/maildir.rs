@@ -17,8 +17,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::files::{DiskFolder, Found, Place, crlf, mtime};
+use super::files::{DiskFolder, Found, Place, crlf};
+use super::fs::{DirEntry, Fs, Kind};
 use crate::imap::diff::{Flag, FlagSet};
 use crate::imap::mutf7;
 
@@ -26,10 +28,14 @@ use crate::imap::mutf7;
 #[derive(Clone, Debug)]
 pub struct Maildir {
     root: PathBuf,
+    fs: Arc<dyn Fs>,
 }
 
-fn is_maildir(dir: &Path) -> bool {
-    dir.join("cur").is_dir() || dir.join("new").is_dir()
+/// Whether a directory listed as `entries` holds messages (`cur/` or `new/`).
+fn is_maildir(entries: &[DirEntry]) -> bool {
+    entries
+        .iter()
+        .any(|e| e.kind == Kind::Dir && (e.name == "cur" || e.name == "new"))
 }
 
 fn decoded(wire: &str) -> String {
@@ -37,38 +43,38 @@ fn decoded(wire: &str) -> String {
 }
 
 impl Maildir {
-    pub fn new(root: PathBuf) -> Maildir {
-        Maildir { root }
+    pub fn new(root: PathBuf, fs: Arc<dyn Fs>) -> Maildir {
+        Maildir { root, fs }
     }
 
     /// The folders, and the hierarchy delimiter.
     pub fn folders(&self) -> io::Result<(Vec<DiskFolder>, Option<char>)> {
         let mut dotted: Vec<DiskFolder> = Vec::new();
         let mut nested: Vec<DiskFolder> = Vec::new();
-        let mut inbox = is_maildir(&self.root).then(|| self.root.clone());
-        for e in std::fs::read_dir(&self.root)? {
-            let e = e?;
-            let Ok(name) = e.file_name().into_string() else {
-                tracing::warn!(path = %e.path().display(), "folder name is not UTF-8; skipped");
-                continue;
-            };
-            if !e.file_type()?.is_dir() || matches!(name.as_str(), "cur" | "new" | "tmp") {
+        let top = self.fs.list(&self.root)?;
+        let mut inbox = is_maildir(&top).then(|| self.root.clone());
+        for e in &top {
+            let name = e.name.as_str();
+            if e.kind != Kind::Dir || matches!(name, "cur" | "new" | "tmp") {
                 continue;
             }
+            let path = self.root.join(name);
             if let Some(wire) = name.strip_prefix('.') {
-                if !wire.is_empty() && wire != "." && is_maildir(&e.path()) {
+                if !wire.is_empty() && wire != "." && is_maildir(&self.listed(&path)?) {
                     dotted.push(DiskFolder {
                         name: decoded(wire),
                         wire: wire.to_owned(),
-                        at: e.path(),
+                        at: path,
                         selectable: true,
                     });
                 }
-            } else if inbox.is_none() && name.eq_ignore_ascii_case("INBOX") && is_maildir(&e.path())
+            } else if inbox.is_none()
+                && name.eq_ignore_ascii_case("INBOX")
+                && is_maildir(&self.listed(&path)?)
             {
-                inbox = Some(e.path());
+                inbox = Some(path);
             } else {
-                self.nested(&e.path(), &name, &mut nested)?;
+                self.nested(&path, name, &mut nested)?;
             }
         }
         let delimiter = if dotted.is_empty() && !nested.is_empty() {
@@ -88,20 +94,26 @@ impl Maildir {
         Ok((with_parents(folders, delimiter), Some(delimiter)))
     }
 
+    /// A directory's entries; a directory gone meanwhile has none.
+    fn listed(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
+        match self.fs.list(dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
     /// `LAYOUT=fs`: `dir` (named `wire` from the root) and what is below it.
     fn nested(&self, dir: &Path, wire: &str, out: &mut Vec<DiskFolder>) -> io::Result<()> {
-        let here = is_maildir(dir);
+        let entries = self.listed(dir)?;
+        let here = is_maildir(&entries);
         let mut below = Vec::new();
-        for e in std::fs::read_dir(dir)? {
-            let e = e?;
-            let Ok(name) = e.file_name().into_string() else {
-                continue;
-            };
-            if e.file_type()?.is_dir()
+        for e in &entries {
+            let name = e.name.as_str();
+            if e.kind == Kind::Dir
                 && !name.starts_with('.')
-                && !matches!(name.as_str(), "cur" | "new" | "tmp")
+                && !matches!(name, "cur" | "new" | "tmp")
             {
-                below.push((e.path(), format!("{wire}/{name}")));
+                below.push((dir.join(name), format!("{wire}/{name}")));
             }
         }
         if here {
@@ -121,34 +133,21 @@ impl Maildir {
     /// The messages of `folder`: `new/` first, then `cur/`, so that a message moved from one
     /// to the other while they are read is still seen.
     pub fn scan(&self, folder: &DiskFolder) -> io::Result<Vec<Found>> {
-        let keywords = keywords(&folder.at);
+        let keywords = keywords(self.fs.as_ref(), &folder.at);
         let mut out = Vec::new();
         for sub in ["new", "cur"] {
             let dir = folder.at.join(sub);
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            for e in entries {
-                let e = e?;
-                let Ok(name) = e.file_name().into_string() else {
-                    tracing::warn!(path = %e.path().display(), "message file name is not UTF-8; skipped");
-                    continue;
-                };
-                if name.starts_with('.') {
+            for e in self.listed(&dir)? {
+                let name = e.name.as_str();
+                if name.starts_with('.') || e.kind != Kind::File {
                     continue;
                 }
-                let path = e.path();
-                let internal_date = match mtime(&path) {
-                    Ok(d) => d,
-                    // Renamed or removed since the directory was read.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
-                };
+                let path = dir.join(name);
+                let internal_date =
+                    chrono::DateTime::from_timestamp(e.mtime, 0).map(|d| d.fixed_offset());
                 let (base, info) = match name.split_once(':') {
                     Some((b, i)) => (b, Some(i)),
-                    None => (name.as_str(), None),
+                    None => (name, None),
                 };
                 out.push(Found {
                     name: base.to_owned(),
@@ -162,16 +161,21 @@ impl Maildir {
         Ok(out)
     }
 
-    /// The file's bytes with CRLF line endings; `None` when it is gone.
-    pub fn read(found: &Found) -> io::Result<Option<Vec<u8>>> {
-        let Place::File(path) = &found.place else {
-            return Ok(None);
-        };
-        match std::fs::read(path) {
-            Ok(bytes) => Ok(Some(crlf(&bytes))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+    /// The files' bytes with CRLF line endings, in order; `None` for one that is gone.
+    pub fn read(&self, found: &[&Found]) -> io::Result<Vec<Option<Vec<u8>>>> {
+        let paths: Vec<PathBuf> = found
+            .iter()
+            .map(|f| match &f.place {
+                Place::File(p) => p.clone(),
+                Place::Range { file, .. } => file.clone(),
+            })
+            .collect();
+        Ok(self
+            .fs
+            .read_many(&paths)?
+            .into_iter()
+            .map(|b| b.map(|b| crlf(&b)))
+            .collect())
     }
 }
 
@@ -207,11 +211,12 @@ fn with_parents(mut folders: Vec<DiskFolder>, delimiter: char) -> Vec<DiskFolder
 }
 
 /// `dovecot-keywords`: `0 $Forwarded` lines, keyword `a` being number 0.
-fn keywords(dir: &Path) -> HashMap<char, String> {
-    let Ok(text) = std::fs::read_to_string(dir.join("dovecot-keywords")) else {
+fn keywords(fs: &dyn Fs, dir: &Path) -> HashMap<char, String> {
+    let Ok(Some(bytes)) = fs.read(&dir.join("dovecot-keywords")) else {
         return HashMap::new();
     };
-    text.lines()
+    String::from_utf8_lossy(&bytes)
+        .lines()
         .filter_map(|line| {
             let (n, name) = line.split_once(' ')?;
             let n: u8 = n.trim().parse().ok()?;

@@ -21,15 +21,15 @@
 //!   server) keeps the other messages' UIDs. `X-UID` headers are not used.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, Read, Seek};
+use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime};
 use sha2::{Digest, Sha256};
 
 use super::files::{DiskFolder, Found, Place, crlf};
+use super::fs::{Fs, Kind};
 use crate::imap::diff::{Flag, FlagSet};
 use crate::imap::identity::MessageKey;
 use crate::imap::mutf7;
@@ -53,35 +53,41 @@ pub struct Mbox {
     is_dir: bool,
     inbox: Option<PathBuf>,
     quoting: MboxQuoting,
+    fs: Arc<dyn Fs>,
     /// The last scan of each file, by size and modification time: a pass's STATUS and
     /// EXAMINE read the file once.
     scans: Arc<Mutex<HashMap<PathBuf, Scan>>>,
 }
 
 /// A file's size and modification time when it was read, and its messages.
-type Scan = (u64, SystemTime, Vec<Found>);
+type Scan = (u64, (i64, u32), Vec<Found>);
 
 fn decoded(wire: &str) -> String {
     mutf7::decode(wire).unwrap_or_else(|_| wire.to_owned())
 }
 
 /// Whether `path` is an mbox file: empty, or starting with `From `.
-fn is_mbox(path: &Path) -> bool {
-    let mut head = [0u8; 5];
-    match std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) {
-        Ok(0) => true,
-        Ok(n) => &head[..n] == b"From ",
-        Err(_) => false,
+fn is_mbox(fs: &dyn Fs, path: &Path) -> bool {
+    match fs.read_range(path, 0, 5) {
+        Ok(Some(head)) => head.is_empty() || head == b"From ",
+        _ => false,
     }
 }
 
 impl Mbox {
-    pub fn new(root: PathBuf, is_dir: bool, inbox: Option<PathBuf>, quoting: MboxQuoting) -> Mbox {
+    pub fn new(
+        root: PathBuf,
+        is_dir: bool,
+        inbox: Option<PathBuf>,
+        quoting: MboxQuoting,
+        fs: Arc<dyn Fs>,
+    ) -> Mbox {
         Mbox {
             root,
             is_dir,
             inbox,
             quoting,
+            fs,
             scans: Arc::default(),
         }
     }
@@ -101,7 +107,7 @@ impl Mbox {
         self.walk(&self.root, "", &mut out)?;
         if let Some(at) = &self.inbox {
             out.retain(|f| f.name != "INBOX");
-            if at.is_file() {
+            if self.fs.stat(at)?.is_some_and(|m| m.kind == Kind::File) {
                 out.push(inbox(at.clone()));
             }
         }
@@ -110,44 +116,43 @@ impl Mbox {
     }
 
     fn walk(&self, dir: &Path, prefix: &str, out: &mut Vec<DiskFolder>) -> io::Result<()> {
-        for e in std::fs::read_dir(dir)? {
-            let e = e?;
-            let Ok(name) = e.file_name().into_string() else {
-                tracing::warn!(path = %e.path().display(), "mbox name is not UTF-8; skipped");
-                continue;
-            };
+        for e in self.fs.list(dir)? {
+            let name = e.name.as_str();
             if name.starts_with('.') || name.ends_with(".lock") {
                 continue;
             }
+            let path = dir.join(name);
             let wire = format!("{prefix}{name}");
             let display = wire.split('/').map(decoded).collect::<Vec<_>>().join("/");
-            let kind = e.file_type()?;
-            if kind.is_dir() {
+            if e.kind == Kind::Dir {
                 out.push(DiskFolder {
                     name: display,
                     wire: wire.clone(),
-                    at: e.path(),
+                    at: path.clone(),
                     selectable: false,
                 });
-                self.walk(&e.path(), &format!("{wire}/"), out)?;
-            } else if kind.is_file() && is_mbox(&e.path()) {
+                self.walk(&path, &format!("{wire}/"), out)?;
+            } else if e.kind == Kind::File && is_mbox(self.fs.as_ref(), &path) {
                 let top_inbox = prefix.is_empty() && name.eq_ignore_ascii_case("inbox");
                 out.push(DiskFolder {
                     name: if top_inbox { "INBOX".into() } else { display },
                     wire: if top_inbox { "INBOX".into() } else { wire },
-                    at: e.path(),
+                    at: path,
                     selectable: true,
                 });
-            } else if kind.is_file() {
-                tracing::debug!(path = %e.path().display(), "not an mbox file; skipped");
+            } else if e.kind == Kind::File {
+                tracing::debug!(path = %path.display(), "not an mbox file; skipped");
             }
         }
         Ok(())
     }
 
     pub fn scan(&self, folder: &DiskFolder) -> io::Result<Vec<Found>> {
-        let meta = std::fs::metadata(&folder.at)?;
-        let stamp = (meta.len(), meta.modified()?);
+        let meta = self
+            .fs
+            .stat(&folder.at)?
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let stamp = (meta.size, (meta.mtime, meta.mtime_nanos));
         if let Some((len, at, found)) = self
             .scans
             .lock()
@@ -157,7 +162,7 @@ impl Mbox {
         {
             return Ok(found.clone());
         }
-        let found = scan_file(&folder.at, self.quoting)?;
+        let found = scan_file(self.fs.open(&folder.at)?, &folder.at, self.quoting)?;
         self.scans
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -170,14 +175,9 @@ impl Mbox {
         let Place::Range { file, start, end } = &found.place else {
             return Ok(None);
         };
-        let mut f = match std::fs::File::open(file) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(raw) = self.fs.read_range(file, *start, end - start)? else {
+            return Ok(None);
         };
-        f.seek(io::SeekFrom::Start(*start))?;
-        let mut raw = Vec::with_capacity((end - start) as usize);
-        f.take(end - start).read_to_end(&mut raw)?;
         let (bytes, _) = message(&raw, self.quoting);
         let digest = name_digest(&bytes);
         Ok(found.name.starts_with(&digest).then_some(bytes))
@@ -194,8 +194,11 @@ fn is_blank(line: &[u8]) -> bool {
 }
 
 /// Every message of an mbox file.
-fn scan_file(path: &Path, quoting: MboxQuoting) -> io::Result<Vec<Found>> {
-    let mut reader = io::BufReader::new(std::fs::File::open(path)?);
+fn scan_file(
+    mut reader: Box<dyn BufRead + Send>,
+    path: &Path,
+    quoting: MboxQuoting,
+) -> io::Result<Vec<Found>> {
     let mut out = Vec::new();
     let mut seen: HashMap<String, u32> = HashMap::new();
     let mut current: Option<(u64, Option<DateTime<FixedOffset>>, Vec<u8>)> = None;
@@ -397,9 +400,10 @@ mod tests {
             b"From a Wed Jan  2 03:04:05 2019\nSubject: one\n\nhello\nFrom inside, unquoted\n\nFrom b Wed Jan  2 03:04:06 2019\nSubject: two\n\nbody\n\n",
         )
         .unwrap();
-        let found = scan_file(&path, MboxQuoting::None).unwrap();
+        let fs = Arc::new(super::super::fs::Local);
+        let found = scan_file(fs.open(&path).unwrap(), &path, MboxQuoting::None).unwrap();
         assert_eq!(found.len(), 2);
-        let mbox = Mbox::new(path.clone(), false, None, MboxQuoting::None);
+        let mbox = Mbox::new(path.clone(), false, None, MboxQuoting::None, fs);
         let first = mbox.read(&found[0]).unwrap().unwrap();
         assert_eq!(
             first,

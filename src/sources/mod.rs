@@ -11,6 +11,7 @@
 //! is read only: nothing here writes, renames or locks a file.
 
 pub mod files;
+pub mod fs;
 pub mod maildir;
 pub mod mbox;
 pub mod path;
@@ -98,7 +99,7 @@ impl SourceConnector {
                 }
             }
             SourceKind::Maildir | SourceKind::Mbox => {
-                SourceConnector::Files(FileConnector::new(source, store)?)
+                SourceConnector::Files(FileConnector::new(source, resolver, store)?)
             }
         })
     }

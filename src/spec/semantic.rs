@@ -134,6 +134,14 @@ impl Checker {
         for (kind, files) in [("maildir", &s.maildir), ("mbox", &s.mbox)] {
             if let Some(f) = files {
                 self.file_source(spec, f, &p.key(kind).key("path"));
+                if let Some(ssh) = &f.ssh
+                    && let Err(why) = host_or_ip(&ssh.host)
+                {
+                    self.error(
+                        p.key(kind).key("ssh").key("host"),
+                        format!("`{}` is not a host name or IP address: {why}", ssh.host),
+                    );
+                }
                 if kind == "maildir" && f.quoting.is_some() {
                     self.error(
                         p.key(kind).key("quoting"),
@@ -788,6 +796,20 @@ pub fn secret_refs<'a>(spec: &'a MailMigrationSpec, base: &Path) -> Vec<(Path, &
                 at = at.key(part);
             }
             out.push((at, secret));
+        }
+    }
+    for (kind, files) in [
+        ("maildir", &spec.source.maildir),
+        ("mbox", &spec.source.mbox),
+    ] {
+        if let Some(ssh) = files.as_ref().and_then(|f| f.ssh.as_ref()) {
+            let sp = base.key("source").key(kind).key("ssh");
+            if let Some(s) = &ssh.identity {
+                out.push((sp.key("identity"), s));
+            }
+            if let Some(s) = &ssh.known_hosts {
+                out.push((sp.key("knownHosts"), s));
+            }
         }
     }
     for (name, relay) in [("gateway", &spec.gateway), ("fallback", &spec.fallback)] {

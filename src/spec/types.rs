@@ -216,7 +216,7 @@ impl SourceServer {
     }
 }
 
-/// Mail kept in files on this machine (the old server's disk, mounted or copied).
+/// Mail kept in files, on this machine or on the old server over ssh.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileSource {
@@ -237,6 +237,11 @@ pub struct FileSource {
     /// from lines matching `>+From `; `mboxo` turns `>From ` back into `From `.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quoting: Option<MboxQuoting>,
+    /// Read the files on the old server over ssh (the OpenSSH client, host keys checked;
+    /// GNU `find`, `stat`, `head`, `tail` and `cat` run there, nothing is written) instead
+    /// of on this machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<Ssh>,
 }
 
 /// How an mbox writer quoted body lines beginning with `From `.
