@@ -261,6 +261,51 @@ fn copies_files_exactly_with(
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // The reconcile loop drives the same source: plan names the files as the old server,
+    // apply copies, verifies and completes the mailbox-only import.
+    let plan = mailshift(
+        dir.path(),
+        &["plan", "-f", "m.yaml", "--state", "state", "-o", "json"],
+    );
+    assert_eq!(
+        plan.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout)?;
+    let step = &plan[0]["plan"]["steps"][0];
+    assert_eq!(step["step"]["kind"], "initialSync", "{plan:#}");
+    let server = step["touches"][0]["server"].as_str().unwrap_or_default();
+    assert!(server.starts_with(&format!("{section} files ")), "{server}");
+    let apply = mailshift(
+        dir.path(),
+        &[
+            "apply",
+            "-f",
+            "m.yaml",
+            "--state",
+            "state",
+            "--no-wait",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(
+        apply.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&apply.stderr)
+    );
+    let outcome: serde_json::Value = serde_json::from_slice(&apply.stdout)?;
+    assert_eq!(outcome["outcome"], "converged", "{outcome:#}");
+    let plan = mailshift(dir.path(), &["plan", "-f", "m.yaml", "--state", "state"]);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "nothing left to do: {}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
     assert_exact(&served, &dst)?;
     assert!(
         tree(&root)? == before,
