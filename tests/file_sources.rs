@@ -474,3 +474,120 @@ fn an_mbox_copy_killed_midway_resumes_to_an_exact_copy() -> Result<()> {
         "mbox",
     )
 }
+
+/// Between two runs the files change as a live old server changes them: a flag set (a
+/// Maildir file renamed, an mbox Status header rewritten), a message delivered (a file in
+/// `new/`, a message appended to the mbox). The next run copies the new message alone and
+/// carries the flag over, and the copy stays exact.
+fn changes_between_runs(
+    name: &str,
+    source: DovecotBuilder,
+    files: impl Fn(&Dovecot) -> PathBuf,
+    section: &str,
+    change: impl Fn(&Path) -> Result<()>,
+    expect: impl Fn(&[Msg]) -> bool,
+) -> Result<()> {
+    let src = source.start()?;
+    let dst = dovecot(&format!("{name}-dst")).separator('/').start()?;
+    written_by_dovecot(&src, 0)?;
+    let root = files(&src);
+    let path = root.to_str().unwrap().replace(USER, "{user}");
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        file_manifest(name, &format!("{section}: {{ path: \"{path}\" }}"), &dst),
+    )?;
+    sync_json(dir.path())?;
+    let before = count(&dst, "INBOX");
+    change(&root)?;
+    let next = sync_json(dir.path())?;
+    assert_eq!(next["totals"]["messagesTransferred"], 1, "{next:#}");
+    assert_eq!(next["totals"]["flagsUpdated"], 1, "{next:#}");
+    assert_eq!(count(&dst, "INBOX"), before + 1);
+    let got = messages(&dst, "INBOX")?;
+    assert!(expect(&got), "the change did not reach the destination");
+    let again = sync_json(dir.path())?;
+    assert_eq!(again["totals"]["messagesTransferred"], 0, "{again:#}");
+    assert_eq!(again["totals"]["flagsUpdated"], 0, "{again:#}");
+    let out = mailshift(dir.path(), &["verify", "-f", "m.yaml", "--state", "state"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    Ok(())
+}
+
+/// The delivered message and the flagged one are on the destination as the files say.
+fn delivered_and_flagged(got: &[Msg]) -> bool {
+    let delivered = got.iter().any(|m| m.subject() == "Delivered later");
+    let flagged = got
+        .iter()
+        .any(|m| m.subject() == "INBOX 0" && m.flags.contains("\\Flagged"));
+    delivered && flagged
+}
+
+#[test]
+fn maildir_changes_between_runs_are_carried_over() -> Result<()> {
+    changes_between_runs(
+        "maildir-change",
+        dovecot("maildir-change-src"),
+        |d| d.mail_dir().join(USER).join("Maildir"),
+        "maildir",
+        |root| {
+            // INBOX 0 was appended without flags: find its file and flag it, as an MDA or
+            // IMAP server renames it.
+            let mut flagged = false;
+            for sub in ["cur", "new"] {
+                for e in std::fs::read_dir(root.join(sub))? {
+                    let p = e?.path();
+                    if String::from_utf8_lossy(&std::fs::read(&p)?).contains("Subject: INBOX 0\r\n")
+                        || String::from_utf8_lossy(&std::fs::read(&p)?)
+                            .contains("Subject: INBOX 0\n")
+                    {
+                        let name = p.file_name().unwrap().to_str().unwrap().to_owned();
+                        let base = name.split(':').next().unwrap().to_owned();
+                        std::fs::rename(&p, root.join("cur").join(format!("{base}:2,F")))?;
+                        flagged = true;
+                    }
+                }
+            }
+            assert!(flagged, "INBOX 0 found");
+            std::fs::write(
+                root.join("new").join("1700000000.M1P1.delivered"),
+                message("later", "Delivered later", "new mail"),
+            )?;
+            Ok(())
+        },
+        delivered_and_flagged,
+    )
+}
+
+#[test]
+fn mbox_changes_between_runs_are_carried_over() -> Result<()> {
+    changes_between_runs(
+        "mbox-change",
+        dovecot("mbox-change-src").mbox(true),
+        |d| d.mail_dir().join(USER).join("mail"),
+        "mbox",
+        |root| {
+            let inbox = root.join("inbox");
+            let text = std::fs::read(&inbox)?;
+            // The message of INBOX 0: an X-Status: F goes before its Subject field, as an
+            // mbox server rewrites a message's status headers.
+            let at = text
+                .windows(b"Subject: INBOX 0\n".len())
+                .position(|w| w == b"Subject: INBOX 0\n")
+                .expect("INBOX 0 in the mbox");
+            let mut changed = text[..at].to_vec();
+            changed.extend_from_slice(b"X-Status: F\n");
+            changed.extend_from_slice(&text[at..]);
+            changed.extend_from_slice(b"From MAILER-DAEMON Tue Dec  1 10:00:00 2026\n");
+            changed.extend_from_slice(&message("later", "Delivered later", "new mail"));
+            changed.extend_from_slice(b"\n");
+            std::fs::write(&inbox, changed)?;
+            Ok(())
+        },
+        delivered_and_flagged,
+    )
+}
