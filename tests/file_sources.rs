@@ -591,3 +591,52 @@ fn mbox_changes_between_runs_are_carried_over() -> Result<()> {
         delivered_and_flagged,
     )
 }
+
+/// A German Maildir (folders named as a German client names them, no SPECIAL-USE in files)
+/// lands in the destination's own Sent, Drafts and Trash: the folder mapping is the IMAP
+/// one, localized names included.
+#[test]
+fn localized_maildir_folders_map_to_the_destinations_own() -> Result<()> {
+    let src = dovecot("maildir-de-src").start()?;
+    let dst = dovecot("maildir-de-dst").separator('/').start()?;
+    for (i, f) in ["Gesendet", "Entwürfe", "Papierkorb", "Rechnungen"]
+        .iter()
+        .enumerate()
+    {
+        src.create_mailbox(USER, f)?;
+        load(
+            &src,
+            &mutf7::encode(f),
+            &[("\\Seen", DATES[0], message(&format!("de{i}"), f, "Grüße"))],
+        )?;
+    }
+    src.stop()?;
+    let path = src
+        .mail_dir()
+        .join("{user}")
+        .join("Maildir")
+        .display()
+        .to_string();
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        file_manifest(
+            "maildir-de",
+            &format!("maildir: {{ path: \"{path}\" }}"),
+            &dst,
+        ),
+    )?;
+    let out = sync_json(dir.path())?;
+    assert_eq!(out["totals"]["messagesTransferred"], 4, "{out:#}");
+    for (folder, subject) in [
+        ("Sent", "Gesendet"),
+        ("Drafts", "Entwürfe"),
+        ("Trash", "Papierkorb"),
+        ("Rechnungen", "Rechnungen"),
+    ] {
+        let got = messages(&dst, folder)?;
+        assert_eq!(got.len(), 1, "{folder}");
+        assert_eq!(got[0].subject(), subject, "{folder}");
+    }
+    Ok(())
+}
