@@ -509,6 +509,14 @@ fn changes_between_runs(
     let again = sync_json(dir.path())?;
     assert_eq!(again["totals"]["messagesTransferred"], 0, "{again:#}");
     assert_eq!(again["totals"]["flagsUpdated"], 0, "{again:#}");
+    // Nothing changed since: each folder is one read of its files (STATUS), as with a
+    // CONDSTORE server, thanks to mailshift's own MODSEQ.
+    for f in again["mailboxes"][0]["folders"]
+        .as_array()
+        .expect("folders")
+    {
+        assert_eq!(f["pass"], "no change", "{f:#}");
+    }
     let out = mailshift(dir.path(), &["verify", "-f", "m.yaml", "--state", "state"]);
     assert!(
         out.status.success(),

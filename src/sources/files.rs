@@ -18,7 +18,7 @@ use super::fs::{Fs, Local, Remote};
 use super::maildir::Maildir;
 use super::mbox::Mbox;
 use super::path::PathTemplate;
-use super::uids::UidMap;
+use super::uids::{Seen, UidMap, flags_digest};
 use crate::accounts::Account;
 use crate::imap::cache::{CacheStore, FolderCacheKey};
 use crate::imap::conn::{ConnectError, Side};
@@ -110,14 +110,14 @@ impl UidMaps {
         }
     }
 
-    /// UIDs for `names` (stable name, order among new ones), saved before they are
-    /// returned; the map's UIDVALIDITY and next UID.
+    /// UIDs for `names`, saved before they are returned; the map's UIDVALIDITY, next UID
+    /// and MODSEQ.
     pub(crate) fn assign(
         &self,
         key: &FolderCacheKey,
         folder_id: &str,
-        names: &[(&str, i64)],
-    ) -> anyhow::Result<(Vec<u32>, u32, u32)> {
+        names: &[Seen<'_>],
+    ) -> anyhow::Result<Assigned> {
         let mut maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
         if !maps.contains_key(key) {
             let loaded = self.store.load_source_uids(key)?;
@@ -134,8 +134,21 @@ impl UidMaps {
             *map = before;
             return Err(e);
         }
-        Ok((uids, map.uidvalidity, map.next))
+        Ok(Assigned {
+            uids,
+            uidvalidity: map.uidvalidity,
+            next: map.next,
+            modseq: map.modseq,
+        })
     }
+}
+
+/// What [`UidMaps::assign`] gives: the UIDs in the order asked, and the folder's state.
+pub(crate) struct Assigned {
+    pub uids: Vec<u32>,
+    pub uidvalidity: u32,
+    pub next: u32,
+    pub modseq: u64,
 }
 
 /// Opens [`FileSession`]s on each mailbox's files.
@@ -344,29 +357,31 @@ impl FileSession {
             })
     }
 
-    /// Every message of `folder` with its UID, ascending; the UIDVALIDITY and next UID.
-    async fn scan(&mut self, folder: &DiskFolder) -> Result<(Vec<Numbered>, u32, u32), ImapError> {
+    /// Every message of `folder` with its UID, ascending; the folder's UIDVALIDITY, next
+    /// UID and MODSEQ.
+    async fn scan(&mut self, folder: &DiskFolder) -> Result<(Vec<Numbered>, Assigned), ImapError> {
         let store = Arc::clone(&self.store);
         let f = folder.clone();
         let what = format!("read {}", folder.at.display());
         let found = blocking(&what, move || store.scan(&f)).await?;
         let key = FolderCacheKey::new(&self.mailbox, &folder.name);
         let id = folder.at.display().to_string();
-        let names: Vec<(&str, i64)> = found
+        let names: Vec<Seen<'_>> = found
             .iter()
-            .map(|f| {
-                let order = f.internal_date.map_or(i64::MAX, |d| d.timestamp());
-                (f.name.as_str(), order)
+            .map(|f| Seen {
+                name: f.name.as_str(),
+                order: f.internal_date.map_or(i64::MAX, |d| d.timestamp()),
+                flags: flags_digest(&f.flags),
             })
             .collect();
-        let (uids, validity, next) =
-            self.uids
-                .assign(&key, &id, &names)
-                .map_err(|e| ImapError::Refused {
-                    what: format!("UIDs of {}", folder.name),
-                    reason: format!("cannot keep them in the state directory: {e:#}"),
-                })?;
-        let mut messages: Vec<Numbered> = uids
+        let mut assigned = self
+            .uids
+            .assign(&key, &id, &names)
+            .map_err(|e| ImapError::Refused {
+                what: format!("UIDs of {}", folder.name),
+                reason: format!("cannot keep them in the state directory: {e:#}"),
+            })?;
+        let mut messages: Vec<Numbered> = std::mem::take(&mut assigned.uids)
             .into_iter()
             .zip(found)
             .map(|(uid, found)| Numbered { uid, found })
@@ -374,29 +389,29 @@ impl FileSession {
         messages.sort_by_key(|m| m.uid);
         // Two files with one name (a message in new/ and cur/ at once, mid-rename): one.
         messages.dedup_by_key(|m| m.uid);
-        Ok((messages, validity, next))
+        Ok((messages, assigned))
     }
 
     pub async fn status(&mut self, wire: &str) -> Result<MailboxStatus, ImapError> {
         let folder = self.folder(wire).await?;
-        let (messages, validity, next) = self.scan(&folder).await?;
+        let (messages, a) = self.scan(&folder).await?;
         Ok(MailboxStatus {
             messages: messages.len() as u32,
-            uid_next: Some(next),
-            uid_validity: Some(validity),
-            highest_modseq: None,
+            uid_next: Some(a.next),
+            uid_validity: Some(a.uidvalidity),
+            highest_modseq: Some(a.modseq),
         })
     }
 
     pub async fn examine(&mut self, wire: &str) -> Result<Selected, ImapError> {
         self.examined = None;
         let folder = self.folder(wire).await?;
-        let (messages, validity, next) = self.scan(&folder).await?;
+        let (messages, a) = self.scan(&folder).await?;
         let sel = Selected {
             exists: messages.len() as u32,
-            uid_validity: Some(validity),
-            uid_next: Some(next),
-            highest_modseq: None,
+            uid_validity: Some(a.uidvalidity),
+            uid_next: Some(a.next),
+            highest_modseq: Some(a.modseq),
             permanent_flags: None,
         };
         self.examined = Some(Examined { folder, messages });
@@ -476,7 +491,7 @@ impl FileSession {
     /// Reads the open folder again (its messages keep their UIDs).
     async fn rescan(&mut self, what: &str) -> Result<(), ImapError> {
         let folder = self.examined(what)?.folder.clone();
-        let (messages, _, _) = self.scan(&folder).await?;
+        let (messages, _) = self.scan(&folder).await?;
         self.examined = Some(Examined { folder, messages });
         Ok(())
     }

@@ -29,6 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsConnector;
 
 use super::files::UidMaps;
+use super::uids::Seen;
 use crate::accounts::{Account, Login};
 use crate::imap::cache::{CacheStore, FolderCacheKey};
 use crate::imap::conn::{ConnectError, Side};
@@ -493,8 +494,8 @@ pub struct Pop3Session {
     pipelining: bool,
     mailbox: String,
     uids: Arc<UidMaps>,
-    /// The maildrop as listed, ascending UIDs, with its UIDVALIDITY and next UID.
-    listed: Option<(Vec<Listed>, u32, u32)>,
+    /// The maildrop as listed, ascending UIDs, with its UIDVALIDITY, next UID and MODSEQ.
+    listed: Option<(Vec<Listed>, u32, u32, u64)>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -521,7 +522,7 @@ impl Pop3Session {
 
     /// UIDL and LIST: the maildrop's messages with their UIDs (a POP3 session sees the
     /// maildrop as it was at login, so once is enough).
-    async fn listing(&mut self) -> Result<&(Vec<Listed>, u32, u32), ImapError> {
+    async fn listing(&mut self) -> Result<&(Vec<Listed>, u32, u32, u64), ImapError> {
         if self.listed.is_none() {
             self.conn.command("UIDL", "UIDL").await?;
             let uidl = self.conn.lines("UIDL", 64 * 1024 * 1024).await?;
@@ -541,20 +542,26 @@ impl Pop3Session {
                 .filter_map(|(n, s)| Some((n, s.split_whitespace().next()?.parse().ok()?)))
                 .collect();
             let found: Vec<(u32, String)> = pairs(&uidl);
-            let names: Vec<(&str, i64)> = found
+            // POP3 has no flags: MODSEQ moves with new messages only.
+            let names: Vec<Seen<'_>> = found
                 .iter()
-                .map(|(n, u)| (u.as_str(), i64::from(*n)))
+                .map(|(n, u)| Seen {
+                    name: u.as_str(),
+                    order: i64::from(*n),
+                    flags: 0,
+                })
                 .collect();
             let key = FolderCacheKey::new(&self.mailbox, "INBOX");
             let id = format!("pop3://{}/{}", self.conn.addr, self.mailbox);
-            let (uids, validity, next) =
-                self.uids
-                    .assign(&key, &id, &names)
-                    .map_err(|e| ImapError::Refused {
-                        what: "UIDs of INBOX".into(),
-                        reason: format!("cannot keep them in the state directory: {e:#}"),
-                    })?;
-            let mut listed: Vec<Listed> = uids
+            let assigned = self
+                .uids
+                .assign(&key, &id, &names)
+                .map_err(|e| ImapError::Refused {
+                    what: "UIDs of INBOX".into(),
+                    reason: format!("cannot keep them in the state directory: {e:#}"),
+                })?;
+            let mut listed: Vec<Listed> = assigned
+                .uids
                 .into_iter()
                 .zip(&found)
                 .map(|(uid, (number, _))| Listed {
@@ -566,7 +573,7 @@ impl Pop3Session {
                 .collect();
             listed.sort_by_key(|m| m.uid);
             listed.dedup_by_key(|m| m.uid);
-            self.listed = Some((listed, validity, next));
+            self.listed = Some((listed, assigned.uidvalidity, assigned.next, assigned.modseq));
         }
         Ok(self.listed.as_ref().expect("set above"))
     }
@@ -575,12 +582,12 @@ impl Pop3Session {
         if !wire.eq_ignore_ascii_case("INBOX") {
             return Err(not_inbox(wire));
         }
-        let (listed, validity, next) = self.listing().await?;
+        let (listed, validity, next, modseq) = self.listing().await?;
         Ok(MailboxStatus {
             messages: listed.len() as u32,
             uid_next: Some(*next),
             uid_validity: Some(*validity),
-            highest_modseq: None,
+            highest_modseq: Some(*modseq),
         })
     }
 
@@ -590,7 +597,7 @@ impl Pop3Session {
             exists: st.messages,
             uid_validity: st.uid_validity,
             uid_next: st.uid_next,
-            highest_modseq: None,
+            highest_modseq: st.highest_modseq,
             permanent_flags: None,
         })
     }
@@ -603,7 +610,7 @@ impl Pop3Session {
         Ok(self
             .listed
             .as_ref()
-            .map(|(l, _, _)| {
+            .map(|(l, _, _, _)| {
                 l.iter()
                     .filter(|m| ranges.iter().any(|&(a, b)| a <= m.uid && m.uid <= b))
                     .cloned()
@@ -639,7 +646,7 @@ impl Pop3Session {
         let mut out = Vec::with_capacity(picked.len());
         for (m, header) in picked.iter().zip(headers) {
             let date = arrival(&header);
-            if let Some((listed, _, _)) = self.listed.as_mut()
+            if let Some((listed, _, _, _)) = self.listed.as_mut()
                 && let Some(l) = listed.iter_mut().find(|l| l.uid == m.uid)
             {
                 l.date = date;
