@@ -11,6 +11,7 @@ set -euo pipefail
 
 PACKAGES=(
     dovecot-core dovecot-imapd dovecot-lmtpd dovecot-managesieved dovecot-sieve
+    dovecot-pop3d   # the harness's POP3 server: a real source for source.pop3 (tests/pop3_source.rs)
     postfix
     bind9 bind9-dnsutils
     isync

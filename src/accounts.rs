@@ -5,7 +5,7 @@ use crate::address::Address;
 use std::collections::HashMap;
 
 use crate::secrets::{Resolver, SecretError};
-use crate::spec::{AuthMethod, MailMigrationSpec, Secret, SecretRef, Server};
+use crate::spec::{Auth, AuthMethod, MailMigrationSpec, Secret, SecretRef};
 
 /// How one mailbox logs in on one server. `Debug` shows no secret.
 #[derive(Clone, Debug)]
@@ -26,6 +26,8 @@ pub enum Login {
         token: crate::oauth::TokenSource,
         mechanism: OAuthMechanism,
     },
+    /// No login at all: the source is files (Maildir, mbox), read by path as `user`.
+    Files { user: String },
 }
 
 /// The SASL mechanism that carries an OAuth2 token.
@@ -73,7 +75,8 @@ impl Login {
         match self {
             Login::Password { user, .. }
             | Login::Master { user, .. }
-            | Login::OAuth2 { user, .. } => user,
+            | Login::OAuth2 { user, .. }
+            | Login::Files { user } => user,
         }
     }
 }
@@ -164,23 +167,29 @@ pub fn resolve(
             )));
         }
     }
-    let src = shared(&spec.source, resolver, "source")?;
-    let dst = shared(&spec.destination, resolver, "destination")?;
-    let src_tokens = Tokens::of(&spec.source, resolver, "source")?;
-    let dst_tokens = Tokens::of(&spec.destination, resolver, "destination")?;
+    let files = spec.source.kind().is_files();
+    let src = shared(&spec.source.auth, resolver, "source")?;
+    let dst = shared(&spec.destination.auth, resolver, "destination")?;
+    let src_tokens = Tokens::of(&spec.source.auth, resolver, "source")?;
+    let dst_tokens = Tokens::of(&spec.destination.auth, resolver, "destination")?;
     rows.into_iter()
         .map(|r| {
-            let source = login(
-                &spec.source,
-                &src_tokens,
-                src.as_ref(),
-                r.source_user.clone().unwrap_or_else(|| r.address.clone()),
-                r.source_password.clone(),
-                &r.address,
-                "source",
-            )?;
+            let source_user = r.source_user.clone().unwrap_or_else(|| r.address.clone());
+            let source = if files {
+                Login::Files { user: source_user }
+            } else {
+                login(
+                    &spec.source.auth,
+                    &src_tokens,
+                    src.as_ref(),
+                    source_user,
+                    r.source_password.clone(),
+                    &r.address,
+                    "source",
+                )?
+            };
             let destination = login(
-                &spec.destination,
+                &spec.destination.auth,
                 &dst_tokens,
                 dst.as_ref(),
                 r.destination_user
@@ -247,11 +256,7 @@ enum Tokens {
 }
 
 impl Tokens {
-    fn of(
-        server: &Server,
-        resolver: &Resolver,
-        side: &'static str,
-    ) -> Result<Tokens, AccountError> {
+    fn of(auth: &Auth, resolver: &Resolver, side: &'static str) -> Result<Tokens, AccountError> {
         use crate::oauth::{Endpoint, Grant, ServiceAccountKey, TokenSource};
         use crate::spec::TokenSourceSpec;
         let oauth = |e: crate::oauth::OAuthError| AccountError::OAuth {
@@ -263,7 +268,7 @@ impl Tokens {
                 .resolve(r)
                 .map_err(|error| AccountError::SharedSecret { side, error })
         };
-        Ok(match &server.auth.token_source {
+        Ok(match &auth.token_source {
             None => Tokens::Fixed,
             Some(TokenSourceSpec::RefreshToken {
                 token_url,
@@ -308,13 +313,11 @@ impl Tokens {
 
 /// The master password or shared token of a server, if its method uses one.
 fn shared(
-    server: &Server,
+    auth: &Auth,
     resolver: &Resolver,
     side: &'static str,
 ) -> Result<Option<Secret>, AccountError> {
-    server
-        .auth
-        .password
+    auth.password
         .as_ref()
         .map(|r| resolver.resolve(r))
         .transpose()
@@ -322,7 +325,7 @@ fn shared(
 }
 
 fn login(
-    server: &Server,
+    auth: &Auth,
     tokens: &Tokens,
     shared: Option<&Secret>,
     user: String,
@@ -335,14 +338,14 @@ fn login(
         side,
         method,
     };
-    Ok(match server.auth.method {
+    Ok(match auth.method {
         AuthMethod::Password => Login::Password {
             user,
             password: own.ok_or_else(|| missing("password"))?,
         },
         AuthMethod::Master => Login::Master {
             user,
-            master_user: server.auth.user.clone().unwrap_or_default(),
+            master_user: auth.user.clone().unwrap_or_default(),
             master_password: shared.cloned().ok_or_else(|| missing("master"))?,
         },
         AuthMethod::Xoauth2 | AuthMethod::Oauthbearer => {
@@ -381,7 +384,7 @@ fn login(
             Login::OAuth2 {
                 user,
                 token,
-                mechanism: if server.auth.method == AuthMethod::Oauthbearer {
+                mechanism: if auth.method == AuthMethod::Oauthbearer {
                     OAuthMechanism::Oauthbearer
                 } else {
                     OAuthMechanism::Xoauth2

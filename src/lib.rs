@@ -20,6 +20,7 @@ pub mod reconcile;
 pub mod routing;
 pub mod secrets;
 pub mod sieve;
+pub mod sources;
 pub mod spec;
 pub mod store;
 pub mod text;

@@ -15,6 +15,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 pub use crate::imap::cache::{CacheStore, NoCache};
 use crate::imap::cache::{FolderCache, FolderCacheKey};
+use crate::sources::uids::UidMap;
 use crate::spec::MailMigrationStatus;
 
 /// Where a migration's status lives between passes: a file in the state directory for the
@@ -116,6 +117,13 @@ impl StateDir {
         write_json(&self.root.join(name), value)
     }
 
+    fn source_uids_path(&self, key: &FolderCacheKey) -> PathBuf {
+        self.root
+            .join("source-uids")
+            .join(sanitize(&key.mailbox))
+            .join(format!("{}.json", sanitize(&key.source_folder)))
+    }
+
     fn cache_path(&self, key: &FolderCacheKey) -> PathBuf {
         self.root
             .join("cache")
@@ -151,6 +159,22 @@ impl CacheStore for StateDir {
             &self.root.join(REFUSED_CHARACTERS),
             &chars.iter().collect::<String>(),
         )
+    }
+
+    fn load_source_uids(&self, key: &FolderCacheKey) -> Result<Option<UidMap>> {
+        // A map that cannot be read is replaced by a new one under a new UIDVALIDITY,
+        // which the engine meets with a full comparison: time, never mail.
+        match read_json(&self.source_uids_path(key)) {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                tracing::warn!(folder = %key, error = %e, "ignoring unreadable source UIDs");
+                Ok(None)
+            }
+        }
+    }
+
+    fn save_source_uids(&self, key: &FolderCacheKey, map: &UidMap) -> Result<()> {
+        write_json(&self.source_uids_path(key), map)
     }
 }
 

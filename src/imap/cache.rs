@@ -553,6 +553,24 @@ pub trait CacheStore: Send + Sync {
     fn save_refused_characters(&self, _: &[char]) -> anyhow::Result<()> {
         Ok(())
     }
+
+    /// The UIDs mailshift gave the messages of a source folder that has none of its own
+    /// (files, POP3; see [`crate::sources::uids`]). A store that keeps none gives new ones
+    /// each run, under a new UIDVALIDITY.
+    fn load_source_uids(
+        &self,
+        _: &FolderCacheKey,
+    ) -> anyhow::Result<Option<crate::sources::uids::UidMap>> {
+        Ok(None)
+    }
+
+    fn save_source_uids(
+        &self,
+        _: &FolderCacheKey,
+        _: &crate::sources::uids::UidMap,
+    ) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// A store that remembers nothing: every pass is a full comparison.

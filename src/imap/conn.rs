@@ -737,6 +737,13 @@ impl Connector {
             reason,
         };
         let result = match login {
+            Login::Files { .. } => {
+                return Err(ConnectError::Unsupported {
+                    side: self.side,
+                    addr: self.addr(),
+                    reason: "this mailbox has no login: its source is files".into(),
+                });
+            }
             // AUTHENTICATE PLAIN carries any byte of a password; LOGIN is for servers without
             // it. Choosing by capability (rather than trying one then the other) spends a
             // single attempt on a wrong password, which matters where failures lock accounts.

@@ -557,7 +557,7 @@ impl Step {
 
     /// What the step reads and writes, on which server.
     pub fn touches(&self, spec: &MailMigrationSpec) -> Vec<Touch> {
-        let src = || endpoint_label(&spec.source.imap, imap_port(&spec.source.imap));
+        let src = || source_label(&spec.source);
         let dst = || endpoint_label(&spec.destination.imap, imap_port(&spec.destination.imap));
         let touch = |resource, server: String, access| Touch {
             resource,
@@ -863,6 +863,26 @@ fn counted(items: &[String], one: &str, many: &str) -> String {
 
 fn imap_port(e: &Endpoint) -> u16 {
     if e.tls == TlsMode::Tls { 993 } else { 143 }
+}
+
+/// The old server as a step names it: its IMAP or POP3 endpoint, or the files' path.
+fn source_label(s: &crate::spec::SourceServer) -> String {
+    use crate::spec::SourceKind;
+    match (s.kind(), s.endpoint()) {
+        (SourceKind::Pop3, Some(e)) => {
+            let port = if e.tls == TlsMode::Tls { 995 } else { 110 };
+            format!("pop3 {}", endpoint_label(e, port))
+        }
+        (_, Some(e)) => endpoint_label(e, imap_port(e)),
+        (kind, None) => {
+            let path = s
+                .maildir
+                .as_ref()
+                .or(s.mbox.as_ref())
+                .map_or("?", |f| f.path.as_str());
+            format!("{} files {path}", kind.name())
+        }
+    }
 }
 
 fn endpoint_label(e: &Endpoint, default_port: u16) -> String {

@@ -9,16 +9,17 @@ use crate::accounts::Account;
 use crate::imap::conn::{ConnectError, Connector};
 use crate::imap::engine::{self, Engine, Observer, Options};
 use crate::imap::report::MailboxReport;
-use crate::imap::session::{DestinationSession, SourceSession};
+use crate::imap::session::DestinationSession;
 use crate::plan::Login;
 use crate::secrets::Resolver;
+use crate::sources::SourceConnector;
 use crate::spec::MailMigration;
 use crate::store::StateDir;
 
 /// The copy engine of one migration, plus connectors of its own for login checks.
 pub struct ImapEngine {
     engine: Arc<Engine>,
-    source: Connector,
+    source: SourceConnector,
     destination: Connector,
     /// Mailboxes at once, for multi-mailbox steps.
     concurrency: usize,
@@ -47,10 +48,11 @@ impl ImapEngine {
         observer: Arc<dyn Observer>,
     ) -> Result<(Self, Vec<Account>)> {
         let tally = Arc::new(super::progress::Tally::new(observer));
+        let store: Arc<dyn crate::imap::cache::CacheStore> = Arc::new(store);
         let p = engine::prepare_with(
             migration,
             resolver,
-            Arc::new(store),
+            Arc::clone(&store),
             Options::default(),
             tally.clone(),
         )?;
@@ -129,8 +131,7 @@ impl MailEngine for ImapEngine {
     async fn check_logins(&self, account: &Account) -> LoginCheck {
         let (src, dst) = tokio::join!(
             async {
-                let c = self.source.connect(&account.source).await?;
-                SourceSession::new(c).logout().await;
+                self.source.connect(account).await?.logout().await;
                 Ok(())
             },
             async {
@@ -172,7 +173,8 @@ impl MailEngine for ImapEngine {
         crate::routing::probe::run(
             probe,
             account,
-            Some(&self.source),
+            // Only an IMAP source can say that the probe was delivered there instead.
+            self.source.imap(),
             &self.destination,
             resolver,
         )

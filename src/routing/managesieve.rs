@@ -214,6 +214,12 @@ impl Client {
     pub async fn login(&mut self, login: &Login) -> Result<(), RoutingError> {
         let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
         let (mechanism, initial) = match login {
+            Login::Files { .. } => {
+                return Err(sieve_err(
+                    &self.addr,
+                    "this mailbox has no login on the old server: its source is files",
+                ));
+            }
             Login::Password { user, password } => {
                 ("PLAIN", b64(format!("\0{user}\0{}", password.expose())))
             }

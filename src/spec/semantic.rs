@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use chrono::NaiveTime;
 
-use super::{AuthMethod, Endpoint, MailMigrationSpec, SecretRef, Server, TlsMode};
+use super::{
+    AuthMethod, Endpoint, FileSource, MailMigrationSpec, SecretRef, Server, SourceServer, TlsMode,
+};
 use crate::manifest::{Issue, Path, Severity};
 
 /// Every semantic problem of `spec`, whose own path is `base` (normally `spec`).
@@ -18,7 +20,7 @@ pub fn check(spec: &MailMigrationSpec, base: &Path, strict: bool) -> Vec<Issue> 
     };
     c.domains(spec, base);
     c.mailboxes(spec, base);
-    c.server(&spec.source, &base.key("source"), "source");
+    c.source(spec, &base.key("source"), base);
     c.server(&spec.destination, &base.key("destination"), "destination");
     c.auth_needs(spec, base);
     c.folders(spec, base);
@@ -106,6 +108,119 @@ impl Checker {
         }
     }
 
+    /// Exactly one kind of source; its endpoint or path; what a file source cannot do.
+    fn source(&mut self, spec: &MailMigrationSpec, p: &Path, base: &Path) {
+        let s: &SourceServer = &spec.source;
+        let kinds = s.kinds();
+        match kinds.len() {
+            0 => self.error(
+                p.clone(),
+                "no source: give one of `imap`, `pop3`, `maildir` or `mbox`",
+            ),
+            1 => {}
+            _ => {
+                let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+                self.error(
+                    p.key(kinds[1].name()),
+                    format!(
+                        "one source per migration: `{}` are given together (keep one)",
+                        names.join("`, `")
+                    ),
+                );
+            }
+        }
+        if let Some(e) = &s.imap {
+            self.endpoint(e, &p.key("imap"), "the source IMAP server");
+        }
+        if let Some(e) = &s.pop3 {
+            self.endpoint(e, &p.key("pop3"), "the source POP3 server");
+        }
+        for (kind, files) in [("maildir", &s.maildir), ("mbox", &s.mbox)] {
+            if let Some(f) = files {
+                self.file_source(spec, f, &p.key(kind).key("path"));
+                if let Some(ssh) = &f.ssh
+                    && let Err(why) = host_or_ip(&ssh.host)
+                {
+                    self.error(
+                        p.key(kind).key("ssh").key("host"),
+                        format!("`{}` is not a host name or IP address: {why}", ssh.host),
+                    );
+                }
+                if kind == "maildir" && f.quoting.is_some() {
+                    self.error(
+                        p.key(kind).key("quoting"),
+                        "only for mbox: Maildir files are not quoted",
+                    );
+                }
+                match &f.inbox {
+                    Some(_) if kind == "maildir" => self.error(
+                        p.key(kind).key("inbox"),
+                        "only for mbox: a Maildir's INBOX is its top directory",
+                    ),
+                    Some(inbox) => {
+                        if let Err(why) = crate::sources::PathTemplate::parse(inbox) {
+                            self.error(p.key(kind).key("inbox"), why.to_string());
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+        if !s.kind().is_files() {
+            return;
+        }
+        let kind = match s.kind() {
+            super::SourceKind::Mbox => "an mbox",
+            _ => "a Maildir",
+        };
+        if s.auth != super::Auth::default() {
+            self.warning(
+                p.key("auth"),
+                format!("not used: {kind} source is read from files, without logins"),
+            );
+        }
+        let no_login = format!(
+            "logs in to the old server with each mailbox's source login, and {kind} source has none: leave it out"
+        );
+        if let Some(sv) = &spec.sieve
+            && sv.managesieve.is_some()
+        {
+            self.error(base.key("sieve").key("managesieve"), no_login.clone());
+        }
+        if let Some(d) = &spec.dav
+            && d.source.is_some()
+        {
+            self.error(base.key("dav").key("source"), no_login);
+        }
+        if spec.forwarding.is_some() {
+            self.error(
+                base.key("forwarding").key("managesieve"),
+                format!(
+                    "forwarding is installed over the old server's ManageSieve with each mailbox's source login, and {kind} source has none: leave `forwarding` out"
+                ),
+            );
+        }
+    }
+
+    /// A path template: absolute, known placeholders, one per mailbox.
+    fn file_source(&mut self, spec: &MailMigrationSpec, f: &FileSource, p: &Path) {
+        match crate::sources::PathTemplate::parse(&f.path) {
+            Err(why) => self.error(p.clone(), why.to_string()),
+            Ok(t) => {
+                let mailboxes = spec.mailboxes.len() + usize::from(spec.mailboxes_from.is_some());
+                if !t.varies() && mailboxes > 1 {
+                    self.error(
+                        p.clone(),
+                        format!(
+                            "`{}` names the same files for every mailbox: put `{{user}}`, `{{local}}`, `{{domain}}` or `{{address}}` in it",
+                            f.path
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
     fn server(&mut self, s: &Server, p: &Path, side: &str) {
         self.endpoint(&s.imap, &p.key("imap"), &format!("the {side} IMAP server"));
     }
@@ -148,9 +263,15 @@ impl Checker {
 
     /// Each mailbox needs the credentials its login method uses.
     fn auth_needs(&mut self, spec: &MailMigrationSpec, base: &Path) {
-        for (side, server) in [("source", &spec.source), ("destination", &spec.destination)] {
+        let source_logs_in = !spec.source.kind().is_files();
+        for (side, auth) in [
+            ("source", &spec.source.auth),
+            ("destination", &spec.destination.auth),
+        ] {
+            if side == "source" && !source_logs_in {
+                continue;
+            }
             let ap = base.key(side).key("auth");
-            let auth = &server.auth;
             match auth.method {
                 AuthMethod::Master => {
                     if auth.user.is_none() {
@@ -573,10 +694,13 @@ impl Checker {
                 "CardDAV/CalDAV",
             );
         }
-        for (side, server) in [("source", &spec.source), ("destination", &spec.destination)] {
+        for (side, auth) in [
+            ("source", &spec.source.auth),
+            ("destination", &spec.destination.auth),
+        ] {
             use super::TokenSourceSpec as T;
             let tp = base.key(side).key("auth").key("tokenSource");
-            let url = match &server.auth.token_source {
+            let url = match &auth.token_source {
                 Some(T::RefreshToken { token_url, .. }) => {
                     Some((token_url, tp.key("refreshToken")))
                 }
@@ -591,9 +715,9 @@ impl Checker {
             if let Some((u, p)) = url {
                 self.url(u, &p.key("tokenUrl"), "the token endpoint");
             }
-            if server.auth.token_source.is_some()
+            if auth.token_source.is_some()
                 && !matches!(
-                    server.auth.method,
+                    auth.method,
                     super::AuthMethod::Xoauth2 | super::AuthMethod::Oauthbearer
                 )
             {
@@ -701,9 +825,21 @@ pub fn secret_refs<'a>(spec: &'a MailMigrationSpec, base: &Path) -> Vec<(Path, &
             out.push((p.key("caCertificate"), ca));
         }
     };
-    for (side, s) in [("source", &spec.source), ("destination", &spec.destination)] {
-        endpoint(&s.imap, base.key(side).key("imap"), &mut out);
-        if let Some(pw) = &s.auth.password {
+    for (kind, e) in [("imap", &spec.source.imap), ("pop3", &spec.source.pop3)] {
+        if let Some(e) = e {
+            endpoint(e, base.key("source").key(kind), &mut out);
+        }
+    }
+    endpoint(
+        &spec.destination.imap,
+        base.key("destination").key("imap"),
+        &mut out,
+    );
+    for (side, auth) in [
+        ("source", &spec.source.auth),
+        ("destination", &spec.destination.auth),
+    ] {
+        if let Some(pw) = &auth.password {
             out.push((base.key(side).key("auth").key("password"), pw));
         }
     }
@@ -727,6 +863,20 @@ pub fn secret_refs<'a>(spec: &'a MailMigrationSpec, base: &Path) -> Vec<(Path, &
                 at = at.key(part);
             }
             out.push((at, secret));
+        }
+    }
+    for (kind, files) in [
+        ("maildir", &spec.source.maildir),
+        ("mbox", &spec.source.mbox),
+    ] {
+        if let Some(ssh) = files.as_ref().and_then(|f| f.ssh.as_ref()) {
+            let sp = base.key("source").key(kind).key("ssh");
+            if let Some(s) = &ssh.identity {
+                out.push((sp.key("identity"), s));
+            }
+            if let Some(s) = &ssh.known_hosts {
+                out.push((sp.key("knownHosts"), s));
+            }
         }
     }
     for (name, relay) in [("gateway", &spec.gateway), ("fallback", &spec.fallback)] {

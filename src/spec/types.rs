@@ -53,9 +53,9 @@ pub struct MailMigrationSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accept_refused: Vec<AcceptRefused>,
 
-    /// The old server. It is only ever read: folders are opened read-only and messages are
-    /// fetched without setting \Seen.
-    pub source: Server,
+    /// The old server, or the files it keeps its mail in. It is only ever read: folders are
+    /// opened read-only, messages are fetched without setting \Seen, files are never written.
+    pub source: SourceServer,
 
     /// The new server, which receives the mailboxes.
     pub destination: Server,
@@ -145,6 +145,122 @@ pub struct Server {
     /// How mailboxes log in.
     #[serde(default)]
     pub auth: Auth,
+}
+
+/// Where the mail comes from: exactly one of `imap`, `pop3`, `maildir` or `mbox`, and for
+/// the two servers how mailboxes log in.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceServer {
+    /// An IMAP server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imap: Option<Endpoint>,
+    /// A POP3 server: one folder (INBOX) per mailbox, read with TOP, never deleted from.
+    /// Port 995 for `tls` (the default), 110 otherwise; `starttls` is STLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pop3: Option<Endpoint>,
+    /// Maildir directories (Maildir++ `.Sent`, `.Archive.2019`, or Dovecot's `LAYOUT=fs`),
+    /// read as they are: nothing renamed, nothing locked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maildir: Option<FileSource>,
+    /// mbox files: one file is INBOX, a directory holds one folder per file (subdirectories
+    /// are levels of the hierarchy); mboxrd and mboxo `>From ` quoting undone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mbox: Option<FileSource>,
+    /// How mailboxes log in (the servers only).
+    #[serde(default)]
+    pub auth: Auth,
+}
+
+/// Which kind of source a [`SourceServer`] names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    Imap,
+    Pop3,
+    Maildir,
+    Mbox,
+}
+
+impl SourceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Imap => "imap",
+            SourceKind::Pop3 => "pop3",
+            SourceKind::Maildir => "maildir",
+            SourceKind::Mbox => "mbox",
+        }
+    }
+
+    /// The source is files, not a server one logs in to.
+    pub fn is_files(self) -> bool {
+        matches!(self, SourceKind::Maildir | SourceKind::Mbox)
+    }
+}
+
+impl SourceServer {
+    /// The kinds given (validation makes it exactly one).
+    pub fn kinds(&self) -> Vec<SourceKind> {
+        [
+            (self.imap.is_some(), SourceKind::Imap),
+            (self.pop3.is_some(), SourceKind::Pop3),
+            (self.maildir.is_some(), SourceKind::Maildir),
+            (self.mbox.is_some(), SourceKind::Mbox),
+        ]
+        .into_iter()
+        .filter_map(|(given, k)| given.then_some(k))
+        .collect()
+    }
+
+    /// The first kind given; IMAP when none is (validation reports that).
+    pub fn kind(&self) -> SourceKind {
+        self.kinds().first().copied().unwrap_or(SourceKind::Imap)
+    }
+
+    /// The network endpoint of a server source.
+    pub fn endpoint(&self) -> Option<&Endpoint> {
+        self.imap.as_ref().or(self.pop3.as_ref())
+    }
+}
+
+/// Mail kept in files, on this machine or on the old server over ssh.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileSource {
+    /// Each mailbox's files. `{user}` is replaced by the mailbox's `sourceUser` (default its
+    /// address), `{local}` and `{domain}` by the parts of its address, `{address}` by the
+    /// address: e.g. `/var/vmail/{domain}/{local}/Maildir`. Without a placeholder, for one
+    /// mailbox only.
+    #[schemars(length(min = 1, max = 4096))]
+    pub path: String,
+    /// mbox only: the mailbox's INBOX file when it is kept apart from its other folders
+    /// (Dovecot's `INBOX=/var/mail/%u`), with the same placeholders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub inbox: Option<String>,
+    /// mbox only: how body lines starting with `From ` were quoted when the file was
+    /// written. `none` (the default) copies lines as stored, as Dovecot and mutt read them
+    /// (Dovecot writes no quoting and shows `>From ` as it is); `mboxrd` removes one `>`
+    /// from lines matching `>+From `; `mboxo` turns `>From ` back into `From `.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quoting: Option<MboxQuoting>,
+    /// Read the files on the old server over ssh (the OpenSSH client, host keys checked;
+    /// GNU `find`, `stat`, `head`, `tail` and `cat` run there, nothing is written) instead
+    /// of on this machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<Ssh>,
+}
+
+/// How an mbox writer quoted body lines beginning with `From `.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MboxQuoting {
+    /// Not at all, or not to be undone: lines are copied as stored.
+    #[default]
+    None,
+    /// `>From ` → `>>From `, `>>From ` → `>>>From ` ...: one `>` is removed.
+    Mboxrd,
+    /// `From ` → `>From `: `>From ` is read as `From `.
+    Mboxo,
 }
 
 /// A network service: host, port and transport security.

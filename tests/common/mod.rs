@@ -85,6 +85,26 @@ pub fn messages(d: &Dovecot, folder: &str) -> Result<Vec<Msg>> {
     Ok(out)
 }
 
+/// How many messages `folder` (wire name) holds, by STATUS; 0 when it cannot be asked.
+pub fn count(d: &Dovecot, folder: &str) -> usize {
+    let Ok(mut imap) = imap(d) else { return 0 };
+    let n = imap
+        .command(&format!("STATUS {} (MESSAGES)", quote(folder)))
+        .ok()
+        .and_then(|r| {
+            r.iter().find_map(|u| {
+                let rest = u.text.split("MESSAGES ").nth(1)?;
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+        })
+        .unwrap_or(0);
+    imap.logout();
+    n
+}
+
 fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
     text.split_once(start)
         .and_then(|(_, rest)| rest.split_once(end))

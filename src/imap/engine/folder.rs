@@ -17,8 +17,9 @@ use crate::imap::diff::{Entry, FlagUpdate, Tally, diff};
 use crate::imap::proto::ImapError;
 use crate::imap::report::{MessageRef, RefusedMessage};
 use crate::imap::session::{
-    AppendOutcome, BodyFetches, DestinationSession, MailboxStatus, Outgoing, SourceSession,
+    AppendOutcome, BodyFetches, DestinationSession, MailboxStatus, Outgoing,
 };
+use crate::sources::SourceSession;
 
 /// Which folder, and where it goes.
 pub(super) struct Target<'a> {

@@ -17,7 +17,7 @@
 //! # What makes it safe
 //!
 //! - **The source is only read**: [`SourceSession`] has no method that writes; folders are
-//!   opened with EXAMINE and bodies fetched with BODY.PEEK.
+//!   opened with EXAMINE and bodies fetched with BODY.PEEK; files are only read.
 //! - **What to copy is always decided by comparing the servers** (the multiset diff, or the
 //!   cache's proven shortcuts of it, see [`crate::imap::cache`]), never by a log of what
 //!   was sent. A crash at any instant leaves the destination with a subset of the copies
@@ -51,6 +51,7 @@ use tracing::Instrument as _;
 use tokio::sync::Semaphore;
 
 pub use retry::RetryPolicy;
+pub(crate) use setup::connector;
 pub use setup::{Prepared, prepare_with};
 
 use self::retry::{AttemptError, Jitter};
@@ -60,8 +61,9 @@ use super::folders::{FolderTable, Note, folder_table};
 use super::identity::MessageKey;
 use super::proto::ImapError;
 use super::report::{FolderReport, MailboxReport, MessageRef, RefusedMessage};
-use super::session::{DestinationSession, Listing, MailboxStatus, SourceSession};
+use super::session::{DestinationSession, Listing, MailboxStatus};
 use crate::accounts::Account;
+use crate::sources::{SourceConnector, SourceSession, SourceSlot};
 use crate::spec::Folders;
 
 /// Tuning of the copy engine.
@@ -157,7 +159,7 @@ impl Observer for Silent {
 
 /// Syncs and verifies the mailboxes of one migration.
 pub struct Engine {
-    source: Connector,
+    source: SourceConnector,
     destination: Connector,
     folders: Option<Folders>,
     store: Arc<dyn CacheStore>,
@@ -179,13 +181,13 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// `folders` is the manifest's `spec.folders`; `store` keeps the per-folder caches.
     pub fn new(
-        source: Connector,
+        source: impl Into<SourceConnector>,
         destination: Connector,
         folders: Option<Folders>,
         store: Arc<dyn CacheStore>,
     ) -> Engine {
         Engine {
-            source,
+            source: source.into(),
             destination,
             folders,
             store,
@@ -205,7 +207,7 @@ impl Engine {
 
     /// The source's and the destination's connectors, whose connection limits every
     /// other user of these servers in the process must share.
-    pub fn connectors(&self) -> (&Connector, &Connector) {
+    pub fn connectors(&self) -> (&SourceConnector, &Connector) {
         (&self.source, &self.destination)
     }
 
@@ -406,17 +408,17 @@ impl Engine {
     async fn connect_in(
         &self,
         account: &Account,
-        src_slot: Slot,
+        src_slot: SourceSlot,
         dst_slot: Slot,
     ) -> Result<(SourceSession, DestinationSession), AttemptError> {
         let (src, dst) = tokio::join!(
-            self.source.connect_in(src_slot, &account.source),
+            self.source.connect_in(src_slot, account),
             self.destination.connect_in(dst_slot, &account.destination),
         );
         // The source's error first, as when the logins were made one after the other.
         let src = src?;
         let dst = dst?;
-        Ok((SourceSession::new(src), DestinationSession::new(dst)))
+        Ok((src, DestinationSession::new(dst)))
     }
 
     /// One more connection pair for folders at once, if both servers have a free slot now

@@ -10,6 +10,7 @@ use crate::accounts::{self, Account};
 use crate::imap::cache::CacheStore;
 use crate::imap::conn::{Connector, Side};
 use crate::secrets::Resolver;
+use crate::sources::SourceConnector;
 use crate::spec::{Endpoint, MailMigration};
 
 /// One migration ready to run.
@@ -38,7 +39,7 @@ pub fn prepare_with(
     let resolver = resolver.clone();
     let accounts =
         accounts::resolve(spec, &resolver).with_context(|| format!("{name}: mailboxes"))?;
-    let source = connector(Side::Source, &spec.source.imap, &resolver)
+    let source = SourceConnector::new(&spec.source, &resolver, Arc::clone(&store))
         .with_context(|| format!("{name}: source"))?;
     let destination = connector(Side::Destination, &spec.destination.imap, &resolver)
         .with_context(|| format!("{name}: destination"))?;
@@ -54,7 +55,7 @@ pub fn prepare_with(
 }
 
 /// A connector for one server, its private CA (if any) read through the resolver.
-fn connector(side: Side, endpoint: &Endpoint, resolver: &Resolver) -> Result<Connector> {
+pub(crate) fn connector(side: Side, endpoint: &Endpoint, resolver: &Resolver) -> Result<Connector> {
     let ca = endpoint
         .ca_certificate
         .as_ref()

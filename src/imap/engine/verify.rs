@@ -7,7 +7,8 @@ use crate::imap::command::UidSet;
 use crate::imap::diff::{KnownPairs, Storable, diff};
 use crate::imap::proto::ImapError;
 use crate::imap::report::{FolderReport, RefusedMessage};
-use crate::imap::session::{DestinationSession, SourceSession};
+use crate::imap::session::DestinationSession;
+use crate::sources::SourceSession;
 
 /// Compares a source folder with its destination folder: counts, sizes, identities
 /// (multisets), every missing, surplus and extra message. `dest_exists`: the destination

@@ -1,5 +1,5 @@
 //! What mailshift does over an authenticated connection, split by side: the source can
-//! only be read ([`SourceSession`] has no method that writes: folders are opened with
+//! only be read ([`ImapSource`] has no method that writes: folders are opened with
 //! EXAMINE and bodies fetched with BODY.PEEK), the destination is written.
 //!
 //! Everything goes through the raw command layer ([`super::proto`]): commands are
@@ -32,7 +32,7 @@ use super::proto::{self, Completion, Event};
 pub use super::proto::ImapError;
 
 pub use destination::DestinationSession;
-pub use source::{BodyFetches, SourceSession};
+pub use source::{BodyFetches, ImapSource};
 
 /// UIDs per STORE command line.
 const UIDS_PER_COMMAND: usize = 500;
@@ -81,6 +81,13 @@ impl Listing {
 
     pub fn get(&self, name: &str) -> Option<&ListedFolder> {
         self.folders.iter().find(|f| f.name == name)
+    }
+
+    /// Adds a folder named `wire` at its source (a source that is not an IMAP server
+    /// lists its folders itself).
+    pub(crate) fn push_folder(&mut self, folder: ListedFolder, wire: String) {
+        self.wire.insert(folder.name.clone(), wire);
+        self.folders.push(folder);
     }
 }
 

@@ -4,17 +4,18 @@ use std::collections::VecDeque;
 
 use super::*;
 
-/// The source server: everything here reads. Folders are opened with EXAMINE and bodies
-/// fetched with BODY.PEEK, so not even `\Seen` changes.
+/// The source IMAP server: everything here reads. Folders are opened with EXAMINE and
+/// bodies fetched with BODY.PEEK, so not even `\Seen` changes. The engine drives it through
+/// [`crate::sources::SourceSession`], beside the sources that are not IMAP servers.
 #[derive(Debug)]
-pub struct SourceSession {
+pub struct ImapSource {
     conn: Connection,
     examined: Option<String>,
 }
 
-impl SourceSession {
+impl ImapSource {
     pub fn new(conn: Connection) -> Self {
-        SourceSession {
+        ImapSource {
             conn,
             examined: None,
         }
@@ -269,22 +270,37 @@ impl SourceSession {
 }
 
 /// Body fetches asked for on one source connection whose answers have not all been taken
-/// yet, oldest first (see [`SourceSession::send_bodies`]).
+/// yet, oldest first (see [`ImapSource::send_bodies`]).
 #[derive(Debug, Default)]
 pub struct BodyFetches {
     pending: VecDeque<PendingBodies>,
     /// The connection's literal limit before the first outstanding ask raised it.
     base_limit: Option<u64>,
+    /// Answers of a source that is not an IMAP server, read when asked for, in order.
+    ready: VecDeque<Vec<Outgoing>>,
 }
 
 impl BodyFetches {
     /// Asks whose answers were not taken yet.
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.ready.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.pending.is_empty() && self.ready.is_empty()
+    }
+
+    /// An answer of a source without a wire: kept until taken, like an IMAP one.
+    pub(crate) fn push_ready(&mut self, answer: Vec<Outgoing>) {
+        self.ready.push_back(answer);
+    }
+
+    pub(crate) fn pop_ready(&mut self) -> Option<Vec<Outgoing>> {
+        self.ready.pop_front()
+    }
+
+    pub(crate) fn clear_ready(&mut self) {
+        self.ready.clear();
     }
 }
 

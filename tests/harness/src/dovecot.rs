@@ -37,6 +37,8 @@ pub struct DovecotBuilder {
     lmtp_strip_domain: bool,
     submission_host: Option<String>,
     oauth2_hs256_key: Option<Vec<u8>>,
+    mbox: bool,
+    pop3: bool,
     extra_config: String,
 }
 
@@ -54,6 +56,8 @@ impl Default for DovecotBuilder {
             lmtp_strip_domain: false,
             submission_host: None,
             oauth2_hs256_key: None,
+            mbox: false,
+            pop3: false,
             extra_config: String::new(),
         }
     }
@@ -158,6 +162,22 @@ impl DovecotBuilder {
 
     /// Raw Dovecot configuration appended at the end of the generated file (later
     /// settings override earlier ones), for needs the builder does not cover.
+    /// Stores mail in mbox files instead of Maildir: `mail_dir()/USER/mail/`, INBOX in
+    /// its `inbox` file; the hierarchy separator becomes `/` (mbox knows no other).
+    pub fn mbox(mut self, on: bool) -> Self {
+        self.mbox = on;
+        if on {
+            self.separator = '/';
+        }
+        self
+    }
+
+    /// Also serves POP3 (dovecot-pop3d) on [`Dovecot::pop3_port`], STLS offered.
+    pub fn pop3(mut self, on: bool) -> Self {
+        self.pop3 = on;
+        self
+    }
+
     pub fn extra_config(mut self, config: &str) -> Self {
         self.extra_config.push_str(config);
         self.extra_config.push('\n');
@@ -182,6 +202,8 @@ pub struct DovecotPorts {
     pub lmtp: u16,
     /// ManageSieve (RFC 5804, STARTTLS offered).
     pub managesieve: u16,
+    /// POP3 (plaintext, STLS offered), when asked for; else 0.
+    pub pop3: u16,
 }
 
 /// A private Dovecot instance; stopped and deleted on drop.
@@ -233,6 +255,7 @@ impl Dovecot {
                 imaps: 0,
                 lmtp: 0,
                 managesieve: 0,
+                pop3: 0,
             },
             settings,
             certs,
@@ -255,6 +278,11 @@ impl Dovecot {
                 imaps: free_port()?,
                 lmtp: free_port()?,
                 managesieve: free_port()?,
+                pop3: if dovecot.settings.pop3 {
+                    free_port()?
+                } else {
+                    0
+                },
             };
             fs::write(dovecot.config_path(), dovecot.config())?;
             match dovecot.launch() {
@@ -286,7 +314,8 @@ impl Dovecot {
                 Ok(wait::greets(ports.imap, "* OK")
                     && wait::accepts(ports.imaps)
                     && wait::greets(ports.lmtp, "220 ")
-                    && wait::greets(ports.managesieve, "\"IMPLEMENTATION\""))
+                    && wait::greets(ports.managesieve, "\"IMPLEMENTATION\"")
+                    && (ports.pop3 == 0 || wait::greets(ports.pop3, "+OK")))
             },
         );
         match ready {
@@ -421,6 +450,11 @@ impl Dovecot {
         self.ports
     }
 
+    /// POP3 port (plaintext, STLS available); 0 unless built with `pop3(true)`.
+    pub fn pop3_port(&self) -> u16 {
+        self.ports.pop3
+    }
+
     /// IMAP port (plaintext, STARTTLS available).
     pub fn imap_port(&self) -> u16 {
         self.ports.imap
@@ -490,7 +524,13 @@ impl Dovecot {
         let s = &self.settings;
         let d = self.dir.path().display();
         let p = self.ports;
-        let layout = if s.separator == '/' { ":LAYOUT=fs" } else { "" };
+        let location = if s.mbox {
+            "mbox:~/mail:INBOX=~/mail/inbox".to_owned()
+        } else if s.separator == '/' {
+            "maildir:~/Maildir:LAYOUT=fs".to_owned()
+        } else {
+            "maildir:~/Maildir".to_owned()
+        };
         let mut c = String::new();
         let _ = write!(
             c,
@@ -499,7 +539,7 @@ base_dir = {d}/run
 state_dir = {d}/state
 instance_name = mailshift-{name}
 log_path = {d}/dovecot.log
-protocols = imap lmtp sieve
+protocols = imap lmtp sieve{pop3_protocol}
 listen = 127.0.0.1
 
 # Dovecot refuses to run login processes as root; mail is owned by the dovecot user.
@@ -509,7 +549,7 @@ mail_uid = dovecot
 mail_gid = dovecot
 first_valid_uid = 1
 first_valid_gid = 1
-mail_location = maildir:~/Maildir{layout}
+mail_location = {location}
 
 ssl = yes
 ssl_cert = <{cert}
@@ -548,6 +588,7 @@ namespace inbox {{
   prefix = {prefix}
 "#,
             name = s.name,
+            pop3_protocol = if s.pop3 { " pop3" } else { "" },
             cert = self.certs.server_cert.display(),
             key = self.certs.server_key.display(),
             sep = s.separator,
@@ -659,6 +700,13 @@ service anvil {{
             lmtp = p.lmtp,
             sieve = p.managesieve,
         );
+        if s.pop3 {
+            let _ = write!(
+                c,
+                "protocol pop3 {{\n  mail_max_userip_connections = 1000\n}}\nservice pop3-login {{\n  inet_listener pop3 {{\n    address = 127.0.0.1\n    port = {}\n  }}\n  inet_listener pop3s {{\n    port = 0\n  }}\n}}\n",
+                p.pop3
+            );
+        }
         if !s.extra_config.is_empty() {
             c.push_str("\n# extra_config\n");
             c.push_str(&s.extra_config);
