@@ -487,17 +487,16 @@ impl FolderCache {
     /// pass listed anything), the new comparison (`new`, from [`FolderCache::incremental_diff`]
     /// with the same `dest_new`; `None` when there were no new messages), its copies, the
     /// source flags fetched and applied, and new refusals.
-    #[allow(clippy::too_many_arguments)]
-    pub fn after_incremental_pass(
-        &self,
-        source: FolderStatus,
-        dest: FolderStatus,
-        new: Option<&FolderDiff>,
-        dest_new: &[Entry],
-        copied: &[Copied],
-        flags_now: &[(u32, FlagSet)],
-        refused: Vec<RefusedMessage>,
-    ) -> FolderCache {
+    pub fn after_incremental_pass(&self, pass: IncrementalPass<'_>) -> FolderCache {
+        let IncrementalPass {
+            source,
+            dest,
+            new,
+            dest_new,
+            copied,
+            flags_now,
+            refused,
+        } = pass;
         let mut next = self.clone();
         for (uid, now) in flags_now {
             if let Some(pair) = next.pairs.get_mut(uid) {
@@ -524,6 +523,20 @@ impl FolderCache {
         next.pending.clear();
         next
     }
+}
+
+/// What a complete incremental pass did, for [`FolderCache::after_incremental_pass`].
+pub struct IncrementalPass<'a> {
+    /// The snapshots taken before the pass listed anything.
+    pub source: FolderStatus,
+    pub dest: FolderStatus,
+    /// The comparison of the new messages, `None` when there were none.
+    pub new: Option<&'a FolderDiff>,
+    pub dest_new: &'a [Entry],
+    pub copied: &'a [Copied],
+    /// The source flags fetched and applied.
+    pub flags_now: &'a [(u32, FlagSet)],
+    pub refused: Vec<RefusedMessage>,
 }
 
 fn add_copies(pairs: &mut KnownPairs, copied: &[Copied]) {
@@ -877,7 +890,15 @@ mod tests {
                 source_flags: flags(&["\\Flagged", "$Custom"]),
             }]
         );
-        let next = c.after_incremental_pass(c.source, c.dest, None, &[], &[], &now, vec![]);
+        let next = c.after_incremental_pass(IncrementalPass {
+            source: c.source,
+            dest: c.dest,
+            new: None,
+            dest_new: &[],
+            copied: &[],
+            flags_now: &now,
+            refused: vec![],
+        });
         assert_eq!(next.pairs[&2].flags, flags(&["\\Flagged", "$Custom"]));
         assert!(next.flag_updates(&now, &p).is_empty());
     }
@@ -1114,15 +1135,15 @@ mod tests {
                         flags: m.flags.clone(),
                     });
                 }
-                *store = Some(c.after_incremental_pass(
-                    ss,
-                    ds,
-                    d.as_ref(),
-                    &dest_new,
-                    &copied,
-                    &flags_now,
-                    vec![],
-                ));
+                *store = Some(c.after_incremental_pass(IncrementalPass {
+                    source: ss,
+                    dest: ds,
+                    new: d.as_ref(),
+                    dest_new: &dest_new,
+                    copied: &copied,
+                    flags_now: &flags_now,
+                    refused: vec![],
+                }));
                 (true, copied.iter().map(|c| c.source_uid).collect())
             }
             ResyncNeed::Full(_) => {

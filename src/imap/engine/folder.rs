@@ -429,15 +429,15 @@ async fn incremental(
         bytes: c.dest_tally.bytes + new_dest.bytes + copy.tally.bytes,
     };
     if failed_flags.is_empty() && copy.without_uid == 0 {
-        let mut next = c.after_incremental_pass(
-            s,
-            d,
-            new.as_ref(),
-            &dest_new,
-            &copy.copied,
-            &flags_now,
-            refused.values().cloned().collect(),
-        );
+        let mut next = c.after_incremental_pass(crate::imap::cache::IncrementalPass {
+            source: s,
+            dest: d,
+            new: new.as_ref(),
+            dest_new: &dest_new,
+            copied: &copy.copied,
+            flags_now: &flags_now,
+            refused: refused.values().cloned().collect(),
+        });
         next.source_tally = source_tally;
         next.dest_tally = dest_tally;
         save(engine, key, &next)?;
