@@ -425,6 +425,31 @@ pub struct Connector {
     timeouts: Timeouts,
 }
 
+impl Connector {
+    /// A connector for `endpoint`, its private CA (if any) read through `resolver`.
+    pub fn resolved(
+        side: Side,
+        endpoint: &Endpoint,
+        resolver: &crate::secrets::Resolver,
+    ) -> anyhow::Result<Connector> {
+        use anyhow::Context as _;
+        let ca = endpoint
+            .ca_certificate
+            .as_ref()
+            .map(|r| {
+                resolver
+                    .resolve(r)
+                    .with_context(|| format!("caCertificate {r}"))
+            })
+            .transpose()?;
+        Ok(Connector::new(
+            side,
+            endpoint,
+            ca.as_ref().map(|s| s.expose().as_bytes()),
+        )?)
+    }
+}
+
 impl fmt::Debug for Connector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connector")

@@ -19,7 +19,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::files::{DiskFolder, Found, Place, crlf};
+use super::disk::{DiskFolder, Found, Place, crlf};
 use super::fs::{DirEntry, Fs, Kind};
 use crate::imap::diff::{Flag, FlagSet};
 use crate::imap::mutf7;

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, FixedOffset, NaiveDateTime};
 use sha2::{Digest, Sha256};
 
-use super::files::{DiskFolder, Found, Place, crlf};
+use super::disk::{DiskFolder, Found, Place, crlf};
 use super::fs::{Fs, Kind};
 use crate::imap::diff::{Flag, FlagSet};
 use crate::imap::identity::MessageKey;

@@ -10,18 +10,18 @@
 //! names included), the reports and `verify` work the same for every source. Every source
 //! is read only: nothing here writes, renames or locks a file.
 
+pub mod disk;
 pub mod files;
 pub mod fs;
 pub mod maildir;
 pub mod mbox;
-pub mod path;
 pub mod pop3;
 pub mod uids;
 
 use crate::imap::command::UidSet;
 use std::sync::Arc;
 
-pub use path::{PathError, PathTemplate};
+pub use crate::spec::{PathError, PathTemplate};
 
 use crate::accounts::Account;
 use crate::imap::cache::CacheStore;
@@ -92,7 +92,7 @@ impl SourceConnector {
                         store,
                     )?)
                 } else {
-                    SourceConnector::Imap(crate::imap::engine::connector(
+                    SourceConnector::Imap(crate::imap::conn::Connector::resolved(
                         Side::Source,
                         endpoint,
                         resolver,

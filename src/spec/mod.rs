@@ -4,6 +4,7 @@
 mod directory;
 mod dns_provider;
 mod duration;
+mod path_template;
 mod secret;
 pub mod semantic;
 mod size;
@@ -18,6 +19,7 @@ pub use dns_provider::{
     AzureDns, Cloudflare, Cpanel, DnsProvider, GoogleCloudDns, KeyAndSecret, Ovh, OvhEndpoint,
     Plesk, Powerdns, Route53, TokenOnly,
 };
+pub use path_template::{PathError, PathTemplate};
 pub use duration::{DURATION_PATTERN, DurationError, ManifestDuration};
 pub use secret::{Secret, SecretKeySelector, SecretRef};
 pub use size::{ManifestSize, SIZE_PATTERN, SizeError};

@@ -158,7 +158,7 @@ impl Checker {
                         "only for mbox: a Maildir's INBOX is its top directory",
                     ),
                     Some(inbox) => {
-                        if let Err(why) = crate::sources::PathTemplate::parse(inbox) {
+                        if let Err(why) = super::PathTemplate::parse(inbox) {
                             self.error(p.key(kind).key("inbox"), why.to_string());
                         }
                     }
@@ -204,7 +204,7 @@ impl Checker {
 
     /// A path template: absolute, known placeholders, one per mailbox.
     fn file_source(&mut self, spec: &MailMigrationSpec, f: &FileSource, p: &Path) {
-        match crate::sources::PathTemplate::parse(&f.path) {
+        match super::PathTemplate::parse(&f.path) {
             Err(why) => self.error(p.clone(), why.to_string()),
             Ok(t) => {
                 let mailboxes = spec.mailboxes.len() + usize::from(spec.mailboxes_from.is_some());

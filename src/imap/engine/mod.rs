@@ -51,7 +51,6 @@ use tracing::Instrument as _;
 use tokio::sync::Semaphore;
 
 pub use retry::RetryPolicy;
-pub(crate) use setup::connector;
 pub use setup::{Prepared, prepare_with};
 
 use self::retry::{AttemptError, Jitter};

@@ -55,19 +55,6 @@ pub fn prepare_with(
 }
 
 /// A connector for one server, its private CA (if any) read through the resolver.
-pub(crate) fn connector(side: Side, endpoint: &Endpoint, resolver: &Resolver) -> Result<Connector> {
-    let ca = endpoint
-        .ca_certificate
-        .as_ref()
-        .map(|r| {
-            resolver
-                .resolve(r)
-                .with_context(|| format!("caCertificate {r}"))
-        })
-        .transpose()?;
-    Ok(Connector::new(
-        side,
-        endpoint,
-        ca.as_ref().map(|s| s.expose().as_bytes()),
-    )?)
+fn connector(side: Side, endpoint: &Endpoint, resolver: &Resolver) -> Result<Connector> {
+    Connector::resolved(side, endpoint, resolver)
 }

@@ -1,0 +1,59 @@
+//! What the Maildir and mbox readers find on disk, in the form the file source serves
+//! it: folders, messages before they have a UID, where their bytes are.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, FixedOffset};
+
+use crate::imap::diff::FlagSet;
+use crate::imap::identity::MessageKey;
+
+/// A folder as found on disk.
+#[derive(Clone, Debug)]
+pub struct DiskFolder {
+    /// Decoded name, levels joined by the store's delimiter (`INBOX` for the inbox).
+    pub name: String,
+    /// The name as the engine sends it back (modified UTF-7, as an IMAP server would).
+    pub wire: String,
+    /// The Maildir directory or the mbox file.
+    pub at: PathBuf,
+    /// A level of the hierarchy that holds no messages itself (`\Noselect`).
+    pub selectable: bool,
+}
+
+/// Where a message's bytes are.
+#[derive(Clone, Debug)]
+pub enum Place {
+    /// A whole file (Maildir).
+    File(PathBuf),
+    /// Bytes `start..end` of an mbox file, the `From ` line excluded.
+    Range { file: PathBuf, start: u64, end: u64 },
+}
+
+/// A message as a scan found it, before it has a UID.
+#[derive(Clone, Debug)]
+pub struct Found {
+    /// Its stable name (see [`super::uids`]).
+    pub name: String,
+    pub flags: FlagSet,
+    pub internal_date: Option<DateTime<FixedOffset>>,
+    pub place: Place,
+    /// Identity and size, when the scan read the message anyway (mbox).
+    pub meta: Option<(MessageKey, u64)>,
+}
+
+/// `bytes` with every bare LF made CRLF, as an IMAP server gives a message stored with
+/// Unix line endings (Dovecot does); CRLF already there stays as it is.
+pub fn crlf(bytes: &[u8]) -> Vec<u8> {
+    let extra = bytes.iter().filter(|&&b| b == b'\n').count();
+    let mut out = Vec::with_capacity(bytes.len() + extra);
+    let mut previous = 0u8;
+    for &b in bytes {
+        if b == b'\n' && previous != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        previous = b;
+    }
+    out
+}
