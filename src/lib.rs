@@ -10,6 +10,7 @@ pub mod crd;
 pub mod dav;
 pub mod directory;
 pub mod dns;
+pub mod engine;
 pub mod files;
 pub mod https;
 pub mod imap;

@@ -15,7 +15,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 pub use crate::imap::cache::{CacheStore, NoCache};
 use crate::imap::cache::{FolderCache, FolderCacheKey};
-use crate::sources::uids::UidMap;
+use crate::imap::uid_map::UidMap;
 use crate::spec::MailMigrationStatus;
 
 /// Where a migration's status lives between passes: a file in the state directory for the

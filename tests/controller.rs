@@ -929,7 +929,8 @@ impl Fake {
             "fields": {"message": "progress", "transfer": serde_json::to_string(&transfer).unwrap()},
             "target": mailshift::reconcile::progress::LOG_TARGET,
         });
-        let other = r#"{"level":"INFO","fields":{"message":"folder synced"},"target":"mailshift::imap::engine"}"#;
+        let other =
+            r#"{"level":"INFO","fields":{"message":"folder synced"},"target":"mailshift::engine"}"#;
         let mut logs = self.logs.lock().unwrap();
         let log = logs.entry(name.to_owned()).or_default();
         log.push_str(&format!("{event}\n{other}\n"));

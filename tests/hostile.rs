@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use common::*;
+use mailshift::engine::Engine;
 use mailshift::imap::conn::{Connector, Side};
-use mailshift::imap::engine::Engine;
 use mailshift::imap::report::MailboxReport;
 use mailshift::spec::ManifestDuration;
 use mailshift::store::StateDir;

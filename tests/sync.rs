@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use common::*;
+use mailshift::engine::{Engine, Options};
 use mailshift::imap::conn::{Connector, Recorder, Side};
-use mailshift::imap::engine::{Engine, Options};
 use mailshift::imap::mutf7;
 use mailshift::spec::{Endpoint, Folders};
 use mailshift::store::StateDir;

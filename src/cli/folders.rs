@@ -20,7 +20,7 @@ use serde::Serialize;
 use super::logging::{self, LogFormat};
 use super::sync::{Args, prepare_to_run};
 use super::{Ended, Output};
-use mailshift::imap::engine::Silent;
+use mailshift::engine::Silent;
 use mailshift::imap::folder_names::Lang;
 use mailshift::imap::folders::{FolderPlan, FolderTable, LanguageChoice, Reason};
 use mailshift::imap::report::ReportKind;

@@ -30,7 +30,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut pending = false;
     for t in args.target.resolve()? {
         let name = t.name().to_owned();
-        let mut r = t.reconciler(std::sync::Arc::new(mailshift::imap::engine::Silent))?;
+        let mut r = t.reconciler(std::sync::Arc::new(mailshift::engine::Silent))?;
         let pass = r.pass(chrono::Utc::now(), false).await?;
         pending |= !pass.plan.is_empty();
         match args.output {

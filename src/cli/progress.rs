@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use mailshift::imap::engine::{Observer, Progress};
+use mailshift::engine::{Observer, Progress};
 use mailshift::imap::report::human_bytes;
 
 /// Draws a bar per mailbox on standard error.
@@ -124,15 +124,15 @@ pub fn setup(
     log_format: super::logging::LogFormat,
 ) -> (
     Option<indicatif::MultiProgress>,
-    std::sync::Arc<dyn mailshift::imap::engine::Observer>,
+    std::sync::Arc<dyn mailshift::engine::Observer>,
 ) {
     let bars = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
         indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(8))
     });
     super::logging::init(log_format, bars.clone());
-    let observer: std::sync::Arc<dyn mailshift::imap::engine::Observer> = match &bars {
+    let observer: std::sync::Arc<dyn mailshift::engine::Observer> = match &bars {
         Some(m) => std::sync::Arc::new(Bars::new(m.clone())),
-        None => std::sync::Arc::new(mailshift::imap::engine::Silent),
+        None => std::sync::Arc::new(mailshift::engine::Silent),
     };
     (bars, observer)
 }

@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use super::logging::LogFormat;
 use super::{Ended, Output};
-use mailshift::imap::engine::{self, Observer, Options, Prepared};
+use mailshift::engine::{self, Observer, Options, Prepared};
 use mailshift::imap::report::{Report, ReportKind};
 use mailshift::plan::{BesideMail as _, DavObserved, DavState, SieveState};
 use mailshift::spec::Policy;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
-use mailshift::imap::engine::Observer;
+use mailshift::engine::Observer;
 use mailshift::manifest::{LoadOptions, Loaded, Severity, load_path, load_text};
 use mailshift::reconcile::Reconciler;
 use mailshift::reconcile::imap::ImapEngine;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use crate::accounts::Account;
-use crate::imap::engine::Silent;
+use crate::engine::Silent;
 use crate::reconcile::MailEngine;
 use crate::reconcile::imap::ImapEngine;
 use crate::secrets::Resolver;

@@ -558,7 +558,7 @@ pub trait CacheStore: Send + Sync {
     fn save(&self, key: &FolderCacheKey, cache: &FolderCache) -> anyhow::Result<()>;
 
     /// The characters the destination refused in folder names (see
-    /// `imap::engine::names`); a store that keeps none learns them again each run.
+    /// `engine::names`); a store that keeps none learns them again each run.
     fn load_refused_characters(&self) -> anyhow::Result<Vec<char>> {
         Ok(Vec::new())
     }
@@ -568,19 +568,19 @@ pub trait CacheStore: Send + Sync {
     }
 
     /// The UIDs mailshift gave the messages of a source folder that has none of its own
-    /// (files, POP3; see [`crate::sources::uids`]). A store that keeps none gives new ones
+    /// (files, POP3; see [`crate::imap::uid_map`]). A store that keeps none gives new ones
     /// each run, under a new UIDVALIDITY.
     fn load_source_uids(
         &self,
         _: &FolderCacheKey,
-    ) -> anyhow::Result<Option<crate::sources::uids::UidMap>> {
+    ) -> anyhow::Result<Option<crate::imap::uid_map::UidMap>> {
         Ok(None)
     }
 
     fn save_source_uids(
         &self,
         _: &FolderCacheKey,
-        _: &crate::sources::uids::UidMap,
+        _: &crate::imap::uid_map::UidMap,
     ) -> anyhow::Result<()> {
         Ok(())
     }

@@ -6,8 +6,8 @@ use anyhow::{Result, bail};
 
 use super::{LoginCheck, MailEngine, Synced, Verified};
 use crate::accounts::Account;
+use crate::engine::{self, Engine, Observer, Options};
 use crate::imap::conn::{ConnectError, Connector};
-use crate::imap::engine::{self, Engine, Observer, Options};
 use crate::imap::report::MailboxReport;
 use crate::imap::session::DestinationSession;
 use crate::plan::Login;

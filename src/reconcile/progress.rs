@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::imap::engine::{Observer, Progress};
+use crate::engine::{Observer, Progress};
 use crate::spec::{MailboxTransfer, Transfer};
 
 /// Per mailbox, per folder: (planned messages, planned bytes, copied messages, copied bytes).
@@ -211,7 +211,7 @@ fn totals(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::imap::engine::Silent;
+    use crate::engine::Silent;
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().into()

@@ -17,7 +17,6 @@ use super::disk::{DiskFolder, Found};
 use super::fs::{Fs, Local, Remote};
 use super::maildir::Maildir;
 use super::mbox::Mbox;
-use crate::spec::PathTemplate;
 use super::uids::{Seen, UidMap, flags_digest};
 use crate::accounts::Account;
 use crate::imap::cache::{CacheStore, FolderCacheKey};
@@ -27,6 +26,7 @@ use crate::imap::folders::ListedFolder;
 use crate::imap::identity::MessageKey;
 use crate::imap::proto::ImapError;
 use crate::imap::session::{Listing, MailboxStatus, Outgoing, Selected};
+use crate::spec::PathTemplate;
 use crate::spec::{SourceKind, SourceServer};
 
 /// The files of one mailbox, in one of the layouts.

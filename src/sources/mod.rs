@@ -11,12 +11,13 @@
 //! is read only: nothing here writes, renames or locks a file.
 
 pub mod disk;
+// Kept by the engine's cache store, so below both.
+pub use crate::imap::uid_map as uids;
 pub mod files;
 pub mod fs;
 pub mod maildir;
 pub mod mbox;
 pub mod pop3;
-pub mod uids;
 
 use crate::imap::command::UidSet;
 use std::sync::Arc;

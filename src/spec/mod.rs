@@ -19,8 +19,8 @@ pub use dns_provider::{
     AzureDns, Cloudflare, Cpanel, DnsProvider, GoogleCloudDns, KeyAndSecret, Ovh, OvhEndpoint,
     Plesk, Powerdns, Route53, TokenOnly,
 };
-pub use path_template::{PathError, PathTemplate};
 pub use duration::{DURATION_PATTERN, DurationError, ManifestDuration};
+pub use path_template::{PathError, PathTemplate};
 pub use secret::{Secret, SecretKeySelector, SecretRef};
 pub use size::{ManifestSize, SIZE_PATTERN, SizeError};
 pub use status::{

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use mailshift::accounts::{Account, Login};
+use mailshift::engine::{Engine, Options, RetryPolicy};
 use mailshift::imap::conn::{Connector, Recorder, Side};
-use mailshift::imap::engine::{Engine, Options, RetryPolicy};
 use mailshift::spec::{Endpoint, Folders, Secret, TlsMode};
 use mailshift::store::CacheStore;
 use mailshift_harness::Dovecot;

@@ -54,14 +54,14 @@ pub use retry::RetryPolicy;
 pub use setup::{Prepared, prepare_with};
 
 use self::retry::{AttemptError, Jitter};
-use super::cache::CacheStore;
-use super::conn::{Connector, Slot};
-use super::folders::{FolderTable, Note, folder_table};
-use super::identity::MessageKey;
-use super::proto::ImapError;
-use super::report::{FolderReport, MailboxReport, MessageRef, RefusedMessage};
-use super::session::{DestinationSession, Listing, MailboxStatus};
 use crate::accounts::Account;
+use crate::imap::cache::CacheStore;
+use crate::imap::conn::{Connector, Slot};
+use crate::imap::folders::{FolderTable, Note, folder_table};
+use crate::imap::identity::MessageKey;
+use crate::imap::proto::ImapError;
+use crate::imap::report::{FolderReport, MailboxReport, MessageRef, RefusedMessage};
+use crate::imap::session::{DestinationSession, Listing, MailboxStatus};
 use crate::sources::{SourceConnector, SourceSession, SourceSlot};
 use crate::spec::Folders;
 
@@ -198,7 +198,7 @@ impl Engine {
 
     /// The destination's folders as the mapping sees them, with the characters it is known
     /// to refuse in names.
-    fn destination_folders(&self, list: &Listing) -> super::folders::FolderList {
+    fn destination_folders(&self, list: &Listing) -> crate::imap::folders::FolderList {
         let mut folders = list.folder_list();
         folders.refused = self.refused.get(self.store.as_ref());
         folders
