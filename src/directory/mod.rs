@@ -130,13 +130,16 @@ fn compare(
             }
             continue;
         };
-        if !passwd::fits(&user) {
-            out.refused.push(refuse(format!(
-                "the login name {user:?} cannot be written into a passwd-file"
-            )));
+        let hash = Hash::parse(&old.password, &a.default_scheme);
+        // A `:` or line break would split the line: another account's fields.
+        if matches!(a.destination, UserDatabase::PasswdFile(_))
+            && !(passwd::fits(&user) && passwd::fits(&hash.portable()))
+        {
+            out.refused.push(refuse(
+                "its login name or password field holds a `:` or a line break, which a passwd-file cannot".into(),
+            ));
             continue;
         }
-        let hash = Hash::parse(&old.password, &a.default_scheme);
         let ours = provisioned.accounts.contains(&key);
         let temporary = provisioned.temporary.contains(&key);
         if hash.understood_by(&schemes) {

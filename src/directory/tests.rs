@@ -175,3 +175,16 @@ fn temporary_passwords_hash_as_sha512_crypt() {
         .verify_password(p.as_bytes(), crypt)
         .unwrap();
 }
+
+#[test]
+fn a_field_that_would_split_a_passwd_line_is_refused() {
+    let s = spec(FILES);
+    let c = compare(
+        &s,
+        &[account("a@example.com", "a")],
+        &Provisioned::default(),
+        &read(vec![entry("a@example.com", "{PLAIN}x:y\nz")], vec![]),
+    );
+    assert!(c.accounts.is_empty());
+    assert_eq!(c.refused.len(), 1, "{:?}", c.refused);
+}
