@@ -1,90 +1,82 @@
-//! A stand-in for Gmail's IMAP server (`imap.gmail.com`), for tests of mailshift's Gmail
-//! support: no real Gmail can run in a test, so this is, like [`crate::Hostile`], a
-//! stand-in rather than a real server. It is written from Google's published
-//! documentation (<https://developers.google.com/gmail/imap/imap-extensions>, the XOAUTH2
-//! protocol page <https://developers.google.com/gmail/imap/xoauth2-protocol> and Gmail's
-//! help pages on IMAP behaviour and limits), not from Gmail's code, so it can only be as
-//! faithful as those pages are.
+//! A stand-in for Gmail's IMAP server, for tests of mailshift's Gmail support: no real
+//! Gmail can run in a test, so this is, like [`crate::Hostile`], a scripted server, not a
+//! real one. It follows Google's published documentation (the IMAP extensions page,
+//! <https://developers.google.com/gmail/imap/imap-extensions>, the XOAUTH2 protocol page,
+//! <https://developers.google.com/gmail/imap/xoauth2-protocol>, and Gmail Help on IMAP
+//! and its limits), not Gmail's code, so it is only as faithful as those pages.
 //!
 //! What it follows:
 //!
-//! * **Labels, not folders.** Each account holds one store of messages, each with its
-//!   `X-GM-MSGID` (unique, 64-bit), `X-GM-THRID`, raw bytes, INTERNALDATE, flags and a
-//!   set of labels. Folders are views of that store: `INBOX` (label `\Inbox`),
-//!   `[Gmail]/All Mail` (every message outside Spam and Trash, `\All`), `[Gmail]/Sent
-//!   Mail` (`\Sent`), `[Gmail]/Drafts` (`\Draft`), `[Gmail]/Spam` (`\Junk`),
-//!   `[Gmail]/Trash`, `[Gmail]/Starred` (the messages flagged `\Flagged`),
-//!   `[Gmail]/Important`, and one folder per user label (hierarchy delimiter `/`, parents
-//!   created with their children); `[Gmail]` itself is `\Noselect`. Messages in Spam or
-//!   Trash show in no other view.
+//! * **Labels, not folders.** One store of messages per account, each with its
+//!   `X-GM-MSGID` (unique, 64-bit), `X-GM-THRID`, raw bytes, INTERNALDATE, flags and
+//!   labels. Folders are views of it: `INBOX` (label `\Inbox`), `[Gmail]/All Mail`
+//!   (everything outside Spam and Trash; `\All`), `[Gmail]/Sent Mail` (`\Sent`),
+//!   `[Gmail]/Drafts` (label `\Draft`), `[Gmail]/Spam` (`\Junk`), `[Gmail]/Trash`,
+//!   `[Gmail]/Starred` (the messages flagged `\Flagged`), `[Gmail]/Important`, and one
+//!   folder per user label (delimiter `/`, parents made with their children); `[Gmail]`
+//!   is `\Noselect`. A message in Spam or Trash shows in no other view.
 //! * **UIDs per view.** Each folder has its own UIDVALIDITY and UIDs: a message gets the
-//!   next UID of a folder when it enters that view; UIDs ascend and are never reused (a
-//!   message that leaves and comes back gets a new one).
-//! * **The extensions** (`X-GM-EXT-1`): FETCH of `X-GM-MSGID`, `X-GM-THRID` and
-//!   `X-GM-LABELS` (system labels quoted with their backslash, `"\\Inbox"`; user labels
-//!   as atoms when they can be, quoted otherwise), `STORE [+-]X-GM-LABELS`. SPECIAL-USE
-//!   attributes on every LIST (RFC 6154), `LIST (SPECIAL-USE)`.
-//! * **APPEND, COPY and MOVE add labels.** Appending to (or copying into) a label's
-//!   folder adds the label; to `[Gmail]/Starred` it adds `\Flagged`; to All Mail, none.
-//!   Gmail keeps one copy of a message: an APPEND whose `Message-ID` equals that of a
-//!   message already stored (not in Spam or Trash) adds the folder's label to that
-//!   message (its flags are left as they are) and answers `APPENDUID` with the UID it has
-//!   in that folder. MOVE also removes the source folder's label (from All Mail: none).
-//! * **Logins**: LOGIN, AUTHENTICATE PLAIN and XOAUTH2 (with or without SASL-IR); a wrong
-//!   XOAUTH2 token gets the documented base64 JSON challenge, then `NO
-//!   [AUTHENTICATIONFAILED] Invalid credentials (Failure)` after the client's empty line.
-//! * **Limits, on demand** (see [`GmailBuilder::download_limit`],
-//!   [`GmailBuilder::upload_limit`], [`GmailBuilder::max_connections`]): the bandwidth
-//!   limits and the simultaneous-connection limit (15 per account), answered with
-//!   Gmail's texts.
+//!   folder's next UID when it enters the view; UIDs ascend and are never reused.
+//! * **The extensions** (`X-GM-EXT-1`): FETCH `X-GM-MSGID`, `X-GM-THRID`, `X-GM-LABELS`
+//!   (system labels quoted with their backslash, `"\\Inbox"`; user labels as atoms where
+//!   they can be); STORE `[+-]X-GM-LABELS`; SPECIAL-USE attributes on every LIST and
+//!   `LIST (SPECIAL-USE)`.
+//! * **APPEND and COPY add labels**: to a label's folder, that label; to Starred,
+//!   `\Flagged`; to All Mail, none. Gmail keeps one copy of a message: an APPEND whose
+//!   Message-ID is a stored message's (outside Spam and Trash) adds the folder's label to
+//!   that message (its flags unchanged) and answers APPENDUID with its UID in the folder.
+//!   MOVE also takes off the source folder's label (from All Mail, none).
+//! * **Logins**: LOGIN, AUTHENTICATE PLAIN and XOAUTH2 (also with SASL-IR); a wrong token
+//!   gets the documented base64 JSON challenge, then `NO [AUTHENTICATIONFAILED] Invalid
+//!   credentials (Failure)` after the client's empty answer.
+//! * **Limits, on demand**: bandwidth ([`GmailBuilder::download_limit`],
+//!   [`GmailBuilder::upload_limit`]) and simultaneous connections
+//!   ([`GmailBuilder::max_connections`]; Gmail allows 15), refused with Gmail's texts.
 //!
-//! It speaks IMAP4rev1 with UIDPLUS, LITERAL+, NAMESPACE, ID, IDLE, MOVE, CHILDREN,
-//! SASL-IR: CAPABILITY, NOOP, LOGOUT, ID, LOGIN, AUTHENTICATE, NAMESPACE, LIST, LSUB,
-//! STATUS, SELECT, EXAMINE, CREATE, SUBSCRIBE, UNSUBSCRIBE, APPEND, IDLE, and (UID)
-//! FETCH, STORE, COPY, MOVE. A selected session is told of other sessions' additions
-//! and removals (EXISTS, EXPUNGE) at its next command or during IDLE.
+//! Commands: CAPABILITY, NOOP, LOGOUT, ID, LOGIN, AUTHENTICATE, NAMESPACE, LIST, LSUB,
+//! STATUS, SELECT, EXAMINE, CREATE, SUBSCRIBE, UNSUBSCRIBE, APPEND (`{n}` and `{n+}`),
+//! IDLE, and FETCH, STORE, COPY, MOVE by sequence number and UID. A selected session
+//! hears of additions and removals (EXISTS, EXPUNGE) at its next command or in IDLE.
 //!
-//! What it leaves out: SEARCH (and `X-GM-RAW`), EXPUNGE/CLOSE/UNSELECT and `\Deleted`
-//! semantics (the flag is only stored), DELETE/RENAME of labels, BODYSTRUCTURE and MIME
-//! part sections, CONDSTORE/QRESYNC, COMPRESS, TLS (plain TCP on loopback), QUOTA, the
-//! per-label "Show in IMAP" settings, localized `[Google Mail]` names, untagged FETCH of
-//! other sessions' flag changes, Gmail's real threading (here a message joins the thread
-//! of a stored message its `In-Reply-To`/`References` name, else starts its own), Gmail's
-//! rate limits per minute, and the `* BYE` Gmail may send when a limit is hit.
+//! Left out: SEARCH and `X-GM-RAW`; EXPUNGE, CLOSE, UNSELECT and what `\Deleted` means to
+//! Gmail (the flag is only stored); DELETE and RENAME; ENVELOPE, BODYSTRUCTURE, MIME part
+//! and partial sections; CONDSTORE, COMPRESS, QUOTA, TLS; localized `[Google Mail]` names
+//! and "Show in IMAP" settings; other sessions' flag changes pushed as FETCH; Gmail's
+//! threading (here a message joins the thread of a stored message that its In-Reply-To or
+//! References names); INTERNALDATE "now" (an APPEND without a date gets [`DEFAULT_DATE`]);
+//! per-minute command limits and the BYE Gmail may send at a limit.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 
-/// INTERNALDATE of a [`GmailMessage`] unless it says otherwise.
+/// INTERNALDATE of a message that was given none.
 pub const DEFAULT_DATE: &str = "01-Jan-2024 10:00:00 +0000";
 
-/// Gmail's per-account limit on simultaneous IMAP connections (Gmail Help, "Too many
-/// simultaneous connections"; it has said 10 in the past and 15 now).
-pub const GMAIL_MAX_CONNECTIONS: usize = 15;
-
-// Gmail's answers, as reported by its users and Google's pages: the bandwidth refusal as
-// quoted in e.g. https://edoceo.com/notabene/account-exceeded-command-bandwidth (the
-// limits themselves are on Google Workspace Admin Help, "Gmail bandwidth limits": 2500 MB
-// a day downloaded, 500 MB uploaded over IMAP); the connection refusal as quoted on
-// Gmail Help answer 97150 and client vendors' pages; the XOAUTH2 failure and challenge
-// from the XOAUTH2 protocol page.
+// Gmail's refusals. The bandwidth one as quoted by users hitting it (e.g.
+// https://edoceo.com/notabene/account-exceeded-command-bandwidth; the limits are in Google
+// Workspace Admin Help, "Gmail bandwidth limits": 2500 MB a day down, 500 MB up over
+// IMAP); the connection one as on Gmail Help answer 97150, "Too many simultaneous
+// connections"; the XOAUTH2 ones from the XOAUTH2 protocol page.
 const OVERQUOTA: &str = "NO [OVERQUOTA] Account exceeded command or bandwidth limits. (Failure)";
 const TOO_MANY: &str = "NO [ALERT] Too many simultaneous connections. (Failure)";
-const BAD_CREDENTIALS: &str = "NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)";
-const XOAUTH2_CHALLENGE: &str =
+const BAD_LOGIN: &str = "NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)";
+const OAUTH_ERROR: &str =
     r#"{"status":"401","schemes":"bearer mac","scope":"https://mail.google.com/"}"#;
-/// Gmail's APPENDLIMIT (35 MiB); a longer literal ends the connection.
+const TRYCREATE: &str = "NO [TRYCREATE] Folder doesn't exist. (Failure)";
+const PARSE: &str = "BAD Could not parse command";
+/// Gmail's APPENDLIMIT; a longer literal ends the connection.
 const MAX_LITERAL: usize = 35_651_584;
 const CAPS: &str =
     "IMAP4rev1 UIDPLUS X-GM-EXT-1 SPECIAL-USE LITERAL+ NAMESPACE ID IDLE MOVE CHILDREN";
-const SYSTEM_FLAGS: [&str; 6] = [
+const PRE_LOGIN_CAPS: &str = " SASL-IR AUTH=PLAIN AUTH=XOAUTH2";
+const FLAGS: [&str; 6] = [
     "\\Seen",
     "\\Answered",
     "\\Flagged",
@@ -92,7 +84,7 @@ const SYSTEM_FLAGS: [&str; 6] = [
     "\\Draft",
     "\\Recent",
 ];
-const SYSTEM_LABELS: [&str; 7] = [
+const LABELS: [&str; 7] = [
     "\\Inbox",
     "\\Sent",
     "\\Draft",
@@ -102,26 +94,27 @@ const SYSTEM_LABELS: [&str; 7] = [
     "\\Starred",
 ];
 
-/// A message to put in an account before start.
+/// A message put in an account before start.
 #[derive(Clone, Debug)]
 pub struct GmailMessage {
     pub raw: Vec<u8>,
     /// `\Inbox`, `\Sent`, `\Draft`, `\Important`, `\Spam`, `\Trash`, `\Starred` (sets
-    /// `\Flagged`) or user labels (created if not declared).
+    /// `\Flagged`) or user labels (created if not declared). None: archived.
     pub labels: Vec<String>,
     pub flags: Vec<String>,
-    /// INTERNALDATE, IMAP's form (`01-Jan-2024 10:00:00 +0000`).
+    /// INTERNALDATE as IMAP writes it.
     pub date: String,
 }
 
 impl GmailMessage {
-    /// `raw` with no labels (archived: only in All Mail), no flags, [`DEFAULT_DATE`].
+    /// `raw`, archived (only in All Mail), without flags, at [`DEFAULT_DATE`].
     pub fn new(raw: impl Into<Vec<u8>>) -> GmailMessage {
+        let (labels, flags, date) = (Vec::new(), Vec::new(), DEFAULT_DATE.into());
         GmailMessage {
             raw: raw.into(),
-            labels: Vec::new(),
-            flags: Vec::new(),
-            date: DEFAULT_DATE.into(),
+            labels,
+            flags,
+            date,
         }
     }
 
@@ -141,8 +134,8 @@ impl GmailMessage {
     }
 }
 
-/// A message as the stand-in holds it, for assertions.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A message as the stand-in holds it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoredMessage {
     pub msgid: u64,
     pub thrid: u64,
@@ -152,20 +145,10 @@ pub struct StoredMessage {
     pub date: String,
 }
 
-#[derive(Default)]
-struct UserSpec {
-    name: String,
-    password: Option<String>,
-    token: Option<String>,
-    labels: Vec<String>,
-    messages: Vec<GmailMessage>,
-}
-
-/// Builds a [`Gmail`]; `label` and `message` apply to the user named last.
+/// Builds a [`Gmail`]. `label` and `message` are for the user named last.
 #[derive(Default)]
 pub struct GmailBuilder {
-    users: Vec<UserSpec>,
-    current: Option<usize>,
+    users: Vec<(String, Account, Vec<String>, Vec<GmailMessage>)>,
     problems: Vec<String>,
     limits: Limits,
 }
@@ -178,37 +161,37 @@ struct Limits {
 }
 
 impl GmailBuilder {
-    fn spec(&mut self, user: &str) -> &mut UserSpec {
-        let i = match self.users.iter().position(|u| u.name == user) {
-            Some(i) => i,
-            None => {
-                self.users.push(UserSpec {
-                    name: user.into(),
-                    ..UserSpec::default()
-                });
+    fn spec(&mut self, user: &str) -> &mut (String, Account, Vec<String>, Vec<GmailMessage>) {
+        let i = self
+            .users
+            .iter()
+            .position(|u| u.0 == user)
+            .unwrap_or_else(|| {
+                self.users
+                    .push((user.into(), Account::new(), Vec::new(), Vec::new()));
                 self.users.len() - 1
-            }
-        };
-        self.current = Some(i);
-        &mut self.users[i]
+            });
+        let spec = self.users.remove(i);
+        self.users.push(spec);
+        self.users.last_mut().expect("just pushed")
     }
 
     /// An account logging in with `password` (LOGIN, AUTHENTICATE PLAIN).
     pub fn user(mut self, user: &str, password: &str) -> GmailBuilder {
-        self.spec(user).password = Some(password.into());
+        self.spec(user).1.password = Some(password.into());
         self
     }
 
-    /// An OAuth 2.0 access token accepted for `user` by AUTHENTICATE XOAUTH2.
+    /// An OAuth 2.0 access token AUTHENTICATE XOAUTH2 accepts for `user`.
     pub fn token(mut self, user: &str, token: &str) -> GmailBuilder {
-        self.spec(user).token = Some(token.into());
+        self.spec(user).1.token = Some(token.into());
         self
     }
 
-    /// A user label (and so a folder) of the last named user, e.g. `Work/Projects`.
+    /// A user label, and so a folder, e.g. `Work/Projects`.
     pub fn label(mut self, label: &str) -> GmailBuilder {
-        match self.current {
-            Some(i) => self.users[i].labels.push(label.into()),
+        match self.users.last_mut() {
+            Some(u) => u.2.push(label.into()),
             None => self
                 .problems
                 .push(format!("label {label:?} before any user")),
@@ -216,30 +199,29 @@ impl GmailBuilder {
         self
     }
 
-    /// A message of the last named user's store.
     pub fn message(mut self, message: GmailMessage) -> GmailBuilder {
-        match self.current {
-            Some(i) => self.users[i].messages.push(message),
+        match self.users.last_mut() {
+            Some(u) => u.3.push(message),
             None => self.problems.push("a message before any user".into()),
         }
         self
     }
 
-    /// Body bytes served (all connections, all users) after which body fetches answer
-    /// `NO [OVERQUOTA]`; the fetch that crosses the limit is still served.
+    /// Body bytes to serve (all connections) before body fetches answer `NO [OVERQUOTA]`;
+    /// the fetch that crosses the limit is still served.
     pub fn download_limit(mut self, bytes: u64) -> GmailBuilder {
         self.limits.download = Some(bytes);
         self
     }
 
-    /// Likewise for bytes received by APPEND.
+    /// Likewise for the bytes APPEND receives.
     pub fn upload_limit(mut self, bytes: u64) -> GmailBuilder {
         self.limits.upload = Some(bytes);
         self
     }
 
-    /// Simultaneous logged-in connections per account (Gmail: [`GMAIL_MAX_CONNECTIONS`]);
-    /// the login over it answers `NO [ALERT] Too many simultaneous connections.`.
+    /// Logged-in connections an account may have at once (Gmail: 15); the login over the
+    /// limit answers `NO [ALERT] Too many simultaneous connections. (Failure)`.
     pub fn max_connections(mut self, n: usize) -> GmailBuilder {
         self.limits.connections = Some(n);
         self
@@ -250,52 +232,43 @@ impl GmailBuilder {
         if !self.problems.is_empty() {
             bail!("Gmail stand-in: {}", self.problems.join("; "));
         }
-        let mut state = State {
-            accounts: BTreeMap::new(),
-            downloaded: 0,
-            uploaded: 0,
-            next_msgid: 0,
-        };
-        for spec in self.users {
-            let mut account = Account::new(spec.password, spec.token);
-            for label in &spec.labels {
-                account.add_label_folder(label);
-            }
-            for m in spec.messages {
-                let mut flags = Vec::new();
-                m.flags.iter().for_each(|f| add(&mut flags, &norm_flag(f)));
-                let mut msg = Msg {
-                    raw: m.raw,
-                    date: m.date,
-                    flags,
-                    ..Msg::default()
-                };
-                m.labels.iter().for_each(|l| account.add_label(&mut msg, l));
-                state.store(&mut account, msg);
-            }
-            account.refresh();
-            state.accounts.insert(spec.name, account);
-        }
         let listener = TcpListener::bind((crate::HOST, 0))?;
         let port = listener.local_addr()?.port();
         listener.set_nonblocking(true)?;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(state),
+        let sh = Arc::new(Shared {
+            accounts: Mutex::new(BTreeMap::new()),
             limits: self.limits,
             stop: AtomicBool::new(false),
             commands: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
+            downloaded: AtomicU64::new(0),
+            uploaded: AtomicU64::new(0),
         });
-        let sh = shared.clone();
+        for (name, mut a, labels, messages) in self.users {
+            labels.iter().for_each(|l| a.add_label_folder(l));
+            for m in messages {
+                let mut msg = StoredMessage {
+                    raw: m.raw,
+                    date: m.date,
+                    ..Default::default()
+                };
+                m.flags
+                    .iter()
+                    .for_each(|f| add(&mut msg.flags, &canonical(f, &FLAGS)));
+                m.labels.iter().for_each(|l| a.add_label(&mut msg, l));
+                a.store(msg);
+            }
+            a.refresh();
+            sh.lock().insert(name, a);
+        }
+        let shared = sh.clone();
         thread::spawn(move || {
-            while !sh.stop.load(Ordering::Relaxed) {
+            while !sh.stop.load(Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        sh.connections.fetch_add(1, Ordering::Relaxed);
+                        sh.connections.fetch_add(1, Relaxed);
                         let sh = sh.clone();
-                        thread::spawn(move || {
-                            let _ = Conn::serve(sh, stream);
-                        });
+                        thread::spawn(move || Conn::serve(sh, stream));
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         thread::sleep(Duration::from_millis(5))
@@ -323,7 +296,7 @@ impl Gmail {
         self.port
     }
 
-    /// Every command's first line received so far, tag included, on all connections.
+    /// Every command's first line so far, tag included, on all connections.
     pub fn commands(&self) -> Vec<String> {
         self.shared
             .commands
@@ -334,188 +307,118 @@ impl Gmail {
 
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
-        self.shared.connections.load(Ordering::Relaxed)
+        self.shared.connections.load(Relaxed)
     }
 
     /// `user`'s logged-in connections open now.
     pub fn sessions(&self, user: &str) -> usize {
-        self.shared.lock().accounts.get(user).map_or(0, |a| a.open)
+        self.shared.lock().get(user).map_or(0, |a| a.open)
     }
 
-    /// `user`'s store, in the order the messages were stored.
+    /// `user`'s store, in the order its messages were stored.
     pub fn messages(&self, user: &str) -> Vec<StoredMessage> {
+        self.shared
+            .lock()
+            .get(user)
+            .map_or(Vec::new(), |a| a.msgs.clone())
+    }
+
+    /// `(UID, X-GM-MSGID)` of each message in `folder`, by ascending UID.
+    pub fn folder_uids(&self, user: &str, folder: &str) -> Vec<(u32, u64)> {
         let st = self.shared.lock();
-        let Some(a) = st.accounts.get(user) else {
+        let Some((a, f)) = st.get(user).and_then(|a| Some((a, a.folder(folder)?))) else {
             return Vec::new();
         };
-        a.msgs
+        f.members
             .iter()
-            .map(|m| StoredMessage {
-                msgid: m.msgid,
-                thrid: m.thrid,
-                labels: m.labels.clone(),
-                flags: m.flags.clone(),
-                raw: m.raw.clone(),
-                date: m.date.clone(),
-            })
+            .map(|&(u, i)| (u, a.msgs[i].msgid))
             .collect()
     }
 
-    /// `(UID, X-GM-MSGID)` of each message in `folder`, ascending by UID.
-    pub fn folder_uids(&self, user: &str, folder: &str) -> Vec<(u32, u64)> {
-        let st = self.shared.lock();
-        let Some(a) = st.accounts.get(user) else {
-            return Vec::new();
-        };
-        a.folder(folder).map_or(Vec::new(), |f| {
-            a.folders[f]
-                .members
-                .iter()
-                .map(|&(u, i)| (u, a.msgs[i].msgid))
-                .collect()
-        })
-    }
-
-    /// `folder`'s UIDVALIDITY.
     pub fn uid_validity(&self, user: &str, folder: &str) -> Option<u32> {
-        let st = self.shared.lock();
-        let a = st.accounts.get(user)?;
-        a.folder(folder).map(|f| a.folders[f].validity)
+        Some(self.shared.lock().get(user)?.folder(folder)?.validity)
     }
 
     /// Body bytes served so far (what the download limit counts).
     pub fn bytes_downloaded(&self) -> u64 {
-        self.shared.lock().downloaded
+        self.shared.downloaded.load(Relaxed)
     }
 
-    /// Message bytes received by APPEND so far (what the upload limit counts).
+    /// Message bytes APPEND received so far (what the upload limit counts).
     pub fn bytes_uploaded(&self) -> u64 {
-        self.shared.lock().uploaded
+        self.shared.uploaded.load(Relaxed)
     }
 }
 
 impl Drop for Gmail {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Relaxed);
     }
 }
 
+type Accounts = BTreeMap<String, Account>;
+
 struct Shared {
-    state: Mutex<State>,
+    accounts: Mutex<Accounts>,
     limits: Limits,
     stop: AtomicBool,
     commands: Mutex<Vec<String>>,
     connections: AtomicUsize,
+    downloaded: AtomicU64,
+    uploaded: AtomicU64,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Accounts> {
+        self.accounts.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-struct State {
-    accounts: BTreeMap<String, Account>,
-    downloaded: u64,
-    uploaded: u64,
-    next_msgid: u64,
-}
-
-impl State {
-    /// Gives `msg` its ids and adds it to `account` (not yet in any folder: refresh).
-    fn store(&mut self, account: &mut Account, mut msg: Msg) -> usize {
-        self.next_msgid += 1;
-        // Gmail's ids are large 64-bit numbers; these look alike and are unique per server.
-        msg.msgid = 1_700_000_000_000_000_000 + self.next_msgid * 1_000_003;
-        let refs = ["in-reply-to", "references"]
-            .iter()
-            .filter_map(|h| header(&msg.raw, h))
-            .collect::<Vec<_>>()
-            .join(" ");
-        msg.thrid = account
-            .msgs
-            .iter()
-            .find(|m| header(&m.raw, "message-id").is_some_and(|id| refs.contains(id.as_str())))
-            .map_or(msg.msgid, |m| m.thrid);
-        account.msgs.push(msg);
-        account.msgs.len() - 1
-    }
-}
-
-#[derive(Default)]
-struct Msg {
-    msgid: u64,
-    thrid: u64,
-    raw: Vec<u8>,
-    date: String,
-    flags: Vec<String>,
-    labels: Vec<String>,
-}
-
-impl Msg {
-    fn has(&self, label: &str) -> bool {
-        self.labels.iter().any(|l| l == label)
-    }
-    fn flagged(&self) -> bool {
-        self.flags.iter().any(|f| f == "\\Flagged")
-    }
-}
+/// Gmail's ids are large 64-bit numbers; these look alike and are unique per process.
+static NEXT_MSGID: AtomicU64 = AtomicU64::new(1_700_000_000_000_000_000);
 
 #[derive(Clone, Debug, PartialEq)]
 enum View {
-    Inbox,
     All,
-    Drafts,
-    Important,
-    Sent,
-    Spam,
     Starred,
-    Trash,
     Label(String),
 }
 
 impl View {
-    fn contains(&self, m: &Msg) -> bool {
-        let gone = m.has("\\Spam") || m.has("\\Trash");
+    fn contains(&self, m: &StoredMessage) -> bool {
+        let has = |l: &str| m.labels.iter().any(|x| x == l);
+        let (spam, trash) = (has("\\Spam"), has("\\Trash"));
         match self {
-            View::Spam => m.has("\\Spam") && !m.has("\\Trash"),
-            View::Trash => m.has("\\Trash"),
-            _ if gone => false,
-            View::Inbox => m.has("\\Inbox"),
+            View::Label(l) if l == "\\Trash" => trash,
+            View::Label(l) if l == "\\Spam" => spam && !trash,
+            _ if spam || trash => false,
             View::All => true,
-            View::Drafts => m.has("\\Draft"),
-            View::Important => m.has("\\Important"),
-            View::Sent => m.has("\\Sent"),
-            View::Starred => m.flagged(),
-            View::Label(l) => m.has(l),
+            View::Starred => m.flags.iter().any(|f| f == "\\Flagged"),
+            View::Label(l) => has(l),
         }
     }
 
-    /// The label (or, for Starred, the flag) that puts a message in this view.
+    /// The label (for Starred: the flag, as `\Starred`) that puts a message in the view.
     fn label(&self) -> Option<String> {
-        Some(match self {
-            View::Inbox => "\\Inbox".into(),
-            View::All => return None,
-            View::Drafts => "\\Draft".into(),
-            View::Important => "\\Important".into(),
-            View::Sent => "\\Sent".into(),
-            View::Spam => "\\Spam".into(),
-            View::Starred => "\\Starred".into(),
-            View::Trash => "\\Trash".into(),
-            View::Label(l) => l.clone(),
-        })
+        match self {
+            View::All => None,
+            View::Starred => Some("\\Starred".into()),
+            View::Label(l) => Some(l.clone()),
+        }
     }
 }
 
-fn system_folders() -> [(&'static str, &'static str, View); 7] {
-    [
+/// The `[Gmail]` folders: name, SPECIAL-USE attribute, view.
+fn system_folders() -> Vec<(&'static str, &'static str, View)> {
+    let label = |l: &str| View::Label(l.into());
+    vec![
         ("[Gmail]/All Mail", "\\All", View::All),
-        ("[Gmail]/Drafts", "\\Drafts", View::Drafts),
-        ("[Gmail]/Important", "\\Important", View::Important),
-        ("[Gmail]/Sent Mail", "\\Sent", View::Sent),
-        ("[Gmail]/Spam", "\\Junk", View::Spam),
+        ("[Gmail]/Drafts", "\\Drafts", label("\\Draft")),
+        ("[Gmail]/Important", "\\Important", label("\\Important")),
+        ("[Gmail]/Sent Mail", "\\Sent", label("\\Sent")),
+        ("[Gmail]/Spam", "\\Junk", label("\\Spam")),
         ("[Gmail]/Starred", "\\Flagged", View::Starred),
-        ("[Gmail]/Trash", "\\Trash", View::Trash),
+        ("[Gmail]/Trash", "\\Trash", label("\\Trash")),
     ]
 }
 
@@ -525,30 +428,25 @@ struct Folder {
     special: Option<&'static str>,
     validity: u32,
     next_uid: u32,
+    /// `(UID, index in the store)`, by ascending UID.
     members: Vec<(u32, usize)>,
     subscribed: bool,
 }
 
+#[derive(Default)]
 struct Account {
     password: Option<String>,
     token: Option<String>,
-    msgs: Vec<Msg>,
+    msgs: Vec<StoredMessage>,
     folders: Vec<Folder>,
-    next_validity: u32,
+    /// Logged-in connections now.
     open: usize,
 }
 
 impl Account {
-    fn new(password: Option<String>, token: Option<String>) -> Account {
-        let mut a = Account {
-            password,
-            token,
-            msgs: Vec::new(),
-            folders: Vec::new(),
-            next_validity: 1,
-            open: 0,
-        };
-        a.add_folder("INBOX", View::Inbox, None);
+    fn new() -> Account {
+        let mut a = Account::default();
+        a.add_folder("INBOX", View::Label("\\Inbox".into()), None);
         for (name, special, view) in system_folders() {
             a.add_folder(name, view, Some(special));
         }
@@ -556,54 +454,53 @@ impl Account {
     }
 
     fn add_folder(&mut self, name: &str, view: View, special: Option<&'static str>) {
-        self.folders.push(Folder {
-            name: name.into(),
+        let validity = self.folders.len() as u32 + 1;
+        let (name, members) = (name.to_string(), Vec::new());
+        let f = Folder {
+            name,
             view,
             special,
-            validity: self.next_validity,
+            validity,
             next_uid: 1,
-            members: Vec::new(),
+            members,
             subscribed: true,
-        });
-        self.next_validity += 1;
+        };
+        self.folders.push(f);
     }
 
     /// A user label's folder and its parents' (Gmail nests `a/b` under `a`).
     fn add_label_folder(&mut self, label: &str) {
-        let mut prefix = String::new();
-        for part in label.split('/') {
-            if !prefix.is_empty() {
-                prefix.push('/');
-            }
-            prefix.push_str(part);
-            if self.folder(&prefix).is_none() {
-                self.add_folder(&prefix.clone(), View::Label(prefix.clone()), None);
+        for (i, _) in label.match_indices('/').chain([(label.len(), "")]) {
+            if self.folder(&label[..i]).is_none() {
+                self.add_folder(&label[..i], View::Label(label[..i].into()), None);
             }
         }
     }
 
-    /// Adds a label (system or user, `\Starred` as the flag) to `m`.
-    fn add_label(&mut self, m: &mut Msg, label: &str) {
-        let label = norm_label(label);
-        if label == "\\Starred" {
-            add(&mut m.flags, "\\Flagged");
-        } else {
-            if !label.starts_with('\\') {
-                self.add_label_folder(&label);
+    /// Adds a label to `m`: `\Starred` as the flag, a new user label with its folder.
+    fn add_label(&mut self, m: &mut StoredMessage, label: &str) {
+        match canonical(label, &LABELS).as_str() {
+            "\\Starred" => add(&mut m.flags, "\\Flagged"),
+            l if l.starts_with('\\') => add(&mut m.labels, l),
+            l => {
+                self.add_label_folder(l);
+                add(&mut m.labels, l);
             }
-            add(&mut m.labels, &label);
         }
     }
 
-    fn remove_label(m: &mut Msg, label: &str) {
-        let label = norm_label(label);
-        if label == "\\Starred" {
-            m.flags.retain(|f| f != "\\Flagged");
+    fn remove_label(m: &mut StoredMessage, label: &str) {
+        match canonical(label, &LABELS).as_str() {
+            "\\Starred" => m.flags.retain(|f| f != "\\Flagged"),
+            l => m.labels.retain(|x| x != l),
         }
-        m.labels.retain(|l| *l != label);
     }
 
-    fn folder(&self, name: &str) -> Option<usize> {
+    fn folder(&self, name: &str) -> Option<&Folder> {
+        self.folders.get(self.folder_index(name)?)
+    }
+
+    fn folder_index(&self, name: &str) -> Option<usize> {
         let name = if name.eq_ignore_ascii_case("INBOX") {
             "INBOX"
         } else {
@@ -612,12 +509,27 @@ impl Account {
         self.folders.iter().position(|f| f.name == name)
     }
 
-    /// Brings every folder's membership up to date with the messages' labels and flags.
+    /// Gives `m` its ids and stores it (in no folder until [`Account::refresh`]).
+    fn store(&mut self, mut m: StoredMessage) -> usize {
+        m.msgid = NEXT_MSGID.fetch_add(1_000_003, Relaxed);
+        let refs: Vec<String> = ["in-reply-to", "references"]
+            .iter()
+            .filter_map(|h| header(&m.raw, h))
+            .collect();
+        let parent = self.msgs.iter().find(|p| {
+            header(&p.raw, "message-id").is_some_and(|id| refs.iter().any(|r| r.contains(&id)))
+        });
+        m.thrid = parent.map_or(m.msgid, |p| p.thrid);
+        self.msgs.push(m);
+        self.msgs.len() - 1
+    }
+
+    /// Brings every folder's members up to date with the messages' labels and flags.
     fn refresh(&mut self) {
         let msgs = &self.msgs;
         for f in &mut self.folders {
             f.members.retain(|&(_, i)| f.view.contains(&msgs[i]));
-            let present: HashSet<usize> = f.members.iter().map(|&(_, i)| i).collect();
+            let present: HashSet<usize> = f.members.iter().map(|m| m.1).collect();
             for (i, m) in msgs.iter().enumerate() {
                 if !present.contains(&i) && f.view.contains(m) {
                     f.members.push((f.next_uid, i));
@@ -627,90 +539,65 @@ impl Account {
         }
     }
 
-    /// The stored message with this Message-ID outside Spam and Trash (Gmail's dedup).
-    fn by_message_id(&self, id: &str) -> Option<usize> {
-        self.msgs.iter().position(|m| {
-            !m.has("\\Spam")
-                && !m.has("\\Trash")
-                && header(&m.raw, "message-id").as_deref() == Some(id)
-        })
+    /// Changes message `i` with `f`, which may add labels and so folders ([`Account::refresh`]
+    /// after).
+    fn change(&mut self, i: usize, f: impl FnOnce(&mut Account, &mut StoredMessage)) {
+        let mut m = std::mem::take(&mut self.msgs[i]);
+        f(self, &mut m);
+        self.msgs[i] = m;
     }
 }
 
-/// Adds `item` to `list` unless it is there.
 fn add(list: &mut Vec<String>, item: &str) {
     if !list.iter().any(|x| x == item) {
         list.push(item.into());
     }
 }
 
+/// `s` spelt as in `known` if it is one of them (IMAP's system names ignore case).
 fn canonical(s: &str, known: &[&str]) -> String {
-    known
-        .iter()
-        .find(|k| k.eq_ignore_ascii_case(s))
-        .map_or_else(|| s.to_string(), |k| k.to_string())
-}
-
-fn norm_flag(f: &str) -> String {
-    canonical(f, &SYSTEM_FLAGS)
-}
-
-fn norm_label(l: &str) -> String {
-    canonical(l, &SYSTEM_LABELS)
-}
-
-/// A label as Gmail writes it in X-GM-LABELS: system labels quoted, user labels as atoms
-/// when they can be.
-fn label_astring(l: &str) -> String {
-    let atom = !l.is_empty()
-        && !l.eq_ignore_ascii_case("NIL")
-        && l.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if atom { l.to_string() } else { quote(l) }
+    let k = known.iter().find(|k| k.eq_ignore_ascii_case(s));
+    k.map_or_else(|| s.to_string(), |k| k.to_string())
 }
 
 fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// A string as IMAP text: quoted, or a literal when it holds CR, LF or 8-bit bytes.
-fn nstring(s: &str) -> String {
-    if s.bytes().any(|b| b == b'\r' || b == b'\n' || b >= 0x80) {
-        format!("{{{}}}\r\n{s}", s.len())
-    } else {
-        quote(s)
-    }
+/// X-GM-LABELS as Gmail writes it: system labels quoted, user labels atoms if they can be.
+fn labels_list(labels: &[String]) -> String {
+    let one = |l: &String| match l
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        true if !l.is_empty() && !l.eq_ignore_ascii_case("NIL") => l.clone(),
+        _ => quote(l),
+    };
+    format!(
+        "X-GM-LABELS ({})",
+        labels.iter().map(one).collect::<Vec<_>>().join(" ")
+    )
 }
 
-// ---------------------------------------------------------------------------------------
-// Message headers.
-
 fn header_len(raw: &[u8]) -> usize {
-    raw.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 4)
-        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+    end.or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
         .unwrap_or(raw.len())
 }
 
-/// The header fields: lower-cased name and the field's bytes, continuation lines included.
+/// The header fields: lower-cased name and bytes, continuation lines included.
 fn fields(raw: &[u8]) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = Vec::new();
     for line in raw[..header_len(raw)].split_inclusive(|&b| b == b'\n') {
-        if line == b"\r\n" || line == b"\n" {
-            break;
-        }
-        if matches!(line[0], b' ' | b'\t') {
-            if let Some(last) = out.last_mut() {
-                last.1.extend_from_slice(line);
+        match (line[0], out.last_mut()) {
+            (b'\r' | b'\n', _) => break,
+            (b' ' | b'\t', Some(last)) => last.1.extend_from_slice(line),
+            _ => {
+                let name = line.split(|&b| b == b':').next().unwrap_or_default();
+                let name = String::from_utf8_lossy(name).trim().to_ascii_lowercase();
+                out.push((name, line.to_vec()));
             }
-            continue;
         }
-        let name = line.split(|&b| b == b':').next().unwrap_or_default();
-        out.push((
-            String::from_utf8_lossy(name).trim().to_ascii_lowercase(),
-            line.to_vec(),
-        ));
     }
     out
 }
@@ -718,130 +605,32 @@ fn fields(raw: &[u8]) -> Vec<(String, Vec<u8>)> {
 /// The unfolded value of the first field called `name` (lower case).
 fn header(raw: &[u8], name: &str) -> Option<String> {
     let (_, field) = fields(raw).into_iter().find(|(n, _)| n == name)?;
-    let text = String::from_utf8_lossy(&field);
-    let value = text.split_once(':')?.1;
-    Some(
-        value
-            .replace("\r\n", "")
-            .replace('\n', "")
-            .trim()
-            .to_string(),
-    )
+    let text = String::from_utf8_lossy(&field).replace(['\r', '\n'], "");
+    Some(text.split_once(':')?.1.trim().to_string())
 }
 
-fn envelope(raw: &[u8]) -> String {
-    let h = |n: &str| header(raw, n);
-    let ns = |v: Option<String>| v.map_or("NIL".into(), |s| nstring(&s));
-    let from = addresses(h("from"));
-    let or_from = |v: Option<String>| {
-        if v.is_some() {
-            addresses(v)
-        } else {
-            from.clone()
+fn section_bytes(raw: &[u8], section: &str) -> Vec<u8> {
+    let h = header_len(raw);
+    match section {
+        "" => raw.to_vec(),
+        "HEADER" => raw[..h].to_vec(),
+        "TEXT" => raw[h..].to_vec(),
+        s => {
+            let not = s.starts_with("HEADER.FIELDS.NOT");
+            let list = s.split_once('(').map_or("", |p| p.1).trim_end_matches(')');
+            let names: Vec<String> = list
+                .split_whitespace()
+                .map(str::to_ascii_lowercase)
+                .collect();
+            let matching = fields(raw)
+                .into_iter()
+                .filter(|(n, _)| names.contains(n) != not);
+            let mut out: Vec<u8> = matching.flat_map(|f| f.1).collect();
+            out.extend_from_slice(b"\r\n");
+            out
         }
-    };
-    format!(
-        "({} {} {} {} {} {} {} {} {} {})",
-        ns(h("date")),
-        ns(h("subject")),
-        from,
-        or_from(h("sender")),
-        or_from(h("reply-to")),
-        addresses(h("to")),
-        addresses(h("cc")),
-        addresses(h("bcc")),
-        ns(h("in-reply-to")),
-        ns(h("message-id"))
-    )
-}
-
-/// An address list as ENVELOPE writes it (groups and comments left out).
-fn addresses(value: Option<String>) -> String {
-    let Some(value) = value else {
-        return "NIL".into();
-    };
-    let (mut parts, mut cur, mut quoted, mut angle) = (Vec::new(), String::new(), false, false);
-    for c in value.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            '<' if !quoted => angle = true,
-            '>' if !quoted => angle = false,
-            ',' if !quoted && !angle => {
-                parts.push(std::mem::take(&mut cur));
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(c);
-    }
-    parts.push(cur);
-    let mut out = String::new();
-    for part in parts
-        .iter()
-        .map(|p| p.trim())
-        .filter(|p| !p.is_empty() && !p.ends_with(';'))
-    {
-        let (name, addr) = match (part.rfind('<'), part.rfind('>')) {
-            (Some(a), Some(b)) if a < b => {
-                let name = part[..a].trim().trim_matches('"').trim();
-                ((!name.is_empty()).then(|| nstring(name)), &part[a + 1..b])
-            }
-            _ => (None, part),
-        };
-        let (mbox, host) = addr.split_once('@').unwrap_or((addr, ""));
-        let host = if host.is_empty() {
-            "NIL".into()
-        } else {
-            nstring(host)
-        };
-        out.push_str(&format!(
-            "({} NIL {} {host})",
-            name.unwrap_or("NIL".into()),
-            nstring(mbox)
-        ));
-    }
-    if out.is_empty() {
-        "NIL".into()
-    } else {
-        format!("({out})")
     }
 }
-
-/// Now as an INTERNALDATE (UTC).
-fn now_imap() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (the proleptic Gregorian calendar).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{day:02}-{}-{year} {:02}:{:02}:{:02} +0000",
-        MONTHS[(month - 1) as usize],
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-fn valid_date(d: &str) -> bool {
-    let p: Vec<&str> = d.trim().split(' ').collect();
-    p.len() == 3 && p[0].split('-').count() == 3 && p[1].split(':').count() == 3 && p[2].len() == 5
-}
-
-// ---------------------------------------------------------------------------------------
-// Command syntax.
 
 #[derive(Clone, Debug)]
 enum Tok {
@@ -859,7 +648,7 @@ impl Tok {
         }
     }
 
-    /// The texts of a list, or of a single item.
+    /// The texts of a list, or of one item.
     fn texts(&self) -> Option<Vec<String>> {
         match self {
             Tok::List(l) => l.iter().map(Tok::text).collect(),
@@ -868,82 +657,59 @@ impl Tok {
     }
 }
 
-/// Tokens of a command, its literals inline (`{n}` CRLF and n bytes). Atoms run through
-/// brackets, so `BODY.PEEK[HEADER.FIELDS (A B)]<0.10>` is one.
-fn tokens(b: &[u8]) -> Result<Vec<Tok>, String> {
-    let mut stack: Vec<Vec<Tok>> = vec![Vec::new()];
+/// A command's tokens, literals inline (`{n}` CRLF, then n bytes). An atom runs through
+/// brackets: `BODY.PEEK[HEADER.FIELDS (A B)]` is one.
+fn tokens(b: &[u8]) -> Result<Vec<Tok>, &'static str> {
+    let mut stack = vec![Vec::new()];
     let mut p = 0;
     while p < b.len() {
-        let tok = match b[p] {
-            b' ' | b'\r' | b'\n' => {
-                p += 1;
-                continue;
-            }
+        p += 1;
+        let tok = match b[p - 1] {
+            b' ' | b'\r' | b'\n' => continue,
             b'(' => {
                 stack.push(Vec::new());
-                p += 1;
                 continue;
             }
-            b')' => {
-                let list = stack
-                    .pop()
-                    .filter(|_| !stack.is_empty())
-                    .ok_or("unbalanced )")?;
-                p += 1;
-                Tok::List(list)
-            }
+            b')' if stack.len() > 1 => Tok::List(stack.pop().unwrap_or_default()),
+            b')' => return Err("unbalanced )"),
             b'"' => {
                 let mut s = Vec::new();
-                p += 1;
-                loop {
-                    match b.get(p) {
-                        None | Some(b'\r' | b'\n') => return Err("unterminated string".into()),
-                        Some(b'"') => break,
-                        Some(b'\\') => {
-                            s.push(*b.get(p + 1).ok_or("bad escape")?);
-                            p += 2;
-                        }
-                        Some(&c) => {
-                            s.push(c);
-                            p += 1;
-                        }
-                    }
+                while let Some(&c) = b.get(p).filter(|&&c| c != b'"') {
+                    p += 1;
+                    s.push(if c == b'\\' {
+                        *b.get(p).ok_or("bad escape")?
+                    } else {
+                        c
+                    });
+                    p += usize::from(c == b'\\');
                 }
                 p += 1;
                 Tok::Str(s)
             }
             b'{' => {
-                let close = b[p..]
+                let close = p + b[p..]
                     .iter()
                     .position(|&c| c == b'}')
-                    .ok_or("bad literal")?
-                    + p;
-                let spec = String::from_utf8_lossy(&b[p + 1..close]);
-                let n: usize = spec
+                    .ok_or("bad literal")?;
+                let n = String::from_utf8_lossy(&b[p..close])
                     .trim_end_matches('+')
-                    .parse()
-                    .map_err(|_| "bad literal")?;
+                    .parse::<usize>();
                 let start = close
-                    + 1
-                    + if b[close + 1..].starts_with(b"\r\n") {
-                        2
+                    + if b.get(close + 1) == Some(&b'\r') {
+                        3
                     } else {
-                        1
+                        2
                     };
-                let data = b.get(start..start + n).ok_or("short literal")?;
-                p = start + n;
-                Tok::Str(data.to_vec())
+                p = start + n.map_err(|_| "bad literal")?;
+                Tok::Str(b.get(start..p).ok_or("short literal")?.to_vec())
             }
             _ => {
-                let (start, mut depth) = (p, 0);
-                while p < b.len() {
-                    match b[p] {
-                        b'[' => depth += 1,
-                        b']' => depth -= 1,
-                        b'\r' | b'\n' => break,
-                        b' ' | b'(' | b')' | b'"' if depth == 0 => break,
-                        _ => {}
+                let (start, mut depth) = (p - 1, 0);
+                while let Some(&c) = b.get(p) {
+                    if c == b'\r' || c == b'\n' || (depth == 0 && b" ()\"".contains(&c)) {
+                        break;
                     }
+                    depth += i32::from(c == b'[') - i32::from(c == b']');
                     p += 1;
                 }
                 Tok::Atom(String::from_utf8_lossy(&b[start..p]).into_owned())
@@ -951,35 +717,31 @@ fn tokens(b: &[u8]) -> Result<Vec<Tok>, String> {
         };
         stack.last_mut().ok_or("unbalanced")?.push(tok);
     }
-    match stack.len() {
-        1 => Ok(stack.pop().unwrap_or_default()),
-        _ => Err("unbalanced (".into()),
+    if stack.len() != 1 {
+        return Err("unbalanced (");
     }
+    Ok(stack.pop().unwrap_or_default())
 }
 
-/// The ranges of a sequence set, `*` standing for `max`; `None` if malformed.
-fn parse_set(set: &str, max: u32) -> Option<Vec<(u32, u32)>> {
+/// Whether `n` is in the sequence set, `*` standing for `max`; `None` if malformed.
+fn in_set(set: &str, max: u32, n: u32) -> Option<bool> {
     let num = |s: &str| {
         if s == "*" {
             Some(max)
         } else {
-            s.parse::<u32>().ok().filter(|&n| n > 0)
+            s.parse().ok().filter(|&n| n > 0)
         }
     };
-    set.split(',')
-        .map(|part| {
-            let (a, b) = part.split_once(':').unwrap_or((part, part));
-            let (a, b) = (num(a)?, num(b)?);
-            Some((a.min(b), a.max(b)))
-        })
-        .collect()
+    let mut hit = false;
+    for part in set.split(',') {
+        let (a, b) = part.split_once(':').unwrap_or((part, part));
+        let (a, b) = (num(a)?, num(b)?);
+        hit |= (a.min(b)..=a.max(b)).contains(&n);
+    }
+    Some(hit)
 }
 
-fn in_ranges(ranges: &[(u32, u32)], n: u32) -> bool {
-    ranges.iter().any(|&(a, b)| (a..=b).contains(&n))
-}
-
-/// IMAP's LIST wildcards: `*` anything, `%` anything but the delimiter.
+/// LIST's wildcards: `*` anything, `%` anything but the delimiter.
 fn wildmat(pat: &[u8], name: &[u8]) -> bool {
     match pat.split_first() {
         None => name.is_empty(),
@@ -991,174 +753,40 @@ fn wildmat(pat: &[u8], name: &[u8]) -> bool {
     }
 }
 
-#[derive(Clone, Debug)]
-enum Section {
-    Full,
-    Header,
-    Text,
-    Fields(Vec<String>, bool),
+/// A handler's way out: an I/O error, or the tagged status to answer at once.
+enum Fail {
+    Io(io::Error),
+    Say(String),
 }
 
-#[derive(Clone, Debug)]
-enum Item {
-    Uid,
-    Flags,
-    Size,
-    Date,
-    MsgId,
-    ThrId,
-    Labels,
-    Envelope,
-    Body {
-        name: String,
-        section: Section,
-        peek: bool,
-        partial: Option<(usize, usize)>,
-    },
-}
-
-fn fetch_items(t: &Tok) -> Result<Vec<Item>, String> {
-    let atoms: Vec<String> = match t {
-        Tok::List(l) => l
-            .iter()
-            .map(|x| match x {
-                Tok::Atom(a) => Ok(a.clone()),
-                _ => Err("FETCH items are atoms".to_string()),
-            })
-            .collect::<Result<_, _>>()?,
-        Tok::Atom(a) => vec![a.clone()],
-        Tok::Str(_) => return Err("FETCH items are atoms".into()),
-    };
-    let mut items = Vec::new();
-    for a in atoms {
-        let u = a.to_ascii_uppercase();
-        let body = |name: &str, section, peek| Item::Body {
-            name: name.into(),
-            section,
-            peek,
-            partial: None,
-        };
-        let item = match u.as_str() {
-            "UID" => Item::Uid,
-            "FLAGS" => Item::Flags,
-            "RFC822.SIZE" => Item::Size,
-            "INTERNALDATE" => Item::Date,
-            "X-GM-MSGID" => Item::MsgId,
-            "X-GM-THRID" => Item::ThrId,
-            "X-GM-LABELS" => Item::Labels,
-            "ENVELOPE" => Item::Envelope,
-            "FAST" | "ALL" => {
-                items.extend([Item::Flags, Item::Date, Item::Size]);
-                if u == "FAST" {
-                    continue;
-                } else {
-                    Item::Envelope
-                }
-            }
-            "RFC822" => body("RFC822", Section::Full, false),
-            "RFC822.HEADER" => body("RFC822.HEADER", Section::Header, true),
-            "RFC822.TEXT" => body("RFC822.TEXT", Section::Text, false),
-            _ => {
-                let (rest, peek) = match (u.strip_prefix("BODY.PEEK["), u.strip_prefix("BODY[")) {
-                    (Some(r), _) => (r, true),
-                    (_, Some(r)) => (r, false),
-                    _ => return Err(format!("unknown FETCH item {a}")),
-                };
-                let (inner, after) = rest.rsplit_once(']').ok_or("unclosed section")?;
-                let section = match inner {
-                    "" => Section::Full,
-                    "HEADER" => Section::Header,
-                    "TEXT" => Section::Text,
-                    _ => {
-                        let (not, list) = match (
-                            inner.strip_prefix("HEADER.FIELDS.NOT "),
-                            inner.strip_prefix("HEADER.FIELDS "),
-                        ) {
-                            (Some(l), _) => (true, l),
-                            (_, Some(l)) => (false, l),
-                            _ => return Err(format!("section {inner} not supported")),
-                        };
-                        let list = list.trim().trim_start_matches('(').trim_end_matches(')');
-                        Section::Fields(
-                            list.split_whitespace()
-                                .map(|s| s.to_ascii_lowercase())
-                                .collect(),
-                            not,
-                        )
-                    }
-                };
-                let partial = match after {
-                    "" => None,
-                    p => {
-                        let p = p
-                            .strip_prefix('<')
-                            .and_then(|p| p.strip_suffix('>'))
-                            .ok_or("bad partial")?;
-                        let (o, l) = p.split_once('.').ok_or("bad partial")?;
-                        Some((
-                            o.parse().map_err(|_| "bad partial")?,
-                            l.parse().map_err(|_| "bad partial")?,
-                        ))
-                    }
-                };
-                let mut name = format!("BODY[{inner}]");
-                if let Some((o, _)) = partial {
-                    name.push_str(&format!("<{o}>"));
-                }
-                Item::Body {
-                    name,
-                    section,
-                    peek,
-                    partial,
-                }
-            }
-        };
-        items.push(item);
-    }
-    Ok(items)
-}
-
-fn section_bytes(raw: &[u8], section: &Section) -> Vec<u8> {
-    let h = header_len(raw);
-    match section {
-        Section::Full => raw.to_vec(),
-        Section::Header => raw[..h].to_vec(),
-        Section::Text => raw[h..].to_vec(),
-        Section::Fields(names, not) => {
-            let mut out: Vec<u8> = fields(raw)
-                .into_iter()
-                .filter(|(n, _)| names.contains(n) != *not)
-                .flat_map(|(_, f)| f)
-                .collect();
-            out.extend_from_slice(b"\r\n");
-            out
-        }
+impl From<io::Error> for Fail {
+    fn from(e: io::Error) -> Fail {
+        Fail::Io(e)
     }
 }
 
-/// APPEND's effect: a new message, or Gmail's dedup by Message-ID; the label either way.
-fn append_into(st: &mut State, a: &mut Account, name: &str, msg: Msg) -> String {
-    let Some(f) = a.folder(name) else {
-        return "NO [TRYCREATE] Folder doesn't exist. (Failure)".into();
-    };
-    let view = a.folders[f].view.clone();
-    let existing = header(&msg.raw, "message-id").and_then(|id| a.by_message_id(&id));
-    let idx = existing.unwrap_or_else(|| st.store(a, msg));
-    if let Some(label) = view.label() {
-        let mut m = std::mem::take(&mut a.msgs[idx]);
-        a.add_label(&mut m, &label);
-        a.msgs[idx] = m;
-    }
-    a.refresh();
-    let f = &a.folders[f];
-    match f.members.iter().find(|m| m.1 == idx) {
-        Some((uid, _)) => format!("OK [APPENDUID {} {uid}] (Success)", f.validity),
-        None => "OK (Success)".into(),
-    }
+type Reply = Result<String, Fail>;
+
+fn say<T>(status: &str) -> Result<T, Fail> {
+    Err(Fail::Say(status.into()))
 }
 
-// ---------------------------------------------------------------------------------------
-// One connection.
+fn arg(args: &[Tok], i: usize) -> Result<String, Fail> {
+    args.get(i)
+        .and_then(Tok::text)
+        .map_or_else(|| say(PARSE), Ok)
+}
+
+fn list_arg(args: &[Tok], i: usize) -> Result<Vec<String>, Fail> {
+    args.get(i)
+        .and_then(Tok::texts)
+        .map_or_else(|| say(PARSE), Ok)
+}
+
+fn account<'a>(st: &'a mut Accounts, user: &Option<String>) -> &'a mut Account {
+    st.get_mut(user.as_deref().unwrap_or_default())
+        .expect("a logged-in user's account")
+}
 
 enum Input {
     Line(Vec<u8>),
@@ -1169,7 +797,7 @@ enum Input {
 struct Selected {
     folder: String,
     read_only: bool,
-    /// UIDs the client knows, in sequence-number order.
+    /// The UIDs the client knows of, in sequence-number order.
     known: Vec<u32>,
 }
 
@@ -1182,14 +810,10 @@ struct Conn {
     sel: Option<Selected>,
 }
 
-type Reply = io::Result<String>;
-
 impl Drop for Conn {
     fn drop(&mut self) {
-        if let Some(user) = &self.user
-            && let Some(a) = self.sh.lock().accounts.get_mut(user)
-        {
-            a.open = a.open.saturating_sub(1);
+        if self.user.is_some() {
+            account(&mut self.sh.lock(), &self.user).open -= 1;
         }
     }
 }
@@ -1198,17 +822,18 @@ impl Conn {
     fn serve(sh: Arc<Shared>, stream: TcpStream) -> io::Result<()> {
         stream.set_nonblocking(false)?;
         stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let (out, input) = (BufWriter::new(stream.try_clone()?), BufReader::new(stream));
         let mut c = Conn {
             sh,
-            out: BufWriter::new(stream.try_clone()?),
-            input: BufReader::new(stream),
+            input,
+            out,
             partial: Vec::new(),
             user: None,
             sel: None,
         };
         write!(
             c.out,
-            "* OK [CAPABILITY {CAPS} SASL-IR AUTH=PLAIN AUTH=XOAUTH2] Gimap ready for requests from 127.0.0.1 (stand-in)\r\n"
+            "* OK [CAPABILITY {CAPS}{PRE_LOGIN_CAPS}] Gimap ready (stand-in)\r\n"
         )?;
         c.out.flush()?;
         while let Some((buf, first)) = c.read_command()? {
@@ -1216,20 +841,18 @@ impl Conn {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(first);
-            let toks = match tokens(&buf) {
-                Ok(t) => t,
-                Err(e) => {
-                    write!(c.out, "* BAD [PARSE] {e}\r\n")?;
+            let toks = tokens(&buf);
+            let (tag, verb, args) = match toks.as_deref() {
+                Ok([Tok::Atom(tag), Tok::Atom(verb), args @ ..]) => {
+                    (tag, verb.to_ascii_uppercase(), args)
+                }
+                _ => {
+                    c.out
+                        .write_all(b"* BAD [PARSE] Could not parse command\r\n")?;
                     c.out.flush()?;
                     continue;
                 }
             };
-            let (Some(Tok::Atom(tag)), Some(Tok::Atom(verb))) = (toks.first(), toks.get(1)) else {
-                write!(c.out, "* BAD [PARSE] Could not parse command\r\n")?;
-                c.out.flush()?;
-                continue;
-            };
-            let (tag, verb, args) = (tag.clone(), verb.to_ascii_uppercase(), &toks[2..]);
             if verb == "LOGOUT" {
                 write!(
                     c.out,
@@ -1237,19 +860,21 @@ impl Conn {
                 )?;
                 return c.out.flush();
             }
-            let sub = args
-                .first()
-                .and_then(Tok::text)
-                .unwrap_or_default()
-                .to_ascii_uppercase();
-            // EXPUNGE may not interrupt FETCH or STORE by sequence number (RFC 3501 7.4.1).
-            let syncs = !matches!(verb.as_str(), "FETCH" | "STORE");
+            // No EXPUNGE while answering FETCH or STORE by number (RFC 3501 7.4.1).
+            let syncs = verb != "FETCH" && verb != "STORE";
             if syncs {
                 c.sync()?;
             }
-            let status = match verb.as_str() {
-                "UID" => c.command(&sub, &args[1..], true)?,
-                _ => c.command(&verb, args, false)?,
+            let reply = match (verb.as_str(), args) {
+                ("UID", [sub, rest @ ..]) => {
+                    let sub = sub.text().unwrap_or_default().to_ascii_uppercase();
+                    c.command(&sub, rest, true)
+                }
+                _ => c.command(&verb, args, false),
+            };
+            let status = match reply {
+                Ok(s) | Err(Fail::Say(s)) => s,
+                Err(Fail::Io(e)) => return Err(e),
             };
             if syncs {
                 c.sync()?;
@@ -1262,295 +887,183 @@ impl Conn {
 
     fn command(&mut self, verb: &str, args: &[Tok], uid: bool) -> Reply {
         let authed = self.user.is_some();
-        let selected = self.sel.is_some();
-        match (verb, authed, selected, uid) {
-            ("CAPABILITY", ..) => {
-                let auth = if authed {
-                    ""
-                } else {
-                    " SASL-IR AUTH=PLAIN AUTH=XOAUTH2"
-                };
+        match (verb, authed) {
+            ("CAPABILITY", _) => {
+                let auth = if authed { "" } else { PRE_LOGIN_CAPS };
                 write!(self.out, "* CAPABILITY {CAPS}{auth}\r\n")?;
-                Ok("OK Success".into())
             }
-            ("NOOP", ..) => Ok("OK Success".into()),
-            ("ID", ..) => {
-                write!(
-                    self.out,
-                    "* ID (\"name\" \"GImap\" \"vendor\" \"Google, Inc.\" \"support-url\" \"https://support.google.com/mail\")\r\n"
-                )?;
-                Ok("OK Success".into())
+            ("NOOP", _) => {}
+            ("ID", _) => {
+                let id = r#"("name" "GImap" "vendor" "Google, Inc." "support-url" "https://support.google.com/mail")"#;
+                write!(self.out, "* ID {id}\r\n")?;
             }
-            ("LOGIN", false, ..) => match (
-                args.first().and_then(Tok::text),
-                args.get(1).and_then(Tok::text),
-            ) {
-                (Some(u), Some(p)) => {
-                    let right = self
-                        .sh
-                        .lock()
-                        .accounts
-                        .get(&u)
-                        .is_some_and(|a| a.password.as_deref() == Some(p.as_str()));
-                    Ok(self.logged_in(&u, right))
-                }
-                _ => Ok("BAD Could not parse command".into()),
-            },
-            ("AUTHENTICATE", false, ..) => self.authenticate(args),
-            ("LOGIN" | "AUTHENTICATE", true, ..) => Ok("BAD Already authenticated".into()),
-            (_, false, ..) => Ok("BAD Command not valid before login".into()),
-            ("NAMESPACE", ..) => {
-                write!(self.out, "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n")?;
-                Ok("OK Success".into())
+            ("LOGIN", false) => {
+                let (user, password) = (arg(args, 0)?, arg(args, 1)?);
+                return self.login(&user, |a| a.password.as_deref() == Some(password.as_str()));
             }
-            ("LIST" | "LSUB", ..) => self.list(verb, args),
-            ("STATUS", ..) => self.status(args),
-            ("SELECT" | "EXAMINE", ..) => self.select(verb == "EXAMINE", args),
-            ("CREATE", ..) => self.create(args),
-            ("SUBSCRIBE" | "UNSUBSCRIBE", ..) => {
-                let Some(name) = args.first().and_then(Tok::text) else {
-                    return Ok("BAD Could not parse command".into());
-                };
-                let user = self.user.clone().unwrap_or_default();
+            ("AUTHENTICATE", false) => return self.authenticate(args),
+            ("LOGIN" | "AUTHENTICATE", true) => return say("BAD Already authenticated"),
+            (_, false) => return say("BAD Command not valid before login"),
+            ("NAMESPACE", _) => write!(self.out, "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n")?,
+            ("LIST" | "LSUB", _) => self.list(verb, args)?,
+            ("STATUS", _) => self.status(args)?,
+            ("SELECT" | "EXAMINE", _) => return self.select(verb == "EXAMINE", args),
+            ("CREATE", _) => self.create(args)?,
+            ("SUBSCRIBE" | "UNSUBSCRIBE", _) => {
+                let name = arg(args, 0)?;
                 let mut st = self.sh.lock();
-                let a = st.accounts.get_mut(&user).expect("logged-in user exists");
-                match a.folder(&name) {
-                    Some(f) => {
-                        a.folders[f].subscribed = verb == "SUBSCRIBE";
-                        Ok("OK Success".into())
-                    }
-                    None => Ok(format!(
-                        "NO [NONEXISTENT] Unknown Mailbox: {name} (Failure)"
-                    )),
-                }
+                let a = account(&mut st, &self.user);
+                let Some(f) = a.folder_index(&name) else {
+                    return say(TRYCREATE);
+                };
+                a.folders[f].subscribed = verb == "SUBSCRIBE";
             }
-            ("APPEND", ..) => self.append(args),
-            ("IDLE", ..) => self.idle(),
-            ("FETCH" | "STORE" | "COPY" | "MOVE", _, false, _) => {
-                Ok("BAD Command not valid in this state".into())
+            ("APPEND", _) => return self.append(args),
+            ("IDLE", _) => return self.idle(),
+            ("FETCH" | "STORE" | "COPY" | "MOVE", _) if self.sel.is_none() => {
+                return say("BAD Command not valid in this state");
             }
-            ("FETCH", ..) => self.fetch(args, uid),
-            ("STORE", ..) => self.store(args, uid),
-            ("COPY" | "MOVE", ..) => self.copy(args, uid, verb == "MOVE"),
-            _ => Ok(format!("BAD Unknown command {verb}")),
+            ("FETCH", _) => self.fetch(args, uid)?,
+            ("STORE", _) => self.store(args, uid)?,
+            ("COPY" | "MOVE", _) => return self.copy(args, uid, verb == "MOVE"),
+            _ => return say("BAD Unknown command"),
         }
+        Ok("OK Success".into())
     }
 
-    fn logged_in(&mut self, user: &str, right: bool) -> String {
-        if !right {
-            return BAD_CREDENTIALS.into();
-        }
-        let max = self.sh.limits.connections.unwrap_or(usize::MAX);
+    fn login(&mut self, user: &str, right: impl FnOnce(&Account) -> bool) -> Reply {
         let mut st = self.sh.lock();
-        let Some(a) = st.accounts.get_mut(user) else {
-            return BAD_CREDENTIALS.into();
+        let Some(a) = st.get_mut(user).filter(|a| right(a)) else {
+            return say(BAD_LOGIN);
         };
-        if a.open >= max {
-            return TOO_MANY.into();
+        if a.open >= self.sh.limits.connections.unwrap_or(usize::MAX) {
+            return say(TOO_MANY);
         }
         a.open += 1;
         self.user = Some(user.into());
-        format!("OK {user} authenticated (Success)")
+        Ok(format!("OK {user} authenticated (Success)"))
     }
 
     fn authenticate(&mut self, args: &[Tok]) -> Reply {
-        let mech = args
-            .first()
-            .and_then(Tok::text)
-            .unwrap_or_default()
-            .to_ascii_uppercase();
+        let mech = arg(args, 0)?.to_ascii_uppercase();
         if mech != "PLAIN" && mech != "XOAUTH2" {
-            return Ok(format!("BAD Unsupported AUTHENTICATE mechanism {mech}"));
+            return say("BAD Unsupported AUTHENTICATE mechanism");
         }
         let answer = match args.get(1).and_then(Tok::text) {
             Some(initial) => initial,
-            None => {
-                self.out.write_all(b"+ \r\n")?;
-                self.out.flush()?;
-                match self.read_line()? {
-                    Some(l) => String::from_utf8_lossy(&l).trim().to_string(),
-                    None => return Ok("BAD connection closed".into()),
-                }
-            }
+            None => self.challenge("")?,
         };
-        if answer == "*" {
-            return Ok("BAD Authentication cancelled".into());
-        }
         use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
         let decoded = if answer == "=" {
             Ok(Vec::new())
         } else {
-            base64::engine::general_purpose::STANDARD.decode(&answer)
+            b64.decode(&answer)
         };
         let Ok(decoded) = decoded else {
-            return Ok("BAD Invalid base64".into());
+            return say("BAD Invalid SASL response");
         };
-        if mech == "PLAIN" {
-            let parts: Vec<String> = decoded
-                .split(|&b| b == 0)
-                .map(|p| String::from_utf8_lossy(p).into_owned())
-                .collect();
-            let [authz, user, password] = parts.as_slice() else {
-                return Ok(BAD_CREDENTIALS.into());
-            };
-            let right = (authz.is_empty() || authz == user)
-                && self
-                    .sh
-                    .lock()
-                    .accounts
-                    .get(user)
-                    .is_some_and(|a| a.password.as_deref() == Some(password.as_str()));
-            return Ok(self.logged_in(user, right));
-        }
-        // user=<user>^Aauth=Bearer <token>^A^A
         let text = String::from_utf8_lossy(&decoded).into_owned();
-        let mut user = None;
-        let mut token = None;
-        for part in text.split('\x01') {
-            if let Some(u) = part.strip_prefix("user=") {
-                user = Some(u.to_string());
-            } else if let Some(t) = part.strip_prefix("auth=Bearer ") {
-                token = Some(t.to_string());
-            }
+        if mech == "PLAIN" {
+            let [authz, user, password] = text.split('\0').collect::<Vec<_>>()[..] else {
+                return say(BAD_LOGIN);
+            };
+            let right = authz.is_empty() || authz == user;
+            return self.login(user, |a| right && a.password.as_deref() == Some(password));
         }
-        let right = match (&user, &token) {
-            (Some(u), Some(t)) => self
-                .sh
-                .lock()
-                .accounts
-                .get(u)
-                .is_some_and(|a| a.token.as_deref() == Some(t.as_str())),
-            _ => false,
-        };
-        if right {
-            return Ok(self.logged_in(&user.unwrap_or_default(), true));
+        // user=<user> ^A auth=Bearer <token> ^A ^A
+        let part = |key: &str| text.split('\x01').find_map(|p| p.strip_prefix(key));
+        let (user, token) = (part("user=").unwrap_or_default(), part("auth=Bearer "));
+        let right = |a: &Account| token.is_some() && a.token.as_deref() == token;
+        let known = self.sh.lock().get(user).is_some_and(right);
+        if known {
+            return self.login(user, right);
         }
-        // The error comes as a challenge; the client answers it with an empty line.
-        write!(
-            self.out,
-            "+ {}\r\n",
-            crate::base64(XOAUTH2_CHALLENGE.as_bytes())
-        )?;
+        // The error comes as a challenge, which the client answers with an empty line.
+        self.challenge(&crate::base64(OAUTH_ERROR.as_bytes()))?;
+        say(BAD_LOGIN)
+    }
+
+    /// Sends a continuation and reads the client's answer line.
+    fn challenge(&mut self, text: &str) -> Result<String, Fail> {
+        write!(self.out, "+ {text}\r\n")?;
         self.out.flush()?;
-        self.read_line()?;
-        Ok(BAD_CREDENTIALS.into())
+        match self.read_line()? {
+            Some(l) if l.trim_ascii() != b"*" => Ok(String::from_utf8_lossy(&l).trim().into()),
+            _ => say("BAD Authentication cancelled"),
+        }
     }
 
-    fn account<'a>(&self, st: &'a mut State) -> &'a mut Account {
-        let user = self.user.as_deref().unwrap_or_default();
-        st.accounts.get_mut(user).expect("logged-in user exists")
-    }
-
-    fn list(&mut self, verb: &str, mut args: &[Tok]) -> Reply {
-        let (mut special_only, mut subscribed_only, mut show_subscribed) =
-            (false, verb == "LSUB", false);
-        if let Some(Tok::List(opts)) = args.first() {
-            for o in opts.iter().filter_map(Tok::text) {
-                match o.to_ascii_uppercase().as_str() {
-                    "SPECIAL-USE" => special_only = true,
-                    "SUBSCRIBED" => subscribed_only = true,
-                    _ => return Ok(format!("BAD Unknown LIST option {o}")),
-                }
-            }
+    fn list(&mut self, verb: &str, mut args: &[Tok]) -> Result<(), Fail> {
+        // The one selection option: (SPECIAL-USE), RFC 6154.
+        let special_only = matches!(args.first(), Some(Tok::List(_)));
+        if special_only {
             args = &args[1..];
         }
-        let (Some(reference), Some(pattern)) = (
-            args.first().and_then(Tok::text),
-            args.get(1).and_then(Tok::text),
-        ) else {
-            return Ok("BAD Could not parse command".into());
-        };
-        if let (Some(Tok::Atom(r)), Some(Tok::List(opts))) = (args.get(2), args.get(3))
-            && r.eq_ignore_ascii_case("RETURN")
-        {
-            show_subscribed = opts
-                .iter()
-                .filter_map(Tok::text)
-                .any(|o| o.eq_ignore_ascii_case("SUBSCRIBED"));
-        }
+        let (reference, pattern) = (arg(args, 0)?, arg(args, 1)?);
         if pattern.is_empty() {
             write!(self.out, "* {verb} (\\Noselect) \"/\" \"\"\r\n")?;
-            return Ok("OK Success".into());
+            return Ok(());
         }
         let pattern = format!("{reference}{pattern}");
         let mut st = self.sh.lock();
-        let a = self.account(&mut st);
-        let mut entries: Vec<(String, Option<&str>, bool)> = a
+        let a = account(&mut st, &self.user);
+        let mut entries: Vec<_> = a
             .folders
             .iter()
-            .map(|f| (f.name.clone(), f.special, f.subscribed))
+            .map(|f| (f.name.as_str(), f.special, f.subscribed))
             .collect();
-        entries.push(("[Gmail]".into(), None, true));
-        let rank = |n: &str| match n {
-            "INBOX" => 0,
-            n if n.starts_with("[Gmail]") => 2,
-            _ => 1,
-        };
-        entries.sort_by(|x, y| (rank(&x.0), &x.0).cmp(&(rank(&y.0), &y.0)));
-        let names: Vec<String> = entries.iter().map(|e| e.0.clone()).collect();
-        for (name, special, subscribed) in entries {
-            let inbox_match =
+        entries.push(("[Gmail]", None, true));
+        entries.sort_by_key(|e| (e.0 != "INBOX", e.0.starts_with("[Gmail]"), e.0));
+        let names: Vec<&str> = entries.iter().map(|e| e.0).collect();
+        for &(name, special, subscribed) in &entries {
+            let inbox =
                 name == "INBOX" && wildmat(pattern.to_ascii_uppercase().as_bytes(), b"INBOX");
-            if !(wildmat(pattern.as_bytes(), name.as_bytes()) || inbox_match)
-                || (special_only && special.is_none())
-                || (subscribed_only && !subscribed)
-            {
+            let shown = wildmat(pattern.as_bytes(), name.as_bytes()) || inbox;
+            if !shown || (special_only && special.is_none()) || (verb == "LSUB" && !subscribed) {
                 continue;
             }
-            let prefix = format!("{name}/");
-            let mut attrs = Vec::new();
-            if name == "[Gmail]" {
-                attrs.push("\\Noselect");
-            }
-            attrs.push(if names.iter().any(|n| n.starts_with(&prefix)) {
+            let parent = names
+                .iter()
+                .any(|n| n.strip_prefix(name).is_some_and(|r| r.starts_with('/')));
+            let mut attrs = vec![if parent {
                 "\\HasChildren"
             } else {
                 "\\HasNoChildren"
-            });
-            if show_subscribed && subscribed {
-                attrs.push("\\Subscribed");
+            }];
+            if name == "[Gmail]" {
+                attrs.insert(0, "\\Noselect");
             }
             attrs.extend(special);
             write!(
                 self.out,
                 "* {verb} ({}) \"/\" {}\r\n",
                 attrs.join(" "),
-                quote(&name)
+                quote(name)
             )?;
         }
-        Ok("OK Success".into())
+        Ok(())
     }
 
-    fn status(&mut self, args: &[Tok]) -> Reply {
-        let (Some(name), Some(items)) = (
-            args.first().and_then(Tok::text),
-            args.get(1).and_then(Tok::texts),
-        ) else {
-            return Ok("BAD Could not parse command".into());
-        };
+    fn status(&mut self, args: &[Tok]) -> Result<(), Fail> {
+        let (name, items) = (arg(args, 0)?, list_arg(args, 1)?);
         let mut st = self.sh.lock();
-        let a = self.account(&mut st);
+        let a = account(&mut st, &self.user);
         let Some(f) = a.folder(&name) else {
-            return Ok(format!(
-                "NO [NONEXISTENT] Unknown Mailbox: {name} (Failure)"
-            ));
+            return say("NO [NONEXISTENT] Unknown Mailbox (Failure)");
         };
-        let f = &a.folders[f];
+        let seen = |i: usize| a.msgs[i].flags.iter().any(|x| x == "\\Seen");
         let mut out = Vec::new();
-        for item in items {
-            let value = match item.to_ascii_uppercase().as_str() {
+        for item in items.iter().map(|i| i.to_ascii_uppercase()) {
+            let value = match item.as_str() {
                 "MESSAGES" => f.members.len(),
                 "UIDNEXT" => f.next_uid as usize,
                 "UIDVALIDITY" => f.validity as usize,
                 "RECENT" => 0,
-                "UNSEEN" => f
-                    .members
-                    .iter()
-                    .filter(|&&(_, i)| !a.msgs[i].flags.iter().any(|x| x == "\\Seen"))
-                    .count(),
-                _ => return Ok(format!("BAD Unknown STATUS item {item}")),
+                "UNSEEN" => f.members.iter().filter(|m| !seen(m.1)).count(),
+                _ => return say("BAD Unknown STATUS item"),
             };
-            out.push(format!("{} {value}", item.to_ascii_uppercase()));
+            out.push(format!("{item} {value}"));
         }
         write!(
             self.out,
@@ -1558,22 +1071,18 @@ impl Conn {
             quote(&f.name),
             out.join(" ")
         )?;
-        Ok("OK Success".into())
+        Ok(())
     }
 
     fn select(&mut self, read_only: bool, args: &[Tok]) -> Reply {
         self.sel = None;
-        let Some(name) = args.first().and_then(Tok::text) else {
-            return Ok("BAD Could not parse command".into());
-        };
+        let name = arg(args, 0)?;
         let mut st = self.sh.lock();
-        let a = self.account(&mut st);
+        let a = account(&mut st, &self.user);
         let Some(f) = a.folder(&name) else {
-            return Ok(format!(
-                "NO [NONEXISTENT] Unknown Mailbox: {name} (Failure)"
-            ));
+            return say("NO [NONEXISTENT] Unknown Mailbox (Failure)");
         };
-        let mut flags: Vec<String> = [
+        let mut flags = [
             "\\Answered",
             "\\Flagged",
             "\\Draft",
@@ -1584,103 +1093,111 @@ impl Conn {
         ]
         .map(String::from)
         .to_vec();
-        for m in &a.msgs {
-            m.flags.iter().for_each(|x| add(&mut flags, x));
-        }
-        flags.retain(|x| x != "\\Recent");
-        let f = &a.folders[f];
+        a.msgs
+            .iter()
+            .flat_map(|m| &m.flags)
+            .for_each(|x| add(&mut flags, x));
+        let flags = flags.join(" ");
         let permanent = if read_only {
             String::new()
         } else {
-            format!("{} \\*", flags.join(" "))
+            format!("{flags} \\*")
         };
+        let (validity, n, next) = (f.validity, f.members.len(), f.next_uid);
         write!(
             self.out,
-            "* FLAGS ({})\r\n* OK [PERMANENTFLAGS ({permanent})] Flags permitted.\r\n* OK [UIDVALIDITY {}] UIDs valid.\r\n* {} EXISTS\r\n* 0 RECENT\r\n* OK [UIDNEXT {}] Predicted next UID.\r\n",
-            flags.join(" "),
-            f.validity,
-            f.members.len(),
-            f.next_uid
+            "* FLAGS ({flags})\r\n* OK [PERMANENTFLAGS ({permanent})] Flags permitted.\r\n"
         )?;
-        let name = f.name.clone();
+        write!(
+            self.out,
+            "* OK [UIDVALIDITY {validity}] UIDs valid.\r\n* {n} EXISTS\r\n* 0 RECENT\r\n"
+        )?;
+        write!(self.out, "* OK [UIDNEXT {next}] Predicted next UID.\r\n")?;
         let known = f.members.iter().map(|m| m.0).collect();
-        drop(st);
+        let folder = f.name.clone();
+        let mode = if read_only { "READ-ONLY" } else { "READ-WRITE" };
+        let status = format!("OK [{mode}] {folder} selected. (Success)");
         self.sel = Some(Selected {
-            folder: name.clone(),
+            folder,
             read_only,
             known,
         });
-        let mode = if read_only { "READ-ONLY" } else { "READ-WRITE" };
-        Ok(format!("OK [{mode}] {name} selected. (Success)"))
+        Ok(status)
     }
 
-    fn create(&mut self, args: &[Tok]) -> Reply {
-        let Some(name) = args.first().and_then(Tok::text) else {
-            return Ok("BAD Could not parse command".into());
-        };
-        if args.len() > 1 {
-            return Ok("BAD CREATE takes a name only".into());
-        }
-        let name = name.trim_end_matches('/').to_string();
-        if name.is_empty() || name.eq_ignore_ascii_case("INBOX") || name.starts_with("[Gmail]") {
-            return Ok(format!("NO [CANNOT] Invalid folder name {name} (Failure)"));
+    fn create(&mut self, args: &[Tok]) -> Result<(), Fail> {
+        let name = arg(args, 0)?.trim_end_matches('/').to_string();
+        if args.len() > 1
+            || name.is_empty()
+            || name.eq_ignore_ascii_case("INBOX")
+            || name.starts_with("[Gmail]")
+        {
+            return say("NO [CANNOT] Invalid folder name (Failure)");
         }
         let mut st = self.sh.lock();
-        let a = self.account(&mut st);
+        let a = account(&mut st, &self.user);
         if a.folder(&name).is_some() {
-            return Ok(format!(
-                "NO [ALREADYEXISTS] Duplicate folder name {name} (Failure)"
-            ));
+            return say("NO [ALREADYEXISTS] Duplicate folder name (Failure)");
         }
         a.add_label_folder(&name);
-        Ok("OK Success".into())
+        Ok(())
     }
 
     fn append(&mut self, args: &[Tok]) -> Reply {
-        let Some(name) = args.first().and_then(Tok::text) else {
-            return Ok("BAD Could not parse command".into());
-        };
+        let name = arg(args, 0)?;
         let mut rest = &args[1..];
-        let mut flags = Vec::new();
-        if let Some(Tok::List(l)) = rest.first() {
-            l.iter()
+        let mut msg = StoredMessage {
+            date: DEFAULT_DATE.into(),
+            ..Default::default()
+        };
+        if let [Tok::List(flags), more @ ..] = rest {
+            let flags = flags
+                .iter()
                 .filter_map(Tok::text)
-                .map(|f| norm_flag(&f))
+                .map(|f| canonical(&f, &FLAGS));
+            flags
                 .filter(|f| f != "\\Recent")
-                .for_each(|f| add(&mut flags, &f));
-            rest = &rest[1..];
+                .for_each(|f| add(&mut msg.flags, &f));
+            rest = more;
         }
-        let date = match rest {
-            [Tok::Str(d), _] => {
-                let d = String::from_utf8_lossy(d).trim().to_string();
-                if !valid_date(&d) {
-                    return Ok("BAD Invalid date".into());
-                }
-                d
-            }
-            [_] => now_imap(),
-            _ => return Ok("BAD Could not parse command".into()),
+        if let [Tok::Str(date), more @ ..] = rest
+            && !more.is_empty()
+        {
+            msg.date = String::from_utf8_lossy(date).trim().into();
+            rest = more;
+        }
+        let [Tok::Str(raw)] = rest else {
+            return say(PARSE);
         };
-        let Some(Tok::Str(raw)) = rest.last() else {
-            return Ok("BAD Could not parse command".into());
-        };
-        let limit = self.sh.limits.upload;
+        let uploaded = self.sh.uploaded.load(Relaxed);
+        if self.sh.limits.upload.is_some_and(|l| uploaded >= l) {
+            return say(OVERQUOTA);
+        }
+        self.sh.uploaded.fetch_add(raw.len() as u64, Relaxed);
         let mut st = self.sh.lock();
-        let user = self.user.clone().unwrap_or_default();
-        if limit.is_some_and(|l| st.uploaded >= l) {
-            return Ok(OVERQUOTA.into());
-        }
-        st.uploaded += raw.len() as u64;
-        let mut a = st.accounts.remove(&user).expect("logged-in user exists");
-        let msg = Msg {
-            raw: raw.clone(),
-            date,
-            flags,
-            ..Msg::default()
+        let a = account(&mut st, &self.user);
+        let Some(view) = a.folder(&name).map(|f| f.view.clone()) else {
+            return say(TRYCREATE);
         };
-        let reply = append_into(&mut st, &mut a, &name, msg);
-        st.accounts.insert(user, a);
-        Ok(reply)
+        // Gmail keeps one message per Message-ID: appended again, it gets the label.
+        let id = header(raw, "message-id");
+        let hidden = |m: &StoredMessage| m.labels.iter().any(|l| l == "\\Spam" || l == "\\Trash");
+        let existing = id.and_then(|id| {
+            a.msgs
+                .iter()
+                .position(|m| !hidden(m) && header(&m.raw, "message-id").as_ref() == Some(&id))
+        });
+        msg.raw = raw.clone();
+        let i = existing.unwrap_or_else(|| a.store(msg));
+        a.change(i, |a, m| {
+            view.label().iter().for_each(|l| a.add_label(m, l))
+        });
+        a.refresh();
+        let f = a.folder(&name).expect("still there");
+        match f.members.iter().find(|m| m.1 == i) {
+            Some((uid, _)) => Ok(format!("OK [APPENDUID {} {uid}] (Success)", f.validity)),
+            None => Ok("OK (Success)".into()),
+        }
     }
 
     fn idle(&mut self) -> Reply {
@@ -1688,286 +1205,219 @@ impl Conn {
         self.out.flush()?;
         loop {
             match self.read_input()? {
-                Input::Line(l)
-                    if String::from_utf8_lossy(&l)
-                        .trim()
-                        .eq_ignore_ascii_case("DONE") =>
-                {
-                    return Ok("OK IDLE terminated (Success)".into());
+                Input::Line(l) if l.trim_ascii().eq_ignore_ascii_case(b"DONE") => {
+                    return Ok("OK Success".into());
                 }
-                Input::Line(_) => return Ok("BAD Expected DONE".into()),
                 Input::Tick => {
                     self.sync()?;
                     self.out.flush()?;
                 }
-                Input::Closed => return Ok("BAD connection closed".into()),
+                _ => return say("BAD Expected DONE"),
             }
         }
     }
 
-    /// The messages a set names in the selected folder: (sequence number, UID, index).
-    fn resolve(&self, a: &Account, set: &str, by_uid: bool) -> Option<Vec<(u32, u32, usize)>> {
-        let sel = self.sel.as_ref()?;
-        let members: &[(u32, usize)] = a.folder(&sel.folder).map_or(&[], |f| &a.folders[f].members);
-        let seq_of = |uid: u32| {
-            sel.known
-                .iter()
-                .position(|&k| k == uid)
-                .map_or(0, |p| p as u32 + 1)
-        };
-        if by_uid {
-            let ranges = parse_set(set, members.last().map_or(0, |m| m.0))?;
-            Some(
-                members
-                    .iter()
-                    .filter(|m| in_ranges(&ranges, m.0))
-                    .map(|&(u, i)| (seq_of(u), u, i))
-                    .collect(),
-            )
+    /// The selected folder's messages that `set` names: (sequence number, UID, index).
+    fn resolve(
+        &self,
+        a: &Account,
+        set: &str,
+        by_uid: bool,
+    ) -> Result<Vec<(u32, u32, usize)>, Fail> {
+        let sel = self.sel.as_ref().expect("a folder is selected");
+        let members = a.folder(&sel.folder).map_or(&[][..], |f| &f.members);
+        let index: std::collections::HashMap<u32, usize> = members.iter().copied().collect();
+        let max = if by_uid {
+            members.last().map_or(0, |m| m.0)
         } else {
-            let ranges = parse_set(set, sel.known.len() as u32)?;
-            Some(
-                (1..=sel.known.len() as u32)
-                    .filter(|&s| in_ranges(&ranges, s))
-                    .filter_map(|s| {
-                        let uid = sel.known[s as usize - 1];
-                        members.iter().find(|m| m.0 == uid).map(|&(u, i)| (s, u, i))
-                    })
-                    .collect(),
-            )
+            sel.known.len() as u32
+        };
+        if in_set(set, max, 0).is_none() {
+            return say("BAD Invalid sequence set");
         }
+        let known = sel
+            .known
+            .iter()
+            .enumerate()
+            .map(|(s, &u)| (s as u32 + 1, u));
+        let named =
+            known.filter(|&(s, u)| in_set(set, max, if by_uid { u } else { s }) == Some(true));
+        Ok(named
+            .filter_map(|(s, u)| Some((s, u, *index.get(&u)?)))
+            .collect())
     }
 
-    fn fetch(&mut self, args: &[Tok], by_uid: bool) -> Reply {
-        let (Some(set), Some(items)) = (args.first().and_then(Tok::text), args.get(1)) else {
-            return Ok("BAD Could not parse command".into());
-        };
-        if args.len() > 2 {
-            return Ok("BAD FETCH modifiers are not supported".into());
+    fn fetch(&mut self, args: &[Tok], by_uid: bool) -> Result<(), Fail> {
+        let set = arg(args, 0)?;
+        let items = args.get(1).and_then(Tok::texts).filter(|_| args.len() == 2);
+        let items = items.map_or_else(|| say(PARSE), Ok)?;
+        let mut items: Vec<String> = items.iter().map(|i| i.to_ascii_uppercase()).collect();
+        for item in &items {
+            let section = item
+                .strip_prefix("BODY.PEEK[")
+                .or_else(|| item.strip_prefix("BODY["))
+                .and_then(|s| s.strip_suffix(']'));
+            let known = [
+                "UID",
+                "FLAGS",
+                "RFC822.SIZE",
+                "INTERNALDATE",
+                "X-GM-MSGID",
+                "X-GM-THRID",
+                "X-GM-LABELS",
+            ];
+            let section_ok = section.is_some_and(|s| {
+                matches!(s, "" | "HEADER" | "TEXT") || s.starts_with("HEADER.FIELDS")
+            });
+            if !known.contains(&item.as_str()) && !section_ok {
+                return say("BAD Could not parse command: unknown FETCH item");
+            }
         }
-        let items = match fetch_items(items) {
-            Ok(i) => i,
-            Err(e) => return Ok(format!("BAD Could not parse command: {e}")),
-        };
         let read_only = self.sel.as_ref().is_some_and(|s| s.read_only);
-        let limit = self.sh.limits.download;
-        let sh = self.sh.clone();
-        let mut st = sh.lock();
-        let user = self.user.clone().unwrap_or_default();
-        let Some(targets) = self.resolve(&st.accounts[&user], &set, by_uid) else {
-            return Ok("BAD Invalid sequence set".into());
-        };
-        let bodies = items.iter().any(|i| matches!(i, Item::Body { .. }));
-        let sets_seen = !read_only
-            && items
-                .iter()
-                .any(|i| matches!(i, Item::Body { peek: false, .. }));
-        for (seq, uid, idx) in targets {
-            if bodies && limit.is_some_and(|l| st.downloaded >= l) {
-                return Ok(OVERQUOTA.into());
+        let sets_seen = !read_only && items.iter().any(|i| i.starts_with("BODY["));
+        let bodies = items.iter().any(|i| i.starts_with("BODY"));
+        if by_uid && !items.iter().any(|i| i == "UID") {
+            items.insert(0, "UID".into());
+        }
+        let mut st = self.sh.lock();
+        let a = account(&mut st, &self.user);
+        for (seq, uid, i) in self.resolve(a, &set, by_uid)? {
+            let spent = self.sh.downloaded.load(Relaxed);
+            if bodies && self.sh.limits.download.is_some_and(|l| spent >= l) {
+                return say(OVERQUOTA);
             }
-            let a = st.accounts.get_mut(&user).expect("logged-in user exists");
-            let m = &mut a.msgs[idx];
-            let mut show_flags = items.iter().any(|i| matches!(i, Item::Flags));
-            if sets_seen && !m.flags.iter().any(|f| f == "\\Seen") {
+            let m = &mut a.msgs[i];
+            let newly_seen = sets_seen && !m.flags.iter().any(|f| f == "\\Seen");
+            if newly_seen {
                 m.flags.push("\\Seen".into());
-                show_flags = true;
             }
-            let m = &a.msgs[idx];
             let mut parts: Vec<Vec<u8>> = Vec::new();
-            if by_uid && !items.iter().any(|i| matches!(i, Item::Uid)) {
-                parts.push(format!("UID {uid}").into_bytes());
-            }
-            let mut served = 0;
             for item in &items {
-                parts.push(match item {
-                    Item::Uid => format!("UID {uid}").into_bytes(),
-                    Item::Flags => continue,
-                    Item::Size => format!("RFC822.SIZE {}", m.raw.len()).into_bytes(),
-                    Item::Date => format!("INTERNALDATE \"{}\"", m.date).into_bytes(),
-                    Item::MsgId => format!("X-GM-MSGID {}", m.msgid).into_bytes(),
-                    Item::ThrId => format!("X-GM-THRID {}", m.thrid).into_bytes(),
-                    Item::Labels => {
-                        let labels: Vec<String> =
-                            m.labels.iter().map(|l| label_astring(l)).collect();
-                        format!("X-GM-LABELS ({})", labels.join(" ")).into_bytes()
-                    }
-                    Item::Envelope => format!("ENVELOPE {}", envelope(&m.raw)).into_bytes(),
-                    Item::Body {
-                        name,
-                        section,
-                        partial,
-                        ..
-                    } => {
-                        let mut data = section_bytes(&m.raw, section);
-                        if let Some((o, l)) = *partial {
-                            data = data[o.min(data.len())..(o.saturating_add(l)).min(data.len())]
-                                .to_vec();
-                        }
-                        served += data.len() as u64;
-                        let mut p = format!("{name} {{{}}}\r\n", data.len()).into_bytes();
-                        p.extend_from_slice(&data);
-                        p
+                parts.push(match item.as_str() {
+                    "UID" => format!("UID {uid}").into_bytes(),
+                    "FLAGS" => continue,
+                    "RFC822.SIZE" => format!("RFC822.SIZE {}", m.raw.len()).into_bytes(),
+                    "INTERNALDATE" => format!("INTERNALDATE \"{}\"", m.date).into_bytes(),
+                    "X-GM-MSGID" => format!("X-GM-MSGID {}", m.msgid).into_bytes(),
+                    "X-GM-THRID" => format!("X-GM-THRID {}", m.thrid).into_bytes(),
+                    "X-GM-LABELS" => labels_list(&m.labels).into_bytes(),
+                    body => {
+                        let section = &body[body.find('[').unwrap_or_default() + 1..body.len() - 1];
+                        let data = section_bytes(&m.raw, section);
+                        self.sh.downloaded.fetch_add(data.len() as u64, Relaxed);
+                        [
+                            format!("BODY[{section}] {{{}}}\r\n", data.len()).into_bytes(),
+                            data,
+                        ]
+                        .concat()
                     }
                 });
             }
-            if show_flags {
+            if newly_seen || items.iter().any(|i| i == "FLAGS") {
                 parts.push(format!("FLAGS ({})", m.flags.join(" ")).into_bytes());
             }
-            st.downloaded += served;
             write!(self.out, "* {seq} FETCH (")?;
             self.out.write_all(&parts.join(&b' '))?;
             self.out.write_all(b")\r\n")?;
         }
-        Ok("OK Success".into())
+        Ok(())
     }
 
-    fn store(&mut self, args: &[Tok], by_uid: bool) -> Reply {
-        let (Some(set), Some(item), Some(values)) = (
-            args.first().and_then(Tok::text),
-            args.get(1).and_then(Tok::text),
-            args.get(2).and_then(Tok::texts),
-        ) else {
-            return Ok("BAD Could not parse command".into());
-        };
+    fn store(&mut self, args: &[Tok], by_uid: bool) -> Result<(), Fail> {
+        let (set, item) = (arg(args, 0)?, arg(args, 1)?.to_ascii_uppercase());
+        let values = list_arg(args, 2)?;
         if self.sel.as_ref().is_some_and(|s| s.read_only) {
-            return Ok("NO STORE attempt on READ-ONLY folder (Failure)".into());
+            return say("NO STORE attempt on READ-ONLY folder (Failure)");
         }
-        let item = item.to_ascii_uppercase();
-        let (op, rest) = match item.as_bytes().first() {
-            Some(b'+') => ('+', &item[1..]),
-            Some(b'-') => ('-', &item[1..]),
-            _ => ('=', item.as_str()),
-        };
-        let (kind, silent) = match rest.strip_suffix(".SILENT") {
-            Some(k) => (k, true),
-            None => (rest, false),
-        };
-        let labels = match kind {
-            "FLAGS" => false,
-            "X-GM-LABELS" => true,
-            _ => return Ok(format!("BAD Unknown STORE item {item}")),
-        };
+        let op = item.chars().next().filter(|c| *c == '+' || *c == '-');
+        let kind = item.trim_start_matches(['+', '-']);
+        let (kind, silent) = kind
+            .strip_suffix(".SILENT")
+            .map_or((kind, false), |k| (k, true));
+        if kind != "FLAGS" && kind != "X-GM-LABELS" {
+            return say("BAD Unknown STORE item");
+        }
         let mut st = self.sh.lock();
-        let user = self.user.clone().unwrap_or_default();
-        let a = st.accounts.get_mut(&user).expect("logged-in user exists");
-        let Some(targets) = self.resolve(a, &set, by_uid) else {
-            return Ok("BAD Invalid sequence set".into());
-        };
-        for &(_, _, idx) in &targets {
-            let mut m = std::mem::take(&mut a.msgs[idx]);
-            if labels {
-                if op == '=' {
-                    m.labels.clear();
+        let a = account(&mut st, &self.user);
+        let targets = self.resolve(a, &set, by_uid)?;
+        for &(_, _, i) in &targets {
+            a.change(i, |a, m| {
+                let list = if kind == "FLAGS" {
+                    &mut m.flags
+                } else {
+                    &mut m.labels
+                };
+                if op.is_none() {
+                    list.clear();
                 }
                 for v in &values {
-                    if op == '-' {
-                        Account::remove_label(&mut m, v)
-                    } else {
-                        a.add_label(&mut m, v)
+                    match (kind, op) {
+                        ("FLAGS", Some('-')) => m.flags.retain(|f| *f != canonical(v, &FLAGS)),
+                        ("FLAGS", _) => add(&mut m.flags, &canonical(v, &FLAGS)),
+                        (_, Some('-')) => Account::remove_label(m, v),
+                        _ => a.add_label(m, v),
                     }
                 }
-            } else {
-                if op == '=' {
-                    m.flags.clear();
-                }
-                for v in values
-                    .iter()
-                    .map(|v| norm_flag(v))
-                    .filter(|v| v != "\\Recent")
-                {
-                    if op == '-' {
-                        m.flags.retain(|f| *f != v)
-                    } else {
-                        add(&mut m.flags, &v)
-                    }
-                }
-            }
-            a.msgs[idx] = m;
+                m.flags.retain(|f| f != "\\Recent");
+            });
         }
         a.refresh();
-        if !silent {
-            for (seq, uid, idx) in targets {
-                let m = &a.msgs[idx];
-                let uid = if by_uid {
-                    format!("UID {uid} ")
-                } else {
-                    String::new()
-                };
-                let value = if labels {
-                    format!(
-                        "X-GM-LABELS ({})",
-                        m.labels
-                            .iter()
-                            .map(|l| label_astring(l))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    )
-                } else {
-                    format!("FLAGS ({})", m.flags.join(" "))
-                };
-                write!(self.out, "* {seq} FETCH ({uid}{value})\r\n")?;
-            }
+        for (seq, uid, i) in targets.into_iter().filter(|_| !silent) {
+            let m = &a.msgs[i];
+            let uid = if by_uid {
+                format!("UID {uid} ")
+            } else {
+                String::new()
+            };
+            let value = if kind == "FLAGS" {
+                format!("FLAGS ({})", m.flags.join(" "))
+            } else {
+                labels_list(&m.labels)
+            };
+            write!(self.out, "* {seq} FETCH ({uid}{value})\r\n")?;
         }
-        Ok("OK Success".into())
+        Ok(())
     }
 
     fn copy(&mut self, args: &[Tok], by_uid: bool, remove: bool) -> Reply {
-        let (Some(set), Some(dest)) = (
-            args.first().and_then(Tok::text),
-            args.get(1).and_then(Tok::text),
-        ) else {
-            return Ok("BAD Could not parse command".into());
-        };
+        let (set, dest) = (arg(args, 0)?, arg(args, 1)?);
         let mut st = self.sh.lock();
-        let user = self.user.clone().unwrap_or_default();
-        let a = st.accounts.get_mut(&user).expect("logged-in user exists");
-        let Some(d) = a.folder(&dest) else {
-            return Ok("NO [TRYCREATE] Folder doesn't exist. (Failure)".into());
+        let a = account(&mut st, &self.user);
+        let Some(to) = a.folder(&dest).map(|f| f.view.clone()) else {
+            return say(TRYCREATE);
         };
-        let Some(targets) = self.resolve(a, &set, by_uid) else {
-            return Ok("BAD Invalid sequence set".into());
-        };
-        let source = self
+        let from = self
             .sel
             .as_ref()
             .and_then(|s| a.folder(&s.folder))
-            .map(|f| a.folders[f].view.clone());
-        let dest_view = a.folders[d].view.clone();
-        for &(_, _, idx) in &targets {
-            let mut m = std::mem::take(&mut a.msgs[idx]);
-            if remove
-                && source.as_ref() != Some(&dest_view)
-                && let Some(l) = source.as_ref().and_then(View::label)
-            {
-                Account::remove_label(&mut m, &l);
-            }
-            if let Some(l) = dest_view.label() {
-                a.add_label(&mut m, &l);
-            }
-            a.msgs[idx] = m;
+            .map(|f| f.view.clone());
+        let targets = self.resolve(a, &set, by_uid)?;
+        for &(_, _, i) in &targets {
+            a.change(i, |a, m| {
+                if let Some(l) = from
+                    .as_ref()
+                    .filter(|f| remove && **f != to)
+                    .and_then(View::label)
+                {
+                    Account::remove_label(m, &l);
+                }
+                to.label().iter().for_each(|l| a.add_label(m, l));
+            });
         }
         a.refresh();
-        let f = &a.folders[d];
-        let dest_uids: Vec<String> = targets
-            .iter()
-            .filter_map(|t| {
-                f.members
-                    .iter()
-                    .find(|m| m.1 == t.2)
-                    .map(|m| m.0.to_string())
-            })
-            .collect();
-        let src_uids: Vec<String> = targets.iter().map(|t| t.1.to_string()).collect();
-        if targets.is_empty() || dest_uids.len() != src_uids.len() {
-            return Ok("OK (Success)".into());
-        }
-        let code = format!(
-            "[COPYUID {} {} {}]",
-            f.validity,
-            src_uids.join(","),
-            dest_uids.join(",")
-        );
+        let f = a.folder(&dest).expect("still there");
+        let uid_in = |i: usize| f.members.iter().find(|m| m.1 == i).map(|m| m.0.to_string());
+        let to_uids: Option<Vec<String>> = targets.iter().map(|t| uid_in(t.2)).collect();
+        let from_uids: Vec<String> = targets.iter().map(|t| t.1.to_string()).collect();
+        let code = match to_uids {
+            Some(to) if !to.is_empty() => format!(
+                "[COPYUID {} {} {}]",
+                f.validity,
+                from_uids.join(","),
+                to.join(",")
+            ),
+            _ => return Ok("OK (Success)".into()),
+        };
         if remove {
             write!(self.out, "* OK {code}\r\n")?;
             return Ok("OK (Success)".into());
@@ -1981,26 +1431,20 @@ impl Conn {
             return Ok(());
         };
         let current: Vec<u32> = {
-            let st = self.sh.lock();
-            let a = &st.accounts[self.user.as_deref().unwrap_or_default()];
-            a.folder(&sel.folder).map_or(Vec::new(), |f| {
-                a.folders[f].members.iter().map(|m| m.0).collect()
-            })
+            let mut st = self.sh.lock();
+            let a = account(&mut st, &self.user);
+            a.folder(&sel.folder)
+                .map_or(Vec::new(), |f| f.members.iter().map(|m| m.0).collect())
         };
         let present: HashSet<u32> = current.iter().copied().collect();
-        let mut i = 0;
-        while i < sel.known.len() {
-            if present.contains(&sel.known[i]) {
-                i += 1;
-            } else {
-                write!(self.out, "* {} EXPUNGE\r\n", i + 1)?;
-                sel.known.remove(i);
-            }
+        while let Some(gone) = sel.known.iter().position(|u| !present.contains(u)) {
+            write!(self.out, "* {} EXPUNGE\r\n", gone + 1)?;
+            sel.known.remove(gone);
         }
         let last = sel.known.last().copied().unwrap_or(0);
-        let new: Vec<u32> = current.into_iter().filter(|&u| u > last).collect();
-        if !new.is_empty() {
-            sel.known.extend(new);
+        let before = sel.known.len();
+        sel.known.extend(current.into_iter().filter(|&u| u > last));
+        if sel.known.len() > before {
             write!(self.out, "* {} EXISTS\r\n", sel.known.len())?;
         }
         Ok(())
@@ -2020,7 +1464,7 @@ impl Conn {
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    return Ok(if self.sh.stop.load(Ordering::Relaxed) {
+                    return Ok(if self.sh.stop.load(Relaxed) {
                         Input::Closed
                     } else {
                         Input::Tick
@@ -2041,44 +1485,38 @@ impl Conn {
         }
     }
 
-    /// A whole command, literals included (`+` sent for synchronizing ones), and its first
-    /// line for the log.
+    /// A whole command, literals included (`+` sent for the synchronizing ones), and its
+    /// first line for the log.
     fn read_command(&mut self) -> io::Result<Option<(Vec<u8>, String)>> {
-        let mut buf = Vec::new();
-        let mut first = None;
+        let (mut buf, mut first) = (Vec::new(), None);
         loop {
             let Some(line) = self.read_line()? else {
                 return Ok(None);
             };
             let text = String::from_utf8_lossy(&line).trim_end().to_string();
-            first.get_or_insert_with(|| text.clone());
             buf.extend_from_slice(&line);
-            let Some(spec) = text
+            let literal = text
                 .strip_suffix('}')
                 .and_then(|t| t.rsplit_once('{'))
-                .map(|(_, s)| s)
+                .map(|p| p.1.to_string());
+            let first = first.get_or_insert(text);
+            let Some(n) = literal
+                .as_deref()
+                .and_then(|s| s.trim_end_matches('+').parse::<usize>().ok())
             else {
-                return Ok(first.map(|f| (buf, f)));
-            };
-            let (digits, sync) = match spec.strip_suffix('+') {
-                Some(d) => (d, false),
-                None => (spec, true),
-            };
-            let Ok(n) = digits.parse::<usize>() else {
-                return Ok(first.map(|f| (buf, f)));
+                return Ok(Some((buf, first.clone())));
             };
             if n > MAX_LITERAL {
-                write!(self.out, "* BYE [ALERT] Message too large. (Failure)\r\n")?;
+                self.out
+                    .write_all(b"* BYE [ALERT] Message too large. (Failure)\r\n")?;
                 self.out.flush()?;
                 return Ok(None);
             }
-            if sync {
+            if !literal.is_some_and(|s| s.ends_with('+')) {
                 self.out.write_all(b"+ go ahead\r\n")?;
                 self.out.flush()?;
             }
-            // The literal's bytes: first what is buffered, then the socket.
-            let mut data = vec![0; n];
-            let mut got = 0;
+            let (mut data, mut got) = (vec![0; n], 0);
             while got < n {
                 match self.input.read(&mut data[got..]) {
                     Ok(0) => return Ok(None),
@@ -2087,48 +1525,11 @@ impl Conn {
                         if matches!(
                             e.kind(),
                             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        if self.sh.stop.load(Ordering::Relaxed) {
-                            return Ok(None);
-                        }
-                    }
+                        ) && !self.sh.stop.load(Relaxed) => {}
                     Err(e) => return Err(e),
                 }
             }
             buf.extend_from_slice(&data);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_keep_sections_and_literals_whole() {
-        let t = tokens(b"a1 UID FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE)]<0.10>) {3+}\r\nabc \"q\\\"\"\r\n").unwrap();
-        assert!(
-            matches!(&t[4], Tok::List(l) if l.len() == 2 && matches!(&l[1], Tok::Atom(a) if a.ends_with("<0.10>")))
-        );
-        assert!(matches!(&t[5], Tok::Str(s) if s == b"abc"));
-        assert!(matches!(&t[6], Tok::Str(s) if s == b"q\""));
-    }
-
-    #[test]
-    fn sets_wildcards_and_labels() {
-        let r = parse_set("1:3,5,7:*", 9).unwrap();
-        assert!(in_ranges(&r, 2) && in_ranges(&r, 5) && in_ranges(&r, 9) && !in_ranges(&r, 4));
-        assert!(in_ranges(&parse_set("5:*", 3).unwrap(), 3));
-        assert!(parse_set("0:2", 3).is_none());
-        assert!(
-            wildmat(b"*", b"[Gmail]/All Mail")
-                && wildmat(b"%", b"Work")
-                && !wildmat(b"%", b"Work/Projects")
-        );
-        assert_eq!(label_astring("\\Inbox"), "\"\\\\Inbox\"");
-        assert_eq!(label_astring("Work"), "Work");
-        assert_eq!(label_astring("Work/Projects"), "\"Work/Projects\"");
-        assert!(valid_date(&now_imap()));
     }
 }
