@@ -35,16 +35,20 @@
 //!
 //! Commands: CAPABILITY, NOOP, LOGOUT, ID, LOGIN, AUTHENTICATE, NAMESPACE, LIST, LSUB,
 //! STATUS, SELECT, EXAMINE, CREATE, SUBSCRIBE, UNSUBSCRIBE, APPEND (`{n}` and `{n+}`),
-//! IDLE, and FETCH, STORE, COPY, MOVE by sequence number and UID. A selected session
-//! hears of additions and removals (EXISTS, EXPUNGE) at its next command or in IDLE.
+//! IDLE, and FETCH, STORE, COPY, MOVE by sequence number and UID. FETCH items: UID,
+//! FLAGS, INTERNALDATE, RFC822.SIZE, the three X-GM ones, and `BODY[...]` or
+//! `BODY.PEEK[...]` of the whole message, HEADER, TEXT or `HEADER.FIELDS[.NOT] (...)`;
+//! any other item is answered BAD. A selected session hears of additions and removals
+//! (EXISTS, EXPUNGE) at its next command or in IDLE.
 //!
 //! Left out: SEARCH and `X-GM-RAW`; EXPUNGE, CLOSE, UNSELECT and what `\Deleted` means to
-//! Gmail (the flag is only stored); DELETE and RENAME; ENVELOPE, BODYSTRUCTURE, MIME part
-//! and partial sections; CONDSTORE, COMPRESS, QUOTA, TLS; localized `[Google Mail]` names
-//! and "Show in IMAP" settings; other sessions' flag changes pushed as FETCH; Gmail's
-//! threading (here a message joins the thread of a stored message that its In-Reply-To or
-//! References names); INTERNALDATE "now" (an APPEND without a date gets [`DEFAULT_DATE`]);
-//! per-minute command limits and the BYE Gmail may send at a limit.
+//! Gmail (the flag is only stored); DELETE and RENAME; ENVELOPE, BODYSTRUCTURE, the
+//! RFC822 items and macros, MIME part and partial sections; CONDSTORE, COMPRESS, QUOTA,
+//! TLS; localized `[Google Mail]` names and "Show in IMAP" settings; other sessions' flag
+//! changes pushed as FETCH; Gmail's threading (here a message joins the thread of a stored
+//! message that its In-Reply-To or References names); INTERNALDATE "now" (an APPEND
+//! without a date gets [`DEFAULT_DATE`]); per-minute command limits and the BYE Gmail may
+//! send at a limit.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
@@ -1279,12 +1283,16 @@ impl Conn {
         if by_uid && !items.iter().any(|i| i == "UID") {
             items.insert(0, "UID".into());
         }
+        // Answered into a buffer, written once the lock is released (a slow reader must not
+        // hold up the other connections).
+        let (mut out, mut status) = (Vec::new(), Ok(()));
         let mut st = self.sh.lock();
         let a = account(&mut st, &self.user);
         for (seq, uid, i) in self.resolve(a, &set, by_uid)? {
             let spent = self.sh.downloaded.load(Relaxed);
             if bodies && self.sh.limits.download.is_some_and(|l| spent >= l) {
-                return say(OVERQUOTA);
+                status = say(OVERQUOTA);
+                break;
             }
             let m = &mut a.msgs[i];
             let newly_seen = sets_seen && !m.flags.iter().any(|f| f == "\\Seen");
@@ -1316,11 +1324,13 @@ impl Conn {
             if newly_seen || items.iter().any(|i| i == "FLAGS") {
                 parts.push(format!("FLAGS ({})", m.flags.join(" ")).into_bytes());
             }
-            write!(self.out, "* {seq} FETCH (")?;
-            self.out.write_all(&parts.join(&b' '))?;
-            self.out.write_all(b")\r\n")?;
+            out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+            out.extend_from_slice(&parts.join(&b' '));
+            out.extend_from_slice(b")\r\n");
         }
-        Ok(())
+        drop(st);
+        self.out.write_all(&out)?;
+        status
     }
 
     fn store(&mut self, args: &[Tok], by_uid: bool) -> Result<(), Fail> {

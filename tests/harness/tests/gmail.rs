@@ -712,3 +712,9 @@ fn idle_reports_other_sessions_additions() -> Result<()> {
     assert!(watcher.finish(&tag)?.1.starts_with("OK"));
     Ok(())
 }
+
+#[test]
+fn the_stand_in_can_be_shared_between_threads() {
+    fn check<T: Send + Sync>() {}
+    check::<Gmail>();
+}
