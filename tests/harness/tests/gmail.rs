@@ -178,50 +178,59 @@ fn alice() -> mailshift_harness::GmailBuilder {
 
 #[test]
 fn one_message_shows_in_each_of_its_views_with_one_msgid_and_per_folder_uids() -> Result<()> {
-    let gmail = alice().start()?;
+    let labelled = |id: &str, labels: &[&str]| GmailMessage::new(message(id, id)).labels(labels);
+    let both = GmailMessage::new(message("both", "both"))
+        .labels(&["\\Inbox", "Work", "\\Important"])
+        .flags(&["\\Seen"])
+        .date("07-Mar-2019 08:09:10 +0530");
+    let gmail = Gmail::builder()
+        .user(ALICE, PW)
+        .label("Work")
+        .message(labelled("w1", &["Work"]))
+        .message(labelled("i1", &["\\Inbox"]))
+        .message(labelled("w2", &["Work"]))
+        .message(both)
+        .message(labelled("project", &["Work/Projects"]))
+        .message(labelled("archived", &[]))
+        .start()?;
     let mut c = Client::login(gmail.port(), ALICE, PW)?;
     let items = "UID X-GM-MSGID X-GM-THRID X-GM-LABELS FLAGS INTERNALDATE";
     let inbox = c.fetch_all("INBOX", items)?;
     let all = c.fetch_all("[Gmail]/All Mail", items)?;
     let work = c.fetch_all("Work", items)?;
-    assert_eq!((inbox.len(), all.len(), work.len()), (2, 4, 1));
+    assert_eq!((inbox.len(), all.len(), work.len()), (2, 6, 3));
+    // "both" is All Mail's 4th message, INBOX's 2nd, Work's 3rd: one message, three UIDs.
+    let (in_all, in_inbox, in_work) = (&all[3], &inbox[1], &work[2]);
     let msgid = |l: &String| num(l, "X-GM-MSGID").unwrap();
-    // "both" is All Mail's second message, INBOX's first, Work's first.
-    let (both_all, both_inbox, both_work) = (&all[1], &inbox[0], &work[0]);
-    assert_eq!(msgid(&both_all.1), msgid(&both_inbox.1));
-    assert_eq!(msgid(&both_all.1), msgid(&both_work.1));
-    assert_eq!(
-        (both_all.0, both_inbox.0),
-        (2, 1),
-        "UIDs are the folder's own"
-    );
+    assert_eq!(msgid(&in_all.1), msgid(&in_inbox.1));
+    assert_eq!(msgid(&in_all.1), msgid(&in_work.1));
+    assert_eq!((in_all.0, in_inbox.0, in_work.0), (4, 2, 3));
     let ids: std::collections::BTreeSet<u64> = all.iter().map(|m| msgid(&m.1)).collect();
-    assert_eq!(ids.len(), 4, "X-GM-MSGID is unique");
+    assert_eq!(ids.len(), 6, "X-GM-MSGID is unique");
+    let labels = r#"X-GM-LABELS ("\\Inbox" Work "\\Important")"#;
+    assert!(in_all.1.contains(labels), "{}", in_all.1);
+    assert!(in_all.1.contains("FLAGS (\\Seen)"));
     assert!(
-        both_all
-            .1
-            .contains(r#"X-GM-LABELS ("\\Inbox" Work "\\Important")"#),
-        "{}",
-        both_all.1
-    );
-    assert!(both_all.1.contains("FLAGS (\\Seen)"));
-    assert!(
-        both_all
+        in_all
             .1
             .contains("INTERNALDATE \"07-Mar-2019 08:09:10 +0530\"")
     );
     assert!(
-        all[3].1.contains(r#"X-GM-LABELS ("Work/Projects")"#),
+        all[4].1.contains(r#"X-GM-LABELS ("Work/Projects")"#),
         "{}",
-        all[3].1
+        all[4].1
     );
-    assert!(all[0].1.contains("X-GM-LABELS ()"), "archived: no labels");
-    assert!(num(&both_all.1, "X-GM-THRID").is_some());
+    assert!(all[5].1.contains("X-GM-LABELS ()"), "archived: no labels");
+    assert_eq!(
+        num(&in_all.1, "X-GM-THRID"),
+        Some(msgid(&in_all.1)),
+        "a thread of one"
+    );
 
     // The inspection helpers agree with the wire.
-    let uids = gmail.folder_uids(ALICE, "INBOX");
-    assert_eq!(uids.iter().map(|u| u.0).collect::<Vec<_>>(), vec![1, 2]);
-    assert_eq!(uids[0].1, msgid(&both_inbox.1));
+    let uids = gmail.folder_uids(ALICE, "Work");
+    assert_eq!(uids.iter().map(|u| u.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(uids[2].1, msgid(&in_work.1));
     let validities: std::collections::BTreeSet<_> = ["INBOX", "[Gmail]/All Mail", "Work"]
         .iter()
         .map(|f| gmail.uid_validity(ALICE, f).unwrap())
@@ -238,10 +247,20 @@ fn one_message_shows_in_each_of_its_views_with_one_msgid_and_per_folder_uids() -
         1,
         "n:* names the last message even below n: {high:?}"
     );
-    assert!(high[0].starts_with("* 4 FETCH (UID 4 "), "{high:?}");
-    assert_eq!(c.ok("UID FETCH 1,3:4 (UID)")?.len(), 3);
+    assert!(high[0].starts_with("* 6 FETCH (UID 6 "), "{high:?}");
+    assert_eq!(c.ok("UID FETCH 1,3:5 (UID)")?.len(), 4);
     let (_, bad) = c.cmd("UID FETCH 1:* (UID BODYSTRUCTURE)")?;
     assert!(bad.starts_with("BAD"), "unknown items are refused: {bad}");
+    Ok(())
+}
+
+#[test]
+fn a_reply_joins_its_parents_thread() -> Result<()> {
+    let reply = b"Message-ID: <re@example.org>\r\nIn-Reply-To: <both@example.org>\r\n\r\nx\r\n";
+    let gmail = alice().message(GmailMessage::new(reply.to_vec())).start()?;
+    let stored = gmail.messages(ALICE);
+    assert_eq!(stored[4].thrid, stored[1].msgid);
+    assert_ne!(stored[4].msgid, stored[1].msgid);
     Ok(())
 }
 
