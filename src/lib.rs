@@ -14,6 +14,7 @@ pub mod engine;
 pub mod files;
 pub mod https;
 pub mod imap;
+pub mod limits;
 pub mod manifest;
 pub mod oauth;
 pub mod plan;

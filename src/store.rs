@@ -66,6 +66,8 @@ impl StatusStore for MemoryStatus {
 
 /// The characters the destination refused in folder names, as one JSON string.
 const REFUSED_CHARACTERS: &str = "destination-refuses.json";
+/// The daily budgets' records (`limits.bytesPerDay`): what was read and written when.
+const BUDGETS: &str = "budgets.json";
 
 /// One migration's state directory.
 #[derive(Clone, Debug)]
@@ -159,6 +161,14 @@ impl CacheStore for StateDir {
             &self.root.join(REFUSED_CHARACTERS),
             &chars.iter().collect::<String>(),
         )
+    }
+
+    fn load_usage(&self) -> Result<Option<crate::limits::Usage>> {
+        read_json(&self.root.join(BUDGETS))
+    }
+
+    fn save_usage(&self, usage: &crate::limits::Usage) -> Result<()> {
+        write_json(&self.root.join(BUDGETS), usage)
     }
 
     fn load_source_uids(&self, key: &FolderCacheKey) -> Result<Option<UidMap>> {

@@ -86,6 +86,24 @@ pub fn excerpt(s: &str, max: usize) -> String {
     format!("{}… ({} more characters)", printable(&head), total - max)
 }
 
+/// Bytes in SI units: `999 B`, `12.3 kB`, `4.5 MB`, `1.2 GB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if v < 1000.0 {
+            break;
+        }
+        v /= 1000.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -437,6 +437,7 @@ fn build_world(
             sieve: Default::default(),
             dav: Default::default(),
             observed_at: None,
+            paused: None,
         });
     }
     if let Some(dns) = &spec.dns

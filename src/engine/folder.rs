@@ -592,15 +592,17 @@ async fn copy_messages(
         .batch_bytes
         .saturating_mul(2)
         .clamp(1, u64::from(u32::MAX));
+    // With rates set, a batch is at most a second's worth: paced smoothly, not in bursts.
+    let (cap_bytes, cap_messages) = engine.batch_cap();
     let batches = batches(
         entries,
-        (window / BATCHES_IN_WINDOW).max(1),
-        opts.batch_messages,
+        (window / BATCHES_IN_WINDOW).max(1).min(cap_bytes),
+        opts.batch_messages.min(cap_messages),
     );
     let credit = tokio::sync::Semaphore::new(window as usize);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Ready<'_, '_>>();
     let mut fetches = BodyFetches::default();
-    let reading = read_ahead(t, src, &mut fetches, &batches, &credit, window, tx);
+    let reading = read_ahead(p, src, &mut fetches, &batches, &credit, window, tx);
     let writing = async {
         let result = async {
             while let Some(ready) = rx.recv().await {
@@ -632,10 +634,12 @@ async fn copy_messages(
 }
 
 /// The source's side of [`copy_messages`]: asks for the batches in order as the window
-/// allows, reads and checks each answer, and hands it on. Stops quietly when the appending
-/// side has stopped (its error says why).
+/// and the limits allow (the daily budgets grant a batch, or the first messages of it, or
+/// pause the copy; the rates pace it), reads and checks each answer, and hands it on. Stops
+/// quietly when the appending side has stopped (its error says why); a pause is returned
+/// once everything granted before it has been handed on.
 async fn read_ahead<'b, 'c>(
-    t: &Target<'_>,
+    p: Pass<'_>,
     src: &mut SourceSession,
     fetches: &mut BodyFetches,
     batches: &[&'b [Entry]],
@@ -644,10 +648,12 @@ async fn read_ahead<'b, 'c>(
     tx: tokio::sync::mpsc::UnboundedSender<Ready<'b, 'c>>,
 ) -> Result<(), ImapError> {
     use tokio::sync::TryAcquireError;
+    let Pass { engine, t, .. } = p;
+    let mut pending: std::collections::VecDeque<&'b [Entry]> = batches.iter().copied().collect();
     let mut held = std::collections::VecDeque::new();
-    let mut asked = 0;
-    for (index, batch) in batches.iter().copied().enumerate() {
-        while let Some(next) = batches.get(asked) {
+    let mut paused = None;
+    for index in 0.. {
+        while let Some(&next) = pending.front() {
             let bytes: u64 = next.iter().map(|e| e.size).sum();
             let need = bytes.clamp(1, window) as u32;
             let permit = if fetches.is_empty() {
@@ -663,15 +669,31 @@ async fn read_ahead<'b, 'c>(
                     Err(TryAcquireError::Closed) => return Ok(()),
                 }
             };
-            let uids: Vec<u32> = next.iter().map(|e| e.uid).collect();
-            let largest = next.iter().map(|e| e.size).max().unwrap_or(0);
+            let granted = match engine.admit(t.address, next) {
+                Ok(n) => n,
+                Err(pause) => {
+                    pending.clear();
+                    paused = Some(pause);
+                    break;
+                }
+            };
+            let (now, rest) = next.split_at(granted);
+            pending.pop_front();
+            if !rest.is_empty() {
+                pending.push_front(rest);
+            }
+            let bytes: u64 = now.iter().map(|e| e.size).sum();
+            engine.governors.0.pace(now.len(), bytes).await;
+            let uids: Vec<u32> = now.iter().map(|e| e.uid).collect();
+            let largest = now.iter().map(|e| e.size).max().unwrap_or(0);
             src.send_bodies(fetches, &uids, largest).await?;
-            held.push_back(permit);
-            asked += 1;
-            tracing::trace!(mailbox = %t.address, folder = %t.source, batch = asked, outstanding = fetches.len(), "bodies asked for");
+            held.push_back((permit, now));
+            tracing::trace!(mailbox = %t.address, folder = %t.source, batch = index + held.len(), outstanding = fetches.len(), "bodies asked for");
         }
+        let Some((window_share, batch)) = held.pop_front() else {
+            break;
+        };
         let fetched = src.next_bodies(fetches).await?.unwrap_or_default();
-        let window_share = held.pop_front().expect("one permit per batch asked for");
         // Nothing is appended that is not what was asked for.
         let (good, mut faults) = super::answers::check(batch, fetched);
         // A message not sent at all was usually expunged meanwhile; one the source still
@@ -699,7 +721,10 @@ async fn read_ahead<'b, 'c>(
             return Ok(());
         }
     }
-    Ok(())
+    match paused {
+        Some(pause) => Err(ImapError::Paused(pause)),
+        None => Ok(()),
+    }
 }
 
 /// The destination's side of [`copy_messages`]: one checked batch appended and recorded.
@@ -721,6 +746,8 @@ async fn append_batch(
         _window,
     } = ready;
     let faulted = source_faults(t, batch, faults, out);
+    let bytes = good.iter().map(|m| m.body.len() as u64).sum();
+    p.engine.governors.1.pace(good.len(), bytes).await;
     let outcomes = dst.append(&t.dest_wire, &good).await?;
     if !dst.takes_binary() {
         note_inexact(t, &good, &outcomes, st);

@@ -57,11 +57,13 @@ use self::retry::{AttemptError, Jitter};
 use crate::accounts::Account;
 use crate::imap::cache::CacheStore;
 use crate::imap::conn::{Connector, Slot};
+use crate::imap::diff::Entry;
 use crate::imap::folders::{FolderTable, Note, folder_table};
 use crate::imap::identity::MessageKey;
 use crate::imap::proto::ImapError;
 use crate::imap::report::{FolderReport, MailboxReport, MessageRef, RefusedMessage};
 use crate::imap::session::{DestinationSession, Listing, MailboxStatus};
+use crate::limits::{Governor, Pause};
 use crate::sources::{SourceConnector, SourceSession, SourceSlot};
 use crate::spec::Folders;
 
@@ -165,6 +167,11 @@ pub struct Engine {
     options: Options,
     observer: Arc<dyn Observer>,
     refused: names::Refused,
+    /// The source's and the destination's `limits`.
+    governors: (Arc<Governor>, Arc<Governor>),
+    /// Held while a batch is granted and charged to the budgets of both servers, so that
+    /// folders copied at once never both take the last room.
+    admitting: Mutex<()>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -185,15 +192,57 @@ impl Engine {
         folders: Option<Folders>,
         store: Arc<dyn CacheStore>,
     ) -> Engine {
+        let source: SourceConnector = source.into();
+        let governors = (source.governor(), destination.governor().clone());
         Engine {
-            source: source.into(),
+            source,
             destination,
             folders,
             store,
             options: Options::default(),
             observer: Arc::new(Silent),
             refused: names::Refused::default(),
+            governors,
+            admitting: Mutex::new(()),
         }
+    }
+
+    /// How many of `batch`'s messages (in order) the daily budgets of both servers grant
+    /// `address` now, charged to them at once; or the pause, when not even the first fits.
+    fn admit(&self, address: &str, batch: &[Entry]) -> Result<usize, Pause> {
+        let sizes: Vec<u64> = batch.iter().map(|e| e.size).collect();
+        let _one_at_a_time = self.admitting.lock().unwrap_or_else(|e| e.into_inner());
+        let now = chrono::Utc::now();
+        let (src, dst) = &self.governors;
+        let n = src
+            .grant(address, &sizes, now)?
+            .min(dst.grant(address, &sizes, now)?);
+        let bytes = sizes[..n].iter().sum();
+        src.spend(address, bytes, now);
+        dst.spend(address, bytes, now);
+        Ok(n)
+    }
+
+    /// The largest batch the servers' rates make sensible: bytes, messages.
+    fn batch_cap(&self) -> (u64, usize) {
+        let (src, dst) = &self.governors;
+        let (sb, sm) = src.batch_cap();
+        let (db, dm) = dst.batch_cap();
+        (
+            sb.into_iter().chain(db).min().unwrap_or(u64::MAX),
+            sm.into_iter().chain(dm).min().unwrap_or(usize::MAX),
+        )
+    }
+
+    /// Connections of one mailbox at once (`limits.perMailbox.connections`, the smaller
+    /// of both servers').
+    fn mailbox_connections(&self) -> usize {
+        let (src, dst) = &self.governors;
+        [src, dst]
+            .iter()
+            .filter_map(|g| g.limits().mailbox_connections)
+            .min()
+            .map_or(usize::MAX, usize::from)
     }
 
     /// The destination's folders as the mapping sees them, with the characters it is known
@@ -275,6 +324,7 @@ impl Engine {
                 address: account.address.clone(),
                 folders: Vec::new(),
                 error: Some(format!("internal error: {e}")),
+                paused: None,
             }));
         }
         reports
@@ -303,6 +353,7 @@ impl Engine {
         let mut login_cuts = 0u32;
         let mut throttles = 0u32;
         let mut run = Run::default();
+        let mut paused = None;
         let error = loop {
             self.observer.progress(Progress::MailboxStarted { address });
             let before = run.progress();
@@ -311,6 +362,11 @@ impl Engine {
                 Kind::Verify => self.verify_attempt(account, &mut run).await,
             };
             let Err(e) = result else { break None };
+            if let Some(p) = e.paused() {
+                tracing::info!(mailbox = %address, until = %p.until, budget = %p.what, "daily budget spent; the copy pauses");
+                paused = Some(p.clone());
+                break None;
+            }
             if run.progress() > before {
                 (failures, timeouts, login_cuts, throttles) = (0, 0, 0, 0);
             }
@@ -366,7 +422,8 @@ impl Engine {
             });
             tokio::time::sleep(delay).await;
         };
-        let report = run.into_report(address, error, matches!(kind, Kind::Sync));
+        let mut report = run.into_report(address, error, matches!(kind, Kind::Sync));
+        report.paused = paused;
         tracing::info!(mailbox = %address, perfect = report.is_perfect(), folders = report.folders.len(), "mailbox done");
         self.observer.progress(Progress::MailboxFinished {
             address,
@@ -575,6 +632,7 @@ impl Engine {
         let extra = self
             .options
             .folder_concurrency
+            .min(self.mailbox_connections())
             .max(1)
             .saturating_sub(1)
             .min(jobs.len().saturating_sub(1));
@@ -683,7 +741,7 @@ impl Engine {
                 };
                 match result {
                     Ok(()) => state.done = true,
-                    Err(e) if e.is_connection_lost() => {
+                    Err(e) if e.is_connection_lost() || e.paused().is_some() => {
                         queue.stop.store(true, Ordering::Relaxed);
                         lost = Some(e);
                     }
@@ -703,11 +761,11 @@ impl Engine {
         queue.wake.finished();
         queue.pairs.fetch_sub(1, Ordering::Relaxed);
         match lost {
-            Some(e) => (states, Err(e.into())),
-            None => {
+            Some(e) if e.is_connection_lost() => (states, Err(e.into())),
+            stopped => {
                 src.logout().await;
                 dst.logout().await;
-                (states, Ok(()))
+                (states, stopped.map_or(Ok(()), |e| Err(e.into())))
             }
         }
     }
@@ -968,6 +1026,7 @@ impl Run {
             address: address.to_owned(),
             folders,
             error,
+            paused: None,
         }
     }
 }

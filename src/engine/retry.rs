@@ -114,6 +114,14 @@ impl AttemptError {
         }
     }
 
+    /// A daily budget is spent: the mailbox waits, it has not failed.
+    pub fn paused(&self) -> Option<&crate::limits::Pause> {
+        match self {
+            AttemptError::Imap(e) => e.paused(),
+            _ => None,
+        }
+    }
+
     /// The server closed the connection after it was sent the credentials
     /// ([`LOGIN_CUT_ATTEMPTS`]).
     pub fn is_login_cut(&self) -> bool {

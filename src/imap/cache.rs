@@ -567,6 +567,16 @@ pub trait CacheStore: Send + Sync {
         Ok(())
     }
 
+    /// The daily budgets' records (see [`crate::limits`]); a store that keeps none counts
+    /// each run's budgets from nothing.
+    fn load_usage(&self) -> anyhow::Result<Option<crate::limits::Usage>> {
+        Ok(None)
+    }
+
+    fn save_usage(&self, _: &crate::limits::Usage) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// The UIDs mailshift gave the messages of a source folder that has none of its own
     /// (files, POP3; see [`crate::imap::uid_map`]). A store that keeps none gives new ones
     /// each run, under a new UIDVALIDITY.

@@ -423,6 +423,7 @@ pub struct Connector {
     limit: Arc<Semaphore>,
     recorder: Option<Recorder>,
     timeouts: Timeouts,
+    governor: Arc<crate::limits::Governor>,
 }
 
 impl Connector {
@@ -486,10 +487,31 @@ impl Connector {
             tls,
             limit: Arc::new(Semaphore::new(max)),
             recorder: None,
+            governor: crate::limits::Governor::unlimited(match side {
+                Side::Source => crate::spec::Direction::Download,
+                Side::Destination => crate::spec::Direction::Upload,
+            }),
             timeouts: endpoint
                 .timeout
                 .map_or_else(Timeouts::default, |t| Timeouts::from_response(t.0)),
         })
+    }
+
+    /// The server's `limits`: its connections (the smaller of these and `maxConnections`
+    /// hold), its logins per minute, and what the copies ask of it. Set before any
+    /// connection is made.
+    pub fn governed(mut self, governor: Arc<crate::limits::Governor>) -> Self {
+        if let Some(n) = governor.limits().connections {
+            let max = self.limit.available_permits().min(usize::from(n));
+            self.limit = Arc::new(Semaphore::new(max));
+        }
+        self.governor = governor;
+        self
+    }
+
+    /// The server's limits in force.
+    pub fn governor(&self) -> &Arc<crate::limits::Governor> {
+        &self.governor
     }
 
     /// Record every byte sent on this connector's connections (tests only).
@@ -536,6 +558,8 @@ impl Connector {
     /// [`Connector::try_slot`] of this connector), which the connection keeps until dropped.
     pub async fn connect_in(&self, slot: Slot, login: &Login) -> Result<Connection, ConnectError> {
         let permit = slot.0;
+        // Before the connection is opened, so that no server waits on an idle one.
+        self.governor.login().await;
         let addr = self.addr();
         let tcp = self
             .phase(

@@ -39,6 +39,10 @@ pub enum ImapError {
         reason: String,
         wait: Option<std::time::Duration>,
     },
+    /// A daily budget of `limits` is spent: the copy stops here, not failed, and goes on
+    /// once the budget has room.
+    #[error(transparent)]
+    Paused(crate::limits::Pause),
 }
 
 /// A refusal of `what` as an error: [`ImapError::Throttled`] when it asks to slow down.
@@ -112,6 +116,14 @@ impl ImapError {
     pub fn throttled(&self) -> Option<Option<std::time::Duration>> {
         match self {
             ImapError::Throttled { wait, .. } => Some(*wait),
+            _ => None,
+        }
+    }
+
+    /// A daily budget is spent ([`ImapError::Paused`]).
+    pub fn paused(&self) -> Option<&crate::limits::Pause> {
+        match self {
+            ImapError::Paused(p) => Some(p),
             _ => None,
         }
     }

@@ -165,11 +165,16 @@ pub struct MailboxReport {
     /// What stopped the whole mailbox (login refused, connection lost for good), if anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A daily budget of `limits` ran out: the copy stopped there, and goes on then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<crate::limits::Pause>,
 }
 
 impl MailboxReport {
     pub fn is_perfect(&self) -> bool {
-        self.error.is_none() && self.folders.iter().all(FolderReport::is_perfect)
+        self.error.is_none()
+            && self.paused.is_none()
+            && self.folders.iter().all(FolderReport::is_perfect)
     }
 }
 
@@ -199,6 +204,9 @@ pub struct Totals {
     pub refused: u64,
     /// Mailboxes and folders that failed.
     pub errors: u64,
+    /// Mailboxes whose copy waits for a daily budget.
+    #[serde(default)]
+    pub paused: u64,
     pub elapsed_seconds: f64,
     pub messages_per_second: f64,
     /// Megabytes (10^6 bytes) per second.
@@ -225,6 +233,7 @@ impl Report {
         };
         for m in &mailboxes {
             t.errors += u64::from(m.error.is_some());
+            t.paused += u64::from(m.paused.is_some());
             for f in &m.folders {
                 t.folders += 1;
                 t.source_messages += f.source_messages;
@@ -266,23 +275,7 @@ impl Report {
 /// surplus and refused messages are always listed in full: each is a problem to look at.
 const EXTRA_SHOWN: usize = 20;
 
-/// Bytes in SI units: `999 B`, `12.3 kB`, `4.5 MB`, `1.2 GB`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
-    if n < 1000 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64;
-    let mut unit = "B";
-    for u in UNITS {
-        if v < 1000.0 {
-            break;
-        }
-        v /= 1000.0;
-        unit = u;
-    }
-    format!("{v:.1} {unit}")
-}
+pub use crate::text::human_bytes;
 
 fn write_message(f: &mut fmt::Formatter<'_>, label: &str, m: &MessageRef) -> fmt::Result {
     let date = m
@@ -390,6 +383,7 @@ impl fmt::Display for Report {
                 (t.surplus, "on the destination twice"),
                 (t.refused, "refused"),
                 (t.errors, "errors"),
+                (t.paused, "paused until a daily budget has room"),
             ] {
                 if n > 0 {
                     problems.push(format!("{n} {label}"));
@@ -406,6 +400,9 @@ impl fmt::Display for Report {
             )?;
             if let Some(e) = &m.error {
                 writeln!(f, "    error: {}", Printable(e))?;
+            }
+            if let Some(p) = &m.paused {
+                writeln!(f, "    paused: {p}")?;
             }
             for folder in &m.folders {
                 writeln!(f, "{folder}")?;
@@ -522,6 +519,7 @@ mod tests {
                 address: "alice@example.com".into(),
                 folders: vec![f],
                 error: None,
+                paused: None,
             }],
             Duration::from_secs(2),
         );
@@ -561,6 +559,7 @@ mod tests {
                 address: "bob@example.com".into(),
                 folders: vec![f],
                 error: None,
+                paused: None,
             }],
             Duration::ZERO,
         );
@@ -594,11 +593,13 @@ mod tests {
                     address: "a@x".into(),
                     folders: vec![f, g],
                     error: None,
+                    paused: None,
                 },
                 MailboxReport {
                     address: "b@x".into(),
                     folders: vec![],
                     error: Some("login refused".into()),
+                    paused: None,
                 },
             ],
             Duration::from_secs(4),
@@ -632,6 +633,7 @@ mod tests {
                     address: "a@x".into(),
                     folders: vec![f],
                     error: None,
+                    paused: None,
                 }],
                 Duration::from_secs(2),
             )
@@ -664,6 +666,7 @@ mod tests {
                 address: "a@x".into(),
                 folders: vec![f],
                 error: None,
+                paused: None,
             }],
             Duration::from_millis(1500),
         );

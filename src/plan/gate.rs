@@ -70,6 +70,8 @@ pub enum TimeReason {
     },
     /// The step failed `attempt` times in a row and backs off until then.
     Retry { attempt: u32, error: String },
+    /// A daily budget of `limits` is spent; it has room for the copy again then.
+    Budget { address: String, budget: String },
 }
 
 /// A fact a step waits on.
@@ -313,6 +315,9 @@ impl fmt::Display for TimeReason {
                 "the old server is kept for keepSourceFor ({keep}) after the cutover at {}",
                 instant(*cutover_at)
             ),
+            TimeReason::Budget { address, budget } => {
+                write!(f, "{budget} is spent for {address}: the copy goes on then")
+            }
             TimeReason::Retry { attempt, error } => {
                 write!(f, "backing off after failure {attempt} in a row ({error})")
             }

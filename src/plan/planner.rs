@@ -1072,6 +1072,18 @@ impl<'a> Planner<'_, 'a> {
                         });
                     }
                 }
+                // A copy stopped at a spent daily budget goes on when it has room again.
+                for (address, pause) in v.world.paused_copies(&step) {
+                    if pause.until > v.now {
+                        gates.push(Gate::Time {
+                            at: pause.until,
+                            reason: TimeReason::Budget {
+                                address: address.to_owned(),
+                                budget: pause.what.clone(),
+                            },
+                        });
+                    }
+                }
                 // Work under way elsewhere is not started twice.
                 gates.extend(
                     v.world

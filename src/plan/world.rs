@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::milestones::Milestones;
-use super::step::{Adapter, Step};
+use super::step::{Adapter, MailStep, Step};
 use crate::spec::MxRecord;
 // The parts of the world that the loop also records live with the status types (the
 // resource's status holds them); the planner sees them here.
@@ -79,6 +79,27 @@ impl World {
     /// The mailbox with this address (compared case-insensitively).
     pub fn mailbox(&self, address: &str) -> Option<&MailboxState> {
         self.mailboxes.get(&Address::of(address))
+    }
+
+    /// The mailboxes of a copy step whose last copy stopped at a spent daily budget.
+    pub fn paused_copies<'a>(
+        &'a self,
+        step: &'a Step,
+    ) -> impl Iterator<Item = (&'a str, &'a crate::spec::Pause)> + 'a {
+        let addresses: Vec<&str> = match step {
+            Step::Mail(MailStep::InitialSync { address } | MailStep::Resync { address, .. }) => {
+                vec![address.as_str()]
+            }
+            Step::Mail(MailStep::FinalSync { addresses } | MailStep::DeltaSync { addresses }) => {
+                addresses.iter().map(String::as_str).collect()
+            }
+            _ => Vec::new(),
+        };
+        addresses.into_iter().filter_map(|a| {
+            self.mailbox(a)
+                .and_then(|m| m.paused.as_ref())
+                .map(|p| (a, p))
+        })
     }
 
     /// Mutable access to the mailbox with this address.
@@ -193,6 +214,9 @@ pub struct MailboxState {
     /// When the logins were last checked (or proven by a copy or a verification).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_at: Option<DateTime<Utc>>,
+    /// The last copy stopped at a spent daily budget (`limits`): copies wait until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<crate::spec::Pause>,
 }
 
 impl MailboxState {
@@ -210,6 +234,7 @@ impl MailboxState {
             sieve: SieveState::default(),
             dav: DavState::default(),
             observed_at: None,
+            paused: None,
         }
     }
 

@@ -158,6 +158,7 @@ impl MailEngine for ImapEngine {
                     errors,
                     copied_messages: r.folders.iter().map(|f| f.copied).sum(),
                     copied_bytes: r.folders.iter().map(|f| f.copied_bytes).sum(),
+                    paused: r.paused.clone(),
                 };
                 (r.address.clone(), synced)
             })

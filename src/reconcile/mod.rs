@@ -56,6 +56,8 @@ pub struct Synced {
     /// What this sync copied (for metrics): messages appended and their bytes.
     pub copied_messages: u64,
     pub copied_bytes: u64,
+    /// The copy stopped at a spent daily budget (`limits`) and goes on then.
+    pub paused: Option<crate::spec::Pause>,
 }
 
 /// One mailbox's verification.
@@ -853,11 +855,16 @@ impl Book {
             self.copied.0 += s.copied_messages;
             self.copied.1 += s.copied_bytes;
             let record = self.records.mailbox_mut(address);
-            record.sync = plan::SyncState::Synced {
-                at: now,
-                messages: s.messages,
-                bytes: s.bytes,
-            };
+            // A paused copy has not finished its pass: the step stays planned, behind the
+            // budget's time gate, and is not a failure.
+            record.paused = s.paused.clone();
+            if s.paused.is_none() {
+                record.sync = plan::SyncState::Synced {
+                    at: now,
+                    messages: s.messages,
+                    bytes: s.bytes,
+                };
+            }
             if reset_verification {
                 record.verification = plan::Verification::NotVerified;
             }

@@ -214,6 +214,7 @@ pub fn world(
             sync: record.sync,
             verification: record.verification,
             last_error: record.last_error,
+            paused: record.paused,
             forwarding: facts
                 .forwarding
                 .get(&key)

@@ -106,6 +106,26 @@ impl SourceConnector {
         })
     }
 
+    /// The server's `limits` (files have none: they are read on this machine or over ssh).
+    pub fn governed(self, governor: Arc<crate::limits::Governor>) -> SourceConnector {
+        match self {
+            SourceConnector::Imap(c) => SourceConnector::Imap(c.governed(governor)),
+            SourceConnector::Pop3(c) => SourceConnector::Pop3(c.governed(governor)),
+            files @ SourceConnector::Files(_) => files,
+        }
+    }
+
+    /// The server's limits in force.
+    pub fn governor(&self) -> Arc<crate::limits::Governor> {
+        match self {
+            SourceConnector::Imap(c) => c.governor().clone(),
+            SourceConnector::Pop3(c) => c.governor().clone(),
+            SourceConnector::Files(_) => {
+                crate::limits::Governor::unlimited(crate::spec::Direction::Download)
+            }
+        }
+    }
+
     /// The IMAP server's connector, when the source is one.
     pub fn imap(&self) -> Option<&Connector> {
         match self {

@@ -60,6 +60,7 @@ pub struct Pop3Connector {
     timeout: Duration,
     limit: Arc<Semaphore>,
     uids: Arc<UidMaps>,
+    governor: Arc<crate::limits::Governor>,
 }
 
 impl std::fmt::Debug for Pop3Connector {
@@ -96,7 +97,22 @@ impl Pop3Connector {
                 endpoint.max_connections.map_or(16, usize::from),
             )),
             uids: Arc::new(UidMaps::new(store)),
+            governor: crate::limits::Governor::unlimited(crate::spec::Direction::Download),
         })
+    }
+
+    /// The server's `limits` (see [`crate::imap::conn::Connector::governed`]).
+    pub fn governed(mut self, governor: Arc<crate::limits::Governor>) -> Self {
+        if let Some(n) = governor.limits().connections {
+            let max = self.limit.available_permits().min(usize::from(n));
+            self.limit = Arc::new(Semaphore::new(max));
+        }
+        self.governor = governor;
+        self
+    }
+
+    pub fn governor(&self) -> &Arc<crate::limits::Governor> {
+        &self.governor
     }
 
     fn addr(&self) -> String {
@@ -121,6 +137,7 @@ impl Pop3Connector {
         permit: OwnedSemaphorePermit,
         account: &Account,
     ) -> Result<Pop3Session, ConnectError> {
+        self.governor.login().await;
         let addr = self.addr();
         let network = |error: std::io::Error| ConnectError::Network {
             side: Side::Source,

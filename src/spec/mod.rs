@@ -4,6 +4,7 @@
 mod directory;
 mod dns_provider;
 mod duration;
+mod limits;
 mod path_template;
 mod secret;
 pub mod semantic;
@@ -20,12 +21,13 @@ pub use dns_provider::{
     Plesk, Powerdns, Route53, TokenOnly,
 };
 pub use duration::{DURATION_PATTERN, DurationError, ManifestDuration};
+pub use limits::{Direction, EffectiveLimits, LimitPreset, Limits, MailboxLimits};
 pub use path_template::{PathError, PathTemplate};
 pub use secret::{Secret, SecretKeySelector, SecretRef};
 pub use size::{ManifestSize, SIZE_PATTERN, SizeError};
 pub use status::{
     AcceptedLoss, Condition, ConditionStatus, DavRefusal, Failure, Freshness, LoopRecords,
-    MailMigrationStatus, MailboxCounts, MailboxRecord, MailboxTransfer, Phase, ProbeState,
+    MailMigrationStatus, MailboxCounts, MailboxRecord, MailboxTransfer, Pause, Phase, ProbeState,
     Provisioned, SyncState, Transfer, Verification,
 };
 pub use types::*;

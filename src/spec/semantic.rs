@@ -30,6 +30,7 @@ pub fn check(spec: &MailMigrationSpec, base: &Path, strict: bool) -> Vec<Issue> 
     c.sieve_dav_and_tokens(spec, base);
     c.accounts(spec, base);
     c.cutover(spec, base);
+    c.limits(spec, base);
     c.accept_refused(spec, base);
     c.secrets(spec, base);
     c.out
@@ -258,6 +259,51 @@ impl Checker {
                     }
                 ),
             );
+        }
+    }
+
+    /// `limits` of both servers: sizes that move something, and none on files.
+    fn limits(&mut self, spec: &MailMigrationSpec, base: &Path) {
+        let sides = [
+            ("source", spec.source.limits.as_ref()),
+            ("destination", spec.destination.limits.as_ref()),
+        ];
+        for (side, limits) in sides {
+            let Some(l) = limits else { continue };
+            let p = base.key(side).key("limits");
+            if side == "source" && spec.source.kind().is_files() {
+                self.warning(
+                    p.clone(),
+                    "not used: a file source is read on this machine or over ssh, not from a server with limits",
+                );
+            }
+            let mailbox = l.per_mailbox.clone().unwrap_or_default();
+            for (at, size) in [
+                (p.key("bytesPerSecond"), l.bytes_per_second),
+                (p.key("bytesPerDay"), l.bytes_per_day),
+                (
+                    p.key("perMailbox").key("bytesPerDay"),
+                    mailbox.bytes_per_day,
+                ),
+            ] {
+                if size.is_some_and(|s| s.0 == 0) {
+                    self.error(at, "0 would never let a message through: give a size above 0, or leave the field out for no limit");
+                }
+            }
+            let endpoint = match side {
+                "source" => spec.source.endpoint(),
+                _ => Some(&spec.destination.imap),
+            };
+            if let (Some(n), Some(max)) = (l.connections, endpoint.and_then(|e| e.max_connections))
+                && n > max
+            {
+                self.warning(
+                    p.key("connections"),
+                    format!(
+                        "`maxConnections: {max}` is lower and holds: at most {max} connections"
+                    ),
+                );
+            }
         }
     }
 

@@ -132,6 +132,16 @@ impl Provisioned {
     }
 }
 
+/// A daily budget is spent: copying waits until `until`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "camelCase")]
+#[error("{what} is spent; copying resumes at {}", until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))]
+pub struct Pause {
+    pub until: DateTime<Utc>,
+    /// Which budget, e.g. "the old server's daily budget of 2.50 GB for each mailbox".
+    pub what: String,
+}
+
 /// One mailbox's record.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -150,6 +160,9 @@ pub struct MailboxRecord {
     /// nothing back until its content changes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dav_refused: Vec<DavRefusal>,
+    /// The last copy stopped at a spent daily budget (`limits`): it goes on then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Pause>,
 }
 
 /// A contact or calendar resource the new server refused.

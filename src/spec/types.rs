@@ -145,6 +145,10 @@ pub struct Server {
     /// How mailboxes log in.
     #[serde(default)]
     pub auth: Auth,
+    /// How hard the server may be used: rates, a daily volume, a preset of a hosted
+    /// provider's documented limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<super::Limits>,
 }
 
 /// Where the mail comes from: exactly one of `imap`, `pop3`, `maildir` or `mbox`, and for
@@ -170,6 +174,10 @@ pub struct SourceServer {
     /// How mailboxes log in (the servers only).
     #[serde(default)]
     pub auth: Auth,
+    /// How hard the server may be used (the servers only): rates, a daily volume, a
+    /// preset of a hosted provider's documented limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<super::Limits>,
 }
 
 /// Which kind of source a [`SourceServer`] names.

@@ -30,8 +30,13 @@
 //! The servers must be installed (`scripts/install-deps.sh`) and the tests must run as root
 //! (the daemons switch to their own system users: `dovecot`/`dovenull`, `postfix`, `bind`, `knot`).
 //!
-//! [`Hostile`] is the one stand-in: a scripted IMAP server that misbehaves in one chosen way
-//! (stalls, floods, huge literals, wrong answers), since no real server does so on demand.
+//! Two stand-ins, where no real server can run here:
+//!
+//! * [`Hostile`]: a scripted IMAP server that misbehaves in one chosen way (stalls, floods,
+//!   huge literals, wrong answers), since no real server does so on demand;
+//! * [`Gmail`]: Gmail's IMAP as Google documents it (labels as folders, `[Gmail]/All Mail`,
+//!   X-GM-MSGID/X-GM-LABELS, APPEND deduplicated by Message-ID, XOAUTH2, the bandwidth and
+//!   connection refusals), since no Gmail runs in a test.
 //!
 //! [`Proxy`] forwards loopback connections and drops them on demand, for tests of lost
 //! connections; [`SlowLink`] forwards them with a delay and a rate limit, for the
