@@ -1159,6 +1159,7 @@ fn folders_copied_at_once_are_exact_and_respect_max_connections() -> Result<()> 
                     exclude: Vec::new(),
                     rename: Vec::new(),
                     source_language: "de".into(),
+                    gmail_labels: Default::default(),
                 }),
                 Arc::new(StateDir::at(state.path())),
             )

@@ -200,6 +200,9 @@ fn folder_view(p: &FolderPlan) -> FolderView {
         Reason::ExcludedRole { .. } => "excluded-role",
         Reason::NotSelectable { .. } => "not-selectable",
         Reason::NotPersonal { .. } => "not-personal",
+        Reason::GmailView { .. } => "gmail-view",
+        Reason::GmailLabelAsKeyword => "gmail-label-as-keyword",
+        Reason::GmailDestinationView { .. } => "gmail-destination-view",
         Reason::Kept => "kept",
     };
     FolderView {
@@ -231,6 +234,7 @@ mod tests {
             foreign: Vec::new(),
             create_special_use: true,
             refused: Vec::new(),
+            gmail: false,
         }
     }
 

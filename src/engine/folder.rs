@@ -37,6 +37,8 @@ pub(super) struct Target<'a> {
     pub batch_bytes: u64,
     /// Both sides' STATUS, when taken already (with other folders', in one round trip).
     pub snapshot: Option<(MailboxStatus, MailboxStatus)>,
+    /// How the pass reads Gmail's labels (a Gmail source only).
+    pub labels: Option<crate::imap::folders::LabelPass>,
 }
 
 /// What every step of one folder's pass reads: the engine, the folder and its cache key.
@@ -96,6 +98,9 @@ pub(super) async fn sync_folder(
     };
     let snaps = src_status.snapshot().zip(dst_status.snapshot());
     let need = match &snaps {
+        _ if t.labels.is_some_and(|l| l.archived_only) => {
+            ResyncNeed::Full(FullReason::GmailArchive)
+        }
         Some((s, d)) => resync_need(cache.as_ref(), t.dest, s, d),
         None => ResyncNeed::Full(FullReason::NoCache),
     };

@@ -719,7 +719,9 @@ impl Engine {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&source);
+                src.read_labels(state.labels);
                 let target = folder::Target {
+                    labels: state.labels,
                     snapshot,
                     batch_bytes: (self.options.batch_bytes / share).max(1),
                     address,
@@ -928,6 +930,8 @@ struct FolderState {
     /// Refused during this run, by source UID, under this source UIDVALIDITY.
     refused: BTreeMap<u32, RefusedMessage>,
     refused_validity: Option<u32>,
+    /// How its pass reads Gmail's labels (the table's).
+    labels: Option<crate::imap::folders::LabelPass>,
 }
 
 /// A mailbox's run: the folders in plan order and their states.
@@ -969,6 +973,7 @@ impl Run {
         for plan in &table.plans {
             let Some(dest) = &plan.dest else { continue };
             let state = self.folder(&plan.source, dest);
+            state.labels = plan.labels;
             if state.done {
                 continue;
             }

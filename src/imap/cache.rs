@@ -163,12 +163,18 @@ pub enum FullReason {
     /// Messages were refused before: each run tries them again, their cause (a quota, a
     /// size limit, a transient NO) may be gone.
     RetryRefused,
+    /// Gmail's All Mail: which of its messages are archived changes with their labels,
+    /// which no UID or count shows.
+    GmailArchive,
 }
 
 impl fmt::Display for FullReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             FullReason::NoCache => "no cache",
+            FullReason::GmailArchive => {
+                "Gmail's All Mail: archived messages are told by their labels"
+            }
             FullReason::CacheVersion => "cache from another version",
             FullReason::DestinationFolderChanged => "destination folder changed",
             FullReason::SourceUidValidityChanged => "source UIDVALIDITY changed",

@@ -115,6 +115,11 @@ pub enum FetchItems {
     /// The whole message as binary (RFC 3516), where `BODY[]` loses NULs.
     Binary,
     Flags,
+    /// [`FetchItems::Meta`], [`FetchItems::Body`], [`FetchItems::Flags`] with Gmail's
+    /// `X-GM-LABELS`.
+    MetaLabels,
+    BodyLabels,
+    FlagsLabels,
 }
 
 impl FetchItems {
@@ -126,6 +131,21 @@ impl FetchItems {
             FetchItems::Body => "(UID FLAGS INTERNALDATE BODY.PEEK[])",
             FetchItems::Binary => "(UID BINARY.PEEK[])",
             FetchItems::Flags => "(UID FLAGS)",
+            FetchItems::MetaLabels => {
+                "(UID FLAGS INTERNALDATE RFC822.SIZE X-GM-LABELS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO SUBJECT)])"
+            }
+            FetchItems::BodyLabels => "(UID FLAGS INTERNALDATE X-GM-LABELS BODY.PEEK[])",
+            FetchItems::FlagsLabels => "(UID FLAGS X-GM-LABELS)",
+        }
+    }
+
+    /// The same items, with `X-GM-LABELS` when `labels`.
+    pub fn with_labels(self, labels: bool) -> FetchItems {
+        match (self, labels) {
+            (FetchItems::Meta, true) => FetchItems::MetaLabels,
+            (FetchItems::Body, true) => FetchItems::BodyLabels,
+            (FetchItems::Flags, true) => FetchItems::FlagsLabels,
+            (items, _) => items,
         }
     }
 }

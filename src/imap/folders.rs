@@ -62,8 +62,8 @@ use std::fmt;
 use thiserror::Error;
 
 use super::folder_names::{self, Lang, Role};
-use crate::spec::Folders;
 use crate::spec::semantic::glob_match;
+use crate::spec::{Folders, GmailLabels};
 
 /// One folder as LIST reports it, its name decoded from modified UTF-7
 /// ([`super::mutf7::decode`]; encode it again with [`super::mutf7::encode`], which gives back
@@ -126,6 +126,8 @@ pub struct FolderList {
     /// (Dovecot's Maildir++ refuses `.` under a `/` separator), as learned from its refusals
     /// of CREATE: written as `_` in the names mailshift gives it.
     pub refused: Vec<char>,
+    /// Gmail (`X-GM-EXT-1`): folders are labels, and All Mail, Starred and Important views.
+    pub gmail: bool,
 }
 
 impl FolderList {
@@ -264,6 +266,14 @@ pub enum Reason {
     ExcludedRole { selector: String, role: Role },
     /// `\Noselect` or `\NonExistent`: holds no messages.
     NotSelectable { attribute: String },
+    /// One of Gmail's views (Starred, Important) over messages its labels hold: they are
+    /// copied from those (Starred as the `\Flagged` flag).
+    GmailView { attribute: String },
+    /// A Gmail label under `gmailLabels: keywords`: its messages carry it as a keyword.
+    GmailLabelAsKeyword,
+    /// The destination folder is one of Gmail's views (All Mail, Starred, Important),
+    /// which shows messages appended elsewhere and takes none of its own.
+    GmailDestinationView { folder: String, attribute: String },
     /// In another user's or a shared namespace: not this user's mail.
     NotPersonal {
         namespace: String,
@@ -316,6 +326,18 @@ pub struct FolderPlan {
     pub subscribe: bool,
     pub reason: Reason,
     pub notes: Vec<Note>,
+    /// From a Gmail source: how this folder's messages are read (see [`LabelPass`]).
+    pub labels: Option<LabelPass>,
+}
+
+/// How a Gmail source folder's pass reads its messages' labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LabelPass {
+    /// All Mail: only the messages no copied folder holds (the archived ones).
+    pub archived_only: bool,
+    /// `gmailLabels: keywords`: labels become keywords, and only the system folders (INBOX,
+    /// Sent, Drafts) count as holding a message.
+    pub keywords: bool,
 }
 
 /// The source language used for default names.
@@ -634,6 +656,7 @@ pub fn folder_table(
         exclude: vec![],
         rename: vec![],
         source_language: "auto".into(),
+        gmail_labels: GmailLabels::Folders,
     };
     let rules = rules.unwrap_or(&default_rules);
 
@@ -685,7 +708,13 @@ pub fn folder_table(
 
     for folder in &source.folders {
         let levels = relative(&folder.name, source);
-        let own_role = role_of(&levels, Some(folder), lang);
+        // Gmail's All Mail holds, beside every labelled message, the archived ones: those
+        // go to the destination's Archive.
+        let own_role = if source.gmail && folder.has("\\All") {
+            Some((Role::Archive, RoleBy::SpecialUse("\\All".into())))
+        } else {
+            role_of(&levels, Some(folder), lang)
+        };
         let anchor = nearest_anchor(&levels, &own_role, &rename_from, &listed, lang);
         let mut mapped = mapper.map(&levels, anchor.as_ref());
 
@@ -694,7 +723,9 @@ pub fn folder_table(
             _ => None,
         };
         let roles = [own_role.as_ref().map(|(r, _)| *r), anchor_role];
-        let dest_name = match withheld(folder, &levels, source, &rules.exclude, roles) {
+        let withheld = withheld(folder, &levels, source, &rules.exclude, roles)
+            .or_else(|| gmail_withheld(folder, &levels, source, rules.gmail_labels));
+        let dest_name = match withheld {
             Some((rule, why)) => {
                 used_excludes.extend(rule);
                 mapped.reason = why;
@@ -727,7 +758,14 @@ pub fn folder_table(
         let sort_key = dest_name.as_ref().map(|n| relative(n, dest));
         let merge_role = mapped.merge_role.take();
         let role = own_role.map(|(r, _)| r);
-        let plan = destination_match(folder, role, dest_name, mapped, dest, &dest_by_name);
+        let (dest_name, mapped) = gmail_destination(dest_name, mapped, dest, &dest_by_name);
+        let mut plan = destination_match(folder, role, dest_name, mapped, dest, &dest_by_name);
+        if source.gmail {
+            plan.labels = Some(LabelPass {
+                archived_only: folder.has("\\All"),
+                keywords: rules.gmail_labels == GmailLabels::Keywords,
+            });
+        }
         rows.push((sort_key, plan, merge_role));
     }
     let used_renames = mapper.used_renames;
@@ -884,6 +922,61 @@ fn withheld(
     None
 }
 
+/// Why a Gmail source's folder is not copied as a folder: Starred and Important are
+/// views, and under `gmailLabels: keywords` so are the user's labels.
+fn gmail_withheld(
+    folder: &ListedFolder,
+    levels: &[String],
+    source: &FolderList,
+    labels: GmailLabels,
+) -> Option<(Option<usize>, Reason)> {
+    if !source.gmail {
+        return None;
+    }
+    if let Some(attribute) = ["\\Flagged", "\\Important"]
+        .into_iter()
+        .find(|a| folder.has(a))
+    {
+        return Some((
+            None,
+            Reason::GmailView {
+                attribute: attribute.to_owned(),
+            },
+        ));
+    }
+    let label = levels != ["INBOX"] && folder.special_use().is_none() && !folder.has("\\All");
+    (labels == GmailLabels::Keywords && label && folder.selectable())
+        .then_some((None, Reason::GmailLabelAsKeyword))
+}
+
+/// A destination folder that is one of Gmail's views takes nothing: what would go there is
+/// not copied, and the table says why.
+fn gmail_destination(
+    dest_name: Option<String>,
+    mut mapped: Mapped,
+    dest: &FolderList,
+    dest_by_name: &HashMap<String, &ListedFolder>,
+) -> (Option<String>, Mapped) {
+    let view = dest_name.as_ref().filter(|_| dest.gmail).and_then(|n| {
+        let listed = dest_by_name.get(&canonical_name(n, dest))?;
+        ["\\All", "\\Flagged", "\\Important"]
+            .into_iter()
+            .find(|a| listed.has(a))
+            .map(|a| (n.clone(), a))
+    });
+    match view {
+        Some((folder, attribute)) => {
+            mapped.reason = Reason::GmailDestinationView {
+                folder,
+                attribute: attribute.to_owned(),
+            };
+            mapped.notes.clear();
+            (None, mapped)
+        }
+        None => (dest_name, mapped),
+    }
+}
+
 /// The plan for `folder` bound for `dest_name` (`None`: not copied), matched against the
 /// destination's own folders: created unless it exists there and can be opened (INBOX
 /// always exists), with its special use where the server takes one at creation, and
@@ -915,6 +1008,7 @@ fn destination_match(
         dest: dest_name,
         reason: mapped.reason,
         notes: mapped.notes,
+        labels: None,
     }
 }
 
@@ -1137,6 +1231,22 @@ impl fmt::Display for Reason {
             Reason::NotSelectable { attribute } => {
                 write!(f, "not selectable ({attribute}): holds no messages")
             }
+            Reason::GmailView { attribute } => write!(
+                f,
+                "Gmail's view ({attribute}) of messages its labels hold: copied from those{}",
+                if attribute.eq_ignore_ascii_case("\\Flagged") {
+                    ", starred as \\Flagged"
+                } else {
+                    ""
+                }
+            ),
+            Reason::GmailLabelAsKeyword => f.write_str(
+                "a Gmail label: its messages carry it as a keyword (gmailLabels: keywords)",
+            ),
+            Reason::GmailDestinationView { folder, attribute } => write!(
+                f,
+                "{folder} is Gmail's view ({attribute}) on the destination: it takes no messages of its own"
+            ),
             Reason::NotPersonal { namespace, kind } => write!(
                 f,
                 "in the {kind} namespace `{namespace}`: not this user's own mail, never copied"
@@ -1291,6 +1401,7 @@ mod tests {
             foreign: Vec::new(),
             create_special_use: true,
             refused: Vec::new(),
+            gmail: false,
         }
     }
 
@@ -1324,6 +1435,7 @@ mod tests {
                 })
                 .collect(),
             source_language: lang.into(),
+            gmail_labels: GmailLabels::Folders,
         }
     }
 
@@ -1728,6 +1840,70 @@ mod tests {
     }
 
     #[test]
+    fn a_gmail_source_is_read_as_labels_and_views() {
+        let mut src = list(
+            '/',
+            "",
+            vec![
+                f("INBOX", &[]),
+                f("[Gmail]", &["\\Noselect", "\\HasChildren"]),
+                f("[Gmail]/All Mail", &["\\All"]),
+                f("[Gmail]/Sent Mail", &["\\Sent"]),
+                f("[Gmail]/Starred", &["\\Flagged"]),
+                f("[Gmail]/Important", &["\\Important"]),
+                f("Work", &[]),
+            ],
+        );
+        src.gmail = true;
+        let t = folder_table(&src, &dovecot(), None).unwrap();
+        let all = plan(&t, "[Gmail]/All Mail");
+        assert_eq!(all.dest.as_deref(), Some("Archive"), "{all}");
+        assert_eq!(
+            all.labels,
+            Some(LabelPass {
+                archived_only: true,
+                keywords: false
+            })
+        );
+        for view in ["[Gmail]/Starred", "[Gmail]/Important"] {
+            let p = plan(&t, view);
+            assert_eq!(p.dest, None, "{p}");
+            assert!(matches!(p.reason, Reason::GmailView { .. }), "{p}");
+        }
+        assert_eq!(dest_of(&t, "Work").as_deref(), Some("Work"));
+        assert_eq!(dest_of(&t, "[Gmail]/Sent Mail").as_deref(), Some("Sent"));
+
+        let keywords = Folders {
+            gmail_labels: GmailLabels::Keywords,
+            ..rules(&[], &[], "auto")
+        };
+        let t = folder_table(&src, &dovecot(), Some(&keywords)).unwrap();
+        assert_eq!(plan(&t, "Work").reason, Reason::GmailLabelAsKeyword);
+        assert_eq!(dest_of(&t, "Work"), None);
+        assert_eq!(dest_of(&t, "INBOX").as_deref(), Some("INBOX"));
+        assert!(plan(&t, "INBOX").labels.is_some_and(|l| l.keywords));
+    }
+
+    #[test]
+    fn nothing_is_copied_into_a_gmail_destinations_views() {
+        let src = list('/', "", vec![f("INBOX", &[]), f("Starred", &[])]);
+        let mut dst = list(
+            '/',
+            "",
+            vec![f("INBOX", &[]), f("Starred", &["\\Flagged"])],
+        );
+        dst.gmail = true;
+        let t = folder_table(&src, &dst, None).unwrap();
+        let p = plan(&t, "Starred");
+        assert_eq!(p.dest, None, "{p}");
+        assert!(
+            matches!(p.reason, Reason::GmailDestinationView { .. }),
+            "{p}"
+        );
+        assert_eq!(plan(&t, "INBOX").labels, None, "not a Gmail source");
+    }
+
+    #[test]
     fn forced_and_unknown_languages() {
         // One German name is not enough evidence for `auto`...
         let src = list(
@@ -2086,6 +2262,7 @@ mod tests {
             foreign: Vec::new(),
             create_special_use: true,
             refused: Vec::new(),
+            gmail: false,
         };
         let t = folder_table(&src, &dovecot(), None).unwrap();
         assert_eq!(dest_of(&t, "a/b").as_deref(), Some("a_b"));
@@ -2097,6 +2274,7 @@ mod tests {
             foreign: Vec::new(),
             create_special_use: true,
             refused: Vec::new(),
+            gmail: false,
         };
         let src = list('.', "", vec![f("INBOX", &[]), f("a.b", &[])]);
         let t = folder_table(&src, &dst, None).unwrap();

@@ -12,6 +12,7 @@ pub mod conn;
 pub mod diff;
 pub mod folder_names;
 pub mod folders;
+pub mod gmail;
 pub mod guard;
 pub mod identity;
 pub mod mutf7;

@@ -233,6 +233,13 @@ impl SourceSession {
         }
     }
 
+    /// How the next folder's pass reads Gmail's labels (only a Gmail IMAP source has any).
+    pub fn read_labels(&mut self, pass: Option<crate::imap::folders::LabelPass>) {
+        if let SourceSession::Imap(s) = self {
+            s.read_labels(pass);
+        }
+    }
+
     /// Opens `wire` read-only.
     pub async fn examine(&mut self, wire: &str) -> Result<Selected, ImapError> {
         match self {

@@ -344,7 +344,18 @@ impl Checker {
                     }
                 }
             }
-            let shared = auth.method == AuthMethod::Master || auth.password.is_some();
+            // A service account or an app-only grant obtains each mailbox's token without a
+            // secret of the mailbox's own.
+            let tokens_without_password = matches!(
+                auth.token_source,
+                Some(
+                    crate::spec::TokenSourceSpec::ServiceAccount { .. }
+                        | crate::spec::TokenSourceSpec::ClientCredentials { .. }
+                )
+            );
+            let shared = auth.method == AuthMethod::Master
+                || auth.password.is_some()
+                || tokens_without_password;
             if shared {
                 continue;
             }

@@ -433,6 +433,29 @@ pub struct Folders {
     #[serde(default = "default_language")]
     #[schemars(length(min = 2, max = 35))]
     pub source_language: String,
+    /// From a Gmail source (one offering `X-GM-EXT-1`): what its labels become. `folders`
+    /// (the default): one destination folder per label, a message in each folder its labels
+    /// name, and the messages of All Mail with no label in the destination's Archive.
+    /// `keywords`: each message copied once, into INBOX, Sent, Drafts, Spam, Trash or
+    /// Archive, with its labels as keywords. Either way All Mail, Starred and Important
+    /// are Gmail's views, not folders, and Starred is the `\Flagged` flag.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub gmail_labels: GmailLabels,
+}
+
+/// What a Gmail source's labels become on the destination.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GmailLabels {
+    /// A folder per label.
+    #[default]
+    Folders,
+    /// Keywords on one copy of each message.
+    Keywords,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 fn default_language() -> String {

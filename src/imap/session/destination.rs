@@ -106,7 +106,7 @@ impl DestinationSession {
 
     pub async fn fetch_meta(&mut self, uids: &UidSet) -> Result<Vec<Entry>, ImapError> {
         let folder = self.folder();
-        fetch_meta(&mut self.conn, &folder, uids).await
+        fetch_meta(&mut self.conn, &folder, uids, None).await
     }
 
     /// Applies flag updates in the selected folder, pipelined: `UID STORE +FLAGS.SILENT` /

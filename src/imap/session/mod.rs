@@ -24,7 +24,7 @@ use super::command::{Command, FetchItems, UidSet, WireName};
 use super::conn::Connection;
 use super::diff::{Entry, Flag, FlagChange, FlagSet, FlagUpdate, Storable};
 use super::folder_names::Role;
-use super::folders::{FolderList, ListedFolder, guess_prefix};
+use super::folders::{FolderList, LabelPass, ListedFolder, guess_prefix};
 use super::identity::MessageKey;
 use super::mutf7;
 use super::proto::{self, Completion, Event};
@@ -50,6 +50,8 @@ pub struct Listing {
     pub foreign: Vec<super::folders::ForeignNamespace>,
     /// The server offers CREATE-SPECIAL-USE.
     pub create_special_use: bool,
+    /// The server is Gmail (`X-GM-EXT-1`): its folders are labels and views.
+    pub gmail: bool,
     wire: HashMap<String, String>,
 }
 
@@ -67,6 +69,7 @@ impl Listing {
             foreign: self.foreign.clone(),
             create_special_use: self.create_special_use,
             refused: Vec::new(),
+            gmail: self.gmail,
         }
     }
 
@@ -201,6 +204,7 @@ async fn list(conn: &mut Connection) -> Result<Listing, ImapError> {
         prefix: conn.personal_namespace.as_ref().map(|n| n.prefix.clone()),
         foreign: conn.foreign_namespaces.clone(),
         create_special_use: conn.has("CREATE-SPECIAL-USE"),
+        gmail: conn.has("X-GM-EXT-1"),
         ..Listing::default()
     };
     let subscribed: Option<HashSet<String>> = subscribed.map(|v| v.into_iter().collect());
@@ -396,6 +400,22 @@ struct Fetched<'a> {
     size: Option<u32>,
     section: Option<&'a [u8]>,
     has_section: bool,
+    /// Gmail's `X-GM-LABELS`, when asked for.
+    labels: Option<Vec<String>>,
+}
+
+impl Fetched<'_> {
+    /// The flags as a Gmail pass reads them (see [`crate::imap::gmail::apply`]): `None`
+    /// when the pass leaves the message to another folder.
+    fn flags_for(&self, pass: Option<LabelPass>) -> Option<FlagSet> {
+        let flags = self.flags.clone().unwrap_or_default();
+        match pass {
+            Some(pass) => {
+                crate::imap::gmail::apply(pass, self.labels.as_deref().unwrap_or_default(), flags)
+            }
+            None => Some(flags),
+        }
+    }
 }
 
 fn fetched<'a>(attrs: &'a [AttributeValue<'_>]) -> Fetched<'a> {
@@ -416,10 +436,34 @@ fn fetched<'a>(attrs: &'a [AttributeValue<'_>]) -> Fetched<'a> {
                 f.has_section = true;
                 f.section = data.as_deref();
             }
+            AttributeValue::GmailLabels(labels) => {
+                f.labels = Some(labels.iter().map(|l| unescaped(l)).collect());
+            }
             _ => {}
         }
     }
     f
+}
+
+/// A label as the server wrote it: Gmail quotes system labels (`"\\Inbox"`), and the
+/// parser hands quoted strings over with their escapes.
+fn unescaped(label: &str) -> String {
+    let mut out = String::with_capacity(label.len());
+    let mut chars = label.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(next @ ('\\' | '"')) => out.push(next),
+                Some(other) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => out.push('\\'),
+            },
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Identity, flags, date and size of the messages in `uids` (a UID set) of the open
@@ -428,12 +472,13 @@ async fn fetch_meta(
     conn: &mut Connection,
     folder: &str,
     uids: &UidSet,
+    labels: Option<LabelPass>,
 ) -> Result<Vec<Entry>, ImapError> {
     let what = format!("FETCH {uids} in {folder}");
     let mut out: BTreeMap<u32, Entry> = BTreeMap::new();
     let command = Command::UidFetch {
         set: uids,
-        items: FetchItems::Meta,
+        items: FetchItems::Meta.with_labels(labels.is_some()),
         changed_since: None,
     };
     proto::run(conn, &command, &what, |r| {
@@ -441,13 +486,15 @@ async fn fetch_meta(
             let f = fetched(attrs);
             // Unsolicited FETCH responses (flag changes by other sessions) carry only
             // some items: only complete answers count.
-            if let (Some(uid), Some(size), true) = (f.uid, f.size, f.has_section) {
+            if let (Some(uid), Some(size), true) = (f.uid, f.size, f.has_section)
+                && let Some(flags) = f.flags_for(labels)
+            {
                 out.insert(
                     uid,
                     Entry {
                         uid,
                         key: MessageKey::from_header(f.section.unwrap_or_default()),
-                        flags: f.flags.unwrap_or_default(),
+                        flags,
                         internal_date: f.internal_date,
                         size: u64::from(size),
                     },
@@ -466,18 +513,26 @@ async fn fetch_flags(
     folder: &str,
     uids: &UidSet,
     changed_since: Option<u64>,
+    labels: Option<LabelPass>,
 ) -> Result<Vec<(u32, FlagSet)>, ImapError> {
     let what = format!("FETCH flags {uids} in {folder}");
+    // Only keywords change flags; which folder holds a message is the listing's to say.
+    let labels = labels.map(|l| LabelPass {
+        archived_only: false,
+        ..l
+    });
     let command = Command::UidFetch {
         set: uids,
-        items: FetchItems::Flags,
+        items: FetchItems::Flags.with_labels(labels.is_some_and(|l| l.keywords)),
         changed_since,
     };
     let mut out: BTreeMap<u32, FlagSet> = BTreeMap::new();
     proto::run(conn, &command, &what, |r| {
         if let Response::Fetch(_, attrs) = r {
             let f = fetched(attrs);
-            if let (Some(uid), Some(flags)) = (f.uid, f.flags) {
+            if let (Some(uid), true) = (f.uid, f.flags.is_some())
+                && let Some(flags) = f.flags_for(labels)
+            {
                 out.insert(uid, flags);
             }
         }

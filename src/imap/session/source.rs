@@ -11,6 +11,8 @@ use super::*;
 pub struct ImapSource {
     conn: Connection,
     examined: Option<String>,
+    /// How this folder's pass reads Gmail's labels (a Gmail source only).
+    labels: Option<LabelPass>,
 }
 
 impl ImapSource {
@@ -18,7 +20,14 @@ impl ImapSource {
         ImapSource {
             conn,
             examined: None,
+            labels: None,
         }
+    }
+
+    /// The next folder's pass reads Gmail's labels so (see [`LabelPass`]); `None` for a
+    /// server that is not Gmail.
+    pub fn read_labels(&mut self, pass: Option<LabelPass>) {
+        self.labels = pass.filter(|_| self.conn.has("X-GM-EXT-1"));
     }
 
     pub fn connection(&self) -> &Connection {
@@ -56,7 +65,7 @@ impl ImapSource {
     /// Identity and flags of the messages in `uids` (a UID set) of the examined folder.
     pub async fn fetch_meta(&mut self, uids: &UidSet) -> Result<Vec<Entry>, ImapError> {
         let folder = self.folder();
-        fetch_meta(&mut self.conn, &folder, uids).await
+        fetch_meta(&mut self.conn, &folder, uids, self.labels).await
     }
 
     /// Flags of the messages in `uids`, optionally only those changed since a MODSEQ.
@@ -66,7 +75,7 @@ impl ImapSource {
         changed_since: Option<u64>,
     ) -> Result<Vec<(u32, FlagSet)>, ImapError> {
         let folder = self.folder();
-        fetch_flags(&mut self.conn, &folder, uids, changed_since).await
+        fetch_flags(&mut self.conn, &folder, uids, changed_since, self.labels).await
     }
 
     /// Asks for the exact bytes of the messages with `uids` (ascending), with flags and
@@ -91,6 +100,12 @@ impl ImapSource {
             kept: HashMap::with_capacity(uids.len()),
             out: Vec::with_capacity(uids.len()),
             completion: None,
+            // The listing decided which messages this folder copies; the body's answer
+            // only brings the keywords.
+            labels: self.labels.filter(|l| l.keywords).map(|l| LabelPass {
+                archived_only: false,
+                ..l
+            }),
         };
         if uids.is_empty() {
             pending.completion = Some(Completion::Ok(proto::Done::default()));
@@ -113,7 +128,7 @@ impl ImapSource {
             &mut self.conn,
             &Command::UidFetch {
                 set: &set,
-                items: FetchItems::Body,
+                items: FetchItems::Body.with_labels(pending.labels.is_some()),
                 changed_since: None,
             },
             &pending.what,
@@ -316,6 +331,8 @@ struct PendingBodies {
     out: Vec<Outgoing>,
     /// The tagged answer, once read.
     completion: Option<Completion>,
+    /// Gmail's labels, to read as keywords.
+    labels: Option<LabelPass>,
 }
 
 impl PendingBodies {
@@ -331,7 +348,7 @@ impl PendingBodies {
         *copies += 1;
         self.out.push(Outgoing {
             uid,
-            flags: f.flags.unwrap_or_default(),
+            flags: f.flags_for(self.labels).unwrap_or_default(),
             internal_date: f.internal_date,
             body: if self.asked.contains(&uid) {
                 body.to_vec()
