@@ -97,6 +97,18 @@ fn gmail_labels_become_folders_and_its_views_are_not_copied_again() {
         manifest_for(src.port(), dst.imap_port(), ""),
     )
     .unwrap();
+    // `folders` says what becomes of each label and view before anything is copied.
+    let mapping = mailshift(dir.path(), &["folders", "-f", "m.yaml"]);
+    let mapping = String::from_utf8_lossy(&mapping.stdout).to_string();
+    for line in [
+        "[Gmail]/All Mail → Archive",
+        "only its archived messages",
+        "[Gmail]/Starred → (not copied): Gmail's view (\\Flagged)",
+        "[Gmail]/Important → (not copied): Gmail's view (\\Important)",
+        "Work/Projects → Work.Projects",
+    ] {
+        assert!(mapping.contains(line), "{line:?} in:\n{mapping}");
+    }
     let report = sync(dir.path());
     assert_eq!(report["perfect"], true, "{report:#}");
     let (folders, flags) = destination(&dst);
@@ -248,4 +260,37 @@ fn a_gmail_destination_gets_each_message_once_whatever_its_folders() {
         .filter(|c| c.contains("APPEND"))
         .count();
     assert_eq!(appends, 4, "one APPEND per source message, none again");
+}
+
+#[test]
+fn gmails_own_bandwidth_limit_pauses_the_copy_instead_of_failing_it() {
+    let mut b = Gmail::builder().user(USER, PASSWORD).download_limit(2_000);
+    for m in mailbox() {
+        b = b.message(m);
+    }
+    let src = b.start().unwrap();
+    let dst = dovecot("gmail-bandwidth").start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        manifest_for(src.port(), dst.imap_port(), ""),
+    )
+    .unwrap();
+    let report = sync(dir.path());
+    let mailbox = &report["mailboxes"][0];
+    let paused = mailbox["paused"]["what"].as_str().unwrap_or_default();
+    assert!(paused.contains("transfer limit"), "{report:#}");
+    assert!(mailbox["paused"]["until"].is_string(), "{report:#}");
+    assert_eq!(report["totals"]["refused"], 0, "not refusals: {report:#}");
+    assert_eq!(report["totals"]["errors"], 0, "not failures: {report:#}");
+    assert_eq!(report["totals"]["paused"], 1, "{report:#}");
+    assert_eq!(report["perfect"], false, "{report:#}");
+    let copied = report["totals"]["messagesTransferred"].as_u64().unwrap();
+    assert!(
+        copied >= 1,
+        "what fit was copied before the limit: {report:#}"
+    );
+    let (folders, _) = destination(&dst);
+    let on_destination: usize = folders.iter().map(|(_, s)| s.len()).sum();
+    assert_eq!(on_destination as u64, copied, "{folders:?}");
 }

@@ -303,6 +303,8 @@ pub enum Note {
     /// A view of messages kept in other folders (Gmail's All Mail, Starred, Important):
     /// copying it puts those messages on the destination a second time.
     View { attribute: String },
+    /// Gmail's All Mail: only the messages no copied folder holds go there.
+    ArchivedOnly,
     /// The source lists two folders whose names read the same (`&AOk-` and a raw `é`):
     /// this one was given a distinct name.
     SameTextAs { wire: String, other: String },
@@ -740,8 +742,11 @@ pub fn folder_table(
                 other: other.clone(),
             });
         }
+        if source.gmail && folder.has("\\All") && dest_name.is_some() {
+            mapped.notes.push(Note::ArchivedOnly);
+        }
         for attr in ["\\All", "\\Flagged", "\\Important"] {
-            if dest_name.is_some() && folder.has(attr) {
+            if dest_name.is_some() && folder.has(attr) && !source.gmail {
                 mapped.notes.push(Note::View {
                     attribute: attr.to_owned(),
                 });
@@ -1291,6 +1296,9 @@ impl fmt::Display for Note {
             Note::View { attribute } => write!(
                 f,
                 "{attribute} is a view of messages kept in other folders: copying it stores them twice (exclude it to avoid that)"
+            ),
+            Note::ArchivedOnly => f.write_str(
+                "only its archived messages: those in no folder that is copied, as their Gmail labels say",
             ),
         }
     }
@@ -1887,11 +1895,7 @@ mod tests {
     #[test]
     fn nothing_is_copied_into_a_gmail_destinations_views() {
         let src = list('/', "", vec![f("INBOX", &[]), f("Starred", &[])]);
-        let mut dst = list(
-            '/',
-            "",
-            vec![f("INBOX", &[]), f("Starred", &["\\Flagged"])],
-        );
+        let mut dst = list('/', "", vec![f("INBOX", &[]), f("Starred", &["\\Flagged"])]);
         dst.gmail = true;
         let t = folder_table(&src, &dst, None).unwrap();
         let p = plan(&t, "Starred");

@@ -47,6 +47,17 @@ pub enum ImapError {
 
 /// A refusal of `what` as an error: [`ImapError::Throttled`] when it asks to slow down.
 pub fn refused(what: &str, reason: String) -> ImapError {
+    if super::throttle::provider_limit(&reason) {
+        let wait = super::throttle::PROVIDER_LIMIT_PAUSE;
+        return ImapError::Paused(crate::spec::Pause {
+            until: chrono::Utc::now()
+                + chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::hours(1)),
+            what: format!(
+                "the provider's own transfer limit (\"{}\", to {what})",
+                crate::text::excerpt(&reason, 200)
+            ),
+        });
+    }
     match super::throttle::hint(&reason) {
         Some(wait) => ImapError::Throttled {
             what: what.to_owned(),

@@ -37,3 +37,32 @@ pub fn login_hint(reason: &str) -> bool {
     let upper = reason.to_ascii_uppercase();
     hint(reason).is_some() || upper.contains("[LIMIT]") || upper.contains("UNAVAILABLE")
 }
+
+/// How long a copy pauses when the provider says its own volume limit is spent, without
+/// saying until when (Gmail restores access within a day): long enough not to knock every
+/// few minutes, short enough not to lose most of a day.
+pub const PROVIDER_LIMIT_PAUSE: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
+/// Whether a refusal says the account's own transfer volume is spent (Gmail: `[OVERQUOTA]
+/// Account exceeded command or bandwidth limits`), as opposed to a full mailbox (also
+/// `[OVERQUOTA]`, RFC 5530), which refuses the one message.
+pub fn provider_limit(reason: &str) -> bool {
+    let upper = reason.to_ascii_uppercase();
+    upper.contains("BANDWIDTH LIMIT") || upper.contains("EXCEEDED COMMAND OR BANDWIDTH")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spent_bandwidth_is_told_from_a_full_mailbox() {
+        assert!(provider_limit(
+            "[OVERQUOTA] Account exceeded command or bandwidth limits. (Failure)"
+        ));
+        assert!(!provider_limit(
+            "[OVERQUOTA] Quota exceeded (mailbox for user is full)"
+        ));
+        assert_eq!(hint("[OVERQUOTA] Quota exceeded"), None);
+    }
+}

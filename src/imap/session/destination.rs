@@ -192,7 +192,8 @@ impl DestinationSession {
         let outcomes = self.append_all(wire, messages).await?;
         for o in &outcomes {
             if let AppendOutcome::Refused(reason) = o
-                && crate::imap::throttle::hint(reason).is_some()
+                && (crate::imap::throttle::hint(reason).is_some()
+                    || crate::imap::throttle::provider_limit(reason))
             {
                 return Err(proto::refused(&format!("APPEND to {wire}"), reason.clone()));
             }
