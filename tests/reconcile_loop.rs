@@ -31,6 +31,10 @@ struct Model {
     most_at_once: AtomicU32,
     synced: Mutex<Vec<String>>,
     together: Option<tokio::sync::Barrier>,
+    /// This mailbox's syncs end without finishing (a folder's error in the report).
+    incomplete_for: Option<String>,
+    /// This mailbox's first syncs pause at a spent budget until this instant.
+    paused_until: Option<chrono::DateTime<Utc>>,
 }
 
 impl MailEngine for Model {
@@ -63,14 +67,21 @@ impl MailEngine for Model {
             .iter()
             .map(|a| {
                 synced.push(a.address.clone());
-                (
-                    a.address.clone(),
-                    Synced {
-                        messages: 10,
-                        bytes: 1000,
-                        ..Synced::default()
-                    },
-                )
+                let mut s = Synced {
+                    messages: 10,
+                    bytes: 1000,
+                    ..Synced::default()
+                };
+                if self.incomplete_for.as_ref() == Some(&a.address) {
+                    s.errors = vec!["INBOX: connection lost for good".into()];
+                }
+                if let Some(until) = self.paused_until.filter(|u| *u > pause_clock()) {
+                    s.paused = Some(mailshift::spec::Pause {
+                        until,
+                        what: "the old server's daily budget of 1 kB for each mailbox".into(),
+                    });
+                }
+                (a.address.clone(), s)
             })
             .collect())
     }
@@ -415,4 +426,99 @@ async fn plan_without_persist_writes_nothing() {
         !state.exists(),
         "plan must not create or write the state directory"
     );
+}
+
+static PAUSE_CLOCK: AtomicI64 = AtomicI64::new(0);
+static UNFINISHED_CLOCK: AtomicI64 = AtomicI64::new(0);
+
+fn unfinished_clock() -> chrono::DateTime<Utc> {
+    "2026-06-01T12:00:00Z"
+        .parse::<chrono::DateTime<Utc>>()
+        .unwrap()
+        + chrono::Duration::seconds(UNFINISHED_CLOCK.load(Ordering::SeqCst))
+}
+
+fn pause_clock() -> chrono::DateTime<Utc> {
+    "2026-06-01T12:00:00Z"
+        .parse::<chrono::DateTime<Utc>>()
+        .unwrap()
+        + chrono::Duration::seconds(PAUSE_CLOCK.load(Ordering::SeqCst))
+}
+
+/// A sync that stopped with an error has not synced the mailbox: the loop copies again
+/// (with backoff, then stalled with the reason) instead of verifying a copy never finished.
+#[tokio::test]
+async fn an_unfinished_copy_is_copied_again_not_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Model {
+        incomplete_for: Some("b@example.com".into()),
+        ..Model::default()
+    };
+    let mut r =
+        reconciler(dir.path(), migration_of(&["a", "b"], ""), engine).with_clock(unfinished_clock);
+    let mut steps = Vec::new();
+    for _ in 0..60 {
+        let turn = r.turn(|_| true).await.unwrap();
+        steps.extend(
+            turn.done
+                .iter()
+                .filter(|d| d.step.address() == Some("b@example.com"))
+                .map(|d| d.step.clone()),
+        );
+        match turn.pass.plan.progress() {
+            Progress::Blocked { .. } => break,
+            Progress::WaitUntil { at } => {
+                UNFINISHED_CLOCK
+                    .fetch_add((at - unfinished_clock()).num_seconds(), Ordering::SeqCst);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(steps.len(), STALL_AFTER as usize, "{steps:?}");
+    assert!(!steps.is_empty());
+    assert!(
+        steps
+            .iter()
+            .all(|s| matches!(s, Step::Mail(MailStep::InitialSync { .. }))),
+        "b was only ever copied, never verified: {steps:?}"
+    );
+    let records = r.state.load_status().unwrap();
+    let counts = records.mailboxes.unwrap();
+    assert_eq!(counts.verified, 1, "a went on");
+}
+
+/// A copy paused at a spent daily budget is not a failure: its step waits behind the
+/// budget's time gate, then copies again and the mailbox converges.
+#[tokio::test]
+async fn a_paused_copy_waits_for_its_budget_then_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let until = pause_clock() + chrono::Duration::hours(3);
+    let engine = Model {
+        paused_until: Some(until),
+        ..Model::default()
+    };
+    let mut r = reconciler(dir.path(), migration_of(&["a"], ""), engine).with_clock(pause_clock);
+    let turn = until_at_rest(&mut r).await;
+    assert_eq!(turn.pass.plan.progress(), Progress::WaitUntil { at: until });
+    let gate = turn
+        .pass
+        .plan
+        .steps
+        .iter()
+        .flat_map(|s| s.gates.iter())
+        .find_map(|g| match g {
+            plan::Gate::Time {
+                at,
+                reason: plan::TimeReason::Budget { budget, .. },
+            } => Some((*at, budget.clone())),
+            _ => None,
+        })
+        .expect("a budget gate");
+    assert_eq!(gate.0, until);
+    assert!(gate.1.contains("daily budget"), "{}", gate.1);
+    assert!(r.failure().is_none(), "a pause is not a failure");
+    PAUSE_CLOCK.fetch_add(3 * 3600, Ordering::SeqCst);
+    let turn = until_at_rest(&mut r).await;
+    assert_eq!(turn.pass.plan.progress(), Progress::Converged);
+    assert_eq!(r.engine.syncs.load(Ordering::SeqCst), 2);
 }

@@ -855,10 +855,13 @@ impl Book {
             self.copied.0 += s.copied_messages;
             self.copied.1 += s.copied_bytes;
             let record = self.records.mailbox_mut(address);
-            // A paused copy has not finished its pass: the step stays planned, behind the
-            // budget's time gate, and is not a failure.
+            // A copy that did not finish its pass (paused at a spent budget, or stopped by
+            // an error) has not synced the mailbox: the step stays planned (behind the
+            // budget's time gate, or the failure's backoff) instead of the loop moving on
+            // to verify a copy that was never completed. Refused messages do not count
+            // here: the pass finished, and verification weighs them.
             record.paused = s.paused.clone();
-            if s.paused.is_none() {
+            if s.paused.is_none() && s.errors.is_empty() {
                 record.sync = plan::SyncState::Synced {
                     at: now,
                     messages: s.messages,
