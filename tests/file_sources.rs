@@ -75,6 +75,9 @@ fn corpus_message(folder: &str, i: usize) -> Vec<u8> {
     message(&format!("{folder}-{i}"), &format!("{folder} {i}"), &body)
 }
 
+/// The corpus folder not subscribed on the source.
+const UNSUBSCRIBED: &str = "Projekte/Übersicht";
+
 /// Fills `d` with the corpus (and `extra` more INBOX messages), returns what it serves
 /// over IMAP per folder, then stops it: its files are the source.
 fn written_by_dovecot(d: &Dovecot, extra: usize) -> Result<BTreeMap<String, Vec<Msg>>> {
@@ -103,6 +106,12 @@ fn written_by_dovecot(d: &Dovecot, extra: usize) -> Result<BTreeMap<String, Vec<
         }
         load(d, &wire(d, f.name), &messages)?;
     }
+    // One folder the user unsubscribed: Dovecot's subscription file leaves it out.
+    let mut imap = imap(d)?;
+    let unsubscribe = format!("UNSUBSCRIBE {}", quote(&wire(d, UNSUBSCRIBED)));
+    let (_, status) = imap.command_status(&unsubscribe)?;
+    assert!(status.starts_with("OK"), "{status}");
+    imap.logout();
     let mut served = BTreeMap::new();
     for f in &CORPUS {
         served.insert(
@@ -252,6 +261,14 @@ fn copies_files_exactly_with(
         sent.1.contains("\\Sent"),
         "Sent lands in the destination's Sent: {sent:?}"
     );
+    // Subscriptions follow Dovecot's subscription file.
+    let subscribed = |name: &str| {
+        dst_folders
+            .iter()
+            .any(|(n, attrs)| *n == wire(&dst, name) && attrs.contains("\\Subscribed"))
+    };
+    assert!(subscribed("Archive/2019"), "{dst_folders:?}");
+    assert!(!subscribed(UNSUBSCRIBED), "{dst_folders:?}");
 
     let again = sync_json(dir.path())?;
     assert_eq!(again["totals"]["messagesTransferred"], 0, "{again:#}");

@@ -57,3 +57,48 @@ pub fn crlf(bytes: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// Dovecot's record of the subscribed folders (`subscriptions` in a Maildir, `.subscriptions`
+/// in an mbox directory): since 2.x `V\t2`, an empty line, then one name per line with its
+/// levels split by TAB; before that, one name per line as the storage spells it (levels
+/// split by `storage_separator`). Levels are modified UTF-7. The names come back decoded,
+/// levels joined by `delimiter`, as [`DiskFolder::name`] has them.
+pub fn subscriptions(text: &str, storage_separator: char, delimiter: char) -> Vec<String> {
+    let mut lines = text.lines().peekable();
+    let split = if lines.peek().is_some_and(|l| l.trim_end() == "V\t2") {
+        lines.next();
+        '\t'
+    } else {
+        storage_separator
+    };
+    lines
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let levels: Vec<String> = l
+                .split(split)
+                .map(|level| crate::imap::mutf7::decode(level).unwrap_or_else(|_| level.to_owned()))
+                .collect();
+            levels.join(&delimiter.to_string())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod subscription_tests {
+    use super::subscriptions;
+
+    #[test]
+    fn both_of_dovecots_subscription_formats_are_read() {
+        // As Dovecot 2.3 wrote it (CREATE + SUBSCRIBE over IMAP on a Maildir).
+        let v2 = "V\t2\n\nArchive\t2019\nProjekte\t&ANw-bersicht\nINBOX\n";
+        assert_eq!(
+            subscriptions(v2, '.', '.'),
+            ["Archive.2019", "Projekte.Übersicht", "INBOX"]
+        );
+        assert_eq!(subscriptions(v2, '.', '/')[0], "Archive/2019");
+        let v1 = "Archive.2019\nSent\n";
+        assert_eq!(subscriptions(v1, '.', '/'), ["Archive/2019", "Sent"]);
+        assert!(subscriptions("V\t2\n\n", '.', '.').is_empty());
+    }
+}

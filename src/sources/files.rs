@@ -44,6 +44,14 @@ impl Store {
         }
     }
 
+    /// The folders Dovecot's subscription file names, `None` where there is none.
+    fn subscriptions(&self, delimiter: char) -> io::Result<Option<Vec<String>>> {
+        match self {
+            Store::Maildir(m) => m.subscriptions(delimiter),
+            Store::Mbox(m) => m.subscriptions(delimiter),
+        }
+    }
+
     fn scan(&self, folder: &DiskFolder) -> io::Result<Vec<Found>> {
         match self {
             Store::Maildir(m) => m.scan(folder),
@@ -291,16 +299,27 @@ async fn blocking<T: Send + 'static>(
 impl FileSession {
     pub async fn list(&mut self) -> Result<Listing, ImapError> {
         let store = Arc::clone(&self.store);
-        let (folders, delimiter) = blocking("LIST", move || store.folders()).await?;
+        let (folders, delimiter, subscribed) = blocking("LIST", move || {
+            let (folders, delimiter) = store.folders()?;
+            let subscribed = store.subscriptions(delimiter.unwrap_or('/'))?;
+            Ok((folders, delimiter, subscribed))
+        })
+        .await?;
         let mut listing = Listing::default();
         listing.delimiter = delimiter;
         listing.prefix = Some(String::new());
         for f in &folders {
             let attributes: &[&str] = if f.selectable { &[] } else { &["\\Noselect"] };
-            // Subscriptions are not read: every folder that holds mail is subscribed on
-            // the destination.
+            // Dovecot's subscription file says which folders the user subscribed; without
+            // one every folder that holds mail is subscribed on the destination.
+            let is_subscribed = match &subscribed {
+                Some(names) => names.iter().any(|n| {
+                    *n == f.name || (f.name == "INBOX" && n.eq_ignore_ascii_case("INBOX"))
+                }),
+                None => f.selectable,
+            };
             listing.push_folder(
-                ListedFolder::new(&f.name, attributes, f.selectable),
+                ListedFolder::new(&f.name, attributes, is_subscribed),
                 f.wire.clone(),
             );
         }

@@ -95,6 +95,13 @@ impl Maildir {
     }
 
     /// A directory's entries; a directory gone meanwhile has none.
+    /// The subscribed folders' names (see [`super::disk::subscriptions`]), `None` without
+    /// a `subscriptions` file.
+    pub fn subscriptions(&self, delimiter: char) -> io::Result<Option<Vec<String>>> {
+        let text = self.fs.read(&self.root.join("subscriptions"))?;
+        Ok(text.map(|t| super::disk::subscriptions(&String::from_utf8_lossy(&t), '.', delimiter)))
+    }
+
     fn listed(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
         match self.fs.list(dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),

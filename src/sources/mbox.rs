@@ -92,6 +92,16 @@ impl Mbox {
         }
     }
 
+    /// The subscribed folders' names from an mbox directory's `.subscriptions` (see
+    /// [`super::disk::subscriptions`]), `None` without one (or for a single file).
+    pub fn subscriptions(&self, delimiter: char) -> io::Result<Option<Vec<String>>> {
+        if !self.is_dir {
+            return Ok(None);
+        }
+        let text = self.fs.read(&self.root.join(".subscriptions"))?;
+        Ok(text.map(|t| super::disk::subscriptions(&String::from_utf8_lossy(&t), '/', delimiter)))
+    }
+
     pub fn folders(&self) -> io::Result<(Vec<DiskFolder>, Option<char>)> {
         let inbox = |at: PathBuf| DiskFolder {
             name: "INBOX".into(),
