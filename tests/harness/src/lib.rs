@@ -16,7 +16,7 @@
 //! | server | type | provides |
 //! |---|---|---|
 //! | Dovecot 2.3 | [`Dovecot`] | IMAP (+STARTTLS), IMAPS, LMTP, ManageSieve, passwd-file users, master user, OAuth2 bearer tokens (JWT, XOAUTH2/OAUTHBEARER) |
-//! | Postfix | [`Postfix`] | SMTP listener, transport map routing to LMTP or another SMTP server |
+//! | Postfix | [`Postfix`] | SMTP listener, transport map routing to LMTP or another SMTP server, `virtual(8)` delivery into mbox files and Maildirs |
 //! | BIND 9 | [`Bind`] | authoritative zones, TSIG-signed dynamic updates, secondaries via AXFR |
 //! | Knot DNS 3.2 | [`Knot`] | authoritative zones (from the same [`Zone`]), TSIG-signed dynamic updates kept in its journal |
 //! | OpenSSH | [`Sshd`] | key-only root login on loopback, its host key for known_hosts |

@@ -6,6 +6,10 @@
 //! one (`main.cf`, `master.cf`, `transport` in the config dir) because mailshift's Postfix
 //! routing provider edits the transport map and runs `postmap` / `postfix reload` itself.
 //!
+//! A domain may also be delivered to disk by Postfix's own `virtual(8)` agent (transport
+//! `virtual:` and the `virtual_mailbox_*` settings): mbox files and Maildirs as a hosting
+//! server's Postfix writes them.
+//!
 //! Nothing local: `mydestination` is empty, no aliases, no local delivery, no chroot, no
 //! DNS (`smtp_dns_support_level = disabled`; next hops are `[ip]:port`). Clients on
 //! 127.0.0.0/8 may relay anywhere (`mynetworks`), which is what the probe and gateway
@@ -425,6 +429,7 @@ error     unix  -       -       n       -       -       error
 retry     unix  -       -       n       -       -       error
 discard   unix  -       -       n       -       -       discard
 lmtp      unix  -       -       n       -       -       lmtp
+virtual   unix  -       n       n       -       -       virtual
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
