@@ -166,6 +166,20 @@ fn setup() -> Result<Setup> {
         .arg(postfix.config_dir())
         .arg(&new_map)
         .status()?;
+    // The old server's table is compiled, and its text carries an edit not compiled yet:
+    // Postfix resolves with the compiled one, so that one is the truth.
+    let compiled = Command::new("postmap")
+        .arg("-c")
+        .arg(postfix.config_dir())
+        .arg(format!("hash:{}", old_aliases.display()))
+        .status()?;
+    anyhow::ensure!(compiled.success(), "postmap of the old aliases");
+    std::fs::write(
+        &old_aliases,
+        "# an edit not compiled yet\n\
+         ext@example.com someone@example.org\n\
+         other@example.net x@example.net\n",
+    )?;
     // The map's directory lives as long as the test.
     std::mem::forget(maps);
     src.save(

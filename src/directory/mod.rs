@@ -325,6 +325,23 @@ async fn read_aliases(
             blocking(move || {
                 let runner = routing::runner_for(&map.postfix, &resolver)?;
                 let t = table(&map)?;
+                // A compiled table is what Postfix resolves with: its text may be an edit
+                // not yet compiled, or gone. `postmap -s` dumps it; where it cannot (no
+                // compiled file yet, no postmap), the text is read.
+                if t.compiled() {
+                    let argv: Vec<String> = vec![
+                        "postmap".into(),
+                        "-c".into(),
+                        map.postfix.config_dir.clone(),
+                        "-s".into(),
+                        map.map.clone(),
+                    ];
+                    let out = runner.run(&argv, None)?;
+                    if out.success() {
+                        return Ok(Some(alias_map::parse(&out.stdout)));
+                    }
+                    tracing::debug!(map = %map.map, stderr = %out.stderr.trim(), "postmap -s cannot dump the compiled table; reading its text");
+                }
                 Ok(
                     runner::read_file(runner.as_ref(), &t.path)?
                         .map(|text| alias_map::parse(&text)),
