@@ -129,6 +129,16 @@ pub fn resolve(
     spec: &MailMigrationSpec,
     resolver: &Resolver,
 ) -> Result<Vec<Account>, AccountError> {
+    resolve_with(spec, resolver, &[])
+}
+
+/// [`resolve`], then the `discovered` mailboxes (address, login on the old server) that
+/// neither list names, logging in without passwords of their own (`accounts.discover`).
+pub fn resolve_with(
+    spec: &MailMigrationSpec,
+    resolver: &Resolver,
+    discovered: &[(String, String)],
+) -> Result<Vec<Account>, AccountError> {
     let mut rows = Vec::new();
     for m in &spec.mailboxes {
         let secret =
@@ -166,6 +176,19 @@ pub fn resolve(
                 i + 1
             )));
         }
+    }
+    for (address, user) in discovered {
+        if seen.contains_key(&Address::of(address)) {
+            continue;
+        }
+        seen.insert(Address::of(address), rows.len());
+        rows.push(Row {
+            address: address.clone(),
+            source_user: (user != address).then(|| user.clone()),
+            destination_user: None,
+            source_password: None,
+            destination_password: None,
+        });
     }
     let files = spec.source.kind().is_files();
     let src = shared(&spec.source.auth, resolver, "source")?;

@@ -130,6 +130,7 @@ spec:
 fn setup() -> Result<Setup> {
     let src = Dovecot::builder()
         .name("accounts-src")
+        .master_user(MASTER, MASTER_PW)
         .user_with_hash("alice@example.com", &hash("SHA512-CRYPT", "alice-pw")?)
         .user_with_hash("bob@example.com", &hash("SHA256-CRYPT", "bob-pw")?)
         .user_with_hash("carol@example.com", &hash("MD5-CRYPT", "carol-pw")?)
@@ -615,5 +616,69 @@ spec:
     let t = text(&out);
     assert!(t.contains("127.0.0.1"), "{t}");
     assert!(!t.contains("not-the-pw"), "{t}");
+    Ok(())
+}
+
+/// `accounts.discover`: no mailbox listed; the old passwd-file's accounts are the
+/// migration's mailboxes, carried with their hashes and copied through master logins, and
+/// an account added on the old server later joins the next run.
+#[test]
+fn accounts_discovered_on_the_old_server_are_migrated_without_a_mailbox_list() -> Result<()> {
+    let s = setup()?;
+    let listed = manifest(&s, &[]);
+    let discovering = listed
+        .replace("  mailboxes:\n", "  mailboxes: []\n")
+        .replace("  accounts:\n", "  accounts:\n    discover: true\n");
+    // The old server is read through its master user too.
+    let src_imap = format!(
+        "    imap: {{ host: 127.0.0.1, port: {}, tls: none }}\n",
+        s.src.imap_port()
+    );
+    let discovering = discovering.replacen(
+        &src_imap,
+        &format!("{src_imap}    auth: {{ method: master, user: {MASTER}, password: {{ value: {MASTER_PW} }} }}\n"),
+        1,
+    );
+    assert!(discovering.contains("discover: true"), "{discovering}");
+    std::fs::write(s.dir.path().join("m.yaml"), &discovering)?;
+    let out = mailshift(s.dir.path(), &["validate", "m.yaml"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let out = mailshift(s.dir.path(), &["plan", "-f", "m.yaml", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let first = &plan[0]["plan"]["steps"][0]["step"];
+    assert_eq!(first["kind"], "provisionAccounts", "{plan:#}");
+    assert_eq!(
+        first["accounts"],
+        serde_json::json!(["alice@example.com", "carol@example.com"]),
+        "every old account but bob, whom the new server has: {plan:#}"
+    );
+    let out = mailshift(s.dir.path(), &["apply", "-f", "m.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(line(&s.dst.passwd_path(), "alice@example.com")?.is_some());
+    let mut alice = Imap::login(s.dst.imap_port(), "alice@example.com", "alice-pw")?;
+    let (status, _) = alice.command_status("STATUS INBOX (MESSAGES)")?;
+    alice.logout();
+    assert!(
+        status.iter().any(|u| u.text.contains("MESSAGES 1")),
+        "alice's mail was copied, and her old password logs in on the new server: {status:?} {}",
+        text(&out)
+    );
+    // Dave's account appears on the old server: the next run carries him too.
+    let dave = format!(
+        "dave@example.com:{}::::::\n",
+        hash("SHA512-CRYPT", "dave-pw")?
+    );
+    let mut db = std::fs::read_to_string(s.src.passwd_path())?;
+    db.push_str(&dave);
+    std::fs::write(s.src.passwd_path(), db)?;
+    let out = mailshift(s.dir.path(), &["apply", "-f", "m.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        line(&s.dst.passwd_path(), "dave@example.com")?.is_some(),
+        "{}",
+        text(&out)
+    );
     Ok(())
 }

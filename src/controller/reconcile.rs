@@ -246,7 +246,13 @@ async fn cleanup<F: EngineFactory>(obj: &MailMigration, ctx: &Context<F>) -> Res
             secrets::fetch(&ctx.client, &namespace, &secrets::referenced_secrets(spec)).await?;
         let resolver = Resolver::cluster_only(store);
         // Only the mailboxes' logins are needed, not a mail engine.
-        match crate::accounts::resolve(spec, &resolver) {
+        let discovered = crate::directory::discover(spec, &resolver)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot discover the old server's accounts; removing forwarding of the listed mailboxes only");
+                Vec::new()
+            });
+        match crate::accounts::resolve_with(spec, &resolver, &discovered) {
             Err(e) => {
                 type_ = EventType::Warning;
                 note.push_str(&format!(

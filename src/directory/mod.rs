@@ -229,6 +229,68 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| DirectoryError::Task(e.to_string()))?
 }
 
+/// `accounts.discover`: the old user database's accounts in the migration's domains, as
+/// (address, login name) pairs. A login that is an address counts when its domain is one
+/// of `domains`; a bare one (`alice`) when there is only one domain to put it in.
+pub async fn discover(
+    spec: &MailMigrationSpec,
+    resolver: &Resolver,
+) -> Result<Vec<(String, String)>, DirectoryError> {
+    let Some(a) = spec.accounts.as_ref().filter(|a| a.discover) else {
+        return Ok(Vec::new());
+    };
+    let entries = read_accounts(&a.source, resolver).await?.ok_or_else(|| {
+        DirectoryError::Invalid(format!(
+            "{} does not exist: no accounts to discover",
+            describe(&a.source)
+        ))
+    })?;
+    let domains: Vec<Domain> = spec.domains.iter().map(|d| Domain::of(d)).collect();
+    let mut out = Vec::new();
+    for e in entries {
+        let address = match Address::parse(&e.user) {
+            Ok(address) if domains.contains(&address.domain()) => address,
+            Ok(_) => continue,
+            Err(_) if domains.len() == 1 && !e.user.contains('@') => {
+                match Address::parse(&format!("{}@{}", e.user, domains[0])) {
+                    Ok(a) => a,
+                    Err(_) => continue,
+                }
+            }
+            Err(_) => continue,
+        };
+        out.push((address.to_string(), e.user));
+    }
+    tracing::info!(
+        accounts = out.len(),
+        "accounts discovered on the old server"
+    );
+    Ok(out)
+}
+
+/// [`discover`] from code that is not async (preparing a migration), on a thread and a
+/// runtime of its own, so that it may be called from within another runtime too.
+pub fn discover_blocking(
+    spec: &MailMigrationSpec,
+    resolver: &Resolver,
+) -> Result<Vec<(String, String)>, DirectoryError> {
+    if !spec.accounts.as_ref().is_some_and(|a| a.discover) {
+        return Ok(Vec::new());
+    }
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| DirectoryError::Task(e.to_string()))?
+                    .block_on(discover(spec, resolver))
+            })
+            .join()
+            .unwrap_or_else(|_| Err(DirectoryError::Task("discovering accounts panicked".into())))
+    })
+}
+
 /// A user database's accounts; `None` when it does not exist (a passwd-file not there).
 async fn read_accounts(
     db: &UserDatabase,

@@ -38,8 +38,10 @@ pub fn prepare_with(
     let name = migration.name().to_owned();
     let spec = &migration.spec;
     let resolver = resolver.clone();
-    let accounts =
-        accounts::resolve(spec, &resolver).with_context(|| format!("{name}: mailboxes"))?;
+    let discovered = crate::directory::discover_blocking(spec, &resolver)
+        .with_context(|| format!("{name}: accounts.discover"))?;
+    let accounts = accounts::resolve_with(spec, &resolver, &discovered)
+        .with_context(|| format!("{name}: mailboxes"))?;
     let budgets = budgets(store.as_ref(), &store);
     let governor = |limits: Option<&crate::spec::Limits>, direction| {
         Arc::new(Governor::new(

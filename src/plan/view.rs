@@ -211,7 +211,7 @@ impl<'a> View<'a> {
 
     fn compute_preflight(&self) -> Vec<Waiting> {
         let mut out = Vec::new();
-        if self.spec.mailboxes_from.is_some() {
+        if self.spec.lists_more_mailboxes() {
             match &self.world.mailboxes_from {
                 None => out.push(Waiting::MailboxListUnread { reason: None }),
                 Some(MailboxList::Failed { reason }) => out.push(Waiting::MailboxListUnread {
@@ -475,7 +475,7 @@ pub(crate) fn same_mx(a: &[MxRecord], b: &[MxRecord]) -> bool {
 fn wanted_mailboxes(spec: &MailMigrationSpec, world: &World) -> Vec<String> {
     let mut seen = BTreeSet::new();
     let listed = match &world.mailboxes_from {
-        Some(MailboxList::Loaded { addresses }) if spec.mailboxes_from.is_some() => {
+        Some(MailboxList::Loaded { addresses }) if spec.lists_more_mailboxes() => {
             addresses.as_slice()
         }
         _ => &[],

@@ -29,7 +29,8 @@ pub struct World {
     /// Adapters this build has. Steps needing another one are planned and shown as "not
     /// available yet", never skipped.
     pub available: BTreeSet<Adapter>,
-    /// The mailbox list read from `spec.mailboxesFrom`; `None` when not read (or not used).
+    /// The mailboxes beyond `spec.mailboxes`: read from `spec.mailboxesFrom` or discovered
+    /// in the old user database (`accounts.discover`); `None` when not read (or not used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mailboxes_from: Option<MailboxList>,
     /// Per mailbox, keyed by the lower-cased address (see [`World::mailbox`]).

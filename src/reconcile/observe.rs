@@ -168,7 +168,7 @@ pub fn world(
     records: &Records,
 ) -> World {
     let mut world = World::new(AVAILABLE);
-    if spec.mailboxes_from.is_some() {
+    if spec.lists_more_mailboxes() {
         let inline: Vec<Address> = spec
             .mailboxes
             .iter()

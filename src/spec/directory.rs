@@ -13,6 +13,12 @@ use super::{PostfixTarget, Ssh};
 pub struct Accounts {
     /// Where the mailboxes' accounts are read on the old server.
     pub source: UserDatabase,
+    /// The old user database's accounts in `domains` are mailboxes of the migration too,
+    /// beside those `mailboxes` and `mailboxesFrom` list: an account added on the old
+    /// server joins the migration. They log in with no password of their own, so both
+    /// servers' `auth` must be `master` (or one shared token).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub discover: bool,
     /// Where they are written on the new server. Accounts already there are left as they
     /// are; one mailshift created is brought up to date when the old server's hash changes
     /// (a password changed during the move), except under `policy: upsert-only`.

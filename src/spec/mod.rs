@@ -40,6 +40,14 @@ impl MailMigration {
     }
 }
 
+impl MailMigrationSpec {
+    /// Mailboxes come from beyond `mailboxes` too: `mailboxesFrom`, or the old server's
+    /// user database (`accounts.discover`).
+    pub fn lists_more_mailboxes(&self) -> bool {
+        self.mailboxes_from.is_some() || self.accounts.as_ref().is_some_and(|a| a.discover)
+    }
+}
+
 /// `apiVersion` of the resource.
 pub const API_VERSION: &str = "mailshift.io/v1alpha1";
 /// `kind` of the resource.

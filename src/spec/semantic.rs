@@ -64,10 +64,11 @@ impl Checker {
     }
 
     fn mailboxes(&mut self, spec: &MailMigrationSpec, base: &Path) {
-        if spec.mailboxes.is_empty() && spec.mailboxes_from.is_none() {
+        let discovered = spec.accounts.as_ref().is_some_and(|a| a.discover);
+        if spec.mailboxes.is_empty() && spec.mailboxes_from.is_none() && !discovered {
             self.error(
                 base.key("mailboxes"),
-                "no mailboxes: list them in `mailboxes` or point `mailboxesFrom` at a CSV",
+                "no mailboxes: list them in `mailboxes`, point `mailboxesFrom` at a CSV, or discover them (`accounts.discover`)",
             );
         }
         let domains: Vec<Domain> = spec.domains.iter().map(|d| Domain::of(d)).collect();
@@ -208,7 +209,7 @@ impl Checker {
         match super::PathTemplate::parse(&f.path) {
             Err(why) => self.error(p.clone(), why.to_string()),
             Ok(t) => {
-                let mailboxes = spec.mailboxes.len() + usize::from(spec.mailboxes_from.is_some());
+                let mailboxes = spec.mailboxes.len() + usize::from(spec.lists_more_mailboxes());
                 if !t.varies() && mailboxes > 1 {
                     self.error(
                         p.clone(),
@@ -344,18 +345,7 @@ impl Checker {
                     }
                 }
             }
-            // A service account or an app-only grant obtains each mailbox's token without a
-            // secret of the mailbox's own.
-            let tokens_without_password = matches!(
-                auth.token_source,
-                Some(
-                    crate::spec::TokenSourceSpec::ServiceAccount { .. }
-                        | crate::spec::TokenSourceSpec::ClientCredentials { .. }
-                )
-            );
-            let shared = auth.method == AuthMethod::Master
-                || auth.password.is_some()
-                || tokens_without_password;
+            let shared = logs_in_without_own_secret(auth);
             if shared {
                 continue;
             }
@@ -680,6 +670,22 @@ impl Checker {
                 );
             }
         }
+        if a.discover {
+            for (side, auth) in [
+                ("source", &spec.source.auth),
+                ("destination", &spec.destination.auth),
+            ] {
+                if side == "source" && spec.source.kind().is_files() {
+                    continue;
+                }
+                if !logs_in_without_own_secret(auth) {
+                    self.error(
+                        ap.key("discover"),
+                        format!("discovered mailboxes have no passwords of their own: log in to the {side} server with `auth.method: master` (or one shared token)"),
+                    );
+                }
+            }
+        }
         if a.unknown_scheme == UnknownScheme::TemporaryPassword && a.temporary_passwords.is_none() {
             self.error(
                 ap.key("temporaryPasswords"),
@@ -969,6 +975,19 @@ pub fn secret_refs<'a>(spec: &'a MailMigrationSpec, base: &Path) -> Vec<(Path, &
         out.push((base.key("probe").key("smtp").key("caCertificate"), ca));
     }
     out
+}
+
+/// Whether mailboxes log in with `auth` alone: a master user, one shared password or
+/// token, or a service account or app-only grant that obtains each mailbox's token.
+fn logs_in_without_own_secret(auth: &super::Auth) -> bool {
+    let tokens = matches!(
+        auth.token_source,
+        Some(
+            crate::spec::TokenSourceSpec::ServiceAccount { .. }
+                | crate::spec::TokenSourceSpec::ClientCredentials { .. }
+        )
+    );
+    auth.method == AuthMethod::Master || auth.password.is_some() || tokens
 }
 
 fn method_name(m: AuthMethod) -> &'static str {
