@@ -671,19 +671,23 @@ impl Checker {
             }
         }
         if a.discover {
-            for (side, auth) in [
+            let lacking: Vec<&str> = [
                 ("source", &spec.source.auth),
                 ("destination", &spec.destination.auth),
-            ] {
-                if side == "source" && spec.source.kind().is_files() {
-                    continue;
-                }
-                if !logs_in_without_own_secret(auth) {
-                    self.error(
-                        ap.key("discover"),
-                        format!("discovered mailboxes have no passwords of their own: log in to the {side} server with `auth.method: master` (or one shared token)"),
-                    );
-                }
+            ]
+            .into_iter()
+            .filter(|(side, _)| !(*side == "source" && spec.source.kind().is_files()))
+            .filter(|(_, auth)| !logs_in_without_own_secret(auth))
+            .map(|(side, _)| side)
+            .collect();
+            if !lacking.is_empty() {
+                self.error(
+                    ap.key("discover"),
+                    format!(
+                        "discovered mailboxes have no passwords of their own: log in to the {} server with `auth.method: master` (or one shared token)",
+                        lacking.join(" and the ")
+                    ),
+                );
             }
         }
         if a.unknown_scheme == UnknownScheme::TemporaryPassword && a.temporary_passwords.is_none() {
