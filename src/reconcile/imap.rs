@@ -193,6 +193,11 @@ impl MailEngine for ImapEngine {
         if !errors.is_empty() {
             bail!("{}", errors.join("; "));
         }
+        // A comparison the provider stopped midway (its own transfer limit) compared only
+        // some folders: never an equal verdict.
+        if let Some(p) = &r.paused {
+            bail!("verification stopped: {p}");
+        }
         // Extra messages on the destination (its own new mail) are not differences; missing
         // ones and surplus copies are, and so is every message the destination refused
         // unless `spec.acceptRefused` accepts its loss: a mailbox is not equal with mail
