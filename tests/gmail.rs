@@ -9,7 +9,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use common::*;
 use mailshift_harness::{Dovecot, Gmail, GmailMessage};
@@ -44,17 +43,6 @@ fn gmail_source() -> Gmail {
 
 fn manifest_for(src_port: u16, dst_port: u16, folders: &str) -> String {
     manifest("gmail", src_port, dst_port, folders)
-}
-
-fn sync(dir: &Path) -> serde_json::Value {
-    let out = mailshift(dir, &["sync", "-f", "m.yaml", "-o", "json"]);
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 /// The subjects in each of the destination's folders (empty folders left out), and the
@@ -109,7 +97,7 @@ fn gmail_labels_become_folders_and_its_views_are_not_copied_again() {
     ] {
         assert!(mapping.contains(line), "{line:?} in:\n{mapping}");
     }
-    let report = sync(dir.path());
+    let report = sync_report(dir.path());
     assert_eq!(report["perfect"], true, "{report:#}");
     let (folders, flags) = destination(&dst);
     assert_eq!(
@@ -144,7 +132,7 @@ fn gmail_labels_become_folders_and_its_views_are_not_copied_again() {
     }
     // Nothing changed on Gmail, and a second sync copies nothing.
     assert_eq!(src.messages(USER).len(), 7);
-    let again = sync(dir.path());
+    let again = sync_report(dir.path());
     assert_eq!(again["totals"]["messagesTransferred"], 0, "{again:#}");
     assert_eq!(again["perfect"], true, "{again:#}");
     let verify = mailshift(dir.path(), &["verify", "-f", "m.yaml"]);
@@ -169,7 +157,7 @@ fn gmail_labels_as_keywords_copy_each_message_once() {
         ),
     )
     .unwrap();
-    let report = sync(dir.path());
+    let report = sync_report(dir.path());
     assert_eq!(report["perfect"], true, "{report:#}");
     assert_eq!(report["totals"]["messagesTransferred"], 7, "{report:#}");
     let (folders, flags) = destination(&dst);
@@ -200,7 +188,7 @@ fn gmail_labels_as_keywords_copy_each_message_once() {
         !of("archived").iter().any(|f| !f.starts_with('\\')),
         "{flags:?}"
     );
-    let again = sync(dir.path());
+    let again = sync_report(dir.path());
     assert_eq!(again["totals"]["messagesTransferred"], 0, "{again:#}");
     assert_eq!(again["totals"]["flagsUpdated"], 0, "{again:#}");
 }
@@ -237,7 +225,7 @@ fn a_gmail_destination_gets_each_message_once_whatever_its_folders() {
         manifest_for(src.imap_port(), dst.port(), ""),
     )
     .unwrap();
-    let report = sync(dir.path());
+    let report = sync_report(dir.path());
     assert_eq!(report["perfect"], true, "{report:#}");
     let stored = dst.messages(USER);
     assert_eq!(stored.len(), 3, "one message per Message-ID: {stored:#?}");
@@ -251,7 +239,7 @@ fn a_gmail_destination_gets_each_message_once_whatever_its_folders() {
         "{labels:?}"
     );
     // Again: nothing new, and nothing appended twice.
-    let again = sync(dir.path());
+    let again = sync_report(dir.path());
     assert_eq!(again["totals"]["messagesTransferred"], 0, "{again:#}");
     assert_eq!(dst.messages(USER).len(), 3);
     let appends = dst
@@ -276,7 +264,7 @@ fn gmails_own_bandwidth_limit_pauses_the_copy_instead_of_failing_it() {
         manifest_for(src.port(), dst.imap_port(), ""),
     )
     .unwrap();
-    let report = sync(dir.path());
+    let report = sync_report(dir.path());
     let mailbox = &report["mailboxes"][0];
     let paused = mailbox["paused"]["what"].as_str().unwrap_or_default();
     assert!(paused.contains("transfer limit"), "{report:#}");

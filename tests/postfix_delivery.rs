@@ -74,17 +74,6 @@ spec:
     )
 }
 
-fn sync(dir: &Path) -> serde_json::Value {
-    let out = mailshift(dir, &["sync", "-f", "m.yaml", "-o", "json"]);
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
 /// Each delivered message once on the destination, its body as sent (quoting undone),
 /// with the headers Postfix added.
 fn assert_delivered(dst: &Dovecot, to: &str) {
@@ -159,14 +148,14 @@ fn mail_postfix_delivered_to_an_mbox_and_a_maildir_is_copied_once_each() {
             manifest_for(&source, address, &dst),
         )
         .unwrap();
-        let first = sync(dir.path());
+        let first = sync_report(dir.path());
         assert_eq!(first["perfect"], true, "{name}: {first:#}");
         assert_eq!(
             first["totals"]["messagesTransferred"], COUNT as u64,
             "{name}: {first:#}"
         );
         assert_delivered(&dst, address);
-        let again = sync(dir.path());
+        let again = sync_report(dir.path());
         assert_eq!(
             again["totals"]["messagesTransferred"], 0,
             "{name}: {again:#}"

@@ -501,10 +501,8 @@ impl Connector {
     /// hold), its logins per minute, and what the copies ask of it. Set before any
     /// connection is made.
     pub fn governed(mut self, governor: Arc<crate::limits::Governor>) -> Self {
-        if let Some(n) = governor.limits().connections {
-            let max = self.limit.available_permits().min(usize::from(n));
-            self.limit = Arc::new(Semaphore::new(max));
-        }
+        let slots = governor.connection_slots(self.limit.available_permits());
+        self.limit = Arc::new(Semaphore::new(slots));
         self.governor = governor;
         self
     }

@@ -95,6 +95,14 @@ impl Governor {
         &self.limits
     }
 
+    /// A connector's slots for `max` (its `maxConnections`): the smaller of it and
+    /// `limits.connections`.
+    pub fn connection_slots(&self, max: usize) -> usize {
+        self.limits
+            .connections
+            .map_or(max, |n| max.min(usize::from(n)))
+    }
+
     /// Waits until a login is allowed (`loginsPerMinute`), and takes it.
     pub async fn login(&self) {
         if let Some(w) = &self.logins {

@@ -103,10 +103,8 @@ impl Pop3Connector {
 
     /// The server's `limits` (see [`crate::imap::conn::Connector::governed`]).
     pub fn governed(mut self, governor: Arc<crate::limits::Governor>) -> Self {
-        if let Some(n) = governor.limits().connections {
-            let max = self.limit.available_permits().min(usize::from(n));
-            self.limit = Arc::new(Semaphore::new(max));
-        }
+        let slots = governor.connection_slots(self.limit.available_permits());
+        self.limit = Arc::new(Semaphore::new(slots));
         self.governor = governor;
         self
     }

@@ -245,6 +245,18 @@ spec:
     )
 }
 
+/// `mailshift sync -f m.yaml -o json` in `dir`: its report, whatever the exit status.
+pub fn sync_report(dir: &Path) -> serde_json::Value {
+    let out = mailshift(dir, &["sync", "-f", "m.yaml", "-o", "json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
 /// Runs the mailshift binary in `dir`.
 pub fn mailshift(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mailshift"))
