@@ -143,10 +143,11 @@ impl Governor {
         }
         self.budgets.with(|usage| {
             let ledgers = self.ledgers(usage);
+            let none = Ledger::default();
             let mut n = sizes.len();
             let mut pause: Option<Pause> = None;
             for (key, limit, what) in budgets {
-                let ledger = ledgers.get(&key).cloned().unwrap_or_default();
+                let ledger = ledgers.get(&key).unwrap_or(&none);
                 match ledger.grant(limit, sizes, now) {
                     Ok(k) => n = n.min(k),
                     Err(until) if pause.as_ref().is_none_or(|p| until > p.until) => {
