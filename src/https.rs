@@ -150,6 +150,24 @@ impl Http {
         Ok((status, body))
     }
 
+    /// Sends `req` (its URI a path); the status, the headers and the body (at most
+    /// `limit` bytes).
+    pub async fn request(
+        &self,
+        req: Request<String>,
+        limit: usize,
+    ) -> Result<(http::StatusCode, http::HeaderMap, Bytes), HttpError> {
+        use http_body_util::BodyExt as _;
+        let response = self.clone().send(req).await?;
+        let (parts, body) = response.into_parts();
+        let body = http_body_util::Limited::new(body, limit)
+            .collect()
+            .await
+            .map_err(|e| self.fail(format!("reading the answer: {e}")))?
+            .to_bytes();
+        Ok((parts.status, parts.headers, body))
+    }
+
     fn fail(&self, reason: String) -> HttpError {
         HttpError {
             addr: self.addr(),

@@ -5,12 +5,14 @@
 //! record sets are read from the API, their TTL from the zone's first listed nameserver
 //! (`checkNameservers`), which the observation asks anyway.
 //!
-//! No API offers RFC 2136's prerequisites, so compare-and-swap is a read right before the
-//! write: a record set that is no longer the one the step was computed from is
-//! [`DnsError::ZoneChanged`] and nothing is written. The window between the read and the
-//! write is one round trip; a change landing inside it is overwritten (said in the README).
-//! A write replaces the whole record set (`set_rrset`), which every provider of the crate
-//! applies in one request where its API allows.
+//! Route 53 is the one API that can keep compare-and-swap: its change batches are written
+//! by [`super::route53`]. The others offer nothing like RFC 2136's prerequisites, so
+//! compare-and-swap is a read right before the write: a record set that is no longer the
+//! one the step was computed from is [`DnsError::ZoneChanged`] and nothing is written. The
+//! window between the read and the write is one round trip; a change landing inside it is
+//! overwritten (said in the README and by `plan`). A write replaces the whole record set
+//! (`set_rrset`), which every provider of the crate applies in one request where its API
+//! allows.
 
 use std::net::SocketAddr;
 
@@ -21,6 +23,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use super::error::DnsError;
 use super::observe::txt_text;
 use super::query::{self, RrSet, Timeouts};
+use super::route53::{Keys, Route53};
 use super::wire;
 use crate::secrets::Resolver;
 use crate::spec::{Dns, DnsProvider, OvhEndpoint};
@@ -38,6 +41,8 @@ pub(super) struct Change {
 /// A provider's API, ready to use.
 pub(super) struct Api {
     updater: DnsUpdater,
+    /// Route 53 writes its own change batches, which it can make compare-and-swap.
+    route53: Option<Route53>,
     pub label: String,
     /// Where TTLs are read.
     /// The first of `checkNameservers`, resolved; why not, when it cannot be.
@@ -66,24 +71,32 @@ impl Api {
             Ok::<_, DnsError>(value)
         };
         let timeout = Some(t.update);
+        let mut batches = None;
         let updater = match provider {
             DnsProvider::Rfc2136(_) => unreachable!("RFC 2136 is sent by mailshift itself"),
             DnsProvider::Cloudflare(c) => {
                 DnsUpdater::new_cloudflare(secret("apiToken", &c.api_token)?, timeout)
             }
             DnsProvider::Route53(r) => {
-                DnsUpdater::new_route53(dns_update::providers::route53::Route53Config {
+                let keys = Keys {
                     access_key_id: secret("accessKeyId", &r.access_key_id)?,
                     secret_access_key: secret("secretAccessKey", &r.secret_access_key)?,
                     session_token: match &r.session_token {
                         Some(s) => Some(secret("sessionToken", s)?),
                         None => None,
                     },
+                };
+                let config = dns_update::providers::route53::Route53Config {
+                    access_key_id: keys.access_key_id.clone(),
+                    secret_access_key: keys.secret_access_key.clone(),
+                    session_token: keys.session_token.clone(),
                     region: r.region.clone(),
                     hosted_zone_id: r.hosted_zone_id.clone(),
                     private_zone_only: None,
                     endpoint: r.endpoint.clone(),
-                })
+                };
+                batches = Some((r, keys));
+                DnsUpdater::new_route53(config)
             }
             DnsProvider::GoogleCloudDns(g) => DnsUpdater::new_google_cloud_dns(
                 dns_update::providers::google_cloud_dns::GoogleCloudDnsConfig {
@@ -168,6 +181,10 @@ impl Api {
                 redact(&e.to_string(), &secrets)
             ),
         })?;
+        let route53 = match batches {
+            Some((spec, keys)) => Some(Route53::new(spec, keys, label.clone(), secrets.clone())?),
+            None => None,
+        };
         let nameserver = match dns.check_nameservers.first() {
             Some(ns) => wire::resolve(ns)
                 .await
@@ -179,6 +196,7 @@ impl Api {
         };
         Ok(Api {
             updater,
+            route53,
             label,
             nameserver,
             secrets,
@@ -242,6 +260,9 @@ impl Api {
     /// the first that does not (those before it are written: an API has no transaction
     /// across record sets).
     pub async fn commit(&self, zone: &Name, changes: &[Change]) -> Result<(), DnsError> {
+        if let Some(r) = &self.route53 {
+            return r.commit(zone, changes).await;
+        }
         for c in changes {
             let record = format!("{} {}", c.rtype, show(&c.owner));
             let now = self.read_data(zone, c, &record).await?;
@@ -340,7 +361,7 @@ impl Api {
 }
 
 /// `text` (an API's or the crate's words) cut short, with every credential cut out.
-fn redact(text: &str, secrets: &[String]) -> String {
+pub(super) fn redact(text: &str, secrets: &[String]) -> String {
     let mut out = crate::text::excerpt(text, 300).to_string();
     for s in secrets.iter().filter(|s| s.len() >= 4) {
         out = out.replace(s.as_str(), "<redacted>");
@@ -373,7 +394,7 @@ fn fqdn_text(name: &Name) -> String {
     name.to_ascii()
 }
 
-fn show(name: &Name) -> String {
+pub(super) fn show(name: &Name) -> String {
     crate::address::Domain::of(&name.to_ascii()).into()
 }
 
@@ -430,7 +451,7 @@ fn host(n: &Name) -> String {
     n.to_ascii().trim_end_matches('.').to_ascii_lowercase()
 }
 
-fn same_set(a: &[RData], b: &[RData]) -> bool {
+pub(super) fn same_set(a: &[RData], b: &[RData]) -> bool {
     let key = |s: &[RData]| {
         let mut v: Vec<String> = s.iter().map(canonical).collect();
         v.sort();
@@ -440,7 +461,7 @@ fn same_set(a: &[RData], b: &[RData]) -> bool {
     key(a) == key(b)
 }
 
-fn describe(set: &[RData]) -> String {
+pub(super) fn describe(set: &[RData]) -> String {
     if set.is_empty() {
         return "no records".into();
     }

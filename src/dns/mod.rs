@@ -8,6 +8,8 @@
 //! - [`apply`] carries out the DNS steps ([`DnsChange`]: lower and restore the MX TTL,
 //!   switch MX, authorize and revoke SPF mechanisms, publish SRV records). A step either happens whole or not at all; a zone changed
 //!   meanwhile gives [`DnsError::ZoneChanged`] and nothing is written (see [`update`]).
+//! - Changes go out as RFC 2136 UPDATEs ([`update`]), as Route 53 change batches
+//!   ([`route53`]), or through another provider's HTTP API ([`api`], with `dns-update`).
 //! - Errors are [`DnsError`], with a CamelCase [`DnsError::reason`] for conditions.
 //!
 //! Messages are encoded and decoded by hickory-proto; the transport ([`wire`]) is mailshift's
@@ -18,6 +20,7 @@ mod api;
 mod error;
 mod observe;
 mod query;
+mod route53;
 pub mod spf;
 mod tsig;
 pub mod update;

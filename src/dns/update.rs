@@ -19,7 +19,9 @@
 //! sets anyway).
 //!
 //! A provider reached over an HTTP API gets the same record sets, written through
-//! [`super::api`] (compare by a read right before the write; see there).
+//! [`super::api`]: as one Route 53 change batch that deletes exactly what it read (atomic,
+//! refused whole if the set changed), or for the other APIs compared by a read right before
+//! the write (see there).
 //!
 //! ## What each step sends
 //! - `LowerTtl` / `RestoreTtl`: prerequisite MX set = read set; delete the MX set; add the

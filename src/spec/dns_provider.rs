@@ -219,6 +219,9 @@ impl DnsProvider {
             DnsProvider::Rfc2136(_) => {
                 "compare-and-swap: the server applies a change only to the records it was planned from"
             }
+            DnsProvider::Route53(_) => {
+                "compare-and-swap: one change batch deletes exactly the records read and adds the new ones; Route 53 refuses it whole if they changed"
+            }
             _ => "read and compared right before writing: a change made in between is overwritten",
         }
     }
