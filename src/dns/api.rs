@@ -171,6 +171,109 @@ impl Api {
                 secret("apiSecret", &k.api_secret)?,
                 timeout,
             ),
+            DnsProvider::Bunny(k) => {
+                DnsUpdater::new_bunny(secret("apiToken", &k.api_token)?, timeout)
+            }
+            DnsProvider::Scaleway(k) => {
+                DnsUpdater::new_scaleway(secret("apiToken", &k.api_token)?, timeout)
+            }
+            DnsProvider::Gcore(k) => {
+                DnsUpdater::new_gcore(secret("apiToken", &k.api_token)?, timeout)
+            }
+            DnsProvider::Ionos(k) => {
+                DnsUpdater::new_ionos(secret("apiToken", &k.api_token)?, timeout)
+            }
+            DnsProvider::Ns1(k) => DnsUpdater::new_ns1(secret("apiToken", &k.api_token)?, timeout),
+            DnsProvider::Netlify(k) => {
+                DnsUpdater::new_netlify(secret("apiToken", &k.api_token)?, timeout)
+            }
+            DnsProvider::Infomaniak(k) => {
+                DnsUpdater::new_infomaniak(secret("apiToken", &k.api_token)?, timeout)
+            }
+            DnsProvider::Safedns(k) => {
+                DnsUpdater::new_safedns(secret("apiToken", &k.api_token)?, timeout)
+            }
+            DnsProvider::Hostingde(k) => {
+                DnsUpdater::new_hostingde(secret("apiToken", &k.api_token)?, timeout)
+            }
+            DnsProvider::Dynu(k) => {
+                DnsUpdater::new_dynu(secret("apiToken", &k.api_token)?, timeout)
+            }
+            DnsProvider::Namesilo(k) => {
+                DnsUpdater::new_namesilo(secret("apiToken", &k.api_token)?, timeout)
+            }
+            DnsProvider::Constellix(k) => DnsUpdater::new_constellix(
+                secret("apiKey", &k.api_key)?,
+                secret("apiSecret", &k.api_secret)?,
+                timeout,
+            ),
+            DnsProvider::Dnsmadeeasy(k) => DnsUpdater::new_dnsmadeeasy(
+                secret("apiKey", &k.api_key)?,
+                secret("apiSecret", &k.api_secret)?,
+                timeout,
+            ),
+            DnsProvider::Exoscale(k) => DnsUpdater::new_exoscale(
+                secret("apiKey", &k.api_key)?,
+                secret("apiSecret", &k.api_secret)?,
+                timeout,
+            ),
+            DnsProvider::Spaceship(k) => DnsUpdater::new_spaceship(
+                secret("apiKey", &k.api_key)?,
+                secret("apiSecret", &k.api_secret)?,
+                timeout,
+            ),
+            DnsProvider::Domeneshop(k) => DnsUpdater::new_domeneshop(
+                secret("apiKey", &k.api_key)?,
+                secret("apiSecret", &k.api_secret)?,
+                timeout,
+            ),
+            DnsProvider::Websupport(k) => DnsUpdater::new_websupport(
+                secret("apiKey", &k.api_key)?,
+                secret("apiSecret", &k.api_secret)?,
+                timeout,
+            ),
+            DnsProvider::Luadns(u) => {
+                DnsUpdater::new_luadns(&u.username, secret("apiToken", &u.api_token)?, timeout)
+            }
+            DnsProvider::Namedotcom(u) => {
+                DnsUpdater::new_namedotcom(&u.username, secret("apiToken", &u.api_token)?, timeout)
+            }
+            DnsProvider::Zoneeu(u) => {
+                DnsUpdater::new_zoneeu(&u.username, secret("apiToken", &u.api_token)?, timeout)
+            }
+            DnsProvider::Mythicbeasts(u) => {
+                DnsUpdater::new_mythicbeasts(&u.username, secret("password", &u.password)?, timeout)
+            }
+            DnsProvider::Inwx(u) => DnsUpdater::new_inwx(
+                u.username.clone(),
+                secret("password", &u.password)?,
+                false,
+                timeout,
+            ),
+            DnsProvider::Namecheap(n) => DnsUpdater::new_namecheap(
+                &n.api_user,
+                secret("apiKey", &n.api_key)?,
+                &n.client_ip,
+                n.username.as_deref(),
+                timeout,
+            ),
+            DnsProvider::Dnsimple(d) => {
+                DnsUpdater::new_dnsimple(secret("apiToken", &d.api_token)?, &d.account_id, timeout)
+            }
+            DnsProvider::Vercel(v) => DnsUpdater::new_vercel(
+                secret("apiToken", &v.api_token)?,
+                v.team_id.as_deref(),
+                timeout,
+            ),
+            DnsProvider::Netcup(n) => DnsUpdater::new_netcup(
+                &n.customer_number,
+                secret("apiKey", &n.api_key)?,
+                secret("apiPassword", &n.api_password)?,
+                timeout,
+            ),
+            DnsProvider::Simplycom(k) => {
+                DnsUpdater::new_simplycom(&k.account_name, secret("apiKey", &k.api_key)?, timeout)
+            }
         }
         // A credential that does not parse (a service account's JSON) may be echoed back.
         .map_err(|e| DnsError::UpdateFailed {

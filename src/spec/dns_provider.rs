@@ -47,6 +47,60 @@ pub enum DnsProvider {
     Vultr(TokenOnly),
     /// Porkbun.
     Porkbun(KeyAndSecret),
+    /// Bunny DNS (bunny.net), with an API key.
+    Bunny(TokenOnly),
+    /// Scaleway Domains and DNS.
+    Scaleway(TokenOnly),
+    /// Gcore DNS (a permanent API token).
+    Gcore(TokenOnly),
+    /// IONOS DNS (an API key, `prefix.secret`).
+    Ionos(TokenOnly),
+    /// NS1 (IBM NS1 Connect), with an API key.
+    Ns1(TokenOnly),
+    /// Netlify DNS (a personal access token).
+    Netlify(TokenOnly),
+    /// Infomaniak (an API access token).
+    Infomaniak(TokenOnly),
+    /// ANS SafeDNS (UKFast).
+    Safedns(TokenOnly),
+    /// hosting.de (an API key).
+    Hostingde(TokenOnly),
+    /// Dynu (an API key).
+    Dynu(TokenOnly),
+    /// NameSilo (an API key).
+    Namesilo(TokenOnly),
+    /// Constellix (API key and secret key).
+    Constellix(KeyAndSecret),
+    /// DNS Made Easy (API key and secret).
+    Dnsmadeeasy(KeyAndSecret),
+    /// Exoscale DNS (API key and secret).
+    Exoscale(KeyAndSecret),
+    /// Spaceship (API key and secret).
+    Spaceship(KeyAndSecret),
+    /// Domeneshop (API token as `apiKey`, and its secret).
+    Domeneshop(KeyAndSecret),
+    /// Websupport (API key and secret).
+    Websupport(KeyAndSecret),
+    /// LuaDNS (the account's e-mail as `username`, an API token).
+    Luadns(UserAndToken),
+    /// Name.com (the account's user name, an API token).
+    Namedotcom(UserAndToken),
+    /// Zone.eu (the ZoneID user name, its API key as `apiToken`).
+    Zoneeu(UserAndToken),
+    /// Mythic Beasts DNS API v2 (an API key id as `username`, its secret as `password`).
+    Mythicbeasts(UserAndPassword),
+    /// INWX (an account's user name and password).
+    Inwx(UserAndPassword),
+    /// Namecheap (its API must be enabled and `clientIp` allow-listed).
+    Namecheap(Namecheap),
+    /// DNSimple (an account token and the account id).
+    Dnsimple(Dnsimple),
+    /// Vercel DNS (an access token; `teamId` for a team's domains).
+    Vercel(Vercel),
+    /// netcup's CCP DNS API.
+    Netcup(Netcup),
+    /// Simply.com (account name and API key).
+    Simplycom(Simplycom),
 }
 
 /// A provider reached with one token.
@@ -63,6 +117,74 @@ pub struct TokenOnly {
 pub struct KeyAndSecret {
     pub api_key: SecretRef,
     pub api_secret: SecretRef,
+}
+
+/// A provider reached with a user name and an API token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserAndToken {
+    #[schemars(length(min = 1))]
+    pub username: String,
+    pub api_token: SecretRef,
+}
+
+/// A provider reached with a user name and a password.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserAndPassword {
+    #[schemars(length(min = 1))]
+    pub username: String,
+    pub password: SecretRef,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Namecheap {
+    /// The API user (usually the account's user name).
+    #[schemars(length(min = 1))]
+    pub api_user: String,
+    pub api_key: SecretRef,
+    /// The IPv4 address mailshift's requests come from, as allow-listed at Namecheap.
+    #[schemars(length(min = 1))]
+    pub client_ip: String,
+    /// The account acted on, when not the API user's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Dnsimple {
+    pub api_token: SecretRef,
+    /// The account id the zone belongs to.
+    #[schemars(length(min = 1))]
+    pub account_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Vercel {
+    pub api_token: SecretRef,
+    /// The team owning the domain, when it is not a personal account's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Netcup {
+    #[schemars(length(min = 1))]
+    pub customer_number: String,
+    pub api_key: SecretRef,
+    pub api_password: SecretRef,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Simplycom {
+    #[schemars(length(min = 1))]
+    pub account_name: String,
+    pub api_key: SecretRef,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -196,6 +318,33 @@ impl DnsProvider {
             DnsProvider::Linode(_) => "linode",
             DnsProvider::Vultr(_) => "vultr",
             DnsProvider::Porkbun(_) => "porkbun",
+            DnsProvider::Bunny(_) => "bunny",
+            DnsProvider::Scaleway(_) => "scaleway",
+            DnsProvider::Gcore(_) => "gcore",
+            DnsProvider::Ionos(_) => "ionos",
+            DnsProvider::Ns1(_) => "ns1",
+            DnsProvider::Netlify(_) => "netlify",
+            DnsProvider::Infomaniak(_) => "infomaniak",
+            DnsProvider::Safedns(_) => "safedns",
+            DnsProvider::Hostingde(_) => "hostingde",
+            DnsProvider::Dynu(_) => "dynu",
+            DnsProvider::Namesilo(_) => "namesilo",
+            DnsProvider::Constellix(_) => "constellix",
+            DnsProvider::Dnsmadeeasy(_) => "dnsmadeeasy",
+            DnsProvider::Exoscale(_) => "exoscale",
+            DnsProvider::Spaceship(_) => "spaceship",
+            DnsProvider::Domeneshop(_) => "domeneshop",
+            DnsProvider::Websupport(_) => "websupport",
+            DnsProvider::Luadns(_) => "luadns",
+            DnsProvider::Namedotcom(_) => "namedotcom",
+            DnsProvider::Zoneeu(_) => "zoneeu",
+            DnsProvider::Mythicbeasts(_) => "mythicbeasts",
+            DnsProvider::Inwx(_) => "inwx",
+            DnsProvider::Namecheap(_) => "namecheap",
+            DnsProvider::Dnsimple(_) => "dnsimple",
+            DnsProvider::Vercel(_) => "vercel",
+            DnsProvider::Netcup(_) => "netcup",
+            DnsProvider::Simplycom(_) => "simplycom",
         }
     }
 
@@ -254,7 +403,18 @@ impl DnsProvider {
             | DnsProvider::Desec(t)
             | DnsProvider::Gandi(t)
             | DnsProvider::Linode(t)
-            | DnsProvider::Vultr(t) => vec![("apiToken", &t.api_token)],
+            | DnsProvider::Vultr(t)
+            | DnsProvider::Bunny(t)
+            | DnsProvider::Scaleway(t)
+            | DnsProvider::Gcore(t)
+            | DnsProvider::Ionos(t)
+            | DnsProvider::Ns1(t)
+            | DnsProvider::Netlify(t)
+            | DnsProvider::Infomaniak(t)
+            | DnsProvider::Safedns(t)
+            | DnsProvider::Hostingde(t)
+            | DnsProvider::Dynu(t)
+            | DnsProvider::Namesilo(t) => vec![("apiToken", &t.api_token)],
             DnsProvider::Ovh(o) => vec![
                 ("applicationKey", &o.application_key),
                 ("applicationSecret", &o.application_secret),
@@ -263,9 +423,29 @@ impl DnsProvider {
             DnsProvider::Powerdns(p) => vec![("apiKey", &p.api_key)],
             DnsProvider::Cpanel(c) => vec![("apiToken", &c.api_token)],
             DnsProvider::Plesk(p) => vec![("apiKey", &p.api_key)],
-            DnsProvider::Godaddy(k) | DnsProvider::Porkbun(k) => {
+            DnsProvider::Godaddy(k)
+            | DnsProvider::Porkbun(k)
+            | DnsProvider::Constellix(k)
+            | DnsProvider::Dnsmadeeasy(k)
+            | DnsProvider::Exoscale(k)
+            | DnsProvider::Spaceship(k)
+            | DnsProvider::Domeneshop(k)
+            | DnsProvider::Websupport(k) => {
                 vec![("apiKey", &k.api_key), ("apiSecret", &k.api_secret)]
             }
+            DnsProvider::Luadns(u) | DnsProvider::Namedotcom(u) | DnsProvider::Zoneeu(u) => {
+                vec![("apiToken", &u.api_token)]
+            }
+            DnsProvider::Mythicbeasts(u) | DnsProvider::Inwx(u) => {
+                vec![("password", &u.password)]
+            }
+            DnsProvider::Namecheap(n) => vec![("apiKey", &n.api_key)],
+            DnsProvider::Dnsimple(d) => vec![("apiToken", &d.api_token)],
+            DnsProvider::Vercel(v) => vec![("apiToken", &v.api_token)],
+            DnsProvider::Netcup(n) => {
+                vec![("apiKey", &n.api_key), ("apiPassword", &n.api_password)]
+            }
+            DnsProvider::Simplycom(k) => vec![("apiKey", &k.api_key)],
         }
     }
 

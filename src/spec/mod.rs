@@ -17,8 +17,9 @@ pub use directory::{
     UnknownScheme, UserDatabase,
 };
 pub use dns_provider::{
-    AzureDns, Cloudflare, Cpanel, DnsProvider, GoogleCloudDns, KeyAndSecret, Ovh, OvhEndpoint,
-    Plesk, Powerdns, Route53, TokenOnly,
+    AzureDns, Cloudflare, Cpanel, DnsProvider, Dnsimple, GoogleCloudDns, KeyAndSecret, Namecheap,
+    Netcup, Ovh, OvhEndpoint, Plesk, Powerdns, Route53, Simplycom, TokenOnly, UserAndPassword,
+    UserAndToken, Vercel,
 };
 pub use duration::{DURATION_PATTERN, DurationError, ManifestDuration};
 pub use limits::{Direction, EffectiveLimits, LimitPreset, Limits, MailboxLimits};
