@@ -52,6 +52,28 @@ impl SecretStore {
     }
 }
 
+/// Where secrets mailshift makes (temporary passwords) are kept in a cluster: Secrets of
+/// the resource's namespace, written by the controller.
+pub trait SecretSink: Send + Sync {
+    /// Adds `lines` (each ending in a newline) to the text under `key` of the Secret
+    /// `name`, creating either as needed. An error names the Secret, never a value.
+    fn append<'a>(
+        &'a self,
+        name: &'a str,
+        key: &'a str,
+        lines: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+}
+
+#[derive(Clone)]
+struct Sink(std::sync::Arc<dyn SecretSink>);
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretSink")
+    }
+}
+
 /// Resolves references against a manifest's directory and, in a cluster, a Secret store.
 #[derive(Clone, Debug, Default)]
 pub struct Resolver {
@@ -60,6 +82,7 @@ pub struct Resolver {
     /// The controller's: `env` and `file` would read the controller's own environment and
     /// files (its service account token), so only Secrets and inline values are read.
     cluster_only: bool,
+    sink: Option<Sink>,
 }
 
 /// The largest file read as a secret or a `mailboxesFrom` list.
@@ -78,6 +101,7 @@ impl Resolver {
             base_dir,
             cluster: None,
             cluster_only: false,
+            sink: None,
         }
     }
 
@@ -88,7 +112,24 @@ impl Resolver {
             base_dir: PathBuf::from("."),
             cluster: Some(store),
             cluster_only: true,
+            sink: None,
         }
+    }
+
+    /// In a cluster: secrets mailshift makes are written through `sink`.
+    pub fn with_sink(mut self, sink: std::sync::Arc<dyn SecretSink>) -> Self {
+        self.sink = Some(Sink(sink));
+        self
+    }
+
+    /// Where made secrets go in a cluster, when this is the controller's resolver.
+    pub fn sink(&self) -> Option<&dyn SecretSink> {
+        self.sink.as_ref().map(|s| s.0.as_ref())
+    }
+
+    /// Whether this is the controller's (no files of its own are read or written).
+    pub fn is_cluster_only(&self) -> bool {
+        self.cluster_only
     }
 
     /// In a cluster: `secretKeyRef` reads from `store`.

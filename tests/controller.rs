@@ -171,6 +171,8 @@ struct Fake {
     /// The log of each Job's one Pod (named `<job>-pod`), by Job name: a Job without one
     /// has no Pod yet.
     logs: Arc<Mutex<std::collections::HashMap<String, String>>>,
+    /// Secrets the controller created, kept with a resourceVersion each.
+    written: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Fake {
@@ -186,6 +188,7 @@ impl Fake {
             seen: Arc::default(),
             jobs: Arc::default(),
             logs: Arc::default(),
+            written: Arc::default(),
         };
         let f = fake.clone();
         tokio::spawn(async move {
@@ -222,6 +225,12 @@ impl Fake {
         }
         if s.path.starts_with(&format!("/api/v1/namespaces/{NS}/pods")) {
             return self.answer_pods(s);
+        }
+        if s.path
+            .starts_with(&format!("/api/v1/namespaces/{NS}/secrets"))
+            && let Some(answer) = self.answer_written_secrets(s)
+        {
+            return answer;
         }
         let collection = format!("/apis/mailshift.io/v1alpha1/namespaces/{NS}/mailmigrations/");
         let events = format!("/apis/events.k8s.io/v1/namespaces/{NS}/events");
@@ -307,6 +316,48 @@ impl Fake {
             .into_iter()
             .filter(|s| s.path.ends_with("/status"))
             .collect()
+    }
+}
+
+impl Fake {
+    /// Creating and replacing Secrets, as the API server does: a replace must carry the
+    /// resourceVersion it read (409 otherwise). `None` for a read of one it did not write.
+    fn answer_written_secrets(&self, s: &Seen) -> Option<(StatusCode, Value)> {
+        let mut written = self.written.lock().unwrap();
+        let collection = format!("/api/v1/namespaces/{NS}/secrets");
+        let name = s.path.strip_prefix(&format!("{collection}/"));
+        let i = name.and_then(|n| written.iter().position(|w| w["metadata"]["name"] == n));
+        match (&s.method, i) {
+            (&Method::POST, _) if s.path == collection => {
+                let n = &s.body["metadata"]["name"];
+                if written.iter().any(|w| &w["metadata"]["name"] == n) {
+                    return Some((
+                        StatusCode::CONFLICT,
+                        json!({"kind": "Status", "code": 409, "reason": "AlreadyExists", "status": "Failure", "message": "exists"}),
+                    ));
+                }
+                let mut secret = s.body.clone();
+                secret["metadata"]["resourceVersion"] = json!("1");
+                written.push(secret.clone());
+                Some((StatusCode::CREATED, secret))
+            }
+            (&Method::PUT, Some(i)) => {
+                let stored = written[i]["metadata"]["resourceVersion"].clone();
+                if s.body["metadata"]["resourceVersion"] != stored {
+                    return Some((
+                        StatusCode::CONFLICT,
+                        json!({"kind": "Status", "code": 409, "reason": "Conflict", "status": "Failure", "message": "changed"}),
+                    ));
+                }
+                let next = stored.as_str().unwrap().parse::<u64>().unwrap() + 1;
+                let mut secret = s.body.clone();
+                secret["metadata"]["resourceVersion"] = json!(next.to_string());
+                written[i] = secret.clone();
+                Some((StatusCode::OK, secret))
+            }
+            (&Method::GET, Some(i)) => Some((StatusCode::OK, written[i].clone())),
+            _ => None,
+        }
     }
 }
 
@@ -1586,4 +1637,81 @@ async fn a_hundred_resources_cost_one_login_check_per_mailbox_each() {
         300,
         "one check per mailbox over three rounds of reconciles"
     );
+}
+
+#[tokio::test]
+async fn temporary_passwords_go_to_a_secret_of_the_namespace_not_a_file_in_the_pod() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    // The old server's hash is in a scheme the new one cannot check (not listed).
+    let old_db = dir.path().join("old.passwd");
+    let new_db = dir.path().join("new.passwd");
+    std::fs::write(&old_db, "a@example.com:{LANMAN}0123456789abcdef::::::\n").unwrap();
+    std::fs::write(&new_db, "").unwrap();
+    let accounts = |place: &str| {
+        format!(
+            "  accounts:\n    source: {{ passwdFile: {{ path: {} }} }}\n    destination: {{ passwdFile: {{ path: {} }} }}\n    schemes: [SHA512-CRYPT]\n    unknownScheme: temporaryPassword\n    {place}\n",
+            old_db.display(),
+            new_db.display()
+        )
+    };
+
+    // A file would live in the controller's pod: refused, and nothing is written.
+    let in_pod = accounts(&format!(
+        "temporaryPasswords: {}",
+        dir.path().join("pw").display()
+    ));
+    let (client, fake) = Fake::start(resource(&in_pod, true, None), vec![secret()]);
+    let ctx = context(client, Models::default(), dir.path());
+    until_at_rest(&fake, &ctx).await;
+    assert!(!dir.path().join("pw").exists());
+    assert_eq!(std::fs::read_to_string(&new_db).unwrap(), "");
+    let status = fake.object().status.unwrap();
+    assert!(
+        format!("{status:?}").contains("temporaryPasswordsSecret"),
+        "the reason says what to set: {status:?}"
+    );
+
+    let state = tempfile::tempdir().unwrap();
+    let extra = accounts("temporaryPasswordsSecret: new-passwords");
+    let (client, fake) = Fake::start(resource(&extra, true, None), vec![secret()]);
+    let ctx = context(client, Models::default(), state.path());
+    until_at_rest(&fake, &ctx).await;
+    let written = fake.written.lock().unwrap().clone();
+    assert_eq!(written.len(), 1, "{written:?}");
+    let s = &written[0];
+    assert_eq!(s["metadata"]["name"], "new-passwords");
+    assert_eq!(
+        s["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "mailshift"
+    );
+    assert!(
+        s["metadata"]["ownerReferences"].is_null(),
+        "outlives the migration"
+    );
+    let text = base64::engine::general_purpose::STANDARD
+        .decode(s["data"]["passwords"].as_str().unwrap())
+        .unwrap();
+    let text = String::from_utf8(text).unwrap();
+    let (address, password) = text.trim_end().split_once(':').unwrap();
+    assert_eq!(address, "a@example.com");
+    assert_eq!(password.len(), 20, "{text}");
+    // The new server holds a hash of that password, and nothing else holds the password.
+    let db = std::fs::read_to_string(&new_db).unwrap();
+    let hash = db
+        .lines()
+        .find_map(|l| l.strip_prefix("a@example.com:{SHA512-CRYPT}"))
+        .unwrap_or_else(|| panic!("{db}"));
+    let hash = hash.split(':').next().unwrap();
+    use sha_crypt::PasswordVerifier as _;
+    sha_crypt::ShaCrypt::default()
+        .verify_password(password.as_bytes(), hash)
+        .unwrap_or_else(|e| panic!("{e}: {db}"));
+    let status = serde_json::to_string(&fake.object().status).unwrap();
+    assert!(!status.contains(password));
+    for seen in fake.seen() {
+        if !seen.path.contains("/secrets") {
+            assert!(!seen.body.to_string().contains(password), "{}", seen.path);
+        }
+    }
 }

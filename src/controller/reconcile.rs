@@ -97,7 +97,11 @@ async fn apply<F: EngineFactory>(
         &secrets::referenced_secrets(&obj.spec),
     )
     .await?;
-    let resolver = Resolver::cluster_only(store);
+    let resolver = Resolver::cluster_only(store).with_sink(Arc::new(secrets::KubeSink::new(
+        &ctx.client,
+        &namespace,
+        &name,
+    )));
     let state = state_of(obj, ctx);
     let (engine, accounts) = match ctx.engines.prepare(obj, &resolver, state.clone()) {
         Ok(prepared) => prepared,

@@ -60,3 +60,86 @@ pub async fn fetch(
     }
     Ok(store)
 }
+
+/// Secrets mailshift makes (temporary passwords), written to the resource's namespace.
+///
+/// Read, appended to, and replaced at the version read, so that two writers never lose each
+/// other's lines (a conflict is read again). The Secret is labelled as mailshift's and has no
+/// owner: the passwords outlive the MailMigration until an admin deletes them.
+pub struct KubeSink {
+    api: Api<KubeSecret>,
+    migration: String,
+}
+
+impl KubeSink {
+    pub fn new(client: &Client, namespace: &str, migration: &str) -> KubeSink {
+        KubeSink {
+            api: Api::namespaced(client.clone(), namespace),
+            migration: migration.to_owned(),
+        }
+    }
+
+    async fn append_once(&self, name: &str, key: &str, lines: &str) -> Result<(), kube::Error> {
+        use k8s_openapi::ByteString;
+        use kube::api::PostParams;
+        let pp = PostParams::default();
+        match self.api.get_opt(name).await? {
+            None => {
+                let mut s = KubeSecret::default();
+                s.metadata.name = Some(name.to_owned());
+                s.metadata.labels = Some(
+                    [
+                        (
+                            "app.kubernetes.io/managed-by".to_owned(),
+                            "mailshift".to_owned(),
+                        ),
+                        ("mailshift.io/migration".to_owned(), self.migration.clone()),
+                    ]
+                    .into(),
+                );
+                s.type_ = Some("Opaque".into());
+                s.data = Some([(key.to_owned(), ByteString(lines.as_bytes().to_vec()))].into());
+                self.api.create(&pp, &s).await.map(|_| ())
+            }
+            Some(mut s) => {
+                let data = s.data.get_or_insert_with(Default::default);
+                let entry = data
+                    .entry(key.to_owned())
+                    .or_insert_with(|| ByteString(Vec::new()));
+                if !entry.0.is_empty() && !entry.0.ends_with(b"\n") {
+                    entry.0.push(b'\n');
+                }
+                entry.0.extend_from_slice(lines.as_bytes());
+                // The version read stays in metadata: a write in between is a conflict.
+                self.api.replace(name, &pp, &s).await.map(|_| ())
+            }
+        }
+    }
+}
+
+impl crate::secrets::SecretSink for KubeSink {
+    fn append<'a>(
+        &'a self,
+        name: &'a str,
+        key: &'a str,
+        lines: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match self.append_once(name, key, &lines).await {
+                    Ok(()) => return Ok(()),
+                    // Conflict (changed since read) or AlreadyExists (created since read).
+                    Err(kube::Error::Api(e)) if (e.code == 409) && tries < 5 => continue,
+                    Err(e) => {
+                        return Err(format!(
+                            "cannot write key {key} of Secret {name}: {}",
+                            crate::text::excerpt(&e.to_string(), 200)
+                        ));
+                    }
+                }
+            }
+        })
+    }
+}

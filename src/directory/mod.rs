@@ -568,10 +568,7 @@ async fn write(
             }
         }
         if !generated.is_empty() {
-            let path = a.temporary_passwords.as_deref().ok_or_else(|| {
-                DirectoryError::Invalid("accounts.temporaryPasswords is not set".into())
-            })?;
-            append_passwords(path, &generated)?;
+            keep_passwords(a, resolver, &generated).await?;
         }
         write_accounts(&a.destination, resolver, fields).await?;
         for w in &c.accounts {
@@ -663,8 +660,47 @@ fn hash_temporary(password: &str) -> Result<String, DirectoryError> {
     Ok(format!("{{SHA512-CRYPT}}{hash}"))
 }
 
+/// Where generated passwords go: the Secret in a cluster, the file otherwise. The
+/// controller never writes a file of its own (it would be lost with its pod).
+async fn keep_passwords(
+    a: &crate::spec::Accounts,
+    resolver: &Resolver,
+    generated: &[(String, String)],
+) -> Result<(), DirectoryError> {
+    let lines: String = generated
+        .iter()
+        .map(|(a, p)| format!("{a}:{p}\n"))
+        .collect();
+    match (&a.temporary_passwords_secret, &a.temporary_passwords) {
+        (Some(name), _) => {
+            let sink = resolver.sink().ok_or_else(|| {
+                DirectoryError::Invalid(
+                    "accounts.temporaryPasswordsSecret is written by the controller in a cluster; \
+                     outside one, give accounts.temporaryPasswords (a file)"
+                        .into(),
+                )
+            })?;
+            sink.append(name, "passwords", lines)
+                .await
+                .map_err(|error| DirectoryError::Temporary {
+                    path: format!("Secret {name}"),
+                    error,
+                })
+        }
+        (None, Some(_)) if resolver.is_cluster_only() => Err(DirectoryError::Invalid(
+            "in a cluster, generated passwords go to a Secret: set accounts.temporaryPasswordsSecret \
+             (the file accounts.temporaryPasswords would be lost with the controller's pod)"
+                .into(),
+        )),
+        (None, Some(path)) => append_passwords(path, &lines),
+        (None, None) => Err(DirectoryError::Invalid(
+            "accounts.temporaryPasswords is not set".into(),
+        )),
+    }
+}
+
 /// Appends `address:password` lines to the file at `path` (made with mode 0600).
-fn append_passwords(path: &str, lines: &[(String, String)]) -> Result<(), DirectoryError> {
+fn append_passwords(path: &str, text: &str) -> Result<(), DirectoryError> {
     use std::os::unix::fs::OpenOptionsExt;
     let err = |e: std::io::Error| DirectoryError::Temporary {
         path: path.to_owned(),
@@ -676,7 +712,6 @@ fn append_passwords(path: &str, lines: &[(String, String)]) -> Result<(), Direct
         .mode(0o600)
         .open(path)
         .map_err(err)?;
-    let text: String = lines.iter().map(|(a, p)| format!("{a}:{p}\n")).collect();
     f.write_all(text.as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(err)

@@ -34,14 +34,19 @@ pub struct Accounts {
     pub default_scheme: String,
     /// An account whose hash the new server cannot check: `stop` (the default: the
     /// mailbox waits, reported, until the scheme is listed or the password reset) or
-    /// `temporaryPassword` (a generated password, written to `temporaryPasswords`, never
-    /// logged).
+    /// `temporaryPassword` (a generated password, written to `temporaryPasswords` or
+    /// `temporaryPasswordsSecret`, never logged).
     #[serde(default)]
     pub unknown_scheme: UnknownScheme,
     /// The file that receives `address:password` lines for generated passwords (created
     /// with mode 0600). Required with `unknownScheme: temporaryPassword`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temporary_passwords: Option<String>,
+    /// In a cluster: the Secret of the migration's namespace that receives them instead
+    /// (key `passwords`, the same `address:password` lines), written by the controller; a
+    /// file would be lost with the controller's pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temporary_passwords_secret: Option<String>,
     /// Aliases, forwards and distribution lists of the migration's domains.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aliases: Option<Aliases>,

@@ -690,10 +690,19 @@ impl Checker {
                 );
             }
         }
-        if a.unknown_scheme == UnknownScheme::TemporaryPassword && a.temporary_passwords.is_none() {
+        if a.unknown_scheme == UnknownScheme::TemporaryPassword
+            && a.temporary_passwords.is_none()
+            && a.temporary_passwords_secret.is_none()
+        {
             self.error(
                 ap.key("temporaryPasswords"),
-                "`unknownScheme: temporaryPassword` needs a file for the generated passwords",
+                "`unknownScheme: temporaryPassword` needs a file (or, in a cluster, `temporaryPasswordsSecret`) for the generated passwords",
+            );
+        }
+        if a.temporary_passwords.is_some() && a.temporary_passwords_secret.is_some() {
+            self.error(
+                ap.key("temporaryPasswordsSecret"),
+                "give the generated passwords one place: `temporaryPasswords` (a file) or `temporaryPasswordsSecret` (a Secret)",
             );
         }
         let Some(al) = &a.aliases else { return };
