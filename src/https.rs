@@ -296,8 +296,9 @@ impl tower_service::Service<Request<String>> for Http {
     }
 }
 
-/// `application/x-www-form-urlencoded` escaping (RFC 3986 unreserved characters kept).
-fn urlencode(s: &str) -> String {
+/// `application/x-www-form-urlencoded` escaping (RFC 3986 unreserved characters kept), also
+/// right for a query parameter's value.
+pub(crate) fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {

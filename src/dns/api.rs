@@ -369,23 +369,8 @@ impl Api {
         for c in changes {
             let record = format!("{} {}", c.rtype, show(&c.owner));
             let now = self.read_data(zone, c, &record).await?;
-            if !same_set(&now, &c.expected) {
-                return Err(DnsError::ZoneChanged {
-                    server: self.label.clone(),
-                    record,
-                    expected: describe(&c.expected),
-                    found: describe(&now),
-                });
-            }
-            let records = c
-                .records
-                .iter()
-                .map(to_api)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|detail| DnsError::InvalidRecord {
-                    record: record.clone(),
-                    detail,
-                })?;
+            still_expected(&self.label, &record, &now, c)?;
+            let records = convert(&c.records, to_api, &record)?;
             tracing::info!(server = %self.label, %record, "changing the record set through the API");
             self.updater
                 .set_rrset(
@@ -461,6 +446,40 @@ impl Api {
             },
         }
     }
+}
+
+/// Nothing, when the set read now is the one `c` was planned from; `ZoneChanged` otherwise.
+pub(super) fn still_expected(
+    server: &str,
+    record: &str,
+    now: &[RData],
+    c: &Change,
+) -> Result<(), DnsError> {
+    if same_set(now, &c.expected) {
+        return Ok(());
+    }
+    Err(DnsError::ZoneChanged {
+        server: server.to_owned(),
+        record: record.to_owned(),
+        expected: describe(&c.expected),
+        found: describe(now),
+    })
+}
+
+/// `records` in a provider's form, or which one it cannot take.
+pub(super) fn convert<T>(
+    records: &[RData],
+    f: impl Fn(&RData) -> Result<T, String>,
+    record: &str,
+) -> Result<Vec<T>, DnsError> {
+    records
+        .iter()
+        .map(f)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|detail| DnsError::InvalidRecord {
+            record: record.to_owned(),
+            detail,
+        })
 }
 
 /// `text` (an API's or the crate's words) cut short, with every credential cut out.

@@ -21,7 +21,7 @@ use hickory_proto::rr::rdata::{MX, SRV, TXT};
 use hickory_proto::rr::{Name, RData, RecordType};
 use http::{HeaderMap, Request, StatusCode, Uri};
 
-use super::api::{Change, describe, redact, same_set, show};
+use super::api::{Change, convert, describe, redact, same_set, show, still_expected};
 use super::error::DnsError;
 use super::observe::{fqdn, txt_text};
 use crate::https::Http;
@@ -131,23 +131,8 @@ impl Route53 {
                 }
                 None => Vec::new(),
             };
-            if !same_set(&now, &c.expected) {
-                return Err(DnsError::ZoneChanged {
-                    server: self.label.clone(),
-                    record,
-                    expected: describe(&c.expected),
-                    found: describe(&now),
-                });
-            }
-            let new = c
-                .records
-                .iter()
-                .map(render_value)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|detail| DnsError::InvalidRecord {
-                    record: record.clone(),
-                    detail,
-                })?;
+            still_expected(&self.label, &record, &now, c)?;
+            let new = convert(&c.records, render_value, &record)?;
             if let Some(s) = &stored {
                 if s.ttl == c.ttl && same_set(&now, &c.records) {
                     continue;
@@ -207,7 +192,7 @@ impl Route53 {
         let name = zone.to_ascii();
         let path = format!(
             "/{API_VERSION}/hostedzonesbyname?dnsname={}&maxitems=10",
-            query_escape(&name)
+            crate::https::urlencode(&name)
         );
         let body = self
             .send("GET", &path, String::new(), record)
@@ -240,7 +225,7 @@ impl Route53 {
         let owner = name.to_ascii();
         let path = format!(
             "/{API_VERSION}/hostedzone/{zone_id}/rrset?name={}&type={rtype}&maxitems=1",
-            query_escape(&owner)
+            crate::https::urlencode(&owner)
         );
         let body = self
             .send("GET", &path, String::new(), record)
@@ -743,20 +728,6 @@ fn txt_strings(v: &str) -> Result<Vec<String>, String> {
 fn same_name(a: &str, b: &str) -> bool {
     a.trim_end_matches('.')
         .eq_ignore_ascii_case(b.trim_end_matches('.'))
-}
-
-/// A query parameter's value (RFC 3986 unreserved characters kept).
-fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -16,6 +16,10 @@ use crate::ports::free_port;
 use crate::process::{self, run};
 use crate::wait;
 
+/// InnoDB preallocates a 96 MiB redo log and a 128 MiB buffer pool by default; a test's
+/// few rows need neither, and CI's disk has been seen too full to take the log (ENOSPC).
+const SMALL_FILES: [&str; 2] = ["--innodb-log-file-size=4M", "--innodb-buffer-pool-size=16M"];
+
 pub struct MariaDb {
     dir: TempDir,
     port: u16,
@@ -39,7 +43,8 @@ impl MariaDb {
                 .arg(format!("--datadir={}", db.data().display()))
                 .arg("--user=mysql")
                 .arg("--skip-test-db")
-                .arg("--auth-root-authentication-method=socket"),
+                .arg("--auth-root-authentication-method=socket")
+                .args(SMALL_FILES),
             None,
         )?
         .ok()
@@ -58,6 +63,7 @@ impl MariaDb {
             .arg("--user=mysql")
             .arg("--skip-name-resolve")
             .arg("--innodb-flush-log-at-trx-commit=0")
+            .args(SMALL_FILES)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
