@@ -21,8 +21,8 @@ pub struct Fault {
 
 /// Splits `fetched` (answers to a UID FETCH of `batch`) into the messages that match their
 /// listing, in UID order, and the faults.
-pub fn check(batch: &[Entry], fetched: Vec<Outgoing>) -> (Vec<Outgoing>, Vec<Fault>) {
-    let listed: HashMap<u32, &Entry> = batch.iter().map(|e| (e.uid, e)).collect();
+pub fn check(batch: &[&Entry], fetched: Vec<Outgoing>) -> (Vec<Outgoing>, Vec<Fault>) {
+    let listed: HashMap<u32, &Entry> = batch.iter().map(|e| (e.uid, *e)).collect();
     let mut by_uid: BTreeMap<u32, Vec<Outgoing>> = BTreeMap::new();
     for m in fetched {
         by_uid.entry(m.uid).or_default().push(m);
@@ -115,7 +115,7 @@ pub fn check(batch: &[Entry], fetched: Vec<Outgoing>) -> (Vec<Outgoing>, Vec<Fau
 
 /// The UIDs of `batch` the source sent nothing for (neither a good answer nor a fault):
 /// expunged meanwhile, or left out by the server. Asking again tells which.
-pub fn unanswered(batch: &[Entry], good: &[Outgoing], faults: &[Fault]) -> Vec<u32> {
+pub fn unanswered(batch: &[&Entry], good: &[Outgoing], faults: &[Fault]) -> Vec<u32> {
     let answered: HashSet<u32> = good
         .iter()
         .map(|m| m.uid)
@@ -166,7 +166,8 @@ mod tests {
 
     #[test]
     fn what_matches_its_listing_goes_through_in_uid_order() {
-        let batch = [entry(1, "a@x", "one"), entry(2, "b@x", "two")];
+        let listed = [entry(1, "a@x", "one"), entry(2, "b@x", "two")];
+        let batch: Vec<&Entry> = listed.iter().collect();
         let (good, faults) = check(
             &batch,
             vec![out(2, body("b@x", "two")), out(1, body("a@x", "one"))],
@@ -183,7 +184,8 @@ mod tests {
 
     #[test]
     fn what_is_left_out_is_a_fault_only_when_something_unasked_came_instead() {
-        let batch = [entry(1, "a@x", "one"), entry(2, "b@x", "two")];
+        let listed = [entry(1, "a@x", "one"), entry(2, "b@x", "two")];
+        let batch: Vec<&Entry> = listed.iter().collect();
         // UID 2 expunged meanwhile: not a fault, the next pass sees it gone.
         let (good, faults) = check(&batch, vec![out(1, body("a@x", "one"))]);
         assert_eq!((good.len(), faults.len()), (1, 0));
@@ -201,11 +203,12 @@ mod tests {
 
     #[test]
     fn wrong_extra_twice_short_or_foreign_answers_are_faults() {
-        let batch = [
+        let listed = [
             entry(1, "a@x", "one"),
             entry(2, "b@x", "two"),
             entry(3, "c@x", "three"),
         ];
+        let batch: Vec<&Entry> = listed.iter().collect();
         let (good, faults) = check(
             &batch,
             vec![

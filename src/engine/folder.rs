@@ -52,7 +52,7 @@ struct Pass<'a> {
 /// A batch as appended: what was listed, what the source sent, what the destination said,
 /// and which UIDs the source answered wrongly.
 struct Appended<'a> {
-    batch: &'a [Entry],
+    batch: &'a [&'a Entry],
     fetched: &'a [Outgoing],
     outcomes: &'a [AppendOutcome],
     faulted: &'a BTreeSet<u32>,
@@ -220,11 +220,11 @@ async fn full(
     let wanted: BTreeSet<u32> = d.to_copy.iter().copied().collect();
     refused.retain(|u, _| wanted.contains(u));
     let by_uid: HashMap<u32, &Entry> = source_entries.iter().map(|e| (e.uid, e)).collect();
-    let to_copy: Vec<Entry> = d
+    let to_copy: Vec<&Entry> = d
         .to_copy
         .iter()
         .filter(|u| !refused.contains_key(u))
-        .filter_map(|u| by_uid.get(u).map(|e| (*e).clone()))
+        .filter_map(|u| by_uid.get(u).copied())
         .collect();
 
     // Three-way updates lean on the cached base: log them ahead.
@@ -391,15 +391,14 @@ async fn incremental(
     let failed_flags = apply_flags(st, dst, &updates).await?;
 
     let mut refused: BTreeMap<u32, RefusedMessage> = st.refused.clone();
-    let to_copy: Vec<Entry> = match &new {
-        Some(n) => {
-            let by_uid: HashMap<u32, &Entry> = source_new.iter().map(|e| (e.uid, e)).collect();
-            n.to_copy
-                .iter()
-                .filter(|u| !refused.contains_key(u) && !c.is_refused(**u))
-                .filter_map(|u| by_uid.get(u).map(|e| (*e).clone()))
-                .collect()
-        }
+    let by_uid: HashMap<u32, &Entry> = source_new.iter().map(|e| (e.uid, e)).collect();
+    let to_copy: Vec<&Entry> = match &new {
+        Some(n) => n
+            .to_copy
+            .iter()
+            .filter(|u| !refused.contains_key(u) && !c.is_refused(**u))
+            .filter_map(|u| by_uid.get(u).copied())
+            .collect(),
         None => Vec::new(),
     };
     let mut copy = CopyResult::default();
@@ -529,7 +528,11 @@ async fn apply_flags(
 
 /// Splits `entries` (ascending UIDs) into batches of at most `max_bytes` bytes (or one
 /// message, if larger) and `max_messages` messages.
-fn batches(entries: &[Entry], max_bytes: u64, max_messages: usize) -> Vec<&[Entry]> {
+fn batches<'e>(
+    entries: &'e [&'e Entry],
+    max_bytes: u64,
+    max_messages: usize,
+) -> Vec<&'e [&'e Entry]> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut bytes = 0u64;
@@ -558,7 +561,7 @@ const BATCHES_IN_WINDOW: u64 = 4;
 /// window until it is appended.
 struct Ready<'b, 'c> {
     index: usize,
-    batch: &'b [Entry],
+    batch: &'b [&'b Entry],
     good: Vec<Outgoing>,
     faults: Vec<super::answers::Fault>,
     _window: tokio::sync::SemaphorePermit<'c>,
@@ -575,7 +578,7 @@ async fn copy_messages(
     p: Pass<'_>,
     src: &mut SourceSession,
     dst: &mut DestinationSession,
-    entries: &[Entry],
+    entries: &[&Entry],
     dest_validity: Option<u32>,
     st: &mut FolderState,
     out: &mut CopyResult,
@@ -647,14 +650,15 @@ async fn read_ahead<'b, 'c>(
     p: Pass<'_>,
     src: &mut SourceSession,
     fetches: &mut BodyFetches,
-    batches: &[&'b [Entry]],
+    batches: &[&'b [&'b Entry]],
     credit: &'c tokio::sync::Semaphore,
     window: u64,
     tx: tokio::sync::mpsc::UnboundedSender<Ready<'b, 'c>>,
 ) -> Result<(), ImapError> {
     use tokio::sync::TryAcquireError;
     let Pass { engine, t, .. } = p;
-    let mut pending: std::collections::VecDeque<&'b [Entry]> = batches.iter().copied().collect();
+    let mut pending: std::collections::VecDeque<&'b [&'b Entry]> =
+        batches.iter().copied().collect();
     let mut held = std::collections::VecDeque::new();
     let mut paused = None;
     for index in 0.. {
@@ -801,7 +805,7 @@ fn note_inexact(
 /// with the source's fault as the reason; returns their UIDs.
 fn source_faults(
     t: &Target<'_>,
-    batch: &[Entry],
+    batch: &[&Entry],
     faults: Vec<super::answers::Fault>,
     out: &mut CopyResult,
 ) -> BTreeSet<u32> {
@@ -813,7 +817,7 @@ fn source_faults(
         };
         faulted.insert(f.uid);
         out.refused.push(RefusedMessage {
-            message: MessageRef::from(e),
+            message: MessageRef::from(*e),
             reason: format!("source fault: {}", f.reason),
         });
     }
@@ -834,7 +838,7 @@ fn record_batch(
         outcomes,
         faulted,
     } = a;
-    let listed: HashMap<u32, &Entry> = batch.iter().map(|e| (e.uid, e)).collect();
+    let listed: HashMap<u32, &Entry> = batch.iter().map(|e| (e.uid, *e)).collect();
     let got: BTreeSet<u32> = fetched.iter().map(|m| m.uid).collect();
     for e in batch {
         if !got.contains(&e.uid) && !faulted.contains(&e.uid) {
@@ -919,6 +923,7 @@ mod tests {
             .enumerate()
             .map(|(i, s)| e(i as u32 + 1, *s))
             .collect();
+        let entries: Vec<&Entry> = entries.iter().collect();
         let b = batches(&entries, 30, 4);
         let sizes: Vec<Vec<u32>> = b
             .iter()

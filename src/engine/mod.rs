@@ -209,7 +209,7 @@ impl Engine {
 
     /// How many of `batch`'s messages (in order) the daily budgets of both servers grant
     /// `address` now, charged to them at once; or the pause, when not even the first fits.
-    fn admit(&self, address: &str, batch: &[Entry]) -> Result<usize, Pause> {
+    fn admit(&self, address: &str, batch: &[&Entry]) -> Result<usize, Pause> {
         let sizes: Vec<u64> = batch.iter().map(|e| e.size).collect();
         let _one_at_a_time = self.admitting.lock().unwrap_or_else(|e| e.into_inner());
         let now = chrono::Utc::now();

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod command;
 pub mod conn;
 pub mod diff;
+pub mod flags;
 pub mod folder_names;
 pub mod folders;
 pub mod gmail;
