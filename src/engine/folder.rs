@@ -909,7 +909,7 @@ mod tests {
     fn e(uid: u32, size: u64) -> Entry {
         Entry {
             uid,
-            key: MessageKey::MessageId(format!("{uid}@x")),
+            key: MessageKey::MessageId(format!("{uid}@x").into()),
             flags: Default::default(),
             internal_date: None,
             size,

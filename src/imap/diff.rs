@@ -403,6 +403,13 @@ mod tests {
 
     const NONE: &KnownPairs = &KnownPairs::new();
 
+    /// Every message of a folder is listed as an `Entry` on each side: its size is most of a
+    /// huge folder's memory (it was 104 bytes with an inline hash key and a `BTreeSet`).
+    #[test]
+    fn a_listed_message_is_small() {
+        assert!(std::mem::size_of::<Entry>() <= 64, "{}", std::mem::size_of::<Entry>());
+    }
+
     #[test]
     fn flag_parsing() {
         assert_eq!(Flag::parse("\\Seen"), Some(Flag::Seen));

@@ -73,8 +73,11 @@ pub enum Flag {
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct FlagSet {
     system: u8,
-    /// Only `Flag::Keyword`s, sorted and unique.
-    keywords: Vec<Flag>,
+    /// Only `Flag::Keyword`s, sorted and unique; `None` when there are none (never an empty
+    /// list, so that derived equality holds), boxed so that the set is 16 bytes.
+    #[allow(clippy::box_collection)]
+    // one pointer in every set; the extra hop is for keywords only
+    keywords: Option<Box<Vec<Flag>>>,
 }
 
 /// The system flags in [`Flag`]'s order; bit `i` of [`FlagSet`] is `SYSTEM[i]`.
@@ -94,22 +97,26 @@ impl FlagSet {
     pub const fn new() -> FlagSet {
         FlagSet {
             system: 0,
-            keywords: Vec::new(),
+            keywords: None,
         }
     }
 
+    fn keywords(&self) -> &[Flag] {
+        self.keywords.as_deref().map_or(&[], Vec::as_slice)
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.system == 0 && self.keywords.is_empty()
+        self.system == 0 && self.keywords.is_none()
     }
 
     pub fn len(&self) -> usize {
-        self.system.count_ones() as usize + self.keywords.len()
+        self.system.count_ones() as usize + self.keywords().len()
     }
 
     pub fn contains(&self, flag: &Flag) -> bool {
         match bit(flag) {
             Some(b) => self.system & b != 0,
-            None => self.keywords.binary_search(flag).is_ok(),
+            None => self.keywords().binary_search(flag).is_ok(),
         }
     }
 
@@ -120,10 +127,11 @@ impl FlagSet {
             self.system |= b;
             return new;
         }
-        match self.keywords.binary_search(&flag) {
+        let keywords = self.keywords.get_or_insert_with(Box::default);
+        match keywords.binary_search(&flag) {
             Ok(_) => false,
             Err(at) => {
-                self.keywords.insert(at, flag);
+                keywords.insert(at, flag);
                 true
             }
         }
@@ -136,13 +144,17 @@ impl FlagSet {
             self.system &= !b;
             return was;
         }
-        match self.keywords.binary_search(flag) {
-            Ok(at) => {
-                self.keywords.remove(at);
-                true
-            }
-            Err(_) => false,
+        let Some(keywords) = &mut self.keywords else {
+            return false;
+        };
+        let Ok(at) = keywords.binary_search(flag) else {
+            return false;
+        };
+        keywords.remove(at);
+        if keywords.is_empty() {
+            self.keywords = None;
         }
+        true
     }
 
     /// Keeps the flags `keep` says yes to.
@@ -152,14 +164,19 @@ impl FlagSet {
                 self.system &= !(1 << i);
             }
         }
-        self.keywords.retain(|f| keep(f));
+        if let Some(keywords) = &mut self.keywords {
+            keywords.retain(|f| keep(f));
+            if keywords.is_empty() {
+                self.keywords = None;
+            }
+        }
     }
 
     pub fn iter(&self) -> Iter<'_> {
         Iter {
             system: self.system,
             next_bit: 0,
-            keywords: self.keywords.iter(),
+            keywords: self.keywords().iter(),
         }
     }
 
@@ -211,7 +228,9 @@ impl IntoIterator for FlagSet {
             .take(self.system.count_ones() as usize)
             .cloned()
             .collect();
-        system.into_iter().chain(self.keywords)
+        system
+            .into_iter()
+            .chain(self.keywords.map_or_else(Vec::new, |k| *k))
     }
 }
 
@@ -426,6 +445,7 @@ mod tests {
     fn system_flags_take_no_heap() {
         let set = Flag::parse_all(["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"]);
         assert_eq!(set.len(), 5);
-        assert_eq!(set.keywords.capacity(), 0);
+        assert!(set.keywords.is_none());
+        assert_eq!(std::mem::size_of::<FlagSet>(), 16);
     }
 }

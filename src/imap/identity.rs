@@ -46,9 +46,11 @@ use thiserror::Error;
 pub enum MessageKey {
     /// The normalized Message-ID, without angle brackets. Bytes that are not valid UTF-8,
     /// control characters and `%` are written as `%XX`, so distinct byte strings stay distinct.
-    MessageId(String),
-    /// SHA-256 of the stable header fields, for messages without a usable Message-ID.
-    Headers([u8; 32]),
+    MessageId(Box<str>),
+    /// SHA-256 of the stable header fields, for messages without a usable Message-ID. Boxed,
+    /// as the id is: every listed message holds a key, and an inline hash would make each
+    /// key (and so each listed message) 24 bytes larger for the few messages without an id.
+    Headers(Box<[u8; 32]>),
 }
 
 impl MessageKey {
@@ -56,8 +58,8 @@ impl MessageKey {
     pub fn from_header(header: &[u8]) -> MessageKey {
         let fields = Fields::parse(header);
         match fields.first(b"message-id").and_then(normalize_id) {
-            Some(id) => MessageKey::MessageId(escape(&id)),
-            None => MessageKey::Headers(stable_hash(&fields)),
+            Some(id) => MessageKey::MessageId(escape(&id).into()),
+            None => MessageKey::Headers(Box::new(stable_hash(&fields))),
         }
     }
 
@@ -92,7 +94,7 @@ impl FromStr for MessageKey {
 
     fn from_str(s: &str) -> Result<MessageKey, BadKey> {
         if let Some(inner) = s.strip_prefix('<').and_then(|r| r.strip_suffix('>')) {
-            return Ok(MessageKey::MessageId(inner.to_owned()));
+            return Ok(MessageKey::MessageId(inner.into()));
         }
         let hex = s.strip_prefix("sha256:").ok_or_else(|| BadKey(s.into()))?;
         if hex.len() != 64 {
@@ -105,7 +107,7 @@ impl FromStr for MessageKey {
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or_else(|| BadKey(s.into()))?;
         }
-        Ok(MessageKey::Headers(out))
+        Ok(MessageKey::Headers(Box::new(out)))
     }
 }
 
@@ -401,7 +403,7 @@ mod tests {
             id("a>b"),
             id(""),
             key("Subject: x\r\n"),
-            MessageKey::Headers([0xab; 32]),
+            MessageKey::Headers(Box::new([0xab; 32])),
         ] {
             let text = k.to_string();
             assert_eq!(text.parse::<MessageKey>(), Ok(k.clone()), "{text}");
@@ -410,7 +412,7 @@ mod tests {
         }
         assert_eq!(id("a@b").to_string(), "<a@b>");
         assert_eq!(
-            MessageKey::Headers([0; 32]).to_string(),
+            MessageKey::Headers(Box::new([0; 32])).to_string(),
             format!("sha256:{}", "0".repeat(64))
         );
         for bad in [
