@@ -407,7 +407,11 @@ mod tests {
     /// huge folder's memory (it was 104 bytes with an inline hash key and a `BTreeSet`).
     #[test]
     fn a_listed_message_is_small() {
-        assert!(std::mem::size_of::<Entry>() <= 64, "{}", std::mem::size_of::<Entry>());
+        assert!(
+            std::mem::size_of::<Entry>() <= 64,
+            "{}",
+            std::mem::size_of::<Entry>()
+        );
     }
 
     #[test]
