@@ -17,6 +17,7 @@
 //! selection) and the raw answer is needed to verify its TSIG signature.
 
 mod api;
+mod change;
 mod error;
 mod observe;
 mod query;

@@ -21,7 +21,7 @@ use hickory_proto::rr::rdata::{MX, SRV, TXT};
 use hickory_proto::rr::{Name, RData, RecordType};
 use http::{HeaderMap, Request, StatusCode, Uri};
 
-use super::api::{Change, convert, describe, redact, same_set, show, still_expected};
+use super::change::{Change, convert, describe, redact, same_set, show, still_expected};
 use super::error::DnsError;
 use super::observe::{fqdn, txt_text};
 use crate::https::Http;

@@ -44,7 +44,8 @@ use hickory_proto::rr::rdata::{MX, SRV, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tracing::info;
 
-use super::api::{Api, Change};
+use super::api::Api;
+use super::change::Change;
 use super::error::DnsError;
 use super::observe::{fqdn, mx_records, txt_text};
 use super::query::{self, QueryError, RrSet, Timeouts};
