@@ -76,7 +76,6 @@ pub struct FlagSet {
     /// Only `Flag::Keyword`s, sorted and unique; `None` when there are none (never an empty
     /// list, so that derived equality holds), boxed so that the set is 16 bytes.
     #[allow(clippy::box_collection)]
-    // one pointer in every set; the extra hop is for keywords only
     keywords: Option<Box<Vec<Flag>>>,
 }
 
