@@ -391,14 +391,15 @@ async fn incremental(
     let failed_flags = apply_flags(st, dst, &updates).await?;
 
     let mut refused: BTreeMap<u32, RefusedMessage> = st.refused.clone();
-    let by_uid: HashMap<u32, &Entry> = source_new.iter().map(|e| (e.uid, e)).collect();
     let to_copy: Vec<&Entry> = match &new {
-        Some(n) => n
-            .to_copy
-            .iter()
-            .filter(|u| !refused.contains_key(u) && !c.is_refused(**u))
-            .filter_map(|u| by_uid.get(u).copied())
-            .collect(),
+        Some(n) => {
+            let by_uid: HashMap<u32, &Entry> = source_new.iter().map(|e| (e.uid, e)).collect();
+            n.to_copy
+                .iter()
+                .filter(|u| !refused.contains_key(u) && !c.is_refused(**u))
+                .filter_map(|u| by_uid.get(u).copied())
+                .collect()
+        }
         None => Vec::new(),
     };
     let mut copy = CopyResult::default();
