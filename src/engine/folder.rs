@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::{Engine, FolderState, Progress};
 use crate::imap::cache::{
-    CACHE_VERSION, Copied, FlagCheck, FolderCache, FolderCacheKey, FolderStatus, FullReason,
-    ResyncNeed, resync_need,
+    CACHE_VERSION, CacheHead, Copied, FlagCheck, FolderCache, FolderCacheKey, FolderStatus,
+    FullReason, ResyncNeed, resync_need,
 };
 use crate::imap::command::UidSet;
 use crate::imap::diff::{Entry, FlagUpdate, Tally, diff};
@@ -89,20 +89,28 @@ pub(super) async fn sync_folder(
             (s?, d?)
         }
     };
-    let cache = match engine.store.load(&key) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(mailbox = %t.address, folder = %t.source, error = %e, "cannot read the cache; comparing in full");
-            None
-        }
+    let unreadable = |e: anyhow::Error| {
+        tracing::warn!(mailbox = %t.address, folder = %t.source, error = %e, "cannot read the cache; comparing in full");
     };
+    // The head decides; the rest (a pair per message) is read only for a pass that uses it.
+    let head = engine.store.load_head(&key).unwrap_or_else(|e| {
+        unreadable(e);
+        None
+    });
     let snaps = src_status.snapshot().zip(dst_status.snapshot());
     let need = match &snaps {
         _ if t.labels.is_some_and(|l| l.archived_only) => {
             ResyncNeed::Full(FullReason::GmailArchive)
         }
-        Some((s, d)) => resync_need(cache.as_ref(), t.dest, s, d),
+        Some((s, d)) => resync_need(head.as_ref(), t.dest, s, d),
         None => ResyncNeed::Full(FullReason::NoCache),
+    };
+    let cache = match (&need, &head) {
+        (ResyncNeed::Nothing, _) | (_, None) => None,
+        _ => engine.store.load(&key).unwrap_or_else(|e| {
+            unreadable(e);
+            None
+        }),
     };
     tracing::debug!(mailbox = %t.address, folder = %t.source, pass = %need, "folder pass");
     if matches!(need, ResyncNeed::Full(_)) {
@@ -119,9 +127,9 @@ pub(super) async fn sync_folder(
         t,
         key: &key,
     };
-    let result = match (need.clone(), cache, snaps) {
-        (ResyncNeed::Nothing, Some(c), Some((s, d))) => {
-            nothing(st, &c, &s, &d);
+    let result = match (need.clone(), head, cache, snaps) {
+        (ResyncNeed::Nothing, Some(h), _, Some((s, d))) => {
+            nothing(st, &h, &s, &d);
             Ok(())
         }
         (
@@ -129,10 +137,11 @@ pub(super) async fn sync_folder(
                 new_since_uid,
                 flags,
             },
+            _,
             Some(c),
             Some((s, d)),
         ) => incremental(pass, src, dst, st, c, (s, d), (new_since_uid, flags)).await,
-        (_, cache, snaps) => full(pass, src, dst, st, cache, snaps).await,
+        (_, _, cache, snaps) => full(pass, src, dst, st, cache, snaps).await,
     };
     st.report.pass = Some(need.to_string());
     result?;
@@ -152,17 +161,18 @@ pub(super) async fn sync_folder(
 }
 
 /// The cache proves nothing changed: its claims stand.
-fn nothing(st: &mut FolderState, c: &FolderCache, s: &FolderStatus, d: &FolderStatus) {
+fn nothing(st: &mut FolderState, c: &CacheHead, s: &FolderStatus, d: &FolderStatus) {
     let r = &mut st.report;
     r.source_messages = u64::from(s.messages);
     r.source_bytes = c.source_tally.bytes;
     r.destination_messages = u64::from(d.messages);
     r.destination_bytes = c.dest_tally.bytes;
-    r.skipped = c.pairs.len() as u64;
+    r.skipped = c.pairs;
     r.missing.clear();
     r.surplus.clear();
     r.extra.clear();
-    r.refused = merged_refusals(c.refused.values(), st.refused.values());
+    // The cache's refusals are tried again in a full pass: none when nothing is to do.
+    r.refused = st.refused.values().cloned().collect();
 }
 
 async fn full(
@@ -176,27 +186,13 @@ async fn full(
     let Pass { engine, t, key } = p;
     // Both listings at once: across a WAN each side is a round trip or two, and neither
     // depends on the other.
+    let all = UidSet::all();
     let (source_side, dest_side) = tokio::join!(
-        async {
-            let sel = src.examine(&t.source_wire).await?;
-            if sel.exists > 0 {
-                src.fetch_meta(&UidSet::all()).await
-            } else {
-                Ok(Vec::new())
-            }
-        },
-        async {
-            let sel = dst.select(&t.dest_wire).await?;
-            let entries = if sel.exists > 0 {
-                dst.fetch_meta(&UidSet::all()).await?
-            } else {
-                Vec::new()
-            };
-            Ok::<_, ImapError>((sel, entries))
-        }
+        src.examine_and_list(&t.source_wire, &all),
+        dst.select_and_list(&t.dest_wire, &all)
     );
     // The source's error first, as when the listings were made one after the other.
-    let source_entries = source_side?;
+    let (_, source_entries) = source_side?;
     let (dst_sel, dest_entries) = dest_side?;
     let storable = dst_sel.storable();
     // The cache's pairs still name the same messages only under the same UIDVALIDITYs.
@@ -345,35 +341,33 @@ async fn incremental(
     (new_since_uid, flags): (Option<u32>, FlagCheck),
 ) -> Result<(), ImapError> {
     let Pass { engine, t, key } = p;
-    // Each side's steps at once with the other's, as in a full pass.
-    let (src_sel, dst_sel) = tokio::join!(src.examine(&t.source_wire), dst.select(&t.dest_wire));
-    let (src_sel, dst_sel) = (src_sel?, dst_sel?);
-    let storable = dst_sel.storable();
-
-    let mut new = None;
-    let mut dest_new = Vec::new();
-    let mut source_new = Vec::new();
-    if let Some(since) = new_since_uid {
-        // (Expunged again since the STATUS: nothing new after all.)
-        let (s, d) = tokio::join!(
-            async {
-                if src_sel.exists > 0 {
-                    src.fetch_meta(&UidSet::from(since)).await
-                } else {
-                    Ok(Vec::new())
+    // Each side's steps at once with the other's, as in a full pass; the new messages'
+    // listings pipelined behind the opens.
+    let (src_side, dst_side) = tokio::join!(
+        async {
+            match new_since_uid {
+                Some(since) => {
+                    src.examine_and_list(&t.source_wire, &UidSet::from(since))
+                        .await
                 }
-            },
-            async {
-                if dst_sel.exists > 0 {
-                    dst.fetch_meta(&UidSet::from(c.dest.uidnext)).await
-                } else {
-                    Ok(Vec::new())
-                }
+                None => Ok((src.examine(&t.source_wire).await?, Vec::new())),
             }
-        );
-        (source_new, dest_new) = (s?, d?);
-        new = Some(c.incremental_diff(since, &source_new, &dest_new, &storable));
-    }
+        },
+        async {
+            match new_since_uid {
+                Some(_) => {
+                    dst.select_and_list(&t.dest_wire, &UidSet::from(c.dest.uidnext))
+                        .await
+                }
+                None => Ok((dst.select(&t.dest_wire).await?, Vec::new())),
+            }
+        }
+    );
+    let ((src_sel, source_new), (dst_sel, dest_new)) = (src_side?, dst_side?);
+    let storable = dst_sel.storable();
+    // (Expunged again since the STATUS: nothing new after all, which the listing shows.)
+    let new =
+        new_since_uid.map(|since| c.incremental_diff(since, &source_new, &dest_new, &storable));
     let flags_now = match flags {
         _ if src_sel.exists == 0 => Vec::new(),
         FlagCheck::Unchanged => Vec::new(),

@@ -56,7 +56,7 @@ pub use setup::{Prepared, prepare_with};
 use self::retry::{AttemptError, Jitter};
 use crate::accounts::Account;
 use crate::imap::cache::CacheStore;
-use crate::imap::conn::{Connector, Slot};
+use crate::imap::conn::{Connector, LoginGate, Slot};
 use crate::imap::diff::Entry;
 use crate::imap::folders::{FolderTable, Note, folder_table};
 use crate::imap::identity::MessageKey;
@@ -492,9 +492,97 @@ impl Engine {
         }
     }
 
+    /// Whether a sync of `account` opens its second connection pair at once (see
+    /// [`Engine::second_pair`]): on a mailbox's first copy every folder is work, and a
+    /// source other than POP3 (whose one folder leaves a second pair nothing to do).
+    fn second_pair_at_once(&self, account: &Account) -> bool {
+        self.options.folder_concurrency > 1
+            && self.mailbox_connections() > 1
+            && !matches!(self.source, SourceConnector::Pop3(_))
+            && !self.store.remembers_mailbox(&account.address)
+    }
+
+    /// A second connection pair opened alongside the first instead of once a folder turns
+    /// out to be work, so that its connections (several round trips each, across a WAN)
+    /// overlap the first pair's logins and listings. Each of its logins waits until the
+    /// first pair's login to the same server succeeded (`first_logged_in`): a refused
+    /// password is sent once, not once per connection. Only free slots are taken (never
+    /// waiting: the first pair's are taken first).
+    async fn second_pair(
+        &self,
+        account: &Account,
+        first_logged_in: (LoginGate, LoginGate),
+    ) -> Option<Pair> {
+        let src_slot = self.source.try_slot()?;
+        let dst_slot = self.destination.try_slot()?;
+        let (src_gate, dst_gate) = first_logged_in;
+        let (src, dst) = tokio::join!(
+            self.source.connect_gated(src_slot, account, Some(src_gate)),
+            self.destination
+                .connect_gated(dst_slot, &account.destination, Some(dst_gate)),
+        );
+        match (src, dst) {
+            (Ok(src), Ok(dst)) => Some((src, DestinationSession::new(dst))),
+            (src, dst) => {
+                let error = src.err().or(dst.err()).map(|e| e.to_string());
+                tracing::debug!(mailbox = %account.address, error = ?error, "no second connection pair yet");
+                None
+            }
+        }
+    }
+
     async fn sync_attempt(&self, account: &Account, run: &mut Run) -> Result<(), AttemptError> {
+        if !self.second_pair_at_once(account) {
+            let pair = self.connect(account).await?;
+            return self.sync_on(account, run, pair, None).await;
+        }
+        let src_slot = self.source.slot().await;
+        let dst_slot = self.destination.slot().await;
+        let (src_said, src_gate) = LoginGate::new();
+        let (dst_said, dst_gate) = LoginGate::new();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let main = async {
+            let (src, dst) = tokio::join!(
+                async {
+                    let src = self.source.connect_in(src_slot, account).await;
+                    src_said.said(src.is_ok());
+                    src
+                },
+                async {
+                    let dst = self
+                        .destination
+                        .connect_in(dst_slot, &account.destination)
+                        .await;
+                    dst_said.said(dst.is_ok());
+                    dst
+                },
+            );
+            // The source's error first, as when the logins were made one after the other.
+            let pair = (src?, DestinationSession::new(dst?));
+            self.sync_on(account, run, pair, Some(rx)).await
+        };
+        let second = async {
+            let pair = self.second_pair(account, (src_gate, dst_gate)).await;
+            // Not taken (the attempt ended first): logged out here.
+            if let Err(Some((src, dst))) = tx.send(pair) {
+                src.logout().await;
+                dst.logout().await;
+            }
+        };
+        let (result, ()) = tokio::join!(main, second);
+        result
+    }
+
+    /// A sync attempt on the connected `pair`; `second` brings the second pair when it was
+    /// opened at once.
+    async fn sync_on(
+        &self,
+        account: &Account,
+        run: &mut Run,
+        (mut src, mut dst): Pair,
+        second: Option<SecondPair>,
+    ) -> Result<(), AttemptError> {
         let address = account.address.as_str();
-        let (mut src, mut dst) = self.connect(account).await?;
         // Both listings at once: independent connections, one round trip's wait instead of two.
         let (src_list, dst_list) = tokio::join!(src.list(), dst.list());
         let (src_list, mut dst_list) = (src_list?, dst_list?);
@@ -591,7 +679,7 @@ impl Engine {
             source: &src_list,
             destination: &dst_list,
         };
-        self.folders_at_once(account, Kind::Sync, (src, dst), &lists, jobs, run)
+        self.folders_at_once(account, Kind::Sync, ((src, dst), second), &lists, jobs, run)
             .await
     }
 
@@ -610,12 +698,13 @@ impl Engine {
             source: &src_list,
             destination: &dst_list,
         };
-        self.folders_at_once(account, Kind::Verify, (src, dst), &lists, jobs, run)
+        self.folders_at_once(account, Kind::Verify, ((src, dst), None), &lists, jobs, run)
             .await
     }
 
     /// Passes over the folders of `jobs`: on `pair`, and on up to
-    /// `options.folder_concurrency - 1` more pairs when the servers have free slots. Each
+    /// `options.folder_concurrency - 1` more pairs (`second` the first of them, when already
+    /// open) when the servers have free slots. Each
     /// worker takes the next job (all the source folders of one destination folder, in
     /// table order) when done with its last. The folders' states come back to `run` however
     /// the workers end; a lost connection stops every worker after its current job and
@@ -624,7 +713,7 @@ impl Engine {
         &self,
         account: &Account,
         kind: Kind,
-        pair: (SourceSession, DestinationSession),
+        (pair, second): (Pair, Option<SecondPair>),
         lists: &Lists<'_>,
         jobs: VecDeque<Job>,
         run: &mut Run,
@@ -636,11 +725,27 @@ impl Engine {
             .max(1)
             .saturating_sub(1)
             .min(jobs.len().saturating_sub(1));
+        // With no use for it, the second pair is logged out where it is opened.
+        let mut second = second.filter(|_| extra > 0);
         let mut pair = pair;
         let snapshots = match kind {
             Kind::Sync => snapshots(&mut pair, lists, &jobs).await?,
             Kind::Verify => HashMap::new(),
         };
+        let mut jobs = jobs;
+        if extra > 0 {
+            // Largest first (by the source's count, all STATUS tells before listing): the
+            // last folders to finish are then small ones, not one large folder running
+            // alone on one pair while the others have nothing left to take.
+            let size = |j: &Job| {
+                j.folders
+                    .first()
+                    .and_then(|(source, _)| snapshots.get(source))
+                    .map_or(0, |(s, _)| s.messages)
+            };
+            jobs.make_contiguous()
+                .sort_by_key(|j| std::cmp::Reverse(size(j)));
+        }
         let queue = JobQueue {
             jobs: Mutex::new(jobs),
             stop: AtomicBool::new(false),
@@ -652,8 +757,11 @@ impl Engine {
             // Verifying compares every folder in full: always worth more pairs.
             queue.wake.work();
         }
-        let first = self.folder_worker(account, kind, Some(pair), lists, &queue);
-        let others = (0..extra).map(|_| self.folder_worker(account, kind, None, lists, &queue));
+        let first = self.folder_worker(account, kind, Start::Open(pair), lists, &queue);
+        let others = (0..extra).map(|_| {
+            let start = second.take().map_or(Start::OnWork, Start::Coming);
+            self.folder_worker(account, kind, start, lists, &queue)
+        });
         let (first, others) = tokio::join!(first, futures::future::join_all(others));
         let mut result = Ok(());
         for (states, r) in std::iter::once(first).chain(others) {
@@ -672,19 +780,27 @@ impl Engine {
         result
     }
 
-    /// One worker of [`Engine::folders_at_once`]: on `pair`, or on a pair of its own when
-    /// there is work left and both servers have a free slot. Returns the states of the
-    /// folders it took, and the lost connection that stopped it, if any.
+    /// One worker of [`Engine::folders_at_once`]: on the pair it starts with, or on a pair
+    /// of its own when there is work left and both servers have a free slot. Returns the
+    /// states of the folders it took, and the lost connection that stopped it, if any.
     async fn folder_worker(
         &self,
         account: &Account,
         kind: Kind,
-        pair: Option<(SourceSession, DestinationSession)>,
+        start: Start,
         lists: &Lists<'_>,
         queue: &JobQueue,
     ) -> (Vec<(String, FolderState)>, Result<(), AttemptError>) {
         let mut states = Vec::new();
-        let (mut src, mut dst) = match pair {
+        let arrived = match start {
+            Start::Open(pair) => Some(pair),
+            // Could not be opened: as any other extra pair, then.
+            Start::Coming(rx) => rx.await.ok().flatten().inspect(|_| {
+                queue.pairs.fetch_add(1, Ordering::Relaxed);
+            }),
+            Start::OnWork => None,
+        };
+        let (mut src, mut dst) = match arrived {
             Some(pair) => pair,
             None => {
                 // A no-change re-sync is one STATUS per folder: two more logins would cost
@@ -771,6 +887,22 @@ impl Engine {
             }
         }
     }
+}
+
+/// A source and a destination connection of one mailbox.
+type Pair = (SourceSession, DestinationSession);
+
+/// The second pair of [`Engine::second_pair`], on its way (`None`: it could not be opened).
+type SecondPair = tokio::sync::oneshot::Receiver<Option<Pair>>;
+
+/// What a worker of [`Engine::folders_at_once`] starts on.
+// One per worker, moved once: its size does not matter (as for `SourceSession`).
+#[allow(clippy::large_enum_variant)]
+enum Start {
+    Open(Pair),
+    Coming(SecondPair),
+    /// A pair of its own, once a folder turns out to be work.
+    OnWork,
 }
 
 /// Both servers' listings in an attempt.

@@ -143,6 +143,24 @@ pub struct FolderCache {
     pub dest_tally: Tally,
 }
 
+/// What [`resync_need`] and a pass with nothing to do read of a [`FolderCache`]: its small
+/// part. Stored ahead of the rest, so that a re-sync finding nothing changed reads a few
+/// hundred bytes per folder rather than a pair per message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheHead {
+    pub version: u32,
+    pub dest_folder: String,
+    pub source: FolderStatus,
+    pub dest: FolderStatus,
+    /// How many pairs, refused messages and pending flag updates the cache holds.
+    pub pairs: u64,
+    pub refused: u64,
+    pub pending: u64,
+    pub source_tally: Tally,
+    pub dest_tally: Tally,
+}
+
 /// Why a full comparison is needed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -259,7 +277,7 @@ fn growth(was: &FolderStatus, now: &FolderStatus) -> Result<u32, bool> {
 /// shortcut is safe). `dest_folder` is where the folder maps now: a cache recorded for
 /// another destination folder does not apply.
 pub fn resync_need(
-    cache: Option<&FolderCache>,
+    cache: Option<&CacheHead>,
     dest_folder: &str,
     src: &FolderStatus,
     dst: &FolderStatus,
@@ -274,7 +292,7 @@ pub fn resync_need(
     if c.dest_folder != dest_folder {
         return ResyncNeed::Full(DestinationFolderChanged);
     }
-    if !c.pending.is_empty() {
+    if c.pending > 0 {
         return ResyncNeed::Full(FlagUpdatesInterrupted);
     }
     if src.uidvalidity != c.source.uidvalidity {
@@ -283,7 +301,7 @@ pub fn resync_need(
     if dst.uidvalidity != c.dest.uidvalidity {
         return ResyncNeed::Full(DestinationUidValidityChanged);
     }
-    if !c.refused.is_empty() {
+    if c.refused > 0 {
         return ResyncNeed::Full(RetryRefused);
     }
     let new = match growth(&c.source, src) {
@@ -356,6 +374,20 @@ impl FolderCache {
             pending: Vec::new(),
             source_tally: diff.source,
             dest_tally: diff.dest,
+        }
+    }
+
+    pub fn head(&self) -> CacheHead {
+        CacheHead {
+            version: self.version,
+            dest_folder: self.dest_folder.clone(),
+            source: self.source,
+            dest: self.dest,
+            pairs: self.pairs.len() as u64,
+            refused: self.refused.len() as u64,
+            pending: self.pending.len() as u64,
+            source_tally: self.source_tally,
+            dest_tally: self.dest_tally,
         }
     }
 
@@ -563,6 +595,19 @@ pub trait CacheStore: Send + Sync {
     fn load(&self, key: &FolderCacheKey) -> anyhow::Result<Option<FolderCache>>;
     fn save(&self, key: &FolderCacheKey, cache: &FolderCache) -> anyhow::Result<()>;
 
+    /// The head of the cache [`CacheStore::load`] would return. A store that keeps caches
+    /// large should read less than all of it.
+    fn load_head(&self, key: &FolderCacheKey) -> anyhow::Result<Option<CacheHead>> {
+        Ok(self.load(key)?.map(|c| c.head()))
+    }
+
+    /// Whether any folder of `mailbox` (an address) has a cache: if none has, its next
+    /// sync compares every folder in full, which is work for every connection it may open.
+    /// A store that keeps nothing never remembers one.
+    fn remembers_mailbox(&self, _mailbox: &str) -> bool {
+        false
+    }
+
     /// The characters the destination refused in folder names (see
     /// `engine::names`); a store that keeps none learns them again each run.
     fn load_refused_characters(&self) -> anyhow::Result<Vec<char>> {
@@ -672,21 +717,21 @@ mod tests {
         );
         let c = cache(s, d);
         assert_eq!(
-            resync_need(Some(&c), "Archive", &s, &d),
+            resync_need(Some(&c.head()), "Archive", &s, &d),
             ResyncNeed::Full(FullReason::DestinationFolderChanged)
         );
         assert_eq!(
-            resync_need(Some(&c), "INBOX", &st(8, 100, 50, Some(900)), &d),
+            resync_need(Some(&c.head()), "INBOX", &st(8, 100, 50, Some(900)), &d),
             ResyncNeed::Full(FullReason::SourceUidValidityChanged)
         );
         assert_eq!(
-            resync_need(Some(&c), "INBOX", &s, &st(4, 60, 50, None)),
+            resync_need(Some(&c.head()), "INBOX", &s, &st(4, 60, 50, None)),
             ResyncNeed::Full(FullReason::DestinationUidValidityChanged)
         );
         let mut old = c.clone();
         old.version = 0;
         assert_eq!(
-            resync_need(Some(&old), "INBOX", &s, &d),
+            resync_need(Some(&old.head()), "INBOX", &s, &d),
             ResyncNeed::Full(FullReason::CacheVersion)
         );
     }
@@ -696,11 +741,14 @@ mod tests {
         let s = st(7, 100, 50, Some(900));
         let d = st(3, 60, 50, None);
         let c = cache(s, d);
-        assert_eq!(resync_need(Some(&c), "INBOX", &s, &d), ResyncNeed::Nothing);
+        assert_eq!(
+            resync_need(Some(&c.head()), "INBOX", &s, &d),
+            ResyncNeed::Nothing
+        );
         // The destination gained mail (its own, or a merged folder's) without expunges: the
         // source's messages are all still there.
         assert_eq!(
-            resync_need(Some(&c), "INBOX", &s, &st(3, 65, 55, Some(4))),
+            resync_need(Some(&c.head()), "INBOX", &s, &st(3, 65, 55, Some(4))),
             ResyncNeed::Nothing
         );
     }
@@ -711,33 +759,33 @@ mod tests {
         let d = st(3, 60, 50, None);
         let c = cache(s, d);
         assert_eq!(
-            resync_need(Some(&c), "INBOX", &st(7, 100, 49, Some(901)), &d),
+            resync_need(Some(&c.head()), "INBOX", &st(7, 100, 49, Some(901)), &d),
             ResyncNeed::Full(FullReason::SourceExpunged)
         );
         // One new, one expunged: the count alone looks unchanged but UIDNEXT moved.
         assert_eq!(
-            resync_need(Some(&c), "INBOX", &st(7, 101, 50, Some(902)), &d),
+            resync_need(Some(&c.head()), "INBOX", &st(7, 101, 50, Some(902)), &d),
             ResyncNeed::Full(FullReason::SourceExpunged)
         );
         assert_eq!(
-            resync_need(Some(&c), "INBOX", &s, &st(3, 61, 50, None)),
+            resync_need(Some(&c.head()), "INBOX", &s, &st(3, 61, 50, None)),
             ResyncNeed::Full(FullReason::DestinationExpunged)
         );
         assert_eq!(
-            resync_need(Some(&c), "INBOX", &s, &st(3, 60, 49, None)),
+            resync_need(Some(&c.head()), "INBOX", &s, &st(3, 60, 49, None)),
             ResyncNeed::Full(FullReason::DestinationExpunged)
         );
         // Impossible states.
         assert_eq!(
-            resync_need(Some(&c), "INBOX", &st(7, 99, 49, Some(900)), &d),
+            resync_need(Some(&c.head()), "INBOX", &st(7, 99, 49, Some(900)), &d),
             ResyncNeed::Full(FullReason::SourceInconsistent)
         );
         assert_eq!(
-            resync_need(Some(&c), "INBOX", &st(7, 100, 51, Some(900)), &d),
+            resync_need(Some(&c.head()), "INBOX", &st(7, 100, 51, Some(900)), &d),
             ResyncNeed::Full(FullReason::SourceInconsistent)
         );
         assert_eq!(
-            resync_need(Some(&c), "INBOX", &st(7, 100, 50, Some(899)), &d),
+            resync_need(Some(&c.head()), "INBOX", &st(7, 100, 50, Some(899)), &d),
             ResyncNeed::Full(FullReason::SourceInconsistent)
         );
     }
@@ -748,14 +796,14 @@ mod tests {
         let d = st(3, 60, 50, None);
         let c = cache(s, d);
         assert_eq!(
-            resync_need(Some(&c), "INBOX", &st(7, 103, 53, Some(905)), &d),
+            resync_need(Some(&c.head()), "INBOX", &st(7, 103, 53, Some(905)), &d),
             ResyncNeed::Incremental {
                 new_since_uid: Some(100),
                 flags: FlagCheck::ChangedSince(900)
             }
         );
         assert_eq!(
-            resync_need(Some(&c), "INBOX", &st(7, 100, 50, Some(901)), &d),
+            resync_need(Some(&c.head()), "INBOX", &st(7, 100, 50, Some(901)), &d),
             ResyncNeed::Incremental {
                 new_since_uid: None,
                 flags: FlagCheck::ChangedSince(900)
@@ -763,7 +811,7 @@ mod tests {
         );
         // New messages without a MODSEQ increase: MODSEQs are not trustworthy.
         assert_eq!(
-            resync_need(Some(&c), "INBOX", &st(7, 101, 51, Some(900)), &d),
+            resync_need(Some(&c.head()), "INBOX", &st(7, 101, 51, Some(900)), &d),
             ResyncNeed::Incremental {
                 new_since_uid: Some(100),
                 flags: FlagCheck::All
@@ -777,7 +825,7 @@ mod tests {
         let d = st(3, 60, 50, None);
         let c = cache(s, d);
         assert_eq!(
-            resync_need(Some(&c), "INBOX", &s, &d),
+            resync_need(Some(&c.head()), "INBOX", &s, &d),
             ResyncNeed::Incremental {
                 new_since_uid: None,
                 flags: FlagCheck::All
@@ -786,7 +834,7 @@ mod tests {
         // CONDSTORE appeared or disappeared since the cache.
         let c2 = cache(st(7, 100, 50, Some(5)), d);
         assert_eq!(
-            resync_need(Some(&c2), "INBOX", &s, &d),
+            resync_need(Some(&c2.head()), "INBOX", &s, &d),
             ResyncNeed::Incremental {
                 new_since_uid: None,
                 flags: FlagCheck::All
@@ -794,7 +842,7 @@ mod tests {
         );
         let c3 = cache(s, d);
         assert_eq!(
-            resync_need(Some(&c3), "INBOX", &st(7, 100, 50, Some(5)), &d),
+            resync_need(Some(&c3.head()), "INBOX", &st(7, 100, 50, Some(5)), &d),
             ResyncNeed::Incremental {
                 new_since_uid: None,
                 flags: FlagCheck::All
@@ -1107,7 +1155,12 @@ mod tests {
             };
         }
         let cache = store.clone();
-        match resync_need(cache.as_ref(), "INBOX", &ss, &ds) {
+        match resync_need(
+            cache.as_ref().map(FolderCache::head).as_ref(),
+            "INBOX",
+            &ss,
+            &ds,
+        ) {
             ResyncNeed::Nothing => (true, vec![]),
             ResyncNeed::Incremental {
                 new_since_uid,

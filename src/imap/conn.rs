@@ -426,6 +426,37 @@ pub struct Connector {
     governor: Arc<crate::limits::Governor>,
 }
 
+/// Holds a speculative connection's login until the connection it accompanies has logged
+/// in to the same server with the same credentials: a password the server refuses is then
+/// sent once, not once per connection (servers count refusals toward locking an account).
+#[derive(Debug)]
+pub struct LoginGate(tokio::sync::watch::Receiver<Option<bool>>);
+
+/// The other end of a [`LoginGate`]: says how the accompanied login went.
+#[derive(Debug)]
+pub struct LoginSaid(tokio::sync::watch::Sender<Option<bool>>);
+
+impl LoginGate {
+    pub fn new() -> (LoginSaid, LoginGate) {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        (LoginSaid(tx), LoginGate(rx))
+    }
+
+    /// Whether the accompanied login succeeded (false, too, when it was given up).
+    async fn passed(mut self) -> bool {
+        self.0
+            .wait_for(Option::is_some)
+            .await
+            .is_ok_and(|said| *said == Some(true))
+    }
+}
+
+impl LoginSaid {
+    pub fn said(&self, logged_in: bool) {
+        self.0.send_replace(Some(logged_in));
+    }
+}
+
 impl Connector {
     /// A connector for `endpoint`, its private CA (if any) read through `resolver`.
     pub fn resolved(
@@ -555,6 +586,17 @@ impl Connector {
     /// Connect, secure and log in within `slot` (from [`Connector::slot`] or
     /// [`Connector::try_slot`] of this connector), which the connection keeps until dropped.
     pub async fn connect_in(&self, slot: Slot, login: &Login) -> Result<Connection, ConnectError> {
+        self.connect_gated(slot, login, None).await
+    }
+
+    /// [`Connector::connect_in`], the login held back (once connected and greeted) until
+    /// `gate` says another connection's login succeeded; given up when it failed.
+    pub async fn connect_gated(
+        &self,
+        slot: Slot,
+        login: &Login,
+        gate: Option<LoginGate>,
+    ) -> Result<Connection, ConnectError> {
         let permit = slot.0;
         // Before the connection is opened, so that no server waits on an idle one.
         self.governor.login().await;
@@ -602,6 +644,11 @@ impl Connector {
                 Inner::Tls(_) => unreachable!("STARTTLS starts on a plain connection"),
             };
             client = async_imap::Client::new(self.handshake(tcp).await?);
+        }
+        if let Some(gate) = gate
+            && !gate.passed().await
+        {
+            return Err(self.cut("not logging in: the first connection's login did not succeed"));
         }
         let session = self.authenticate(client, login).await?;
         let mut conn = Connection {

@@ -26,7 +26,7 @@ pub use crate::spec::{PathError, PathTemplate};
 
 use crate::accounts::Account;
 use crate::imap::cache::CacheStore;
-use crate::imap::conn::{ConnectError, Connector, Side, Slot};
+use crate::imap::conn::{ConnectError, Connector, LoginGate, Side, Slot};
 use crate::imap::diff::{Entry, FlagSet};
 use crate::imap::proto::ImapError;
 use crate::imap::session::{BodyFetches, ImapSource, Listing, MailboxStatus, Outgoing, Selected};
@@ -156,9 +156,20 @@ impl SourceConnector {
         slot: SourceSlot,
         account: &Account,
     ) -> Result<SourceSession, ConnectError> {
+        self.connect_gated(slot, account, None).await
+    }
+
+    /// [`SourceConnector::connect_in`], an IMAP login held back by `gate` (see
+    /// [`Connector::connect_gated`]).
+    pub async fn connect_gated(
+        &self,
+        slot: SourceSlot,
+        account: &Account,
+        gate: Option<LoginGate>,
+    ) -> Result<SourceSession, ConnectError> {
         match (self, slot) {
             (SourceConnector::Imap(c), SourceSlot::Imap(slot)) => Ok(SourceSession::Imap(
-                ImapSource::new(c.connect_in(slot, &account.source).await?),
+                ImapSource::new(c.connect_gated(slot, &account.source, gate).await?),
             )),
             (SourceConnector::Imap(c), _) => Ok(SourceSession::Imap(ImapSource::new(
                 c.connect(&account.source).await?,
@@ -247,6 +258,24 @@ impl SourceSession {
             SourceSession::Pop3(s) => s.examine(wire).await,
             SourceSession::Files(s) => s.examine(wire).await,
         }
+    }
+
+    /// Opens `wire` and lists its messages in `uids`: for an IMAP source in one round trip.
+    pub async fn examine_and_list(
+        &mut self,
+        wire: &str,
+        uids: &UidSet,
+    ) -> Result<(Selected, Vec<Entry>), ImapError> {
+        if let SourceSession::Imap(s) = self {
+            return s.examine_and_list(wire, uids).await;
+        }
+        let sel = self.examine(wire).await?;
+        let entries = if sel.exists > 0 {
+            self.fetch_meta(uids).await?
+        } else {
+            Vec::new()
+        };
+        Ok((sel, entries))
     }
 
     /// Identity, flags, date and size of the messages in `uids` (a UID set).

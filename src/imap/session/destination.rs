@@ -92,6 +92,19 @@ impl DestinationSession {
         Ok(sel)
     }
 
+    /// SELECT `wire` and list its messages in `uids`, the listing pipelined behind the
+    /// SELECT.
+    pub async fn select_and_list(
+        &mut self,
+        wire: &str,
+        uids: &UidSet,
+    ) -> Result<(Selected, Vec<Entry>), ImapError> {
+        self.selected = None;
+        let listed = open_and_list(&mut self.conn, wire, false, uids, None).await?;
+        self.selected = Some(wire.to_owned());
+        Ok(listed)
+    }
+
     /// Opens `wire` read-only (EXAMINE), for verify.
     pub async fn examine(&mut self, wire: &str) -> Result<Selected, ImapError> {
         self.selected = None;

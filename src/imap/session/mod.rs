@@ -363,6 +363,13 @@ fn read_status(status: &[imap_proto::StatusAttribute], st: &mut MailboxStatus) {
 
 /// SELECT `wire`, or EXAMINE it when `read_only`.
 async fn open(conn: &mut Connection, wire: &str, read_only: bool) -> Result<Selected, ImapError> {
+    let (command, what) = open_command(wire, read_only)?;
+    let mut sel = Selected::default();
+    proto::run(conn, &command, &what, |r| read_selected(r, &mut sel)).await?;
+    Ok(sel)
+}
+
+fn open_command(wire: &str, read_only: bool) -> Result<(Command<'_>, String), ImapError> {
     let mailbox = WireName::new(wire)?;
     let command = if read_only {
         Command::Examine(mailbox)
@@ -370,8 +377,12 @@ async fn open(conn: &mut Connection, wire: &str, read_only: bool) -> Result<Sele
         Command::Select(mailbox)
     };
     let what = format!("{} {wire}", if read_only { "EXAMINE" } else { "SELECT" });
-    let mut sel = Selected::default();
-    proto::run(conn, &command, &what, |r| match r {
+    Ok((command, what))
+}
+
+/// What a SELECT or EXAMINE response tells of the folder.
+fn read_selected(r: &Response<'_>, sel: &mut Selected) {
+    match r {
         Response::MailboxData(MailboxDatum::Exists(n)) => sel.exists = *n,
         Response::Data {
             status: Status::Ok,
@@ -386,9 +397,50 @@ async fn open(conn: &mut Connection, wire: &str, read_only: bool) -> Result<Sele
             _ => {}
         },
         _ => {}
+    }
+}
+
+/// Opens `wire` (SELECT, or EXAMINE when `read_only`) and lists its messages in `uids`, the
+/// listing sent right behind the open without waiting for it: across a WAN that is a round
+/// trip less per folder. An empty folder may refuse `n:*` (some servers call `*` of an empty
+/// folder invalid): that is an empty listing. A refused open is the error, whatever the
+/// listing's answer (it then ran on no folder, or on the one open before).
+async fn open_and_list(
+    conn: &mut Connection,
+    wire: &str,
+    read_only: bool,
+    uids: &UidSet,
+    labels: Option<LabelPass>,
+) -> Result<(Selected, Vec<Entry>), ImapError> {
+    let (open, open_what) = open_command(wire, read_only)?;
+    let list_what = format!("FETCH {uids} in {wire}");
+    let open_tag = proto::send(conn, &open, &open_what).await?;
+    let list_tag = proto::send(conn, &meta_command(uids, labels), &list_what).await?;
+    let mut sel = Selected::default();
+    let mut opened: Option<Completion> = None;
+    let mut out = BTreeMap::new();
+    let listed = proto::finish(conn, &list_tag, &list_what, |ev| match ev {
+        Event::Untagged(r) if opened.is_none() => read_selected(r, &mut sel),
+        Event::Untagged(r) => read_meta(r, labels, &mut out),
+        Event::Other { tag, completion } if tag == open_tag => opened = Some(completion),
+        Event::Other { .. } => {}
     })
     .await?;
-    Ok(sel)
+    match opened {
+        Some(Completion::Ok(_)) => {}
+        Some(Completion::Refused(reason)) => return Err(proto::refused(&open_what, reason)),
+        None => {
+            return Err(ImapError::Protocol {
+                what: open_what,
+                reason: "the server completed the listing before the open".into(),
+            });
+        }
+    }
+    match listed {
+        Completion::Ok(_) => Ok((sel, out.into_values().collect())),
+        Completion::Refused(_) if sel.exists == 0 => Ok((sel, Vec::new())),
+        Completion::Refused(reason) => Err(proto::refused(&list_what, reason)),
+    }
 }
 
 /// The attributes of one FETCH response that mailshift reads.
@@ -476,34 +528,42 @@ async fn fetch_meta(
 ) -> Result<Vec<Entry>, ImapError> {
     let what = format!("FETCH {uids} in {folder}");
     let mut out: BTreeMap<u32, Entry> = BTreeMap::new();
-    let command = Command::UidFetch {
-        set: uids,
-        items: FetchItems::Meta.with_labels(labels.is_some()),
-        changed_since: None,
-    };
-    proto::run(conn, &command, &what, |r| {
-        if let Response::Fetch(_, attrs) = r {
-            let f = fetched(attrs);
-            // Unsolicited FETCH responses (flag changes by other sessions) carry only
-            // some items: only complete answers count.
-            if let (Some(uid), Some(size), true) = (f.uid, f.size, f.has_section)
-                && let Some(flags) = f.flags_for(labels)
-            {
-                out.insert(
-                    uid,
-                    Entry {
-                        uid,
-                        key: MessageKey::from_header(f.section.unwrap_or_default()),
-                        flags,
-                        internal_date: f.internal_date,
-                        size: u64::from(size),
-                    },
-                );
-            }
-        }
+    proto::run(conn, &meta_command(uids, labels), &what, |r| {
+        read_meta(r, labels, &mut out)
     })
     .await?;
     Ok(out.into_values().collect())
+}
+
+fn meta_command(uids: &UidSet, labels: Option<LabelPass>) -> Command<'_> {
+    Command::UidFetch {
+        set: uids,
+        items: FetchItems::Meta.with_labels(labels.is_some()),
+        changed_since: None,
+    }
+}
+
+/// One FETCH response of a listing, into `out` by UID.
+fn read_meta(r: &Response<'_>, labels: Option<LabelPass>, out: &mut BTreeMap<u32, Entry>) {
+    if let Response::Fetch(_, attrs) = r {
+        let f = fetched(attrs);
+        // Unsolicited FETCH responses (flag changes by other sessions) carry only some
+        // items: only complete answers count.
+        if let (Some(uid), Some(size), true) = (f.uid, f.size, f.has_section)
+            && let Some(flags) = f.flags_for(labels)
+        {
+            out.insert(
+                uid,
+                Entry {
+                    uid,
+                    key: MessageKey::from_header(f.section.unwrap_or_default()),
+                    flags,
+                    internal_date: f.internal_date,
+                    size: u64::from(size),
+                },
+            );
+        }
+    }
 }
 
 /// Current flags of the messages in `uids`; with `changed_since`, only of those whose

@@ -58,6 +58,19 @@ impl ImapSource {
         Ok(sel)
     }
 
+    /// EXAMINE `wire` and list its messages in `uids`, the listing pipelined behind the
+    /// EXAMINE.
+    pub async fn examine_and_list(
+        &mut self,
+        wire: &str,
+        uids: &UidSet,
+    ) -> Result<(Selected, Vec<Entry>), ImapError> {
+        self.examined = None;
+        let listed = open_and_list(&mut self.conn, wire, true, uids, self.labels).await?;
+        self.examined = Some(wire.to_owned());
+        Ok(listed)
+    }
+
     fn folder(&self) -> String {
         self.examined.clone().unwrap_or_default()
     }
