@@ -521,14 +521,21 @@ impl Engine {
             self.destination
                 .connect_gated(dst_slot, &account.destination, Some(dst_gate)),
         );
-        match (src, dst) {
-            (Ok(src), Ok(dst)) => Some((src, DestinationSession::new(dst))),
-            (src, dst) => {
-                let error = src.err().or(dst.err()).map(|e| e.to_string());
-                tracing::debug!(mailbox = %account.address, error = ?error, "no second connection pair yet");
-                None
+        // Half a pair is no use: the half that logged in logs out.
+        let error = match (src, dst) {
+            (Ok(src), Ok(dst)) => return Some((src, DestinationSession::new(dst))),
+            (Err(e), Ok(dst)) => {
+                DestinationSession::new(dst).logout().await;
+                e
             }
-        }
+            (Ok(src), Err(e)) => {
+                src.logout().await;
+                e
+            }
+            (Err(e), Err(_)) => e,
+        };
+        tracing::debug!(mailbox = %account.address, error = %error, "no second connection pair yet");
+        None
     }
 
     async fn sync_attempt(&self, account: &Account, run: &mut Run) -> Result<(), AttemptError> {

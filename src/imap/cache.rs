@@ -27,6 +27,9 @@
 //!   UIDVALIDITY stands.
 //! - `pending`: three-way flag updates a pass is about to send (see below).
 //!
+//! Its [`CacheHead`] (the statuses and how many pairs, refusals and pending updates) is all
+//! [`resync_need`] reads: a store keeps it where it can be read without the pairs.
+//!
 //! # Why the shortcuts are safe
 //!
 //! - **UIDVALIDITY** unchanged on both sides means a UID still names the same message
