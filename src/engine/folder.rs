@@ -192,8 +192,12 @@ async fn full(
         dst.select_and_list(&t.dest_wire, &all)
     );
     // The source's error first, as when the listings were made one after the other.
-    let (_, source_entries) = source_side?;
-    let (dst_sel, dest_entries) = dest_side?;
+    let (_, mut source_entries) = source_side?;
+    let (dst_sel, mut dest_entries) = dest_side?;
+    // By UID (as IMAP lists them already): what is looked up by UID below is found by
+    // bisection, without an index of a million entries beside the listing.
+    source_entries.sort_unstable_by_key(|e| e.uid);
+    dest_entries.sort_unstable_by_key(|e| e.uid);
     let storable = dst_sel.storable();
     // The cache's pairs still name the same messages only under the same UIDVALIDITYs.
     let valid = cache.filter(|c| {
@@ -213,14 +217,12 @@ async fn full(
     // Refused by an earlier attempt of this run: not tried again within it (it would be
     // refused again). Refused by an earlier run: tried again, its cause may be gone.
     let mut refused: BTreeMap<u32, RefusedMessage> = st.refused.clone();
-    let wanted: BTreeSet<u32> = d.to_copy.iter().copied().collect();
-    refused.retain(|u, _| wanted.contains(u));
-    let by_uid: HashMap<u32, &Entry> = source_entries.iter().map(|e| (e.uid, e)).collect();
+    refused.retain(|u, _| d.to_copy.binary_search(u).is_ok());
     let to_copy: Vec<&Entry> = d
         .to_copy
         .iter()
         .filter(|u| !refused.contains_key(u))
-        .filter_map(|u| by_uid.get(u).copied())
+        .filter_map(|u| by_uid(&source_entries, *u))
         .collect();
 
     // Three-way updates lean on the cached base: log them ahead.
@@ -290,13 +292,13 @@ async fn full(
     }
 
     let pick = |entries: &[Entry], uids: &[u32]| -> Vec<MessageRef> {
-        let by: HashMap<u32, &Entry> = entries.iter().map(|e| (e.uid, e)).collect();
         uids.iter()
-            .filter_map(|u| by.get(u))
-            .map(|e| MessageRef::from(*e))
+            .filter_map(|u| by_uid(entries, *u))
+            .map(MessageRef::from)
             .collect()
     };
-    let done: BTreeSet<u32> = copy.copied.iter().map(|c| c.source_uid).collect();
+    let mut done: Vec<u32> = copy.copied.iter().map(|c| c.source_uid).collect();
+    done.sort_unstable();
     let r = &mut st.report;
     r.source_messages = d.source.messages;
     r.source_bytes = d.source.bytes;
@@ -307,7 +309,9 @@ async fn full(
     let appended: BTreeSet<u32> = to_copy
         .iter()
         .map(|e| e.uid)
-        .filter(|u| !done.contains(u) && !copy.vanished.contains(u) && !refused.contains_key(u))
+        .filter(|u| {
+            done.binary_search(u).is_err() && !copy.vanished.contains(u) && !refused.contains_key(u)
+        })
         .collect();
     let missing: Vec<u32> = if copy.without_uid > 0 {
         Vec::new()
@@ -363,7 +367,8 @@ async fn incremental(
             }
         }
     );
-    let ((src_sel, source_new), (dst_sel, dest_new)) = (src_side?, dst_side?);
+    let ((src_sel, mut source_new), (dst_sel, dest_new)) = (src_side?, dst_side?);
+    source_new.sort_unstable_by_key(|e| e.uid);
     let storable = dst_sel.storable();
     // (Expunged again since the STATUS: nothing new after all, which the listing shows.)
     let new =
@@ -386,14 +391,12 @@ async fn incremental(
 
     let mut refused: BTreeMap<u32, RefusedMessage> = st.refused.clone();
     let to_copy: Vec<&Entry> = match &new {
-        Some(n) => {
-            let by_uid: HashMap<u32, &Entry> = source_new.iter().map(|e| (e.uid, e)).collect();
-            n.to_copy
-                .iter()
-                .filter(|u| !refused.contains_key(u) && !c.is_refused(**u))
-                .filter_map(|u| by_uid.get(u).copied())
-                .collect()
-        }
+        Some(n) => n
+            .to_copy
+            .iter()
+            .filter(|u| !refused.contains_key(u) && !c.is_refused(**u))
+            .filter_map(|u| by_uid(&source_new, *u))
+            .collect(),
         None => Vec::new(),
     };
     let mut copy = CopyResult::default();
@@ -457,6 +460,14 @@ async fn incremental(
         r.error = Some(flag_error(&failed_flags));
     }
     Ok(())
+}
+
+/// The entry with `uid` in `entries`, which are in ascending UID order.
+fn by_uid(entries: &[Entry], uid: u32) -> Option<&Entry> {
+    entries
+        .binary_search_by_key(&uid, |e| e.uid)
+        .ok()
+        .map(|i| &entries[i])
 }
 
 fn add(a: Tally, b: Tally) -> Tally {

@@ -203,53 +203,100 @@ pub fn diff(
     known: &KnownPairs,
     storable: &Storable,
 ) -> FolderDiff {
-    let mut groups: BTreeMap<&MessageKey, (Vec<&Entry>, Vec<&Entry>)> = BTreeMap::new();
-    for e in source {
-        groups.entry(&e.key).or_default().0.push(e);
+    // Each side sorted by key (and within a key by the pairing order): a key's group is then
+    // one run on each side, walked side by side, at a pointer per message rather than a map
+    // node per key (a folder may hold a million messages).
+    fn sorted(entries: &[Entry]) -> Vec<&Entry> {
+        let order = |e: &Entry| (e.internal_date, e.uid, e.size);
+        let mut v: Vec<&Entry> = entries.iter().collect();
+        v.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| order(a).cmp(&order(b))));
+        v
     }
-    for e in dest {
-        groups.entry(&e.key).or_default().1.push(e);
-    }
+    let (src_all, dst_all) = (sorted(source), sorted(dest));
 
     let mut out = FolderDiff {
         source: Tally::of(source),
         dest: Tally::of(dest),
         ..FolderDiff::default()
     };
-    for (_, (mut src, mut dst)) in groups {
-        let order = |e: &&Entry| (e.internal_date, e.uid, e.size);
-        src.sort_by_key(order);
-        dst.sort_by_key(order);
-        let (pairs, src_left, dst_left) = pair_group(&src, &dst, known);
-        for (s, d, with_base) in pairs {
-            let base = with_base.then(|| &known[&s.uid].flags);
-            if differ(&s.flags, &d.flags, storable) {
-                out.flags_differ += 1;
-            }
-            if let Some(update) = flag_update(s, d, base, storable) {
-                out.flag_updates.push(update);
-            }
-            out.pairs.insert(
-                s.uid,
-                KnownPair {
-                    dest_uid: d.uid,
-                    flags: s.flags.clone(),
-                },
-            );
-        }
-        out.to_copy.extend(src_left.iter().map(|e| e.uid));
-        let unmatched = dst_left.iter().map(|e| e.uid);
-        if src.is_empty() {
-            out.extra.extend(unmatched);
-        } else {
-            out.surplus.extend(unmatched);
-        }
+    let (mut i, mut j) = (0, 0);
+    while i < src_all.len() || j < dst_all.len() {
+        let key = match (src_all.get(i), dst_all.get(j)) {
+            (Some(s), Some(d)) => (&s.key).min(&d.key),
+            (Some(s), None) => &s.key,
+            (None, Some(d)) => &d.key,
+            (None, None) => break,
+        };
+        let run = |all: &[&Entry], from: usize| {
+            from + all[from..].iter().take_while(|e| &e.key == key).count()
+        };
+        let (i_end, j_end) = (run(&src_all, i), run(&dst_all, j));
+        group(
+            &mut out,
+            &src_all[i..i_end],
+            &dst_all[j..j_end],
+            known,
+            storable,
+        );
+        (i, j) = (i_end, j_end);
     }
     out.to_copy.sort_unstable();
     out.extra.sort_unstable();
     out.surplus.sort_unstable();
     out.flag_updates.sort_by_key(|u| (u.source_uid, u.dest_uid));
     out
+}
+
+/// One key's messages on each side (each in pairing order), settled into `out`.
+fn group(
+    out: &mut FolderDiff,
+    src: &[&Entry],
+    dst: &[&Entry],
+    known: &KnownPairs,
+    storable: &Storable,
+) {
+    match (src, dst) {
+        // The usual cases, without the general matching's maps. A message on each side
+        // pairs: the known pair (step 1) or the rest in order (step 5).
+        ([s], [d]) => {
+            let with_base = known.get(&s.uid).is_some_and(|kp| kp.dest_uid == d.uid);
+            settle_pair(out, s, d, with_base.then(|| &known[&s.uid].flags), storable);
+        }
+        (_, []) => out.to_copy.extend(src.iter().map(|e| e.uid)),
+        ([], _) => out.extra.extend(dst.iter().map(|e| e.uid)),
+        _ => {
+            let (pairs, src_left, dst_left) = pair_group(src, dst, known);
+            for (s, d, with_base) in pairs {
+                settle_pair(out, s, d, with_base.then(|| &known[&s.uid].flags), storable);
+            }
+            out.to_copy.extend(src_left.iter().map(|e| e.uid));
+            out.surplus.extend(dst_left.iter().map(|e| e.uid));
+        }
+    }
+}
+
+/// A source message found on the destination: its flags compared (three-way against `base`
+/// when the pair is the known one) and the pair recorded.
+fn settle_pair(
+    out: &mut FolderDiff,
+    s: &Entry,
+    d: &Entry,
+    base: Option<&FlagSet>,
+    storable: &Storable,
+) {
+    if differ(&s.flags, &d.flags, storable) {
+        out.flags_differ += 1;
+    }
+    if let Some(update) = flag_update(s, d, base, storable) {
+        out.flag_updates.push(update);
+    }
+    out.pairs.insert(
+        s.uid,
+        KnownPair {
+            dest_uid: d.uid,
+            flags: s.flags.clone(),
+        },
+    );
 }
 
 /// Pairs within one key's group, both sides sorted. Returns the pairs (with whether the pair
