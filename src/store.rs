@@ -185,10 +185,16 @@ impl CacheStore for StateDir {
     }
 
     fn save(&self, key: &FolderCacheKey, cache: &FolderCache) -> Result<()> {
-        let mut bytes = serde_json::to_vec(&cache.head())?;
-        bytes.push(b'\n');
-        serde_json::to_writer(&mut bytes, cache)?;
-        write_file(&self.cache_path(key), &bytes)
+        // Streamed through a buffer: a folder's cache holds a pair per message, and its JSON
+        // in memory beside the pairs would be as large again.
+        write_with(&self.cache_path(key), |file| {
+            let mut w = std::io::BufWriter::new(file);
+            serde_json::to_writer(&mut w, &cache.head())?;
+            w.write_all(b"\n")?;
+            serde_json::to_writer(&mut w, cache)?;
+            w.flush()?;
+            Ok(())
+        })
     }
 
     fn remembers_mailbox(&self, mailbox: &str) -> bool {
@@ -294,11 +300,16 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 
 /// Write-to-temporary, fsync, rename, fsync the directory.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_with(path, |file| Ok(file.write_all(bytes)?))
+}
+
+/// [`write_file`] of what `write` writes to the temporary file.
+fn write_with(path: &Path, write: impl FnOnce(&mut fs::File) -> Result<()>) -> Result<()> {
     let dir = path.parent().context("a state file has a directory")?;
     private_dir(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)?;
+    write(tmp.as_file_mut())?;
     tmp.flush()?;
     tmp.as_file().sync_all()?;
     tmp.persist(path)
