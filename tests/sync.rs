@@ -593,7 +593,7 @@ fn awkward_messages_are_copied_and_an_oversized_one_is_reported_and_tried_again(
     let folder = &report["mailboxes"][0]["folders"][0];
     assert_eq!(folder["source"], "INBOX");
     let refused = &folder["refused"][0];
-    assert_eq!(refused["key"], "<big@test>");
+    assert_eq!(refused["messageId"], "big@test");
     assert!(refused["size"].as_u64().unwrap() > 10_000);
     // The date as an instant (the server may show it in another time zone).
     let when = chrono::DateTime::parse_from_rfc3339(refused["date"].as_str().unwrap())?;
@@ -1049,7 +1049,7 @@ fn verify_lists_every_difference() -> Result<()> {
     assert_eq!(inbox["source"], "INBOX");
     assert_eq!(inbox["sourceMessages"], 2);
     assert_eq!(inbox["destinationMessages"], 3);
-    assert_eq!(inbox["missing"][0]["key"], "<v1@test>");
+    assert_eq!(inbox["missing"][0]["messageId"], "v1@test");
     // The date as an instant (the server may show it in another time zone).
     let when = chrono::DateTime::parse_from_rfc3339(inbox["missing"][0]["date"].as_str().unwrap())?;
     assert_eq!(
@@ -1057,8 +1057,8 @@ fn verify_lists_every_difference() -> Result<()> {
         chrono::DateTime::parse_from_rfc3339("2011-11-11T11:11:11+01:00")?
     );
     assert!(inbox["missing"][0]["size"].as_u64().unwrap() > 100);
-    assert_eq!(inbox["surplus"][0]["key"], "<v2@test>");
-    assert_eq!(inbox["extra"][0]["key"], "<own@test>");
+    assert_eq!(inbox["surplus"][0]["messageId"], "v2@test");
+    assert_eq!(inbox["extra"][0]["messageId"], "own@test");
     let work = &v["mailboxes"][0]["folders"][1];
     assert_eq!(
         (

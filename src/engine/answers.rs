@@ -67,17 +67,17 @@ pub fn check(batch: &[&Entry], fetched: Vec<Outgoing>) -> (Vec<Outgoing>, Vec<Fa
         // Only a Message-ID is compared: the hash of stable header fields is made from the
         // header fields the listing fetched, which a server may fold or order otherwise in
         // the whole message.
-        if let MessageKey::MessageId(want) = &entry.key {
-            let got = MessageKey::from_header(&m.body);
-            if !matches!(&got, MessageKey::MessageId(id) if id == want) {
-                faults.push(fault(
-                    true,
-                    format!(
-                        "the source sent a message for UID {uid} whose identity ({got}) is not the one listed (<{want}>)"
-                    ),
-                ));
-                continue;
-            }
+        if entry.key.is_message_id() && MessageKey::from_header(&m.body) != entry.key {
+            let got = crate::imap::identity::message_id(&m.body)
+                .map_or_else(|| "no Message-ID".to_owned(), |id| format!("<{id}>"));
+            faults.push(fault(
+                true,
+                format!(
+                    "the source sent a message for UID {uid} whose Message-ID ({got}) is not the one listed ({})",
+                    entry.key
+                ),
+            ));
+            continue;
         }
         good.push(m);
     }

@@ -322,6 +322,7 @@ async fn full(
     r.surplus = pick(&dest_entries, &d.surplus);
     r.extra = pick(&dest_entries, &d.extra);
     r.refused = refused_all;
+    super::naming::name_messages(src, dst, r).await;
     r.skipped = d.pairs.len() as u64;
     // What still differs after this pass's updates: changes the destination's user made,
     // which the three-way merge keeps.
@@ -797,12 +798,12 @@ fn note_inexact(
             && crate::imap::binary::needs_literal8(&m.body)
         {
             tracing::warn!(mailbox = %t.address, folder = %t.source, uid = m.uid, "message with NUL bytes copied with 0x80 in their place: the destination does not offer BINARY");
-            st.report.inexact.push(MessageRef {
-                uid: m.uid,
-                key: crate::imap::identity::MessageKey::from_header(&m.body),
-                date: m.internal_date,
-                size: m.body.len() as u64,
-            });
+            st.report.inexact.push(MessageRef::of_message(
+                m.uid,
+                &m.body,
+                m.internal_date,
+                m.body.len() as u64,
+            ));
         }
     }
 }
@@ -875,18 +876,13 @@ fn record_batch(
             }
             AppendOutcome::Refused(reason) => {
                 let message = match listed.get(&m.uid) {
-                    Some(e) => MessageRef::from(*e),
-                    None => MessageRef {
-                        uid: m.uid,
-                        key: crate::imap::identity::MessageKey::from_header(&m.body),
-                        date: m.internal_date,
-                        size,
-                    },
+                    Some(e) => MessageRef::from(*e).named_from(&m.body),
+                    None => MessageRef::of_message(m.uid, &m.body, m.internal_date, size),
                 };
                 tracing::warn!(
                     mailbox = %t.address,
                     folder = %t.source,
-                    message = %message.key,
+                    message = %message.name(),
                     date = ?message.date.map(|d| d.to_rfc3339()),
                     size = message.size,
                     reason = %reason,
@@ -915,7 +911,7 @@ mod tests {
     fn e(uid: u32, size: u64) -> Entry {
         Entry {
             uid,
-            key: MessageKey::MessageId(format!("{uid}@x").into()),
+            key: MessageKey::of_message_id(&format!("{uid}@x")),
             flags: Default::default(),
             internal_date: None,
             size,

@@ -37,6 +37,7 @@
 mod answers;
 mod folder;
 mod names;
+mod naming;
 pub mod retry;
 mod setup;
 mod verify;

@@ -67,6 +67,7 @@ pub(super) async fn verify_folder(
         &dest_entries,
         refused,
     );
+    super::naming::name_messages(src, dst, &mut st.report).await;
     // On a live mailbox mail keeps arriving: what came after the last sync's listing is not
     // a copy gone wrong, and a verification that counted it would never find a busy
     // mailbox equal.

@@ -699,7 +699,7 @@ mod tests {
     fn e(uid: u32, key: &str) -> Entry {
         Entry {
             uid,
-            key: MessageKey::MessageId(key.into()),
+            key: MessageKey::of_message_id(key),
             flags: FlagSet::new(),
             internal_date: None,
             size: 10,
@@ -1268,10 +1268,10 @@ mod tests {
             let mut cache: Option<FolderCache> = None;
             for ev in events.into_iter().chain([Event::Sync { crash_after: None }]) {
                 match ev {
-                    Event::Deliver(k) => { src.append(&MessageKey::MessageId(format!("k{k}").into()), &FlagSet::new()); }
+                    Event::Deliver(k) => { src.append(&MessageKey::of_message_id(&format!("k{k}")), &FlagSet::new()); }
                     Event::ExpungeSource(i) => if !src.msgs.is_empty() { let i = i % src.msgs.len(); src.msgs.remove(i); },
                     Event::FlagSource(i) => src.toggle_seen(i),
-                    Event::DeliverDest(k) => { dst.append(&MessageKey::MessageId(format!("k{k}").into()), &FlagSet::new()); }
+                    Event::DeliverDest(k) => { dst.append(&MessageKey::of_message_id(&format!("k{k}")), &FlagSet::new()); }
                     Event::ExpungeDest(i) => if !dst.msgs.is_empty() { let i = i % dst.msgs.len(); dst.msgs.remove(i); },
                     Event::Sync { crash_after } => {
                         // What a full comparison says before the pass...

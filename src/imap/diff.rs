@@ -424,7 +424,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn k(id: &str) -> MessageKey {
-        MessageKey::MessageId(id.into())
+        MessageKey::of_message_id(id)
     }
 
     fn date(secs: i64) -> Option<DateTime<FixedOffset>> {

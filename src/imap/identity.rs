@@ -39,18 +39,29 @@ use thiserror::Error;
 
 /// The identity of a message within a folder. Ordered and hashable so it can key maps.
 ///
-/// Written as text (in reports and in the serialized cache): `<id>` for a Message-ID,
-/// `sha256:` and 64 hex digits for a header hash. The two forms cannot be confused: one starts
-/// with `<`, the other never does.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum MessageKey {
-    /// The normalized Message-ID, without angle brackets. Bytes that are not valid UTF-8,
-    /// control characters and `%` are written as `%XX`, so distinct byte strings stay distinct.
-    MessageId(Box<str>),
-    /// SHA-256 of the stable header fields, for messages without a usable Message-ID. Boxed,
-    /// as the id is: every listed message holds a key, and an inline hash would make each
-    /// key (and so each listed message) 24 bytes larger for the few messages without an id.
-    Headers(Box<[u8; 32]>),
+/// Held as a 128-bit digest of the normalized Message-ID (or of the stable header fields),
+/// inline and `Copy`: every listed message holds one on each side, and a million-message
+/// folder's listing would otherwise hold a million heap strings (about 60 bytes each beside
+/// the key's own 24). Two distinct ids share a digest with a probability of about 2⁻¹²⁸ per
+/// pair, and even then nothing is lost: keys are counted as multisets (see
+/// [`super::diff`]), so the two messages are paired like two messages sharing a Message-ID,
+/// by date and size. Reports name messages by their Message-ID text, fetched for the few
+/// they name ([`super::report::MessageRef::message_id`]).
+///
+/// Written as text (in reports and in the serialized cache): `id:` or `headers:` and 32 hex
+/// digits. Text of the form `<id>` parses as the key of that Message-ID.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageKey {
+    kind: KeyKind,
+    digest: [u8; 16],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum KeyKind {
+    /// From the normalized Message-ID.
+    MessageId,
+    /// From the stable header fields, for messages without a usable Message-ID.
+    Headers,
 }
 
 impl MessageKey {
@@ -58,35 +69,59 @@ impl MessageKey {
     pub fn from_header(header: &[u8]) -> MessageKey {
         let fields = Fields::parse(header);
         match fields.first(b"message-id").and_then(normalize_id) {
-            Some(id) => MessageKey::MessageId(escape(&id).into()),
-            None => MessageKey::Headers(Box::new(stable_hash(&fields))),
+            Some(id) => MessageKey::of_message_id(&escape(&id)),
+            None => MessageKey {
+                kind: KeyKind::Headers,
+                digest: truncate(stable_hash(&fields)),
+            },
         }
     }
 
-    /// The Message-ID, when the key is one.
-    pub fn message_id(&self) -> Option<&str> {
-        match self {
-            MessageKey::MessageId(id) => Some(id),
-            MessageKey::Headers(_) => None,
+    /// The key of a message whose normalized, escaped Message-ID (as [`message_id`] gives
+    /// it) is `id`.
+    pub fn of_message_id(id: &str) -> MessageKey {
+        let mut h = Sha256::new();
+        // Versioned domain separation, as for the header hash.
+        h.update(b"mailshift-message-id-v1\0");
+        h.update(id.as_bytes());
+        MessageKey {
+            kind: KeyKind::MessageId,
+            digest: truncate(h.finalize().into()),
         }
     }
+
+    /// Whether the key was made from a Message-ID (rather than from the other header
+    /// fields).
+    pub fn is_message_id(&self) -> bool {
+        self.kind == KeyKind::MessageId
+    }
+}
+
+fn truncate(full: [u8; 32]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
 }
 
 impl fmt::Display for MessageKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MessageKey::MessageId(id) => write!(f, "<{id}>"),
-            MessageKey::Headers(h) => {
-                f.write_str("sha256:")?;
-                h.iter().try_for_each(|b| write!(f, "{b:02x}"))
-            }
-        }
+        f.write_str(match self.kind {
+            KeyKind::MessageId => "id:",
+            KeyKind::Headers => "headers:",
+        })?;
+        self.digest.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for MessageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
 /// Text that is not a [`MessageKey`] as [`fmt::Display`] writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("not a message key: {0:?} (expected <message-id> or sha256:<64 hex digits>)")]
+#[error("not a message key: {0:?} (expected id:, headers: and 32 hex digits, or <message-id>)")]
 pub struct BadKey(pub String);
 
 impl FromStr for MessageKey {
@@ -94,20 +129,34 @@ impl FromStr for MessageKey {
 
     fn from_str(s: &str) -> Result<MessageKey, BadKey> {
         if let Some(inner) = s.strip_prefix('<').and_then(|r| r.strip_suffix('>')) {
-            return Ok(MessageKey::MessageId(inner.into()));
+            return Ok(MessageKey::of_message_id(inner));
         }
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| BadKey(s.into()))?;
-        if hex.len() != 64 {
-            return Err(BadKey(s.into()));
+        let bad = || BadKey(s.into());
+        let (kind, hex) = if let Some(h) = s.strip_prefix("id:") {
+            (KeyKind::MessageId, h)
+        } else if let Some(h) = s.strip_prefix("headers:") {
+            (KeyKind::Headers, h)
+        } else if let Some(h) = s.strip_prefix("sha256:") {
+            // The whole header hash, as caches written before keys were digests hold it:
+            // its first half is the digest.
+            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad());
+            }
+            (KeyKind::Headers, &h[..32])
+        } else {
+            return Err(bad());
+        };
+        if hex.len() != 32 {
+            return Err(bad());
         }
-        let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
+        let mut digest = [0u8; 16];
+        for (i, byte) in digest.iter_mut().enumerate() {
             *byte = hex
                 .get(2 * i..2 * i + 2)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| BadKey(s.into()))?;
+                .ok_or_else(bad)?;
         }
-        Ok(MessageKey::Headers(Box::new(out)))
+        Ok(MessageKey { kind, digest })
     }
 }
 
@@ -280,7 +329,7 @@ mod tests {
     }
 
     fn id(s: &str) -> MessageKey {
-        MessageKey::MessageId(s.into())
+        MessageKey::of_message_id(s)
     }
 
     #[test]
@@ -312,7 +361,7 @@ mod tests {
     fn unusable_ids_fall_back_to_headers() {
         let plain = "Date: Mon, 1 Jan 2024 10:00:00 +0000\r\nSubject: hi\r\n";
         let fallback = key(plain);
-        assert!(matches!(fallback, MessageKey::Headers(_)));
+        assert!(!fallback.is_message_id());
         assert_eq!(key(&format!("Message-ID: <>\r\n{plain}")), fallback);
         assert_eq!(key(&format!("Message-ID:   \r\n{plain}")), fallback);
         let long = format!("Message-ID: <{}@x>\r\n{plain}", "a".repeat(MAX_ID_LEN));
@@ -362,10 +411,7 @@ mod tests {
     fn raw_8bit_headers() {
         let utf8 = "Subject: Grüße aus Hà Nội\r\nFrom: Ông <o@x>\r\n".as_bytes();
         let latin1 = b"Subject: Gr\xfc\xdfe\r\nFrom: o@x\r\n";
-        assert!(matches!(
-            MessageKey::from_header(utf8),
-            MessageKey::Headers(_)
-        ));
+        assert!(!MessageKey::from_header(utf8).is_message_id());
         assert_ne!(
             MessageKey::from_header(utf8),
             MessageKey::from_header(latin1)
@@ -384,7 +430,7 @@ mod tests {
     #[test]
     fn degenerate_messages() {
         let empty = MessageKey::from_header(b"");
-        assert!(matches!(empty, MessageKey::Headers(_)));
+        assert!(!empty.is_message_id());
         assert_eq!(MessageKey::from_header(b"\r\n\r\nbody"), empty);
         // An mbox separator line and a header-less blob are not fields.
         assert_eq!(
@@ -403,26 +449,61 @@ mod tests {
             id("a>b"),
             id(""),
             key("Subject: x\r\n"),
-            MessageKey::Headers(Box::new([0xab; 32])),
+            key("Message-ID: <m@x>\r\n"),
         ] {
             let text = k.to_string();
-            assert_eq!(text.parse::<MessageKey>(), Ok(k.clone()), "{text}");
+            assert_eq!(text.parse::<MessageKey>(), Ok(k), "{text}");
             let json = serde_json::to_string(&k).unwrap();
             assert_eq!(serde_json::from_str::<MessageKey>(&json).unwrap(), k);
         }
-        assert_eq!(id("a@b").to_string(), "<a@b>");
-        assert_eq!(
-            MessageKey::Headers(Box::new([0; 32])).to_string(),
-            format!("sha256:{}", "0".repeat(64))
-        );
+        assert_eq!("<a@b>".parse::<MessageKey>(), Ok(id("a@b")));
+        assert!(id("a@b").to_string().starts_with("id:"));
+        assert!(key("").to_string().starts_with("headers:"));
+        assert_eq!(id("a@b").to_string().len(), "id:".len() + 32);
         for bad in [
             "a@b",
-            "sha256:",
-            "sha256:zz",
-            &format!("sha256:{}", "g".repeat(64)),
+            "id:",
+            "id:zz",
+            "sha256:00",
+            &format!("id:{}", "g".repeat(32)),
+            &format!("headers:{}", "0".repeat(31)),
         ] {
             assert!(bad.parse::<MessageKey>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn reads_the_keys_of_older_caches() {
+        // Before keys were digests, the cache held `<id>` and the whole header hash.
+        let h = "Subject: x\r\n";
+        let old = {
+            let hash = stable_hash(&Fields::parse(h.as_bytes()));
+            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+            format!("sha256:{hex}")
+        };
+        assert_eq!(old.parse::<MessageKey>(), Ok(key(h)));
+        assert_eq!(
+            "<m@x>".parse::<MessageKey>(),
+            Ok(key("Message-ID: <m@x>\r\n"))
+        );
+        assert!(
+            format!("sha256:{}", "g".repeat(64))
+                .parse::<MessageKey>()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn compact() {
+        // What makes a million-message listing fit: no heap, and small.
+        assert!(std::mem::size_of::<MessageKey>() <= 17);
+        // A Message-ID and a header hash never give the same key, even with equal digests.
+        assert_ne!(
+            id("a@b"),
+            format!("headers:{}", &id("a@b").to_string()["id:".len()..])
+                .parse()
+                .unwrap()
+        );
     }
 
     #[test]
@@ -432,8 +513,9 @@ mod tests {
         assert_eq!(header_text(h, "DATE").as_deref(), Some("Tue, 2 Jan 2024"));
         assert_eq!(header_text(h, "Subject"), None);
         assert_eq!(message_id(b"Subject: x\r\n"), None);
-        assert_eq!(id("m@x").message_id(), Some("m@x"));
-        assert_eq!(key("").message_id(), None);
+        assert!(id("m@x").is_message_id());
+        assert_eq!(MessageKey::from_header(h), id("m@x"));
+        assert!(!key("").is_message_id());
     }
 
     proptest! {

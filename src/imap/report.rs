@@ -24,19 +24,57 @@ use crate::text::Printable;
 pub struct MessageRef {
     /// UID in the folder it was listed from (source for missing, destination for extra).
     pub uid: u32,
-    /// `<message-id>`, or `sha256:...` for a message without one.
+    /// The message's identity (a digest: see [`MessageKey`]).
     pub key: MessageKey,
+    /// Its Message-ID (normalized, without angle brackets), when it has one and it was read:
+    /// what people search their mail by. Listings keep only the digest, so the ids of the
+    /// messages a report names are fetched for it (see `engine::names`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
     /// INTERNALDATE.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date: Option<DateTime<FixedOffset>>,
     pub size: u64,
 }
 
+impl MessageRef {
+    /// A message of which the whole header (or the whole message) is at hand.
+    pub fn of_message(
+        uid: u32,
+        header: &[u8],
+        date: Option<DateTime<FixedOffset>>,
+        size: u64,
+    ) -> MessageRef {
+        MessageRef {
+            uid,
+            key: MessageKey::from_header(header),
+            message_id: super::identity::message_id(header),
+            date,
+            size,
+        }
+    }
+
+    /// With the Message-ID read from `header`, the message's own.
+    pub fn named_from(mut self, header: &[u8]) -> MessageRef {
+        self.message_id = super::identity::message_id(header);
+        self
+    }
+
+    /// How people see the message named: `<message-id>`, else its key.
+    pub fn name(&self) -> String {
+        match &self.message_id {
+            Some(id) => format!("<{id}>"),
+            None => self.key.to_string(),
+        }
+    }
+}
+
 impl From<&Entry> for MessageRef {
     fn from(e: &Entry) -> MessageRef {
         MessageRef {
             uid: e.uid,
-            key: e.key.clone(),
+            key: e.key,
+            message_id: None,
             date: e.internal_date,
             size: e.size,
         }
@@ -285,7 +323,7 @@ fn write_message(f: &mut fmt::Formatter<'_>, label: &str, m: &MessageRef) -> fmt
     write!(
         f,
         "      {label:<8} {}  {date}  {}  uid {}",
-        Printable(&m.key.to_string()),
+        Printable(&m.name()),
         human_bytes(m.size),
         m.uid
     )
@@ -465,7 +503,7 @@ mod tests {
     fn entry(uid: u32, id: &str, size: u64) -> Entry {
         Entry {
             uid,
-            key: MessageKey::MessageId(id.into()),
+            key: MessageKey::of_message_id(id),
             flags: Default::default(),
             internal_date: FixedOffset::east_opt(3600)
                 .unwrap()
@@ -493,11 +531,19 @@ mod tests {
         assert_eq!(f.missing[0].uid, 2);
         assert_eq!(f.surplus.len(), 1);
         assert_eq!(f.extra.len(), 1);
-        assert_eq!(f.extra[0].key.to_string(), "<new@x>");
+        assert_eq!(f.extra[0].key, MessageKey::of_message_id("new@x"));
         assert_eq!((f.source_messages, f.source_bytes), (2, 2_500_100));
         assert_eq!((f.destination_messages, f.destination_bytes), (3, 205));
         assert_eq!(f.skipped, 1);
         assert!(!f.is_perfect());
+        // Named by key until the Message-IDs are fetched for the report.
+        assert!(
+            f.to_string()
+                .contains(&format!("extra    {}", f.extra[0].key))
+        );
+        let mut f = f;
+        f.missing[0].message_id = Some("b@x".into());
+        f.extra[0].message_id = Some("new@x".into());
         let text = f.to_string();
         assert!(
             text.contains("missing  <b@x>  2024-01-02 10:00:00 +0100  2.5 MB  uid 2"),
@@ -546,7 +592,7 @@ mod tests {
         let src = [entry(1, "a@x", 100), entry(2, "big@x", 60_000_000)];
         let dst = [entry(10, "a@x", 100)];
         let refused = vec![RefusedMessage {
-            message: MessageRef::from(&src[1]),
+            message: MessageRef::from(&src[1]).named_from(b"Message-ID: <big@x>\r\n"),
             reason: "larger than APPENDLIMIT 52428800".into(),
         }];
         let f = folder(&src, &dst, refused);
@@ -659,7 +705,8 @@ mod tests {
     #[test]
     fn json_round_trip() {
         let src = [entry(1, "a@x", 100)];
-        let f = folder(&src, &[], vec![]);
+        let mut f = folder(&src, &[], vec![]);
+        f.missing[0].message_id = Some("a@x".into());
         let r = Report::new(
             ReportKind::Verify,
             vec![MailboxReport {
@@ -674,8 +721,12 @@ mod tests {
         assert_eq!(json["perfect"], false);
         assert_eq!(json["totals"]["missing"], 1);
         assert_eq!(
+            json["mailboxes"][0]["folders"][0]["missing"][0]["messageId"],
+            "a@x"
+        );
+        assert_eq!(
             json["mailboxes"][0]["folders"][0]["missing"][0]["key"],
-            "<a@x>"
+            MessageKey::of_message_id("a@x").to_string()
         );
         assert_eq!(
             json["mailboxes"][0]["folders"][0]["missing"][0]["date"],

@@ -92,7 +92,7 @@ fn accepted(
     let mut left = 0;
     for f in &r.folders {
         for m in &f.refused {
-            let key = m.message.key.to_string();
+            let key = m.message.name();
             match rules
                 .iter()
                 .find(|rule| rule.accepts(&r.address, &key, m.message.size))

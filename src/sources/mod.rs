@@ -287,6 +287,15 @@ impl SourceSession {
         }
     }
 
+    /// The Message-IDs of the messages in `uids`, for a report that names them. Only an
+    /// IMAP source is asked: the others' messages are named by their keys.
+    pub async fn message_ids(&mut self, uids: &UidSet) -> Result<Vec<(u32, String)>, ImapError> {
+        match self {
+            SourceSession::Imap(s) => s.message_ids(uids).await,
+            SourceSession::Pop3(_) | SourceSession::Files(_) => Ok(Vec::new()),
+        }
+    }
+
     /// Current flags of the messages in `uids` (optionally only those changed since a
     /// MODSEQ; a file source has no MODSEQs and gives all).
     pub async fn fetch_flags(

@@ -122,6 +122,12 @@ impl DestinationSession {
         fetch_meta(&mut self.conn, &folder, uids, None).await
     }
 
+    /// The Message-IDs of the messages in `uids` that have one (for a report).
+    pub async fn message_ids(&mut self, uids: &UidSet) -> Result<Vec<(u32, String)>, ImapError> {
+        let folder = self.folder();
+        fetch_message_ids(&mut self.conn, &folder, uids).await
+    }
+
     /// Applies flag updates in the selected folder, pipelined: `UID STORE +FLAGS.SILENT` /
     /// `-FLAGS.SILENT` (deltas, which applied twice do no more than once) or
     /// `FLAGS.SILENT` (replacements). Returns the updates the server refused, with why.

@@ -418,7 +418,7 @@ async fn open_and_list(
     let list_tag = proto::send(conn, &meta_command(uids, labels), &list_what).await?;
     let mut sel = Selected::default();
     let mut opened: Option<Completion> = None;
-    let mut out = BTreeMap::new();
+    let mut out = Vec::new();
     let listed = proto::finish(conn, &list_tag, &list_what, |ev| match ev {
         Event::Untagged(r) if opened.is_none() => read_selected(r, &mut sel),
         Event::Untagged(r) => read_meta(r, labels, &mut out),
@@ -437,7 +437,7 @@ async fn open_and_list(
         }
     }
     match listed {
-        Completion::Ok(_) => Ok((sel, out.into_values().collect())),
+        Completion::Ok(_) => Ok((sel, by_uid(out))),
         Completion::Refused(_) if sel.exists == 0 => Ok((sel, Vec::new())),
         Completion::Refused(reason) => Err(proto::refused(&list_what, reason)),
     }
@@ -527,12 +527,52 @@ async fn fetch_meta(
     labels: Option<LabelPass>,
 ) -> Result<Vec<Entry>, ImapError> {
     let what = format!("FETCH {uids} in {folder}");
-    let mut out: BTreeMap<u32, Entry> = BTreeMap::new();
+    let mut out = Vec::new();
     proto::run(conn, &meta_command(uids, labels), &what, |r| {
         read_meta(r, labels, &mut out)
     })
     .await?;
-    Ok(out.into_values().collect())
+    Ok(by_uid(out))
+}
+
+/// A listing in UID order, each UID once (the last answer for it, as a map keyed by UID
+/// would keep). Collected as a vector and sorted once: a map of a million entries would
+/// hold about twice the memory while it is built, and the vector made from it beside it.
+fn by_uid(mut entries: Vec<Entry>) -> Vec<Entry> {
+    // Stable, so that of two answers for one UID the later stays later.
+    entries.sort_by_key(|e| e.uid);
+    let mut out: Vec<Entry> = Vec::with_capacity(entries.len());
+    for e in entries {
+        match out.last_mut() {
+            Some(last) if last.uid == e.uid => *last = e,
+            _ => out.push(e),
+        }
+    }
+    out.shrink_to_fit();
+    out
+}
+
+/// The Message-IDs of the messages in `uids` that have one, for a report that names them
+/// (listings keep only their keys' digests).
+async fn fetch_message_ids(
+    conn: &mut Connection,
+    folder: &str,
+    uids: &UidSet,
+) -> Result<Vec<(u32, String)>, ImapError> {
+    let what = format!("FETCH Message-IDs {uids} in {folder}");
+    let mut out = Vec::new();
+    proto::run(conn, &meta_command(uids, None), &what, |r| {
+        if let Response::Fetch(_, attrs) = r {
+            let f = fetched(attrs);
+            if let (Some(uid), true) = (f.uid, f.has_section)
+                && let Some(id) = super::identity::message_id(f.section.unwrap_or_default())
+            {
+                out.push((uid, id));
+            }
+        }
+    })
+    .await?;
+    Ok(out)
 }
 
 fn meta_command(uids: &UidSet, labels: Option<LabelPass>) -> Command<'_> {
@@ -544,7 +584,7 @@ fn meta_command(uids: &UidSet, labels: Option<LabelPass>) -> Command<'_> {
 }
 
 /// One FETCH response of a listing, into `out` by UID.
-fn read_meta(r: &Response<'_>, labels: Option<LabelPass>, out: &mut BTreeMap<u32, Entry>) {
+fn read_meta(r: &Response<'_>, labels: Option<LabelPass>, out: &mut Vec<Entry>) {
     if let Response::Fetch(_, attrs) = r {
         let f = fetched(attrs);
         // Unsolicited FETCH responses (flag changes by other sessions) carry only some
@@ -552,16 +592,13 @@ fn read_meta(r: &Response<'_>, labels: Option<LabelPass>, out: &mut BTreeMap<u32
         if let (Some(uid), Some(size), true) = (f.uid, f.size, f.has_section)
             && let Some(flags) = f.flags_for(labels)
         {
-            out.insert(
+            out.push(Entry {
                 uid,
-                Entry {
-                    uid,
-                    key: MessageKey::from_header(f.section.unwrap_or_default()),
-                    flags,
-                    internal_date: f.internal_date,
-                    size: u64::from(size),
-                },
-            );
+                key: MessageKey::from_header(f.section.unwrap_or_default()),
+                flags,
+                internal_date: f.internal_date,
+                size: u64::from(size),
+            });
         }
     }
 }

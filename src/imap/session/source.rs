@@ -81,6 +81,12 @@ impl ImapSource {
         fetch_meta(&mut self.conn, &folder, uids, self.labels).await
     }
 
+    /// The Message-IDs of the messages in `uids` that have one (for a report).
+    pub async fn message_ids(&mut self, uids: &UidSet) -> Result<Vec<(u32, String)>, ImapError> {
+        let folder = self.folder();
+        fetch_message_ids(&mut self.conn, &folder, uids).await
+    }
+
     /// Flags of the messages in `uids`, optionally only those changed since a MODSEQ.
     pub async fn fetch_flags(
         &mut self,
