@@ -1208,7 +1208,7 @@ fn reconcile_merge(folders: &mut HashMap<String, FolderState>, sources: &[String
             let mut m: HashMap<MessageKey, Vec<MessageRef>> = HashMap::new();
             if let Some(f) = folders.get(s) {
                 for r in f.report.surplus.iter().chain(&f.report.extra) {
-                    m.entry(r.key.clone()).or_default().push(r.clone());
+                    m.entry(r.key).or_default().push(r.clone());
                 }
             }
             m

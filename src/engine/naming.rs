@@ -97,7 +97,7 @@ mod tests {
 
     #[test]
     fn names_only_what_matches_its_key() {
-        let mut refs = vec![named(1, "a@x"), named(2, "b@x"), named(3, "c@x")];
+        let mut refs = [named(1, "a@x"), named(2, "b@x"), named(3, "c@x")];
         let ids = vec![
             (3, "c@x".to_owned()),
             (1, "a@x".to_owned()),

@@ -1069,7 +1069,7 @@ mod tests {
             let m = self.bump();
             let e = Entry {
                 uid,
-                key: key.clone(),
+                key: *key,
                 flags: flags.clone(),
                 internal_date: None,
                 size: 10,
@@ -1123,7 +1123,7 @@ mod tests {
         let mut m = BTreeMap::new();
         for u in uids {
             if let Some(e) = src.iter().find(|e| e.uid == *u) {
-                *m.entry(e.key.clone()).or_insert(0) += 1;
+                *m.entry(e.key).or_insert(0) += 1;
             }
         }
         m

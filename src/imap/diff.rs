@@ -735,7 +735,7 @@ mod tests {
     fn counts(entries: &[Entry]) -> BTreeMap<MessageKey, usize> {
         let mut m = BTreeMap::new();
         for e in entries {
-            *m.entry(e.key.clone()).or_insert(0) += 1;
+            *m.entry(e.key).or_insert(0) += 1;
         }
         m
     }

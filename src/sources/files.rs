@@ -489,7 +489,7 @@ impl FileSession {
         let mut out: Vec<Entry> = known
             .into_iter()
             .map(|m| {
-                let (key, size) = m.found.meta.clone().expect("partitioned");
+                let (key, size) = m.found.meta.expect("partitioned");
                 entry(&m, key, size)
             })
             .collect();
