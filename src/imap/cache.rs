@@ -547,10 +547,9 @@ impl FolderCache {
         let free = self.free_dest(dest_new);
         let mut matched: BTreeSet<u32> = BTreeSet::new();
         if let Some(d) = new {
-            for (uid, pair) in &d.pairs {
-                matched.insert(pair.dest_uid);
-                next.pairs.insert(*uid, pair.clone());
-            }
+            matched.extend(d.pairs.values().map(|p| p.dest_uid));
+            next.pairs
+                .extend(d.pairs.iter().map(|(uid, pair)| (*uid, pair.clone())));
         }
         add_copies(&mut next.pairs, copied);
         next.unpaired_dest = free
@@ -581,15 +580,15 @@ pub struct IncrementalPass<'a> {
 }
 
 fn add_copies(pairs: &mut KnownPairs, copied: &[Copied]) {
-    for c in copied {
-        pairs.insert(
+    pairs.extend(copied.iter().map(|c| {
+        (
             c.source_uid,
             KnownPair {
                 dest_uid: c.dest_uid,
                 flags: c.flags.clone(),
             },
-        );
-    }
+        )
+    }));
 }
 
 /// Where the copy engine keeps its per-folder caches. The CLI keeps them in files; a

@@ -103,16 +103,7 @@ pub struct Entry {
     pub size: u64,
 }
 
-/// A source message known to be copied: its destination UID and the source's flags when
-/// that was last established (the base of the three-way flag merge).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KnownPair {
-    pub dest_uid: u32,
-    pub flags: FlagSet,
-}
-
-/// Source UID → its known destination copy.
-pub type KnownPairs = BTreeMap<u32, KnownPair>;
+pub use super::pairs::{KnownPair, KnownPairs};
 
 /// Flags to change on one destination message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,7 +200,9 @@ pub fn diff(
     fn sorted(entries: &[Entry]) -> Vec<&Entry> {
         let order = |e: &Entry| (e.internal_date, e.uid, e.size);
         let mut v: Vec<&Entry> = entries.iter().collect();
-        v.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| order(a).cmp(&order(b))));
+        // UIDs are unique on a side, so the order is total and an unstable sort (which
+        // needs no buffer of half the listing) gives the same order as a stable one.
+        v.sort_unstable_by(|a, b| a.key.cmp(&b.key).then_with(|| order(a).cmp(&order(b))));
         v
     }
     let (src_all, dst_all) = (sorted(source), sorted(dest));
@@ -240,6 +233,7 @@ pub fn diff(
         );
         (i, j) = (i_end, j_end);
     }
+    out.pairs.reorder();
     out.to_copy.sort_unstable();
     out.extra.sort_unstable();
     out.surplus.sort_unstable();
@@ -290,7 +284,8 @@ fn settle_pair(
     if let Some(update) = flag_update(s, d, base, storable) {
         out.flag_updates.push(update);
     }
-    out.pairs.insert(
+    // Groups come in key order, not UID order: put in place once, at the end of the diff.
+    out.pairs.push_unordered(
         s.uid,
         KnownPair {
             dest_uid: d.uid,

@@ -18,6 +18,7 @@ pub mod guard;
 pub mod identity;
 pub mod mutf7;
 pub mod namespace;
+pub mod pairs;
 pub mod proto;
 pub mod report;
 pub mod session;

@@ -539,8 +539,12 @@ async fn fetch_meta(
 /// would keep). Collected as a vector and sorted once: a map of a million entries would
 /// hold about twice the memory while it is built, and the vector made from it beside it.
 fn by_uid(mut entries: Vec<Entry>) -> Vec<Entry> {
-    // Stable, so that of two answers for one UID the later stays later.
-    entries.sort_by_key(|e| e.uid);
+    // Servers answer in UID order: then nothing is sorted, and a stable sort's buffer of
+    // half a listing is not needed. Stable otherwise, so that of two answers for one UID
+    // the later stays later.
+    if !entries.is_sorted_by_key(|e| e.uid) {
+        entries.sort_by_key(|e| e.uid);
+    }
     let mut out: Vec<Entry> = Vec::with_capacity(entries.len());
     for e in entries {
         match out.last_mut() {

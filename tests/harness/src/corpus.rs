@@ -913,6 +913,149 @@ pub struct LoadStats {
     pub bytes: u64,
 }
 
+/// Writes the corpus straight into a Maildir tree at `root` (a user's `~/Maildir`), as
+/// Dovecot's `maildir:` storage keeps it, for corpora too large to APPEND in reasonable
+/// time (a million messages). `delimiter` picks the layout: `.` for Maildir++ (`.Sent`),
+/// `/` for `LAYOUT=fs`. Each message is written to `tmp/` and renamed into `cur/`, so that
+/// a running server never sees a partial file; its name carries the size (`S=`, `W=`: the
+/// rendered bytes are CRLF, so both are the file's length) and its flags (`:2,` with
+/// system flags, then keyword letters listed in `dovecot-keywords`), and its mtime is the
+/// INTERNALDATE, which is where Dovecot reads it from (the time zone is the server's then).
+/// The files are handed to `owner` (uid, gid), the user the server reads mail as.
+pub fn write_maildir(
+    root: &std::path::Path,
+    corpus: &Corpus,
+    delimiter: char,
+    owner: Option<(u32, u32)>,
+) -> Result<LoadStats> {
+    use std::os::unix::fs::chown;
+    let dir_of = |folder: &str| -> std::path::PathBuf {
+        if folder.eq_ignore_ascii_case("INBOX") {
+            return root.to_path_buf();
+        }
+        let levels: Vec<String> = folder.split('/').map(mutf7_encode).collect();
+        match delimiter {
+            '/' => levels.iter().fold(root.to_path_buf(), |p, l| p.join(l)),
+            d => root.join(format!(".{}", levels.join(&d.to_string()))),
+        }
+    };
+    let mut stats = LoadStats::default();
+    let mut subscriptions = String::new();
+    for (index, folder) in corpus.folders.iter().enumerate() {
+        let dir = dir_of(folder);
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        if dir != root {
+            std::fs::write(dir.join("maildirfolder"), "")?;
+            subscriptions.push_str(&format!(
+                "{}\n",
+                mutf7_encode(&folder.replace('/', &delimiter.to_string()))
+            ));
+        }
+        // Keywords get letters in order of first use, as Dovecot would assign them.
+        let mut keywords: Vec<&str> = Vec::new();
+        for (i, m) in corpus
+            .messages
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.folder == index)
+        {
+            let bytes = m.render();
+            let mut system: Vec<char> = Vec::new();
+            let mut letters: Vec<char> = Vec::new();
+            for f in &m.flags {
+                match *f {
+                    "\\Draft" => system.push('D'),
+                    "\\Flagged" => system.push('F'),
+                    "\\Answered" => system.push('R'),
+                    "\\Seen" => system.push('S'),
+                    "\\Deleted" => system.push('T'),
+                    kw => {
+                        let k = match keywords.iter().position(|k| *k == kw) {
+                            Some(k) => k,
+                            None => {
+                                ensure!(keywords.len() < 26, "more than 26 keywords in {folder}");
+                                keywords.push(kw);
+                                keywords.len() - 1
+                            }
+                        };
+                        letters.push((b'a' + k as u8) as char);
+                    }
+                }
+            }
+            system.sort_unstable();
+            letters.sort_unstable();
+            let flags: String = system.into_iter().chain(letters).collect();
+            let base = format!(
+                "{}.M{i}P1.bench,S={len},W={len}",
+                m.internal_date,
+                len = bytes.len()
+            );
+            let tmp = dir.join("tmp").join(&base);
+            let file = std::fs::File::create(&tmp)?;
+            {
+                let mut w = BufWriter::new(&file);
+                w.write_all(&bytes)?;
+                w.flush()?;
+            }
+            let mtime = std::time::UNIX_EPOCH
+                + Duration::from_secs(u64::try_from(m.internal_date.max(0)).unwrap_or(0));
+            file.set_modified(mtime)?;
+            drop(file);
+            let cur = dir.join("cur").join(format!("{base}:2,{flags}"));
+            if let Some((uid, gid)) = owner {
+                chown(&tmp, Some(uid), Some(gid))?;
+            }
+            std::fs::rename(&tmp, &cur)?;
+            stats.messages += 1;
+            stats.bytes += bytes.len() as u64;
+        }
+        if !keywords.is_empty() {
+            let list: String = keywords
+                .iter()
+                .enumerate()
+                .map(|(k, kw)| format!("{k} {kw}\n"))
+                .collect();
+            std::fs::write(dir.join("dovecot-keywords"), list)?;
+        }
+    }
+    if !subscriptions.is_empty() {
+        std::fs::write(root.join("subscriptions"), subscriptions)?;
+    }
+    if let Some((uid, gid)) = owner {
+        chown_tree(root, uid, gid)?;
+    }
+    ensure!(
+        stats.messages == corpus.messages.len(),
+        "wrote {} of {} messages",
+        stats.messages,
+        corpus.messages.len()
+    );
+    Ok(stats)
+}
+
+/// Hands every directory and file under `root` that is not a message in `cur/` (those
+/// were handed over one by one) to `uid`:`gid`.
+fn chown_tree(root: &std::path::Path, uid: u32, gid: u32) -> Result<()> {
+    use std::os::unix::fs::chown;
+    chown(root, Some(uid), Some(gid))?;
+    for entry in std::fs::read_dir(root)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            if path.file_name().is_some_and(|n| n == "cur") {
+                chown(&path, Some(uid), Some(gid))?;
+            } else {
+                chown_tree(&path, uid, gid)?;
+            }
+        } else {
+            chown(&path, Some(uid), Some(gid))?;
+        }
+    }
+    Ok(())
+}
+
 /// Creates the corpus' folders (subscribed) in `user`'s account on the IMAP server at
 /// `127.0.0.1:port` and APPENDs every message with its flags and INTERNALDATE, in corpus
 /// order within each folder, over `connections` parallel connections (folders are split
