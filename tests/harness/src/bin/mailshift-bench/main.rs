@@ -168,6 +168,11 @@ fn describe_corpus(corpus: &Corpus, sizes: &[usize]) -> String {
     s
 }
 
+/// For the bench's Dovecots: the imap process of a million-message Maildir folder needs more
+/// than the default 256 MB of address space (it is killed for it, and the tools see a
+/// connection closed).
+const BIG_FOLDERS: &str = "default_vsz_limit = 4G";
+
 /// One-folder corpora of at least this many messages are written as Maildir files rather
 /// than APPENDed.
 const WRITTEN_AS_FILES: usize = 200_000;
@@ -199,7 +204,7 @@ fn serve_cmd(o: &Opts) -> Result<()> {
     let source = Dovecot::builder()
         .name("bench-source")
         .user(user, PASSWORD)
-        .extra_config("mail_fsync = never")
+        .extra_config(&format!("mail_fsync = never\n{BIG_FOLDERS}"))
         .start()?;
     let corpus = spec.generate();
     let stats = append_corpus(
@@ -213,7 +218,10 @@ fn serve_cmd(o: &Opts) -> Result<()> {
     let dest = Dovecot::builder()
         .name("bench-dest")
         .user(user, PASSWORD)
-        .extra_config(&format!("mail_fsync = {}", o.str("dest-fsync", "never")))
+        .extra_config(&format!(
+            "mail_fsync = {}\n{BIG_FOLDERS}",
+            o.str("dest-fsync", "never")
+        ))
         .start()?;
     println!(
         "source: 127.0.0.1:{} ({}; {} messages, {:.1} MB)\ndestination: 127.0.0.1:{} ({})\nuser {user}, password {PASSWORD}\nclose stdin (Ctrl-D) to stop",
@@ -309,7 +317,7 @@ fn run_cmd(o: &Opts) -> Result<()> {
     }
     let mut builder = Dovecot::builder()
         .name("bench-source")
-        .extra_config("mail_fsync = never");
+        .extra_config(&format!("mail_fsync = never\n{BIG_FOLDERS}"));
     for (_, user, _) in &specs {
         builder = builder.user(user, PASSWORD);
     }
@@ -488,7 +496,7 @@ fn run_tool(
     let dest = Dovecot::builder()
         .name(&format!("bench-dest-{}", tool.slug()))
         .user(&case.user, PASSWORD)
-        .extra_config(&format!("mail_fsync = {dest_fsync}"))
+        .extra_config(&format!("mail_fsync = {dest_fsync}\n{BIG_FOLDERS}"))
         .start()
         .context("starting a destination Dovecot")?;
     // A fresh directory per run: tools' state (mbsync's SyncState, mailshift's caches)
