@@ -388,13 +388,11 @@ mod tests {
             pairs: (1..=pairs)
                 .map(|u| {
                     let flags: FlagSet = [Flag::Seen].into_iter().collect();
-                    (
-                        u,
-                        KnownPair {
-                            dest_uid: u + 4,
-                            flags,
-                        },
-                    )
+                    KnownPair {
+                        source_uid: u,
+                        dest_uid: u + 4,
+                        flags,
+                    }
                 })
                 .collect(),
             unpaired_dest: Vec::new(),

@@ -248,7 +248,10 @@ async fn full(
     record_refusals(st, &mut refused, &copy);
     copied?;
 
-    // The cache, when this pass may write one.
+    let mut done: Vec<u32> = copy.copied.iter().map(|c| c.source_uid).collect();
+    done.sort_unstable();
+    // The cache, when this pass may write one; it takes the record of the copies over.
+    let copied_now = std::mem::take(&mut copy.copied);
     let refused_all: Vec<RefusedMessage> = refused.values().cloned().collect();
     if let (Some((s, dsnap)), true) = (snaps, failed_flags.is_empty()) {
         let mut next = None;
@@ -259,7 +262,7 @@ async fn full(
                 dsnap,
                 &d,
                 &dest_entries,
-                &copy.copied,
+                copied_now,
                 refused_all.clone(),
             );
             c.dest_tally = add(d.dest, copy.tally);
@@ -279,7 +282,7 @@ async fn full(
                     dsnap,
                     &d2,
                     &dest_again,
-                    &[],
+                    Vec::new(),
                     refused_all.clone(),
                 ));
             } else {
@@ -297,8 +300,6 @@ async fn full(
             .map(MessageRef::from)
             .collect()
     };
-    let mut done: Vec<u32> = copy.copied.iter().map(|c| c.source_uid).collect();
-    done.sort_unstable();
     let r = &mut st.report;
     r.source_messages = d.source.messages;
     r.source_bytes = d.source.bytes;

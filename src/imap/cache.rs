@@ -336,13 +336,8 @@ pub fn resync_need(
 }
 
 /// A message this pass appended: source UID, destination UID (APPENDUID) and the flags it
-/// was appended with.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Copied {
-    pub source_uid: u32,
-    pub dest_uid: u32,
-    pub flags: FlagSet,
-}
+/// was appended with; a pair already, which the cache the pass leaves takes over.
+pub type Copied = KnownPair;
 
 impl FolderCache {
     /// The cache a complete **full** pass leaves: `diff` computed from `source_entries` and
@@ -354,11 +349,19 @@ impl FolderCache {
         dest: FolderStatus,
         diff: &FolderDiff,
         dest_entries: &[Entry],
-        copied: &[Copied],
+        copied: Vec<Copied>,
         refused: Vec<RefusedMessage>,
     ) -> FolderCache {
-        let mut pairs = diff.pairs.clone();
-        add_copies(&mut pairs, copied);
+        // The copies first: on a first copy they are all the pairs, taken over as they are.
+        let mut pairs = KnownPairs::new();
+        pairs.append(copied);
+        let found: Vec<KnownPair> = diff
+            .pairs
+            .values()
+            .filter(|p| !pairs.contains_key(&p.source_uid))
+            .cloned()
+            .collect();
+        pairs.extend(found);
         let unmatched: BTreeSet<u32> = diff.extra.iter().chain(&diff.surplus).copied().collect();
         FolderCache {
             version: CACHE_VERSION,
@@ -548,8 +551,7 @@ impl FolderCache {
         let mut matched: BTreeSet<u32> = BTreeSet::new();
         if let Some(d) = new {
             matched.extend(d.pairs.values().map(|p| p.dest_uid));
-            next.pairs
-                .extend(d.pairs.iter().map(|(uid, pair)| (*uid, pair.clone())));
+            next.pairs.extend(d.pairs.values().cloned());
         }
         add_copies(&mut next.pairs, copied);
         next.unpaired_dest = free
@@ -580,15 +582,7 @@ pub struct IncrementalPass<'a> {
 }
 
 fn add_copies(pairs: &mut KnownPairs, copied: &[Copied]) {
-    pairs.extend(copied.iter().map(|c| {
-        (
-            c.source_uid,
-            KnownPair {
-                dest_uid: c.dest_uid,
-                flags: c.flags.clone(),
-            },
-        )
-    }));
+    pairs.extend(copied.iter().cloned());
 }
 
 /// Where the copy engine keeps its per-folder caches. The CLI keeps them in files; a
@@ -856,20 +850,16 @@ mod tests {
     fn incremental_diff_matches_free_messages_only() {
         // Cached pass: source 1,2 copied to destination 11,12; destination 10 its own ("x").
         let mut c = cache(st(1, 3, 2, None), st(1, 13, 3, None));
-        c.pairs.insert(
-            1,
-            KnownPair {
-                dest_uid: 11,
-                flags: FlagSet::new(),
-            },
-        );
-        c.pairs.insert(
-            2,
-            KnownPair {
-                dest_uid: 12,
-                flags: FlagSet::new(),
-            },
-        );
+        c.pairs.insert(KnownPair {
+            source_uid: 1,
+            dest_uid: 11,
+            flags: FlagSet::new(),
+        });
+        c.pairs.insert(KnownPair {
+            source_uid: 2,
+            dest_uid: 12,
+            flags: FlagSet::new(),
+        });
         c.unpaired_dest = vec![e(10, "x")];
         // Since: source got 3 ("a", a second copy of message 1's key) and 4 ("x");
         // the destination got 13 ("a", our copy from a crashed pass) and 14 ("b").
@@ -893,13 +883,11 @@ mod tests {
     fn messages_copied_after_the_snapshot_are_not_new() {
         // The cached pass listed (and copied) source UID 5 after its snapshot said UIDNEXT 5.
         let mut c = cache(st(1, 5, 4, None), st(1, 20, 0, None));
-        c.pairs.insert(
-            5,
-            KnownPair {
-                dest_uid: 20,
-                flags: FlagSet::new(),
-            },
-        );
+        c.pairs.insert(KnownPair {
+            source_uid: 5,
+            dest_uid: 20,
+            flags: FlagSet::new(),
+        });
         let d = c.incremental_diff(5, &[e(5, "m"), e(6, "n")], &[e(20, "m")], &Storable::Any);
         assert_eq!(d.to_copy, vec![6]);
         assert!(d.extra.is_empty(), "our own copy is not free: {d:?}");
@@ -923,20 +911,16 @@ mod tests {
     #[test]
     fn flag_updates_from_base() {
         let mut c = cache(st(1, 5, 4, Some(10)), st(1, 1, 0, None));
-        c.pairs.insert(
-            1,
-            KnownPair {
-                dest_uid: 9,
-                flags: flags(&["\\Seen"]),
-            },
-        );
-        c.pairs.insert(
-            2,
-            KnownPair {
-                dest_uid: 8,
-                flags: flags(&[]),
-            },
-        );
+        c.pairs.insert(KnownPair {
+            source_uid: 1,
+            dest_uid: 9,
+            flags: flags(&["\\Seen"]),
+        });
+        c.pairs.insert(KnownPair {
+            source_uid: 2,
+            dest_uid: 8,
+            flags: flags(&[]),
+        });
         let now = [
             (1, flags(&["\\Seen"])),
             (2, flags(&["\\Flagged", "$Custom"])),
@@ -987,7 +971,7 @@ mod tests {
             st(5, 12, 2, None),
             &d,
             &dst,
-            &copied,
+            copied.to_vec(),
             vec![RefusedMessage {
                 message: MessageRef::from(&src[2]),
                 reason: "NO too big".into(),
@@ -1247,7 +1231,7 @@ mod tests {
                     ds,
                     &d,
                     &listed,
-                    &copied,
+                    copied.to_vec(),
                     vec![],
                 ));
                 (true, copied.iter().map(|c| c.source_uid).collect())

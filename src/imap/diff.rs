@@ -285,13 +285,11 @@ fn settle_pair(
         out.flag_updates.push(update);
     }
     // Groups come in key order, not UID order: put in place once, at the end of the diff.
-    out.pairs.push_unordered(
-        s.uid,
-        KnownPair {
-            dest_uid: d.uid,
-            flags: s.flags.clone(),
-        },
-    );
+    out.pairs.push_unordered(KnownPair {
+        source_uid: s.uid,
+        dest_uid: d.uid,
+        flags: s.flags.clone(),
+    });
 }
 
 /// Pairs within one key's group, both sides sorted. Returns the pairs (with whether the pair
@@ -566,20 +564,16 @@ mod tests {
         let src = [e(1, "a", &["\\Seen"], 100, 10), e(2, "a", &[], 100, 10)];
         let dst = [e(5, "a", &[], 100, 10), e(6, "a", &["\\Seen"], 100, 10)];
         let mut known = KnownPairs::new();
-        known.insert(
-            1,
-            KnownPair {
-                dest_uid: 6,
-                flags: flags(&["\\Seen"]),
-            },
-        );
-        known.insert(
-            2,
-            KnownPair {
-                dest_uid: 5,
-                flags: flags(&[]),
-            },
-        );
+        known.insert(KnownPair {
+            source_uid: 1,
+            dest_uid: 6,
+            flags: flags(&["\\Seen"]),
+        });
+        known.insert(KnownPair {
+            source_uid: 2,
+            dest_uid: 5,
+            flags: flags(&[]),
+        });
         let d = diff(&src, &dst, &known, &Storable::Any);
         assert!(d.flag_updates.is_empty(), "{:?}", d.flag_updates);
         assert_eq!(d.pairs[&1].dest_uid, 6);
@@ -641,13 +635,11 @@ mod tests {
         let src = [e(1, "a", &["\\Answered"], 1, 1)];
         let dst = [e(2, "a", &["\\Seen", "\\Flagged"], 1, 1)];
         let mut known = KnownPairs::new();
-        known.insert(
-            1,
-            KnownPair {
-                dest_uid: 2,
-                flags: flags(&["\\Seen"]),
-            },
-        );
+        known.insert(KnownPair {
+            source_uid: 1,
+            dest_uid: 2,
+            flags: flags(&["\\Seen"]),
+        });
         let d = diff(&src, &dst, &known, &Storable::Any);
         assert_eq!(d.flag_updates.len(), 1);
         assert_eq!(
@@ -658,13 +650,11 @@ mod tests {
             }
         );
         // Source unchanged since: the destination's own changes stay.
-        known.insert(
-            1,
-            KnownPair {
-                dest_uid: 2,
-                flags: flags(&["\\Answered"]),
-            },
-        );
+        known.insert(KnownPair {
+            source_uid: 1,
+            dest_uid: 2,
+            flags: flags(&["\\Answered"]),
+        });
         assert!(
             diff(&src, &dst, &known, &Storable::Any)
                 .flag_updates
@@ -691,13 +681,11 @@ mod tests {
         let src = [e(1, "a", &["\\Seen"], 1, 1)];
         let dst = [e(4, "a", &["\\Deleted", "\\Seen"], 1, 1)];
         let mut known = KnownPairs::new();
-        known.insert(
-            1,
-            KnownPair {
-                dest_uid: 4,
-                flags: flags(&["\\Deleted", "\\Seen"]),
-            },
-        );
+        known.insert(KnownPair {
+            source_uid: 1,
+            dest_uid: 4,
+            flags: flags(&["\\Deleted", "\\Seen"]),
+        });
         let d = diff(&src, &dst, &known, &Storable::Any);
         assert_eq!(
             d.flag_updates[0].change,
