@@ -212,21 +212,24 @@ async fn full(
         .as_ref()
         .map(FolderCache::known_pairs)
         .unwrap_or_default();
-    let d = diff(&source_entries, &dest_entries, &known, &storable);
+    let mut d = diff(&source_entries, &dest_entries, &known, &storable);
+    // What is held while copying grows with the folder: what is done with goes first.
+    drop(known);
+    let uids_to_copy = std::mem::take(&mut d.to_copy);
 
     // Refused by an earlier attempt of this run: not tried again within it (it would be
     // refused again). Refused by an earlier run: tried again, its cause may be gone.
     let mut refused: BTreeMap<u32, RefusedMessage> = st.refused.clone();
-    refused.retain(|u, _| d.to_copy.binary_search(u).is_ok());
-    let to_copy: Vec<&Entry> = d
-        .to_copy
+    refused.retain(|u, _| uids_to_copy.binary_search(u).is_ok());
+    let to_copy: Vec<&Entry> = uids_to_copy
         .iter()
         .filter(|u| !refused.contains_key(u))
         .filter_map(|u| by_uid(&source_entries, *u))
         .collect();
+    drop(uids_to_copy);
 
     // Three-way updates lean on the cached base: log them ahead.
-    if let Some(c) = &valid {
+    if let Some(c) = valid {
         let pending = c.with_pending(&d.flag_updates);
         if !pending.pending.is_empty() {
             save(engine, key, &pending)?;

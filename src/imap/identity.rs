@@ -39,11 +39,11 @@ use thiserror::Error;
 
 /// The identity of a message within a folder. Ordered and hashable so it can key maps.
 ///
-/// Held as a 128-bit digest of the normalized Message-ID (or of the stable header fields),
-/// inline and `Copy`: every listed message holds one on each side, and a million-message
-/// folder's listing would otherwise hold a million heap strings (about 60 bytes each beside
-/// the key's own 24). Two distinct ids share a digest with a probability of about 2⁻¹²⁸ per
-/// pair, and even then nothing is lost: keys are counted as multisets (see
+/// Held as 16 bytes inline, `Copy`: a 127-bit digest of the normalized Message-ID (or of the
+/// stable header fields) and one bit for which of the two it is. Every listed message holds
+/// one on each side, and a million-message folder's listing would otherwise hold a million
+/// heap strings (about 60 bytes each beside the key's own 24). Two distinct ids share a
+/// digest with a probability of about 2⁻¹²⁷ per pair, and even then nothing is lost: keys are counted as multisets (see
 /// [`super::diff`]), so the two messages are paired like two messages sharing a Message-ID,
 /// by date and size. Reports name messages by their Message-ID text, fetched for the few
 /// they name ([`super::report::MessageRef::message_id`]).
@@ -52,11 +52,14 @@ use thiserror::Error;
 /// digits. Text of the form `<id>` parses as the key of that Message-ID.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MessageKey {
-    kind: KeyKind,
+    /// The digest, its first byte's top bit set for a Message-ID ([`KIND_BIT`]).
     digest: [u8; 16],
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The bit of the first byte that tells a Message-ID's key from a header hash's.
+const KIND_BIT: u8 = 0x80;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum KeyKind {
     /// From the normalized Message-ID.
     MessageId,
@@ -70,10 +73,7 @@ impl MessageKey {
         let fields = Fields::parse(header);
         match fields.first(b"message-id").and_then(normalize_id) {
             Some(id) => MessageKey::of_message_id(&escape(&id)),
-            None => MessageKey {
-                kind: KeyKind::Headers,
-                digest: truncate(stable_hash(&fields)),
-            },
+            None => MessageKey::new(KeyKind::Headers, stable_hash(&fields)),
         }
     }
 
@@ -84,28 +84,41 @@ impl MessageKey {
         // Versioned domain separation, as for the header hash.
         h.update(b"mailshift-message-id-v1\0");
         h.update(id.as_bytes());
-        MessageKey {
-            kind: KeyKind::MessageId,
-            digest: truncate(h.finalize().into()),
+        MessageKey::new(KeyKind::MessageId, h.finalize().into())
+    }
+
+    /// The first half of `hash`, marked with `kind`.
+    fn new(kind: KeyKind, hash: [u8; 32]) -> MessageKey {
+        let mut digest = [0u8; 16];
+        digest.copy_from_slice(&hash[..16]);
+        MessageKey::marked(kind, digest)
+    }
+
+    fn marked(kind: KeyKind, mut digest: [u8; 16]) -> MessageKey {
+        match kind {
+            KeyKind::MessageId => digest[0] |= KIND_BIT,
+            KeyKind::Headers => digest[0] &= !KIND_BIT,
+        }
+        MessageKey { digest }
+    }
+
+    fn kind(&self) -> KeyKind {
+        match self.digest[0] & KIND_BIT {
+            0 => KeyKind::Headers,
+            _ => KeyKind::MessageId,
         }
     }
 
     /// Whether the key was made from a Message-ID (rather than from the other header
     /// fields).
     pub fn is_message_id(&self) -> bool {
-        self.kind == KeyKind::MessageId
+        self.kind() == KeyKind::MessageId
     }
-}
-
-fn truncate(full: [u8; 32]) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&full[..16]);
-    out
 }
 
 impl fmt::Display for MessageKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.kind {
+        f.write_str(match self.kind() {
             KeyKind::MessageId => "id:",
             KeyKind::Headers => "headers:",
         })?;
@@ -156,7 +169,14 @@ impl FromStr for MessageKey {
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or_else(bad)?;
         }
-        Ok(MessageKey { kind, digest })
+        let key = MessageKey::marked(kind, digest);
+        // What Display writes has the kind's bit as its prefix says; other text is not a key
+        // (a `sha256:` hash is only the first half of one: its bit is set here).
+        if s.starts_with("sha256:") || key.digest == digest {
+            Ok(key)
+        } else {
+            Err(bad())
+        }
     }
 }
 
@@ -460,6 +480,9 @@ mod tests {
         assert!(id("a@b").to_string().starts_with("id:"));
         assert!(key("").to_string().starts_with("headers:"));
         assert_eq!(id("a@b").to_string().len(), "id:".len() + 32);
+        // The kind's bit must agree with the prefix.
+        let hex = &id("a@b").to_string()["id:".len()..];
+        assert!(format!("headers:{hex}").parse::<MessageKey>().is_err());
         for bad in [
             "a@b",
             "id:",
@@ -496,14 +519,14 @@ mod tests {
     #[test]
     fn compact() {
         // What makes a million-message listing fit: no heap, and small.
-        assert!(std::mem::size_of::<MessageKey>() <= 17);
+        assert_eq!(std::mem::size_of::<MessageKey>(), 16);
         // A Message-ID and a header hash never give the same key, even with equal digests.
+        let d = [0xff; 16];
         assert_ne!(
-            id("a@b"),
-            format!("headers:{}", &id("a@b").to_string()["id:".len()..])
-                .parse()
-                .unwrap()
+            MessageKey::marked(KeyKind::MessageId, d),
+            MessageKey::marked(KeyKind::Headers, d)
         );
+        assert!(id("a@b").is_message_id() && !key("Subject: a\r\n").is_message_id());
     }
 
     #[test]
