@@ -54,7 +54,7 @@ pub fn check(batch: &[&Entry], fetched: Vec<Outgoing>) -> (Vec<Outgoing>, Vec<Fa
             }
         };
         let size = m.body.len() as u64;
-        if size != entry.size {
+        if size != u64::from(entry.size) {
             faults.push(fault(
                 true,
                 format!(
@@ -151,7 +151,7 @@ mod tests {
             key: MessageKey::from_header(&body(id, text)),
             flags: Default::default(),
             internal_date: None,
-            size: body(id, text).len() as u64,
+            size: body(id, text).len() as u32,
         }
     }
 

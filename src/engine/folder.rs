@@ -413,7 +413,7 @@ async fn incremental(
         source_new
             .iter()
             .filter(|e| e.uid >= since)
-            .map(|e| e.size)
+            .map(|e| u64::from(e.size))
             .sum()
     });
     // Copies an earlier pass made are above the UIDNEXT it saw before copying, but already
@@ -424,7 +424,7 @@ async fn incremental(
         bytes: dest_new
             .iter()
             .filter(|e| e.uid >= c.dest.uidnext && !paired.contains(&e.uid))
-            .map(|e| e.size)
+            .map(|e| u64::from(e.size))
             .sum(),
     };
     let source_tally = Tally {
@@ -549,12 +549,12 @@ fn batches<'e>(
     let mut bytes = 0u64;
     for (i, e) in entries.iter().enumerate() {
         let count = i - start;
-        if count > 0 && (bytes + e.size > max_bytes || count >= max_messages.max(1)) {
+        if count > 0 && (bytes + u64::from(e.size) > max_bytes || count >= max_messages.max(1)) {
             out.push(&entries[start..i]);
             start = i;
             bytes = 0;
         }
-        bytes += e.size;
+        bytes += u64::from(e.size);
     }
     if start < entries.len() {
         out.push(&entries[start..]);
@@ -603,7 +603,7 @@ async fn copy_messages(
         address: t.address,
         folder: t.source,
         messages: entries.len() as u64,
-        bytes: entries.iter().map(|e| e.size).sum(),
+        bytes: entries.iter().map(|e| u64::from(e.size)).sum(),
     });
     let opts = &engine.options;
     // Permits are bytes; a window past u32 (4 GB) would not be memory bounded anyway.
@@ -674,7 +674,7 @@ async fn read_ahead<'b, 'c>(
     let mut paused = None;
     for index in 0.. {
         while let Some(&next) = pending.front() {
-            let bytes: u64 = next.iter().map(|e| e.size).sum();
+            let bytes: u64 = next.iter().map(|e| u64::from(e.size)).sum();
             let need = bytes.clamp(1, window) as u32;
             let permit = if fetches.is_empty() {
                 // Nothing to read meanwhile: wait until an append frees the window.
@@ -702,10 +702,10 @@ async fn read_ahead<'b, 'c>(
             if !rest.is_empty() {
                 pending.push_front(rest);
             }
-            let bytes: u64 = now.iter().map(|e| e.size).sum();
+            let bytes: u64 = now.iter().map(|e| u64::from(e.size)).sum();
             engine.governors.0.pace(now.len(), bytes).await;
             let uids: Vec<u32> = now.iter().map(|e| e.uid).collect();
-            let largest = now.iter().map(|e| e.size).max().unwrap_or(0);
+            let largest = now.iter().map(|e| u64::from(e.size)).max().unwrap_or(0);
             src.send_bodies(fetches, &uids, largest).await?;
             held.push_back((permit, now));
             tracing::trace!(mailbox = %t.address, folder = %t.source, batch = index + held.len(), outstanding = fetches.len(), "bodies asked for");
@@ -912,7 +912,7 @@ mod tests {
     use super::*;
     use crate::imap::identity::MessageKey;
 
-    fn e(uid: u32, size: u64) -> Entry {
+    fn e(uid: u32, size: u32) -> Entry {
         Entry {
             uid,
             key: MessageKey::of_message_id(&format!("{uid}@x")),

@@ -211,7 +211,7 @@ impl Engine {
     /// How many of `batch`'s messages (in order) the daily budgets of both servers grant
     /// `address` now, charged to them at once; or the pause, when not even the first fits.
     fn admit(&self, address: &str, batch: &[&Entry]) -> Result<usize, Pause> {
-        let sizes: Vec<u64> = batch.iter().map(|e| e.size).collect();
+        let sizes: Vec<u64> = batch.iter().map(|e| u64::from(e.size)).collect();
         let _one_at_a_time = self.admitting.lock().unwrap_or_else(|e| e.into_inner());
         let now = chrono::Utc::now();
         let (src, dst) = &self.governors;
@@ -675,7 +675,7 @@ impl Engine {
             match counted.await {
                 Ok(entries) => {
                     state.report.source_messages = entries.len() as u64;
-                    state.report.source_bytes = entries.iter().map(|e| e.size).sum();
+                    state.report.source_bytes = entries.iter().map(|e| u64::from(e.size)).sum();
                 }
                 Err(e) if e.is_connection_lost() => return Err(e.into()),
                 Err(e) => {

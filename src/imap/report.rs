@@ -76,7 +76,7 @@ impl From<&Entry> for MessageRef {
             key: e.key,
             message_id: None,
             date: e.internal_date,
-            size: e.size,
+            size: u64::from(e.size),
         }
     }
 }
@@ -500,7 +500,7 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn entry(uid: u32, id: &str, size: u64) -> Entry {
+    fn entry(uid: u32, id: &str, size: u32) -> Entry {
         Entry {
             uid,
             key: MessageKey::of_message_id(id),

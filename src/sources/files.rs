@@ -545,7 +545,9 @@ fn entry(m: &Numbered, key: MessageKey, size: u64) -> Entry {
         key,
         flags: m.found.flags.clone(),
         internal_date: m.found.internal_date,
-        size,
+        // Saturated past 4 GiB: no IMAP server takes such a message, and the copy reports
+        // the file's real size as not the listed one.
+        size: u32::try_from(size).unwrap_or(u32::MAX),
     }
 }
 

@@ -671,7 +671,7 @@ impl Pop3Session {
                 key: MessageKey::from_header(&header),
                 flags: FlagSet::new(),
                 internal_date: date,
-                size: m.size,
+                size: u32::try_from(m.size).unwrap_or(u32::MAX),
             });
         }
         Ok(out)

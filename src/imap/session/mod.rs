@@ -601,7 +601,7 @@ fn read_meta(r: &Response<'_>, labels: Option<LabelPass>, out: &mut Vec<Entry>) 
                 key: MessageKey::from_header(f.section.unwrap_or_default()),
                 flags,
                 internal_date: f.internal_date,
-                size: u64::from(size),
+                size,
             });
         }
     }
