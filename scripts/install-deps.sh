@@ -25,7 +25,11 @@ PACKAGES=(
     mariadb-server mariadb-client dovecot-mysql  # MariaDB (the harness's MariaDb, a private mariadbd) and Dovecot's MySQL passdb: tests/accounts.rs
     knot knot-dnsutils  # Knot DNS 3.2: the harness's Knot, a second RFC 2136 server beside BIND (tests/dns_knot.rs); kdig/knsupdate
     pkg-config libssl-dev  # dns-update's HTTP client (reqwest with native-tls) builds against OpenSSL
+    libpff1         # libyal's PST/OST reader, which mailshift loads for source.pst (tests/pst_source.rs)
 )
+# npm fetches the PST test files (below); a machine whose Node.js came from elsewhere has its
+# own npm, and Debian's would conflict with it.
+command -v npm >/dev/null || PACKAGES+=(npm)
 
 # Python packages (the harness's Moto, a Route 53 emulation driven by boto3, and
 # the CardDAV/CalDAV servers Radicale and Xandikos), installed with the python3
@@ -160,6 +164,24 @@ if command -v rustup >/dev/null 2>&1; then
     done
 else
     log "rustup not found; skipping rustfmt/clippy"
+fi
+
+# PST test files: the npm package pst-extractor ships an Enron PST, two Outlook.com OSTs,
+# the files attached to their messages and its own listing of their folders and messages
+# (example/testdata/). Unpacked into the test-server cache, never fetched by a test.
+PST_EXTRACTOR=pst-extractor@1.12.0
+PST_CACHE=${MAILSHIFT_TEST_SERVERS:-/var/cache/mailshift-test-servers}/pst-extractor
+if [ "$(cat "$PST_CACHE/.version" 2>/dev/null || true)" = "$PST_EXTRACTOR" ]; then
+    log "PST test files already unpacked: $PST_EXTRACTOR in $PST_CACHE"
+else
+    log "unpacking the PST test files of $PST_EXTRACTOR into $PST_CACHE"
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack --silent "$PST_EXTRACTOR" >/dev/null)
+    "${SUDO[@]}" rm -rf "$PST_CACHE"
+    "${SUDO[@]}" mkdir -p "$PST_CACHE"
+    "${SUDO[@]}" tar -xzf "$tmp"/pst-extractor-*.tgz -C "$PST_CACHE" package/example/testdata
+    echo "$PST_EXTRACTOR" | "${SUDO[@]}" tee "$PST_CACHE/.version" >/dev/null
+    rm -rf "$tmp"
 fi
 
 log "versions: dovecot $(dovecot --version 2>/dev/null || echo '?'),"\

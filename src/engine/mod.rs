@@ -326,6 +326,7 @@ impl Engine {
                 folders: Vec::new(),
                 error: Some(format!("internal error: {e}")),
                 paused: None,
+                not_mail: Vec::new(),
             }));
         }
         reports
@@ -594,6 +595,7 @@ impl Engine {
         // Both listings at once: independent connections, one round trip's wait instead of two.
         let (src_list, dst_list) = tokio::join!(src.list(), dst.list());
         let (src_list, mut dst_list) = (src_list?, dst_list?);
+        run.not_mail.clone_from(&src_list.not_mail);
         // Create the missing destination folders, parents first (the plan's order). A
         // refusal naming a character of the name teaches the mapping to write it as `_`:
         // the table is made again and the folders still missing are created then.
@@ -695,6 +697,7 @@ impl Engine {
         let (mut src, mut dst) = self.connect(account).await?;
         let (src_list, dst_list) = tokio::join!(src.list(), dst.list());
         let (src_list, dst_list) = (src_list?, dst_list?);
+        run.not_mail.clone_from(&src_list.not_mail);
         let table = folder_table(
             &src_list.folder_list(),
             &self.destination_folders(&dst_list),
@@ -1081,6 +1084,8 @@ struct Run {
     folders: HashMap<String, FolderState>,
     /// Destination folder → source folders merged into it (two or more).
     merges: BTreeMap<String, Vec<String>>,
+    /// What the source's listing left out as not mail.
+    not_mail: Vec<crate::imap::report::NotMail>,
 }
 
 impl Run {
@@ -1172,6 +1177,7 @@ impl Run {
             folders,
             error,
             paused: None,
+            not_mail: self.not_mail,
         }
     }
 }

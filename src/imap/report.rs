@@ -206,6 +206,22 @@ pub struct MailboxReport {
     /// A daily budget of `limits` ran out: the copy stopped there, and goes on then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<crate::limits::Pause>,
+    /// What the source holds that is not mail and was not copied (a PST's contacts,
+    /// calendars, tasks): told, not a fault.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_mail: Vec<NotMail>,
+}
+
+/// A source folder of what is not mail (or items that are not mail in a mail folder),
+/// left out of the copy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotMail {
+    /// The folder's path in the source, levels joined by `/`.
+    pub folder: String,
+    /// What it holds (`IPF.Contact`, `IPF.Appointment`, `IPM.Contact`, ...).
+    pub class: String,
+    pub items: u64,
 }
 
 impl MailboxReport {
@@ -566,6 +582,7 @@ mod tests {
                 folders: vec![f],
                 error: None,
                 paused: None,
+                not_mail: Vec::new(),
             }],
             Duration::from_secs(2),
         );
@@ -606,6 +623,7 @@ mod tests {
                 folders: vec![f],
                 error: None,
                 paused: None,
+                not_mail: Vec::new(),
             }],
             Duration::ZERO,
         );
@@ -640,12 +658,14 @@ mod tests {
                     folders: vec![f, g],
                     error: None,
                     paused: None,
+                    not_mail: Vec::new(),
                 },
                 MailboxReport {
                     address: "b@x".into(),
                     folders: vec![],
                     error: Some("login refused".into()),
                     paused: None,
+                    not_mail: Vec::new(),
                 },
             ],
             Duration::from_secs(4),
@@ -680,6 +700,7 @@ mod tests {
                     folders: vec![f],
                     error: None,
                     paused: None,
+                    not_mail: Vec::new(),
                 }],
                 Duration::from_secs(2),
             )
@@ -714,6 +735,7 @@ mod tests {
                 folders: vec![f],
                 error: None,
                 paused: None,
+                not_mail: Vec::new(),
             }],
             Duration::from_millis(1500),
         );

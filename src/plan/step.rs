@@ -879,7 +879,9 @@ fn source_label(s: &crate::spec::SourceServer) -> String {
                 .maildir
                 .as_ref()
                 .or(s.mbox.as_ref())
-                .map_or("?", |f| f.path.as_str());
+                .map(|f| f.path.as_str())
+                .or(s.pst.as_ref().map(|p| p.file.as_str()))
+                .unwrap_or("?");
             format!("{} files {path}", kind.name())
         }
     }

@@ -19,6 +19,9 @@ pub struct DiskFolder {
     pub at: PathBuf,
     /// A level of the hierarchy that holds no messages itself (`\Noselect`).
     pub selectable: bool,
+    /// The role the store itself gives the folder (a PST's Sent Items), as the SPECIAL-USE
+    /// attribute an IMAP server would list.
+    pub special_use: Option<&'static str>,
 }
 
 /// Where a message's bytes are.
@@ -28,6 +31,8 @@ pub enum Place {
     File(PathBuf),
     /// Bytes `start..end` of an mbox file, the `From ` line excluded.
     Range { file: PathBuf, start: u64, end: u64 },
+    /// A PST item, by its node identifier.
+    Item(u32),
 }
 
 /// A message as a scan found it, before it has a UID.

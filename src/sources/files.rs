@@ -17,6 +17,7 @@ use super::disk::{DiskFolder, Found};
 use super::fs::{Fs, Local, Remote};
 use super::maildir::Maildir;
 use super::mbox::Mbox;
+use super::pst::Pst;
 use super::uids::{Seen, UidMap, flags_digest};
 use crate::accounts::Account;
 use crate::imap::cache::{CacheStore, FolderCacheKey};
@@ -34,6 +35,7 @@ use crate::spec::{SourceKind, SourceServer};
 pub enum Store {
     Maildir(Maildir),
     Mbox(Mbox),
+    Pst(Pst),
 }
 
 impl Store {
@@ -41,6 +43,7 @@ impl Store {
         match self {
             Store::Maildir(m) => m.folders(),
             Store::Mbox(m) => m.folders(),
+            Store::Pst(p) => p.folders(),
         }
     }
 
@@ -49,6 +52,8 @@ impl Store {
         match self {
             Store::Maildir(m) => m.subscriptions(delimiter),
             Store::Mbox(m) => m.subscriptions(delimiter),
+            // A PST has no subscriptions: every mail folder is subscribed.
+            Store::Pst(_) => Ok(None),
         }
     }
 
@@ -56,6 +61,7 @@ impl Store {
         match self {
             Store::Maildir(m) => m.scan(folder),
             Store::Mbox(m) => m.scan(folder),
+            Store::Pst(p) => p.scan(folder),
         }
     }
 
@@ -65,6 +71,7 @@ impl Store {
         match self {
             Store::Maildir(m) => m.read(found),
             Store::Mbox(m) => found.iter().map(|f| m.read(f)).collect(),
+            Store::Pst(p) => p.read(found),
         }
     }
 }
@@ -154,6 +161,17 @@ impl FileConnector {
         store: Arc<dyn CacheStore>,
     ) -> anyhow::Result<Self> {
         let kind = source.kind();
+        if let (SourceKind::Pst, Some(pst)) = (kind, &source.pst) {
+            return Ok(FileConnector {
+                kind,
+                path: PathTemplate::parse(&pst.file)
+                    .map_err(|e| anyhow::anyhow!("source.pst.file: {e}"))?,
+                inbox: None,
+                quoting: crate::spec::MboxQuoting::None,
+                fs: Arc::new(Local),
+                uids: Arc::new(UidMaps::new(store)),
+            });
+        }
         let files = match kind {
             SourceKind::Maildir => source.maildir.as_ref(),
             SourceKind::Mbox => source.mbox.as_ref(),
@@ -218,6 +236,17 @@ impl FileConnector {
                 Store::Maildir(Maildir::new(root.clone(), Arc::clone(&self.fs)))
             }
             SourceKind::Maildir => return Err(unusable("not a Maildir directory".into())),
+            SourceKind::Pst if is_dir => {
+                return Err(unusable("a directory, not a PST file".into()));
+            }
+            SourceKind::Pst => {
+                let file = root.clone();
+                tokio::task::spawn_blocking(move || super::pst::check(&file))
+                    .await
+                    .map_err(|e| unusable(format!("cannot read: {e}")))?
+                    .map_err(|e| unusable(e.to_string()))?;
+                Store::Pst(Pst::new(root.clone()))
+            }
             _ => {
                 let inbox = match &self.inbox {
                     Some(t) => Some(
@@ -306,10 +335,16 @@ impl FileSession {
         })
         .await?;
         let mut listing = Listing::default();
+        if let Store::Pst(p) = self.store.as_ref() {
+            listing.not_mail = p.not_mail();
+        }
         listing.delimiter = delimiter;
         listing.prefix = Some(String::new());
         for f in &folders {
-            let attributes: &[&str] = if f.selectable { &[] } else { &["\\Noselect"] };
+            let mut attributes: Vec<&str> = f.special_use.into_iter().collect();
+            if !f.selectable {
+                attributes.push("\\Noselect");
+            }
             // Dovecot's subscription file says which folders the user subscribed; without
             // one every folder that holds mail is subscribed on the destination.
             let is_subscribed = match &subscribed {
@@ -319,7 +354,7 @@ impl FileSession {
                 None => f.selectable,
             };
             listing.push_folder(
-                ListedFolder::new(&f.name, attributes, is_subscribed),
+                ListedFolder::new(&f.name, &attributes, is_subscribed),
                 f.wire.clone(),
             );
         }

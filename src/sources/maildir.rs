@@ -66,6 +66,7 @@ impl Maildir {
                         wire: wire.to_owned(),
                         at: path,
                         selectable: true,
+                        special_use: None,
                     });
                 }
             } else if inbox.is_none()
@@ -89,6 +90,7 @@ impl Maildir {
                 wire: "INBOX".into(),
                 at,
                 selectable: true,
+                special_use: None,
             });
         }
         Ok((with_parents(folders, delimiter), Some(delimiter)))
@@ -129,6 +131,7 @@ impl Maildir {
                 wire: wire.to_owned(),
                 at: dir.to_owned(),
                 selectable: true,
+                special_use: None,
             });
         }
         for (path, w) in below {
@@ -175,6 +178,7 @@ impl Maildir {
             .map(|f| match &f.place {
                 Place::File(p) => p.clone(),
                 Place::Range { file, .. } => file.clone(),
+                Place::Item(_) => PathBuf::new(),
             })
             .collect();
         Ok(self
@@ -211,6 +215,7 @@ fn with_parents(mut folders: Vec<DiskFolder>, delimiter: char) -> Vec<DiskFolder
             wire,
             at: PathBuf::new(),
             selectable: false,
+            special_use: None,
         });
     }
     folders.sort_by(|a, b| a.wire.cmp(&b.wire));
@@ -281,6 +286,7 @@ mod tests {
             wire: w.into(),
             at: PathBuf::from(w),
             selectable: true,
+            special_use: None,
         };
         let all = with_parents(vec![f("Archive.2019"), f("Sent")], '.');
         let names: Vec<(&str, bool)> = all

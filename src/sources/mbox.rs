@@ -108,6 +108,7 @@ impl Mbox {
             wire: "INBOX".into(),
             at,
             selectable: true,
+            special_use: None,
         };
         let mut out = Vec::new();
         if !self.is_dir {
@@ -140,6 +141,7 @@ impl Mbox {
                     wire: wire.clone(),
                     at: path.clone(),
                     selectable: false,
+                    special_use: None,
                 });
                 self.walk(&path, &format!("{wire}/"), out)?;
             } else if e.kind == Kind::File && is_mbox(self.fs.as_ref(), &path) {
@@ -149,6 +151,7 @@ impl Mbox {
                     wire: if top_inbox { "INBOX".into() } else { wire },
                     at: path,
                     selectable: true,
+                    special_use: None,
                 });
             } else if e.kind == Kind::File {
                 tracing::debug!(path = %path.display(), "not an mbox file; skipped");

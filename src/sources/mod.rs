@@ -1,5 +1,6 @@
 //! Where mail is read from: an IMAP server, or a source that is not one (Maildir and mbox
-//! files, [`maildir`], [`mbox`]; a POP3 server, [`pop3`]), all feeding the same copy engine.
+//! files, [`maildir`], [`mbox`]; an Outlook PST, [`pst`]; a POP3 server, [`pop3`]), all
+//! feeding the same copy engine.
 //!
 //! The seam is [`SourceSession`]: the operations the engine asks of a source (list the
 //! folders, STATUS, open one read-only, list its messages' identities and flags, read
@@ -18,6 +19,7 @@ pub mod fs;
 pub mod maildir;
 pub mod mbox;
 pub mod pop3;
+pub mod pst;
 
 use crate::imap::command::UidSet;
 use std::sync::Arc;
@@ -100,7 +102,7 @@ impl SourceConnector {
                     )?)
                 }
             }
-            SourceKind::Maildir | SourceKind::Mbox => {
+            SourceKind::Maildir | SourceKind::Mbox | SourceKind::Pst => {
                 SourceConnector::Files(FileConnector::new(source, resolver, store)?)
             }
         })

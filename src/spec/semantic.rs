@@ -117,7 +117,7 @@ impl Checker {
         match kinds.len() {
             0 => self.error(
                 p.clone(),
-                "no source: give one of `imap`, `pop3`, `maildir` or `mbox`",
+                "no source: give one of `imap`, `pop3`, `maildir`, `mbox` or `pst`",
             ),
             1 => {}
             _ => {
@@ -168,11 +168,15 @@ impl Checker {
                 }
             }
         }
+        if let Some(f) = &s.pst {
+            self.path_template(spec, &f.file, &p.key("pst").key("file"));
+        }
         if !s.kind().is_files() {
             return;
         }
         let kind = match s.kind() {
             super::SourceKind::Mbox => "an mbox",
+            super::SourceKind::Pst => "a PST",
             _ => "a Maildir",
         };
         if s.auth != super::Auth::default() {
@@ -206,7 +210,11 @@ impl Checker {
 
     /// A path template: absolute, known placeholders, one per mailbox.
     fn file_source(&mut self, spec: &MailMigrationSpec, f: &FileSource, p: &Path) {
-        match super::PathTemplate::parse(&f.path) {
+        self.path_template(spec, &f.path, p);
+    }
+
+    fn path_template(&mut self, spec: &MailMigrationSpec, path: &str, p: &Path) {
+        match super::PathTemplate::parse(path) {
             Err(why) => self.error(p.clone(), why.to_string()),
             Ok(t) => {
                 let mailboxes = spec.mailboxes.len() + usize::from(spec.lists_more_mailboxes());
@@ -214,8 +222,7 @@ impl Checker {
                     self.error(
                         p.clone(),
                         format!(
-                            "`{}` names the same files for every mailbox: put `{{user}}`, `{{local}}`, `{{domain}}` or `{{address}}` in it",
-                            f.path
+                            "`{path}` names the same files for every mailbox: put `{{user}}`, `{{local}}`, `{{domain}}` or `{{address}}` in it"
                         ),
                     );
                 }

@@ -151,7 +151,7 @@ pub struct Server {
     pub limits: Option<super::Limits>,
 }
 
-/// Where the mail comes from: exactly one of `imap`, `pop3`, `maildir` or `mbox`, and for
+/// Where the mail comes from: exactly one of `imap`, `pop3`, `maildir`, `mbox` or `pst`, and for
 /// the two servers how mailboxes log in.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -171,6 +171,11 @@ pub struct SourceServer {
     /// are levels of the hierarchy); mboxrd and mboxo `>From ` quoting undone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mbox: Option<FileSource>,
+    /// An Outlook PST (or OST) file a mailbox was exported to, read with libpff: its mail
+    /// folders by their display names, messages rebuilt as RFC 5322 with their attachments;
+    /// contacts, calendars and tasks reported as not mail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pst: Option<PstFile>,
     /// How mailboxes log in (the servers only).
     #[serde(default)]
     pub auth: Auth,
@@ -187,6 +192,7 @@ pub enum SourceKind {
     Pop3,
     Maildir,
     Mbox,
+    Pst,
 }
 
 impl SourceKind {
@@ -196,12 +202,16 @@ impl SourceKind {
             SourceKind::Pop3 => "pop3",
             SourceKind::Maildir => "maildir",
             SourceKind::Mbox => "mbox",
+            SourceKind::Pst => "pst",
         }
     }
 
     /// The source is files, not a server one logs in to.
     pub fn is_files(self) -> bool {
-        matches!(self, SourceKind::Maildir | SourceKind::Mbox)
+        matches!(
+            self,
+            SourceKind::Maildir | SourceKind::Mbox | SourceKind::Pst
+        )
     }
 }
 
@@ -213,6 +223,7 @@ impl SourceServer {
             (self.pop3.is_some(), SourceKind::Pop3),
             (self.maildir.is_some(), SourceKind::Maildir),
             (self.mbox.is_some(), SourceKind::Mbox),
+            (self.pst.is_some(), SourceKind::Pst),
         ]
         .into_iter()
         .filter_map(|(given, k)| given.then_some(k))
@@ -256,6 +267,17 @@ pub struct FileSource {
     /// of on this machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<Ssh>,
+}
+
+/// A PST file on this machine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PstFile {
+    /// Each mailbox's file, with the placeholders of a Maildir's `path` (`{user}`,
+    /// `{local}`, `{domain}`, `{address}`): e.g. `/exports/{local}.pst`. Without a
+    /// placeholder, for one mailbox only.
+    #[schemars(length(min = 1, max = 4096))]
+    pub file: String,
 }
 
 /// How an mbox writer quoted body lines beginning with `From `.

@@ -52,6 +52,8 @@ pub struct Listing {
     pub create_special_use: bool,
     /// The server is Gmail (`X-GM-EXT-1`): its folders are labels and views.
     pub gmail: bool,
+    /// Folders of what is not mail, not listed (a PST's contacts and calendars).
+    pub not_mail: Vec<super::report::NotMail>,
     wire: HashMap<String, String>,
 }
 
