@@ -538,8 +538,9 @@ async fn fetch_meta(
 }
 
 /// A listing in UID order, each UID once (the last answer for it, as a map keyed by UID
-/// would keep). Collected as a vector and sorted once: a map of a million entries would
-/// hold about twice the memory while it is built, and the vector made from it beside it.
+/// would keep). Collected as a vector, sorted once and compacted in place: a map of a
+/// million entries, or a second vector the entries are moved into, would hold about twice
+/// the listing's memory while it is built.
 fn by_uid(mut entries: Vec<Entry>) -> Vec<Entry> {
     // Servers answer in UID order: then nothing is sorted, and a stable sort's buffer of
     // half a listing is not needed. Stable otherwise, so that of two answers for one UID
@@ -547,15 +548,19 @@ fn by_uid(mut entries: Vec<Entry>) -> Vec<Entry> {
     if !entries.is_sorted_by_key(|e| e.uid) {
         entries.sort_by_key(|e| e.uid);
     }
-    let mut out: Vec<Entry> = Vec::with_capacity(entries.len());
-    for e in entries {
-        match out.last_mut() {
-            Some(last) if last.uid == e.uid => *last = e,
-            _ => out.push(e),
+    let mut kept = 0;
+    for i in 0..entries.len() {
+        let superseded = entries
+            .get(i + 1)
+            .is_some_and(|next| next.uid == entries[i].uid);
+        if !superseded {
+            entries.swap(kept, i);
+            kept += 1;
         }
     }
-    out.shrink_to_fit();
-    out
+    entries.truncate(kept);
+    entries.shrink_to_fit();
+    entries
 }
 
 /// The Message-IDs of the messages in `uids` that have one, for a report that names them
@@ -650,4 +655,36 @@ async fn logout(conn: &mut Connection) {
         proto::run(conn, &Command::Logout, "LOGOUT", |_| {}),
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(uid: u32, size: u32) -> Entry {
+        Entry {
+            uid,
+            key: MessageKey::of_message_id(&format!("<{uid}@example.com>")),
+            flags: FlagSet::new(),
+            internal_date: None,
+            size,
+        }
+    }
+
+    #[test]
+    fn a_listing_is_by_uid_with_the_last_answer_for_each() {
+        let answers = vec![
+            entry(3, 30),
+            entry(1, 10),
+            entry(3, 31),
+            entry(2, 20),
+            entry(1, 11),
+            entry(3, 32),
+        ];
+        let got: Vec<(u32, u32)> = by_uid(answers).iter().map(|e| (e.uid, e.size)).collect();
+        assert_eq!(got, [(1, 11), (2, 20), (3, 32)]);
+        let in_order: Vec<Entry> = (1..=5).map(|u| entry(u, u)).collect();
+        assert_eq!(by_uid(in_order.clone()), in_order);
+        assert!(by_uid(Vec::new()).is_empty());
+    }
 }
