@@ -1754,3 +1754,91 @@ fn many_batches_read_ahead_arrive_exact_and_a_resync_only_takes_status() -> Resu
     );
     Ok(())
 }
+
+#[test]
+fn a_first_copy_in_windows_is_exact_with_sparse_uids_duplicates_and_a_refusal() -> Result<()> {
+    // The tests' window is 40 messages: 100 messages over UIDs 1..150 are listed in three
+    // windows of 60 UIDs, the last open-ended.
+    let src = dovecot("win-src").start()?;
+    let dst = dovecot("win-dst").max_message_size(6000).start()?;
+    let date = "07-Jul-2021 07:07:07 +0000";
+    let dup = message("dup", "the same message", "three times in the source\r\n");
+    let inbox: Vec<(&str, &str, Vec<u8>)> = (1..=150u32)
+        .map(|uid| {
+            let m = match uid {
+                5 | 6 | 130 => dup.clone(),
+                100 => message("big", "too big", &"x".repeat(10_000)),
+                _ => message(
+                    &format!("w{uid}"),
+                    &format!("W {uid}"),
+                    &format!("{uid}\r\n"),
+                ),
+            };
+            (["", "\\Seen", "\\Flagged $Work"][uid as usize % 3], date, m)
+        })
+        .collect();
+    load(&src, "INBOX", &inbox)?;
+    on(
+        &src,
+        &[
+            "SELECT INBOX",
+            "UID STORE 41:90 +FLAGS.SILENT (\\Deleted)",
+            "EXPUNGE",
+        ],
+    )?;
+    let before = store_flags(&src)?;
+    let state = tempfile::tempdir()?;
+    let store = Arc::new(StateDir::at(state.path()));
+    let recorder = Recorder::default();
+    let engine = engine(
+        src.imap_port(),
+        dst.imap_port(),
+        None,
+        store.clone(),
+        &recorder,
+    );
+    let rt = runtime();
+    let report = rt.block_on(engine.sync_mailbox(&account()));
+    let inbox_report = &report.folders[0];
+    assert_eq!(inbox_report.source, "INBOX");
+    assert_eq!(inbox_report.source_messages, 100, "{report:#?}");
+    assert_eq!(inbox_report.copied, 99, "{report:#?}");
+    assert_eq!(inbox_report.refused.len(), 1, "{report:#?}");
+    assert_eq!(
+        inbox_report.refused[0].message.message_id.as_deref(),
+        Some("big@test")
+    );
+    assert!(inbox_report.missing.is_empty(), "{report:#?}");
+    // The destination holds the source's messages (the duplicate three times), all but the
+    // refused one.
+    let by_body = |mut v: Vec<Msg>| {
+        v.sort_by(|a, b| a.body.cmp(&b.body));
+        v
+    };
+    let mut expected = messages(&src, "INBOX")?;
+    expected.retain(|m| m.body.len() < 10_000);
+    assert_eq!(expected.len(), 99);
+    let copied = messages(&dst, "INBOX")?;
+    assert_eq!(copied.iter().filter(|m| m.body == dup).count(), 3);
+    assert_eq!(by_body(copied), by_body(expected));
+    // Listed window by window, never whole.
+    let sent = recorder.sent();
+    for window in ["UID FETCH 1:60 ", "UID FETCH 61:120 ", "UID FETCH 121:* "] {
+        assert!(sent.contains(window), "{window}: {sent}");
+    }
+    assert!(!sent.contains("UID FETCH 1:* "), "{sent}");
+    assert_read_only(&sent);
+    assert_eq!(store_flags(&src)?, before);
+
+    // The cache the windows wrote pairs every copy: a re-sync copies nothing and compares
+    // nothing but the refused message, which is tried again.
+    let again = Recorder::default();
+    let engine = self::engine(src.imap_port(), dst.imap_port(), None, store, &again);
+    let report = rt.block_on(engine.sync_mailbox(&account()));
+    assert_eq!(report.folders[0].copied, 0, "{report:#?}");
+    assert_eq!(report.folders[0].refused.len(), 1, "{report:#?}");
+    assert_eq!(report.folders[0].skipped, 99, "{report:#?}");
+    assert_eq!(messages(&dst, "INBOX")?.len(), 99);
+    assert_read_only(&again.sent());
+    Ok(())
+}

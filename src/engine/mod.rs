@@ -82,6 +82,11 @@ pub struct Options {
     /// both servers have a free slot under their `maxConnections` at that moment, so a
     /// limit of 1 (or other mailboxes using the slots) simply means one folder at a time.
     pub folder_concurrency: usize,
+    /// A first copy into an empty destination folder lists the source about this many
+    /// messages at a time (a range of UIDs) and copies each window before listing the next,
+    /// so that a folder of a million messages is never held as one listing. Folders of at
+    /// most this many messages, and every other pass, list the whole folder at once.
+    pub list_window: u32,
     pub retry: RetryPolicy,
 }
 
@@ -99,6 +104,8 @@ impl Default for Options {
             batch_bytes: 4_000_000,
             batch_messages: 200,
             folder_concurrency: 2,
+            // 50,000 entries are under 3 MB; a window's fixed cost is one round trip.
+            list_window: 50_000,
             retry: RetryPolicy::default(),
         }
     }

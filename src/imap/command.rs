@@ -69,6 +69,11 @@ impl UidSet {
         UidSet(format!("{first}:*"))
     }
 
+    /// `first` to `last`, both included (`first <= last`).
+    pub fn range(first: u32, last: u32) -> UidSet {
+        UidSet(format!("{first}:{last}"))
+    }
+
     /// Exactly `uids`, which are ascending and distinct; runs become ranges.
     pub fn of(uids: &[u32]) -> UidSet {
         let mut out = String::new();

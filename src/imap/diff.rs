@@ -151,7 +151,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn of(entries: &[Entry]) -> Tally {
+    pub fn of(entries: &[Entry]) -> Tally {
         Tally {
             messages: entries.len() as u64,
             bytes: entries.iter().map(|e| u64::from(e.size)).sum(),

@@ -193,6 +193,9 @@ pub fn test_options() -> Options {
         batch_messages: 25,
         // Two folders at once, as by default: the crash and retry tests run through it.
         folder_concurrency: 2,
+        // Small windows: every first copy of a folder of more than 40 messages into an
+        // empty one (the crash and retry tests' among them) goes window by window.
+        list_window: 40,
         retry: RetryPolicy {
             initial: std::time::Duration::from_millis(100),
             max: std::time::Duration::from_secs(2),
