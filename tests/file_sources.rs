@@ -177,20 +177,6 @@ spec:
     )
 }
 
-fn sync_json(dir: &Path) -> Result<serde_json::Value> {
-    let out = mailshift(
-        dir,
-        &["sync", "-f", "m.yaml", "--state", "state", "-o", "json"],
-    );
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(serde_json::from_slice(&out.stdout)?)
-}
-
 /// The destination holds exactly what the old Dovecot served.
 fn assert_exact(served: &BTreeMap<String, Vec<Msg>>, dst: &Dovecot) -> Result<()> {
     for (name, want) in served {

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -70,20 +69,6 @@ spec:
         src.pop3_port(),
         dst.imap_port()
     )
-}
-
-fn sync_json(dir: &Path) -> Result<serde_json::Value> {
-    let out = mailshift(
-        dir,
-        &["sync", "-f", "m.yaml", "--state", "state", "-o", "json"],
-    );
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(serde_json::from_slice(&out.stdout)?)
 }
 
 /// The destination's INBOX holds every source message once, byte for byte, without flags,

@@ -189,20 +189,6 @@ spec:
     )
 }
 
-fn sync_json(dir: &Path) -> Result<serde_json::Value> {
-    let out = mailshift(
-        dir,
-        &["sync", "-f", "m.yaml", "--state", "state", "-o", "json"],
-    );
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(serde_json::from_slice(&out.stdout)?)
-}
-
 /// The destination folder holding the given SPECIAL-USE attribute.
 fn special(dst: &Dovecot, attr: &str) -> Result<String> {
     let all = folders(dst)?;

@@ -662,7 +662,8 @@ impl Pop3Session {
         for (m, header) in picked.iter().zip(headers) {
             let date = arrival(&header);
             if let Some((listed, _, _, _)) = self.listed.as_mut()
-                && let Some(l) = listed.iter_mut().find(|l| l.uid == m.uid)
+                && let Ok(i) = listed.binary_search_by_key(&m.uid, |l| l.uid)
+                && let Some(l) = listed.get_mut(i)
             {
                 l.date = date;
             }

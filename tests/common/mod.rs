@@ -270,6 +270,21 @@ pub fn mailshift(dir: &Path, args: &[&str]) -> Output {
         .expect("mailshift runs")
 }
 
+/// `mailshift sync -f m.yaml --state state -o json` in `dir`, which must succeed: its report.
+pub fn sync_json(dir: &Path) -> Result<serde_json::Value> {
+    let out = mailshift(
+        dir,
+        &["sync", "-f", "m.yaml", "--state", "state", "-o", "json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
 /// The commands (first word after the tag, upper-cased, `UID` joined to the next word)
 /// in what a Recorder captured, with the full lines.
 pub fn commands(sent: &str) -> Vec<(String, String)> {
