@@ -229,8 +229,14 @@ async fn full(
         .map(FolderCache::known_pairs)
         .unwrap_or_default();
     let mut d = diff(&source_entries, &dest_entries, &known, &storable);
-    // What is held while copying grows with the folder: what is done with goes first.
+    // What is held while copying grows with the folder: what is done with goes first. Of
+    // the destination's listing only the messages the source lacks are read again (for the
+    // cache and the report).
     drop(known);
+    let unmatched: BTreeSet<u32> = d.extra.iter().chain(&d.surplus).copied().collect();
+    dest_entries.retain(|e| unmatched.contains(&e.uid));
+    dest_entries.shrink_to_fit();
+    drop(unmatched);
     let uids_to_copy = std::mem::take(&mut d.to_copy);
 
     // Refused by an earlier attempt of this run: not tried again within it (it would be
