@@ -9,13 +9,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::Result;
 use common::*;
 use mailshift::imap::mutf7;
-use mailshift_harness::{Dovecot, DovecotBuilder, wait};
+use mailshift_harness::{Dovecot, DovecotBuilder};
 
 const FLAGS: [&str; 7] = [
     "",
@@ -419,19 +418,7 @@ fn killed_and_resumed(
     )?;
     let mut kills = 0;
     for target in [150, 500, 900] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mailshift"))
-            .args(["sync", "-f", "m.yaml", "--state", "state"])
-            .current_dir(dir.path())
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        wait::until_true(Duration::from_secs(60), "messages to arrive", || {
-            Ok(child.try_wait()?.is_some() || count(&dst, "INBOX") >= target)
-        })?;
-        if child.try_wait()?.is_none() {
-            child.kill()?;
-            child.wait()?;
+        if sync_killed_at(dir.path(), target, || count(&dst, "INBOX"))? {
             kills += 1;
         }
         let got = messages(&dst, "INBOX")?;

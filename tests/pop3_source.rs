@@ -6,12 +6,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 use anyhow::Result;
 use common::*;
-use mailshift_harness::{Dovecot, wait};
+use mailshift_harness::Dovecot;
 
 /// `n` messages from `first`; every third with a Received field whose date differs from
 /// its Date field.
@@ -144,19 +141,7 @@ fn a_pop3_copy_killed_midway_resumes_to_an_exact_copy() -> Result<()> {
     std::fs::write(dir.path().join("m.yaml"), manifest_for(&src, &dst))?;
     let mut kills = 0;
     for target in [100, 400] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mailshift"))
-            .args(["sync", "-f", "m.yaml", "--state", "state"])
-            .current_dir(dir.path())
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        wait::until_true(Duration::from_secs(60), "messages to arrive", || {
-            Ok(child.try_wait()?.is_some() || count(&dst, "INBOX") >= target)
-        })?;
-        if child.try_wait()?.is_none() {
-            child.kill()?;
-            child.wait()?;
+        if sync_killed_at(dir.path(), target, || count(&dst, "INBOX"))? {
             kills += 1;
         }
     }

@@ -12,13 +12,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use base64::Engine as _;
 use common::*;
-use mailshift_harness::{Dovecot, wait};
+use mailshift_harness::Dovecot;
 
 fn testdata() -> PathBuf {
     std::env::var_os("MAILSHIFT_TEST_SERVERS")
@@ -404,19 +403,7 @@ fn a_pst_copy_killed_midway_resumes_to_an_exact_copy() -> Result<()> {
     };
     let mut kills = 0;
     for target in [10, 35] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mailshift"))
-            .args(["sync", "-f", "m.yaml", "--state", "state"])
-            .current_dir(dir.path())
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        wait::until_true(Duration::from_secs(60), "messages to arrive", || {
-            Ok(child.try_wait()?.is_some() || on_dst(&dst) >= target)
-        })?;
-        if child.try_wait()?.is_none() {
-            child.kill()?;
-            child.wait()?;
+        if sync_killed_at(dir.path(), target, || on_dst(&dst))? {
             kills += 1;
         }
         assert!(on_dst(&dst) <= total, "more messages than the PST holds");

@@ -285,6 +285,29 @@ pub fn sync_json(dir: &Path) -> Result<serde_json::Value> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
+/// Runs `mailshift sync -f m.yaml --state state` in `dir` and kills it (SIGKILL) as soon as
+/// `copied()` reaches `target`, unless it ended first. True when it was killed midway.
+pub fn sync_killed_at(dir: &Path, target: usize, copied: impl Fn() -> usize) -> Result<bool> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailshift"))
+        .args(["sync", "-f", "m.yaml", "--state", "state"])
+        .current_dir(dir)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    mailshift_harness::wait::until_true(
+        std::time::Duration::from_secs(60),
+        "messages to arrive",
+        || Ok(child.try_wait()?.is_some() || copied() >= target),
+    )?;
+    if child.try_wait()?.is_some() {
+        return Ok(false);
+    }
+    child.kill()?;
+    child.wait()?;
+    Ok(true)
+}
+
 /// The commands (first word after the tag, upper-cased, `UID` joined to the next word)
 /// in what a Recorder captured, with the full lines.
 pub fn commands(sent: &str) -> Vec<(String, String)> {
