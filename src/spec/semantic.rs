@@ -6,9 +6,7 @@ use std::collections::HashMap;
 
 use chrono::NaiveTime;
 
-use super::{
-    AuthMethod, Endpoint, FileSource, MailMigrationSpec, SecretRef, Server, SourceServer, TlsMode,
-};
+use super::{AuthMethod, Endpoint, MailMigrationSpec, SecretRef, Server, SourceServer, TlsMode};
 use crate::manifest::{Issue, Path, Severity};
 
 /// Every semantic problem of `spec`, whose own path is `base` (normally `spec`).
@@ -139,7 +137,7 @@ impl Checker {
         }
         for (kind, files) in [("maildir", &s.maildir), ("mbox", &s.mbox)] {
             if let Some(f) = files {
-                self.file_source(spec, f, &p.key(kind).key("path"));
+                self.path_template(spec, &f.path, &p.key(kind).key("path"));
                 if let Some(ssh) = &f.ssh
                     && let Err(why) = host_or_ip(&ssh.host)
                 {
@@ -208,11 +206,7 @@ impl Checker {
         }
     }
 
-    /// A path template: absolute, known placeholders, one per mailbox.
-    fn file_source(&mut self, spec: &MailMigrationSpec, f: &FileSource, p: &Path) {
-        self.path_template(spec, &f.path, p);
-    }
-
+    /// A file source's path template: absolute, known placeholders, one per mailbox.
     fn path_template(&mut self, spec: &MailMigrationSpec, path: &str, p: &Path) {
         match super::PathTemplate::parse(path) {
             Err(why) => self.error(p.clone(), why.to_string()),
