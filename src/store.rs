@@ -3,7 +3,8 @@
 //!
 //! Every write is crash-safe: the new content goes to a temporary file in the same
 //! directory, is flushed to disk, and replaces the old file by rename, so a reader (or a
-//! restart after SIGKILL) sees either the old or the new content, never a torn one. The
+//! restart after SIGKILL) sees either the old or the new content, never a torn one (the
+//! record of an append in flight skips the flush: it is written twice a batch). The
 //! stored data is only a cache of what the servers say; losing it costs time, not mail.
 
 use std::fs;
@@ -15,6 +16,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::imap::cache::{CacheHead, FolderCache, FolderCacheKey};
 pub use crate::imap::cache::{CacheStore, NoCache};
+use crate::imap::in_flight::InFlight;
 use crate::imap::uid_map::UidMap;
 use crate::spec::MailMigrationStatus;
 
@@ -120,15 +122,21 @@ impl StateDir {
     }
 
     fn source_uids_path(&self, key: &FolderCacheKey) -> PathBuf {
-        self.root
-            .join("source-uids")
-            .join(sanitize(&key.mailbox))
-            .join(format!("{}.json", sanitize(&key.source_folder)))
+        self.folder_file("source-uids", key)
     }
 
     fn cache_path(&self, key: &FolderCacheKey) -> PathBuf {
+        self.folder_file("cache", key)
+    }
+
+    fn in_flight_path(&self, key: &FolderCacheKey) -> PathBuf {
+        self.folder_file("in-flight", key)
+    }
+
+    /// `DIR/<kind>/<mailbox>/<folder>.json`.
+    fn folder_file(&self, kind: &str, key: &FolderCacheKey) -> PathBuf {
         self.root
-            .join("cache")
+            .join(kind)
             .join(sanitize(&key.mailbox))
             .join(format!("{}.json", sanitize(&key.source_folder)))
     }
@@ -238,6 +246,33 @@ impl CacheStore for StateDir {
     fn save_source_uids(&self, key: &FolderCacheKey, map: &UidMap) -> Result<()> {
         write_json(&self.source_uids_path(key), map)
     }
+
+    fn load_in_flight(&self, key: &FolderCacheKey) -> Result<Option<InFlight>> {
+        // Only a crash of the machine tears one (it is not flushed), and that ended the
+        // connection too: as good as none.
+        match read_json(&self.in_flight_path(key)) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                tracing::warn!(folder = %key, error = %e, "unreadable record of an append in flight; dropped");
+                Ok(None)
+            }
+        }
+    }
+
+    fn save_in_flight(&self, key: &FolderCacheKey, batch: Option<&InFlight>) -> Result<()> {
+        let path = self.in_flight_path(key);
+        match batch {
+            // Not flushed to disk: twice a batch, and what it guards against (a killed
+            // process, a cut connection) leaves the page cache alone.
+            Some(b) => write_unsynced(&path, &serde_json::to_vec(b)?),
+            None => match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(e).with_context(|| format!("removing {}", path.display()))
+                }
+                _ => Ok(()),
+            },
+        }
+    }
 }
 
 /// A file name for any string: safe characters kept, the rest %-escaped, so that distinct
@@ -301,6 +336,19 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 /// Write-to-temporary, fsync, rename, fsync the directory.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     write_with(path, |file| Ok(file.write_all(bytes)?))
+}
+
+/// Write-to-temporary and rename, without waiting for the disk: never torn by a killed
+/// process, cheap enough to do per batch.
+fn write_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().context("a state file has a directory")?;
+    private_dir(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path)
+        .with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
 }
 
 /// [`write_file`] of what `write` writes to the temporary file.

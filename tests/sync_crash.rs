@@ -345,3 +345,98 @@ fn dropped_connections_and_a_restarted_server_are_survived() -> Result<()> {
     }
     Ok(())
 }
+
+/// The race a kill can leave: a batch sent in full, killed before its answer, committed by
+/// the destination only after the next run has listed the folder. The proxy holds the
+/// batch (as a slow server would sit on it) until the next run is up; released, it lands,
+/// and the next run must not have copied it again.
+#[test]
+fn a_batch_killed_on_the_wire_and_committed_late_is_not_copied_twice() -> Result<()> {
+    use std::io::BufRead;
+    let mut rng = Rng(0x1a7e);
+    let src = dovecot("late-src").start()?;
+    let dst = dovecot("late-dst").start()?;
+    // Small messages: several MULTIAPPEND batches of 200.
+    let corpus: Vec<_> = corpus(&mut rng, 0, 900)
+        .into_iter()
+        .filter(|(_, _, m)| m.len() < 10_000)
+        .collect();
+    load(&src, "INBOX", &corpus)?;
+    let wire = vec!["INBOX".to_owned()];
+    let proxy = Proxy::start(dst.imap_port())?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        manifest("late", src.imap_port(), proxy.port(), ""),
+    )?;
+    let run = |log: &str| {
+        Command::new(env!("CARGO_BIN_EXE_mailshift"))
+            .args(["sync", "-f", "m.yaml", "--state", "state"])
+            .current_dir(dir.path())
+            .env("RUST_LOG", log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+    };
+
+    let mut first = run("error")?;
+    wait::until_true(Duration::from_secs(60), "the first batch", || {
+        Ok(first.try_wait()?.is_some() || count_messages(&dst, &wire) > 0)
+    })?;
+    proxy.hold_next_append();
+    wait::until_true(Duration::from_secs(60), "a batch to hold", || {
+        Ok(first.try_wait()?.is_some() || proxy.holds_an_append())
+    })?;
+    ensure!(
+        first.try_wait()?.is_none(),
+        "the first run finished before a batch could be held"
+    );
+    first.kill()?;
+    first.wait()?;
+    let landed_before = count_messages(&dst, &wire);
+
+    // The next run, up while the batch is still on its way.
+    let mut second = run("mailshift=info")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = second.stderr.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let waiting = line.contains("waiting for it to land");
+            if tx.send((line, waiting)).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = Vec::new();
+    wait::until_true(
+        Duration::from_secs(60),
+        "the next run to wait or end",
+        || {
+            while let Ok((line, waiting)) = rx.try_recv() {
+                log.push(line);
+                if waiting {
+                    return Ok(true);
+                }
+            }
+            Ok(second.try_wait()?.is_some())
+        },
+    )?;
+    proxy.release()?;
+    let status = second.wait()?;
+    log.extend(rx.try_iter().map(|(line, _)| line));
+    ensure!(status.success(), "the next run failed:\n{}", log.join("\n"));
+
+    let total = nothing_twice(&src, &dst, &wire)?;
+    assert_eq!(total as usize, corpus.len(), "{}", log.join("\n"));
+    assert!(messages(&src, "INBOX")? == messages(&dst, "INBOX")?);
+    assert!(
+        log.iter()
+            .any(|l| l.contains("unanswered batch settled") && l.contains("Landed")),
+        "the held batch was seen to land ({landed_before} messages before it):\n{}",
+        log.join("\n")
+    );
+    Ok(())
+}

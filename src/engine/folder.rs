@@ -14,6 +14,7 @@ use crate::imap::cache::{
 };
 use crate::imap::command::UidSet;
 use crate::imap::diff::{Entry, FlagUpdate, FolderDiff, Tally, diff};
+use crate::imap::in_flight::InFlight;
 use crate::imap::proto::ImapError;
 use crate::imap::report::{MessageRef, RefusedMessage};
 use crate::imap::session::{
@@ -80,9 +81,11 @@ pub(super) async fn sync_folder(
     st: &mut FolderState,
 ) -> Result<(), ImapError> {
     let key = FolderCacheKey::new(t.address, t.source);
+    // A batch the last run sent and never heard back about may still land: seen first.
+    let waited = super::landing::settle(engine, dst, t, &key).await?;
     // The snapshots come first: anything that happens after them shows up next time. Both
     // at once: they are independent, and on a re-sync with nothing to do they are the pass.
-    let (src_status, dst_status) = match t.snapshot {
+    let (src_status, dst_status) = match t.snapshot.filter(|_| !waited) {
         Some(taken) => taken,
         None => {
             let (s, d) = tokio::join!(src.status(&t.source_wire), dst.status(&t.dest_wire));
@@ -984,7 +987,20 @@ async fn append_batch(
     let faulted = source_faults(t, batch, faults, out);
     let bytes = good.iter().map(|m| m.body.len() as u64).sum();
     p.engine.governors.1.pace(good.len(), bytes).await;
-    let outcomes = dst.append(&t.dest_wire, &good).await?;
+    // Recorded until answered: a later pass must not list the destination while it may
+    // still land (see `crate::imap::in_flight`).
+    let in_flight = dst
+        .next_uid(&t.dest_wire)
+        .filter(|_| !good.is_empty())
+        .map(|next| InFlight::new(&t.dest_wire, next, good.len()));
+    if in_flight.is_some() {
+        super::landing::record(p.engine, p.key, in_flight.as_ref())?;
+    }
+    let appended = dst.append(&t.dest_wire, &good).await;
+    if in_flight.is_some() && !matches!(&appended, Err(e) if super::landing::unanswered(e)) {
+        super::landing::record(p.engine, p.key, None)?;
+    }
+    let outcomes = appended?;
     if !dst.takes_binary() {
         note_inexact(t, &good, &outcomes, st);
     }

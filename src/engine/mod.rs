@@ -36,6 +36,7 @@
 
 mod answers;
 mod folder;
+mod landing;
 mod names;
 mod naming;
 pub mod retry;

@@ -624,6 +624,26 @@ pub trait CacheStore: Send + Sync {
         Ok(())
     }
 
+    /// The batch of a folder's pass sent to the destination and not yet answered (see
+    /// [`super::in_flight`]). A store that keeps none cannot tell a later pass to wait for it.
+    fn load_in_flight(
+        &self,
+        _: &FolderCacheKey,
+    ) -> anyhow::Result<Option<super::in_flight::InFlight>> {
+        Ok(None)
+    }
+
+    /// Records (`Some`) or clears (`None`) a folder's batch in flight. Called twice a batch:
+    /// cheap, and safe against the process being killed, not necessarily against the
+    /// machine losing power (then the connection is lost before the batch is whole).
+    fn save_in_flight(
+        &self,
+        _: &FolderCacheKey,
+        _: Option<&super::in_flight::InFlight>,
+    ) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// The UIDs mailshift gave the messages of a source folder that has none of its own
     /// (files, POP3; see [`crate::imap::uid_map`]). A store that keeps none gives new ones
     /// each run, under a new UIDVALIDITY.

@@ -16,6 +16,7 @@ pub mod folders;
 pub mod gmail;
 pub mod guard;
 pub mod identity;
+pub mod in_flight;
 pub mod mutf7;
 pub mod namespace;
 pub mod pairs;

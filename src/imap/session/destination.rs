@@ -8,6 +8,10 @@ use crate::imap::command::{AppendItem, StoreOp};
 pub struct DestinationSession {
     conn: Connection,
     selected: Option<String>,
+    /// The selected folder's UIDVALIDITY and UIDNEXT as this session knows them: what the
+    /// SELECT said, moved on by the appends answered since (mail delivered meanwhile by
+    /// others is not seen, so the real UIDNEXT may be higher).
+    next_uid: Option<(u32, u32)>,
 }
 
 impl DestinationSession {
@@ -15,6 +19,7 @@ impl DestinationSession {
         DestinationSession {
             conn,
             selected: None,
+            next_uid: None,
         }
     }
 
@@ -88,8 +93,20 @@ impl DestinationSession {
     pub async fn select(&mut self, wire: &str) -> Result<Selected, ImapError> {
         self.selected = None;
         let sel = open(&mut self.conn, wire, false).await?;
-        self.selected = Some(wire.to_owned());
+        self.opened(wire, &sel);
         Ok(sel)
+    }
+
+    fn opened(&mut self, wire: &str, sel: &Selected) {
+        self.selected = Some(wire.to_owned());
+        self.next_uid = sel.uid_validity.zip(sel.uid_next);
+    }
+
+    /// UIDVALIDITY and UIDNEXT of `wire` as far as this session knows them, when `wire`
+    /// is the selected folder (see [`crate::imap::in_flight`]).
+    pub fn next_uid(&self, wire: &str) -> Option<(u32, u32)> {
+        self.next_uid
+            .filter(|_| self.selected.as_deref() == Some(wire))
     }
 
     /// SELECT `wire` and list its messages in `uids`, the listing pipelined behind the
@@ -101,7 +118,7 @@ impl DestinationSession {
     ) -> Result<(Selected, Vec<Entry>), ImapError> {
         self.selected = None;
         let listed = open_and_list(&mut self.conn, wire, false, uids, None).await?;
-        self.selected = Some(wire.to_owned());
+        self.opened(wire, &listed.0);
         Ok(listed)
     }
 
@@ -109,7 +126,7 @@ impl DestinationSession {
     pub async fn examine(&mut self, wire: &str) -> Result<Selected, ImapError> {
         self.selected = None;
         let sel = open(&mut self.conn, wire, true).await?;
-        self.selected = Some(wire.to_owned());
+        self.opened(wire, &sel);
         Ok(sel)
     }
 
@@ -209,6 +226,7 @@ impl DestinationSession {
         messages: &[Outgoing],
     ) -> Result<Vec<AppendOutcome>, ImapError> {
         let outcomes = self.append_all(wire, messages).await?;
+        self.appended(wire, &outcomes);
         for o in &outcomes {
             if let AppendOutcome::Refused(reason) = o
                 && (crate::imap::throttle::hint(reason).is_some()
@@ -218,6 +236,28 @@ impl DestinationSession {
             }
         }
         Ok(outcomes)
+    }
+
+    /// Moves [`Self::next_uid`] past what was appended to the selected folder.
+    fn appended(&mut self, wire: &str, outcomes: &[AppendOutcome]) {
+        let Some((validity, mut next)) = self.next_uid(wire) else {
+            return;
+        };
+        for o in outcomes {
+            match o {
+                AppendOutcome::Appended(Some((v, uid))) if *v == validity => {
+                    next = next.max(uid.saturating_add(1));
+                }
+                // A new UIDVALIDITY: what this session knew is wrong now.
+                AppendOutcome::Appended(Some(_)) => {
+                    self.next_uid = None;
+                    return;
+                }
+                AppendOutcome::Appended(None) => next = next.saturating_add(1),
+                AppendOutcome::Refused(_) => {}
+            }
+        }
+        self.next_uid = Some((validity, next));
     }
 
     async fn append_all(

@@ -7,12 +7,20 @@
 //! // point the client at proxy.port() ...
 //! proxy.cut_after(1_000_000); // drop everything once 1 MB more has been forwarded
 //! proxy.cut_all();            // or now
+//! proxy.hold_next_append();    // keep the next IMAP APPEND from the server ...
+//! proxy.release();             // ... until now (then the client's side is closed)
 //! # Ok(()) }
 //! ```
 //!
 //! Connections are forwarded by two threads each; cutting shuts both sockets down, so both
 //! ends see the connection end at once. The proxy keeps accepting new connections after a
 //! cut. Dropping it stops the listener and cuts what is left.
+//!
+//! A held APPEND is what a server meets when its client dies with a batch on the wire: the
+//! whole command arrives, late, and the connection ends after it. The client's bytes are
+//! read into the proxy from the next APPEND command on (found by following the IMAP
+//! command grammar: lines, and literals `{n}`, `{n+}`, `~{n+}` inside them) and forwarded
+//! only by [`Proxy::release`].
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -43,6 +51,21 @@ struct Shared {
     cuts: AtomicU64,
     accepted: AtomicU64,
     stop: AtomicBool,
+    /// Hold the next APPEND a client starts.
+    hold_armed: AtomicBool,
+    held: Mutex<Option<Held>>,
+}
+
+/// A client's bytes kept from the server, from the start of an APPEND command on.
+#[derive(Debug)]
+struct Held {
+    server: TcpStream,
+    bytes: Vec<u8>,
+    /// The APPEND command is held whole (its last literal and line included).
+    complete: bool,
+    /// The client's side ended meanwhile: close the server's side after the release.
+    client_gone: bool,
+    released: bool,
 }
 
 impl Proxy {
@@ -58,6 +81,8 @@ impl Proxy {
             cuts: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            hold_armed: AtomicBool::new(false),
+            held: Mutex::new(None),
         });
         let s = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
@@ -99,6 +124,37 @@ impl Proxy {
     /// Bytes forwarded so far (both directions).
     pub fn forwarded(&self) -> u64 {
         self.shared.forwarded.load(Ordering::SeqCst)
+    }
+
+    /// Keeps the next APPEND command any client sends (and what that client sends after
+    /// it) from the server until [`Proxy::release`].
+    pub fn hold_next_append(&self) {
+        self.shared.hold_armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a whole APPEND command is being held.
+    pub fn holds_an_append(&self) -> bool {
+        lock(&self.shared.held)
+            .as_ref()
+            .is_some_and(|h| h.complete && !h.released)
+    }
+
+    /// Sends what was held to the server and forwards that client's bytes from now on; if
+    /// the client has gone meanwhile, the server then sees the connection end.
+    pub fn release(&self) -> Result<()> {
+        let mut held = lock(&self.shared.held);
+        let Some(h) = held.as_mut().filter(|h| !h.released) else {
+            anyhow::bail!("nothing is held");
+        };
+        h.released = true;
+        let mut server = &h.server;
+        server
+            .write_all(&h.bytes)
+            .context("releasing the held bytes")?;
+        if h.client_gone {
+            let _ = server.shutdown(Shutdown::Write);
+        }
+        Ok(())
     }
 }
 
@@ -187,8 +243,155 @@ fn connect(client: TcpStream, shared: &Arc<Shared>) {
     let s = Arc::clone(shared);
     let _ = std::thread::Builder::new()
         .name("proxy-pump".into())
-        .spawn(move || pump(client, s2, &s));
+        .spawn(move || pump_commands(client, s2, &s));
     pump(server, c2, shared);
+}
+
+/// Where the client's stream is, in the IMAP command grammar.
+#[derive(Debug, Default)]
+struct Commands {
+    line: Vec<u8>,
+    literal: u64,
+    /// Inside a command (not at the start of the next one).
+    inside: bool,
+}
+
+/// What one byte of the client's stream was.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// A byte of a line or a literal.
+    Byte,
+    /// The end of a line announcing a literal: the command goes on after it.
+    Literal,
+    /// The end of the command's last line.
+    End,
+}
+
+impl Commands {
+    fn at_start(&self) -> bool {
+        !self.inside
+    }
+
+    fn push(&mut self, b: u8) -> Step {
+        self.inside = true;
+        if self.literal > 0 {
+            self.literal -= 1;
+            return Step::Byte;
+        }
+        self.line.push(b);
+        if !self.line.ends_with(b"\r\n") {
+            return Step::Byte;
+        }
+        let text = &self.line[..self.line.len() - 2];
+        let announced = text
+            .strip_suffix(b"}")
+            .and_then(|t| t.iter().rposition(|&c| c == b'{').map(|at| &t[at + 1..]))
+            .map(|n| n.strip_suffix(b"+").unwrap_or(n))
+            .and_then(|n| std::str::from_utf8(n).ok()?.parse::<u64>().ok());
+        self.line.clear();
+        match announced {
+            Some(n) => {
+                self.literal = n;
+                Step::Literal
+            }
+            None => {
+                self.inside = false;
+                Step::End
+            }
+        }
+    }
+}
+
+/// What the client-to-server pump does with the bytes it reads.
+enum Mode {
+    Forward,
+    /// A command began while a hold was armed: its first line decides.
+    Probe(Vec<u8>),
+    Hold,
+}
+
+/// [`pump`] for the client's side, holding an APPEND when asked to.
+fn pump_commands(mut from: TcpStream, mut to: TcpStream, shared: &Shared) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut commands = Commands::default();
+    let mut mode = Mode::Forward;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut now = Vec::with_capacity(n);
+        let mut held = lock(&shared.held);
+        if matches!(mode, Mode::Hold) && held.as_ref().is_some_and(|h| h.released) {
+            mode = Mode::Forward;
+        }
+        for &b in &buf[..n] {
+            if matches!(mode, Mode::Forward)
+                && commands.at_start()
+                && shared.hold_armed.load(Ordering::SeqCst)
+            {
+                mode = Mode::Probe(Vec::new());
+            }
+            let step = commands.push(b);
+            match &mut mode {
+                Mode::Forward => now.push(b),
+                Mode::Probe(first) => {
+                    first.push(b);
+                    if step == Step::Byte {
+                        continue;
+                    }
+                    let verb = first.split(|&c| c == b' ').nth(1).unwrap_or_default();
+                    let append = verb.eq_ignore_ascii_case(b"APPEND")
+                        && shared
+                            .hold_armed
+                            .compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst)
+                            .is_ok();
+                    let bytes = std::mem::take(first);
+                    match (append, to.try_clone()) {
+                        (true, Ok(server)) => {
+                            *held = Some(Held {
+                                server,
+                                bytes,
+                                complete: step == Step::End,
+                                client_gone: false,
+                                released: false,
+                            });
+                            mode = Mode::Hold;
+                        }
+                        _ => {
+                            now.extend(bytes);
+                            mode = Mode::Forward;
+                        }
+                    }
+                }
+                Mode::Hold => {
+                    if let Some(h) = held.as_mut() {
+                        h.bytes.push(b);
+                        h.complete |= step == Step::End;
+                    }
+                }
+            }
+        }
+        drop(held);
+        if !now.is_empty() {
+            if to.write_all(&now).is_err() {
+                break;
+            }
+            shared.count(now.len());
+        }
+    }
+    let mut held = lock(&shared.held);
+    if let (Mode::Hold, Some(h)) = (&mode, held.as_mut())
+        && !h.released
+    {
+        // The server hears of the end only after what is held.
+        h.client_gone = true;
+        let _ = from.shutdown(Shutdown::Read);
+        return;
+    }
+    drop(held);
+    let _ = to.shutdown(Shutdown::Write);
+    let _ = from.shutdown(Shutdown::Read);
 }
 
 fn pump(mut from: TcpStream, mut to: TcpStream, shared: &Shared) {
@@ -253,5 +456,67 @@ mod tests {
         assert_eq!(line, "again\n");
         assert_eq!(proxy.accepted(), 2);
         Ok(())
+    }
+
+    #[test]
+    fn holds_the_next_append_whole_until_released() -> Result<()> {
+        let server = TcpListener::bind((crate::HOST, 0))?;
+        let server_port = server.local_addr()?.port();
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        std::thread::spawn(move || {
+            if let Some(Ok(mut s)) = server.incoming().next() {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+                let _ = tx.send(Vec::new());
+            }
+        });
+        let received = |upto: &[u8]| -> Vec<u8> {
+            let mut got = Vec::new();
+            while !got.ends_with(upto) {
+                match rx.recv_timeout(std::time::Duration::from_secs(10)) {
+                    Ok(chunk) if !chunk.is_empty() => got.extend(chunk),
+                    _ => break,
+                }
+            }
+            got
+        };
+        let proxy = Proxy::start(server_port)?;
+        let mut c = TcpStream::connect((crate::HOST, proxy.port()))?;
+        c.write_all(b"a1 NOOP\r\n")?;
+        assert_eq!(received(b"NOOP\r\n"), b"a1 NOOP\r\n");
+        proxy.hold_next_append();
+        // Not an APPEND: forwarded, the hold stays armed.
+        c.write_all(b"a2 SELECT INBOX\r\n")?;
+        assert_eq!(received(b"INBOX\r\n"), b"a2 SELECT INBOX\r\n");
+        // A MULTIAPPEND whose literal holds what looks like a line ending and a command.
+        let append: &[u8] = b"a3 APPEND INBOX {12+}\r\nx\r\na9 NOOP\r\n (\\Seen) {2+}\r\nhi\r\n";
+        c.write_all(&append[..20])?;
+        assert!(!proxy.holds_an_append());
+        c.write_all(&append[20..])?;
+        wait_for(|| proxy.holds_an_append());
+        drop(c);
+        proxy.release()?;
+        // All of it, then the end of the connection.
+        let mut got = Vec::new();
+        while let Ok(chunk) = rx.recv_timeout(std::time::Duration::from_secs(10)) {
+            if chunk.is_empty() {
+                break;
+            }
+            got.extend(chunk);
+        }
+        assert_eq!(got, append);
+        assert!(proxy.release().is_err(), "released twice");
+        Ok(())
+    }
+
+    fn wait_for(condition: impl Fn() -> bool) {
+        crate::wait::until_true(std::time::Duration::from_secs(10), "the proxy", || {
+            Ok(condition())
+        })
+        .unwrap();
     }
 }
