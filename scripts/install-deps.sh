@@ -26,6 +26,7 @@ PACKAGES=(
     knot knot-dnsutils  # Knot DNS 3.2: the harness's Knot, a second RFC 2136 server beside BIND (tests/dns_knot.rs); kdig/knsupdate
     pkg-config libssl-dev  # dns-update's HTTP client (reqwest with native-tls) builds against OpenSSL
     libpff1         # libyal's PST/OST reader, which mailshift loads for source.pst (tests/pst_source.rs)
+    tinyproxy       # an egress HTTP proxy (CONNECT) for HTTPS_PROXY: the harness's Tinyproxy (tests/dav.rs)
 )
 # npm fetches the PST test files (below); a machine whose Node.js came from elsewhere has its
 # own npm, and Debian's would conflict with it.
@@ -85,6 +86,10 @@ stop_system_daemons() {
         && kill -0 "$(tr -d ' ' </var/spool/postfix/pid/master.pid)" 2>/dev/null; then
         log "stopping system-wide postfix"
         "${SUDO[@]}" postfix stop || true
+    fi
+    if [ -f /run/tinyproxy/tinyproxy.pid ] && kill -0 "$(cat /run/tinyproxy/tinyproxy.pid)" 2>/dev/null; then
+        log "stopping system-wide tinyproxy"
+        "${SUDO[@]}" kill "$(cat /run/tinyproxy/tinyproxy.pid)" || true
     fi
     for pidfile in /run/named/named.pid /var/run/named/named.pid; do
         if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then

@@ -3,6 +3,13 @@
 //! one PUT per resource, a token request now and then), TLS verified as for IMAP (the system's roots,
 //! or the endpoint's own CA), the credentials on every request when there are some, and a
 //! bound on every wait.
+//!
+//! Behind an egress proxy (a cluster's, a company's), connections go through it as curl's
+//! would: `HTTPS_PROXY`/`https_proxy` for https URLs, `HTTP_PROXY`/`http_proxy` for http
+//! ones, `ALL_PROXY` for both, hosts in `NO_PROXY` direct (hyper-util's matcher reads them).
+//! Every connection is a tunnel (HTTP CONNECT, with `Proxy-Authorization` when the proxy's
+//! URL carries a user and password), so TLS stays end to end and the server's certificate
+//! is checked as without a proxy. Only http:// proxies are spoken to.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -37,6 +44,8 @@ pub struct Http {
     port: u16,
     tls: Option<tokio_rustls::TlsConnector>,
     authorization: Option<HeaderValue>,
+    /// The proxy connections go through (its credentials are never shown).
+    proxy: Option<hyper_util::client::proxy::matcher::Intercept>,
     /// The connection kept alive between requests, shared by the clones.
     connection: Arc<tokio::sync::Mutex<Option<SendRequest<Full<Bytes>>>>>,
 }
@@ -47,6 +56,7 @@ impl std::fmt::Debug for Http {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("tls", &self.tls.is_some())
+            .field("proxy", &self.proxy.as_ref().map(|p| p.uri().to_string()))
             .finish_non_exhaustive()
     }
 }
@@ -58,6 +68,8 @@ pub enum SetupError {
     Url(String),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("the proxy for {url} ({proxy}, from the environment) is not an http:// proxy")]
+    Proxy { url: String, proxy: String },
 }
 
 /// What a request carries in `Authorization`.
@@ -112,11 +124,21 @@ impl Http {
         } else {
             None
         };
+        let proxy = hyper_util::client::proxy::matcher::Matcher::from_env().intercept(url);
+        if let Some(p) = &proxy
+            && p.uri().scheme_str() != Some("http")
+        {
+            return Err(SetupError::Proxy {
+                url: url.to_string(),
+                proxy: p.uri().to_string(),
+            });
+        }
         Ok(Http {
             host,
             port,
             tls,
             authorization: None,
+            proxy,
             connection: Arc::default(),
         })
     }
@@ -238,11 +260,15 @@ impl Http {
 
     /// A new connection (TLS when the URL said https), ready for requests.
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, HttpError> {
-        let tcp =
-            tokio::time::timeout(TIMEOUT, TcpStream::connect((self.host.as_str(), self.port)))
-                .await
-                .map_err(|_| self.fail("timed out connecting".into()))?
-                .map_err(|e| self.fail(format!("cannot connect: {e}")))?;
+        let tcp = match &self.proxy {
+            Some(proxy) => self.tunnel(proxy).await?,
+            None => {
+                tokio::time::timeout(TIMEOUT, TcpStream::connect((self.host.as_str(), self.port)))
+                    .await
+                    .map_err(|_| self.fail("timed out connecting".into()))?
+                    .map_err(|e| self.fail(format!("cannot connect: {e}")))?
+            }
+        };
         match &self.tls {
             Some(tls) => {
                 let name = rustls::pki_types::ServerName::try_from(self.host.clone())
@@ -255,6 +281,36 @@ impl Http {
             }
             None => self.handshake(TokioIo::new(tcp)).await,
         }
+    }
+
+    /// A connection to the server through `proxy` (HTTP CONNECT).
+    async fn tunnel(
+        &self,
+        proxy: &hyper_util::client::proxy::matcher::Intercept,
+    ) -> Result<TcpStream, HttpError> {
+        use hyper_util::client::legacy::connect::HttpConnector;
+        use hyper_util::client::legacy::connect::proxy::Tunnel;
+        use tower_service::Service as _;
+        let through =
+            |reason: String| self.fail(format!("through the proxy {}: {reason}", proxy.uri()));
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(TIMEOUT));
+        connector.set_nodelay(true);
+        let mut tunnel = Tunnel::new(proxy.uri().clone(), connector);
+        if let Some(auth) = proxy.basic_auth() {
+            tunnel = tunnel.with_auth(auth.clone());
+        }
+        let target: Uri = format!("http://{}", self.addr())
+            .parse()
+            .map_err(|e| through(format!("bad target: {e}")))?;
+        std::future::poll_fn(|cx| tunnel.poll_ready(cx))
+            .await
+            .map_err(|e| through(tunnel_error(&e)))?;
+        let io = tokio::time::timeout(TIMEOUT, tunnel.call(target))
+            .await
+            .map_err(|_| through("timed out".into()))?
+            .map_err(|e| through(tunnel_error(&e)))?;
+        Ok(io.into_inner())
     }
 
     async fn handshake<S>(&self, io: TokioIo<S>) -> Result<SendRequest<Full<Bytes>>, HttpError>
@@ -271,6 +327,28 @@ impl Http {
         });
         Ok(sender)
     }
+}
+
+/// What the proxy said, in words: the tunnel's error and its causes (its type is not
+/// exported, so it is read through `Error`).
+fn tunnel_error(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    if text.contains("proxy authorization required") {
+        text.push_str(" (407): give the user and password in the proxy's URL");
+    } else if text.ends_with("unsuccessful") {
+        // Whatever the status was (some proxies answer a CONNECT with wrong credentials
+        // 401), the tunnel does not say it.
+        text.push_str(
+            ": the proxy refused the tunnel (credentials missing or wrong in its URL, or a \
+             port it does not allow)",
+        );
+    }
+    text
 }
 
 /// The largest answer body `libdav` is handed (a REPORT with every contact of a large

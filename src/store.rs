@@ -150,14 +150,23 @@ impl CacheStore for StateDir {
         // A cache that cannot be read is dropped, not fatal: the next pass is a full
         // comparison, which is always correct.
         let read = || -> Result<Option<FolderCache>> {
-            let Some(bytes) = read_file(&self.cache_path(key))? else {
-                return Ok(None);
+            use std::io::{BufRead, Seek};
+            let path = self.cache_path(key);
+            let file = match fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
             };
-            let whole = match bytes.iter().position(|&b| b == b'\n') {
-                Some(end) => &bytes[end + 1..],
-                None => &bytes[..],
-            };
-            Ok(Some(serde_json::from_slice(whole)?))
+            // Parsed as it is read: a cache of a million pairs is tens of megabytes of
+            // JSON, which held whole beside the pairs parsed from it would double the peak.
+            let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+            let mut head = Vec::new();
+            reader.read_until(b'\n', &mut head)?;
+            if !head.ends_with(b"\n") {
+                // An earlier version's file: the whole cache on one line.
+                reader.rewind()?;
+            }
+            Ok(Some(serde_json::from_reader(reader)?))
         };
         match read() {
             Ok(c) => Ok(c),

@@ -409,3 +409,101 @@ fn an_unchanged_mailbox_is_not_read_again() -> Result<()> {
         Ok::<_, anyhow::Error>(())
     })
 }
+
+/// `mailshift` run in `dir` with `HTTP_PROXY` set to `proxy` (nothing bypassed).
+fn through_proxy(dir: &std::path::Path, proxy: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mailshift"))
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn,mailshift=info")
+        .env("HTTP_PROXY", proxy)
+        .env("HTTPS_PROXY", proxy)
+        .env_remove("http_proxy")
+        .env_remove("https_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .output()
+        .expect("mailshift runs")
+}
+
+#[test]
+fn contacts_and_calendars_go_through_an_egress_proxy_that_asks_for_credentials() -> Result<()> {
+    use mailshift_harness::Tinyproxy;
+    const PROXY_PASSWORD: &str = "pr0xy-s3cret-41";
+    const WRONG_PASSWORD: &str = "n0t-the-pr0xy-pa55";
+    let src_imap = common::dovecot("dav-proxy-src").start()?;
+    let dst_imap = common::dovecot("dav-proxy-dst").start()?;
+    let x = Xandikos::start()?;
+    let status = DavHttp::new(x.port(), None).put(
+        &format!("{}ana.vcf", x.addressbook()),
+        "text/vcard",
+        ANA,
+    )?;
+    assert!(matches!(status, 200 | 201 | 204), "PUT: {status}");
+    let r = Radicale::builder().user(USER, PASSWORD).start()?;
+    let (src, dst) = (Server::Xandikos(x), Server::Radicale(r));
+    let proxy = Tinyproxy::start_with_user("egress", PROXY_PASSWORD)?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        manifest(
+            "dav-proxy",
+            src_imap.imap_port(),
+            dst_imap.imap_port(),
+            &src,
+            &dst,
+        ),
+    )?;
+    let wanted = |s: &Server| {
+        format!(
+            "127.0.0.1:{}",
+            s.url()
+                .trim_end_matches('/')
+                .rsplit(':')
+                .next()
+                .unwrap_or("")
+        )
+    };
+
+    // Refused by the proxy: said so, with neither password.
+    let out = through_proxy(
+        dir.path(),
+        &proxy.url(Some(("egress", WRONG_PASSWORD))),
+        &["apply", "-f", "m.yaml", "--timeout", "20s"],
+    );
+    let log = text(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("the proxy refused the tunnel"), "{log}");
+    assert!(
+        !log.contains(WRONG_PASSWORD) && !log.contains(PASSWORD),
+        "{log}"
+    );
+    assert!(
+        proxy.tunnels().contains(&wanted(&src)),
+        "{:?}",
+        proxy.tunnels()
+    );
+
+    // Let through: the copy lands, and went through the proxy both ways.
+    let before = proxy.tunnels().len();
+    let out = through_proxy(
+        dir.path(),
+        &proxy.url(Some(("egress", PROXY_PASSWORD))),
+        &["apply", "-f", "m.yaml"],
+    );
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(!log.contains(PROXY_PASSWORD), "{log}");
+    let tunnels = proxy.tunnels()[before..].to_vec();
+    assert!(
+        tunnels.contains(&wanted(&src)) && tunnels.contains(&wanted(&dst)),
+        "{tunnels:?} has {} and {}",
+        wanted(&src),
+        wanted(&dst)
+    );
+    let copied = by_uid(&dst.client(), &[format!("{}addressbook/", dst.home())])?;
+    assert!(copied.contains_key("ana-0001"), "{copied:#?}");
+    Ok(())
+}

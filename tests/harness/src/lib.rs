@@ -26,6 +26,7 @@
 //! | moto 5 | [`Moto`] | AWS API emulation for Route 53: hosted zones and record sets (fixtures via boto3) |
 //! | Radicale 3 | [`Radicale`] | CardDAV/CalDAV, htpasswd users, an upload limit; re-serializes what it stores |
 //! | Xandikos 0.4 | [`Xandikos`] | CardDAV/CalDAV for one unauthenticated principal `/user/`, default address book and calendar |
+//! | Tinyproxy 1.11 | [`Tinyproxy`] | an egress HTTP proxy: CONNECT tunnels to any port, optional Basic credentials, a log line per tunnel |
 //!
 //! The servers must be installed (`scripts/install-deps.sh`) and the tests must run as root
 //! (the daemons switch to their own system users: `dovecot`/`dovenull`, `postfix`, `bind`, `knot`).
@@ -70,6 +71,7 @@ mod process;
 pub mod proxy;
 pub mod radicale;
 pub mod sshd;
+pub mod tinyproxy;
 pub mod tls;
 pub mod wait;
 pub mod xandikos;
@@ -94,6 +96,7 @@ pub use process::CmdOutput;
 pub use proxy::Proxy;
 pub use radicale::{Radicale, RadicaleBuilder};
 pub use sshd::Sshd;
+pub use tinyproxy::Tinyproxy;
 pub use tls::Certificates;
 pub use xandikos::Xandikos;
 
