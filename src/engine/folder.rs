@@ -542,10 +542,7 @@ fn save(engine: &Engine, key: &FolderCacheKey, cache: &FolderCache) -> Result<()
     engine
         .store
         .save(key, cache)
-        .map_err(|e| ImapError::Refused {
-            what: format!("saving the cache of {key}"),
-            reason: format!("{e:#}"),
-        })
+        .map_err(|e| super::unsaved(format!("saving the cache of {key}"), &e))
 }
 
 fn flag_error(failed: &[(FlagUpdate, String)]) -> String {

@@ -18,10 +18,7 @@ pub(super) fn record(
     engine
         .store
         .save_in_flight(key, batch)
-        .map_err(|e| ImapError::Refused {
-            what: format!("recording the append in flight to {key}"),
-            reason: format!("{e:#}"),
-        })
+        .map_err(|e| super::unsaved(format!("recording the append in flight to {key}"), &e))
 }
 
 /// Whether an append ended so that its batch may still be on the server's side: the

@@ -183,6 +183,14 @@ pub struct Engine {
     admitting: Mutex<()>,
 }
 
+/// A state file that could not be written, as the pass's error.
+fn unsaved(what: String, e: &anyhow::Error) -> ImapError {
+    ImapError::Refused {
+        what,
+        reason: format!("{e:#}"),
+    }
+}
+
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")

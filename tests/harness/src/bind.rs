@@ -17,14 +17,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use tempfile::TempDir;
 
 use crate::ports::free_port;
 use crate::process::{self, Daemon, LaunchError, LogMark, run_ok};
 use crate::wait;
-
-const START_ATTEMPTS: usize = 5;
 
 /// A TSIG key: what `nsupdate -y` and mailshift's RFC 2136 provider need.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -345,23 +343,16 @@ impl Bind {
                 fs::write(bind.zone_path(zone.name()), zone.file_contents())?;
             }
         }
-        let mut last_err = None;
-        for _ in 0..START_ATTEMPTS {
+        let daemon = process::on_fresh_ports("BIND", || {
             bind.port = free_port()?;
             bind.rndc_port = free_port()?;
             bind.write_config()?;
             // named drops to the bind user and must write pid, journal and zone files.
             process::chown_recursive(bind.dir.path(), "bind:bind")?;
-            match bind.launch() {
-                Ok(daemon) => {
-                    *bind.daemon() = Some(daemon);
-                    return Ok(bind);
-                }
-                Err(e) if e.port_in_use => last_err = Some(e.error),
-                Err(e) => return Err(e.error),
-            }
-        }
-        Err(last_err.expect("at least one attempt")).context("BIND: ports kept colliding")
+            bind.launch()
+        })?;
+        *bind.daemon() = Some(daemon);
+        Ok(bind)
     }
 
     fn launch(&self) -> Result<Daemon, LaunchError> {
@@ -390,16 +381,9 @@ impl Bind {
                     .all(|z| crate::nameserver::soa_is_authoritative(self.port, z)))
             },
         );
-        match ready {
-            Ok(()) => Ok(daemon),
-            Err(e) => {
-                let _ = daemon.terminate(wait::STOP_TIMEOUT);
-                Err(LaunchError {
-                    port_in_use: mark.port_in_use(),
-                    error: process::startup_error("BIND", self.dir(), e, &output, &self.log_path()),
-                })
-            }
-        }
+        daemon.or_stopped(ready, &mark, |e| {
+            process::startup_error("BIND", self.dir(), e, &output, &self.log_path())
+        })
     }
 
     fn daemon(&self) -> MutexGuard<'_, Option<Daemon>> {

@@ -35,9 +35,6 @@ use crate::ports::free_port;
 use crate::process::{self, Daemon, LaunchError, LogMark, run, run_ok};
 use crate::wait;
 
-/// How many times a start is retried with fresh ports after a port collision.
-const START_ATTEMPTS: usize = 5;
-
 /// Configures a [`Courier`] before it starts. Get one from [`Courier::builder`].
 #[derive(Debug, Clone)]
 pub struct CourierBuilder {
@@ -174,20 +171,13 @@ impl Courier {
         }
         process::chown_recursive(&courier.dir.path().join("run"), "courier:courier")?;
 
-        let mut last_err = None;
-        for _ in 0..START_ATTEMPTS {
+        let daemon = process::on_fresh_ports("Courier", || {
             courier.port = free_port()?;
             fs::write(courier.dir.path().join("start.sh"), courier.start_script())?;
-            match courier.launch() {
-                Ok(daemon) => {
-                    *courier.daemon() = Some(daemon);
-                    return Ok(courier);
-                }
-                Err(e) if e.port_in_use => last_err = Some(e.error),
-                Err(e) => return Err(e.error),
-            }
-        }
-        Err(last_err.expect("at least one attempt")).context("Courier: ports kept colliding")
+            courier.launch()
+        })?;
+        *courier.daemon() = Some(daemon);
+        Ok(courier)
     }
 
     /// Spawns the namespace and waits for the IMAP greeting and authdaemond's socket.
@@ -243,16 +233,9 @@ impl Courier {
                 Ok(socket.exists() && wait::greets(port, "* OK"))
             },
         );
-        match ready {
-            Ok(()) => Ok(daemon),
-            Err(e) => {
-                let _ = daemon.terminate(wait::STOP_TIMEOUT);
-                Err(LaunchError {
-                    port_in_use: mark.port_in_use(),
-                    error: process::startup_error("Courier", self.dir(), e, &output, &output),
-                })
-            }
-        }
+        daemon.or_stopped(ready, &mark, |e| {
+            process::startup_error("Courier", self.dir(), e, &output, &output)
+        })
     }
 
     fn daemon(&self) -> MutexGuard<'_, Option<Daemon>> {

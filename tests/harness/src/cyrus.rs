@@ -42,9 +42,6 @@ use crate::ports::free_port;
 use crate::process::{self, Daemon, LaunchError, LogMark, run};
 use crate::wait;
 
-/// How many times a start is retried with fresh ports after a port collision.
-const START_ATTEMPTS: usize = 5;
-
 /// The Cyrus admin's login name (listed in `admins:`); its password is
 /// [`Cyrus::admin_password`].
 pub const ADMIN: &str = "cyrus";
@@ -212,23 +209,12 @@ impl Cyrus {
         fs::write(cyrus.imapd_conf_path(), cyrus.imapd_conf())?;
         fs::write(cyrus.dir.path().join("start.sh"), cyrus.start_script())?;
 
-        let mut last_err = None;
-        for _ in 0..START_ATTEMPTS {
+        let daemon = process::on_fresh_ports("Cyrus", || {
             cyrus.port = free_port()?;
             fs::write(cyrus.cyrus_conf_path(), cyrus.cyrus_conf())?;
-            match cyrus.launch() {
-                Ok(daemon) => {
-                    *cyrus.daemon() = Some(daemon);
-                    last_err = None;
-                    break;
-                }
-                Err(e) if e.port_in_use => last_err = Some(e.error),
-                Err(e) => return Err(e.error),
-            }
-        }
-        if let Some(e) = last_err {
-            return Err(e).context("Cyrus: ports kept colliding");
-        }
+            cyrus.launch()
+        })?;
+        *cyrus.daemon() = Some(daemon);
         let users = cyrus.settings.users.clone();
         for (user, password) in &users {
             cyrus.create_user(user, password)?;
@@ -263,22 +249,9 @@ impl Cyrus {
             }
             Ok(wait::greets(port, "* OK"))
         });
-        match ready {
-            Ok(()) => Ok(daemon),
-            Err(e) => {
-                let _ = daemon.terminate(wait::STOP_TIMEOUT);
-                Err(LaunchError {
-                    port_in_use: mark.port_in_use(),
-                    error: process::startup_error(
-                        "Cyrus",
-                        self.dir(),
-                        e,
-                        &output,
-                        &self.log_path(),
-                    ),
-                })
-            }
-        }
+        daemon.or_stopped(ready, &mark, |e| {
+            process::startup_error("Cyrus", self.dir(), e, &output, &self.log_path())
+        })
     }
 
     fn daemon(&self) -> MutexGuard<'_, Option<Daemon>> {

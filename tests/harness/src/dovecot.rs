@@ -12,16 +12,13 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use tempfile::TempDir;
 
 use crate::ports::{free_port, is_bindable};
 use crate::process::{self, Daemon, LaunchError, LogMark, run};
 use crate::tls::Certificates;
 use crate::wait;
-
-/// How many times a start is retried with fresh ports after a port collision.
-const START_ATTEMPTS: usize = 5;
 
 /// Configures a [`Dovecot`] before it starts. Get one from [`Dovecot::builder`].
 #[derive(Debug, Clone)]
@@ -271,8 +268,7 @@ impl Dovecot {
             &dovecot.settings.master_users,
         )?;
 
-        let mut last_err = None;
-        for _ in 0..START_ATTEMPTS {
+        let daemon = process::on_fresh_ports("Dovecot", || {
             dovecot.ports = DovecotPorts {
                 imap: free_port()?,
                 imaps: free_port()?,
@@ -285,16 +281,10 @@ impl Dovecot {
                 },
             };
             fs::write(dovecot.config_path(), dovecot.config())?;
-            match dovecot.launch() {
-                Ok(daemon) => {
-                    *dovecot.daemon.lock().unwrap_or_else(|e| e.into_inner()) = Some(daemon);
-                    return Ok(dovecot);
-                }
-                Err(e) if e.port_in_use => last_err = Some(e.error),
-                Err(e) => return Err(e.error),
-            }
-        }
-        Err(last_err.expect("at least one attempt")).context("Dovecot: ports kept colliding")
+            dovecot.launch()
+        })?;
+        *dovecot.daemon.lock().unwrap_or_else(|e| e.into_inner()) = Some(daemon);
+        Ok(dovecot)
     }
 
     /// Spawns `dovecot -F` and waits for all listeners; on failure the error carries
@@ -318,22 +308,9 @@ impl Dovecot {
                     && (ports.pop3 == 0 || wait::greets(ports.pop3, "+OK")))
             },
         );
-        match ready {
-            Ok(()) => Ok(daemon),
-            Err(e) => {
-                let _ = daemon.terminate(wait::STOP_TIMEOUT);
-                Err(LaunchError {
-                    port_in_use: mark.port_in_use(),
-                    error: process::startup_error(
-                        "Dovecot",
-                        self.dir(),
-                        e,
-                        &output,
-                        &self.log_path(),
-                    ),
-                })
-            }
-        }
+        daemon.or_stopped(ready, &mark, |e| {
+            process::startup_error("Dovecot", self.dir(), e, &output, &self.log_path())
+        })
     }
 
     fn daemon(&self) -> MutexGuard<'_, Option<Daemon>> {
@@ -366,7 +343,7 @@ impl Dovecot {
                     *daemon = Some(d);
                     return Ok(());
                 }
-                Err(e) if attempts < START_ATTEMPTS && e.port_in_use => {
+                Err(e) if attempts < process::START_ATTEMPTS && e.port_in_use => {
                     wait::until_true(wait::STOP_TIMEOUT, "Dovecot's ports to be free", || {
                         Ok(ports.iter().all(|&p| is_bindable(p)))
                     })?;

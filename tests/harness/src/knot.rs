@@ -35,8 +35,6 @@ use crate::ports::free_port;
 use crate::process::{self, Daemon, LaunchError, LogMark, run_ok};
 use crate::wait;
 
-const START_ATTEMPTS: usize = 5;
-
 /// The TSIG algorithms Knot accepts (`key.algorithm`), spelled as BIND and nsupdate do.
 pub const ALGORITHMS: [&str; 6] = [
     "hmac-md5",
@@ -221,22 +219,15 @@ impl Knot {
         for zone in &knot.settings.zones {
             fs::write(knot.zone_path(zone.name()), zone_file(zone)?)?;
         }
-        let mut last_err = None;
-        for _ in 0..START_ATTEMPTS {
+        let daemon = process::on_fresh_ports("Knot", || {
             knot.port = free_port()?;
             knot.write_config()?;
             // knotd drops to the knot user after binding and writes its rundir and databases.
             process::chown_recursive(knot.dir.path(), "knot:knot")?;
-            match knot.launch() {
-                Ok(daemon) => {
-                    *knot.daemon() = Some(daemon);
-                    return Ok(knot);
-                }
-                Err(e) if e.port_in_use => last_err = Some(e.error),
-                Err(e) => return Err(e.error),
-            }
-        }
-        Err(last_err.expect("at least one attempt")).context("Knot: ports kept colliding")
+            knot.launch()
+        })?;
+        *knot.daemon() = Some(daemon);
+        Ok(knot)
     }
 
     fn launch(&self) -> Result<Daemon, LaunchError> {
@@ -269,16 +260,9 @@ impl Knot {
                     .all(|z| crate::nameserver::soa_is_authoritative(self.port, z)))
             },
         );
-        match ready {
-            Ok(()) => Ok(daemon),
-            Err(e) => {
-                let _ = daemon.terminate(wait::STOP_TIMEOUT);
-                Err(LaunchError {
-                    port_in_use: mark.port_in_use(),
-                    error: process::startup_error("Knot", self.dir(), e, &output, &self.log_path()),
-                })
-            }
-        }
+        daemon.or_stopped(ready, &mark, |e| {
+            process::startup_error("Knot", self.dir(), e, &output, &self.log_path())
+        })
     }
 
     fn daemon(&self) -> MutexGuard<'_, Option<Daemon>> {

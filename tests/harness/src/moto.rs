@@ -27,8 +27,6 @@ use crate::powerdns::http;
 use crate::process::{self, Daemon, LaunchError, LogMark, run};
 use crate::wait;
 
-const START_ATTEMPTS: usize = 5;
-
 /// The access key id and secret moto accepts (any would do): `testing`.
 pub const CREDENTIAL: &str = "testing";
 
@@ -113,19 +111,12 @@ impl Moto {
             daemon: Mutex::new(None),
             dir,
         };
-        let mut last_err = None;
-        for _ in 0..START_ATTEMPTS {
+        let daemon = process::on_fresh_ports("moto", || {
             moto.port = free_port()?;
-            match moto.launch() {
-                Ok(daemon) => {
-                    *moto.daemon() = Some(daemon);
-                    return Ok(moto);
-                }
-                Err(e) if e.port_in_use => last_err = Some(e.error),
-                Err(e) => return Err(e.error),
-            }
-        }
-        Err(last_err.expect("at least one attempt")).context("moto: ports kept colliding")
+            moto.launch()
+        })?;
+        *moto.daemon() = Some(daemon);
+        Ok(moto)
     }
 
     fn launch(&self) -> Result<Daemon, LaunchError> {
@@ -150,16 +141,9 @@ impl Moto {
                 Ok((200, _))
             ))
         });
-        match ready {
-            Ok(()) => Ok(daemon),
-            Err(e) => {
-                let _ = daemon.terminate(wait::STOP_TIMEOUT);
-                Err(LaunchError {
-                    port_in_use: mark.port_in_use(),
-                    error: process::startup_error("moto", self.dir(), e, &output, &output),
-                })
-            }
-        }
+        daemon.or_stopped(ready, &mark, |e| {
+            process::startup_error("moto", self.dir(), e, &output, &output)
+        })
     }
 
     fn daemon(&self) -> MutexGuard<'_, Option<Daemon>> {

@@ -29,8 +29,6 @@ use crate::ports::free_port;
 use crate::process::{self, Daemon, LaunchError, LogMark, pid_alive, run_ok};
 use crate::wait;
 
-const START_ATTEMPTS: usize = 5;
-
 /// Configures a [`Postfix`] before it starts. Get one from [`Postfix::builder`].
 #[derive(Debug, Clone)]
 pub struct PostfixBuilder {
@@ -158,7 +156,7 @@ impl Postfix {
         let attempts = if postfix.settings.smtp_port.is_some() {
             1
         } else {
-            START_ATTEMPTS
+            process::START_ATTEMPTS
         };
         let mut last_err = None;
         for _ in 0..attempts {

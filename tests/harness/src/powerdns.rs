@@ -25,8 +25,6 @@ use crate::ports::free_port;
 use crate::process::{self, Daemon, LaunchError, LogMark, run, run_ok};
 use crate::wait;
 
-const START_ATTEMPTS: usize = 5;
-
 /// Where Debian's `pdns-backend-sqlite3` puts the schema (first existing one is used).
 const SCHEMA_PATHS: &[&str] = &[
     "/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql",
@@ -74,21 +72,14 @@ impl PowerDns {
         run(Command::new("sqlite3").arg(pdns.db_path()), Some(&sql))?
             .ok()
             .context("creating the PowerDNS SQLite database")?;
-        let mut last_err = None;
-        for _ in 0..START_ATTEMPTS {
+        let daemon = process::on_fresh_ports("PowerDNS", || {
             pdns.dns_port = free_port()?;
             pdns.api_port = free_port()?;
             pdns.write_config()?;
-            match pdns.launch() {
-                Ok(daemon) => {
-                    *pdns.daemon() = Some(daemon);
-                    return Ok(pdns);
-                }
-                Err(e) if e.port_in_use => last_err = Some(e.error),
-                Err(e) => return Err(e.error),
-            }
-        }
-        Err(last_err.expect("at least one attempt")).context("PowerDNS: ports kept colliding")
+            pdns.launch()
+        })?;
+        *pdns.daemon() = Some(daemon);
+        Ok(pdns)
     }
 
     fn write_config(&self) -> Result<()> {
@@ -153,16 +144,9 @@ webserver-loglevel=normal
                 Ok(api && dns_answers(self.dns_port))
             },
         );
-        match ready {
-            Ok(()) => Ok(daemon),
-            Err(e) => {
-                let _ = daemon.terminate(wait::STOP_TIMEOUT);
-                Err(LaunchError {
-                    port_in_use: mark.port_in_use(),
-                    error: process::startup_error("PowerDNS", d, e, &output, &output),
-                })
-            }
-        }
+        daemon.or_stopped(ready, &mark, |e| {
+            process::startup_error("PowerDNS", d, e, &output, &output)
+        })
     }
 
     fn daemon(&self) -> MutexGuard<'_, Option<Daemon>> {

@@ -211,6 +211,29 @@ impl From<std::io::Error> for LaunchError {
     }
 }
 
+/// How many times a server is started on fresh ports when it finds one taken (another
+/// process took it between [`crate::ports::free_port`] and the server's bind).
+pub(crate) const START_ATTEMPTS: usize = 5;
+
+/// Runs `attempt` (which picks fresh ports and launches the server on them) until it
+/// succeeds, fails for another reason than a taken port, or has met taken ports
+/// [`START_ATTEMPTS`] times.
+pub(crate) fn on_fresh_ports<T>(
+    server: &str,
+    mut attempt: impl FnMut() -> Result<T, LaunchError>,
+) -> Result<T> {
+    let mut last = None;
+    for _ in 0..START_ATTEMPTS {
+        match attempt() {
+            Ok(v) => return Ok(v),
+            Err(e) if e.port_in_use => last = Some(e.error),
+            Err(e) => return Err(e.error),
+        }
+    }
+    Err(last.expect("at least one attempt"))
+        .with_context(|| format!("{server}: ports kept colliding"))
+}
+
 /// The error for a server that did not come up: what went wrong, the process output and
 /// the tail of its log.
 pub(crate) fn startup_error(
@@ -245,6 +268,26 @@ pub(crate) struct Daemon {
 }
 
 impl Daemon {
+    /// The daemon, once `ready` says it came up; else stopped, with why (`error` adds the
+    /// server's output and log) and whether its port was taken (seen since `mark`).
+    pub(crate) fn or_stopped(
+        mut self,
+        ready: Result<()>,
+        mark: &LogMark,
+        error: impl FnOnce(anyhow::Error) -> anyhow::Error,
+    ) -> Result<Daemon, LaunchError> {
+        match ready {
+            Ok(()) => Ok(self),
+            Err(e) => {
+                let _ = self.terminate(crate::wait::STOP_TIMEOUT);
+                Err(LaunchError {
+                    port_in_use: mark.port_in_use(),
+                    error: error(e),
+                })
+            }
+        }
+    }
+
     /// Spawns `cmd` with stdout and stderr appended to `output_path` (early startup
     /// errors land there, before the server has opened its own log).
     pub(crate) fn spawn(

@@ -29,15 +29,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Result, anyhow, bail, ensure};
 use tempfile::TempDir;
 
 use crate::ports::free_port;
 use crate::powerdns::http;
 use crate::process::{self, Daemon, LaunchError, LogMark, run};
 use crate::wait;
-
-const START_ATTEMPTS: usize = 5;
 
 /// The real interpreter behind `python3` (not a pyenv shim, so stopping a server signals
 /// Python itself), if `import MODULES` (comma-separated) works; otherwise an error that
@@ -141,20 +139,13 @@ impl Radicale {
             dir,
         };
         radicale.write_users()?;
-        let mut last_err = None;
-        for _ in 0..START_ATTEMPTS {
+        let daemon = process::on_fresh_ports("Radicale", || {
             radicale.port = free_port()?;
             radicale.write_config()?;
-            match radicale.launch() {
-                Ok(daemon) => {
-                    *radicale.daemon() = Some(daemon);
-                    return Ok(radicale);
-                }
-                Err(e) if e.port_in_use => last_err = Some(e.error),
-                Err(e) => return Err(e.error),
-            }
-        }
-        Err(last_err.expect("at least one attempt")).context("Radicale: ports kept colliding")
+            radicale.launch()
+        })?;
+        *radicale.daemon() = Some(daemon);
+        Ok(radicale)
     }
 
     fn write_users(&self) -> Result<()> {
@@ -218,16 +209,9 @@ level = info
             }
             Ok(http(self.port, "GET", "/", &[], None).is_ok())
         });
-        match ready {
-            Ok(()) => Ok(daemon),
-            Err(e) => {
-                let _ = daemon.terminate(wait::STOP_TIMEOUT);
-                Err(LaunchError {
-                    port_in_use: mark.port_in_use(),
-                    error: process::startup_error("Radicale", self.dir(), e, &output, &output),
-                })
-            }
-        }
+        daemon.or_stopped(ready, &mark, |e| {
+            process::startup_error("Radicale", self.dir(), e, &output, &output)
+        })
     }
 
     fn daemon(&self) -> MutexGuard<'_, Option<Daemon>> {

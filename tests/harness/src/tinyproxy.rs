@@ -12,14 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use tempfile::TempDir;
 
 use crate::ports::free_port;
 use crate::process::{self, Daemon, LaunchError, LogMark};
 use crate::wait;
-
-const START_ATTEMPTS: usize = 5;
 
 /// A private Tinyproxy; stopped and deleted on drop.
 #[derive(Debug)]
@@ -55,19 +53,12 @@ impl Tinyproxy {
             daemon: Mutex::new(None),
             dir,
         };
-        let mut last_err = None;
-        for _ in 0..START_ATTEMPTS {
+        let daemon = process::on_fresh_ports("Tinyproxy", || {
             proxy.port = free_port()?;
-            match proxy.launch() {
-                Ok(daemon) => {
-                    *proxy.daemon() = Some(daemon);
-                    return Ok(proxy);
-                }
-                Err(e) if e.port_in_use => last_err = Some(e.error),
-                Err(e) => return Err(e.error),
-            }
-        }
-        Err(last_err.expect("at least one attempt")).context("Tinyproxy: ports kept colliding")
+            proxy.launch()
+        })?;
+        *proxy.daemon() = Some(daemon);
+        Ok(proxy)
     }
 
     fn launch(&self) -> Result<Daemon, LaunchError> {
@@ -102,22 +93,9 @@ impl Tinyproxy {
             }
             Ok(wait::accepts(self.port))
         });
-        match ready {
-            Ok(()) => Ok(daemon),
-            Err(e) => {
-                let _ = daemon.terminate(wait::STOP_TIMEOUT);
-                Err(LaunchError {
-                    port_in_use: mark.port_in_use(),
-                    error: process::startup_error(
-                        "Tinyproxy",
-                        self.dir(),
-                        e,
-                        &output,
-                        &self.log_path(),
-                    ),
-                })
-            }
-        }
+        daemon.or_stopped(ready, &mark, |e| {
+            process::startup_error("Tinyproxy", self.dir(), e, &output, &self.log_path())
+        })
     }
 
     fn daemon(&self) -> MutexGuard<'_, Option<Daemon>> {

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use tempfile::TempDir;
 
 use crate::ports::free_port;
@@ -35,8 +35,6 @@ use crate::powerdns::http;
 use crate::process::{self, Daemon, LaunchError, LogMark};
 use crate::radicale::python_importing;
 use crate::wait;
-
-const START_ATTEMPTS: usize = 5;
 
 /// The one principal Xandikos serves (`--current-user-principal`, its default).
 pub const PRINCIPAL: &str = "/user/";
@@ -77,19 +75,12 @@ impl Xandikos {
             daemon: Mutex::new(None),
             dir,
         };
-        let mut last_err = None;
-        for _ in 0..START_ATTEMPTS {
+        let daemon = process::on_fresh_ports("Xandikos", || {
             xandikos.port = free_port()?;
-            match xandikos.launch() {
-                Ok(daemon) => {
-                    *xandikos.daemon() = Some(daemon);
-                    return Ok(xandikos);
-                }
-                Err(e) if e.port_in_use => last_err = Some(e.error),
-                Err(e) => return Err(e.error),
-            }
-        }
-        Err(last_err.expect("at least one attempt")).context("Xandikos: ports kept colliding")
+            xandikos.launch()
+        })?;
+        *xandikos.daemon() = Some(daemon);
+        Ok(xandikos)
     }
 
     fn launch(&self) -> Result<Daemon, LaunchError> {
@@ -117,16 +108,9 @@ impl Xandikos {
             }
             Ok(http(self.port, "GET", "/", &[], None).is_ok())
         });
-        match ready {
-            Ok(()) => Ok(daemon),
-            Err(e) => {
-                let _ = daemon.terminate(wait::STOP_TIMEOUT);
-                Err(LaunchError {
-                    port_in_use: mark.port_in_use(),
-                    error: process::startup_error("Xandikos", self.dir(), e, &output, &output),
-                })
-            }
-        }
+        daemon.or_stopped(ready, &mark, |e| {
+            process::startup_error("Xandikos", self.dir(), e, &output, &output)
+        })
     }
 
     fn daemon(&self) -> MutexGuard<'_, Option<Daemon>> {
