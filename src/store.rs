@@ -17,6 +17,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::imap::cache::{CacheHead, FolderCache, FolderCacheKey};
 pub use crate::imap::cache::{CacheStore, NoCache};
 use crate::imap::in_flight::InFlight;
+use crate::imap::progress::{CopyProgress, ProgressLine};
 use crate::imap::uid_map::UidMap;
 use crate::spec::MailMigrationStatus;
 
@@ -131,6 +132,10 @@ impl StateDir {
 
     fn in_flight_path(&self, key: &FolderCacheKey) -> PathBuf {
         self.folder_file("in-flight", key)
+    }
+
+    fn progress_path(&self, key: &FolderCacheKey) -> PathBuf {
+        self.folder_file("windows", key)
     }
 
     /// `DIR/<kind>/<mailbox>/<folder>.json`.
@@ -256,6 +261,76 @@ impl CacheStore for StateDir {
         write_json(&self.source_uids_path(key), map)
     }
 
+    fn load_progress(&self, key: &FolderCacheKey) -> Result<Option<CopyProgress>> {
+        use std::io::BufRead;
+        let path = self.progress_path(key);
+        let file = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        // A line per window, each flushed before the next: a crash can tear only the last
+        // one, which is left out (its window's copies are found on the destination
+        // instead) and cut off, so that the next line is not written after it. A line
+        // that cannot be read before others is damage: no record, a full comparison.
+        let mut lines = Vec::new();
+        let mut good_end = 0u64;
+        let mut torn = None;
+        let mut reader = std::io::BufReader::new(file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line)?;
+            if n == 0 {
+                break;
+            }
+            if torn.is_some() {
+                tracing::warn!(file = %path.display(), "a damaged record of an interrupted copy; comparing in full");
+                return Ok(None);
+            }
+            match serde_json::from_slice::<ProgressLine>(&line) {
+                Ok(l) if line.ends_with(b"\n") => {
+                    lines.push(l);
+                    good_end += n as u64;
+                }
+                _ => torn = Some(good_end),
+            }
+        }
+        if let Some(end) = torn {
+            fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(end))
+                .with_context(|| format!("cutting the torn end off {}", path.display()))?;
+        }
+        Ok(CopyProgress::of(lines))
+    }
+
+    fn save_progress(&self, key: &FolderCacheKey, line: Option<&ProgressLine>) -> Result<()> {
+        let path = self.progress_path(key);
+        match line {
+            Some(l @ ProgressLine::Started(_)) => {
+                let mut text = serde_json::to_vec(l)?;
+                text.push(b'\n');
+                write_file(&path, &text)
+            }
+            Some(l) => {
+                let mut file = fs::OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .with_context(|| format!("adding to {}", path.display()))?;
+                let mut w = std::io::BufWriter::new(&mut file);
+                serde_json::to_writer(&mut w, l)?;
+                w.write_all(b"\n")?;
+                w.flush()?;
+                drop(w);
+                file.sync_data()
+                    .with_context(|| format!("adding to {}", path.display()))
+            }
+            None => remove(&path),
+        }
+    }
+
     fn load_in_flight(&self, key: &FolderCacheKey) -> Result<Option<InFlight>> {
         // Only a crash of the machine tears one (it is not flushed), and that ended the
         // connection too: as good as none.
@@ -274,12 +349,7 @@ impl CacheStore for StateDir {
             // Not flushed to disk: twice a batch, and what it guards against (a killed
             // process, a cut connection) leaves the page cache alone.
             Some(b) => write_unsynced(&path, &serde_json::to_vec(b)?),
-            None => match fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(e).with_context(|| format!("removing {}", path.display()))
-                }
-                _ => Ok(()),
-            },
+            None => remove(&path),
         }
     }
 }
@@ -345,6 +415,16 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 /// Write-to-temporary, fsync, rename, fsync the directory.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     write_with(path, |file| Ok(file.write_all(bytes)?))
+}
+
+/// Removes `path`, if it is there.
+fn remove(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Write-to-temporary and rename, without waiting for the disk: never torn by a killed
@@ -502,5 +582,70 @@ mod tests {
         assert_eq!(s.root(), Path::new("migrations/.mailshift/example-com"));
         let s = StateDir::for_migration(Path::new("m.yaml"), Some(Path::new("/var/lib/ms")), "x");
         assert_eq!(s.root(), Path::new("/var/lib/ms/x"));
+    }
+
+    #[test]
+    fn a_copy_record_is_read_back_its_torn_end_cut_off_and_a_damaged_one_dropped() {
+        use crate::imap::cache::FolderStatus;
+        use crate::imap::diff::Tally;
+        use crate::imap::progress::{Started, WindowDone};
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateDir::at(dir.path());
+        let key = FolderCacheKey::new("a@example.com", "INBOX");
+        let status = |uidnext| FolderStatus {
+            uidvalidity: 5,
+            uidnext,
+            messages: uidnext - 1,
+            highestmodseq: None,
+        };
+        let window = |next, dest_next| {
+            ProgressLine::Window(WindowDone {
+                next,
+                dest_next,
+                copied: Default::default(),
+                source: Tally::default(),
+                dest: Tally::default(),
+                refused: Vec::new(),
+                missing: Vec::new(),
+            })
+        };
+        assert_eq!(store.load_progress(&key).unwrap(), None);
+        let started = ProgressLine::Started(Started {
+            dest_folder: "INBOX".into(),
+            source: status(301),
+            dest: status(1),
+            span: 100,
+            last: 300,
+        });
+        store.save_progress(&key, Some(&started)).unwrap();
+        store
+            .save_progress(&key, Some(&window(Some(101), 101)))
+            .unwrap();
+        store
+            .save_progress(&key, Some(&window(Some(201), 201)))
+            .unwrap();
+        let p = store.load_progress(&key).unwrap().unwrap();
+        assert_eq!((p.next, p.dest_next), (Some(201), 201));
+
+        // A crash halfway through the next line: read up to it, and the next line written
+        // after the cut is read too.
+        let path = store.progress_path(&key);
+        let mut text = fs::read(&path).unwrap();
+        text.extend_from_slice(br#"{"window":{"next":30"#);
+        fs::write(&path, &text).unwrap();
+        assert_eq!(store.load_progress(&key).unwrap().unwrap().next, Some(201));
+        store.save_progress(&key, Some(&window(None, 290))).unwrap();
+        let p = store.load_progress(&key).unwrap().unwrap();
+        assert_eq!((p.next, p.dest_next), (None, 290));
+
+        // Damage before the end: no record at all (a full comparison).
+        let text = fs::read_to_string(&path).unwrap();
+        let damaged = text.replacen("\"window\"", "\"wind", 1);
+        fs::write(&path, damaged).unwrap();
+        assert_eq!(store.load_progress(&key).unwrap(), None);
+
+        store.save_progress(&key, None).unwrap();
+        assert!(!path.exists());
+        store.save_progress(&key, None).unwrap();
     }
 }

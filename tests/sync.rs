@@ -1842,3 +1842,134 @@ fn a_first_copy_in_windows_is_exact_with_sparse_uids_duplicates_and_a_refusal() 
     assert_read_only(&again.sent());
     Ok(())
 }
+
+/// A first copy in windows whose destination connection is cut after a few windows, the
+/// run given up: the next run resumes from the copy's record (the window it was in on the
+/// source, what arrived since the record's last window on the destination), not by
+/// listing both folders whole, and ends with the exact copy and the cache an uninterrupted
+/// copy leaves. The record is made two windows behind, its last line torn (as a crash
+/// while writing it leaves it): the copies of both windows are found, not made twice.
+#[test]
+fn a_first_copy_in_windows_cut_midway_resumes_from_its_record() -> Result<()> {
+    use mailshift_harness::Proxy;
+    let src = dovecot("resume-src").start()?;
+    let dst = dovecot("resume-dst").start()?;
+    let date = "08-Aug-2022 08:08:08 +0000";
+    let dup = message("dup", "twice", "in two windows\r\n");
+    let inbox: Vec<(&str, &str, Vec<u8>)> = (1..=320u32)
+        .map(|uid| {
+            let m = match uid {
+                30 | 250 => dup.clone(),
+                _ => message(
+                    &format!("r{uid}"),
+                    &format!("R {uid}"),
+                    &format!("{}\r\n", "resume ".repeat(100)),
+                ),
+            };
+            (["", "\\Seen", "\\Flagged"][uid as usize % 3], date, m)
+        })
+        .collect();
+    load(&src, "INBOX", &inbox)?;
+    let state = tempfile::tempdir()?;
+    let store = Arc::new(StateDir::at(state.path()));
+    let rt = runtime();
+    let run = |port: u16,
+               attempts: u32|
+     -> Result<(mailshift::imap::report::MailboxReport, String)> {
+        let to_dest = Recorder::default();
+        let source = Connector::new(Side::Source, &endpoint(src.imap_port()), None)?;
+        let dest = Connector::new(Side::Destination, &endpoint(port), None)?
+            .with_recorder(to_dest.clone());
+        let mut options = test_options();
+        options.retry.attempts = attempts;
+        let engine = Arc::new(Engine::new(source, dest, None, store.clone()).with_options(options));
+        let report = rt.block_on(engine.sync_mailbox(&account()));
+        Ok((report, to_dest.sent()))
+    };
+    // What the destination was asked to list, in order (the sets of the listings).
+    let listings = |sent: &str| -> Vec<String> {
+        commands(sent)
+            .into_iter()
+            .filter(|(verb, line)| verb == "UID FETCH" && line.contains("RFC822.SIZE"))
+            .map(|(_, line)| line.split_whitespace().nth(3).unwrap_or("").to_owned())
+            .collect()
+    };
+
+    // Cut after about half of the folder (eight windows of 40), the proxy then gone: the
+    // run gives up.
+    let proxy = Proxy::start(dst.imap_port())?;
+    proxy.cut_after(150_000);
+    let port = proxy.port();
+    let first = std::thread::scope(|scope| -> Result<_> {
+        let first = scope.spawn(|| run(port, 1));
+        mailshift_harness::wait::until_true(std::time::Duration::from_secs(60), "the cut", || {
+            Ok(proxy.cuts() > 0 || first.is_finished())
+        })?;
+        drop(proxy);
+        first.join().expect("the first run")
+    })?
+    .0;
+    assert!(!first.is_perfect(), "{first:#?}");
+    let records = files_below(&state.path().join("windows"));
+    assert_eq!(records.len(), 1, "the copy's record: {records:?}");
+    let record = &records[0];
+    let text = std::fs::read_to_string(record)?;
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.len() >= 4,
+        "a start and three windows at least: {text}"
+    );
+    // Two windows behind, the second of them half written: the copies of both are on the
+    // destination past the record's last line.
+    let torn = lines[lines.len() - 2];
+    let behind = format!(
+        "{}\n{}",
+        lines[..lines.len() - 2].join("\n"),
+        &torn[..torn.len() / 2]
+    );
+    std::fs::write(record, behind)?;
+
+    let (second, sent) = run(dst.imap_port(), 12)?;
+    assert!(second.is_perfect(), "{second:#?}");
+    assert!(messages(&src, "INBOX")? == messages(&dst, "INBOX")?);
+    let listed = listings(&sent);
+    let tail = listed.first().unwrap_or_else(|| panic!("{listed:?}"));
+    let from: u32 = tail
+        .strip_suffix(":*")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a tail listing, not {tail}"));
+    assert!(
+        from > 1,
+        "what came after the record's last window: {listed:?}"
+    );
+    assert!(
+        !record.exists(),
+        "the record is gone once the cache is written"
+    );
+
+    // The cache is whole: nothing to do, and a flag changed on the source in an early
+    // window is carried over by the next pass.
+    let (again, _) = run(dst.imap_port(), 12)?;
+    assert_eq!(again.folders[0].copied, 0, "{again:#?}");
+    on(
+        &src,
+        &["SELECT INBOX", "UID STORE 3 +FLAGS.SILENT ($Later)"],
+    )?;
+    let (flagged, _) = run(dst.imap_port(), 12)?;
+    assert_eq!(flagged.folders[0].flags_updated, 1, "{flagged:#?}");
+    assert!(messages(&src, "INBOX")? == messages(&dst, "INBOX")?);
+    Ok(())
+}
+
+/// Every file below `dir`.
+fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(files_below(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}

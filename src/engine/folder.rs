@@ -7,13 +7,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::windows::{Windows, in_windows};
 use super::{Engine, FolderState, Progress};
 use crate::imap::cache::{
     CACHE_VERSION, CacheHead, Copied, FlagCheck, FolderCache, FolderCacheKey, FolderStatus,
     FullReason, ResyncNeed, resync_need,
 };
 use crate::imap::command::UidSet;
-use crate::imap::diff::{Entry, FlagUpdate, FolderDiff, Tally, diff};
+use crate::imap::diff::{Entry, FlagUpdate, Tally, diff};
 use crate::imap::in_flight::InFlight;
 use crate::imap::proto::ImapError;
 use crate::imap::report::{MessageRef, RefusedMessage};
@@ -44,10 +45,10 @@ pub(super) struct Target<'a> {
 
 /// What every step of one folder's pass reads: the engine, the folder and its cache key.
 #[derive(Clone, Copy)]
-struct Pass<'a> {
-    engine: &'a Engine,
-    t: &'a Target<'a>,
-    key: &'a FolderCacheKey,
+pub(super) struct Pass<'a> {
+    pub engine: &'a Engine,
+    pub t: &'a Target<'a>,
+    pub key: &'a FolderCacheKey,
 }
 
 /// A batch as appended: what was listed, what the source sent, what the destination said,
@@ -61,14 +62,14 @@ struct Appended<'a> {
 
 /// What the copy loop did.
 #[derive(Debug, Default)]
-struct CopyResult {
-    copied: Vec<Copied>,
+pub(super) struct CopyResult {
+    pub copied: Vec<Copied>,
     /// Appended, but the server did not say under which UID (no UIDPLUS).
-    without_uid: usize,
-    refused: Vec<RefusedMessage>,
+    pub without_uid: usize,
+    pub refused: Vec<RefusedMessage>,
     /// Listed, but gone from the source by the time it was fetched.
-    vanished: BTreeSet<u32>,
-    tally: Tally,
+    pub vanished: BTreeSet<u32>,
+    pub tally: Tally,
 }
 
 /// Syncs one folder (see the module docs). A connection error leaves the folder for a
@@ -187,6 +188,12 @@ async fn full(
     snaps: Option<(FolderStatus, FolderStatus)>,
 ) -> Result<(), ImapError> {
     let Pass { engine, t, key } = p;
+    // A first copy in windows that was interrupted goes on where it was.
+    if let Some(snaps) = snaps
+        && let Some(progress) = super::windows::resumable(p, snaps)
+    {
+        return super::windows::resume(p, src, dst, st, snaps, progress).await;
+    }
     // Both listings at once: across a WAN each side is a round trip or two, and neither
     // depends on the other.
     let all = UidSet::all();
@@ -201,7 +208,7 @@ async fn full(
     let (dst_sel, mut dest_entries) = dest_side?;
     if let (Some(w), Some(snaps)) = (windows, snaps) {
         if dest_entries.is_empty() {
-            return in_windows(p, src, dst, st, snaps, w, source_entries).await;
+            return in_windows(p, src, dst, st, snaps, w, (source_entries, Some(1)), None).await;
         }
         // Mail arrived since the destination's STATUS: compared with the whole source, as
         // in any full pass.
@@ -511,7 +518,7 @@ fn by_uid(entries: &[Entry], uid: u32) -> Option<&Entry> {
         .map(|i| &entries[i])
 }
 
-fn add(a: Tally, b: Tally) -> Tally {
+pub(super) fn add(a: Tally, b: Tally) -> Tally {
     Tally {
         messages: a.messages + b.messages,
         bytes: a.bytes + b.bytes,
@@ -527,7 +534,7 @@ fn merged_refusals<'a>(
     all.into_values().collect()
 }
 
-fn record_refusals(
+pub(super) fn record_refusals(
     st: &mut FolderState,
     refused: &mut BTreeMap<u32, RefusedMessage>,
     copy: &CopyResult,
@@ -538,14 +545,21 @@ fn record_refusals(
     }
 }
 
-fn save(engine: &Engine, key: &FolderCacheKey, cache: &FolderCache) -> Result<(), ImapError> {
+pub(super) fn save(
+    engine: &Engine,
+    key: &FolderCacheKey,
+    cache: &FolderCache,
+) -> Result<(), ImapError> {
+    // A first copy's record goes first: a cache supersedes it, and one left beside the
+    // cache would be resumed by a later full pass that must compare everything.
     engine
         .store
-        .save(key, cache)
+        .save_progress(key, None)
+        .and_then(|()| engine.store.save(key, cache))
         .map_err(|e| super::unsaved(format!("saving the cache of {key}"), &e))
 }
 
-fn flag_error(failed: &[(FlagUpdate, String)]) -> String {
+pub(super) fn flag_error(failed: &[(FlagUpdate, String)]) -> String {
     format!(
         "{} flag update(s) refused by the destination: {}",
         failed.len(),
@@ -553,7 +567,7 @@ fn flag_error(failed: &[(FlagUpdate, String)]) -> String {
     )
 }
 
-async fn apply_flags(
+pub(super) async fn apply_flags(
     st: &mut FolderState,
     dst: &mut DestinationSession,
     updates: &[FlagUpdate],
@@ -571,184 +585,9 @@ async fn apply_flags(
 }
 
 /// What is left to copy when `entries` are: all of it (messages, bytes).
-fn planned(entries: &[&Entry]) -> (u64, u64) {
+pub(super) fn planned(entries: &[&Entry]) -> (u64, u64) {
     let bytes = entries.iter().map(|e| u64::from(e.size)).sum();
     (entries.len() as u64, bytes)
-}
-
-/// The source folder's UIDs in ranges of about [`super::Options::list_window`] messages,
-/// for a first copy into an empty destination folder: listed and copied one after the
-/// other, so that what is held is one window's listing and the record of the copies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Windows {
-    /// UIDs per window: the window's size scaled by how sparse the folder's UIDs are.
-    span: u32,
-    /// The last UID the STATUS snapshot covers; the last window is open-ended (`n:*`), as a
-    /// full pass's listing is.
-    last: u32,
-}
-
-impl Windows {
-    /// Windows when the pass is a first copy of a folder larger than one window into an
-    /// empty destination folder (a Gmail pass reads labels across folders: never).
-    fn for_pass(
-        window: u32,
-        t: &Target<'_>,
-        snaps: Option<(FolderStatus, FolderStatus)>,
-    ) -> Option<Windows> {
-        let (s, d) = snaps?;
-        if t.labels.is_some() || d.messages > 0 || s.messages <= window.max(1) {
-            return None;
-        }
-        Windows::of(window, s.uidnext.saturating_sub(1), s.messages)
-    }
-
-    fn of(window: u32, last: u32, messages: u32) -> Option<Windows> {
-        let window = window.max(1);
-        if messages <= window || last <= window {
-            return None;
-        }
-        let span = u64::from(window) * u64::from(last) / u64::from(messages.max(1));
-        let span = span.clamp(u64::from(window), u64::from(last)) as u32;
-        Some(Windows { span, last })
-    }
-
-    fn first(&self) -> UidSet {
-        self.window(1).0
-    }
-
-    /// The first UID after the first window.
-    fn rest(&self) -> u32 {
-        1 + self.span
-    }
-
-    /// The window that starts at `from`, and where the next one starts (`None` after the
-    /// open-ended last one).
-    fn window(&self, from: u32) -> (UidSet, Option<u32>) {
-        let end = from.saturating_add(self.span - 1);
-        if end >= self.last {
-            (UidSet::from(from), None)
-        } else {
-            (UidSet::range(from, end), Some(end + 1))
-        }
-    }
-}
-
-/// A first copy into an empty destination folder, window by window ([`Windows`]): each
-/// window's listing copied as a full pass copies its listing, then let go. The destination
-/// was listed empty: every source message is copied (a message in the source twice, in two
-/// windows or one, twice, as a multiset comparison has it), none is compared, and the cache
-/// written at the end has the copies as its pairs.
-async fn in_windows(
-    p: Pass<'_>,
-    src: &mut SourceSession,
-    dst: &mut DestinationSession,
-    st: &mut FolderState,
-    (s, dsnap): (FolderStatus, FolderStatus),
-    windows: Windows,
-    first: Vec<Entry>,
-) -> Result<(), ImapError> {
-    let Pass { engine, t, key } = p;
-    let mut refused: BTreeMap<u32, RefusedMessage> = BTreeMap::new();
-    let mut copy = CopyResult::default();
-    let mut source = Tally::default();
-    let mut missing: Vec<MessageRef> = Vec::new();
-    let mut listed = 0u64;
-    let (mut entries, mut from, mut next) = (first, 1, windows.window(1).1);
-    loop {
-        // An open-ended window's answer may include the folder's last message below it.
-        entries.retain(|e| e.uid >= from);
-        let tally = Tally::of(&entries);
-        source = add(source, tally);
-        listed += tally.messages;
-        // Refused by an earlier attempt of this run: not tried again within it.
-        for e in &entries {
-            if let Some(r) = st.refused.get(&e.uid) {
-                refused.insert(e.uid, r.clone());
-            }
-        }
-        let to_copy: Vec<&Entry> = entries
-            .iter()
-            .filter(|e| !refused.contains_key(&e.uid))
-            .collect();
-        // What is left: this window, and the windows after it at the average size so far.
-        let (now, now_bytes) = planned(&to_copy);
-        let after = u64::from(s.messages).saturating_sub(listed);
-        let average = source.bytes / source.messages.max(1);
-        let left = (now + after, now_bytes + after * average);
-        let before = copy.copied.len();
-        let copied = copy_messages(
-            p,
-            src,
-            dst,
-            &to_copy,
-            left,
-            Some(dsnap.uidvalidity),
-            st,
-            &mut copy,
-        )
-        .await;
-        record_refusals(st, &mut refused, &copy);
-        copied?;
-        let mut done: Vec<u32> = copy.copied[before..].iter().map(|c| c.source_uid).collect();
-        done.sort_unstable();
-        missing.extend(
-            to_copy
-                .iter()
-                .filter(|e| {
-                    done.binary_search(&e.uid).is_err()
-                        && !copy.vanished.contains(&e.uid)
-                        && !refused.contains_key(&e.uid)
-                })
-                .map(|e| MessageRef::from(*e)),
-        );
-        drop(to_copy);
-        let Some(start) = next else { break };
-        let (set, after) = windows.window(start);
-        (from, next) = (start, after);
-        entries = src.fetch_meta(&set).await?;
-    }
-    drop(entries);
-
-    let refused_all: Vec<RefusedMessage> = refused.values().cloned().collect();
-    if copy.without_uid == 0 {
-        let d = FolderDiff {
-            source,
-            ..FolderDiff::default()
-        };
-        let copied_now = std::mem::take(&mut copy.copied);
-        let mut c = FolderCache::after_full_pass(
-            t.dest,
-            s,
-            dsnap,
-            &d,
-            &[],
-            copied_now,
-            refused_all.clone(),
-        );
-        c.dest_tally = copy.tally;
-        save(engine, key, &c)?;
-    } else {
-        // Copied without UIDPLUS: which UIDs the copies got is only known by listing the
-        // whole destination, which a full pass does (without a cache, the next one).
-        tracing::info!(mailbox = %t.address, folder = %t.source, "the destination gave no UIDs for its copies; the next pass compares the folder in full");
-        missing.clear();
-    }
-
-    let r = &mut st.report;
-    r.source_messages = source.messages;
-    r.source_bytes = source.bytes;
-    r.destination_messages = copy.tally.messages;
-    r.destination_bytes = copy.tally.bytes;
-    r.missing = missing;
-    r.surplus.clear();
-    r.extra.clear();
-    r.refused = refused_all;
-    super::naming::name_messages(src, dst, r).await;
-    r.skipped = 0;
-    r.flags_differ = 0;
-    st.full = true;
-    Ok(())
 }
 
 /// Splits `entries` (ascending UIDs) into batches of at most `max_bytes` bytes (or one
@@ -800,7 +639,7 @@ struct Ready<'b, 'c> {
 /// the largest message. Whatever completes is recorded in `out` (and in the folder's
 /// report) even when a connection is lost midway.
 #[allow(clippy::too_many_arguments)]
-async fn copy_messages(
+pub(super) async fn copy_messages(
     p: Pass<'_>,
     src: &mut SourceSession,
     dst: &mut DestinationSession,
@@ -1151,44 +990,6 @@ mod tests {
             internal_date: None,
             size,
         }
-    }
-
-    /// Every window's set, in order, from `1`.
-    fn sets(w: Windows) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut from = Some(1);
-        while let Some(f) = from {
-            let (set, next) = w.window(f);
-            out.push(set.to_string());
-            from = next;
-        }
-        out
-    }
-
-    #[test]
-    fn windows_cover_every_uid_once_and_the_last_is_open_ended() {
-        // Dense UIDs: windows of the size asked for.
-        let w = Windows::of(40, 100, 100).unwrap();
-        assert_eq!(sets(w), ["1:40", "41:80", "81:*"]);
-        assert_eq!(w.first().to_string(), "1:40");
-        assert_eq!(w.rest(), 41);
-        // Sparse UIDs (a tenth left after expunges): spans ten times as wide, so that a
-        // window still holds about 40 messages.
-        assert_eq!(
-            sets(Windows::of(40, 1000, 100).unwrap()),
-            ["1:400", "401:800", "801:*"]
-        );
-        // Exactly one window's worth past the first: no empty window at the end.
-        assert_eq!(sets(Windows::of(50, 100, 100).unwrap()), ["1:50", "51:*"]);
-        // A folder of one window or less is listed whole.
-        assert_eq!(Windows::of(40, 1000, 40), None);
-        assert_eq!(Windows::of(40, 40, 41), None);
-        // More messages than UIDs below UIDNEXT (a server's STATUS racing an append): the
-        // window's size holds.
-        assert_eq!(
-            sets(Windows::of(40, 90, 120).unwrap()),
-            ["1:40", "41:80", "81:*"]
-        );
     }
 
     #[test]

@@ -42,6 +42,7 @@ mod naming;
 pub mod retry;
 mod setup;
 mod verify;
+mod windows;
 
 use crate::imap::command::UidSet;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};

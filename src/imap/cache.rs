@@ -644,6 +644,25 @@ pub trait CacheStore: Send + Sync {
         Ok(())
     }
 
+    /// The record of a first copy in windows (see [`super::progress`]), if one was left.
+    /// A store that keeps none has every interrupted copy compared whole.
+    fn load_progress(
+        &self,
+        _: &FolderCacheKey,
+    ) -> anyhow::Result<Option<super::progress::CopyProgress>> {
+        Ok(None)
+    }
+
+    /// Adds `line` to the record (a [`super::progress::ProgressLine::Started`] begins a
+    /// new one), or removes the record (`None`). Durable once it returns.
+    fn save_progress(
+        &self,
+        _: &FolderCacheKey,
+        _: Option<&super::progress::ProgressLine>,
+    ) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// The UIDs mailshift gave the messages of a source folder that has none of its own
     /// (files, POP3; see [`crate::imap::uid_map`]). A store that keeps none gives new ones
     /// each run, under a new UIDVALIDITY.

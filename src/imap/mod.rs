@@ -20,6 +20,7 @@ pub mod in_flight;
 pub mod mutf7;
 pub mod namespace;
 pub mod pairs;
+pub mod progress;
 pub mod proto;
 pub mod report;
 pub mod session;
