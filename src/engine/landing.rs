@@ -3,7 +3,6 @@
 //! until that batch has landed (or never will) before its pass lists the destination.
 
 use super::Engine;
-use super::folder::Target;
 use crate::imap::cache::FolderCacheKey;
 use crate::imap::in_flight::{InFlight, POLL, SETTLE, Verdict, Watch, now_ms};
 use crate::imap::proto::ImapError;
@@ -33,14 +32,13 @@ pub(super) fn unanswered(e: &ImapError) -> bool {
 pub(super) async fn settle(
     engine: &Engine,
     dst: &mut DestinationSession,
-    t: &Target<'_>,
     key: &FolderCacheKey,
 ) -> Result<bool, ImapError> {
     let batch = match engine.store.load_in_flight(key) {
         Ok(Some(b)) => b,
         Ok(None) => return Ok(false),
         Err(e) => {
-            tracing::warn!(mailbox = %t.address, folder = %t.source, error = %e, "cannot read the record of an append in flight");
+            tracing::warn!(folder = %key, error = %e, "cannot read the record of an append in flight");
             return Ok(false);
         }
     };
@@ -49,7 +47,7 @@ pub(super) async fn settle(
     let mut told = false;
     let verdict = loop {
         let status = match dst.status(&watch.batch().folder).await {
-            Ok(s) => Some(s),
+            Ok(s) => s.snapshot(),
             Err(e) if e.is_connection_lost() => return Err(e),
             // Refused: the folder is gone.
             Err(_) => None,
@@ -57,14 +55,14 @@ pub(super) async fn settle(
         match watch.look(status.as_ref(), now_ms()) {
             Verdict::Wait => {
                 if !std::mem::replace(&mut told, true) {
-                    tracing::info!(mailbox = %t.address, folder = %t.source, messages = watch.batch().messages, "a batch appended before the last run ended was not answered; waiting for it to land");
+                    tracing::info!(folder = %key, messages = watch.batch().messages, "a batch appended before the last run ended was not answered; waiting for it to land");
                 }
                 tokio::time::sleep(POLL).await;
             }
             v => break v,
         }
     };
-    tracing::info!(mailbox = %t.address, folder = %t.source, messages = watch.batch().messages, verdict = ?verdict, waited_ms = started.elapsed().as_millis() as u64, "unanswered batch settled");
+    tracing::info!(folder = %key, messages = watch.batch().messages, verdict = ?verdict, waited_ms = started.elapsed().as_millis() as u64, "unanswered batch settled");
     record(engine, key, None)?;
     Ok(true)
 }

@@ -35,6 +35,7 @@
 //! or number of messages in a mailbox.
 
 mod answers;
+mod copy;
 mod folder;
 mod landing;
 mod names;
@@ -864,7 +865,7 @@ impl Engine {
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&source);
                 src.read_labels(state.labels);
-                let target = folder::Target {
+                let target = copy::Target {
                     labels: state.labels,
                     snapshot,
                     batch_bytes: (self.options.batch_bytes / share).max(1),

@@ -1,6 +1,6 @@
 //! Verify one folder: list both sides and compare them in full, read-only on both.
 
-use super::folder::Target;
+use super::copy::Target;
 use super::{Engine, FolderState};
 use crate::imap::cache::FolderCacheKey;
 use crate::imap::command::UidSet;

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::FolderState;
-use super::folder::{
+use super::copy::{
     CopyResult, Pass, Target, add, apply_flags, copy_messages, planned, record_refusals, save,
 };
 use crate::imap::cache::{FolderCache, FolderStatus};
@@ -189,7 +189,7 @@ async fn match_tail(
     let d = diff(entries, tail, &KnownPairs::new(), storable);
     let failed = apply_flags(st, dst, &d.flag_updates).await?;
     if !failed.is_empty() {
-        st.report.error = Some(super::folder::flag_error(&failed));
+        st.report.error = Some(super::copy::flag_error(&failed));
     }
     let unmatched: BTreeSet<u32> = d.extra.iter().chain(&d.surplus).copied().collect();
     let size: std::collections::HashMap<u32, u64> =
@@ -381,6 +381,7 @@ pub(super) async fn in_windows(
         // Copied without UIDPLUS: which UIDs the copies got is only known by listing the
         // whole destination, which a full pass does (without a cache, the next one).
         tracing::info!(mailbox = %t.address, folder = %t.source, "the destination gave no UIDs for its copies; the next pass compares the folder in full");
+        forget(p);
         missing.clear();
     }
 

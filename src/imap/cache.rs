@@ -76,6 +76,8 @@ use super::diff::{
     diff,
 };
 use super::report::RefusedMessage;
+// Where the snapshots' type was first defined, and still looked for.
+pub use super::status::FolderStatus;
 
 /// The format version of [`FolderCache`]; a cache of another version is ignored (full pass).
 pub const CACHE_VERSION: u32 = 1;
@@ -103,18 +105,6 @@ impl fmt::Display for FolderCacheKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.mailbox, self.source_folder)
     }
-}
-
-/// A folder's state as STATUS (or SELECT/EXAMINE) reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FolderStatus {
-    pub uidvalidity: u32,
-    pub uidnext: u32,
-    pub messages: u32,
-    /// HIGHESTMODSEQ, when the server offers CONDSTORE and the folder supports it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub highestmodseq: Option<u64>,
 }
 
 /// What a complete pass over one source folder left behind (see the module docs).

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::session::MailboxStatus;
+use super::status::FolderStatus;
 
 /// How long a folder must stay still (neither UIDNEXT nor the message count moving),
 /// counted from when its batch was sent, before a batch not seen to land is taken as
@@ -77,7 +77,7 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct Watch {
     batch: InFlight,
-    last: Option<(Option<u32>, u32)>,
+    last: Option<(u32, u32)>,
     still_since_ms: u64,
     settle_ms: u64,
 }
@@ -96,22 +96,22 @@ impl Watch {
         &self.batch
     }
 
-    /// The verdict on the folder's STATUS (`None`: the folder does not exist) taken at
-    /// `now_ms`.
-    pub fn look(&mut self, status: Option<&MailboxStatus>, now_ms: u64) -> Verdict {
+    /// The verdict on the folder's STATUS taken at `now_ms` (`None`: the folder does not
+    /// exist, or its STATUS gives no UIDVALIDITY and UIDNEXT to tell anything by).
+    pub fn look(&mut self, status: Option<&FolderStatus>, now_ms: u64) -> Verdict {
         let Some(s) = status else {
             return Verdict::Replaced;
         };
-        if s.uid_validity.is_some_and(|v| v != self.batch.uidvalidity) {
+        if s.uidvalidity != self.batch.uidvalidity {
             return Verdict::Replaced;
         }
         let target = u64::from(self.batch.uidnext) + u64::from(self.batch.messages);
-        if s.uid_next.is_some_and(|n| u64::from(n) >= target) {
+        if u64::from(s.uidnext) >= target {
             return Verdict::Landed;
         }
         // A server committing message by message moves while it works: the clock starts
         // again from each change.
-        let seen = (s.uid_next, s.messages);
+        let seen = (s.uidnext, s.messages);
         if self.last.is_some_and(|l| l != seen) {
             self.still_since_ms = self.still_since_ms.max(now_ms);
         }
@@ -128,12 +128,12 @@ impl Watch {
 mod tests {
     use super::*;
 
-    fn status(validity: u32, next: u32, messages: u32) -> MailboxStatus {
-        MailboxStatus {
+    fn status(uidvalidity: u32, uidnext: u32, messages: u32) -> FolderStatus {
+        FolderStatus {
+            uidvalidity,
+            uidnext,
             messages,
-            uid_next: Some(next),
-            uid_validity: Some(validity),
-            highest_modseq: None,
+            highestmodseq: None,
         }
     }
 

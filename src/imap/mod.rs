@@ -24,6 +24,7 @@ pub mod progress;
 pub mod proto;
 pub mod report;
 pub mod session;
+pub mod status;
 pub mod throttle;
 pub mod tls_sniff;
 pub mod uid_map;

@@ -15,10 +15,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::cache::FolderStatus;
 use super::diff::Tally;
 use super::pairs::{KnownPair, KnownPairs};
 use super::report::{MessageRef, RefusedMessage};
+use super::status::FolderStatus;
 
 /// One line of the record. (Externally tagged: an internally tagged enum is read through
 /// serde's buffer, which cannot give the pairs' map its integer keys.)

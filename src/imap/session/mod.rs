@@ -19,7 +19,6 @@ use std::fmt;
 use chrono::{DateTime, FixedOffset};
 use imap_proto::{AttributeValue, MailboxDatum, NameAttribute, Response, ResponseCode, Status};
 
-use super::cache;
 use super::command::{Command, FetchItems, UidSet, WireName};
 use super::conn::Connection;
 use super::diff::{Entry, Flag, FlagChange, FlagSet, FlagUpdate, Storable};
@@ -107,8 +106,8 @@ pub struct MailboxStatus {
 
 impl MailboxStatus {
     /// The snapshot a cache records, when the server gave UIDVALIDITY and UIDNEXT.
-    pub fn snapshot(&self) -> Option<cache::FolderStatus> {
-        Some(cache::FolderStatus {
+    pub fn snapshot(&self) -> Option<super::status::FolderStatus> {
+        Some(super::status::FolderStatus {
             uidvalidity: self.uid_validity?,
             uidnext: self.uid_next?,
             messages: self.messages,
