@@ -592,12 +592,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = StateDir::at(dir.path());
         let key = FolderCacheKey::new("a@example.com", "INBOX");
-        let status = |uidnext| FolderStatus {
-            uidvalidity: 5,
-            uidnext,
-            messages: uidnext - 1,
-            highestmodseq: None,
-        };
+        let status = |uidnext| FolderStatus::new(5, uidnext, uidnext - 1);
         let window = |next, dest_next| {
             ProgressLine::Window(WindowDone {
                 next,

@@ -67,13 +67,6 @@ pub(super) struct CopyResult {
     pub tally: Tally,
 }
 
-pub(super) fn add(a: Tally, b: Tally) -> Tally {
-    Tally {
-        messages: a.messages + b.messages,
-        bytes: a.bytes + b.bytes,
-    }
-}
-
 pub(super) fn record_refusals(
     st: &mut FolderState,
     refused: &mut BTreeMap<u32, RefusedMessage>,

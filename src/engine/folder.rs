@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::copy::{
-    CopyResult, Pass, Target, add, apply_flags, copy_messages, flag_error, planned,
-    record_refusals, save,
+    CopyResult, Pass, Target, apply_flags, copy_messages, flag_error, planned, record_refusals,
+    save,
 };
 use super::windows::{Windows, in_windows};
 use super::{Engine, FolderState};
@@ -253,7 +253,7 @@ async fn full(
                 copied_now,
                 refused_all.clone(),
             );
-            c.dest_tally = add(d.dest, copy.tally);
+            c.dest_tally = d.dest + copy.tally;
             next = Some(c);
         } else {
             // No UIDPLUS: which UIDs the copies got is only known by listing again.
@@ -291,7 +291,7 @@ async fn full(
     let r = &mut st.report;
     r.source_messages = d.source.messages;
     r.source_bytes = d.source.bytes;
-    let dest_now = add(d.dest, copy.tally);
+    let dest_now = d.dest + copy.tally;
     r.destination_messages = dest_now.messages;
     r.destination_bytes = dest_now.bytes;
     // Copied without a known UID counts as copied too: the server said OK.

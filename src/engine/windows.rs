@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::FolderState;
 use super::copy::{
-    CopyResult, Pass, Target, add, apply_flags, copy_messages, planned, record_refusals, save,
+    CopyResult, Pass, Target, apply_flags, copy_messages, planned, record_refusals, save,
 };
 use crate::imap::cache::{FolderCache, FolderStatus};
 use crate::imap::command::UidSet;
@@ -273,7 +273,7 @@ pub(super) async fn in_windows(
         // An open-ended window's answer may include the folder's last message below it.
         entries.retain(|e| e.uid >= from);
         let tally = Tally::of(&entries);
-        source = add(source, tally);
+        source = source + tally;
         listed += tally.messages;
         // Refused by an earlier attempt of this run: not tried again within it.
         for e in &entries {
@@ -284,13 +284,11 @@ pub(super) async fn in_windows(
         let found = match_tail(dst, st, &entries, &mut tail, &storable).await?;
         let found_uids: BTreeSet<u32> = found.iter().map(|(f, _)| f.source_uid).collect();
         for (pair, size) in found {
-            copy.tally = add(
-                copy.tally,
-                Tally {
+            copy.tally = copy.tally
+                + Tally {
                     messages: 1,
                     bytes: size,
-                },
-            );
+                };
             copy.copied.push(pair);
         }
         let to_copy: Vec<&Entry> = entries

@@ -159,6 +159,17 @@ impl Tally {
     }
 }
 
+impl std::ops::Add for Tally {
+    type Output = Tally;
+
+    fn add(self, other: Tally) -> Tally {
+        Tally {
+            messages: self.messages + other.messages,
+            bytes: self.bytes + other.bytes,
+        }
+    }
+}
+
 /// The comparison of a source folder with its destination folder.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FolderDiff {

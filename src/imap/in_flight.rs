@@ -129,12 +129,7 @@ mod tests {
     use super::*;
 
     fn status(uidvalidity: u32, uidnext: u32, messages: u32) -> FolderStatus {
-        FolderStatus {
-            uidvalidity,
-            uidnext,
-            messages,
-            highestmodseq: None,
-        }
+        FolderStatus::new(uidvalidity, uidnext, messages)
     }
 
     fn batch(sent_at_ms: u64) -> InFlight {

@@ -102,19 +102,12 @@ impl CopyProgress {
             p.next = w.next;
             p.dest_next = w.dest_next;
             p.copied.extend(w.copied.values().cloned());
-            p.source = add(p.source, w.source);
-            p.dest = add(p.dest, w.dest);
+            p.source = p.source + w.source;
+            p.dest = p.dest + w.dest;
             p.refused.extend(w.refused);
             p.missing.extend(w.missing);
         }
         Some(p)
-    }
-}
-
-fn add(a: Tally, b: Tally) -> Tally {
-    Tally {
-        messages: a.messages + b.messages,
-        bytes: a.bytes + b.bytes,
     }
 }
 
@@ -124,12 +117,7 @@ mod tests {
     use crate::imap::diff::FlagSet;
 
     fn status(uidvalidity: u32, uidnext: u32, messages: u32) -> FolderStatus {
-        FolderStatus {
-            uidvalidity,
-            uidnext,
-            messages,
-            highestmodseq: None,
-        }
+        FolderStatus::new(uidvalidity, uidnext, messages)
     }
 
     fn started() -> ProgressLine {

@@ -14,3 +14,15 @@ pub struct FolderStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub highestmodseq: Option<u64>,
 }
+
+impl FolderStatus {
+    /// A folder's state without HIGHESTMODSEQ (a server without CONDSTORE).
+    pub fn new(uidvalidity: u32, uidnext: u32, messages: u32) -> FolderStatus {
+        FolderStatus {
+            uidvalidity,
+            uidnext,
+            messages,
+            highestmodseq: None,
+        }
+    }
+}
