@@ -156,11 +156,8 @@ impl CacheStore for StateDir {
         // comparison, which is always correct.
         let read = || -> Result<Option<FolderCache>> {
             use std::io::{BufRead, Seek};
-            let path = self.cache_path(key);
-            let file = match fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            let Some(file) = open_existing(&self.cache_path(key))? else {
+                return Ok(None);
             };
             // Parsed as it is read: a cache of a million pairs is tens of megabytes of
             // JSON, which held whole beside the pairs parsed from it would double the peak.
@@ -184,10 +181,8 @@ impl CacheStore for StateDir {
 
     fn load_head(&self, key: &FolderCacheKey) -> Result<Option<CacheHead>> {
         use std::io::BufRead;
-        let file = match fs::File::open(self.cache_path(key)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let Some(file) = open_existing(&self.cache_path(key))? else {
+            return Ok(None);
         };
         let mut reader = std::io::BufReader::new(file);
         let mut first = Vec::new();
@@ -264,10 +259,8 @@ impl CacheStore for StateDir {
     fn load_progress(&self, key: &FolderCacheKey) -> Result<Option<CopyProgress>> {
         use std::io::BufRead;
         let path = self.progress_path(key);
-        let file = match fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        let Some(file) = open_existing(&path)? else {
+            return Ok(None);
         };
         // A line per window, each flushed before the next: a crash can tear only the last
         // one, which is left out (its window's copies are found on the destination
@@ -430,31 +423,45 @@ fn remove(path: &Path) -> Result<()> {
 /// Write-to-temporary and rename, without waiting for the disk: never torn by a killed
 /// process, cheap enough to do per batch.
 fn write_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().context("a state file has a directory")?;
-    private_dir(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)?;
-    tmp.persist(path)
-        .with_context(|| format!("replacing {}", path.display()))?;
-    Ok(())
+    replace(path, false, |file| Ok(file.write_all(bytes)?))
 }
 
 /// [`write_file`] of what `write` writes to the temporary file.
 fn write_with(path: &Path, write: impl FnOnce(&mut fs::File) -> Result<()>) -> Result<()> {
+    replace(path, true, write)
+}
+
+/// Writes `path` anew through a temporary file renamed over it; `durable`: flushed to disk
+/// first, and the directory after.
+fn replace(
+    path: &Path,
+    durable: bool,
+    write: impl FnOnce(&mut fs::File) -> Result<()>,
+) -> Result<()> {
     let dir = path.parent().context("a state file has a directory")?;
     private_dir(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     write(tmp.as_file_mut())?;
     tmp.flush()?;
-    tmp.as_file().sync_all()?;
+    if durable {
+        tmp.as_file().sync_all()?;
+    }
     tmp.persist(path)
         .with_context(|| format!("replacing {}", path.display()))?;
-    if let Ok(d) = fs::File::open(dir) {
+    if durable && let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// The file at `path` opened for reading, `None` if there is none.
+fn open_existing(path: &Path) -> Result<Option<fs::File>> {
+    match fs::File::open(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
 }
 
 #[cfg(test)]

@@ -358,8 +358,7 @@ async fn append_batch(
     p.engine.governors.1.pace(good.len(), bytes).await;
     // Recorded until answered: a later pass must not list the destination while it may
     // still land (see `crate::imap::in_flight`).
-    let limit = dst.append_limit().unwrap_or(u64::MAX);
-    let sent = good.iter().filter(|m| m.body.len() as u64 <= limit).count();
+    let sent = dst.sendable(&good);
     let in_flight = dst
         .next_uid(&t.dest_wire)
         .filter(|_| sent > 0)

@@ -117,7 +117,7 @@ pub(super) fn resumable(
 }
 
 /// Removes the folder's record (a full comparison or a cache supersedes it).
-pub(super) fn forget(p: Pass<'_>) {
+fn forget(p: Pass<'_>) {
     if let Err(e) = p.engine.store.save_progress(p.key, None) {
         tracing::warn!(mailbox = %p.t.address, folder = %p.t.source, error = %e, "cannot remove the record of an interrupted copy");
     }

@@ -56,6 +56,16 @@ impl DestinationSession {
             .find_map(|c| c.strip_prefix("APPENDLIMIT=")?.parse().ok())
     }
 
+    /// How many of `messages` an append sends: those within the APPENDLIMIT (the others
+    /// are refused before anything goes out).
+    pub fn sendable(&self, messages: &[Outgoing]) -> usize {
+        let limit = self.append_limit().unwrap_or(u64::MAX);
+        messages
+            .iter()
+            .filter(|m| m.body.len() as u64 <= limit)
+            .count()
+    }
+
     /// Whether APPEND answers carry the new message's UID (UIDPLUS, RFC 4315).
     pub fn has_uidplus(&self) -> bool {
         self.conn.has("UIDPLUS")
